@@ -1,0 +1,58 @@
+# kefu: every target installs what it needs into .venv first, so a fresh clone just works.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BUNDLE ?= models/default
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install data base-model model serve score bench test test-slow lint clean
+
+install: $(STAMP)
+
+# torch is pinned in pyproject (==2.13.0) and installed with pip: a looser pin, uv or poetry
+# would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[train,dev,ray]'
+	touch $(STAMP)
+
+data: install
+	$(BIN)/kefu data build
+
+base-model: install
+	$(BIN)/kefu base-model
+
+model: base-model
+	$(BIN)/kefu train --config training/configs/default.yaml --out $(BUNDLE)
+
+$(BUNDLE)/manifest.json:
+	$(MAKE) model
+
+serve: install $(BUNDLE)/manifest.json
+	$(BIN)/kefu serve --bundle $(BUNDLE) --host $(HOST) --port $(PORT)
+
+score: install $(BUNDLE)/manifest.json
+	$(BIN)/kefu score datasets/seed/test.jsonl -o scored/seed-test.parquet --bundle $(BUNDLE)
+	$(BIN)/kefu report scored/seed-test.parquet -o scored/seed-test.html
+
+bench: install $(BUNDLE)/manifest.json
+	$(BIN)/kefu bench --bundle $(BUNDLE)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install base-model
+	$(BIN)/python -m pytest -q -m slow
+
+lint: install
+	$(BIN)/ruff check training serving tests
+	$(BIN)/ruff format --check training serving tests
+	$(BIN)/mypy serving
+
+clean:
+	rm -rf $(VENV) .pytest_cache scored

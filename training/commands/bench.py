@@ -1,0 +1,10 @@
+"""`kefu bench`: not built yet."""
+
+from __future__ import annotations
+
+import typer
+
+
+def command() -> None:
+    typer.echo("kefu bench: not available yet", err=True)
+    raise typer.Exit(2)

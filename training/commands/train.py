@@ -1,0 +1,10 @@
+"""`kefu train`: not built yet."""
+
+from __future__ import annotations
+
+import typer
+
+
+def command() -> None:
+    typer.echo("kefu train: not available yet", err=True)
+    raise typer.Exit(2)
