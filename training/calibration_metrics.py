@@ -7,7 +7,9 @@ import numpy as np
 ECE_BINS = 15
 
 
-def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+def reliability_bins(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS
+) -> dict[str, np.ndarray]:
     """Per equal-width confidence bin: count, mean confidence and accuracy of the top-1 label.
 
     probs (n, k) rows summing to 1, labels (n,) int class indices. Empty bins have count 0
@@ -25,7 +27,9 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BI
     return {"edges": edges, "count": count, "confidence": mean_conf, "accuracy": accuracy}
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> float:
+def expected_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS
+) -> float:
     """ECE: sum over bins of |accuracy - confidence| weighted by the bin's share of rows."""
     if len(labels) == 0:
         return float("nan")

@@ -28,7 +28,10 @@ BASIC_CHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ,.!
 def char_tokenizer(texts: Iterable[str]) -> Tokenizer:
     """A BERT-style WordPiece tokenizer whose vocabulary is every character seen in `texts`."""
     chars = sorted({ch for text in texts for ch in text if not ch.isspace()} | set(BASIC_CHARS))
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + [c for c in chars if c not in SPECIAL_TOKENS])}
+    vocab = {
+        token: i
+        for i, token in enumerate(SPECIAL_TOKENS + [c for c in chars if c not in SPECIAL_TOKENS])
+    }
     tokenizer = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False, handle_chinese_chars=True)
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -64,7 +67,9 @@ def build_tiny_bundle(
         quantize_int8(work / "fp32.onnx", work / "int8.onnx")
         return write_bundle(
             out_dir,
-            manifest=Manifest(model_version=model_version, base_model="tiny-random-bert", max_length=max_length),
+            manifest=Manifest(
+                model_version=model_version, base_model="tiny-random-bert", max_length=max_length
+            ),
             onnx_fp32=work / "fp32.onnx",
             onnx_int8=work / "int8.onnx",
             tokenizer_json=work / "tokenizer.json",

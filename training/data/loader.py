@@ -199,7 +199,9 @@ def _read_csv(
     header = [name.strip() for name in header]
     consumed = reader.line_num
     for values in reader:
-        number = numbers[min(consumed, len(numbers) - 1)]  # the line a (multi-line) record starts on
+        number = numbers[
+            min(consumed, len(numbers) - 1)
+        ]  # the line a (multi-line) record starts on
         consumed = reader.line_num
         if not values or all(not value.strip() for value in values):
             continue
