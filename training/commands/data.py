@@ -74,7 +74,8 @@ def validate(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     console = Console()
-    table = Table(title=f"{file}: {len(data.rows)} usable rows, {len(data.rejects)} rejected")
+    typer.echo(f"{file}: {len(data.rows)} usable rows, {len(data.rejects)} rejected")
+    table = Table()
     for column in ("head", "label", "rows"):
         table.add_column(column)
     from collections import Counter
@@ -84,9 +85,9 @@ def validate(
             table.add_row(head, label or "(unlabelled)", str(count))
     console.print(table)
     for reject in data.rejects[:20]:
-        console.print(f"[yellow]rejected[/] {reject.describe()}", markup=True, highlight=False)
+        typer.echo(f"rejected: {reject.describe()}")
     if len(data.rejects) > 20:
-        console.print(f"... {len(data.rejects) - 20} more")
+        typer.echo(f"... {len(data.rejects) - 20} more")
     if rejects is not None:
         written = write_rejects(data.rejects, rejects)
-        console.print(f"wrote {written} rejects to {rejects}")
+        typer.echo(f"wrote {written} rejects to {rejects}")

@@ -138,14 +138,14 @@ def augment_split(
     augmenter: Augmenter,
     config: BuildConfig,
     per_intent_written: dict[str, int],
+    taken: set[str],
 ) -> list[SeedRow]:
+    """Written rows plus their variants; `taken` holds every text already in the corpus."""
     rows: list[SeedRow] = []
-    taken: set[str] = set()
     partners = sorted(messages, key=lambda m: m.family)
     for message in sorted(messages, key=lambda m: m.family):
         suffix = ":hard_negative" if message.hard_negative else ""
         rows.append(_row(message, 0, message.text, "written" + suffix, split))
-        taken.add(message.text)
         wanted = _variants_wanted(message, per_intent_written[message.intent], config)
         rng = random.Random(f"{config.seed}:{message.family}")
         index, attempts = 1, 0
@@ -211,6 +211,7 @@ def build(config: BuildConfig = BuildConfig(), taxonomy: Taxonomy | None = None)
     for message in messages:
         written_count[message.intent] += 1
     augmenter = Augmenter(lexicon)
+    taken = {message.text for message in messages}
     rows_by_split = {
         split: augment_split(
             [m for m in messages if assignment[m.family] == split],
@@ -218,6 +219,7 @@ def build(config: BuildConfig = BuildConfig(), taxonomy: Taxonomy | None = None)
             augmenter,
             config,
             written_count,
+            taken,
         )
         for split in SPLITS
     }
