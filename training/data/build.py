@@ -27,6 +27,7 @@ DATASETS = REPO_ROOT / "datasets"
 SPLITS = ("train", "dev", "test")
 SPLIT_SHARES = (0.8, 0.1, 0.1)
 HEADER = ["urgency", "emotion", "tags", "text"]
+RARE_URGENCY, RARE_EMOTION, RARE_WEIGHT = {"critical"}, {"positive"}, 2.0
 TAGS = {"hn", "multi", "chip", "card", "frag", "typo", "slang", "dialect", "en", "emoji"}
 
 
@@ -37,6 +38,8 @@ class BuildConfig:
     card: Path = DATASETS / "README.md"
     seed: int = 20261122
     rows_per_intent: int = 850  # written + augmented rows aimed at per intent (all splits)
+    # Greetings and unclear fragments dominate real chat logs; give them more rows.
+    intent_rows: tuple[tuple[str, int], ...] = (("greeting", 1200), ("other", 1000))
     max_variants: int = 5  # augmented variants per written message at most
     combine_share: float = 0.12  # share of augmented rows that join two requests
 
@@ -137,7 +140,7 @@ def augment_split(
     split: str,
     augmenter: Augmenter,
     config: BuildConfig,
-    per_intent_written: dict[str, int],
+    variants_wanted: dict[str, int],
     taken: set[str],
 ) -> list[SeedRow]:
     """Written rows plus their variants; `taken` holds every text already in the corpus."""
@@ -146,7 +149,7 @@ def augment_split(
     for message in sorted(messages, key=lambda m: m.family):
         suffix = ":hard_negative" if message.hard_negative else ""
         rows.append(_row(message, 0, message.text, "written" + suffix, split))
-        wanted = _variants_wanted(message, per_intent_written[message.intent], config)
+        wanted = variants_wanted[message.family]
         rng = random.Random(f"{config.seed}:{message.family}")
         index, attempts = 1, 0
         while index <= wanted and attempts < wanted * 4:
@@ -166,12 +169,31 @@ def augment_split(
     return rows
 
 
-def _variants_wanted(message: Message, written: int, config: BuildConfig) -> int:
-    """Spread the intent's missing rows evenly over its messages; the hash decides remainders."""
-    missing = max(0, config.rows_per_intent - written)
-    base, remainder = divmod(missing, written)
-    extra = int(stable_hash("extra", message.family), 16) % written < remainder
-    return min(config.max_variants, base + int(extra))
+def allocate_variants(messages: list[Message], config: BuildConfig) -> dict[str, int]:
+    """family -> number of augmented variants, so each intent reaches `rows_per_intent`.
+
+    Rare labels weigh more (critical urgency, positive emotion): the corpus needs at least 5%
+    of each class, and those classes live in a few intents only. Remainders go by family hash.
+    """
+    by_intent: dict[str, list[Message]] = defaultdict(list)
+    for message in messages:
+        by_intent[message.intent].append(message)
+    wanted: dict[str, int] = {}
+    for group in by_intent.values():
+        group = sorted(group, key=lambda m: stable_hash("extra", m.family))
+        weights = [
+            1.0 + RARE_WEIGHT * (m.urgency in RARE_URGENCY or m.emotion in RARE_EMOTION)
+            for m in group
+        ]
+        target = dict(config.intent_rows).get(group[0].intent, config.rows_per_intent)
+        missing = max(0, target - len(group))
+        shares = [missing * weight / sum(weights) for weight in weights]
+        counts = [int(share) for share in shares]
+        for index in range(missing - sum(counts)):
+            counts[index % len(counts)] += 1
+        for message, count in zip(group, counts, strict=True):
+            wanted[message.family] = min(config.max_variants, count)
+    return wanted
 
 
 def _row(message: Message, index: int, text: str, source: str, split: str) -> SeedRow:
@@ -207,9 +229,7 @@ def build(config: BuildConfig = BuildConfig(), taxonomy: Taxonomy | None = None)
     lexicon = yaml.safe_load((config.sources / "augment.yaml").read_text(encoding="utf-8"))
     messages = read_written(config.sources / "written", taxonomy)
     assignment = split_families(messages)
-    written_count: dict[str, int] = defaultdict(int)
-    for message in messages:
-        written_count[message.intent] += 1
+    variants_wanted = allocate_variants(messages, config)
     augmenter = Augmenter(lexicon)
     taken = {message.text for message in messages}
     rows_by_split = {
@@ -218,7 +238,7 @@ def build(config: BuildConfig = BuildConfig(), taxonomy: Taxonomy | None = None)
             split,
             augmenter,
             config,
-            written_count,
+            variants_wanted,
             taken,
         )
         for split in SPLITS
