@@ -15,11 +15,11 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "tracking_number",
         re.compile(r"(?<![A-Za-z0-9])(?:SF|YT|JD|JDV|ZTO|YD|STO|EMS|DPK|JT)[A-Z]?\d{9,16}(?!\d)", re.I),
     ),
-    ("order_id", re.compile(r"\[订单[^\]\s]{0,8}\]|(?<![\d.])\d{10,20}(?![\d.])")),
+    ("order_id", re.compile(r"\[订单[^\[\]\s]{0,8}\]|(?<![\d.])\d{10,20}(?![\d.])")),
     (
         "amount",
         re.compile(
-            r"\[金额[^\]\s]{0,8}\]|[¥￥]\s?\d+(?:\.\d{1,2})?"
+            r"\[金额[^\[\]\s]{0,8}\]|[¥￥]\s?\d+(?:\.\d{1,2})?"
             r"|(?<![\d.])\d+(?:\.\d{1,2})?\s?(?:元|块钱|块|rmb|RMB)"
         ),
     ),
@@ -60,8 +60,13 @@ def asks_for_human(text: str) -> bool:
     return not _HUMAN_NOT_ASKED.search(text)
 
 
+# Any digit run of 7+ digits the entity rules did not claim (landlines, 21+ digit ids, card or
+# id-card numbers) is masked too: logs must not keep numbers that can identify a customer.
+_LONG_NUMBER = re.compile(r"\d(?:[ -]?\d){6,}[Xx]?")
+
+
 def mask_text(text: str) -> str:
-    """Text with phone numbers, order ids and tracking numbers replaced, for logs."""
+    """Text with phone numbers, order ids, tracking numbers and long numbers replaced, for logs."""
     pieces, last = [], 0
     for entity in find_entities(text):
         if entity.kind == "amount":
@@ -70,4 +75,4 @@ def mask_text(text: str) -> str:
         pieces.append(f"<{entity.kind}>")
         last = entity.end
     pieces.append(text[last:])
-    return "".join(pieces)
+    return _LONG_NUMBER.sub("<number>", "".join(pieces))

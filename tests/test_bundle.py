@@ -10,14 +10,18 @@ from serving.errors import BundleError
 
 
 def test_manifest_json_round_trip():
-    manifest = Manifest(model_version="v1", base_model="m3e-small", max_length=128, files={"a": "b"})
+    manifest = Manifest(
+        model_version="v1", base_model="m3e-small", max_length=128, files={"a": "b"}
+    )
     assert Manifest.from_json(manifest.to_json()) == manifest
 
 
 def test_tiny_bundle_reads_back_with_taxonomy_labels(tiny_bundle, taxonomy):
     loaded = read_bundle(tiny_bundle)
     assert loaded.labels["intent"] == taxonomy.labels("intent")
-    assert set(loaded.manifest.files) >= set(bundle_format.REQUIRED_FILES) | {bundle_format.MODEL_INT8}
+    assert set(loaded.manifest.files) >= set(bundle_format.REQUIRED_FILES) | {
+        bundle_format.MODEL_INT8
+    }
 
 
 @pytest.fixture
@@ -58,13 +62,15 @@ def test_labels_that_do_not_match_the_model_are_refused(bundle_copy):
     manifest = Manifest.from_json((bundle_copy / bundle_format.MANIFEST).read_text())
     manifest.files[bundle_format.LABELS] = bundle_format.sha256_file(labels_path)
     (bundle_copy / bundle_format.MANIFEST).write_text(manifest.to_json())
-    with pytest.raises(BundleError, match="head 'emotion' outputs 5 classes but labels.json lists 4"):
+    with pytest.raises(
+        BundleError, match="head 'emotion' outputs 5 classes but labels.json lists 4"
+    ):
         Classifier.from_bundle(bundle_copy)
 
 
 def test_update_reseals_hashes(bundle_copy):
     updated = update_bundle(bundle_copy, metrics={"n": 3}, model_card="# card\n")
     assert updated.metrics == {"n": 3}
-    assert read_bundle(bundle_copy).manifest.files[bundle_format.METRICS] == bundle_format.sha256_file(
-        bundle_copy / bundle_format.METRICS
-    )
+    assert read_bundle(bundle_copy).manifest.files[
+        bundle_format.METRICS
+    ] == bundle_format.sha256_file(bundle_copy / bundle_format.METRICS)

@@ -33,7 +33,12 @@ def test_shape_of_the_taxonomy(taxonomy):
     # the spec says "8 groups" in prose but its table and routing list 7; the table is the contract
     assert len(taxonomy.groups) == 7
     assert set(taxonomy.intent_groups().values()) == {g.id for g in taxonomy.groups}
-    assert taxonomy.urgency_priorities() == {"low": "P3", "medium": "P2", "high": "P1", "critical": "P0"}
+    assert taxonomy.urgency_priorities() == {
+        "low": "P3",
+        "medium": "P2",
+        "high": "P1",
+        "critical": "P0",
+    }
     assert set(HEADS) == {"intent", "urgency", "emotion"}
 
 

@@ -1,0 +1,201 @@
+"""HTTP request and response models of the kefu API (they are the OpenAPI schema at /docs).
+
+Schemas check structure and types only; limits that depend on settings or on the loaded
+model (batch size, text length, known intent ids) are checked in `serving/app.py`, so one
+schema serves every deployment.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+
+def _encodable(value: str) -> str:
+    """JSON may carry lone UTF-16 surrogates (\\ud800); no tokenizer or reply can hold them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PydanticCustomError(
+            "invalid_text",
+            "contains a lone surrogate {char} at position {position}; send valid UTF-8 text",
+            {"char": repr(value[exc.start]), "position": exc.start},
+        ) from None
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_encodable)]
+Id = Annotated[str, StringConstraints(strict=True, max_length=256), AfterValidator(_encodable)]
+
+
+class Strict(BaseModel):
+    # Unknown fields are refused: a typo such as "txt" must not pass as a missing text.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Context(Strict):
+    turn: StrictInt | None = Field(
+        default=None, ge=1, description="Customer turn number of this message, 1-based."
+    )
+    previous_intents: list[StrictStr] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Intent ids of the earlier customer turns, oldest first.",
+    )
+
+
+class Message(Strict):
+    id: Id | None = Field(default=None, description="Caller's id, echoed back; default: position.")
+    text: Text = Field(description="One customer turn, as typed.")
+    context: Context | None = None
+
+
+class ClassifyRequest(Strict):
+    """Either one message (`text`, optional `id` and `context`) or a batch in `messages`."""
+
+    text: Text | None = None
+    id: Id | None = None
+    context: Context | None = None
+    messages: list[Message] | None = None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"text": "我的快递三天没动了，急用！"},
+                {
+                    "messages": [
+                        {"id": "m1", "text": "转人工", "context": {"turn": 4}},
+                        {
+                            "id": "m2",
+                            "text": "退款怎么还没到账",
+                            "context": {"turn": 2, "previous_intents": ["refund_return"]},
+                        },
+                    ]
+                },
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ClassifyRequest:
+        if self.messages is not None and (
+            self.text is not None or self.id is not None or self.context is not None
+        ):
+            raise PydanticCustomError(
+                "ambiguous_request",
+                "send either {'text': ...} for one message or {'messages': [...]} for a batch, "
+                "not both",
+                {"field": "messages"},
+            )
+        if self.messages is None and self.text is None:
+            raise PydanticCustomError(
+                "missing_field",
+                "request needs 'text' (one message) or 'messages' (a batch)",
+                {"field": "text"},
+            )
+        return self
+
+    def as_messages(self) -> list[Message]:
+        """The request as a batch; the single form becomes one message."""
+        if self.messages is not None:
+            return self.messages
+        assert self.text is not None  # guaranteed by _one_form
+        return [Message(id=self.id, text=self.text, context=self.context)]
+
+    def message_field(self, index: int, name: str) -> str:
+        """Field path of `name` in message `index`, as the client spelt the request."""
+        return name if self.messages is None else f"messages[{index}].{name}"
+
+
+class TopLabel(BaseModel):
+    label: str
+    confidence: float
+
+
+class HeadResult(BaseModel):
+    label: str = Field(description="Label id (stable API value).")
+    name: str = Field(description="Chinese display name.")
+    confidence: float = Field(description="Calibrated probability of `label`.")
+    abstain: bool = Field(description="True when the head is not confident enough to act on.")
+    top: list[TopLabel] = Field(description="Best labels with their probabilities, best first.")
+
+
+class Route(BaseModel):
+    queue: str
+    priority: str = Field(description="P0 (most urgent) .. P3.")
+    escalate: bool
+    reasons: list[str] = Field(description="Machine-readable escalation reason codes.")
+
+
+class EntitySpan(BaseModel):
+    kind: str = Field(description="phone, order_id, tracking_number or amount.")
+    text: str
+    start: int = Field(description="Character offset in the request text.")
+    end: int = Field(description="Exclusive character offset.")
+
+
+class MessageResult(BaseModel):
+    id: str
+    intent: HeadResult
+    urgency: HeadResult
+    emotion: HeadResult
+    group: str = Field(description="Intent group (pre_sale, order, logistics, ...).")
+    route: Route
+    entities: list[EntitySpan]
+    truncated: bool = Field(description="True when the text exceeded the model window.")
+
+
+class ClassifyResponse(BaseModel):
+    model_version: str
+    request_id: str
+    results: list[MessageResult] = Field(description="One result per message, in request order.")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ReloadRequest(Strict):
+    bundle: StrictStr | None = Field(
+        default=None, description="Bundle directory on the server; default: the current one."
+    )
+    variant: StrictStr | None = Field(default=None, description="fp32 or int8; default: as now.")
+
+
+class ReloadResponse(BaseModel):
+    model_version: str
+    previous_model_version: str
+    bundle: str
+    variant: str
+    load_seconds: float
+
+
+class ModelInfo(BaseModel):
+    model_version: str
+    variant: str
+    bundle: str
+    manifest: dict[str, Any]
+    labels: dict[str, list[dict[str, str]]]
+    intent_groups: dict[str, str]
+    queues: dict[str, str]
+    calibration: dict[str, dict[str, float]]
+    policy: dict[str, Any]
+    limits: dict[str, int]
