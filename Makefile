@@ -29,6 +29,7 @@ base-model: install
 
 model: base-model
 	$(BIN)/kefu train --config training/configs/default.yaml --out $(BUNDLE)
+	$(BIN)/kefu evaluate --bundle $(BUNDLE) --data datasets/seed/test.jsonl -o $(BUNDLE)
 
 $(BUNDLE)/manifest.json:
 	$(MAKE) model
@@ -43,8 +44,17 @@ score: install $(BUNDLE)/manifest.json
 bench: install $(BUNDLE)/manifest.json
 	$(BIN)/kefu bench --bundle $(BUNDLE)
 
-test: install
+test: install test-deps
 	$(BIN)/python -m pytest -q
+
+# System packages the report tests use: headless Chromium and its driver (selenium renders the
+# HTML report) and a CJK font (chart labels). Installed only when missing.
+.PHONY: test-deps
+test-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		apt-get update && apt-get install -y chromium chromium-driver; fi
+	@if ! fc-list :lang=zh 2>/dev/null | grep -q .; then \
+		apt-get update && apt-get install -y fonts-wqy-microhei; fi
 
 test-slow: install base-model
 	$(BIN)/python -m pytest -q -m slow

@@ -1,0 +1,165 @@
+"""TOP repeated questions: near-duplicate clusters of message texts.
+
+Customers ask the same thing in many spellings ("我的快递怎么还没到" / "快递怎么还没到啊？？" /
+"我的快递怎么还没到 订单123"), so exact counting splits one hotspot into many rows. Texts are
+first normalised (NFKC, lower case, order numbers and digits folded, punctuation, spaces and
+emoji dropped) and counted exactly; the distinct normalised forms are then grouped with MinHash
+over character bigrams and LSH banding (20 bands x 3 rows: a pair at Jaccard 0.6 shares a band
+with probability 0.99, at 0.7 with 0.9999), and a collision joins two forms only when their real
+bigram Jaccard is at least `JACCARD`. A cluster's count is the sum of its forms' counts; its example is the original
+text of its most frequent form.
+
+Memory: one entry per distinct normalised form. Past `MAX_FORMS` forms, forms seen once are
+dropped (a repeated question is by definition seen more than once), so the count is exact for
+every form that reaches the top unless it was pruned while still a singleton.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+JACCARD = 0.6
+BANDS, ROWS_PER_BAND = 20, 3
+MAX_FORMS = 200_000
+EXAMPLE_CHARS = 120
+_PRIME = (1 << 61) - 1
+_PLACEHOLDER = re.compile(r"\[[^\[\]]{1,20}\]")  # [订单x], [数字x], [链接x], pasted card fields
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_DIGITS = re.compile(r"\d+")
+
+
+def normalise_question(text: str) -> str:
+    """The form two spellings of one question share; "" when nothing word-like is left."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = _URL.sub("url", text)
+    text = _PLACEHOLDER.sub("#", text)
+    text = _DIGITS.sub("0", text)
+    return "".join(ch for ch in text if ch == "#" or unicodedata.category(ch)[0] in "LN")
+
+
+@dataclass
+class _Form:
+    count: int = 0
+    example: str = ""
+    intents: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class QuestionCluster:
+    count: int  # messages in the cluster
+    variants: int  # distinct normalised forms
+    example: str  # original text of the most frequent form
+    intent: str  # the intent most of its messages were given
+    intent_share: float  # share of the cluster's messages with that intent
+
+
+class QuestionCounter:
+    """Streams texts in (`add`), clusters them at the end (`top`)."""
+
+    def __init__(self, max_forms: int = MAX_FORMS):
+        self.forms: dict[str, _Form] = {}
+        self.max_forms = max_forms
+        self.pruned = 0  # singleton forms dropped to keep memory bounded
+
+    def add(self, text: str, intent: str) -> None:
+        key = normalise_question(text)
+        if not key:
+            return
+        form = self.forms.get(key)
+        if form is None:
+            if len(self.forms) >= self.max_forms:
+                self._prune()
+            form = self.forms[key] = _Form(example=" ".join(text.split())[:EXAMPLE_CHARS])
+        form.count += 1
+        form.intents[intent] += 1
+
+    def top(self, n: int = 10) -> list[QuestionCluster]:
+        # singletons stay in: fifty one-off spellings of one question are a hotspot too
+        keys = sorted(self.forms, key=lambda key: -self.forms[key].count)
+        groups = _group_near_duplicates(keys)
+        clusters = []
+        for members in groups:
+            forms = [self.forms[keys[i]] for i in members]
+            intents: Counter[str] = sum((form.intents for form in forms), Counter())
+            total = sum(form.count for form in forms)
+            intent, intent_count = intents.most_common(1)[0]
+            best = max(forms, key=lambda form: form.count)
+            clusters.append(
+                QuestionCluster(total, len(forms), best.example, intent, intent_count / total)
+            )
+        clusters.sort(key=lambda cluster: (-cluster.count, cluster.example))
+        return [cluster for cluster in clusters if cluster.count > 1][:n]
+
+    def _prune(self) -> None:
+        before = len(self.forms)
+        self.forms = {key: form for key, form in self.forms.items() if form.count > 1}
+        self.pruned += before - len(self.forms)
+        if len(self.forms) >= self.max_forms:  # all repeated: keep the most frequent half
+            keep = sorted(self.forms.items(), key=lambda item: -item[1].count)[
+                : self.max_forms // 2
+            ]
+            self.pruned += len(self.forms) - len(keep)
+            self.forms = dict(keep)
+
+
+def bigrams(form: str) -> set[str]:
+    return {form} if len(form) < 3 else {form[i : i + 2] for i in range(len(form) - 1)}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def _group_near_duplicates(keys: list[str]) -> list[list[int]]:
+    """Index groups of `keys` joined by LSH collision plus a verified Jaccard >= JACCARD."""
+    shingles = [bigrams(key) for key in keys]
+    parent = list(range(len(keys)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    signatures = _minhash(shingles)
+    for band in range(BANDS):
+        buckets: dict[bytes, int] = {}
+        rows = signatures[:, band * ROWS_PER_BAND : (band + 1) * ROWS_PER_BAND]
+        for i in range(len(keys)):
+            first = buckets.setdefault(rows[i].tobytes(), i)
+            if (
+                first != i
+                and root(first) != root(i)
+                and jaccard(shingles[first], shingles[i]) >= JACCARD
+            ):
+                parent[root(i)] = root(first)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(keys)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def _minhash(shingles: list[set[str]], block: int = 4096) -> np.ndarray:
+    """(n, BANDS x ROWS_PER_BAND) uint64 MinHash signatures; stable across runs (crc32 + fixed seeds)."""
+    n_hashes = BANDS * ROWS_PER_BAND
+    rng = np.random.default_rng(20240601)
+    a = rng.integers(1, _PRIME, n_hashes, dtype=np.uint64)
+    b = rng.integers(0, _PRIME, n_hashes, dtype=np.uint64)
+    out = np.empty((len(shingles), n_hashes), dtype=np.uint64)
+    for start in range(0, len(shingles), block):
+        part = shingles[start : start + block]
+        hashes = np.array(
+            [zlib.crc32(s.encode("utf-8")) for grams in part for s in grams], dtype=np.uint64
+        )
+        sizes = np.array([len(grams) for grams in part])
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        # (a*h + b) mod p with h < 2**32 and a, b < 2**61 would overflow; fold a to 29 bits
+        mixed = ((a[:, None] >> np.uint64(32)) * hashes[None, :] + b[:, None]) % np.uint64(_PRIME)
+        out[start : start + len(part)] = np.minimum.reduceat(mixed, offsets, axis=1).T
+    return out
