@@ -56,7 +56,9 @@ def fit_head_baseline(
         return HeadBaseline(head, None, train_labels[0], len(pairs))
     pipeline = make_pipeline(
         TfidfVectorizer(analyzer="char", ngram_range=NGRAM_RANGE, sublinear_tf=True, min_df=1),
-        LogisticRegression(C=REGULARISATION_C, max_iter=2000, random_state=SEED),
+        # saga reaches the same optimum as lbfgs (same dev macro-F1 on the seed corpus) about 10x
+        # faster on 100k sparse n-gram features x 21 classes: 4 s instead of 50-130 s.
+        LogisticRegression(C=REGULARISATION_C, solver="saga", max_iter=2000, random_state=SEED),
     )
     pipeline.fit(list(train_texts), np.asarray(train_labels))
     return HeadBaseline(head, pipeline, None, len(pairs))

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from serving.bundle import VARIANTS, read_bundle
+from serving.bundle import METRICS, Bundle, HeadCalibration, read_bundle
 from serving.classifier import Classifier
 from serving.errors import BundleError, DataError
 from serving.taxonomy import HEADS
@@ -26,14 +27,13 @@ from training.data.loader import LabelledData
 from training.evaluation import plots
 from training.evaluation.baseline import fit_head_baseline
 from training.evaluation.inference import (
+    HeadOutputs,
     calibrated_probabilities,
     raw_probabilities,
     run_classifier,
 )
 from training.evaluation.metrics import HeadScores, head_scores
 from training.evaluation.public_dev import PublicSet, evaluate_public_sets
-
-METRICS_FILE = "metrics.json"
 
 
 @dataclass
@@ -69,52 +69,44 @@ def evaluate_bundle(
     texts = data.texts()
     golds = {head: _head_gold(data, head, bundle.labels[head]) for head in HEADS}
 
+    clock = time.perf_counter()
     model = Classifier(bundle, variant="fp32", intra_op_threads=threads)
     outputs = run_classifier(model, texts, with_logits=True)
     calibrated = calibrated_probabilities(model, outputs)
     uncalibrated = raw_probabilities(outputs)
-    model_metrics, confusion, figures = {}, {}, {"confusion": {}, "reliability": {}}
+    model_metrics, confusion = {}, {}
+    figures: dict[str, dict[str, Path]] = {"confusion": {}, "reliability": {}}
     for head in HEADS:
-        gold = golds[head]
-        scores = head_scores(gold.gold, outputs[head].predicted[gold.rows], bundle.labels[head])
-        abstain = outputs[head].abstain[gold.rows]
-        answered = ~abstain
-        correct = outputs[head].predicted[gold.rows] == gold.gold
-        model_metrics[head] = {
-            "accuracy": scores.accuracy,
-            "macro_f1": scores.macro_f1,
-            "ece": expected_calibration_error(calibrated[head][gold.rows], gold.gold, ECE_BINS),
-            "ece_uncalibrated": expected_calibration_error(
-                uncalibrated[head][gold.rows], gold.gold, ECE_BINS
-            ),
-            "abstain_rate": float(abstain.mean()) if len(abstain) else math.nan,
-            "answered_accuracy": float(correct[answered].mean()) if answered.any() else math.nan,
-            "temperature": model.calibration[head].temperature,
-            "threshold": model.calibration[head].threshold,
-            "margin": model.calibration[head].margin,
-            "n": scores.n,
-            "unknown_labels": gold.unknown,
-            "per_class": {label: s.as_dict() for label, s in scores.per_class.items()},
-        }
-        confusion[head] = {"labels": list(scores.labels), "matrix": scores.confusion.tolist()}
+        gold, labels = golds[head], bundle.labels[head]
+        scores = head_scores(gold.gold, outputs[head].predicted[gold.rows], labels)
+        model_metrics[head] = _head_metrics(
+            scores,
+            gold,
+            outputs[head],
+            calibrated[head],
+            uncalibrated[head],
+            model.calibration[head],
+        )
+        confusion[head] = {"labels": list(labels), "matrix": scores.confusion.tolist()}
+        title = f"{head} (n={scores.n})"
         figures["confusion"][head] = plots.plot_confusion(
-            scores.confusion,
-            scores.labels,
-            f"{head}: confusion (n={scores.n})",
-            out / f"confusion_{head}.png",
+            scores.confusion, labels, f"{title}: confusion", out / f"confusion_{head}.png"
         )
         curves = {
             "calibrated": (calibrated[head][gold.rows], gold.gold),
             "temperature 1": (uncalibrated[head][gold.rows], gold.gold),
         }
         figures["reliability"][head] = plots.plot_reliability(
-            curves, f"{head}: reliability (n={scores.n})", out / f"reliability_{head}.png"
+            curves, f"{title}: reliability", out / f"reliability_{head}.png"
         )
 
+    seconds = {"model": round(time.perf_counter() - clock, 1)}
     metrics: dict[str, Any] = {
         "model": model_metrics,
-        "baseline": _baseline_metrics(train_data, texts, golds, bundle.labels),
-        "int8": _int8_metrics(bundle, texts, golds, outputs, threads),
+        "baseline": _timed(
+            seconds, "baseline", _baseline_metrics, train_data, texts, golds, bundle.labels
+        ),
+        "int8": _timed(seconds, "int8", _int8_metrics, bundle, texts, golds, outputs, threads),
         "n": len(texts),
         "confusion": confusion,
         "bundle": {
@@ -133,8 +125,47 @@ def evaluate_bundle(
         "ece_bins": ECE_BINS,
     }
     if public_sets is not None:
-        metrics["public_dev"] = evaluate_public_sets(model, public_sets) if public_sets else {}
+        metrics["public_dev"] = _timed(
+            seconds, "public_dev", evaluate_public_sets, model, public_sets
+        )
+    metrics["seconds"] = seconds  # wall time per stage, for the "couple of minutes" budget
     return EvaluationResult(metrics=json_safe(metrics), figures=figures)
+
+
+def _head_metrics(
+    scores: HeadScores,
+    gold: HeadGold,
+    outputs: HeadOutputs,
+    calibrated: np.ndarray,
+    uncalibrated: np.ndarray,
+    rule: HeadCalibration,
+) -> dict[str, Any]:
+    """One head of metrics.json "model": the contract keys plus calibration and abstention."""
+    abstain = outputs.abstain[gold.rows]
+    correct = outputs.predicted[gold.rows] == gold.gold
+    return {
+        "accuracy": scores.accuracy,
+        "macro_f1": scores.macro_f1,
+        "ece": expected_calibration_error(calibrated[gold.rows], gold.gold, ECE_BINS),
+        "ece_uncalibrated": expected_calibration_error(
+            uncalibrated[gold.rows], gold.gold, ECE_BINS
+        ),
+        "abstain_rate": float(abstain.mean()) if len(abstain) else math.nan,
+        "answered_accuracy": float(correct[~abstain].mean()) if (~abstain).any() else math.nan,
+        "temperature": rule.temperature,
+        "threshold": rule.threshold,
+        "margin": rule.margin,
+        "n": scores.n,
+        "unknown_labels": gold.unknown,
+        "per_class": {label: s.as_dict() for label, s in scores.per_class.items()},
+    }
+
+
+def _timed(seconds: dict[str, float], stage: str, function: Any, *args: Any) -> Any:
+    started = time.perf_counter()
+    result = function(*args)
+    seconds[stage] = round(time.perf_counter() - started, 1)
+    return result
 
 
 def _head_gold(data: LabelledData, head: str, labels: tuple[str, ...]) -> HeadGold:
@@ -159,7 +190,12 @@ def _baseline_metrics(
 ) -> dict[str, Any]:
     result = {}
     for head in HEADS:
-        baseline = fit_head_baseline(head, train_data.texts(), train_data.labels(head))
+        known = set(labels[head])  # a label the bundle cannot output cannot be scored either
+        train_labels = [label if label in known else None for label in train_data.labels(head)]
+        if not any(train_labels):  # e.g. logs labelled for intent only: nothing to fit or compare
+            result[head] = {"accuracy": None, "macro_f1": None, "n_train": 0}
+            continue
+        baseline = fit_head_baseline(head, train_data.texts(), train_labels)
         gold = golds[head]
         index = {label: i for i, label in enumerate(labels[head])}
         predicted = [index[label] for label in baseline.predict([texts[i] for i in gold.rows])]
@@ -173,20 +209,20 @@ def _baseline_metrics(
 
 
 def _int8_metrics(
-    bundle: Any,
+    bundle: Bundle,
     texts: list[str],
     golds: dict[str, HeadGold],
-    fp32_outputs: dict,
+    fp32_outputs: dict[str, HeadOutputs],
     threads: int | None,
 ) -> dict[str, Any]:
     """INT8 vs fp32 per head; every value null when the bundle ships no INT8 model."""
-    if not (bundle.path / VARIANTS["int8"]).exists():
-        return {head: {"macro_f1": None, "available": False} for head in HEADS}
     try:
-        int8 = Classifier(bundle, variant="int8", intra_op_threads=threads)
+        bundle.model_path("int8")
     except BundleError:
-        raise
-    outputs = run_classifier(int8, texts)
+        return {head: {"macro_f1": None, "available": False} for head in HEADS}
+    int8 = Classifier(bundle, variant="int8", intra_op_threads=threads)
+    outputs = run_classifier(int8, texts, with_logits=True)
+    calibrated = calibrated_probabilities(int8, outputs)
     result = {}
     for head in HEADS:
         gold = golds[head]
@@ -196,6 +232,7 @@ def _int8_metrics(
         result[head] = {
             "macro_f1": scores.macro_f1,
             "accuracy": scores.accuracy,
+            "ece": expected_calibration_error(calibrated[head][gold.rows], gold.gold, ECE_BINS),
             "macro_f1_delta_points": 100 * (scores.macro_f1 - fp32.macro_f1),
             "agreement_with_fp32": float(agreement.mean()),
             "abstain_rate": float(outputs[head].abstain[gold.rows].mean())
@@ -220,7 +257,7 @@ def json_safe(value: Any) -> Any:
 
 
 def write_metrics(metrics: dict[str, Any], out_dir: Path) -> Path:
-    path = out_dir / METRICS_FILE
+    path = out_dir / METRICS  # the same name as the bundle's copy
     path.write_text(
         json.dumps(metrics, ensure_ascii=False, indent=2, allow_nan=False) + "\n", "utf-8"
     )
