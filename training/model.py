@@ -7,13 +7,16 @@ trained with mean pooling, so its [CLS] vector carries less of the sentence).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel
 
 from serving.bundle import ONNX_OUTPUTS
 from serving.taxonomy import HEADS
+from training.batches import IGNORE, EncodedSplit, collate
 
 
 class MultiHeadClassifier(nn.Module):
@@ -54,3 +57,104 @@ def tiny_bert_config(vocab_size: int) -> BertConfig:
         intermediate_size=64,
         max_position_embeddings=256,
     )
+
+
+def load_classifier(
+    base_model_dir: Path, head_sizes: Mapping[str, int], dropout: float = 0.1
+) -> MultiHeadClassifier:
+    """The pretrained encoder from `base_model_dir` with three new, randomly initialised heads.
+
+    The pooler (if the checkpoint has one) is dropped: heads read mean-pooled states.
+    """
+    encoder = BertModel.from_pretrained(str(base_model_dir), add_pooling_layer=False)
+    return MultiHeadClassifier(encoder, head_sizes, dropout)
+
+
+class MultiHeadLoss(nn.Module):
+    """Weighted sum over heads of cross-entropy; rows labelled IGNORE (-100) skip that head.
+
+    A head whose batch has no labelled row adds nothing (plain CE would return NaN there).
+    `class_weights[head]` (k,) counters imbalance; None means uniform.
+    """
+
+    def __init__(
+        self,
+        head_weights: Mapping[str, float],
+        class_weights: Mapping[str, torch.Tensor | None] | None = None,
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__()
+        self.head_weights = dict(head_weights)
+        self.losses = nn.ModuleDict(
+            {
+                head: nn.CrossEntropyLoss(
+                    weight=(class_weights or {}).get(head),
+                    ignore_index=IGNORE,
+                    label_smoothing=label_smoothing,
+                )
+                for head in HEADS
+            }
+        )
+
+    def forward(
+        self, logits: tuple[torch.Tensor, ...], labels: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss (scalar) and each head's unweighted loss (for logging)."""
+        total = logits[0].new_zeros(())
+        per_head = {}
+        for head, head_logits in zip(HEADS, logits, strict=True):
+            if self.head_weights[head] == 0 or not bool((labels[head] != IGNORE).any()):
+                continue
+            loss = self.losses[head](head_logits, labels[head])
+            total = total + self.head_weights[head] * loss
+            per_head[head] = float(loss.detach())
+        return total, per_head
+
+
+def class_weight_tensor(labels: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | None:
+    """Per-class loss weights from label counts: none, sqrt (1/sqrt f) or balanced (1/f).
+
+    Normalised to mean 1 over the classes present, so the loss keeps its scale; an absent
+    class gets weight 0 (it has no rows to weigh anyway).
+    """
+    if mode == "none":
+        return None
+    counts = np.bincount(labels[labels != IGNORE], minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    power = 0.5 if mode == "sqrt" else 1.0
+    weights[present] = counts[present] ** -power
+    weights[present] /= weights[present].mean()
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: MultiHeadClassifier, split: EncodedSplit, batches: list[np.ndarray], pad_id: int
+) -> dict[str, np.ndarray]:
+    """Logits per head, (n, k) float32 in split row order, in eval mode (no dropout)."""
+    was_training = model.training
+    model.eval()
+    out: dict[str, np.ndarray] = {}
+    for rows in batches:
+        logits = model(**collate(split, rows, pad_id))
+        for head, head_logits in zip(HEADS, logits, strict=True):
+            if head not in out:
+                out[head] = np.zeros((len(split), head_logits.shape[1]), dtype=np.float32)
+            out[head][rows] = head_logits.numpy()
+    model.train(was_training)
+    return out
+
+
+def macro_f1(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Macro-F1 of argmax(logits) over the classes that occur in labels or predictions.
+
+    Rows labelled IGNORE are left out; with no labelled row the result is NaN.
+    """
+    from sklearn.metrics import f1_score
+
+    keep = labels != IGNORE
+    if not keep.any():
+        return float("nan")
+    predicted = logits[keep].argmax(axis=1)
+    return float(f1_score(labels[keep], predicted, average="macro", zero_division=0))

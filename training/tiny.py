@@ -76,3 +76,29 @@ def build_tiny_bundle(
             taxonomy=taxonomy,
             calibration={head: HeadCalibration() for head in HEADS},
         )
+
+
+def save_tiny_base_model(out_dir: str | Path, texts: Iterable[str] = (), seed: int = 0) -> Path:
+    """A base-model directory (config, safetensors, tokenizer) like m3e-small's, tiny and random.
+
+    `kefu train --base-model DIR` and the training tests use it to run the real training path
+    (transformers loading, AutoTokenizer parity) in seconds without a download.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    tokenizer = char_tokenizer([*texts, *(label.name for label in load_taxonomy().intents)])
+    BertModel(
+        tiny_bert_config(tokenizer.get_vocab_size()), add_pooling_layer=False
+    ).save_pretrained(out)
+    special = dict(
+        zip(
+            ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"),
+            SPECIAL_TOKENS,
+            strict=True,
+        )
+    )
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special).save_pretrained(out)
+    return out
