@@ -14,7 +14,7 @@ from serving.taxonomy import HEADS
 from training.batches import IGNORE, training_batches
 from training.cli import app
 from training.config import TrainConfig, build_config, load_config
-from training.loop import build_optimizer
+from training.loop import EarlyStopping, build_optimizer
 from training.model import MultiHeadLoss, class_weight_tensor, load_classifier
 from training.tiny import save_tiny_base_model
 from training.train import train
@@ -148,6 +148,24 @@ def test_same_seed_same_model(data_dir, base_dir, tmp_path):
         tmp_path / "b" / "calibration.json"
     )
     assert not (tmp_path / "a" / MODEL_INT8).exists()
+
+
+def test_the_time_budget_stops_the_loop_and_still_writes_a_bundle(data_dir, base_dir, tmp_path):
+    config = tiny_config(data_dir, base_dir, time_budget_minutes=1e-6, int8=False)
+    summary = train(config, tmp_path / "b", log=lambda line: None, show_progress=False).summary
+    assert summary["steps"] == 1
+    assert summary["stopped_because"] == "time budget of 1e-06 min used"
+    assert read_bundle(tmp_path / "b").manifest.default_variant == "fp32"
+
+
+def test_early_stopping_counts_evaluations_without_a_better_score():
+    stopper = EarlyStopping(patience=2)
+    assert [stopper.better(score) for score in (0.5, 0.6, 0.6, 0.55)] == [True, True, False, False]
+    assert stopper.exhausted and stopper.best == 0.6
+    never = EarlyStopping(patience=0)
+    for _ in range(5):
+        never.better(0.0)
+    assert not never.exhausted
 
 
 def test_without_a_dev_file_dev_is_held_out_by_text(data_dir, base_dir, tmp_path):

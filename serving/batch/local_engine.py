@@ -121,6 +121,12 @@ def _pending_chunks(job: ScoreJob, plan: RunPlan, state: RunState) -> Iterator[C
         first_index += count
 
 
+WORKER_DIED = (
+    "a scoring worker process died (out of memory or killed?); committed chunks are "
+    "kept: rerun with --resume, with fewer --workers or a smaller --chunk-size"
+)
+
+
 class ScorerPool:
     """Scores chunks with `workers` processes (or in this process when workers == 1)."""
 
@@ -158,7 +164,11 @@ class ScorerPool:
         assert self.executor is not None
         in_flight: deque[tuple[Chunk, Future[pa.Table]]] = deque()
         for chunk in chunks:
-            in_flight.append((chunk, self.executor.submit(_score_in_worker, chunk.texts)))
+            try:
+                future = self.executor.submit(_score_in_worker, chunk.texts)
+            except BrokenProcessPool:  # a worker died before this chunk could be queued
+                raise KefuError(WORKER_DIED) from None
+            in_flight.append((chunk, future))
             if len(in_flight) >= 2 * self.job.workers:
                 done, future = in_flight.popleft()
                 yield done, _result(future)
@@ -175,10 +185,7 @@ def _result(future: Future[pa.Table]) -> pa.Table:
     try:
         return future.result()
     except BrokenProcessPool:
-        raise KefuError(
-            "a scoring worker process died (out of memory or killed?); committed chunks are "
-            "kept: rerun with --resume, with fewer --workers or a smaller --chunk-size"
-        ) from None
+        raise KefuError(WORKER_DIED) from None
 
 
 def _make_scorer(
