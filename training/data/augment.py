@@ -18,6 +18,7 @@ from typing import Any
 
 URGENCY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 MAX_CHARS = 120
+HUMAN_SHARE = 0.35  # how often the "human" operation applies when drawn
 # Groups whose messages concern an existing order: an order card fits them.
 ORDER_GROUPS = {"order", "logistics", "after_sale"}
 PLACEHOLDER = re.compile(r"\[(?:订单|数字|金额|链接|电话|姓名|地址|日期|时间|站点)x\]")
@@ -77,6 +78,7 @@ class Augmenter:
             "closer": self.closer,
             "chip": self.chip,
             "card": self.card,
+            "human": self.human,
         }
 
     def variant(self, message: Message, rng: random.Random) -> tuple[str, list[str]] | None:
@@ -169,6 +171,16 @@ class Augmenter:
         if not chips:
             return None
         return f"{rng.choice(chips)}{rng.choice([' ', '', '：', '  '])}{message.text}"
+
+    def human(self, message: Message, rng: random.Random) -> str | None:
+        # "A concrete request plus 转人工: the intent is the concrete request" (taxonomy rule);
+        # without these rows a model learns that any 人工 means human_agent.
+        if message.intent in ("human_agent", "greeting", "other") or rng.random() > HUMAN_SHARE:
+            return None
+        ask = rng.choice(self.lexicon["human_requests"])
+        if rng.random() < 0.3:
+            return f"{ask}{rng.choice([' ', '，'])}{message.text}"
+        return f"{message.text.rstrip(END_PUNCT)}{rng.choice([' ', '，', '。'])}{ask}"
 
     def card(self, message: Message, rng: random.Random) -> str | None:
         if message.group not in ORDER_GROUPS or "[订单" in message.text:
