@@ -95,7 +95,9 @@ class Bundle:
         """Path of the ONNX file for `variant` ("fp32", "int8", or None for the default)."""
         chosen = variant or self.manifest.default_variant
         if chosen not in VARIANTS:
-            raise BundleError(f"unknown model variant {chosen!r}; expected one of {sorted(VARIANTS)}")
+            raise BundleError(
+                f"unknown model variant {chosen!r}; expected one of {sorted(VARIANTS)}"
+            )
         path = self.path / VARIANTS[chosen]
         if not path.exists():
             raise BundleError(f"bundle {self.path} has no {chosen} model ({VARIANTS[chosen]})")

@@ -67,7 +67,9 @@ def make_session(model_path: Path, intra_op_threads: int | None = None) -> ort.I
     uvicorn workers or Ray actors on one machine would otherwise oversubscribe the cores.
     """
     options = ort.SessionOptions()
-    threads = intra_op_threads or int(os.environ.get("KEFU_ORT_THREADS", "0")) or (os.cpu_count() or 1)
+    threads = (
+        intra_op_threads or int(os.environ.get("KEFU_ORT_THREADS", "0")) or (os.cpu_count() or 1)
+    )
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -94,7 +96,9 @@ class Classifier:
             bundle.tokenizer_path, max_length or bundle.manifest.max_length
         )
         self.calibration: dict[str, HeadCalibration] = {
-            head: replace(bundle.calibration[head], **dict((calibration_overrides or {}).get(head, {})))
+            head: replace(
+                bundle.calibration[head], **dict((calibration_overrides or {}).get(head, {}))
+            )
             for head in HEADS
         }
         self._output_names = [ONNX_OUTPUTS[head] for head in HEADS]
@@ -131,7 +135,9 @@ class Classifier:
         batch = self.encoder.encode(texts)
         probs = self.probabilities(self.logits(batch))
         return [
-            self._prediction(text, {head: probs[head][row] for head in HEADS}, batch.truncated[row], top_k)
+            self._prediction(
+                text, {head: probs[head][row] for head in HEADS}, batch.truncated[row], top_k
+            )
             for row, text in enumerate(texts)
         ]
 

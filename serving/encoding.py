@@ -89,5 +89,7 @@ class TextEncoder:
     def _token_id(self, token: str) -> int:
         token_id = self.tokenizer.token_to_id(token)
         if token_id is None:
-            raise ValueError(f"tokenizer has no {token} token; a BERT WordPiece tokenizer is expected")
+            raise ValueError(
+                f"tokenizer has no {token} token; a BERT WordPiece tokenizer is expected"
+            )
         return token_id

@@ -13,7 +13,9 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("phone", re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d[- ]?\d{4}[- ]?\d{4}(?!\d)")),
     (
         "tracking_number",
-        re.compile(r"(?<![A-Za-z0-9])(?:SF|YT|JD|JDV|ZTO|YD|STO|EMS|DPK|JT)[A-Z]?\d{9,16}(?!\d)", re.I),
+        re.compile(
+            r"(?<![A-Za-z0-9])(?:SF|YT|JD|JDV|ZTO|YD|STO|EMS|DPK|JT)[A-Z]?\d{9,16}(?!\d)", re.I
+        ),
     ),
     ("order_id", re.compile(r"\[订单[^\[\]\s]{0,8}\]|(?<![\d.])\d{10,20}(?![\d.])")),
     (
@@ -26,7 +28,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 _HUMAN_REQUEST = re.compile(
-    r"转?(?:人工|仁工|人公)(?:客服|服务)?|真人|活人|找个人|找客服本人|人类客服|real person|human", re.I
+    r"转?(?:人工|仁工|人公)(?:客服|服务)?|真人|活人|找个人|找客服本人|人类客服|real person|human",
+    re.I,
 )
 # "人工客服态度太差了" talks about a human agent without asking for one.
 _HUMAN_NOT_ASKED = re.compile(r"(?:人工|真人)(?:客服)?(?:的)?(?:态度|服务态度|太差|骂|不理)")

@@ -77,11 +77,17 @@ class RoutingPolicy:
             "high_urgency_negative_emotions": "emotion",
         }
         allowed = set(known) | {
-            "max_turns", "repeated_intent_count", "angry_priority", "low_confidence_heads", "group_queues",
+            "max_turns",
+            "repeated_intent_count",
+            "angry_priority",
+            "low_confidence_heads",
+            "group_queues",
         }
         unknown = set(policy) - allowed
         if unknown:
-            raise PolicyError(f"{source}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+            raise PolicyError(
+                f"{source}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
         sets: dict[str, frozenset[str]] = {}
         for key, head in known.items():
             values = policy.get(key, [])
@@ -99,10 +105,14 @@ class RoutingPolicy:
             numbers[key] = value
         angry_priority = policy.get("angry_priority", "P1")
         if angry_priority not in PRIORITIES:
-            raise PolicyError(f"{source}: angry_priority must be one of {PRIORITIES}, got {angry_priority!r}")
+            raise PolicyError(
+                f"{source}: angry_priority must be one of {PRIORITIES}, got {angry_priority!r}"
+            )
         heads = tuple(policy.get("low_confidence_heads", ["intent"]))
         if not set(heads) <= set(labels):
-            raise PolicyError(f"{source}: low_confidence_heads must be head names, got {list(heads)}")
+            raise PolicyError(
+                f"{source}: low_confidence_heads must be head names, got {list(heads)}"
+            )
         queues = dict(group_queues) | dict(policy.get("group_queues", {}) or {})
         missing = set(intent_groups.values()) - set(queues)
         if missing:
@@ -146,7 +156,11 @@ class RoutingPolicy:
 
 
 def decide(prediction: Prediction, context: ConversationContext, policy: RoutingPolicy) -> Decision:
-    intent, urgency, emotion = prediction.intent.label, prediction.urgency.label, prediction.emotion.label
+    intent, urgency, emotion = (
+        prediction.intent.label,
+        prediction.urgency.label,
+        prediction.emotion.label,
+    )
     reasons: list[str] = []
     if prediction.asks_for_human or intent == "human_agent":
         reasons.append("human_requested")
@@ -166,7 +180,9 @@ def decide(prediction: Prediction, context: ConversationContext, policy: Routing
         reasons.append("repeated_intent")
     priority = policy.urgency_priorities.get(urgency, "P3")
     if emotion == "angry":
-        priority = min(priority, policy.angry_priority)  # "P0" < "P1": lower string, higher priority
+        priority = min(
+            priority, policy.angry_priority
+        )  # "P0" < "P1": lower string, higher priority
     return Decision(
         queue=policy.group_queues[policy.intent_groups[intent]],
         priority=priority,

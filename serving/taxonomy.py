@@ -103,7 +103,9 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
         raise DataError(f"taxonomy entry is missing a field: {exc}", file=str(source)) from None
     for intent in intents:
         if intent.group not in group_ids:
-            raise DataError(f"intent {intent.id!r} names unknown group {intent.group!r}", file=str(source))
+            raise DataError(
+                f"intent {intent.id!r} names unknown group {intent.group!r}", file=str(source)
+            )
     for head in HEADS:
         ids = taxonomy.labels(head)
         if len(set(ids)) != len(ids):

@@ -1,8 +1,8 @@
 import re
 
 import pytest
-
 from conftest import SHARED
+
 from serving.errors import DataError
 from serving.taxonomy import HEADS, load_taxonomy
 

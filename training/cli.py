@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from training.commands import bench, base_model, data, evaluate, report, score, serve, train
+from training.commands import base_model, bench, data, evaluate, report, score, serve, train
 
 app = typer.Typer(
     name="kefu",

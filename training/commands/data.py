@@ -22,7 +22,8 @@ def build(
     """Rebuild datasets/seed/ from datasets/sources/ (byte-identical for the same sources)."""
     from dataclasses import replace
 
-    from training.data.build import BuildConfig, build as build_corpus
+    from training.data.build import BuildConfig
+    from training.data.build import build as build_corpus
 
     config = BuildConfig()
     overrides = {
