@@ -133,10 +133,20 @@ class Classifier:
         if not texts:
             return []
         batch = self.encoder.encode(texts)
-        probs = self.probabilities(self.logits(batch))
+        return self.predict_from_logits(texts, self.logits(batch), batch.truncated, top_k)
+
+    def predict_from_logits(
+        self,
+        texts: Sequence[str],
+        logits: Mapping[str, np.ndarray],
+        truncated: Sequence[bool],
+        top_k: int = 3,
+    ) -> list[Prediction]:
+        """Predictions from logits already computed, for callers that also keep the logits."""
+        probs = self.probabilities(logits)
         return [
             self._prediction(
-                text, {head: probs[head][row] for head in HEADS}, batch.truncated[row], top_k
+                text, {head: probs[head][row] for head in HEADS}, truncated[row], top_k
             )
             for row, text in enumerate(texts)
         ]

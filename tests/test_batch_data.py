@@ -14,15 +14,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from conftest import SAMPLE_TEXTS
 
 MESSAGES = [
-    "我的快递三天没动了",
-    "退款怎么还没到账！！",
-    "转人工",
-    "在吗",
-    "[订单编号:[订单x]，订单金额:[金额x]]",
-    "发票开了没 ok 7天无理由 iPhone",
-    "你们卖假货，我要打12315投诉你们",
+    *SAMPLE_TEXTS,
     "衣服尺码偏小能换大一号吗",
     "优惠券怎么用不了",
     "账号被冻结了怎么办",

@@ -1,9 +1,8 @@
 """Run a bundle's ONNX model over many texts the way serving does, in length-sorted batches.
 
 Evaluation goes through `serving.classifier.Classifier` (what the server runs), never through
-torch: predicted labels and abstentions come from `Classifier.predict`, so the abstention rule
-is the bundle's own, and raw logits come from `Classifier.logits` when calibration curves need
-them. Sorting by length before batching keeps padding (and time) low on long review sets.
+torch: one `Classifier.logits` pass per batch feeds both `Classifier.predict_from_logits`
+(labels and abstentions by the bundle's own rule) and the calibration curves. Sorting by length before batching keeps padding (and time) low on long review sets.
 """
 
 from __future__ import annotations
@@ -47,12 +46,17 @@ def run_classifier(
     for start in range(0, n, batch_size):
         rows = order[start : start + batch_size]
         batch_texts = [texts[row] for row in rows]
-        for row, prediction in zip(rows, classifier.predict(batch_texts, top_k=1), strict=True):
+        encoded = classifier.encoder.encode(batch_texts)
+        batch_logits = classifier.logits(encoded)  # one model pass serves labels and curves
+        predictions = classifier.predict_from_logits(
+            batch_texts, batch_logits, encoded.truncated, top_k=1
+        )
+        for row, prediction in zip(rows, predictions, strict=True):
             for head in HEADS:
                 predicted[head][row] = index[head][prediction.heads[head].label]
                 abstain[head][row] = prediction.heads[head].abstain
         if with_logits:
-            for head, values in classifier.logits(classifier.encoder.encode(batch_texts)).items():
+            for head, values in batch_logits.items():
                 logits[head].append(values)
     outputs = {}
     for head in HEADS:
