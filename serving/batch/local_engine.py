@@ -176,9 +176,18 @@ class ScorerPool:
             done, future = in_flight.popleft()
             yield done, _result(future)
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=True, cancel_futures=True)
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if self.executor is None:
+            return
+        if exc_type is None:
+            self.executor.shutdown(wait=True)
+            return
+        # A broken or interrupted pool: waiting could hang on a worker that died holding the
+        # call queue's lock, so stop the remaining workers instead (committed chunks are kept).
+        workers = list((getattr(self.executor, "_processes", None) or {}).values())
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.kill()
 
 
 def _result(future: Future[pa.Table]) -> pa.Table:
