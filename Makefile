@@ -28,7 +28,7 @@ base-model: install
 	$(BIN)/kefu base-model
 
 model: base-model
-	$(BIN)/kefu train --config training/configs/default.yaml --out $(BUNDLE)
+	$(BIN)/kefu train --config kefu/training/configs/default.yaml --out $(BUNDLE)
 	$(BIN)/kefu evaluate --bundle $(BUNDLE) --data datasets/seed/test.jsonl -o $(BUNDLE)
 
 $(BUNDLE)/manifest.json:
@@ -60,9 +60,9 @@ test-slow: install base-model
 	$(BIN)/python -m pytest -q -m slow
 
 lint: install
-	$(BIN)/ruff check training serving tests
-	$(BIN)/ruff format --check training serving tests
-	$(BIN)/mypy serving
+	$(BIN)/ruff check kefu tests
+	$(BIN)/ruff format --check kefu tests
+	$(BIN)/mypy kefu/serving
 
 clean:
 	rm -rf $(VENV) .pytest_cache scored

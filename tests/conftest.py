@@ -26,7 +26,7 @@ SAMPLE_TEXTS = [
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
-    from training.tiny import build_tiny_bundle
+    from support.tiny import build_tiny_bundle
 
     out = tmp_path_factory.mktemp("bundle") / "tiny"
     build_tiny_bundle(out, SAMPLE_TEXTS)
@@ -35,6 +35,6 @@ def tiny_bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def taxonomy():
-    from serving.taxonomy import load_taxonomy
+    from kefu.serving.taxonomy import load_taxonomy
 
     return load_taxonomy()

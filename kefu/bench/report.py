@@ -1,0 +1,100 @@
+"""`benchmarks/README.md`: the latest full run's table and the machine it came from.
+
+Rewritten by every full `kefu bench` run (a `--quick` run leaves it alone unless asked), so
+the committed file always matches one results file, which it links.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from kefu.serving.taxonomy import REPO_ROOT
+from kefu.bench.table import markdown_table
+
+INTRO = """\
+# kefu benchmarks
+
+`make bench` (or `kefu bench --bundle DIR [--quick]`) measures kefu on the machine it runs on:
+raw ONNX Runtime (the floor), a Hugging Face `transformers` PyTorch pipeline (the reference), the
+real HTTP server under load, batch scoring, training speed, INT8 accuracy cost and compute
+efficiency. Numbers from different machines do not compare; the ratios within one run mostly do.
+Every run writes `benchmarks/results/<date>.json`; this file shows the latest full run.
+"""
+
+NOTES = """\
+How to read it:
+- raw ORT: the `session.run` call and tokenisation timed separately; batches of messages of
+  similar length (as the server's micro-batcher and `kefu score` form them), {threads} ORT threads.
+- PyTorch pipeline: a `transformers.Pipeline` subclass (base model tokenizer, padded batches,
+  eager forward, {threads} torch threads), same batches. Weights: {torch_weights}.
+- HTTP server: `kefu serve` (1 worker) on 127.0.0.1, one message per request, load generator in
+  a separate process on the same cores (so it competes with the server for CPU).
+- batch scoring: `kefu score` with its defaults, wall clock from launch to exit (start-up and
+  model load included); peak memory is summed PSS over the process tree.
+- training: the real loop (`kefu.training.loop.fit`) for {train_steps} steps of the default config.
+- accuracy: top-1 label per head through `Classifier`, no abstention, seed test split.
+- compute: FLOPs from the architecture on real tokens; peak from a timed float32 numpy matmul.
+- ratios: below 1.00x in "ours / PyTorch" means kefu is faster; server and batch ratios show how
+  much of the raw model speed survives the surrounding code. Each ratio divides numbers taken
+  under the same load: ORT timed in turns with the pipeline; server and batch scoring against a
+  short raw ORT run just before them ("raw ORT just before", in the JSON for batch scoring).
+- batch scoring can beat raw ORT (above 1.00x): `kefu score` runs one single-threaded ORT
+  session per core, which on these short messages uses the cores better than one session with
+  {threads} intra-op threads.
+- INT8's achieved GFLOP/s is integer work measured against a float32 peak, so it can pass 100%.
+"""
+
+
+def shown_path(path: str) -> str:
+    """A path relative to the repository when it lies inside it (no machine-specific prefix)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return path
+
+
+def busy_note(machine: dict[str, Any]) -> str:
+    loads = [machine.get("load_avg_1m_at_start") or 0, machine.get("load_avg_1m_at_end") or 0]
+    if max(loads) <= machine["cores"]:
+        return ""
+    return " (above the core count: other work shared the CPU, absolute numbers are pessimistic)"
+
+
+def render_readme(results: dict[str, Any], results_path: Path, readme_path: Path) -> str:
+    machine = results["machine"]
+    versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
+    bundle = results["bundle"]
+    workload = results["workload"]
+    parts = results["parts"]
+    link = os.path.relpath(results_path, readme_path.parent)
+    lines = [
+        INTRO,
+        "## Latest run",
+        "",
+        f"- date: {results['date']}{' (quick mode: tiny sizes, not representative)' if results['quick'] else ''}; "
+        f"total {results['total_seconds'] / 60:.1f} min; results: [{link}]({link})",
+        f"- machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, "
+        f"{machine['os']}; load average {machine['load_avg_1m_at_start']} at start, "
+        f"{machine.get('load_avg_1m_at_end', '?')} at end{busy_note(machine)}",
+        f"- versions: {versions}",
+        f"- bundle: `{bundle['model_version']}` (base {bundle['base_model']}, default variant "
+        f"{bundle['default_variant']}, max_length {bundle['max_length']})",
+        f"- messages: {shown_path(workload['source'])} ({workload['rows']} texts, mean {workload['mean_chars']:.0f} "
+        f"characters / {workload['mean_tokens']:.0f} tokens, p95 {workload['p95_tokens']:.0f} tokens)",
+        "",
+        markdown_table(results),
+        NOTES.format(
+            threads=results["threads"],
+            torch_weights=parts.get("torch", {}).get("weights", "n/a"),
+            train_steps=parts.get("training", {}).get("steps", "n/a"),
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def write_readme(results: dict[str, Any], results_path: Path, readme_path: Path) -> Path:
+    readme_path.parent.mkdir(parents=True, exist_ok=True)
+    readme_path.write_text(render_readme(results, results_path, readme_path), encoding="utf-8")
+    return readme_path

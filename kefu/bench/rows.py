@@ -1,0 +1,272 @@
+"""The rows of the benchmark table, built once from a run's results (strings, "-" if missing).
+
+Columns: part, measure, fp32, INT8, INT8 / fp32. Parts without a variant (training, the
+PyTorch reference) use the fp32 column; batch scoring uses the column of the variant
+`kefu score` ran (the bundle's default). `table.py` lays the rows out for a terminal or markdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kefu.serving.taxonomy import HEADS
+from kefu.bench.ratios import VARIANTS, lookup
+
+COLUMNS = ("part", "measure", "fp32", "INT8", "INT8 / fp32")
+
+
+@dataclass
+class Row:
+    part: str
+    measure: str
+    fp32: str = "-"
+    int8: str = "-"
+    ratio: str = "-"
+
+    def cells(self) -> list[str]:
+        return [self.part, self.measure, self.fp32, self.int8, self.ratio]
+
+
+def num(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{digits}f}"
+
+
+def times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def per_variant(part: str, measure: str, values: dict[str, Any], digits: int = 2) -> Row:
+    """A numeric row with the INT8 / fp32 quotient in the last column."""
+    fp32, int8 = values.get("fp32"), values.get("int8")
+    return Row(part, measure, num(fp32, digits), num(int8, digits), times(_div(int8, fp32)))
+
+
+def texts_row(part: str, measure: str, cell: Callable[[str], str], ratio: str = "-") -> Row:
+    """A row whose fp32 and INT8 cells are preformatted text."""
+    return Row(part, measure, cell("fp32"), cell("int8"), ratio)
+
+
+def in_column(variant: str, value: str) -> tuple[str, str]:
+    """(fp32 cell, INT8 cell) with `value` under `variant` only."""
+    return (value if variant == "fp32" else "-", value if variant == "int8" else "-")
+
+
+def table_rows(results: dict[str, Any]) -> list[list[Row]]:
+    """Sections of rows, in the order the table shows them; a failed part is one row."""
+    builders = {
+        "ort_raw": _ort_rows,
+        "torch": _torch_rows,
+        "server": _server_rows,
+        "batch_scoring": _batch_rows,
+        "training": _training_rows,
+        "accuracy": _accuracy_rows,
+        "flops": _flops_rows,
+    }
+    parts = results.get("parts", {})
+    sections = []
+    for name, build in builders.items():
+        part = parts.get(name)
+        if part is not None:
+            failed = "error" in part
+            sections.append(
+                [Row(name, f"failed: {str(part['error'])[:100]}")]
+                if failed
+                else build(part, results)
+            )
+    sections.append(_ratio_rows(results))
+    return sections
+
+
+def _ort_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
+    variants = part["variants"]
+    rows = []
+    sizes = sorted({int(name.split("_")[1]) for points in variants.values() for name in points})
+    for size in sizes:
+        key = f"batch_{size}"
+
+        def split(variant: str, key: str = key) -> str:
+            point = variants.get(variant, {}).get(key)
+            if point is None:
+                return "-"
+            return f"{num(point['tokenise_ms_per_msg'])} + {num(point['model_ms_per_msg'])}"
+
+        model_ms = {v: lookup(variants, v, key, "model_ms_per_msg") for v in VARIANTS}
+        quotient = times(_div(model_ms["int8"], model_ms["fp32"]))
+        rows.append(texts_row("raw ORT", f"batch {size}: ms/msg tokenise + model", split, quotient))
+        throughput = {v: lookup(variants, v, key, "msgs_per_s") for v in VARIANTS}
+        rows.append(per_variant("raw ORT", f"batch {size}: msgs/s", throughput, 0))
+    p50 = {v: lookup(variants, v, "batch_1", "batch_latency", "p50_ms") for v in VARIANTS}
+    rows.append(per_variant("raw ORT", "batch 1: p50 latency ms", p50))
+    rows.append(per_variant("raw ORT", "model file MB", part.get("model_mb", {}), 1))
+    return rows
+
+
+def _torch_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
+    rows = []
+    for name in sorted((k for k in part if k.startswith("batch_")), key=lambda k: int(k[6:])):
+        size, point = name[6:], part[name]
+        rows.append(
+            Row("PyTorch pipeline", f"batch {size}: ms/msg", num(point["total_ms_per_msg"]))
+        )
+        rows.append(Row("PyTorch pipeline", f"batch {size}: msgs/s", num(point["msgs_per_s"], 0)))
+        ort = point.get("ort_same_batches", {})
+        measure = f"batch {size}: ORT ms/msg, in turns on the same batches"
+        rows.append(per_variant("PyTorch pipeline", measure, ort))
+    return rows
+
+
+def _server_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
+    variants = part["variants"]
+    failed = {v: run["error"] for v, run in variants.items() if "error" in run}
+    rows = [Row("HTTP server", f"{v} failed: {error[:100]}") for v, error in failed.items()]
+    served = {v: run for v, run in variants.items() if v not in failed}
+
+    def reference(variant: str) -> str:
+        before = lookup(variants, variant, "raw_ort_just_before")
+        return (
+            "-"
+            if not before
+            else f"{num(before['b1_p50_ms'])} / {num(before['b32_msgs_per_s'], 0)}"
+        )
+
+    measure = "raw ORT just before: batch-1 p50 ms / batch-32 msgs/s"
+    rows.append(texts_row("HTTP server", measure, reference))
+    levels = sorted(
+        {k for run in served.values() for k in run if k.startswith("c")}, key=lambda k: int(k[1:])
+    )
+    for level in levels:
+
+        def spread(variant: str, level: str = level) -> str:
+            latency = lookup(served, variant, level, "latency") or {}
+            return " / ".join(num(latency.get(p)) for p in ("p50_ms", "p95_ms", "p99_ms"))
+
+        p50 = {v: lookup(served, v, level, "latency", "p50_ms") for v in VARIANTS}
+        quotient = times(_div(p50["int8"], p50["fp32"]))
+        rows.append(
+            texts_row("HTTP server", f"c={level[1:]}: p50 / p95 / p99 ms", spread, quotient)
+        )
+        throughput = {v: lookup(served, v, level, "throughput_rps") for v in VARIANTS}
+        rows.append(per_variant("HTTP server", f"c={level[1:]}: msgs/s", throughput, 0))
+
+    if "c32" in levels:
+        cpu = {v: lookup(served, v, "c32") or {} for v in VARIANTS}
+
+        def cpu_cost(variant: str) -> str:
+            level = cpu[variant]
+            server, client = (
+                level.get("server_cpu_ms_per_request"),
+                level.get("client_cpu_ms_per_request"),
+            )
+            return "-" if not level else f"{num(server)} / {num(client)}"
+
+        measure = "c=32: CPU ms per request, server / load generator"
+        rows.append(texts_row("HTTP server", measure, cpu_cost))
+
+    def errors(variant: str) -> str:
+        run = served.get(variant)
+        if run is None:
+            return "-"
+        counted = [run[level] for level in levels if level in run]
+        return f"{sum(r['errors'] for r in counted)} / {sum(r['requests'] for r in counted)}"
+
+    rows.append(texts_row("HTTP server", "errors / requests", errors))
+    memory = {v: lookup(served, v, "server_rss_mb") for v in VARIANTS}
+    rows.append(per_variant("HTTP server", "server RSS MB after load", memory, 0))
+    return rows
+
+
+def _batch_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
+    variant = results.get("bundle", {}).get("default_variant", "fp32")
+    rows = []
+    for engine, run in part["engines"].items():
+        label = f"{engine} engine, {run.get('rows', part['rows']):,} rows"
+        if "reduced_from" in run:
+            label += f" (time budget; of {run['reduced_from']:,})"
+        if "stopped_after_rows" in run:
+            label += f" (time limit: stopped after {run['stopped_after_rows']:,})"
+        if "skipped" in run:
+            value = f"skipped: {run['skipped']}"
+        elif "error" in run:
+            value = f"failed: {run['error'][:80]}"
+        else:
+            label += ": rows/s, peak PSS"
+            value = f"{num(run['rows_per_s'], 0)} rows/s, {num(run['peak_pss_mb'], 0)} MB"
+        rows.append(Row("batch scoring", label, *in_column(variant, value)))
+    return rows
+
+
+def _training_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
+    per_1000 = f"s per 1,000 examples (batch {part['batch_size']}, {part['steps']} steps)"
+    epoch = f"s per epoch of {part['epoch_rows']:,} rows (estimate)"
+    return [
+        Row("training", per_1000, num(part["seconds_per_1000"], 1)),
+        Row("training", epoch, num(part["epoch_seconds_estimate"], 0)),
+    ]
+
+
+def _accuracy_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
+    rows = []
+    for head in HEADS:
+        f1 = {v: lookup(part, "variants", v, head, "macro_f1") for v in VARIANTS}
+        delta = lookup(part, "int8_minus_fp32_points", head)
+        measure = f"{head} macro-F1 ({part['rows']} test rows)"
+        points = "-" if delta is None else f"{delta:+.1f} pt"
+        rows.append(Row("accuracy", measure, num(f1["fp32"], 3), num(f1["int8"], 3), points))
+    return rows
+
+
+def _flops_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
+    best = {
+        variant: max(points.values(), key=lambda point: point["gflops"])
+        for variant, points in part["achieved"].items()
+        if points
+    }
+
+    def achieved(variant: str) -> str:
+        if variant not in best:
+            return "-"
+        return f"{num(best[variant]['gflops'], 1)} ({best[variant]['fraction_of_peak']:.0%})"
+
+    quotient = times(_div(lookup(best, "int8", "gflops"), lookup(best, "fp32", "gflops")))
+    per_message = f"GFLOP per message (mean {part['mean_tokens']:.0f} tokens)"
+    return [
+        Row("compute", per_message, num(part["gflop_per_message"], 3)),
+        Row("compute", "machine peak GFLOP/s (fp32 numpy matmul)", num(part["peak_gflops"], 1)),
+        texts_row("compute", "achieved GFLOP/s, best batch (share of peak)", achieved, quotient),
+    ]
+
+
+def _ratio_rows(results: dict[str, Any]) -> list[Row]:
+    ratios = results.get("ratios", {})
+    scoring = dict(ratios.get("batch_scoring_over_raw_best", {}))
+    variant = scoring.pop("variant", "fp32")
+    engines = " / ".join(f"{engine} {times(value)}" for engine, value in scoring.items()) or "-"
+    ours = ratios.get("ours_over_pytorch", {})
+    int8 = ratios.get("int8_over_fp32", {})
+
+    def pair(name: str) -> tuple[str, str]:
+        values = ratios.get(name, {})
+        return times(values.get("fp32")), times(values.get("int8"))
+
+    def versus_torch(size: int) -> tuple[str, str]:
+        return times(ours.get(f"fp32_batch_{size}")), times(ours.get(f"int8_batch_{size}"))
+
+    model_time = " / ".join(times(int8.get(f"model_ms_batch_{s}")) for s in (1, 8, 32))
+    return [
+        Row("ratio", "server p50 (c=1) / raw ORT batch-1 p50", *pair("server_p50_over_raw_b1")),
+        Row(
+            "ratio", "server msgs/s (c=32) / raw ORT best batch", *pair("server_c32_over_raw_best")
+        ),
+        Row("ratio", "batch scoring rows/s / raw ORT best batch", *in_column(variant, engines)),
+        Row("ratio", "ours / PyTorch pipeline, time per msg, batch 1", *versus_torch(1)),
+        Row("ratio", "ours / PyTorch pipeline, time per msg, batch 32", *versus_torch(32)),
+        Row("ratio", "INT8 / fp32: model time b1 / b8 / b32", "-", "-", model_time),
+    ]

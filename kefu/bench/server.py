@@ -1,0 +1,191 @@
+"""The HTTP server under load: a real `kefu serve` process on a free localhost port.
+
+For each variant (INT8 and fp32, chosen with `KEFU_VARIANT`) raw ORT is timed briefly (the
+reference for this variant's ratios, taken under the same machine load), then the server is
+started, polled on /readyz, loaded at each concurrency by `server_load` running in a separate
+process, and stopped. Server output goes to a log file whose tail is quoted when start-up fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kefu.bench.ort_raw import reference_point
+from kefu.bench.proctree import tree_cpu_seconds, tree_memory
+
+HOST = "127.0.0.1"
+CONCURRENCIES = (1, 8, 32)
+STARTUP_SECONDS = 120.0
+STOP_SECONDS = 20.0
+LOG_TAIL_CHARS = 2000
+
+
+class ServerStartError(RuntimeError):
+    """`kefu serve` exited or never became ready."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def serve_command(bundle_dir: Path, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "kefu.cli.main", "serve",
+        "--bundle", str(bundle_dir), "--host", HOST, "--port", str(port),
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def running_server(
+    bundle_dir: Path, variant: str, log_path: Path, threads: int | None = None
+) -> Iterator[tuple[str, int]]:
+    """(base URL, server pid) of a ready `kefu serve`; the process group is stopped on exit."""
+    port = free_port()
+    env = {**os.environ, "KEFU_VARIANT": variant, "HF_HUB_OFFLINE": "1"}
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if threads:
+        env["KEFU_ORT_THREADS"] = str(threads)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            serve_command(bundle_dir, port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group, so workers stop with it
+        )
+        try:
+            url = f"http://{HOST}:{port}"
+            wait_ready(url, process, log_path)
+            yield url, process.pid
+        finally:
+            stop(process)
+
+
+def wait_ready(url: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerStartError(
+                f"kefu serve exited with code {process.returncode} before /readyz answered; "
+                f"log tail: {log_tail(log_path)}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/readyz", timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.25)
+    raise ServerStartError(
+        f"kefu serve did not answer /readyz within {STARTUP_SECONDS:.0f}s; "
+        f"log tail: {log_tail(log_path)}"
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's own process group, SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_SECONDS)
+
+
+def log_tail(log_path: Path) -> str:
+    try:
+        return log_path.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:]
+    except OSError:
+        return "(no log)"
+
+
+def run_load_generator(
+    url: str, texts_file: Path, concurrency: int, requests: int, max_seconds: float, warmup: int
+) -> dict[str, Any]:
+    """`server_load` in a child process; its JSON line is the result."""
+    command = [
+        sys.executable, "-m", "kefu.bench.server_load", "--url", url,
+        "--texts", str(texts_file), "--concurrency", str(concurrency),
+        "--requests", str(requests), "--max-seconds", str(max_seconds), "--warmup", str(warmup),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=max_seconds + 120, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"load generator failed ({done.returncode}): {done.stderr[-LOG_TAIL_CHARS:]}"
+        )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measured_level(
+    pid: int,
+    url: str,
+    texts_file: Path,
+    concurrency: int,
+    requests: int,
+    seconds: float,
+    warmup: int,
+) -> dict[str, Any]:
+    """One load level plus the server's CPU per request (the generator reports its own).
+
+    On a 2-core machine the load generator competes with the server for the same cores; the
+    two CPU costs per request say how much of the server's shortfall is the client's. The
+    server's count includes the warm-up requests, so they are counted as served too.
+    """
+    server_before = tree_cpu_seconds(pid)
+    level = run_load_generator(url, texts_file, concurrency, requests, seconds, warmup)
+    served = level["requests"] + warmup
+    server_cpu = tree_cpu_seconds(pid) - server_before
+    level["server_cpu_ms_per_request"] = 1000 * server_cpu / served if served else None
+    return level
+
+
+def bench_server(
+    bundle_dir: Path,
+    texts: list[str],
+    work_dir: Path,
+    *,
+    variants: tuple[str, ...] = ("int8", "fp32"),
+    concurrencies: tuple[int, ...] = CONCURRENCIES,
+    requests: dict[int, int] | None = None,
+    seconds_per_level: float = 30.0,
+    warmup: int = 20,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """{"variants": {variant: {"c<n>": load result, "server_rss_mb": ...}}}; errors per variant."""
+    requests = requests or {1: 300, 8: 1000, 32: 2000}
+    texts_file = work_dir / "server_texts.json"
+    texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    results: dict[str, Any] = {"variants": {}, "threads": threads}
+    for variant in variants:
+        log_path = work_dir / f"serve-{variant}.log"
+        reference = reference_point(bundle_dir, variant, texts, threads)
+        try:
+            with running_server(bundle_dir, variant, log_path, threads) as (url, pid):
+                levels: dict[str, Any] = {"raw_ort_just_before": reference}
+                for concurrency in concurrencies:
+                    levels[f"c{concurrency}"] = measured_level(
+                        pid, url, texts_file, concurrency, requests.get(concurrency, 200),
+                        seconds_per_level, warmup,
+                    )  # fmt: skip
+                levels["server_rss_mb"] = round(tree_memory(pid)["rss"] / 1e6, 1)
+                results["variants"][variant] = levels
+        except (ServerStartError, RuntimeError, subprocess.TimeoutExpired) as exc:
+            results["variants"][variant] = {"error": str(exc)}
+    return results

@@ -1,0 +1,94 @@
+"""`kefu data build` rebuilds the seed corpus; `kefu data validate FILE` checks a labelled file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kefu.errors import KefuError
+
+app = typer.Typer(no_args_is_help=True, help="Build the seed corpus or validate a labelled file.")
+
+
+@app.command("build")
+def build(
+    sources: Path = typer.Option(None, help="Folder with written/*.tsv and augment.yaml."),
+    out: Path = typer.Option(None, help="Output folder for train/dev/test.jsonl."),
+    seed: int = typer.Option(None, help="Augmentation seed (default in BuildConfig)."),
+) -> None:
+    """Rebuild datasets/seed/ from datasets/sources/ (byte-identical for the same sources)."""
+    from dataclasses import replace
+
+    from kefu.training.data.build import BuildConfig
+    from kefu.training.data.build import build as build_corpus
+
+    config = BuildConfig()
+    overrides = {
+        k: v for k, v in {"sources": sources, "out": out, "seed": seed}.items() if v is not None
+    }
+    if out is not None:
+        overrides["card"] = out / "README.md"
+    try:
+        stats = build_corpus(replace(config, **overrides))
+    except KefuError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    rows = stats["rows"]
+    typer.echo(
+        f"seed corpus: {rows['total']} rows (train {rows['train']}, dev {rows['dev']}, test {rows['test']}); "
+        f"near-duplicates dev {stats['near_duplicates']['dev']:.2%}, test {stats['near_duplicates']['test']:.2%}"
+    )
+
+
+@app.command("validate")
+def validate(
+    file: Path = typer.Argument(
+        ..., help="JSONL, CSV, TSV or Parquet file with labelled messages."
+    ),
+    text_col: str = typer.Option("text", help="Column holding the message text."),
+    intent_col: str = typer.Option("intent"),
+    urgency_col: str = typer.Option("urgency"),
+    emotion_col: str = typer.Option("emotion"),
+    id_col: str = typer.Option("id"),
+    rejects: Path = typer.Option(
+        None, help="Write rejected rows (with reasons) to this JSONL file."
+    ),
+    strict: bool = typer.Option(False, "--strict", help="Fail when any row is rejected."),
+) -> None:
+    """Check a labelled file: counts per label, and every rejected row with file, line and reason."""
+    from kefu.training.data.loader import load_labelled, write_rejects
+
+    try:
+        data = load_labelled(
+            file,
+            text_col=text_col,
+            intent_col=intent_col,
+            urgency_col=urgency_col,
+            emotion_col=emotion_col,
+            id_col=id_col,
+            strict=strict,
+        )
+    except KefuError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    console = Console()
+    typer.echo(f"{file}: {len(data.rows)} usable rows, {len(data.rejects)} rejected")
+    table = Table()
+    for column in ("head", "label", "rows"):
+        table.add_column(column)
+    from collections import Counter
+
+    for head in ("intent", "urgency", "emotion"):
+        for label, count in sorted(Counter(data.labels(head)).items(), key=lambda kv: str(kv[0])):
+            table.add_row(head, label or "(unlabelled)", str(count))
+    console.print(table)
+    for reject in data.rejects[:20]:
+        typer.echo(f"rejected: {reject.describe()}")
+    if len(data.rejects) > 20:
+        typer.echo(f"... {len(data.rejects) - 20} more")
+    if rejects is not None:
+        written = write_rejects(data.rejects, rejects)
+        typer.echo(f"wrote {written} rejects to {rejects}")

@@ -1,0 +1,44 @@
+"""`kefu report SCORED... -o report.html`: an offline HTML hotspot report from scored files.
+
+Usage: kefu report scored.parquet -o report.html --time-col created_at --top-n 10
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def command(
+    inputs: list[str] = typer.Argument(
+        ..., help="Scored Parquet, CSV or JSONL files (or quoted globs)."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="HTML file to write."),
+    text_col: str = typer.Option("text", help="Column holding the message text."),
+    time_col: str = typer.Option(None, help="Timestamp column: adds trends by day or week."),
+    top_n: int = typer.Option(10, help="How many intents the TOP table lists."),
+    period: str = typer.Option("auto", help="Trend period: day, week or auto (week past 60 days)."),
+    title: str = typer.Option("kefu hotspot report 客服热点报告", help="Report title."),
+) -> None:
+    """Intent, urgency and emotion distributions, escalations, repeated questions and trends."""
+    from kefu.errors import KefuError
+    from kefu.serving.report import build_report
+
+    try:
+        data = build_report(
+            inputs,
+            output,
+            text_col=text_col,
+            time_col=time_col,
+            top_n=top_n,
+            period=period,
+            title=title,
+        )
+    except KefuError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"report: {output} ({data.rows} messages from {len(data.files)} file(s), "
+        f"escalation rate {data.escalation_rate:.1%})"
+    )

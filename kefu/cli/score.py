@@ -1,0 +1,83 @@
+"""`kefu score INPUT... -o OUTPUT --bundle DIR`: batch-score chat logs with a bundle.
+
+Usage: kefu score 'logs/2024-*.jsonl' -o scored.parquet --bundle models/default --id-col msg_id
+       kefu score logs.csv -o scored.csv --resume          # continue an interrupted run
+       kefu score logs.parquet -o scored.parquet --engine ray --ray-address auto
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+
+def command(
+    inputs: list[str] = typer.Argument(
+        ..., help="CSV, JSONL or Parquet files (by suffix) or quoted globs."
+    ),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Output file: .parquet, .csv or .jsonl."
+    ),
+    bundle: Path = typer.Option(Path("models/default"), help="Model bundle directory."),
+    text_col: str = typer.Option("text", help="Column holding the message text."),
+    id_col: str = typer.Option(None, help="Column identifying a row; copied into each reject."),
+    chunk_size: int = typer.Option(2048, min=1, help="Rows per committed chunk (the resume unit)."),
+    batch_size: int = typer.Option(64, min=1, help="Rows per ONNX Runtime call."),
+    workers: int = typer.Option(
+        os.cpu_count() or 1, min=1, help="Scoring processes (Ray: actors)."
+    ),
+    variant: str = typer.Option(None, help="fp32 or int8 (default: the bundle's)."),
+    policy: Path = typer.Option(None, help="Routing policy YAML overriding the bundle's."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
+    fresh: bool = typer.Option(False, "--fresh", help="Discard an interrupted run and start over."),
+    engine: str = typer.Option("local", help="local (process pool) or ray (Ray Data)."),
+    ray_address: str = typer.Option(
+        None, help="Ray cluster address (default: a local Ray instance)."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Score every row; rows that cannot be scored go to OUTPUT.rejects.jsonl with a reason."""
+    from rich.console import Console
+
+    from kefu.serving.batch.job import ScoreJob
+    from kefu.errors import KefuError
+
+    console = Console(stderr=True)
+    try:
+        if engine not in ("local", "ray"):
+            raise KefuError(f"--engine must be 'local' or 'ray', got {engine!r}")
+        job = ScoreJob(
+            inputs=inputs,
+            output=output,
+            bundle=bundle,
+            text_col=text_col,
+            id_col=id_col,
+            chunk_size=chunk_size,
+            batch_size=batch_size,
+            workers=workers,
+            variant=variant,
+            policy=policy,
+            resume=resume,
+            fresh=fresh,
+            progress=progress,
+        )
+        if engine == "ray":
+            from kefu.serving.batch.ray_engine import run_ray
+
+            summary = run_ray(job, ray_address=ray_address, console=console)
+        else:
+            from kefu.serving.batch.local_engine import run_local
+
+            summary = run_local(job, console=console)
+    except KefuError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo(
+            "interrupted: committed chunks are kept; rerun with --resume to continue", err=True
+        )
+        raise typer.Exit(130) from None
+    for line in summary.lines():
+        typer.echo(line)

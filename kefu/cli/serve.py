@@ -1,0 +1,97 @@
+"""`kefu serve --bundle models/default --host 127.0.0.1 --port 8000 [--workers N]`.
+
+Options override KEFU_* environment variables (serving/settings.py lists them all). The bundle
+and the routing policy are validated before uvicorn starts, so a bad bundle or policy stops
+here with one line naming the problem (exit code 2) instead of a traceback per worker. One
+worker serves the app object directly; several workers rebuild their settings from KEFU_*
+variables through the `kefu.serving.server.app:app_from_env` factory and share metrics through
+PROMETHEUS_MULTIPROC_DIR.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import typer
+
+
+def command(
+    bundle: Path = typer.Option(None, "--bundle", help="Bundle directory (env KEFU_BUNDLE)."),
+    host: str = typer.Option(
+        None, "--host", help="Bind address (env KEFU_HOST; default 127.0.0.1)."
+    ),
+    port: int = typer.Option(None, "--port", help="Port (env KEFU_PORT; default 8000)."),
+    workers: int = typer.Option(
+        None, "--workers", help="Worker processes (env KEFU_WORKERS; default 1)."
+    ),
+    variant: str = typer.Option(
+        None, "--variant", help="fp32 or int8 (env KEFU_VARIANT; default bundle default)."
+    ),
+    policy: Path = typer.Option(None, "--policy", help="Routing policy YAML (env KEFU_POLICY)."),
+    ort_threads: int = typer.Option(
+        None,
+        "--ort-threads",
+        help="ONNX Runtime threads per worker (env KEFU_ORT_THREADS; default cores/workers).",
+    ),
+    log_level: str = typer.Option(
+        None, "--log-level", help="debug|info|warning|error (env KEFU_LOG_LEVEL)."
+    ),
+) -> None:
+    from kefu.errors import KefuError
+    from kefu.serving.settings import load_settings
+
+    overrides = {
+        "bundle": bundle,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "variant": variant,
+        "policy": policy,
+        "ort_threads": ort_threads,
+        "log_level": log_level,
+    }
+    try:
+        settings = load_settings(
+            **{key: value for key, value in overrides.items() if value is not None}
+        )
+        check_before_start(settings)
+    except KefuError as exc:
+        typer.echo(f"kefu serve: {exc}", err=True)
+        raise typer.Exit(2) from None
+    run(settings)
+
+
+def check_before_start(settings) -> None:
+    """Bundle readable, variant present, policy valid: the cheap checks, before any worker."""
+    from kefu.serving.bundle import read_bundle
+    from kefu.serving.routing import RoutingPolicy
+
+    bundle = read_bundle(settings.bundle)
+    bundle.model_path(settings.variant)
+    RoutingPolicy.for_bundle(bundle, settings.policy)
+
+
+def run(settings) -> None:
+    import uvicorn
+
+    from kefu.serving.server.observability import log_config
+
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": log_config(settings.log_level),
+        "access_log": False,  # kefu writes its own access log: one JSON line per request
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.workers == 1:
+        from kefu.serving.server.app import create_app
+
+        uvicorn.run(create_app(settings), **options)
+        return
+    os.environ.update(settings.env())
+    with tempfile.TemporaryDirectory(prefix="kefu-metrics-") as metrics_dir:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+        uvicorn.run("kefu.serving.server.app:app_from_env", factory=True, workers=settings.workers, **options)

@@ -1,0 +1,66 @@
+"""`kefu train`: fine-tune the three-head model on labelled data and write a bundle.
+
+Usage: `kefu train --config training/configs/default.yaml --out models/default
+[--data-dir datasets/seed] [--base-model DIR] [--set epochs=2 --set lr=3e-5]`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "default.yaml"
+
+
+def command(
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
+    config: Path = typer.Option(
+        DEFAULT_CONFIG, "--config", "-c", help="YAML training config.", show_default=False
+    ),
+    overrides: list[str] = typer.Option(
+        [],
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override a config key: --set epochs=2 --set loss_weights.emotion=0.5",
+    ),
+    data_dir: Path = typer.Option(
+        None, "--data-dir", help="Folder with train.jsonl and dev.jsonl (sets train_data/dev_data)."
+    ),
+    base_model: str = typer.Option(
+        None, "--base-model", help="Base encoder: a directory, a hub id or m3e-small."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    from kefu.errors import KefuError
+    from kefu.training.config import load_config
+
+    settings = list(overrides)
+    if data_dir is not None:
+        settings += [f"train_data={data_dir / 'train.jsonl'}", f"dev_data={data_dir / 'dev.jsonl'}"]
+    if base_model is not None:
+        settings.append(f"base_model={base_model}")
+    try:
+        train_config = load_config(config, settings)
+        _quiet_libraries()
+        from kefu.training.train import train
+
+        train(
+            train_config, out, log=lambda line: typer.echo(line, err=True), show_progress=not quiet
+        )
+    except KefuError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(str(out))
+
+
+def _quiet_libraries() -> None:
+    """transformers' load report and torch's exporter chatter would bury kefu's own log."""
+    import warnings
+
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)

@@ -1,0 +1,226 @@
+"""The local engine: read chunks, score them in a process pool, commit them in order, merge.
+
+Usage: `summary = run_local(ScoreJob(inputs=["logs/*.jsonl"], output=Path("out.parquet"),
+bundle=Path("models/default"), workers=2))`.
+
+Each worker process holds its own ONNX Runtime session with `cores // workers` intra-op
+threads, so the pool uses every core without oversubscribing. Chunks are committed strictly in
+input order (a finished chunk waits for the ones before it), which keeps the output in input
+order and makes "committed" a prefix of the chunk sequence: the thing `--resume` needs.
+
+Memory bound: the main process holds at most `2 x workers` chunks in flight plus the one being
+read, each worker one chunk and one micro-batch, and the final merge one Parquet row group:
+about (2 x workers + 1) x chunk_size rows, whatever the input size.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+
+from kefu.serving.batch.job import ScoreJob, Summary
+from kefu.serving.batch.plan import RunPlan, plan_run
+from kefu.serving.batch.progress import ProgressReporter, estimate_rows
+from kefu.serving.batch.readers import Chunk, count_chunks, read_chunks
+from kefu.serving.batch.scoring import SCORE_SCHEMA, Scorer, attach_scores, threads_per_worker
+from kefu.serving.batch.staging import RunState, Staging
+from kefu.serving.batch.writers import concat_lines, unified_schema, write_output
+from kefu.errors import KefuError
+
+_WORKER_SCORER: Scorer | None = None  # one per worker process, set by `_start_worker`
+
+
+def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
+    console = console or Console(stderr=True)
+    started = time.monotonic()
+    plan = plan_run(job, engine="local")
+    for warning in plan.warnings():
+        console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+    staging = Staging(plan.staging_dir)
+    state = staging.open(plan.fingerprint, resume=job.resume, fresh=job.fresh)
+    if state.committed_chunks:
+        console.print(
+            f"resuming after {state.committed_chunks} committed chunks ({state.rows_read} rows)",
+            highlight=False,
+        )
+    rows_before = state.rows_read
+    if state.phase == "scoring":
+        total = sum(estimate_rows(source) for source in plan.inputs) if job.progress else None
+        with (
+            ScorerPool(job) as pool,
+            ProgressReporter(total, state.rows_read, job.progress, console) as progress,
+        ):
+            for chunk, scores in pool.score_in_order(_pending_chunks(job, plan, state)):
+                staging.commit(
+                    state,
+                    chunk.index,
+                    attach_scores(chunk.table, scores),
+                    chunk.rejects,
+                    chunk.rows_read,
+                )
+                progress.advance(chunk.rows_read)
+        state.phase = "finalising"
+        staging.save(state)
+    summary = state.summary()
+    summary.check()
+    finalise(staging, state, job.output, plan)
+    summary.files, summary.engine = len(plan.inputs), "local"
+    summary.output, summary.rejects_file = str(job.output), str(plan.rejects_path)
+    summary.seconds = time.monotonic() - started
+    summary.rows_this_run = summary.rows_read - rows_before
+    return summary
+
+
+def finalise(staging: Staging, state: RunState, output: Path, plan: RunPlan) -> None:
+    """Merge the committed parts into OUTPUT and OUTPUT.rejects.jsonl; then drop the staging."""
+    parts = staging.parts(state)
+    schema = unified_schema(pq.read_schema(part) for part in parts)
+    rows = write_output((pq.read_table(part) for part in parts), schema, output, plan.output_format)
+    if rows != state.scored:
+        raise RuntimeError(f"merge wrote {rows} rows but {state.scored} were committed")
+    concat_lines(staging.reject_files(state), plan.rejects_path)
+    staging.remove()
+
+
+def _pending_chunks(job: ScoreJob, plan: RunPlan, state: RunState) -> Iterator[Chunk]:
+    """Chunks not yet committed; whole files already committed are skipped without reading."""
+    first_index = 0
+    for number, source in enumerate(plan.inputs):
+        known = state.file_chunks[number] if number < len(state.file_chunks) else None
+        if known is not None and first_index + known <= state.committed_chunks:
+            first_index += known
+            continue
+        skip = max(0, state.committed_chunks - first_index)
+        count = skip
+        for chunk in read_chunks(
+            source,
+            text_col=job.text_col,
+            id_col=job.id_col,
+            chunk_size=job.chunk_size,
+            first_index=first_index,
+            skip=skip,
+        ):
+            count += 1
+            yield chunk
+        if known is None:
+            if skip and count == skip:  # every chunk was skipped, so none was counted: count them
+                count = count_chunks(source, job.chunk_size)
+            state.file_chunks.append(count)  # saved with the next commit
+        first_index += count
+
+
+WORKER_DIED = (
+    "a scoring worker process died (out of memory or killed?); committed chunks are "
+    "kept: rerun with --resume, with fewer --workers or a smaller --chunk-size"
+)
+
+
+class ScorerPool:
+    """Scores chunks with `workers` processes (or in this process when workers == 1)."""
+
+    def __init__(self, job: ScoreJob):
+        self.job = job
+        self.threads = threads_per_worker(job.workers)
+        self.executor: ProcessPoolExecutor | None = None
+        self.scorer: Scorer | None = None
+
+    def __enter__(self) -> ScorerPool:
+        args = (
+            str(self.job.bundle),
+            self.job.variant,
+            self.job.policy,
+            self.threads,
+            self.job.batch_size,
+        )
+        if self.job.workers == 1:
+            self.scorer = _make_scorer(*args)
+        else:
+            # spawn, not fork: the parent may hold threads (progress bar) and ORT state
+            self.executor = ProcessPoolExecutor(
+                self.job.workers,
+                mp_context=get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(os.getpid(), *args),
+            )
+        return self
+
+    def score_in_order(self, chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, pa.Table]]:
+        if self.scorer is not None:
+            for chunk in chunks:
+                yield chunk, self.scorer.score(chunk.texts)
+            return
+        assert self.executor is not None
+        in_flight: deque[tuple[Chunk, Future[pa.Table]]] = deque()
+        for chunk in chunks:
+            try:
+                future = self.executor.submit(_score_in_worker, chunk.texts)
+            except BrokenProcessPool:  # a worker died before this chunk could be queued
+                raise KefuError(WORKER_DIED) from None
+            in_flight.append((chunk, future))
+            if len(in_flight) >= 2 * self.job.workers:
+                done, future = in_flight.popleft()
+                yield done, _result(future)
+        while in_flight:
+            done, future = in_flight.popleft()
+            yield done, _result(future)
+
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if self.executor is None:
+            return
+        if exc_type is None:
+            self.executor.shutdown(wait=True)
+            return
+        # A broken or interrupted pool: waiting could hang on a worker that died holding the
+        # call queue's lock, so stop the remaining workers instead (committed chunks are kept).
+        workers = list((getattr(self.executor, "_processes", None) or {}).values())
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.kill()
+
+
+def _result(future: Future[pa.Table]) -> pa.Table:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise KefuError(WORKER_DIED) from None
+
+
+def _make_scorer(
+    bundle: str, variant: str | None, policy: Path | None, threads: int, batch_size: int
+) -> Scorer:
+    return Scorer.from_bundle(
+        bundle, variant=variant, policy_path=policy, intra_op_threads=threads, batch_size=batch_size
+    )
+
+
+def _start_worker(parent_pid: int, *args) -> None:
+    """Worker set-up: ignore Ctrl-C (the parent decides), die with the parent, load the model."""
+    global _WORKER_SCORER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+    _WORKER_SCORER = _make_scorer(*args)
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)  # the parent was killed: nothing will collect our results
+
+
+def _score_in_worker(texts: list[str]) -> pa.Table:
+    assert _WORKER_SCORER is not None
+    if not texts:
+        return SCORE_SCHEMA.empty_table()
+    return _WORKER_SCORER.score(texts)

@@ -1,0 +1,290 @@
+"""`kefu score --engine ray`: the same readers and the same `Scorer` on Ray Data.
+
+Usage: `run_ray(job, ray_address=None)` starts a local Ray instance with `job.workers` CPUs for
+scoring (plus one for reading and writing); `ray_address="auto"` or "ray://head:10001" joins a
+cluster (kefu must be installed on its nodes and the inputs and output on storage they share).
+
+Pipeline: read (a Datasource with one task per input file, running kefu's streaming readers so
+rejects, line numbers and column types match the local engine) -> `map_batches` over a pool of
+`ScoringActor`s (ActorPoolStrategy), each holding one ONNX Runtime session with
+`cores // workers` threads -> `write_parquet` into `OUTPUT.partial/ray/` -> a driver-side merge
+into the output file and `OUTPUT.rejects.jsonl`, in input order.
+
+Why one Ray row per chunk: Ray merges small blocks and splits large ones by rows as it sees fit.
+A chunk travels as one row holding its rows in Arrow IPC form, so Ray can bundle and balance
+chunks across actors freely but never cut one; each actor scores whole chunks with the same
+micro-batches as the local engine, so the confidences are bit-identical, not merely close.
+
+Ray is the optional extra `ray`, imported only in this module. Memory is bounded by Ray's
+streaming executor (backpressure and object-store spilling) and by the merge, which holds one
+staged batch (`MERGE_BATCH_CHUNKS` chunks) at a time. Resuming a killed driver is left to the
+local engine; Ray itself retries failed tasks and restarts failed actors.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+
+from kefu.serving.batch.job import ScoreJob, Summary
+from kefu.serving.batch.plan import plan_run
+from kefu.serving.batch.readers import read_chunks
+from kefu.serving.batch.scoring import Scorer, attach_scores, threads_per_worker
+from kefu.serving.batch.sources import InputFile
+from kefu.serving.batch.writers import unified_schema, write_output
+from kefu.errors import ConfigError, KefuError
+
+try:
+    import ray
+    from ray.data import ActorPoolStrategy, Datasource, ReadTask
+    from ray.data.block import BlockMetadata
+except ImportError:  # pragma: no cover - the ray extra is installed in CI
+    raise ConfigError("--engine ray needs the ray extra: pip install 'kefu[ray]'") from None
+
+# Columns of a chunk row. ROWS holds the chunk's table in Arrow IPC stream form: before
+# scoring the input rows plus TEXT, after scoring the output rows; SCHEMA is its schema alone,
+# so the merge can plan the output schema without decoding every chunk twice.
+FILE_INDEX, CHUNK_INDEX, ROWS, SCHEMA = "_kefu_file", "_kefu_chunk", "_kefu_rows", "_kefu_schema"
+REJECTS, ROWS_READ, TEXT = "_kefu_rejects", "_kefu_rows_read", "_kefu_text"
+# Reading and writing are light next to scoring; with a whole CPU each they could wait forever
+# for CPUs the scoring actors hold.
+READ_WRITE_CPUS = 0.25
+MERGE_BATCH_CHUNKS = 8
+
+
+def run_ray(
+    job: ScoreJob, ray_address: str | None = None, console: Console | None = None
+) -> Summary:
+    console = console or Console(stderr=True)
+    started = time.monotonic()
+    if job.resume:
+        raise ConfigError("--resume is supported by the local engine only; rerun with --fresh")
+    plan = plan_run(job, engine="ray")
+    for warning in plan.warnings():
+        console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+    if plan.staging_dir.exists():
+        if not job.fresh:
+            raise ConfigError(
+                f"{plan.staging_dir} holds an unfinished run; pass --fresh to start over"
+            )
+        shutil.rmtree(plan.staging_dir)
+    staged = plan.staging_dir / "ray"
+    started_ray = _start_ray(job, ray_address)
+    try:
+        _run_pipeline(job, plan.inputs, staged)
+    except KefuError:
+        raise
+    except Exception as exc:  # Ray wraps task errors; show the cause, not a Ray traceback
+        raise KefuError(f"the Ray run failed: {_root_cause(exc)}") from None
+    finally:
+        if started_ray:
+            ray.shutdown()
+    summary = _merge(staged, job.output, plan.output_format, plan.rejects_path)
+    shutil.rmtree(plan.staging_dir, ignore_errors=True)
+    summary.files, summary.engine = len(plan.inputs), "ray"
+    summary.output, summary.rejects_file = str(job.output), str(plan.rejects_path)
+    summary.seconds = time.monotonic() - started
+    summary.rows_this_run = summary.rows_read
+    return summary
+
+
+def _start_ray(job: ScoreJob, ray_address: str | None) -> bool:
+    """Connect to `ray_address` or start a local instance; True when this call started Ray."""
+    if ray.is_initialized():
+        return False
+    local = ray_address is None
+    ray.init(
+        address=ray_address,
+        num_cpus=job.workers + 1 if local else None,  # +1 logical CPU for reading and writing
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus < job.workers + 2 * READ_WRITE_CPUS:  # else the actors wait forever for CPUs
+        ray.shutdown()
+        raise ConfigError(
+            f"the Ray cluster has {cpus:g} CPUs; --workers {job.workers} needs "
+            f"{job.workers + 2 * READ_WRITE_CPUS:g} (1 per scoring actor + reading and writing)"
+        )
+    return True
+
+
+def _run_pipeline(job: ScoreJob, inputs: list[InputFile], staged: Path) -> None:
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # staged rows come back in input order
+    context.enable_progress_bars = job.progress
+    chunks = ray.data.read_datasource(
+        ChunkDatasource(inputs, job.text_col, job.id_col, job.chunk_size),
+        num_cpus=READ_WRITE_CPUS,  # unlike the actors' 1 CPU, so Ray does not fuse the two
+    )
+    scored = chunks.map_batches(
+        ScoringActor,
+        fn_constructor_kwargs={
+            "bundle": str(job.bundle.resolve()),
+            "variant": job.variant,
+            "policy": str(job.policy.resolve()) if job.policy else None,
+            "threads": threads_per_worker(job.workers),
+            "batch_size": job.batch_size,
+        },
+        batch_size=1,  # one chunk per call
+        batch_format="pyarrow",
+        compute=ActorPoolStrategy(size=job.workers),
+        num_cpus=1,
+    )
+    scored.write_parquet(str(staged), ray_remote_args={"num_cpus": READ_WRITE_CPUS})
+
+
+class ChunkDatasource(Datasource):
+    """One read task per input file, yielding one row per kefu chunk."""
+
+    def __init__(self, inputs: list[InputFile], text_col: str, id_col: str | None, chunk_size: int):
+        self.inputs, self.text_col, self.id_col, self.chunk_size = (
+            inputs,
+            text_col,
+            id_col,
+            chunk_size,
+        )
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return sum(source.size for source in self.inputs)
+
+    def get_read_tasks(
+        self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
+    ) -> list[ReadTask]:
+        tasks = []
+        for number, source in enumerate(self.inputs):
+            metadata = BlockMetadata(
+                num_rows=None,
+                size_bytes=source.size,
+                exec_stats=None,
+                input_files=(str(source.path),),
+            )
+            tasks.append(ReadTask(functools.partial(self._read, number, source), metadata))
+        return tasks
+
+    def _read(self, number: int, source: InputFile) -> Iterator[pa.Table]:
+        for chunk in read_chunks(
+            source, text_col=self.text_col, id_col=self.id_col, chunk_size=self.chunk_size
+        ):
+            rows = chunk.table.append_column(TEXT, pa.array(chunk.texts, pa.string()))
+            rejects = "".join(
+                json.dumps(reject, ensure_ascii=False) + "\n" for reject in chunk.rejects
+            )
+            yield _chunk_row(number, chunk.index, rows, rejects, chunk.rows_read)
+
+
+class ScoringActor:
+    """A Ray actor with one `Scorer` (one ORT session), reused for every chunk it is given."""
+
+    def __init__(
+        self, bundle: str, variant: str | None, policy: str | None, threads: int, batch_size: int
+    ):
+        self.scorer = Scorer.from_bundle(
+            bundle,
+            variant=variant,
+            policy_path=policy,
+            intra_op_threads=threads,
+            batch_size=batch_size,
+        )
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = []
+        for row in batch.to_pylist():
+            rows = _from_ipc(row[ROWS])
+            texts = rows.column(TEXT).to_pylist()
+            scored = attach_scores(rows.drop_columns([TEXT]), self.scorer.score(texts))
+            out.append(
+                _chunk_row(row[FILE_INDEX], row[CHUNK_INDEX], scored, row[REJECTS], row[ROWS_READ])
+            )
+        return pa.concat_tables(out)
+
+
+def _chunk_row(file: int, chunk: int, rows: pa.Table, rejects: str, rows_read: int) -> pa.Table:
+    return pa.table(
+        {
+            FILE_INDEX: pa.array([file], pa.int32()),
+            CHUNK_INDEX: pa.array([chunk], pa.int64()),
+            ROWS: pa.array([_to_ipc(rows)], pa.large_binary()),
+            SCHEMA: pa.array([rows.schema.serialize().to_pybytes()], pa.binary()),
+            REJECTS: pa.array([rejects], pa.large_string()),
+            ROWS_READ: pa.array([rows_read], pa.int64()),
+        }
+    )
+
+
+def _to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+def _merge(staged: Path, output: Path, output_format: str, rejects_path: Path) -> Summary:
+    """Staged chunk rows -> the output file and the rejects file, in (file, chunk) order."""
+    files = sorted(staged.glob("*.parquet"), key=_first_key)
+    schemas = (
+        pa.ipc.read_schema(pa.py_buffer(raw))
+        for path in files
+        for raw in pq.read_table(path, columns=[SCHEMA]).column(0).to_pylist()
+    )
+    schema = unified_schema(schemas)
+    summary = Summary()
+    rejects_tmp = rejects_path.with_name(rejects_path.name + ".tmp")
+    with rejects_tmp.open("w", encoding="utf-8") as rejects_out:
+
+        def scored_parts() -> Iterator[pa.Table]:
+            for row in _chunk_rows_in_order(files):
+                rows = _from_ipc(row[ROWS])
+                rejects_out.write(row[REJECTS])
+                rejects = [json.loads(line) for line in row[REJECTS].splitlines()]
+                summary.add(row[ROWS_READ], rows.num_rows, rejects)
+                yield rows
+
+        write_output(scored_parts(), schema, output, output_format)
+    rejects_tmp.replace(rejects_path)
+    summary.check()
+    return summary
+
+
+def _first_key(path: Path) -> tuple[int, int]:
+    keys = pq.read_table(path, columns=[FILE_INDEX, CHUNK_INDEX])
+    return (keys.column(0)[0].as_py(), keys.column(1)[0].as_py()) if keys.num_rows else (-1, -1)
+
+
+def _chunk_rows_in_order(files: list[Path]) -> Iterator[dict[str, Any]]:
+    """Every staged chunk row, checked to be in (file, chunk) order with no gap inside a file.
+
+    `preserve_order` makes Ray keep input order; the check turns a broken promise into an
+    error rather than an output whose row order quietly differs from the local engine's.
+    """
+    expected = (0, 0)
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=MERGE_BATCH_CHUNKS):
+            for row in batch.to_pylist():
+                key = (row[FILE_INDEX], row[CHUNK_INDEX])
+                if key != expected and not (key[0] > expected[0] and key[1] == 0):
+                    raise KefuError(
+                        f"Ray returned chunk {key} where {expected} was expected; rerun with --engine local"
+                    )
+                expected = (key[0], key[1] + 1)
+                yield row
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}"

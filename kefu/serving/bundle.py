@@ -1,0 +1,301 @@
+"""The model bundle format: the one module that names bundle files, writes and validates them.
+
+A bundle is one directory. Training writes it through `write_bundle` (and `update_bundle` when
+evaluation adds metrics and the model card); serving reads it through `read_bundle`, which
+refuses an unknown schema version, a missing file, a hash mismatch or labels that do not match
+the model's outputs. Nothing outside this module spells a bundle file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kefu.errors import BundleError
+from kefu.serving.taxonomy import HEADS, Taxonomy
+
+SCHEMA_VERSION = 1
+
+MANIFEST = "manifest.json"
+MODEL_FP32 = "model.onnx"
+MODEL_INT8 = "model.int8.onnx"
+TOKENIZER = "tokenizer.json"
+LABELS = "labels.json"
+CALIBRATION = "calibration.json"
+POLICY = "policy.yaml"
+METRICS = "metrics.json"
+MODEL_CARD = "README.md"
+TRAINING_CONFIG = "training_config.json"
+
+REQUIRED_FILES = (MODEL_FP32, TOKENIZER, LABELS, CALIBRATION, POLICY)
+VARIANTS = {"fp32": MODEL_FP32, "int8": MODEL_INT8}
+# ONNX graph contract: inputs and one logits output per head, shapes (batch, seq) / (batch, k).
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+ONNX_OUTPUTS = {head: f"{head}_logits" for head in HEADS}
+
+
+@dataclass
+class HeadCalibration:
+    """Temperature scaling plus the abstention rule of one head (fitted on dev)."""
+
+    temperature: float = 1.0
+    threshold: float = 0.0  # abstain when the top probability is below this
+    margin: float = 0.0  # ... or when top-1 minus top-2 probability is below this
+
+
+@dataclass
+class Manifest:
+    model_version: str
+    base_model: str
+    max_length: int
+    default_variant: str = "fp32"
+    data_hash: str = ""
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    schema_version: int = SCHEMA_VERSION
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        raw = json.loads(text)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise BundleError(f"manifest has unknown fields {sorted(unknown)}")
+        return cls(**raw)
+
+
+@dataclass
+class Bundle:
+    """A validated bundle, loaded into plain Python values (no model session here)."""
+
+    path: Path
+    manifest: Manifest
+    labels: dict[str, tuple[str, ...]]
+    label_names: dict[str, dict[str, str]]
+    intent_groups: dict[str, str]
+    group_queues: dict[str, str]
+    urgency_priorities: dict[str, str]
+    calibration: dict[str, HeadCalibration]
+    policy: dict[str, Any]
+    metrics: dict[str, Any]
+
+    def model_path(self, variant: str | None = None) -> Path:
+        """Path of the ONNX file for `variant` ("fp32", "int8", or None for the default)."""
+        chosen = variant or self.manifest.default_variant
+        if chosen not in VARIANTS:
+            raise BundleError(
+                f"unknown model variant {chosen!r}; expected one of {sorted(VARIANTS)}"
+            )
+        path = self.path / VARIANTS[chosen]
+        if not path.exists():
+            raise BundleError(f"bundle {self.path} has no {chosen} model ({VARIANTS[chosen]})")
+        return path
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / TOKENIZER
+
+    @property
+    def model_card_path(self) -> Path:
+        return self.path / MODEL_CARD
+
+    @property
+    def training_config(self) -> dict[str, Any]:
+        path = self.path / TRAINING_CONFIG
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def labels_document(taxonomy: Taxonomy) -> dict[str, Any]:
+    """What a bundle stores about labels: ordered ids per head, names, groups and queues."""
+    return {
+        "heads": {head: list(taxonomy.labels(head)) for head in HEADS},
+        "names": {head: taxonomy.names(head) for head in HEADS},
+        "intent_groups": taxonomy.intent_groups(),
+        "group_queues": taxonomy.group_queues(),
+        "urgency_priorities": taxonomy.urgency_priorities(),
+        "taxonomy_version": taxonomy.version,
+    }
+
+
+def write_bundle(
+    out_dir: str | Path,
+    *,
+    manifest: Manifest,
+    onnx_fp32: Path,
+    tokenizer_json: Path,
+    taxonomy: Taxonomy,
+    calibration: Mapping[str, HeadCalibration],
+    policy: Mapping[str, Any] | None = None,
+    onnx_int8: Path | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    model_card: str | None = None,
+    training_config: Mapping[str, Any] | None = None,
+) -> Bundle:
+    """Write a complete bundle into `out_dir` (replacing its files) and return it validated."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    _copy_if_different(onnx_fp32, out / MODEL_FP32)
+    if onnx_int8 is not None:
+        _copy_if_different(onnx_int8, out / MODEL_INT8)
+    else:
+        (out / MODEL_INT8).unlink(missing_ok=True)  # a stale INT8 model must not be sealed in
+    _copy_if_different(tokenizer_json, out / TOKENIZER)
+    _write_json(out / LABELS, labels_document(taxonomy))
+    _write_json(out / CALIBRATION, {head: asdict(calibration[head]) for head in HEADS})
+    routing = dict(policy if policy is not None else taxonomy.routing)
+    (out / POLICY).write_text(yaml.safe_dump(routing, allow_unicode=True, sort_keys=True), "utf-8")
+    _write_json(out / METRICS, dict(metrics or {}))
+    if training_config is not None:
+        _write_json(out / TRAINING_CONFIG, dict(training_config))
+    (out / MODEL_CARD).write_text(model_card or f"# kefu model {manifest.model_version}\n", "utf-8")
+    return _seal(out, manifest)
+
+
+def update_bundle(
+    bundle_dir: str | Path,
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    model_card: str | None = None,
+    calibration: Mapping[str, HeadCalibration] | None = None,
+    default_variant: str | None = None,
+    notes: list[str] | None = None,
+) -> Bundle:
+    """Replace metrics, card, calibration or default variant of a valid bundle and re-seal it."""
+    bundle = read_bundle(bundle_dir)
+    out = bundle.path
+    if metrics is not None:
+        _write_json(out / METRICS, dict(metrics))
+    if model_card is not None:
+        (out / MODEL_CARD).write_text(model_card, "utf-8")
+    if calibration is not None:
+        _write_json(out / CALIBRATION, {head: asdict(calibration[head]) for head in HEADS})
+    manifest = bundle.manifest
+    if default_variant is not None:
+        manifest.default_variant = default_variant
+    if notes is not None:
+        manifest.notes = list(notes)
+    return _seal(out, manifest)
+
+
+def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
+    """Load and validate a bundle; every problem raises BundleError saying what to do."""
+    path = Path(bundle_dir)
+    if not path.is_dir():
+        raise BundleError(f"bundle directory {path} does not exist; build one with `make model`")
+    manifest_path = path / MANIFEST
+    if not manifest_path.exists():
+        raise BundleError(f"{path} is not a kefu bundle: {MANIFEST} is missing")
+    try:
+        manifest = Manifest.from_json(manifest_path.read_text(encoding="utf-8"))
+    except (ValueError, TypeError) as exc:
+        raise BundleError(f"{manifest_path} is not a valid manifest: {exc}") from None
+    if manifest.schema_version != SCHEMA_VERSION:
+        raise BundleError(
+            f"{path}: bundle schema version {manifest.schema_version} is not supported "
+            f"(this kefu reads version {SCHEMA_VERSION}); re-export the model with this kefu"
+        )
+    for name in REQUIRED_FILES:
+        if not (path / name).exists():
+            raise BundleError(f"{path}: required file {name} is missing")
+        if name not in manifest.files:
+            raise BundleError(f"{path}: {name} is not listed in {MANIFEST}")
+    if manifest.default_variant not in VARIANTS:
+        raise BundleError(f"{path}: unknown default_variant {manifest.default_variant!r}")
+    if verify_hashes:
+        for name, expected in manifest.files.items():
+            file_path = path / name
+            if not file_path.exists():
+                raise BundleError(f"{path}: {name} is listed in {MANIFEST} but missing")
+            actual = sha256_file(file_path)
+            if actual != expected:
+                raise BundleError(
+                    f"{path}: sha256 of {name} is {actual[:12]}..., manifest says {expected[:12]}...; "
+                    "the file was changed or corrupted after export; re-export the bundle"
+                )
+    labels_doc = _read_json(path / LABELS)
+    calibration_doc = _read_json(path / CALIBRATION)
+    try:
+        heads = {head: tuple(labels_doc["heads"][head]) for head in HEADS}
+        calibration = {head: HeadCalibration(**calibration_doc[head]) for head in HEADS}
+        names = {head: dict(labels_doc["names"][head]) for head in HEADS}
+        intent_groups = dict(labels_doc["intent_groups"])
+        group_queues = dict(labels_doc["group_queues"])
+        urgency_priorities = dict(labels_doc["urgency_priorities"])
+    except (KeyError, TypeError) as exc:
+        raise BundleError(f"{path}: {LABELS} or {CALIBRATION} lacks {exc}") from None
+    for head, ids in heads.items():
+        if not ids or len(set(ids)) != len(ids):
+            raise BundleError(f"{path}: head {head!r} has empty or duplicate labels in {LABELS}")
+        if calibration[head].temperature <= 0:
+            raise BundleError(f"{path}: head {head!r} temperature must be > 0")
+    missing_groups = set(heads["intent"]) - set(intent_groups)
+    if missing_groups:
+        raise BundleError(f"{path}: intents without a group in {LABELS}: {sorted(missing_groups)}")
+    try:
+        policy = yaml.safe_load((path / POLICY).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise BundleError(f"{path}: {POLICY} is not valid YAML: {exc}") from None
+    metrics_path = path / METRICS
+    metrics = _read_json(metrics_path) if metrics_path.exists() else {}
+    return Bundle(
+        path=path,
+        manifest=manifest,
+        labels=heads,
+        label_names=names,
+        intent_groups=intent_groups,
+        group_queues=group_queues,
+        urgency_priorities=urgency_priorities,
+        calibration=calibration,
+        policy=policy,
+        metrics=metrics,
+    )
+
+
+def _seal(out: Path, manifest: Manifest) -> Bundle:
+    """Hash every file of the bundle into the manifest, then re-read it as serving would."""
+    manifest.files = {
+        item.name: sha256_file(item)
+        for item in sorted(out.iterdir())
+        if item.is_file() and item.name != MANIFEST
+    }
+    (out / MANIFEST).write_text(manifest.to_json(), "utf-8")
+    return read_bundle(out)
+
+
+def _copy_if_different(source: Path, target: Path) -> None:
+    if Path(source).resolve() != target.resolve():
+        shutil.copyfile(source, target)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True) + "\n", "utf-8")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path.parent}: {path.name} is missing") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from None

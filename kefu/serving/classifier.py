@@ -1,0 +1,189 @@
+"""The one inference core: `Classifier.from_bundle(dir).predict(texts)`.
+
+The HTTP server, batch scoring and the benchmark call this and hold no model logic of their
+own. Probabilities are temperature-scaled per head (fitted on dev at training time); a head
+abstains when its top probability or its top-1/top-2 margin falls under the bundle's rule.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from kefu.serving.bundle import ONNX_OUTPUTS, Bundle, HeadCalibration, read_bundle
+from kefu.serving.tokenization import EncodedBatch, TextEncoder
+from kefu.serving.entities import Entity, asks_for_human, find_entities
+from kefu.errors import BundleError
+from kefu.serving.taxonomy import HEADS
+
+
+@dataclass
+class HeadPrediction:
+    label: str
+    name: str
+    confidence: float
+    abstain: bool
+    top: list[tuple[str, float]]  # (label, confidence), best first
+
+
+@dataclass
+class Prediction:
+    heads: dict[str, HeadPrediction]
+    group: str
+    truncated: bool = False
+    asks_for_human: bool = False
+    entities: list[Entity] = field(default_factory=list)
+
+    @property
+    def intent(self) -> HeadPrediction:
+        return self.heads["intent"]
+
+    @property
+    def urgency(self) -> HeadPrediction:
+        return self.heads["urgency"]
+
+    @property
+    def emotion(self) -> HeadPrediction:
+        return self.heads["emotion"]
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of (n, k) logits divided by `temperature`."""
+    scaled = logits.astype(np.float64) / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def make_session(model_path: Path, intra_op_threads: int | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session with explicit thread counts.
+
+    Threads are set, never left to ORT's default (all cores per session), because several
+    uvicorn workers or Ray actors on one machine would otherwise oversubscribe the cores.
+    """
+    options = ort.SessionOptions()
+    threads = (
+        intra_op_threads or int(os.environ.get("KEFU_ORT_THREADS", "0")) or (os.cpu_count() or 1)
+    )
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for corrupt graphs
+        raise BundleError(f"ONNX Runtime cannot load {model_path}: {exc}") from None
+
+
+class Classifier:
+    def __init__(
+        self,
+        bundle: Bundle,
+        variant: str | None = None,
+        intra_op_threads: int | None = None,
+        calibration_overrides: Mapping[str, Mapping[str, float]] | None = None,
+        max_length: int | None = None,
+    ):
+        self.bundle = bundle
+        self.variant = variant or bundle.manifest.default_variant
+        self.session = make_session(bundle.model_path(self.variant), intra_op_threads)
+        self.encoder = TextEncoder.from_file(
+            bundle.tokenizer_path, max_length or bundle.manifest.max_length
+        )
+        self.calibration: dict[str, HeadCalibration] = {
+            head: replace(
+                bundle.calibration[head], **dict((calibration_overrides or {}).get(head, {}))
+            )
+            for head in HEADS
+        }
+        self._output_names = [ONNX_OUTPUTS[head] for head in HEADS]
+        outputs = {output.name for output in self.session.get_outputs()}
+        missing = set(self._output_names) - outputs
+        if missing:
+            raise BundleError(f"{bundle.path}: ONNX model lacks outputs {sorted(missing)}")
+        self._check_output_widths()
+
+    @classmethod
+    def from_bundle(cls, bundle_dir: str | Path, **kwargs) -> Classifier:
+        return cls(read_bundle(bundle_dir), **kwargs)
+
+    @property
+    def model_version(self) -> str:
+        return self.bundle.manifest.model_version
+
+    def logits(self, batch: EncodedBatch) -> dict[str, np.ndarray]:
+        """Raw logits per head, each (n, k_head) float32."""
+        outputs = self.session.run(self._output_names, batch.as_onnx_feed())
+        return dict(zip(HEADS, outputs, strict=True))
+
+    def probabilities(self, logits: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {head: softmax(logits[head], self.calibration[head].temperature) for head in HEADS}
+
+    def predict_proba(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Calibrated probabilities per head, each (n, k_head), rows in bundle label order."""
+        return self.probabilities(self.logits(self.encoder.encode(list(texts))))
+
+    def predict(self, texts: Sequence[str], top_k: int = 3) -> list[Prediction]:
+        texts = list(texts)
+        if not texts:
+            return []
+        batch = self.encoder.encode(texts)
+        return self.predict_from_logits(texts, self.logits(batch), batch.truncated, top_k)
+
+    def predict_from_logits(
+        self,
+        texts: Sequence[str],
+        logits: Mapping[str, np.ndarray],
+        truncated: Sequence[bool],
+        top_k: int = 3,
+    ) -> list[Prediction]:
+        """Predictions from logits already computed, for callers that also keep the logits."""
+        probs = self.probabilities(logits)
+        return [
+            self._prediction(
+                text, {head: probs[head][row] for head in HEADS}, truncated[row], top_k
+            )
+            for row, text in enumerate(texts)
+        ]
+
+    def _prediction(
+        self, text: str, row_probs: dict[str, np.ndarray], truncated: bool, top_k: int
+    ) -> Prediction:
+        heads = {head: self._head_prediction(head, row_probs[head], top_k) for head in HEADS}
+        return Prediction(
+            heads=heads,
+            group=self.bundle.intent_groups[heads["intent"].label],
+            truncated=truncated,
+            asks_for_human=asks_for_human(text),
+            entities=find_entities(text),
+        )
+
+    def _head_prediction(self, head: str, probs: np.ndarray, top_k: int) -> HeadPrediction:
+        labels = self.bundle.labels[head]
+        order = np.argsort(-probs, kind="stable")
+        best = int(order[0])
+        second = float(probs[order[1]]) if len(order) > 1 else 0.0
+        rule = self.calibration[head]
+        confidence = float(probs[best])
+        return HeadPrediction(
+            label=labels[best],
+            name=self.bundle.label_names[head].get(labels[best], labels[best]),
+            confidence=confidence,
+            abstain=confidence < rule.threshold or confidence - second < rule.margin,
+            top=[(labels[int(i)], float(probs[i])) for i in order[: max(1, top_k)]],
+        )
+
+    def _check_output_widths(self) -> None:
+        """A model whose head widths differ from the bundle's label lists would decode wrongly."""
+        probe = self.encoder.encode(["检查"])
+        for head, logits in self.logits(probe).items():
+            if logits.shape[1] != len(self.bundle.labels[head]):
+                raise BundleError(
+                    f"{self.bundle.path}: head {head!r} outputs {logits.shape[1]} classes but "
+                    f"labels.json lists {len(self.bundle.labels[head])}"
+                )

@@ -1,0 +1,108 @@
+"""Counts behind the report, accumulated batch by batch so any number of rows fits in memory.
+
+Memory: a few counters per label and per day, plus the distinct normalised question forms
+(bounded in `clusters.py`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from kefu.serving.report.clusters import QuestionCounter
+from kefu.serving.report.load import ScoredBatch
+
+NEGATIVE_EMOTIONS = ("angry", "dissatisfied")
+
+
+@dataclass
+class PeriodStats:
+    messages: int = 0
+    escalated: int = 0
+    intents: Counter[str] = field(default_factory=Counter)
+    emotions: Counter[str] = field(default_factory=Counter)
+
+    def merge(self, other: PeriodStats) -> None:
+        self.messages += other.messages
+        self.escalated += other.escalated
+        self.intents.update(other.intents)
+        self.emotions.update(other.emotions)
+
+    @property
+    def escalation_rate(self) -> float:
+        return self.escalated / self.messages if self.messages else 0.0
+
+    @property
+    def negative_share(self) -> float:
+        negative = sum(self.emotions[e] for e in NEGATIVE_EMOTIONS)
+        return negative / self.messages if self.messages else 0.0
+
+
+@dataclass
+class ReportData:
+    files: list[str] = field(default_factory=list)
+    rows: int = 0
+    intents: Counter[str] = field(default_factory=Counter)
+    urgency: Counter[str] = field(default_factory=Counter)
+    emotions: Counter[str] = field(default_factory=Counter)
+    queues: Counter[str] = field(default_factory=Counter)
+    escalated: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    escalated_by_intent: Counter[str] = field(default_factory=Counter)
+    model_versions: Counter[str] = field(default_factory=Counter)
+    days: dict[date, PeriodStats] = field(default_factory=dict)
+    undated: int = 0  # rows whose time value could not be read (only with --time-col)
+    questions: QuestionCounter = field(default_factory=QuestionCounter)
+
+    def add(self, batch: ScoredBatch) -> None:
+        self.rows += len(batch.intent)
+        self.intents.update(batch.intent)
+        self.urgency.update(batch.urgency)
+        self.emotions.update(batch.emotion)
+        self.queues.update(q for q in batch.queue if q)
+        self.model_versions.update(v for v in batch.model_version if v)
+        for i, intent in enumerate(batch.intent):
+            if batch.escalate[i]:
+                self.escalated += 1
+                self.escalated_by_intent[intent] += 1
+                self.reasons.update(batch.reasons[i])
+            text = batch.text[i]
+            if text:
+                self.questions.add(text, intent)
+            if batch.day is not None:
+                day = batch.day[i]
+                if day is None:
+                    self.undated += 1
+                    continue
+                stats = self.days.get(day)
+                if stats is None:
+                    stats = self.days[day] = PeriodStats()
+                stats.messages += 1
+                stats.escalated += batch.escalate[i]
+                stats.intents[intent] += 1
+                stats.emotions[batch.emotion[i]] += 1
+
+    @property
+    def escalation_rate(self) -> float:
+        return self.escalated / self.rows if self.rows else 0.0
+
+    def periods(self, period: str) -> tuple[str, dict[date, PeriodStats]]:
+        """("day" | "week", stats per period start); "auto" picks week past 60 days of span."""
+        if not self.days:
+            return "day", {}
+        span = (max(self.days) - min(self.days)).days
+        if period == "auto":
+            period = "week" if span > 60 else "day"
+        step = 7 if period == "week" else 1
+        first = min(self.days)
+        if step == 7:
+            first -= timedelta(days=first.weekday())  # weeks start on Monday
+        # every period from first to last, empty ones included, so a quiet day shows as zero
+        periods = {
+            first + timedelta(days=k): PeriodStats()
+            for k in range(0, (max(self.days) - first).days + 1, step)
+        }
+        for day, stats in self.days.items():
+            periods[first + timedelta(days=(day - first).days // step * step)].merge(stats)
+        return period, periods

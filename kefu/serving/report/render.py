@@ -1,0 +1,286 @@
+"""`ReportData` -> one self-contained HTML page: inline CSS, charts as data: URIs, no scripts.
+
+Every table has an id (`top-intents`, `urgency`, `emotion`, `escalation-reasons`, `queues`,
+`repeated-questions`, `trends`) and every chart an `img` with id `chart-*`, so tests and
+scrapers can find them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from html import escape
+
+from kefu.serving.report import charts
+from kefu.serving.report.aggregate import ReportData
+from kefu.serving.report.clusters import QuestionCluster
+from kefu.serving.taxonomy import HEADS, Taxonomy
+
+CSS = """
+body{font-family:"Noto Sans CJK SC","WenQuanYi Micro Hei","PingFang SC","Microsoft YaHei",sans-serif;
+margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+h1{margin-bottom:.2rem}h2{border-bottom:2px solid #2f6db5;padding-bottom:.2rem;margin-top:2.2rem}
+.meta{color:#666;font-size:.9rem}.cards{display:flex;gap:1rem;flex-wrap:wrap;margin:1rem 0}
+.card{background:#f3f6fb;border-radius:8px;padding:.8rem 1.2rem;min-width:10rem}
+.card b{display:block;font-size:1.6rem}table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}
+th,td{border-bottom:1px solid #ddd;padding:.3rem .7rem;text-align:left;vertical-align:top}
+th{background:#f3f6fb}td.n{text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%;height:auto;display:block;margin:.6rem 0}.note{color:#666;font-size:.85rem}
+"""
+
+
+class Labels:
+    """Display text of label ids: "名称 id" in charts when a CJK font exists, the id otherwise."""
+
+    def __init__(self, taxonomy: Taxonomy | None, cjk: bool):
+        self.names = {head: taxonomy.names(head) for head in HEADS} if taxonomy else {}
+        self.cjk = cjk
+
+    def name(self, head: str, label: str) -> str:
+        return self.names.get(head, {}).get(label, "")
+
+    def chart(self, head: str, label: str) -> str:
+        name = self.name(head, label)
+        return f"{name} {label}" if self.cjk and name else label
+
+
+def render(
+    data: ReportData,
+    *,
+    title: str,
+    top_n: int,
+    period: str,
+    labels: Labels,
+    top_questions: int = 10,
+) -> str:
+    sections = [
+        _header(data, title),
+        _intents(data, top_n, labels),
+        _head_section(data.urgency, "urgency", "Urgency 紧急度", data.rows, labels),
+        _head_section(data.emotions, "emotion", "Emotion 情绪", data.rows, labels),
+        _escalation(data),
+        _questions(data.questions.top(top_questions), data, labels),
+    ]
+    if data.days or data.undated:
+        sections.append(_trends(data, period, labels))
+    body = "\n".join(sections)
+    return (
+        '<!DOCTYPE html>\n<html lang="zh-CN"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _header(data: ReportData, title: str) -> str:
+    versions = (
+        ", ".join(f"{escape(v)} ({n:,})" for v, n in data.model_versions.most_common()) or "unknown"
+    )
+    negative = sum(data.emotions[e] for e in ("angry", "dissatisfied"))
+    top_intent = data.intents.most_common(1)[0][0] if data.intents else "-"
+    cards = [
+        ("messages", f"{data.rows:,}"),
+        ("escalation rate", _pct(data.escalation_rate)),
+        ("top intent", escape(top_intent)),
+        ("angry or dissatisfied", _pct(negative / data.rows if data.rows else 0.0)),
+    ]
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"<h1>{escape(title)}</h1>"
+        f'<p class="meta">generated {generated} from {len(data.files)} file(s): '
+        f"{escape(', '.join(data.files))}; model version {versions}</p>"
+        '<div class="cards">'
+        + "".join(f'<div class="card"><b>{value}</b>{escape(name)}</div>' for name, value in cards)
+        + "</div>"
+    )
+
+
+def _intents(data: ReportData, top_n: int, labels: Labels) -> str:
+    ranked = data.intents.most_common()
+    chart = charts.bar_chart(
+        [labels.chart("intent", k) for k, _ in ranked],
+        [v for _, v in ranked],
+        "Intent distribution",
+    )
+    rows = [
+        [
+            str(rank),
+            escape(intent),
+            escape(labels.name("intent", intent)),
+            _num(count),
+            _pct(count / data.rows),
+            _pct(data.escalated_by_intent[intent] / count),
+        ]
+        for rank, (intent, count) in enumerate(ranked[:top_n], start=1)
+    ]
+    table = _table(
+        "top-intents",
+        ["#", "intent", "名称", "messages", "share", "escalated"],
+        rows,
+        numeric={0, 3, 4, 5},
+    )
+    return f"<h2>Intents 意图 (TOP {top_n})</h2>{_img('chart-intent', chart, 'intent distribution')}{table}"
+
+
+def _head_section(counts: Counter[str], head: str, heading: str, total: int, labels: Labels) -> str:
+    order = list(labels.names.get(head, {})) or [k for k, _ in counts.most_common()]
+    order += [k for k in counts if k not in order]
+    title = f"{head.capitalize()} distribution"  # ASCII: the chart may have no CJK font
+    chart = charts.bar_chart(
+        [labels.chart(head, k) for k in order], [counts[k] for k in order], title
+    )
+    rows = [
+        [
+            escape(k),
+            escape(labels.name(head, k)),
+            _num(counts[k]),
+            _pct(counts[k] / total if total else 0),
+        ]
+        for k in order
+    ]
+    table = _table(head, [head, "名称", "messages", "share"], rows, numeric={2, 3})
+    return (
+        f"<h2>{escape(heading)}</h2>{_img(f'chart-{head}', chart, f'{head} distribution')}{table}"
+    )
+
+
+def _escalation(data: ReportData) -> str:
+    ranked = data.reasons.most_common()
+    parts = [
+        "<h2>Escalation 转人工/升级</h2>",
+        f"<p>{_num(data.escalated)} of {_num(data.rows)} messages escalate ({_pct(data.escalation_rate)}). "
+        "A message may carry several reasons.</p>",
+    ]
+    if ranked:
+        chart = charts.bar_chart(
+            [k for k, _ in ranked], [v for _, v in ranked], "Escalation reasons"
+        )
+        parts.append(_img("chart-reasons", chart, "escalation reasons"))
+    rows = [
+        [escape(k), _num(v), _pct(v / data.escalated if data.escalated else 0)] for k, v in ranked
+    ]
+    parts.append(
+        _table(
+            "escalation-reasons", ["reason", "messages", "share of escalated"], rows, numeric={1, 2}
+        )
+    )
+    queues = [[escape(k), _num(v), _pct(v / data.rows)] for k, v in data.queues.most_common()]
+    parts.append(_table("queues", ["queue 队列", "messages", "share"], queues, numeric={1, 2}))
+    return "".join(parts)
+
+
+def _questions(clusters: Sequence[QuestionCluster], data: ReportData, labels: Labels) -> str:
+    rows = [
+        [
+            str(rank),
+            _num(cluster.count),
+            _pct(cluster.count / data.rows if data.rows else 0),
+            _num(cluster.variants),
+            escape(cluster.example),
+            f"{escape(cluster.intent)} {escape(labels.name('intent', cluster.intent))} ({_pct(cluster.intent_share)})",
+        ]
+        for rank, cluster in enumerate(clusters, start=1)
+    ]
+    table = _table(
+        "repeated-questions",
+        ["#", "messages", "share", "variants", "example", "main intent"],
+        rows,
+        numeric={0, 1, 2, 3},
+    )
+    note = (
+        '<p class="note">Near-duplicate clusters: texts normalised (digits, order placeholders, '
+        "punctuation folded), grouped by character-bigram MinHash with Jaccard &ge; 0.6."
+    )
+    if data.questions.pruned:
+        note += f" {data.questions.pruned:,} one-off texts were dropped to bound memory."
+    return f"<h2>TOP {len(clusters)} repeated questions 高频重复问题</h2>{note}</p>{table}"
+
+
+def _trends(data: ReportData, period: str, labels: Labels) -> str:
+    unit, periods = data.periods(period)
+    parts = [f"<h2>Trends by {unit} 趋势</h2>"]
+    if data.undated:
+        parts.append(
+            f'<p class="note">{data.undated:,} messages have no readable time and are left out.</p>'
+        )
+    if not periods:
+        return "".join(parts)
+    starts = list(periods)
+    top = [intent for intent, _ in data.intents.most_common(5)]
+    volume = {"all messages": [s.messages for s in periods.values()]}
+    volume |= {labels.chart("intent", i): [s.intents[i] for s in periods.values()] for i in top}
+    emotions = list(labels.names.get("emotion", {})) or sorted(data.emotions)
+    shares = {
+        labels.chart("emotion", e): [
+            s.emotions[e] / s.messages if s.messages else 0 for s in periods.values()
+        ]
+        for e in emotions
+    }
+    rates = {"escalation rate": [s.escalation_rate for s in periods.values()]}
+    parts.append(
+        _img(
+            "chart-trend-volume",
+            charts.line_chart(starts, volume, f"Messages per {unit}", "messages"),
+            "volume",
+        )
+    )
+    parts.append(
+        _img(
+            "chart-trend-emotion",
+            charts.line_chart(starts, shares, f"Emotion share per {unit}", "share", True),
+            "emotion",
+        )
+    )
+    parts.append(
+        _img(
+            "chart-trend-escalation",
+            charts.line_chart(starts, rates, f"Escalation rate per {unit}", "rate", True),
+            "escalation",
+        )
+    )
+    rows = [
+        [
+            start.isoformat(),
+            _num(s.messages),
+            _pct(s.escalation_rate),
+            _pct(s.negative_share),
+            escape(s.intents.most_common(1)[0][0]) if s.intents else "-",
+        ]
+        for start, s in periods.items()
+    ]
+    parts.append(
+        _table(
+            "trends",
+            [unit, "messages", "escalated", "angry or dissatisfied", "top intent"],
+            rows,
+            numeric={1, 2, 3},
+        )
+    )
+    return "".join(parts)
+
+
+def _table(
+    table_id: str, header: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]
+) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _img(img_id: str, png_base64: str, alt: str) -> str:
+    return f'<img id="{img_id}" alt="{escape(alt)}" src="data:image/png;base64,{png_base64}">'
+
+
+def _num(value: int) -> str:
+    return f"{value:,}"
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"

@@ -1,0 +1,161 @@
+"""What POST /v1/classify does between parsing and replying, apart from HTTP.
+
+`check_messages` enforces the limits that depend on settings and on the loaded model's labels;
+`build_results` turns predictions and routing decisions into response objects; `observe`
+counts predictions, abstentions and escalations and prepares the access-log fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from kefu.serving.classifier import HeadPrediction, Prediction
+from kefu.errors import InputError
+from kefu.serving.server.error_responses import PayloadTooLarge
+from kefu.serving.server.observability import Metrics, logged_text
+from kefu.serving.routing import ConversationContext, Decision, RoutingPolicy, decide
+from kefu.serving.server.schemas import (
+    ClassifyRequest,
+    EntitySpan,
+    HeadResult,
+    Message,
+    MessageResult,
+    Route,
+    TopLabel,
+)
+from kefu.serving.settings import Settings
+from kefu.serving.taxonomy import HEADS
+
+
+def check_messages(
+    request: ClassifyRequest,
+    messages: Sequence[Message],
+    settings: Settings,
+    intents: Sequence[str],
+) -> None:
+    """Raise InputError (422) or PayloadTooLarge (413) naming the first offending field."""
+    if not messages:
+        raise InputError(
+            f"messages is empty; send 1 to {settings.max_batch} messages",
+            "messages",
+            "empty_messages",
+        )
+    if len(messages) > settings.max_batch:
+        raise PayloadTooLarge(
+            f"{len(messages)} messages in one request; the limit is {settings.max_batch} "
+            "(KEFU_MAX_BATCH); split the batch",
+            "messages",
+            "too_many_messages",
+        )
+    known_intents = set(intents)
+    for index, message in enumerate(messages):
+        text_field = request.message_field(index, "text")
+        if not message.text.strip():
+            raise InputError(
+                f"{text_field} is empty or whitespace only; send the customer's message text",
+                text_field,
+                "empty_text",
+            )
+        if len(message.text) > settings.max_text_chars:
+            raise InputError(
+                f"{text_field} has {len(message.text)} characters; the limit is "
+                f"{settings.max_text_chars} (KEFU_MAX_TEXT_CHARS)",
+                text_field,
+                "text_too_long",
+            )
+        previous = message.context.previous_intents if message.context else []
+        for position, intent in enumerate(previous):
+            if intent not in known_intents:
+                field = f"{request.message_field(index, 'context')}.previous_intents[{position}]"
+                raise InputError(
+                    f"{field} is {intent!r}, not an intent id; the ids are listed at GET /v1/model",
+                    field,
+                    "unknown_intent",
+                )
+
+
+def conversation_context(message: Message) -> ConversationContext:
+    if message.context is None:
+        return ConversationContext()
+    return ConversationContext(message.context.turn, tuple(message.context.previous_intents))
+
+
+def route_messages(
+    messages: Sequence[Message], predictions: Sequence[Prediction], policy: RoutingPolicy
+) -> list[Decision]:
+    return [
+        decide(prediction, conversation_context(message), policy)
+        for message, prediction in zip(messages, predictions, strict=True)
+    ]
+
+
+def head_result(head: HeadPrediction) -> HeadResult:
+    return HeadResult(
+        label=head.label,
+        name=head.name,
+        confidence=head.confidence,
+        abstain=head.abstain,
+        top=[TopLabel(label=label, confidence=confidence) for label, confidence in head.top],
+    )
+
+
+def build_results(
+    messages: Sequence[Message], predictions: Sequence[Prediction], decisions: Sequence[Decision]
+) -> list[MessageResult]:
+    return [
+        MessageResult(
+            id=message.id if message.id is not None else str(index),
+            intent=head_result(prediction.intent),
+            urgency=head_result(prediction.urgency),
+            emotion=head_result(prediction.emotion),
+            group=prediction.group,
+            route=Route(
+                queue=decision.queue,
+                priority=decision.priority,
+                escalate=decision.escalate,
+                reasons=list(decision.reasons),
+            ),
+            entities=[
+                EntitySpan(kind=entity.kind, text=entity.text, start=entity.start, end=entity.end)
+                for entity in prediction.entities
+            ],
+            truncated=prediction.truncated,
+        )
+        for index, (message, prediction, decision) in enumerate(
+            zip(messages, predictions, decisions, strict=True)
+        )
+    ]
+
+
+def observe(
+    metrics: Metrics, messages: Sequence[Message], results: Sequence[MessageResult], log_text: bool
+) -> list[dict[str, Any]]:
+    """Count what was predicted and routed; return one access-log entry per message."""
+    entries = []
+    for message, result in zip(messages, results, strict=True):
+        for head in HEADS:
+            head_result_: HeadResult = getattr(result, head)
+            metrics.predictions.labels(head, head_result_.label).inc()
+            if head_result_.abstain:
+                metrics.abstentions.labels(head).inc()
+        metrics.routes.labels(result.route.queue, result.route.priority).inc()
+        for reason in result.route.reasons:
+            metrics.escalations.labels(reason).inc()
+        if result.route.escalate:
+            metrics.escalated.inc()
+        entries.append(
+            {
+                "id": result.id,
+                "text": logged_text(message.text, log_text),
+                "intent": result.intent.label,
+                "urgency": result.urgency.label,
+                "emotion": result.emotion.label,
+                "queue": result.route.queue,
+                "priority": result.route.priority,
+                "escalate": result.route.escalate,
+                "reasons": result.route.reasons,
+                "truncated": result.truncated,
+            }
+        )
+    return entries

@@ -1,0 +1,189 @@
+"""Prometheus metrics and structured JSON logs of the server.
+
+Metrics live in a registry per app (tests build many apps in one process). Under several
+uvicorn workers each process counts for itself; when PROMETHEUS_MULTIPROC_DIR is set (`kefu
+serve --workers N` sets it) /metrics aggregates every worker's files instead.
+
+Logs are one JSON object per line. The access log writes one line per request; message text in
+it is masked (phone numbers, order ids, tracking numbers) unless KEFU_LOG_TEXT is on. Request
+headers are never logged, so API keys and admin tokens cannot leak into logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from kefu.serving.entities import mask_text
+
+LATENCY_BUCKETS = (
+    0.001,
+    0.002,
+    0.004,
+    0.006,
+    0.008,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+LOGGED_TEXT_CHARS = 200  # log lines stay short even for 20,000-character messages
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # *_created series double the scrape for no dashboard use
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.requests = Counter(
+            "kefu_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "kefu_request_duration_seconds",
+            "HTTP request latency by route, method and status.",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "kefu_batch_size",
+            "Messages per model call (after micro-batching).",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.batch_duration = Histogram(
+            "kefu_batch_duration_seconds",
+            "Wall time of one model call: tokenise, ORT, decode.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "kefu_queue_depth",
+            "Messages waiting for the model.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.predictions = Counter(
+            "kefu_predictions",
+            "Predicted labels by head.",
+            ["head", "label"],
+            registry=registry,
+        )
+        self.abstentions = Counter(
+            "kefu_abstentions",
+            "Messages on which a head abstained (low confidence).",
+            ["head"],
+            registry=registry,
+        )
+        self.routes = Counter(
+            "kefu_routes",
+            "Messages routed, by queue and priority.",
+            ["queue", "priority"],
+            registry=registry,
+        )
+        self.escalations = Counter(
+            "kefu_escalations",
+            "Escalation reasons (a message may carry several).",
+            ["reason"],
+            registry=registry,
+        )
+        self.escalated = Counter(
+            "kefu_escalated_messages", "Messages escalated to a human.", registry=registry
+        )
+        self.model_info = Gauge(
+            "kefu_model_info",
+            "The serving model (value 1; 0 after it was replaced).",
+            ["model_version", "variant"],
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.batch_duration.observe(seconds)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        labels = (route, method, str(status))
+        self.requests.labels(*labels).inc()
+        self.latency.labels(*labels).observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format, across worker processes when running multi-process."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)
+            return generate_latest(merged)
+        return generate_latest(self.registry)
+
+    def close(self) -> None:
+        """Drop this process's live gauges from a multi-process scrape when the worker exits."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            mark_process_dead(os.getpid())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg and the record's `fields` extra."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        line.update(getattr(record, "fields", {}) or {})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def log_config(level: str = "info") -> dict[str, Any]:
+    """A logging.config dict for uvicorn: kefu and uvicorn loggers, JSON to stderr."""
+    level = level.upper()
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "kefu.serving.server.observability.JsonFormatter"}},
+        "handlers": {"json": handler},
+        "loggers": {
+            "kefu": {"handlers": ["json"], "level": level, "propagate": False},
+            "uvicorn": {"handlers": ["json"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+def logged_text(text: str, log_text: bool) -> str:
+    """Text as it may appear in a log line: masked unless raw logging was enabled, shortened."""
+    shown = text if log_text else mask_text(text)
+    if len(shown) > LOGGED_TEXT_CHARS:
+        return shown[:LOGGED_TEXT_CHARS] + f"...(+{len(shown) - LOGGED_TEXT_CHARS} chars)"
+    return shown

@@ -1,0 +1,138 @@
+"""Serving settings: one pydantic-settings object, read from `KEFU_*` environment variables.
+
+Usage: `Settings(bundle="models/default")` in tests, `Settings()` (environment only) in each
+uvicorn worker. `create_app(settings)` receives it, so nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from kefu.errors import ConfigError
+from kefu.serving.taxonomy import HEADS
+
+# Calibration keys a deployment may override per head; temperature stays what dev fitted.
+THRESHOLD_KEYS = ("threshold", "margin")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEFU_", extra="forbid", validate_default=True)
+
+    # Model
+    bundle: Path = Path("models/default")  # bundle directory (serving/bundle.py format)
+    variant: Literal["fp32", "int8"] | None = None  # None: the bundle's default_variant
+    ort_threads: int | None = Field(
+        default=None, ge=1
+    )  # ORT intra-op threads; None: cores / workers
+    policy: Path | None = None  # routing policy YAML overriding the bundle's policy.yaml
+    # Per-head abstention overrides, e.g. KEFU_THRESHOLDS='{"intent": {"threshold": 0.5}}'
+    thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
+    top_k: int = Field(default=3, ge=1)  # alternatives listed per head
+
+    # HTTP server
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)  # uvicorn worker processes, one model each
+
+    # Limits
+    max_batch: int = Field(default=64, ge=1)  # messages per request (413 above)
+    max_body_bytes: int = Field(default=1 << 20, ge=256)  # request body (413 above)
+    max_text_chars: int = Field(default=20_000, ge=1)  # hard cap per text (422 above)
+    queue_size: int = Field(default=256, ge=1)  # messages waiting for the model (503 above)
+    retry_after_seconds: int = Field(default=1, ge=1)  # Retry-After sent with a 503
+
+    # Micro-batching: concurrent messages coalesce into one ORT call of up to batch_max_size,
+    # waiting at most batch_max_wait_ms for company once concurrency has been seen.
+    batch_max_size: int = Field(default=32, ge=1)
+    batch_max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+
+    # Access
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)  # comma-separated
+    admin_token: SecretStr | None = None  # enables POST /v1/admin/reload
+
+    # Logs
+    log_text: bool = False  # log raw message text; by default it is masked (phones, order ids)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _check_thresholds(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for head, rule in value.items():
+            if head not in HEADS:
+                raise ValueError(f"unknown head {head!r}; expected one of {list(HEADS)}")
+            for key, number in rule.items():
+                if key not in THRESHOLD_KEYS:
+                    raise ValueError(
+                        f"{head}: unknown key {key!r}; expected {list(THRESHOLD_KEYS)}"
+                    )
+                if not 0.0 <= number <= 1.0:
+                    raise ValueError(f"{head}.{key} must be within [0, 1], got {number}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        if self.queue_size < self.max_batch:
+            raise ValueError(
+                f"queue_size ({self.queue_size}) must be >= max_batch ({self.max_batch}), "
+                "or a full-size request could never be queued"
+            )
+        return self
+
+    @property
+    def threads_per_worker(self) -> int:
+        """ORT intra-op threads: explicit, or the cores shared out between workers."""
+        return self.ort_threads or max(1, (os.cpu_count() or 1) // self.workers)
+
+    def env(self) -> dict[str, str]:
+        """These settings as KEFU_* variables, so uvicorn worker processes rebuild them."""
+        out: dict[str, str] = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            key = f"KEFU_{name.upper()}"
+            if name == "api_keys":
+                out[key] = ",".join(key_.get_secret_value() for key_ in self.api_keys)
+            elif name == "admin_token" and self.admin_token is not None:
+                out[key] = self.admin_token.get_secret_value()
+            elif name == "thresholds":
+                out[key] = json.dumps(value)
+            else:
+                out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        return out
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment plus explicit overrides; a bad value raises ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the KEFU_ variable, the value found and what is expected."""
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        name = f"KEFU_{field.split('.')[0].upper()}" if error["loc"] else "settings"
+        found = error.get("input")
+        shown = "<hidden>" if field.startswith(("api_keys", "admin_token")) else repr(found)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{name} ({field}): {message}; found {shown}")
+    return "invalid settings: " + "; ".join(lines)

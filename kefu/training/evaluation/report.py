@@ -1,0 +1,191 @@
+"""`report.md`: the evaluation as tables a person reads, with the PNG figures next to it.
+
+Built only from the `metrics.json` dictionary (plus label names), so the report never shows a
+number that the machine-readable file lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kefu.serving.taxonomy import HEADS
+
+REPORT_FILE = "report.md"
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A score for a table: fixed digits, an em dash when undefined."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def points(value: float | None, reference: float | None) -> str:
+    """Difference in F1 points (x100), signed: how much `value` is above `reference`."""
+    if value is None or reference is None:
+        return "—"
+    return f"{100 * (value - reference):+.1f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def summary_table(metrics: Mapping[str, Any]) -> list[str]:
+    """Per head: the model against the baseline and its INT8 twin, calibration, abstention."""
+    rows = []
+    for head in HEADS:
+        model, base, int8 = metrics["model"][head], metrics["baseline"][head], metrics["int8"][head]
+        rows.append(
+            [
+                head,
+                fmt(model["n"]),
+                fmt(model["accuracy"]),
+                fmt(model["macro_f1"]),
+                fmt(base["macro_f1"]),
+                points(model["macro_f1"], base["macro_f1"]),
+                fmt(int8["macro_f1"]),
+                points(int8["macro_f1"], model["macro_f1"]),
+                fmt(model["ece_uncalibrated"]),
+                fmt(model["ece"]),
+                fmt(model["abstain_rate"]),
+                fmt(model["answered_accuracy"]),
+            ]
+        )
+    header = [
+        "head",
+        "n",
+        "accuracy",
+        "macro-F1",
+        "baseline macro-F1",
+        "gain (pts)",
+        "INT8 macro-F1",
+        "INT8 Δ (pts)",
+        "ECE T=1",
+        "ECE",
+        "abstain rate",
+        "answered accuracy",
+    ]
+    return table(header, rows)
+
+
+def public_dev_table(public_dev: Mapping[str, Any]) -> list[str]:
+    """One row per public set; the extra column holds what matters for that set's task."""
+    rows = []
+    for name, result in public_dev.items():
+        if result["task"] == "chitchat_vs_business":
+            extra = (
+                f"human_agent on {result['asks_human_rows']} rows with 人工: "
+                f"{fmt(result['human_agent_share_on_asks_human'])}"
+            )
+        elif result["task"] == "polarity":
+            extra = (
+                f"predicted neutral: {fmt(result['neutral_share'])}; "
+                f"accuracy when not neutral: {fmt(result['accuracy_non_neutral'])}"
+            )
+        else:
+            extra = "surprise dropped; sad→dissatisfied is approximate"
+        rows.append(
+            [
+                name,
+                result["task"],
+                _sampled(result),
+                fmt(result["accuracy"]),
+                fmt(result["macro_f1"]),
+                extra,
+            ]
+        )
+    return table(["set", "task", "n", "accuracy", "macro-F1", "notes"], rows)
+
+
+def _sampled(result: Mapping[str, Any]) -> str:
+    total = result.get("rows_in_file", result["n"])
+    return fmt(result["n"]) if total == result["n"] else f"{result['n']} of {total}"
+
+
+def per_class_table(head_metrics: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
+    rows = [
+        [
+            f"`{label}`",
+            names.get(label, ""),
+            fmt(scores["precision"]),
+            fmt(scores["recall"]),
+            fmt(scores["f1"]),
+            fmt(scores["support"]),
+        ]
+        for label, scores in head_metrics["per_class"].items()
+    ]
+    return table(["label", "name", "precision", "recall", "F1", "support"], rows)
+
+
+def render_report(
+    metrics: Mapping[str, Any],
+    label_names: Mapping[str, Mapping[str, str]],
+    figures: Mapping[str, Mapping[str, Path]],
+    report_dir: Path,
+) -> str:
+    bundle, data = metrics["bundle"], metrics["data"]
+    lines = [
+        f"# kefu evaluation: model {bundle['model_version']}",
+        "",
+        f"Evaluated `{data['file']}` ({metrics['n']} rows, {data['rejected']} rejected by the loader) "
+        f"on the bundle's ONNX {bundle['evaluated_variant']} model (serving default: "
+        f"{bundle['default_variant']}), base model `{bundle['base_model']}`. The baseline is character "
+        f"1-3-gram TF-IDF + logistic regression fitted on `{metrics['train_data']['file']}` "
+        f"({metrics['train_data']['n']} rows). ECE uses {metrics['ece_bins']} equal-width bins; "
+        "`ECE T=1` is before temperature scaling. Rows lacking a head's label are skipped for that head.",
+        "",
+        "## Summary",
+        "",
+        *summary_table(metrics),
+        "",
+        "Gain and INT8 Δ are macro-F1 differences in points (x100): the model minus the baseline, "
+        "INT8 minus fp32. Answered accuracy is the accuracy on rows where the head does not abstain.",
+    ]
+    for head in HEADS:
+        lines += [
+            "",
+            f"## {head}",
+            "",
+            *per_class_table(metrics["model"][head], label_names.get(head, {})),
+            "",
+        ]
+        for kind in ("confusion", "reliability"):
+            figure = figures.get(kind, {}).get(head)
+            if figure is not None:
+                lines += [f"![{head} {kind}]({_relative(figure, report_dir)})", ""]
+    if "public_dev" in metrics:
+        lines += ["", "## Public real-text dev sets", ""]
+        if metrics["public_dev"]:
+            lines += [
+                *public_dev_table(metrics["public_dev"]),
+                "",
+                "Reviews and social posts, not service chats (except JD): expect lower scores than on "
+                "service messages; watch the trend when the training data changes.",
+            ]
+        else:
+            lines.append("No public dev set was found.")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(
+    metrics: Mapping[str, Any],
+    label_names: Mapping[str, Mapping[str, str]],
+    figures: Mapping[str, Mapping[str, Path]],
+    report_dir: Path,
+) -> Path:
+    path = report_dir / REPORT_FILE
+    path.write_text(render_report(metrics, label_names, figures, report_dir), "utf-8")
+    return path
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return path.resolve().relative_to(start.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()

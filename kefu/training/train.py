@@ -1,0 +1,258 @@
+"""Fine-tune the three-head classifier and write a validated bundle: the one training story.
+
+Usage: `kefu train --config training/configs/default.yaml --out models/default`, or from
+Python `train(load_config(path), Path("models/default"))`.
+
+The story, top to bottom: config (seeds, threads) -> data (loader, serving's TextEncoder,
+tokenizer parity) -> model (base encoder + three heads) -> loop (early stopping on dev
+macro-F1) -> export (ONNX + INT8, parity checks) -> calibrate (temperatures and abstention on
+dev, from the variant serving will run) -> save (`write_bundle`, manifest, interim model
+card; `kefu evaluate` adds test metrics later).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kefu.serving.bundle import Bundle, Manifest, sha256_file, write_bundle
+from kefu.serving.tokenization import TextEncoder, normalize_text
+from kefu.errors import DataError
+from kefu.serving.taxonomy import HEADS, Taxonomy, load_taxonomy
+from kefu.training.base_model import resolve_base_model
+from kefu.training.sampling import encode_split, mixed_batches
+from kefu.training.calibrate import calibrate_heads
+from kefu.training.config import TrainConfig
+from kefu.training.data.loader import LabelledRow, load_labelled
+from kefu.training.export import (
+    check_onnx_parity,
+    check_tokenizer_parity,
+    compare_int8,
+    export_onnx,
+    onnx_logits,
+    quantize_int8,
+)
+from kefu.training.interim_card import interim_model_card
+from kefu.training.loop import fit
+from kefu.training.model import MultiHeadLoss, class_weight_tensor, load_classifier
+
+
+@dataclass
+class TrainResult:
+    bundle: Bundle
+    summary: dict[str, Any]  # what metrics.json's "training" section holds
+
+
+def train(
+    config: TrainConfig,
+    out_dir: Path,
+    *,
+    taxonomy: Taxonomy | None = None,
+    log: Callable[[str], None] = print,
+    show_progress: bool = True,
+) -> TrainResult:
+    started = time.perf_counter()
+    # 1. config: everything random is seeded; torch uses every core unless told otherwise
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    taxonomy = taxonomy or load_taxonomy()
+
+    # 2. data, tokenised by serving's encoder; the base model's own tokenizer must agree
+    train_rows, dev_rows, data_hash = load_splits(config, taxonomy, log)
+    base = resolve_base_model(config.base_model, log=log)
+    work = Path(tempfile.mkdtemp(prefix="kefu-train-"))
+    try:
+        tokenizer_json = base_tokenizer_json(base.path, work)
+        encoder = TextEncoder.from_file(tokenizer_json, config.max_length)
+        train_set = encode_split(
+            [r.text for r in train_rows], [r.labels for r in train_rows], encoder, taxonomy
+        )
+        dev_set = encode_split(
+            [r.text for r in dev_rows], [r.labels for r in dev_rows], encoder, taxonomy
+        )
+        parity_texts = check_tokenizer_parity(base.path, encoder, train_set.texts + dev_set.texts)
+        log(
+            f"data: {len(train_set)} train / {len(dev_set)} dev rows; tokenizer parity on "
+            f"{parity_texts} texts"
+        )
+
+        # 3. model: pretrained encoder, new heads, loss weighted per head (and per class)
+        head_sizes = {head: len(taxonomy.labels(head)) for head in HEADS}
+        model = load_classifier(base.path, head_sizes, config.dropout)
+        loss_fn = MultiHeadLoss(
+            config.loss_weights,
+            {
+                head: class_weight_tensor(train_set.labels[head], size, config.class_weights)
+                for head, size in head_sizes.items()
+            },
+            config.label_smoothing,
+        )
+
+        # 4. loop: keeps the weights of the best dev evaluation
+        history = fit(
+            model, train_set, dev_set, config, encoder.pad_id, loss_fn, log, show_progress
+        )
+        log(
+            f"training: {history.steps} steps in {history.seconds:.0f}s, {history.stopped_because}; "
+            f"best at step {history.best_step}"
+        )
+
+        # 5. export: fp32 must reproduce torch; INT8 becomes the default only if it keeps F1
+        onnx_fp32 = export_onnx(model, work / "model.onnx", config.max_length)
+        parity = check_onnx_parity(
+            model, onnx_fp32, dev_set, encoder.pad_id, tolerance=config.parity_tolerance
+        )
+        onnx_int8, int8, default_variant, notes = None, None, "fp32", []
+        if config.int8:
+            onnx_int8 = quantize_int8(onnx_fp32, work / "model.int8.onnx")
+            int8 = compare_int8(onnx_fp32, onnx_int8, dev_set, encoder.pad_id)
+            if int8.within(config.int8_max_drop):
+                default_variant = "int8"
+            else:
+                notes.append(
+                    f"INT8 loses more than {config.int8_max_drop} macro-F1 points on a head on "
+                    f"dev (INT8 minus fp32: {_points(int8.drop_points)}); fp32 is the default "
+                    "variant"
+                )
+
+        # 6. calibrate what serving runs: temperatures and abstention rules from the default
+        # variant's dev logits (INT8 shifts logits a little; thresholds must fit its scores)
+        served = onnx_int8 if default_variant == "int8" else onnx_fp32
+        dev_logits = onnx_logits(served, dev_set, mixed_batches(len(dev_set), 64), encoder.pad_id)
+        calibration, calibration_reports = calibrate_heads(
+            dev_logits, dev_set.labels, config.target_precision
+        )
+        notes += [
+            f"{head}: no abstention rule reaches precision {report.target_precision} on dev; "
+            f"kept the most precise one ({report.answered_precision:.3f}, abstains on "
+            f"{report.abstain_rate:.0%})"
+            for head, report in calibration_reports.items()
+            if not report.target_met
+        ]
+
+        # 7. save: one validated bundle
+        summary = {
+            "seconds_total": round(time.perf_counter() - started, 1),
+            "seconds_loop": round(history.seconds, 1),
+            "steps": history.steps,
+            "best_step": history.best_step,
+            "stopped_because": history.stopped_because,
+            "threads": torch.get_num_threads(),
+            "rows": {"train": len(train_set), "dev": len(dev_set)},
+            "base_model": {"name": base.name, "origin": base.origin},
+            "base_model_licence": base.licence,
+            "dev_macro_f1": history.best.dev_macro_f1,
+            "evaluations": [asdict(e) for e in history.evaluations],
+            "calibration": {head: asdict(report) for head, report in calibration_reports.items()},
+            "onnx_parity": asdict(parity),
+            "tokenizer_parity_texts": parity_texts,
+            "int8_dev_macro_f1": asdict(int8) if int8 else None,
+            "default_variant": default_variant,
+        }
+        manifest = Manifest(
+            model_version=config.model_version or default_version(data_hash),
+            base_model=base.name,
+            max_length=config.max_length,
+            default_variant=default_variant,
+            data_hash=data_hash,
+            notes=notes,
+        )
+        bundle = write_bundle(
+            out_dir,
+            manifest=manifest,
+            onnx_fp32=onnx_fp32,
+            onnx_int8=onnx_int8,
+            tokenizer_json=tokenizer_json,
+            taxonomy=taxonomy,
+            calibration=calibration,
+            policy=taxonomy.routing,
+            metrics={"training": summary},
+            model_card=interim_model_card(manifest, config, base, summary),
+            training_config=config.to_dict(),
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log(
+        f"bundle {out_dir} written ({manifest.model_version}, default {default_variant}) in "
+        f"{time.perf_counter() - started:.0f}s"
+    )
+    return TrainResult(bundle, summary)
+
+
+def load_splits(
+    config: TrainConfig, taxonomy: Taxonomy, log: Callable[[str], None]
+) -> tuple[list[LabelledRow], list[LabelledRow], str]:
+    """Train and dev rows, and the data hash (sha256 over the files' bytes).
+
+    Without a dev file, dev is `dev_fraction` of train chosen by a hash of the normalised text,
+    so that copies of one message never land on both sides.
+    """
+    columns = {
+        "text_col": config.text_column,
+        "intent_col": config.intent_column,
+        "urgency_col": config.urgency_column,
+        "emotion_col": config.emotion_column,
+        "id_col": config.id_column,
+    }
+    files = [Path(config.train_data)] + ([Path(config.dev_data)] if config.dev_data else [])
+    loaded = [load_labelled(path, taxonomy=taxonomy, **columns) for path in files]
+    for data in loaded:
+        if data.rejects:
+            shown = "; ".join(reject.describe() for reject in data.rejects[:3])
+            log(
+                f"warning: {len(data.rejects)} rows of {data.source} rejected and not used "
+                f"({shown}); `kefu data validate {data.source}` lists them all"
+            )
+    train_rows = loaded[0].rows
+    if config.dev_data:
+        dev_rows = loaded[1].rows
+    else:
+        in_dev = [
+            _hash_fraction(normalize_text(row.text)) < config.dev_fraction for row in train_rows
+        ]
+        dev_rows = [row for row, dev in zip(train_rows, in_dev, strict=True) if dev]
+        train_rows = [row for row, dev in zip(train_rows, in_dev, strict=True) if not dev]
+    for name, rows in (("train", train_rows), ("dev", dev_rows)):
+        if not rows:
+            raise DataError(f"the {name} split has no usable rows", file=str(files[-1]))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
+    return train_rows, dev_rows, digest.hexdigest()
+
+
+def base_tokenizer_json(base_model_dir: Path, work: Path) -> Path:
+    """The base model's tokenizer.json; a vocab.txt-only model gets one built by transformers."""
+    if (base_model_dir / "tokenizer.json").is_file():
+        return base_model_dir / "tokenizer.json"
+    from transformers import AutoTokenizer
+
+    target = work / "tokenizer.json"
+    AutoTokenizer.from_pretrained(str(base_model_dir)).backend_tokenizer.save(str(target))
+    return target
+
+
+def default_version(data_hash: str) -> str:
+    return f"kefu-{datetime.now(UTC):%Y%m%d-%H%M}-{data_hash[:8]}"
+
+
+def _hash_fraction(text: str) -> float:
+    return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16) / 16**8
+
+
+def _points(drops: dict[str, float]) -> str:
+    return ", ".join(f"{head} {-drop:+.2f}" for head, drop in drops.items())

@@ -1,0 +1,205 @@
+"""`kefu bench` on the tiny bundle: the in-process parts, the results file, ratios and table.
+
+Timings are never asserted (a benchmark reports, it does not pass or fail); shapes, counts,
+the ratio arithmetic and the FLOPs formula are.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from kefu.bench.flops import flops_per_message
+from kefu.bench.ratios import compute_ratios
+from kefu.bench.reference import Architecture
+from kefu.bench.report import render_readme
+from kefu.bench.rows import table_rows
+from kefu.bench.run import QUICK, run_bench
+from kefu.bench.table import markdown_table
+from kefu.cli.main import app
+
+IN_PROCESS = ("ort_raw", "flops", "accuracy", "torch", "training")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tiny_bundle, tmp_path_factory):
+    results_dir = tmp_path_factory.mktemp("bench")
+    results, path = run_bench(
+        tiny_bundle,
+        quick=True,
+        results_dir=results_dir,
+        skip=("server", "batch_scoring"),
+        threads=1,
+    )
+    return results, path
+
+
+def test_quick_run_writes_one_results_file_with_every_part(quick_run):
+    results, path = quick_run
+    assert path.name.endswith("-quick.json")
+    on_disk = json.loads(path.read_text(encoding="utf-8"))
+    assert set(on_disk["parts"]) == set(IN_PROCESS)
+    assert all("error" not in on_disk["parts"][part] for part in IN_PROCESS), on_disk["parts"]
+    assert on_disk["bundle"]["model_version"] == "tiny-0"
+    assert on_disk["machine"]["cores"] >= 1 and on_disk["machine"]["cpu"]
+    assert on_disk["workload"]["rows"] > 0 and on_disk["workload"]["mean_tokens"] > 2
+
+
+def test_raw_ort_reports_every_variant_and_batch_size(quick_run):
+    ort = quick_run[0]["parts"]["ort_raw"]
+    assert set(ort["variants"]) == {"fp32", "int8"}
+    for points in ort["variants"].values():
+        assert set(points) == {"batch_1", "batch_8", "batch_32"}
+        for point in points.values():
+            assert point["messages"] == QUICK.ort_messages or point["messages"] > 0
+            assert point["total_ms_per_msg"] == pytest.approx(
+                point["tokenise_ms_per_msg"] + point["model_ms_per_msg"]
+            )
+    assert ort["variants"]["fp32"]["batch_1"]["padding_share"] == 0.0
+
+
+def test_torch_reference_says_what_weights_it_timed(quick_run):
+    torch_part = quick_run[0]["parts"]["torch"]
+    assert set(torch_part) >= {"batch_1", "batch_32", "weights"}
+    assert "random" in torch_part["weights"]
+    assert set(torch_part["batch_32"]["ort_same_batches"]) == {"fp32", "int8"}
+
+
+def test_accuracy_compares_int8_with_fp32_per_head(quick_run):
+    accuracy = quick_run[0]["parts"]["accuracy"]
+    for head in ("intent", "urgency", "emotion"):
+        fp32 = accuracy["variants"]["fp32"][head]["macro_f1"]
+        int8 = accuracy["variants"]["int8"][head]["macro_f1"]
+        assert accuracy["int8_minus_fp32_points"][head] == pytest.approx(100 * (int8 - fp32))
+        assert 0.0 <= accuracy["same_top1_share"][head] <= 1.0
+
+
+def test_training_speed_counts_full_batches_of_the_default_config(quick_run):
+    training = quick_run[0]["parts"]["training"]
+    assert training["batch_size"] == 32  # training/configs/default.yaml
+    assert training["steps"] == QUICK.train_steps
+    assert training["examples"] == training["steps"] * training["batch_size"]
+
+
+def test_ratios_are_quotients_of_the_reported_numbers(quick_run):
+    results = quick_run[0]
+    ort, torch_part = results["parts"]["ort_raw"]["variants"], results["parts"]["torch"]
+    ours = results["ratios"]["ours_over_pytorch"]
+    # ORT timed in turns with the pipeline on the same batches
+    assert ours["int8_batch_32"] == pytest.approx(
+        torch_part["batch_32"]["ort_same_batches"]["int8"]
+        / torch_part["batch_32"]["total_ms_per_msg"]
+    )
+    int8 = results["ratios"]["int8_over_fp32"]
+    assert int8["model_ms_batch_8"] == pytest.approx(
+        ort["int8"]["batch_8"]["model_ms_per_msg"] / ort["fp32"]["batch_8"]["model_ms_per_msg"]
+    )
+    # parts that did not run leave their ratios empty rather than failing
+    assert results["ratios"]["server_p50_over_raw_b1"] == {"fp32": None, "int8": None}
+
+
+def test_table_and_readme_show_every_part_and_the_machine(quick_run):
+    results, path = quick_run
+    parts = {row.part for section in table_rows(results) for row in section}
+    assert parts == {"raw ORT", "PyTorch pipeline", "training", "accuracy", "compute", "ratio"}
+    markdown = markdown_table(results)
+    assert markdown.startswith("| part | measure | fp32 | INT8 | INT8 / fp32 |")
+    readme = render_readme(results, path, path.parent / "README.md")
+    assert results["machine"]["cpu"] in readme and path.name in readme
+
+
+def test_flops_per_message_matches_the_hand_count():
+    arch = Architecture(layers=2, hidden=4, intermediate=8, heads_out=3, base_model="x")
+    # per layer, L=10: projections 8*10*16 + attention 4*100*4 + feed-forward 4*10*4*8
+    per_layer = 1280 + 1600 + 1280
+    assert flops_per_message(10, arch) == 2 * per_layer + 2 * 4 * 3
+
+
+def test_ratios_of_an_empty_run_are_all_missing():
+    ratios = compute_ratios({}, "int8")
+    assert ratios["server_c32_over_raw_best"] == {"fp32": None, "int8": None}
+    assert set(ratios["ours_over_pytorch"].values()) == {None}
+    assert ratios["batch_scoring_over_raw_best"] == {"variant": "int8"}
+
+
+def test_cli_refuses_an_unknown_part():
+    result = CliRunner().invoke(app, ["bench", "--skip", "gpu"])
+    assert result.exit_code == 2
+    assert "unknown part(s) ['gpu'] in --skip" in result.output
+
+
+def test_cli_names_a_missing_bundle(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "--bundle", str(tmp_path / "none"), "--quick"])
+    assert result.exit_code == 1
+    assert result.output.startswith("kefu bench: ")
+    assert str(tmp_path / "none") in result.output
+
+
+def _ort_point(size: int, ms: float, p50: float) -> dict:
+    return {
+        "batch_size": size,
+        "tokenise_ms_per_msg": 0.5,
+        "model_ms_per_msg": ms - 0.5,
+        "total_ms_per_msg": ms,
+        "msgs_per_s": 1000 / ms,
+        "batch_latency": {"p50_ms": p50},
+    }
+
+
+def _server_level(p50: float, rps: float) -> dict:
+    latency = {"p50_ms": p50, "p95_ms": 2 * p50, "p99_ms": 3 * p50}
+    return {"requests": 100, "errors": 0, "throughput_rps": rps, "latency": latency}
+
+
+def test_server_and_batch_ratios_from_known_numbers():
+    results = {
+        "bundle": {"default_variant": "int8"},
+        "parts": {
+            "ort_raw": {
+                "variants": {
+                    "fp32": {
+                        "batch_1": _ort_point(1, 4.0, 4.0),
+                        "batch_32": _ort_point(32, 2.0, 64),
+                    },
+                    "int8": {
+                        "batch_1": _ort_point(1, 2.0, 2.0),
+                        "batch_32": _ort_point(32, 1.0, 32),
+                    },
+                }
+            },
+            "server": {
+                "variants": {
+                    "fp32": {"c1": _server_level(8.0, 100), "c32": _server_level(300, 250)},
+                    "int8": {
+                        "raw_ort_just_before": {"b1_p50_ms": 1.5, "b32_msgs_per_s": 2000},
+                        "c1": _server_level(3.0, 250),
+                        "c32": _server_level(100, 500),
+                    },
+                }
+            },
+            "batch_scoring": {
+                "rows": 1000,
+                "engines": {"local": {"rows": 1000, "rows_per_s": 800, "peak_pss_mb": 900}},
+            },
+        },
+    }
+    results["ratios"] = ratios = compute_ratios(results, "int8")
+    # fp32 falls back to the raw ORT part; INT8 uses the raw reference taken just before
+    assert ratios["server_p50_over_raw_b1"] == {"fp32": 2.0, "int8": 2.0}
+    assert ratios["server_c32_over_raw_best"] == {"fp32": 0.5, "int8": 0.25}
+    assert ratios["batch_scoring_over_raw_best"] == {"local": 0.8, "variant": "int8"}
+    assert ratios["int8_over_fp32"]["server_p50_c1"] == pytest.approx(3.0 / 8.0)
+    rows = {row.measure: row for section in table_rows(results) for row in section}
+    assert rows["c=1: p50 / p95 / p99 ms"].cells()[2:] == [
+        "8.00 / 16.00 / 24.00",
+        "3.00 / 6.00 / 9.00",
+        "0.38x",
+    ]
+    assert rows["batch scoring rows/s / raw ORT best batch"].cells()[2:] == [
+        "-",
+        "local 0.80x",
+        "-",
+    ]
+    assert rows["errors / requests"].cells()[2:4] == ["0 / 200", "0 / 200"]

@@ -1,0 +1,200 @@
+"""Resumability: a real `kefu score` process killed midway, then `--resume`: every row once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from support.chat_logs import chat_log, expected_bad, write_jsonl
+
+import kefu.serving.batch.local_engine as local_engine
+from kefu.serving.batch import ScoreJob, run_local
+from kefu.errors import ConfigError
+
+ROWS, CHUNK = 8_000, 200
+CHUNKS = ROWS // CHUNK
+
+
+@pytest.fixture(scope="module")
+def log_and_reference(tmp_path_factory, tiny_bundle):
+    """The input log and the output of one uninterrupted run over it."""
+    folder = tmp_path_factory.mktemp("resume")
+    source = write_jsonl(chat_log(ROWS, seed=7), folder / "log.jsonl")
+    reference = folder / "reference.parquet"
+    run_local(
+        ScoreJob(
+            inputs=[str(source)],
+            output=reference,
+            bundle=tiny_bundle,
+            id_col="msg_id",
+            chunk_size=CHUNK,
+            progress=False,
+        )
+    )
+    return source, reference
+
+
+def kefu_score(source: Path, output: Path, bundle: Path, *extra: str) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "kefu.cli.main",
+        "score",
+        str(source),
+        "-o",
+        str(output),
+        "--bundle",
+        str(bundle),
+    ]
+    command += ["--id-col", "msg_id", "--chunk-size", str(CHUNK), "--no-progress", *extra]
+    # a session of its own: the kill reaches the worker processes too, as a crash would
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def committed_chunks(output: Path) -> int:
+    try:
+        return json.loads((Path(f"{output}.partial") / "state.json").read_text())[
+            "committed_chunks"
+        ]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def stop_after_commits(process: subprocess.Popen, output: Path, chunks: int, sig: int) -> None:
+    deadline = time.monotonic() + 60
+    while committed_chunks(output) < chunks:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no chunk committed within 60 s"
+        time.sleep(0.02)
+    os.killpg(process.pid, sig)
+
+
+def assert_same_as_reference(output: Path, reference: Path, stdout: str) -> None:
+    table, expected = pq.read_table(output), pq.read_table(reference)
+    ids = table.column("msg_id").to_pylist()
+    assert len(ids) == len(set(ids)) == ROWS - expected_bad(ROWS)
+    assert table.equals(expected)  # same rows, same order, bit-identical predictions
+    assert Path(f"{output}.rejects.jsonl").read_text().splitlines() == [
+        line.replace("reference.parquet", output.name)
+        for line in Path(f"{reference}.rejects.jsonl").read_text().splitlines()
+    ]
+    bad = expected_bad(ROWS)
+    assert f"rows read {ROWS} = scored {ROWS - bad} + rejected {bad}" in stdout
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigkill_midway_then_resume_gives_every_row_exactly_once(
+    tmp_path, tiny_bundle, log_and_reference, workers
+):
+    source, reference = log_and_reference
+    output = tmp_path / "out.parquet"
+    process = kefu_score(source, output, tiny_bundle, "--workers", workers)
+    stop_after_commits(process, output, 2, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    done_before = committed_chunks(output)
+    assert 2 <= done_before < CHUNKS and not output.exists()  # killed midway, nothing final
+
+    resumed = kefu_score(source, output, tiny_bundle, "--workers", workers, "--resume")
+    stdout, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, stderr
+    assert f"resuming after {done_before} committed chunks" in stderr
+    assert_same_as_reference(output, reference, stdout)
+    assert not Path(f"{output}.partial").exists()
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path, tiny_bundle, log_and_reference):
+    source, reference = log_and_reference
+    output = tmp_path / "out.parquet"
+    process = kefu_score(source, output, tiny_bundle, "--workers", "2")
+    stop_after_commits(process, output, 1, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted: committed chunks are kept; rerun with --resume to continue" in stderr
+    assert "Traceback" not in stderr
+    resumed = kefu_score(source, output, tiny_bundle, "--resume")
+    stdout, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, stderr
+    assert_same_as_reference(output, reference, stdout)
+
+
+def spawned_workers(parent: int) -> list[int]:
+    """Pids of the multiprocessing workers among the children of `parent`."""
+    workers = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in cmdline:
+            workers.append(int(entry.name))
+    return workers
+
+
+def test_a_killed_worker_stops_the_run_cleanly_and_resume_finishes(
+    tmp_path, tiny_bundle, log_and_reference
+):
+    source, reference = log_and_reference
+    output = tmp_path / "out.parquet"
+    process = kefu_score(source, output, tiny_bundle, "--workers", "2")
+    stop_after_commits(process, output, 1, 0)  # signal 0: only wait for the first commit
+    os.kill(spawned_workers(process.pid)[0], signal.SIGKILL)  # the OOM killer's way
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stderr
+    assert stderr.startswith("error: a scoring worker process died") and "Traceback" not in stderr
+    resumed = kefu_score(source, output, tiny_bundle, "--resume")
+    stdout, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, stderr
+    assert_same_as_reference(output, reference, stdout)
+
+
+def test_a_crash_during_the_merge_resumes_without_rescoring(
+    tmp_path, tiny_bundle, log_and_reference, monkeypatch
+):
+    source, reference = log_and_reference
+    output = tmp_path / "out.parquet"
+    job = ScoreJob(
+        inputs=[str(source)],
+        output=output,
+        bundle=tiny_bundle,
+        id_col="msg_id",
+        chunk_size=CHUNK,
+        progress=False,
+    )
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(local_engine, "write_output", disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            run_local(job)
+    summary = run_local(ScoreJob(**{**job.__dict__, "resume": True}))
+    assert summary.rows_this_run == 0  # every chunk was already committed
+    assert_same_as_reference(output, reference, "\n".join(summary.lines()))
+
+
+def test_resume_refuses_a_changed_input(tmp_path, tiny_bundle):
+    source = write_jsonl(chat_log(50), tmp_path / "log.jsonl")
+    output = tmp_path / "out.parquet"
+    job = ScoreJob(
+        inputs=[str(source)], output=output, bundle=tiny_bundle, chunk_size=10, progress=False
+    )
+    staging = Path(f"{output}.partial")
+    run_local(job)
+    staging.mkdir()  # pretend a run stopped before its first commit, then the input changed
+    (staging / "state.json").write_text(json.dumps({"version": 1, "fingerprint": {"inputs": []}}))
+    with pytest.raises(
+        ConfigError, match="cannot resume: the run changed since it was interrupted"
+    ):
+        run_local(ScoreJob(**{**job.__dict__, "resume": True}))

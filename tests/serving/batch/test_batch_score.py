@@ -1,0 +1,247 @@
+"""`kefu score` with the local engine: counts, rejects, columns, formats, workers, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from support.chat_logs import chat_log, expected_bad, write_csv, write_jsonl, write_parquet
+from typer.testing import CliRunner
+
+from kefu.serving.batch import ScoreJob, run_local
+from kefu.serving.batch.scoring import SCORE_COLUMNS
+from kefu.serving.classifier import Classifier
+from kefu.errors import ConfigError
+from kefu.serving.routing import ConversationContext, RoutingPolicy, decide
+from kefu.cli.main import app
+
+runner = CliRunner()
+
+
+def score(tmp_path: Path, bundle: Path, inputs: list[Path | str], output: str, **options):
+    job = ScoreJob(
+        inputs=[str(p) for p in inputs],
+        output=tmp_path / output,
+        bundle=bundle,
+        progress=False,
+        **options,
+    )
+    return run_local(job)
+
+
+def read_rejects(output: Path) -> list[dict]:
+    return [
+        json.loads(line)
+        for line in Path(f"{output}.rejects.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+
+
+def test_jsonl_to_parquet_scores_every_good_row_and_rejects_the_rest(tmp_path, tiny_bundle):
+    rows = chat_log(400)
+    source = write_jsonl(rows, tmp_path / "log.jsonl", extra_lines=[b"{broken"])
+    summary = score(tmp_path, tiny_bundle, [source], "out.parquet", id_col="msg_id", chunk_size=64)
+    bad = expected_bad(400) + 1
+    assert (summary.rows_read, summary.scored, summary.rejected) == (401, 400 - bad + 1, bad)
+    assert summary.lines()[0] == f"rows read 401 = scored {400 - bad + 1} + rejected {bad}"
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.column_names == ["msg_id", "shop", "created_at", "text", *SCORE_COLUMNS]
+    good = [r for r in rows if isinstance(r.get("text"), str) and r["text"].strip()]
+    assert table.column("msg_id").to_pylist() == [r["msg_id"] for r in good]  # input order kept
+    rejects = read_rejects(tmp_path / "out.parquet")
+    assert [r["line"] for r in rejects] == sorted(r["line"] for r in rejects)
+    assert rejects[0] == {
+        "file": str(source.resolve()),
+        "line": 1,
+        "reason": "empty_text",
+        "detail": "text is empty or whitespace only",
+        "id": "m000000",
+    }
+    assert rejects[-1]["reason"] == "invalid_json" and rejects[-1]["line"] == 401
+    assert not (tmp_path / "out.parquet.partial").exists()
+
+
+def test_scores_are_the_classifier_and_router_output(tmp_path, tiny_bundle):
+    rows = chat_log(40, bad=False)
+    score(tmp_path, tiny_bundle, [write_jsonl(rows, tmp_path / "log.jsonl")], "out.parquet")
+    scored = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    classifier = Classifier.from_bundle(tiny_bundle, intra_op_threads=1)
+    policy = RoutingPolicy.for_bundle(classifier.bundle)
+    for row in scored[:10]:
+        (prediction,) = classifier.predict([row["text"]])
+        decision = decide(prediction, ConversationContext(), policy)
+        assert (row["intent"], row["urgency"], row["emotion"]) == (
+            prediction.intent.label,
+            prediction.urgency.label,
+            prediction.emotion.label,
+        )
+        assert row["intent_confidence"] == pytest.approx(prediction.intent.confidence, abs=1e-6)
+        assert (row["queue"], row["priority"], row["escalate"], row["reasons"]) == (
+            decision.queue,
+            decision.priority,
+            decision.escalate,
+            decision.reasons,
+        )
+        assert (row["group"], row["model_version"]) == (prediction.group, "tiny-0")
+
+
+def test_parquet_csv_and_jsonl_outputs_hold_the_same_rows(tmp_path, tiny_bundle):
+    source = write_jsonl(chat_log(120), tmp_path / "log.jsonl")
+    for name in ("out.parquet", "out.csv", "out.jsonl"):
+        score(tmp_path, tiny_bundle, [source], name, chunk_size=50)
+    parquet = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    csv_rows = pacsv.read_csv(
+        tmp_path / "out.csv", convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
+    ).to_pylist()
+    jsonl = [
+        json.loads(line)
+        for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    assert len(parquet) == len(csv_rows) == len(jsonl) > 0
+    for p, c, j in zip(parquet, csv_rows, jsonl, strict=True):
+        assert p == j
+        assert (c["msg_id"], c["intent"], c["escalate"], c["intent_confidence"]) == (
+            p["msg_id"],
+            p["intent"],
+            p["escalate"],
+            p["intent_confidence"],
+        )
+        assert (c["reasons"] or "") == ";".join(p["reasons"])
+    assert (tmp_path / "out.csv.rejects.jsonl").read_bytes() == (
+        tmp_path / "out.jsonl.rejects.jsonl"
+    ).read_bytes()
+
+
+def test_two_workers_give_bit_identical_output(tmp_path, tiny_bundle):
+    source = write_jsonl(chat_log(300), tmp_path / "log.jsonl")
+    score(tmp_path, tiny_bundle, [source], "one.parquet", chunk_size=40, workers=1)
+    score(tmp_path, tiny_bundle, [source], "two.parquet", chunk_size=40, workers=2)
+    assert pq.read_table(tmp_path / "one.parquet").equals(pq.read_table(tmp_path / "two.parquet"))
+
+
+def test_several_formats_and_a_glob_make_one_output_with_all_columns(tmp_path, tiny_bundle):
+    rows = chat_log(60, bad=False)
+    write_csv([{**r, "channel": "app"} for r in rows[:20]], tmp_path / "a.csv")
+    write_jsonl(rows[20:40], tmp_path / "b.jsonl")
+    write_parquet(rows[40:], tmp_path / "c.parquet")
+    summary = score(
+        tmp_path, tiny_bundle, [tmp_path / "a.csv", str(tmp_path / "[bc].*")], "out.parquet"
+    )
+    assert (summary.files, summary.scored, summary.rejected) == (3, 60, 0)
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.column_names[:5] == ["msg_id", "shop", "created_at", "text", "channel"]
+    assert table.column("msg_id").to_pylist() == [r["msg_id"] for r in rows]
+    assert table.column("channel").to_pylist() == ["app"] * 20 + [None] * 40
+
+
+def test_input_columns_named_like_score_columns_are_kept_as_input_columns(tmp_path, tiny_bundle):
+    rows = [
+        {**r, "intent": "invoice", "urgency": "low"} for r in chat_log(30, bad=False)
+    ]  # gold labels
+    source = write_jsonl(rows, tmp_path / "labelled.jsonl")
+    score(tmp_path, tiny_bundle, [source], "first.csv")
+    first = pacsv.read_csv(tmp_path / "first.csv")
+    assert first.column_names == [
+        "msg_id",
+        "shop",
+        "created_at",
+        "text",
+        "input_intent",
+        "input_urgency",
+        *SCORE_COLUMNS,
+    ]
+    assert set(first.column("input_intent").to_pylist()) == {"invoice"}
+    score(
+        tmp_path, tiny_bundle, [tmp_path / "first.csv"], "second.parquet"
+    )  # re-score a scored file
+    second = pq.read_table(tmp_path / "second.parquet")
+    assert second.column_names[:6] == first.column_names[:6]  # input_intent was taken: dropped
+    assert second.column_names[6:] == [
+        f"input_{name}" for name in SCORE_COLUMNS if name not in ("intent", "urgency")
+    ] + list(SCORE_COLUMNS)
+    assert second.column("intent").to_pylist() == first.column("intent").to_pylist()
+
+
+def test_an_unfinished_run_needs_resume_or_fresh(tmp_path, tiny_bundle):
+    source = write_jsonl(chat_log(20), tmp_path / "log.jsonl")
+    (tmp_path / "out.parquet.partial").mkdir()
+    with pytest.raises(ConfigError, match="pass --resume to continue it or --fresh to start over"):
+        score(tmp_path, tiny_bundle, [source], "out.parquet")
+    assert score(tmp_path, tiny_bundle, [source], "out.parquet", fresh=True).rows_read == 20
+
+
+@pytest.mark.parametrize(
+    ("files", "args", "message"),
+    [
+        ({"log.xlsx": b"x"}, [], "unknown input file type '.xlsx'"),
+        ({"log.csv": b"id,body\n1,hi\n"}, [], "column 'text': text column 'text' is missing"),
+        ({"log.csv": b"id,text\n1,hi\n"}, ["--id-col", "msg"], "id column 'msg' is missing"),
+        ({"log.parquet": b"PAR1 garbage"}, [], "not a readable Parquet file"),
+        ({"log.csv": b"text\nhi\n"}, ["-o", "out.xlsx"], "unknown output file type '.xlsx'"),
+        ({"log.csv": b"text\nhi\n"}, ["--variant", "fp16"], "unknown model variant 'fp16'"),
+        ({"log.csv": b"text\nhi\n"}, ["--engine", "spark"], "--engine must be 'local' or 'ray'"),
+    ],
+)
+def test_bad_arguments_print_one_clear_error_line(
+    tmp_path, tiny_bundle, monkeypatch, files, args, message
+):
+    monkeypatch.chdir(tmp_path)
+    for name, content in files.items():
+        Path(name).write_bytes(content)
+    output = [] if "-o" in args else ["-o", "out.parquet"]
+    result = runner.invoke(
+        app, ["score", *files, "--bundle", str(tiny_bundle), "--no-progress", *output, *args]
+    )
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: ") and message in result.output
+    assert "Traceback" not in result.output
+    if "type" not in message and "variant" not in message and "engine" not in message:
+        assert next(iter(files)) in result.output  # the message names the file
+
+
+def test_cli_prints_the_summary(tmp_path, tiny_bundle):
+    source = write_jsonl(chat_log(100), tmp_path / "log.jsonl")
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            str(source),
+            "-o",
+            str(out),
+            "--bundle",
+            str(tiny_bundle),
+            "--chunk-size",
+            "30",
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    bad = expected_bad(100)
+    assert f"rows read 100 = scored {100 - bad} + rejected {bad}" in result.output
+    assert "rejected by reason: empty_text 4, missing_text 4, not_text 2" in result.output
+
+
+def test_batch_and_report_import_neither_torch_nor_ray():
+    code = (
+        "import sys, kefu.serving.batch, kefu.serving.batch.local_engine, kefu.serving.report; "
+        "bad = [m for m in ('torch', 'transformers', 'ray') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_empty_input_gives_an_empty_output_with_the_score_schema(tmp_path, tiny_bundle):
+    (tmp_path / "empty.jsonl").write_text("\n", encoding="utf-8")
+    summary = score(tmp_path, tiny_bundle, [tmp_path / "empty.jsonl"], "out.parquet")
+    assert (summary.rows_read, summary.scored, summary.rejected) == (0, 0, 0)
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.num_rows == 0 and table.column_names == list(SCORE_COLUMNS)
+    assert isinstance(table.schema.field("reasons").type, pa.ListType)

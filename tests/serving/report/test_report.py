@@ -1,0 +1,273 @@
+"""`kefu report`: exact counts in the HTML tables, clusters, trends, inputs, errors, fonts."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from datetime import date
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from kefu.serving.batch.scoring import SCORE_SCHEMA
+from kefu.serving.report import build_report
+from kefu.serving.report.clusters import QuestionCounter, normalise_question
+from kefu.serving.report.load import parse_day
+from kefu.cli.main import app
+
+runner = CliRunner()
+
+# (text, intent, emotion, escalate, reasons, created_at)
+MESSAGES = [
+    ("我的快递怎么还没到", "logistics_status", "anxious", False, [], "2024-03-01 08:00:00"),
+    ("我的快递怎么还没到？？", "logistics_status", "anxious", False, [], "2024-03-01 09:00:00"),
+    ("我的快递怎么还没到啊", "logistics_status", "dissatisfied", False, [], "2024-03-01 10:00:00"),
+    (
+        "我的快递 怎么还没到 订单123456",
+        "logistics_status",
+        "neutral",
+        False,
+        [],
+        "2024-03-03 10:00:00",
+    ),
+    ("我的快递怎么还没到", "logistics_status", "neutral", False, [], "2024-03-03 11:00:00"),
+    ("我的快递怎么还没到", "logistics_status", "neutral", False, [], "2024/03/03 12:00"),
+    ("发票怎么开", "invoice", "neutral", True, ["low_confidence"], "2024-03-01T12:00:00"),
+    ("发票怎么开呢", "invoice", "neutral", False, [], "2024-03-03 08:00:00"),
+    ("你们卖假货，我要投诉", "complaint", "angry", True, ["complaint", "angry"], "not a time"),
+    ("🙂🙂", "greeting", "positive", False, [], "2024-03-03 09:00:00"),
+]
+
+
+def scored_table() -> pa.Table:
+    rows = []
+    for i, (text, intent, emotion, escalate, reasons, created_at) in enumerate(MESSAGES):
+        rows.append(
+            {
+                "msg_id": f"m{i}",
+                "text": text,
+                "created_at": created_at,
+                "intent": intent,
+                "intent_confidence": 0.9,
+                "urgency": "high" if escalate else "low",
+                "urgency_confidence": 0.8,
+                "emotion": emotion,
+                "emotion_confidence": 0.7,
+                "group": "x",
+                "queue": "投诉专席" if intent == "complaint" else "售前组",
+                "priority": "P1" if escalate else "P3",
+                "escalate": escalate,
+                "reasons": reasons,
+                "model_version": "test-1",
+            }
+        )
+    schema = pa.schema(
+        [("msg_id", pa.string()), ("text", pa.string()), ("created_at", pa.string()), *SCORE_SCHEMA]
+    )
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+class Tables(HTMLParser):
+    """Cell texts of every <table id=...> plus the ids and sources of every <img>."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.images: dict[str, str] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "table":
+            self._table = attributes["id"]
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "img":
+            self.images[attributes["id"]] = attributes["src"]
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self._table:
+            self.tables[self._table][-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+@pytest.fixture
+def scored(tmp_path) -> Path:
+    path = tmp_path / "scored.parquet"
+    pq.write_table(scored_table(), path)
+    return path
+
+
+def test_report_tables_hold_exact_counts(tmp_path, scored):
+    out = tmp_path / "report.html"
+    data = build_report([str(scored)], out, time_col="created_at", top_n=2, period="day")
+    page = Tables(out.read_text(encoding="utf-8"))
+    intents = page.tables["top-intents"]
+    assert intents[0] == ["#", "intent", "名称", "messages", "share", "escalated"]
+    assert intents[1][:2] + intents[1][3:] == ["1", "logistics_status", "6", "60.0%", "0.0%"]
+    assert intents[2][1] == "invoice" and len(intents) == 3  # TOP-2
+    assert page.tables["escalation-reasons"][1:] == [
+        ["low_confidence", "1", "50.0%"],
+        ["complaint", "1", "50.0%"],
+        ["angry", "1", "50.0%"],
+    ]
+    assert "2 of 10 messages escalate (20.0%)" in out.read_text(encoding="utf-8")
+    assert [row[0] for row in page.tables["urgency"][1:]] == ["low", "medium", "high", "critical"]
+    assert page.tables["queues"][1] == ["售前组", "9", "90.0%"]
+    trends = page.tables["trends"]
+    assert [row[:3] for row in trends[1:]] == [
+        ["2024-03-01", "4", "25.0%"],
+        ["2024-03-02", "0", "0.0%"],
+        ["2024-03-03", "5", "0.0%"],
+    ]
+    assert data.undated == 1  # "not a time" is counted out, not guessed
+
+
+def test_repeated_questions_cluster_near_duplicates(tmp_path, scored):
+    out = tmp_path / "report.html"
+    build_report([str(scored)], out)
+    questions = Tables(out.read_text(encoding="utf-8")).tables["repeated-questions"]
+    rank, count, share, variants, example, intent = questions[1]
+    assert (rank, count, share, variants, example) == ("1", "6", "60.0%", "3", "我的快递怎么还没到")
+    assert intent.startswith("logistics_status")
+    assert questions[2][1:4] == ["2", "20.0%", "2"]  # 发票怎么开 / 发票怎么开呢
+    assert len(questions) == 3  # one-off messages are not "repeated"
+
+
+def test_question_normalisation_folds_spellings():
+    assert normalise_question("我的快递 怎么还没到？？") == normalise_question(
+        "我的快递怎么还没到!"
+    )
+    assert normalise_question("订单[订单x]退款12") == normalise_question("订单[订单y]退款 345")
+    assert normalise_question("ＯＫ👍") == "ok"
+    assert normalise_question("🙂！！") == ""
+
+
+def test_question_counter_keeps_memory_bounded():
+    counter = QuestionCounter(max_forms=10)
+    for i in range(50):
+        counter.add(f"一次性的问题{chr(0x4E00 + i)}{chr(0x4E80 + i)}", "other")
+        counter.add("重复的问题", "other")
+    assert len(counter.forms) <= 10 and counter.pruned > 0
+    assert counter.top(1)[0].count == 50
+
+
+@pytest.mark.parametrize(
+    ("value", "day"),
+    [
+        ("2024-03-01 10:00:00", date(2024, 3, 1)),
+        ("2024-03-01T23:59:59+08:00", date(2024, 3, 1)),
+        ("2024/3/1 10:00", None),
+        ("2024/03/01", date(2024, 3, 1)),
+        ("2024年3月1日 10点", date(2024, 3, 1)),
+        (1709251200, date(2024, 3, 1)),
+        ("1709251200000", date(2024, 3, 1)),
+        ("yesterday", None),
+        (None, None),
+    ],
+)
+def test_parse_day(value, day):
+    if value == "2024/3/1 10:00":
+        day = date(2024, 3, 1)  # read by the year-month-day fallback
+    assert parse_day(value) == day
+
+
+def test_csv_and_jsonl_scored_files_give_the_same_report_data(tmp_path, scored, tiny_bundle):
+    from support.chat_logs import chat_log, write_jsonl
+
+    from kefu.serving.batch import ScoreJob, run_local
+
+    source = write_jsonl(chat_log(200), tmp_path / "log.jsonl")
+    results = {}
+    for suffix in ("parquet", "csv", "jsonl"):
+        output = tmp_path / f"scored.{suffix}"
+        run_local(ScoreJob(inputs=[str(source)], output=output, bundle=tiny_bundle, progress=False))
+        data = build_report([str(output)], tmp_path / f"{suffix}.html", time_col="created_at")
+        results[suffix] = (
+            data.rows,
+            data.intents,
+            data.emotions,
+            data.reasons,
+            data.escalated,
+            {d: s.messages for d, s in data.days.items()},
+        )
+    assert results["parquet"] == results["csv"] == results["jsonl"]
+    assert results["parquet"][0] > 0
+
+
+def test_weekly_trends_start_on_monday(tmp_path, scored):
+    out = tmp_path / "report.html"
+    build_report([str(scored)], out, time_col="created_at", period="week")
+    trends = Tables(out.read_text(encoding="utf-8")).tables["trends"]
+    assert trends[0][0] == "week" and [row[:2] for row in trends[1:]] == [["2024-02-26", "9"]]
+
+
+def test_the_page_is_self_contained(tmp_path, scored):
+    out = tmp_path / "report.html"
+    build_report([str(scored)], out, time_col="created_at")
+    html = out.read_text(encoding="utf-8")
+    page = Tables(html)
+    assert set(page.images) == {
+        "chart-intent", "chart-urgency", "chart-emotion", "chart-reasons",
+        "chart-trend-volume", "chart-trend-emotion", "chart-trend-escalation",
+    }  # fmt: skip
+    assert all(src.startswith("data:image/png;base64,") for src in page.images.values())
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+    assert "<script" not in html
+
+
+def test_charts_have_no_missing_glyphs(tmp_path, scored):
+    """With a CJK font the labels are Chinese; without one they fall back to ids: never tofu."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*[Gg]lyph.*missing")
+        build_report([str(scored)], tmp_path / "report.html", time_col="created_at")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--time-col", "when"], "missing columns ['when']"),
+        (["--text-col", "body"], "missing columns ['body']"),
+        (["-o", "report.pdf"], "the report is HTML; name the output *.html"),
+        (["--period", "month"], "--period must be one of"),
+    ],
+)
+def test_report_errors_are_one_clear_line(tmp_path, scored, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    output = [] if "-o" in args else ["-o", "report.html"]
+    result = runner.invoke(app, ["report", str(scored), *output, *args])
+    assert result.exit_code == 1 and result.output.startswith("error: ")
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_an_unscored_file_is_refused_with_a_hint(tmp_path):
+    path = tmp_path / "raw.csv"
+    path.write_text("text\n在吗\n", encoding="utf-8")
+    result = runner.invoke(app, ["report", str(path), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 1
+    assert "raw.csv" in result.output and "score it first with kefu score" in result.output
+
+
+def test_cli_report_summary_line(tmp_path, scored):
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", str(scored), "-o", str(out), "--time-col", "created_at"])
+    assert result.exit_code == 0, result.output
+    assert (
+        result.output.strip()
+        == f"report: {out} (10 messages from 1 file(s), escalation rate 20.0%)"
+    )

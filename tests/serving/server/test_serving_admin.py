@@ -1,0 +1,280 @@
+"""API keys, the admin token and POST /v1/admin/reload (validate, warm, swap; keep the old model
+on any failure)."""
+
+import json
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+from support.serving import copy_bundle, isolated_settings
+
+from kefu.serving import bundle as bundle_format
+from kefu.serving.server.app import create_app
+
+ADMIN = {"X-Admin-Token": "admin-secret"}
+
+
+def error(code, message, field=None):
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+@pytest.fixture
+def client(tiny_bundle, tmp_path):
+    serving_copy = copy_bundle(tiny_bundle, tmp_path / "serving")
+    settings = isolated_settings(
+        serving_copy, admin_token="admin-secret", api_keys=["key-one", "key-two"]
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def version(client):
+    response = client.post("/v1/classify", json={"text": "在吗"}, headers={"X-API-Key": "key-one"})
+    assert response.status_code == 200
+    return response.json()["model_version"]
+
+
+UNAUTHORIZED = error("unauthorized", "missing or invalid X-API-Key header")
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"X-API-Key": "key-three"}, {"X-API-Key": ""}, {"X-API-Key": "key-one "}]
+)
+def test_classify_needs_a_valid_api_key(client, headers):
+    response = client.post("/v1/classify", json={"text": "在吗"}, headers=headers)
+    assert (response.status_code, response.json()) == (401, UNAUTHORIZED)
+    assert client.get("/v1/model", headers=headers).status_code == 401
+
+
+def test_every_configured_key_is_accepted(client):
+    for key in ("key-one", "key-two"):
+        assert (
+            client.post(
+                "/v1/classify", json={"text": "在吗"}, headers={"X-API-Key": key}
+            ).status_code
+            == 200
+        )
+
+
+def test_auth_is_checked_before_the_schema(client):
+    # FastAPI decodes JSON before dependencies run: malformed JSON is a 400 even without a key
+    # (it tells the caller nothing about the service); everything after that needs the key.
+    assert client.post("/v1/classify", json={"txt": 1}).status_code == 401
+    assert (
+        client.post(
+            "/v1/classify", content=b"{", headers={"content-type": "application/json"}
+        ).status_code
+        == 400
+    )
+
+
+def test_probes_and_metrics_need_no_key(client):
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert client.get(path).status_code == 200
+
+
+def test_admin_is_disabled_without_a_token(tiny_bundle):
+    with TestClient(create_app(isolated_settings(tiny_bundle))) as client:
+        response = client.post("/v1/admin/reload", headers=ADMIN)
+    assert (response.status_code, response.json()) == (
+        403,
+        error("forbidden", "admin endpoints are disabled; set KEFU_ADMIN_TOKEN to enable them"),
+    )
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Admin-Token": "wrong"}, {"X-API-Key": "admin-secret"}])
+def test_reload_needs_the_admin_token(client, headers):
+    response = client.post("/v1/admin/reload", headers=headers)
+    assert (response.status_code, response.json()) == (
+        401,
+        error("unauthorized", "missing or invalid X-Admin-Token header"),
+    )
+
+
+def test_reload_swaps_in_a_new_bundle(client, tiny_bundle, tmp_path):
+    new_bundle = copy_bundle(tiny_bundle, tmp_path / "new", model_version="tiny-1")
+    response = client.post("/v1/admin/reload", json={"bundle": str(new_bundle)}, headers=ADMIN)
+    body = response.json()
+    assert response.status_code == 200
+    assert {
+        key: body[key] for key in ("model_version", "previous_model_version", "bundle", "variant")
+    } == {
+        "model_version": "tiny-1",
+        "previous_model_version": "tiny-0",
+        "bundle": str(new_bundle),
+        "variant": "fp32",
+    }
+    assert body["load_seconds"] > 0
+    assert version(client) == "tiny-1"
+    info = client.get("/v1/model", headers={"X-API-Key": "key-one"}).json()
+    assert (info["model_version"], info["bundle"]) == ("tiny-1", str(new_bundle))
+    metrics = client.get("/metrics").text
+    assert 'kefu_model_info{model_version="tiny-1",variant="fp32"} 1.0' in metrics
+    assert 'kefu_model_info{model_version="tiny-0",variant="fp32"} 0.0' in metrics
+
+
+def test_reload_without_a_body_reloads_the_current_bundle_and_can_switch_variant(client):
+    assert client.post("/v1/admin/reload", headers=ADMIN).json()["model_version"] == "tiny-0"
+    switched = client.post("/v1/admin/reload", json={"variant": "int8"}, headers=ADMIN).json()
+    assert switched["variant"] == "int8"
+    assert client.get("/v1/model", headers={"X-API-Key": "key-one"}).json()["variant"] == "int8"
+
+
+def corrupt_model(bundle_dir):
+    with (bundle_dir / bundle_format.MODEL_FP32).open("ab") as handle:
+        handle.write(b"tampered")
+
+
+def rewrite_policy(bundle_dir, text):
+    (bundle_dir / bundle_format.POLICY).write_text(text, encoding="utf-8")
+    manifest_path = bundle_dir / bundle_format.MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][bundle_format.POLICY] = bundle_format.sha256_file(
+        bundle_dir / bundle_format.POLICY
+    )
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_a_sealed_but_unreadable_tokenizer_is_refused_not_a_500(client, tiny_bundle, tmp_path):
+    broken = copy_bundle(tiny_bundle, tmp_path / "bad-tokenizer", model_version="tiny-bad")
+    (broken / bundle_format.TOKENIZER).write_text("{}", encoding="utf-8")
+    manifest_path = broken / bundle_format.MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][bundle_format.TOKENIZER] = bundle_format.sha256_file(
+        broken / bundle_format.TOKENIZER
+    )
+    manifest_path.write_text(json.dumps(manifest))
+    response = client.post("/v1/admin/reload", json={"bundle": str(broken)}, headers=ADMIN)
+    assert response.status_code == 422
+    body = response.json()["error"]
+    assert (body["code"], body["field"]) == ("bundle_invalid", "bundle")
+    assert body["message"].startswith(f"{broken}: cannot load the bundle: ")
+    assert version(client) == "tiny-0"
+
+
+def test_broken_bundle_is_refused_and_the_old_model_keeps_serving(client, tiny_bundle, tmp_path):
+    broken = copy_bundle(tiny_bundle, tmp_path / "broken", model_version="tiny-broken")
+    corrupt_model(broken)
+    response = client.post("/v1/admin/reload", json={"bundle": str(broken)}, headers=ADMIN)
+    assert response.status_code == 422
+    body = response.json()["error"]
+    assert (body["code"], body["field"]) == ("bundle_invalid", "bundle")
+    assert body["message"].startswith(f"{broken}: sha256 of model.onnx is ")
+    assert body["message"].endswith(
+        "the file was changed or corrupted after export; re-export the bundle"
+    )
+    assert version(client) == "tiny-0"
+
+
+@pytest.mark.parametrize(
+    ("setup", "request_body", "code", "field", "message"),
+    [
+        (
+            None,
+            {"bundle": "/nonexistent/bundle"},
+            "bundle_invalid",
+            "bundle",
+            "bundle directory /nonexistent/bundle does not exist; build one with `make model`",
+        ),
+        (
+            "copy",
+            {"variant": "fp16"},
+            "invalid_input",
+            "variant",
+            "variant must be 'fp32' or 'int8', got 'fp16'",
+        ),
+        ("policy", {}, "policy_invalid", "policy", "policy.yaml: unknown keys ['max_turn']"),
+        (
+            "no_int8",
+            {"variant": "int8"},
+            "bundle_invalid",
+            "bundle",
+            "has no int8 model (model.int8.onnx)",
+        ),
+    ],
+)
+def test_reload_errors_name_the_problem_and_keep_the_old_model(
+    client, tiny_bundle, tmp_path, setup, request_body, code, field, message
+):
+    if setup:
+        target = copy_bundle(tiny_bundle, tmp_path / "target", model_version="tiny-x")
+        if setup == "policy":
+            rewrite_policy(target, "max_turn: 3\n")
+        if setup == "no_int8":
+            (target / bundle_format.MODEL_INT8).unlink()
+            manifest_path = target / bundle_format.MANIFEST
+            manifest = json.loads(manifest_path.read_text())
+            del manifest["files"][bundle_format.MODEL_INT8]
+            manifest_path.write_text(json.dumps(manifest))
+        request_body = {"bundle": str(target), **request_body}
+    response = client.post("/v1/admin/reload", json=request_body, headers=ADMIN)
+    assert response.status_code == 422
+    body = response.json()["error"]
+    assert (body["code"], body["field"]) == (code, field)
+    assert message in body["message"]
+    assert version(client) == "tiny-0"
+
+
+def test_requests_during_a_reload_are_all_answered(client, tiny_bundle, tmp_path):
+    new_bundle = copy_bundle(tiny_bundle, tmp_path / "new", model_version="tiny-2")
+    statuses, versions = [], set()
+
+    def hammer():
+        for _ in range(15):
+            response = client.post(
+                "/v1/classify", json={"text": "在吗"}, headers={"X-API-Key": "key-two"}
+            )
+            statuses.append(response.status_code)
+            versions.add(response.json().get("model_version"))
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    assert (
+        client.post("/v1/admin/reload", json={"bundle": str(new_bundle)}, headers=ADMIN).status_code
+        == 200
+    )
+    thread.join()
+    assert set(statuses) == {200}
+    assert versions <= {"tiny-0", "tiny-2"}
+    assert version(client) == "tiny-2"
+
+
+def test_reload_body_is_validated(client):
+    response = client.post("/v1/admin/reload", json={"bundel": "x"}, headers=ADMIN)
+    assert (response.status_code, response.json()) == (
+        422,
+        error(
+            "unknown_field",
+            "unknown field bundel; check the spelling against the API docs at /docs",
+            "bundel",
+        ),
+    )
+
+
+def test_a_request_that_raced_a_reload_is_served_by_the_new_model(client, tiny_bundle, tmp_path):
+    holder = client.app.state.kefu.models
+    old = holder.current
+    new_bundle = copy_bundle(tiny_bundle, tmp_path / "new", model_version="tiny-3")
+    assert (
+        client.post("/v1/admin/reload", json={"bundle": str(new_bundle)}, headers=ADMIN).status_code
+        == 200
+    )
+    served_by, predictions = client.portal.call(
+        holder.predict, old, ["在吗"]
+    )  # old batcher is closed
+    assert served_by.model_version == "tiny-3"
+    assert len(predictions) == 1
+
+
+def test_reload_is_refused_when_several_workers_run(tiny_bundle):
+    settings = isolated_settings(tiny_bundle, admin_token="admin-secret", workers=2)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/admin/reload", headers=ADMIN)
+    assert (response.status_code, response.json()) == (
+        409,
+        error(
+            "reload_unsupported",
+            "reload swaps the model of one worker process only, and 2 workers are running; "
+            "restart the server (or run one worker per container) to change models",
+        ),
+    )

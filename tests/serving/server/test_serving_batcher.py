@@ -1,0 +1,246 @@
+"""Micro-batching: coalescing, length groups, order, bounded queue, failures, shutdown."""
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+from support.serving import isolated_settings
+
+from kefu.serving.server.app import create_app
+from kefu.serving.server.microbatch import MicroBatcher, NotReady, Overloaded, length_groups
+from kefu.serving.classifier import Classifier
+
+
+class RecordingModel:
+    """A stand-in model: answers each text with its upper-case form and records every call."""
+
+    def __init__(self, gate: threading.Event | None = None, fail_on: str | None = None):
+        self.calls: list[list[str]] = []
+        self.gate = gate
+        self.fail_on = fail_on
+
+    def __call__(self, texts: list[str]) -> list[str]:
+        if self.gate is not None:
+            self.gate.wait(5)
+        self.calls.append(list(texts))
+        if self.fail_on in texts:
+            raise RuntimeError("model failed")
+        return [text.upper() for text in texts]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_length_groups_sort_and_cut_by_length_and_size():
+    lengths = [100, 1, 3, 200, 2, 40]
+    assert length_groups(lengths, max_size=32) == [[1, 4, 2], [5], [0, 3]]
+    assert length_groups([5] * 5, max_size=2) == [[0, 1], [2, 3], [4]]
+    assert length_groups([], max_size=4) == []
+
+
+def test_concurrent_submits_share_one_model_call_and_keep_order():
+    model = RecordingModel()
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=0)
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit([f"a{i}", f"b{i}"]) for i in range(5)))
+        await batcher.close()
+        return results
+
+    results = run(scenario())
+    assert results == [[f"A{i}", f"B{i}"] for i in range(5)]
+    assert len(model.calls) == 1
+    assert sorted(model.calls[0]) == sorted(f"{p}{i}" for i in range(5) for p in "ab")
+
+
+def test_batches_are_cut_at_max_batch_size():
+    model = RecordingModel()
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=4, max_wait_ms=0)
+        batcher.start()
+        result = await batcher.submit([f"t{i}" for i in range(10)])
+        await batcher.close()
+        return result
+
+    assert run(scenario()) == [f"T{i}" for i in range(10)]
+    assert [len(call) for call in model.calls] == [4, 4, 2]
+
+
+def test_similar_lengths_go_to_the_same_model_call():
+    model = RecordingModel()
+    texts = ["短", "x" * 300, "中等长度", "y" * 280]
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=0, length_cap=512)
+        batcher.start()
+        result = await batcher.submit(texts)
+        await batcher.close()
+        return result
+
+    assert run(scenario()) == [text.upper() for text in texts]
+    assert model.calls == [["短", "中等长度"], ["y" * 280, "x" * 300]]
+
+
+def test_a_lone_client_does_not_wait_but_concurrent_ones_gather():
+    model = RecordingModel()
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=150)
+        batcher.start()
+        started = time.monotonic()
+        await batcher.submit(["alone"])
+        alone_seconds = time.monotonic() - started
+        await asyncio.gather(batcher.submit(["p1"]), batcher.submit(["p2"]))  # concurrency seen
+
+        async def late():
+            await asyncio.sleep(0.03)
+            return await batcher.submit(["late"])
+
+        await asyncio.gather(batcher.submit(["early"]), late())
+        await batcher.close()
+        return alone_seconds
+
+    assert run(scenario()) < 0.1
+    assert sorted(model.calls[-1]) == ["early", "late"]  # the wait budget let the late one join
+
+
+def test_full_queue_refuses_at_once_and_recovers():
+    gate = threading.Event()
+    model = RecordingModel(gate)
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=2, max_wait_ms=0, queue_size=2)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["a", "b"]))
+        while batcher.in_flight != 2:  # taken by the model, which is held at the gate
+            await asyncio.sleep(0.001)
+        second = asyncio.ensure_future(batcher.submit(["c", "d"]))
+        await asyncio.sleep(0.01)
+        assert batcher.depth == 2
+        with pytest.raises(Overloaded, match="2 messages are waiting"):
+            await batcher.submit(["e"])
+        gate.set()
+        results = await asyncio.gather(first, second)
+        assert await batcher.submit(["f"]) == ["F"]
+        await batcher.close()
+        return results
+
+    assert run(scenario()) == [["A", "B"], ["C", "D"]]
+
+
+def test_a_model_failure_fails_its_requests_and_the_batcher_keeps_serving():
+    model = RecordingModel(fail_on="boom")
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=0)
+        batcher.start()
+        with pytest.raises(RuntimeError, match="model failed"):
+            await batcher.submit(["boom"])
+        result = await batcher.submit(["ok"])
+        await batcher.close()
+        return result
+
+    assert run(scenario()) == ["OK"]
+
+
+def test_a_cancelled_request_is_skipped():
+    gate = threading.Event()
+    model = RecordingModel(gate)
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=1, max_wait_ms=0)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["first"]))
+        while batcher.in_flight != 1:
+            await asyncio.sleep(0.001)
+        gone = asyncio.ensure_future(batcher.submit(["gone"]))
+        await asyncio.sleep(0.01)
+        gone.cancel()  # the client disconnected while waiting
+        gate.set()
+        assert await first == ["FIRST"]
+        assert await batcher.submit(["next"]) == ["NEXT"]
+        await batcher.close()
+
+    run(scenario())
+    assert ["gone"] not in model.calls
+
+
+def test_close_finishes_queued_work_then_refuses():
+    model = RecordingModel()
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=1, max_wait_ms=0)
+        batcher.start()
+        pending = asyncio.ensure_future(batcher.submit(["x", "y", "z"]))
+        await asyncio.sleep(0)
+        await batcher.close()
+        assert await pending == ["X", "Y", "Z"]
+        with pytest.raises(NotReady):
+            await batcher.submit(["late"])
+
+    run(scenario())
+
+
+def test_real_model_behind_the_batcher_matches_single_predictions(tiny_bundle):
+    classifier = Classifier.from_bundle(tiny_bundle, intra_op_threads=1)
+    texts = [
+        "在吗",
+        "我的快递三天没动了，急用！",
+        "发票",
+        "你们卖假货，我要打12315投诉你们" * 2,
+        "谢谢",
+    ]
+
+    async def scenario():
+        batcher = MicroBatcher(classifier.predict, max_batch_size=3, max_wait_ms=1)
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit([text]) for text in texts))
+        await batcher.close()
+        return [result[0] for result in results]
+
+    for text, prediction in zip(texts, run(scenario()), strict=True):
+        alone = classifier.predict([text])[0]
+        assert prediction.intent.label == alone.intent.label
+        assert prediction.intent.confidence == pytest.approx(alone.intent.confidence, abs=1e-6)
+        assert prediction.emotion.confidence == pytest.approx(alone.emotion.confidence, abs=1e-6)
+
+
+def test_http_overload_is_a_503_with_retry_after_and_the_server_keeps_serving(tiny_bundle):
+    settings = isolated_settings(tiny_bundle, max_batch=2, queue_size=2, retry_after_seconds=2)
+    app = create_app(settings)
+    two = {"messages": [{"text": "在吗"}, {"text": "发票"}]}
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        batcher = app.state.kefu.models.current.batcher
+        gate = threading.Event()
+        batcher._executor.submit(gate.wait, 5)  # hold the inference thread
+        first = pool.submit(client.post, "/v1/classify", json=two)
+        wait_for(lambda: batcher.in_flight == 2)
+        second = pool.submit(client.post, "/v1/classify", json=two)
+        wait_for(lambda: batcher.depth == 2)
+        refused = client.post("/v1/classify", json={"text": "在吗"})
+        gate.set()
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "2"
+        assert refused.json() == {
+            "error": {
+                "code": "overloaded",
+                "message": "server busy: 2 messages are waiting (queue holds 2); retry after a short pause",
+                "field": None,
+            }
+        }
+        assert first.result().status_code == 200
+        assert second.result().status_code == 200
+        assert client.post("/v1/classify", json={"text": "在吗"}).status_code == 200
+
+
+def wait_for(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.002)

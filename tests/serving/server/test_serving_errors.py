@@ -1,0 +1,298 @@
+"""Every client error of POST /v1/classify: exact status and exact error body, never a 500."""
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from support.serving import isolated_settings
+
+from kefu.serving.server.app import create_app
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def client(tiny_bundle):
+    with TestClient(create_app(isolated_settings(tiny_bundle))) as test_client:
+        yield test_client
+
+
+def error(code, message, field=None):
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+ALLOWED_ONE_OR_OTHER = "request needs 'text' (one message) or 'messages' (a batch)"
+
+CASES = [
+    (
+        "invalid JSON",
+        b'{"text": ',
+        400,
+        error("invalid_json", "request body is not valid JSON: Expecting value (character 9)"),
+    ),
+    (
+        "not UTF-8",
+        b"\xff\xfe{}",
+        400,
+        error("invalid_json", "request body is not valid JSON: Expecting value (character 0)"),
+    ),
+    (
+        "empty body",
+        b"",
+        422,
+        error("missing_body", 'request body is empty; send a JSON object such as {"text": "..."}'),
+    ),
+    ("JSON array", b"[]", 422, error("invalid_type", "request body must be a JSON object")),
+    ("JSON string", b'"hello"', 422, error("invalid_type", "request body must be a JSON object")),
+    ("empty object", b"{}", 422, error("missing_field", ALLOWED_ONE_OR_OTHER, "text")),
+    ("text null", b'{"text": null}', 422, error("missing_field", ALLOWED_ONE_OR_OTHER, "text")),
+    (
+        "text of wrong type",
+        b'{"text": 5}',
+        422,
+        error("invalid_type", "text: Input should be a valid string", "text"),
+    ),
+    (
+        "text empty",
+        b'{"text": ""}',
+        422,
+        error(
+            "empty_text",
+            "text is empty or whitespace only; send the customer's message text",
+            "text",
+        ),
+    ),
+    (
+        "text whitespace only",
+        json.dumps({"text": " \n\t\u3000"}).encode(),
+        422,
+        error(
+            "empty_text",
+            "text is empty or whitespace only; send the customer's message text",
+            "text",
+        ),
+    ),
+    (
+        "text with a lone surrogate",
+        b'{"text": "a\\ud800"}',
+        422,
+        error(
+            "invalid_text",
+            "text: contains a lone surrogate '\\ud800' at position 1; send valid UTF-8 text",
+            "text",
+        ),
+    ),
+    (
+        "misspelt field",
+        b'{"txt": "x"}',
+        422,
+        error(
+            "unknown_field",
+            "unknown field txt; check the spelling against the API docs at /docs",
+            "txt",
+        ),
+    ),
+    (
+        "both forms",
+        b'{"text": "a", "messages": [{"text": "b"}]}',
+        422,
+        error(
+            "ambiguous_request",
+            "send either {'text': ...} for one message or {'messages': [...]} for a batch, not both",
+            "messages",
+        ),
+    ),
+    (
+        "messages empty",
+        b'{"messages": []}',
+        422,
+        error("empty_messages", "messages is empty; send 1 to 64 messages", "messages"),
+    ),
+    (
+        "messages not a list",
+        b'{"messages": "x"}',
+        422,
+        error("invalid_type", "messages: Input should be a valid list", "messages"),
+    ),
+    (
+        "message not an object",
+        b'{"messages": [1]}',
+        422,
+        error(
+            "invalid_type",
+            "messages[0]: Input should be a valid dictionary or object to extract fields from",
+            "messages[0]",
+        ),
+    ),
+    (
+        "message without text",
+        b'{"messages": [{"id": "a"}]}',
+        422,
+        error("missing_field", "messages[0].text is required", "messages[0].text"),
+    ),
+    (
+        "second message blank",
+        b'{"messages": [{"text": "ok"}, {"text": "  "}]}',
+        422,
+        error(
+            "empty_text",
+            "messages[1].text is empty or whitespace only; send the customer's message text",
+            "messages[1].text",
+        ),
+    ),
+    (
+        "id of wrong type",
+        b'{"messages": [{"id": 7, "text": "a"}]}',
+        422,
+        error("invalid_type", "messages[0].id: Input should be a valid string", "messages[0].id"),
+    ),
+    (
+        "id too long",
+        json.dumps({"text": "a", "id": "x" * 257}).encode(),
+        422,
+        error("too_long", "id: String should have at most 256 characters", "id"),
+    ),
+    (
+        "turn zero",
+        b'{"messages": [{"text": "a", "context": {"turn": 0}}]}',
+        422,
+        error(
+            "out_of_range",
+            "messages[0].context.turn: Input should be greater than or equal to 1",
+            "messages[0].context.turn",
+        ),
+    ),
+    (
+        "turn as a string",
+        b'{"text": "a", "context": {"turn": "3"}}',
+        422,
+        error("invalid_type", "context.turn: Input should be a valid integer", "context.turn"),
+    ),
+    (
+        "previous intent not a string",
+        b'{"text": "a", "context": {"previous_intents": [1]}}',
+        422,
+        error(
+            "invalid_type",
+            "context.previous_intents[0]: Input should be a valid string",
+            "context.previous_intents[0]",
+        ),
+    ),
+    (
+        "previous intent unknown",
+        b'{"messages": [{"text": "a", "context": {"previous_intents": ["refund"]}}]}',
+        422,
+        error(
+            "unknown_intent",
+            "messages[0].context.previous_intents[0] is 'refund', not an intent id; "
+            "the ids are listed at GET /v1/model",
+            "messages[0].context.previous_intents[0]",
+        ),
+    ),
+    (
+        "unknown context field",
+        b'{"text": "a", "context": {"turns": 3}}',
+        422,
+        error(
+            "unknown_field",
+            "unknown field context.turns; check the spelling against the API docs at /docs",
+            "context.turns",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "status", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_client_error(client, case, body, status, expected):
+    response = client.post("/v1/classify", content=body, headers=JSON)
+    assert (response.status_code, response.json()) == (status, expected)
+
+
+def test_text_over_the_hard_cap(client):
+    response = client.post(
+        "/v1/classify", json={"messages": [{"text": "a"}, {"text": "长" * 20_001}]}
+    )
+    assert response.status_code == 422
+    assert response.json() == error(
+        "text_too_long",
+        "messages[1].text has 20001 characters; the limit is 20000 (KEFU_MAX_TEXT_CHARS)",
+        "messages[1].text",
+    )
+    at_cap = client.post("/v1/classify", json={"text": "长" * 20_000})
+    assert at_cap.status_code == 200
+    assert at_cap.json()["results"][0]["truncated"] is True
+
+
+def test_more_messages_than_max_batch(client):
+    response = client.post("/v1/classify", json={"messages": [{"text": "在吗"}] * 65})
+    assert response.status_code == 413
+    assert response.json() == error(
+        "too_many_messages",
+        "65 messages in one request; the limit is 64 (KEFU_MAX_BATCH); split the batch",
+        "messages",
+    )
+    assert (
+        len(
+            client.post("/v1/classify", json={"messages": [{"text": "在吗"}] * 64}).json()[
+                "results"
+            ]
+        )
+        == 64
+    )
+
+
+TOO_LARGE = error(
+    "body_too_large",
+    "request body is larger than 1048576 bytes (KEFU_MAX_BODY_BYTES); send fewer or shorter messages per request",
+)
+
+
+def test_body_over_max_body_bytes(client):
+    body = json.dumps({"text": "a" * (1 << 20)}).encode()
+    response = client.post("/v1/classify", content=body, headers=JSON)
+    assert (response.status_code, response.json()) == (413, TOO_LARGE)
+
+
+def test_chunked_body_over_max_body_bytes(client):
+    def chunks():
+        yield b'{"text": "'
+        for _ in range(120):
+            yield b"a" * 10_000
+        yield b'"}'
+
+    response = client.post("/v1/classify", content=chunks(), headers=JSON)
+    assert (response.status_code, response.json()) == (413, TOO_LARGE)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"content-type": "text/plain"}, {"content-type": "application/x-www-form-urlencoded"}],
+)
+def test_body_not_sent_as_json(client, headers):
+    response = client.post("/v1/classify", content=b'{"text": "a"}', headers=headers)
+    assert response.status_code == 415
+    assert response.json() == error(
+        "unsupported_media_type", "send the body as JSON with Content-Type: application/json"
+    )
+
+
+def test_charset_parameter_is_accepted(client):
+    response = client.post(
+        "/v1/classify",
+        content='{"text": "在吗"}'.encode(),
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
+    assert response.status_code == 200
+
+
+def test_unknown_path_and_wrong_method(client):
+    missing = client.get("/v1/classfy")
+    assert (missing.status_code, missing.json()) == (
+        404,
+        error("not_found", "no endpoint at /v1/classfy; see /docs"),
+    )
+    wrong = client.get("/v1/classify")
+    assert (wrong.status_code, wrong.json()) == (
+        405,
+        error("method_not_allowed", "GET is not allowed on /v1/classify"),
+    )

@@ -1,0 +1,203 @@
+"""Prometheus metrics and the JSON access log (one line per request, text masked, no secrets)."""
+
+import asyncio
+import json
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from support.serving import isolated_settings
+
+from kefu.serving.server.app import create_app
+from kefu.serving.server.middleware import RequestContextMiddleware
+from kefu.serving.server.observability import JsonFormatter, Metrics, logged_text
+
+
+def samples(client):
+    """{(sample name, frozenset(labels)): value} of one /metrics scrape."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(scrape, name, **labels):
+    return scrape.get((name, frozenset(labels.items())), 0.0)
+
+
+@pytest.fixture
+def client(tiny_bundle):
+    settings = isolated_settings(
+        tiny_bundle, thresholds={"intent": {"threshold": 1.0}}, api_keys=["sekret-key"]
+    )
+    with TestClient(create_app(settings), headers={"X-API-Key": "sekret-key"}) as test_client:
+        yield test_client
+
+
+def test_metrics_count_requests_batches_predictions_abstentions_and_escalations(client):
+    batch = {
+        "messages": [{"text": "在吗", "context": {"turn": 5}}, {"text": "转人工"}, {"text": "发票"}]
+    }
+    assert client.post("/v1/classify", json=batch).status_code == 200
+    assert client.post("/v1/classify", json={"text": "谢谢"}).status_code == 200
+    assert client.post("/v1/classify", json={"text": ""}).status_code == 422
+    assert client.get("/nowhere").status_code == 404
+    scrape = samples(client)
+    route = {"route": "/v1/classify", "method": "POST"}
+    assert value(scrape, "kefu_requests_total", status="200", **route) == 2
+    assert value(scrape, "kefu_requests_total", status="422", **route) == 1
+    assert value(scrape, "kefu_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert value(scrape, "kefu_request_duration_seconds_count", status="200", **route) == 2
+    assert (
+        value(scrape, "kefu_request_duration_seconds_bucket", status="200", le="+Inf", **route) == 2
+    )
+    assert value(scrape, "kefu_batch_size_count") >= 2
+    assert value(scrape, "kefu_batch_size_sum") == 4  # messages, not requests
+    for head in ("intent", "urgency", "emotion"):
+        predicted = sum(
+            v
+            for (name, labels), v in scrape.items()
+            if name == "kefu_predictions_total" and ("head", head) in labels
+        )
+        assert predicted == 4
+    assert value(scrape, "kefu_abstentions_total", head="intent") == 4  # threshold 1.0: always
+    assert value(scrape, "kefu_escalations_total", reason="low_confidence") == 4
+    assert value(scrape, "kefu_escalations_total", reason="long_conversation") == 1
+    assert value(scrape, "kefu_escalations_total", reason="human_requested") == 1
+    assert value(scrape, "kefu_escalated_messages_total") == 4
+    assert value(scrape, "kefu_model_info", model_version="tiny-0", variant="fp32") == 1
+    assert value(scrape, "kefu_queue_depth") == 0
+    assert not any(name.endswith("_created") for name, _ in scrape)
+
+
+def access_lines(caplog):
+    return [record for record in caplog.records if record.name == "kefu.access"]
+
+
+def test_one_access_log_line_per_request_with_masked_text(client, caplog):
+    caplog.set_level(logging.INFO, logger="kefu")
+    text = "订单123456789012没到，电话13812345678"
+    response = client.post(
+        "/v1/classify",
+        json={"messages": [{"id": "m1", "text": text}]},
+        headers={"X-Request-ID": "req-1"},
+    )
+    client.post("/v1/classify", json={"text": " "})
+    records = access_lines(caplog)
+    assert len(records) == 2
+    line = json.loads(JsonFormatter().format(records[0]))
+    result = response.json()["results"][0]
+    assert {
+        key: line[key]
+        for key in ("level", "logger", "msg", "request_id", "method", "path", "status")
+    } == {
+        "level": "info",
+        "logger": "kefu.access",
+        "msg": "request",
+        "request_id": "req-1",
+        "method": "POST",
+        "path": "/v1/classify",
+        "status": 200,
+    }
+    assert line["duration_ms"] > 0
+    assert line["model_version"] == "tiny-0"
+    assert line["messages"] == [
+        {
+            "id": "m1",
+            "text": "订单<order_id>没到，电话<phone>",
+            "intent": result["intent"]["label"],
+            "urgency": result["urgency"]["label"],
+            "emotion": result["emotion"]["label"],
+            "queue": result["route"]["queue"],
+            "priority": result["route"]["priority"],
+            "escalate": result["route"]["escalate"],
+            "reasons": result["route"]["reasons"],
+            "truncated": False,
+        }
+    ]
+    assert json.loads(JsonFormatter().format(records[1]))["status"] == 422
+
+
+def test_secrets_and_raw_numbers_never_reach_the_log(client, caplog):
+    caplog.set_level(logging.DEBUG)
+    client.post("/v1/classify", json={"text": "电话13812345678"})
+    client.post("/v1/classify", json={"text": "x"}, headers={"X-API-Key": "wrong-key-value"})
+    formatted = "\n".join(JsonFormatter().format(record) for record in caplog.records)
+    assert "sekret-key" not in formatted
+    assert "wrong-key-value" not in formatted
+    assert "13812345678" not in formatted
+
+
+def test_raw_text_is_logged_only_when_enabled(tiny_bundle, caplog):
+    caplog.set_level(logging.INFO, logger="kefu")
+    with TestClient(create_app(isolated_settings(tiny_bundle, log_text=True))) as client:
+        client.post("/v1/classify", json={"text": "电话13812345678"})
+    line = json.loads(JsonFormatter().format(access_lines(caplog)[0]))
+    assert line["messages"][0]["text"] == "电话13812345678"
+
+
+def test_logged_text_is_shortened():
+    assert logged_text("快" * 250, log_text=True) == "快" * 200 + "...(+50 chars)"
+
+
+def call_middleware(inner_app):
+    """Run RequestContextMiddleware around `inner_app` for one POST; returns (sent messages, metrics)."""
+    metrics = Metrics()
+    middleware = RequestContextMiddleware(inner_app, metrics)
+    sent = []
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/classify",
+        "headers": [],
+        "query_string": b"",
+    }
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    async def run():
+        await middleware(scope, receive, send)
+
+    try:
+        asyncio.run(run())
+    except asyncio.CancelledError:
+        sent.append("cancelled")
+    return sent, metrics
+
+
+def test_an_unexpected_exception_becomes_a_json_500_with_the_request_id(caplog):
+    async def broken(scope, receive, send):
+        raise RuntimeError("bug")
+
+    sent, metrics = call_middleware(broken)
+    start, body = sent
+    headers = dict(start["headers"])
+    assert start["status"] == 500
+    request_id = headers[b"x-request-id"].decode()
+    assert json.loads(body["body"]) == {
+        "error": {
+            "code": "internal_error",
+            "message": f"internal error; quote request id {request_id}",
+            "field": None,
+        }
+    }
+    assert metrics.requests.labels("unmatched", "POST", "500")._value.get() == 1
+    assert any(record.name == "kefu.error" and record.exc_info for record in caplog.records)
+
+
+def test_a_client_that_hung_up_is_counted_as_499_not_500():
+    async def cancelled(scope, receive, send):
+        raise asyncio.CancelledError
+
+    sent, metrics = call_middleware(cancelled)
+    assert sent == ["cancelled"]
+    assert metrics.requests.labels("unmatched", "POST", "499")._value.get() == 1

@@ -1,0 +1,262 @@
+"""The real thing: `kefu serve` as a process on a free localhost port, spoken to over HTTP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import REPO_ROOT
+from support.serving import copy_bundle, free_port
+
+from kefu.serving import bundle as bundle_format
+
+KEFU = Path(sys.executable).with_name("kefu")
+API_KEY = "process-test-key"
+ADMIN_TOKEN = "process-admin-token"
+
+
+class Server:
+    def __init__(self, bundle: Path, log_path: Path, *args: str, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        clean_env = {key: value for key, value in os.environ.items() if not key.startswith("KEFU_")}
+        self.log_file = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                str(KEFU),
+                "serve",
+                "--bundle",
+                str(bundle),
+                "--port",
+                str(self.port),
+                "--ort-threads",
+                "1",
+                *args,
+            ],
+            cwd=REPO_ROOT,
+            env={**clean_env, "HF_HUB_OFFLINE": "1", **(env or {})},
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"kefu serve exited with {self.process.returncode}:\n{self.log()}"
+                )
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"kefu serve not ready after {timeout}s:\n{self.log()}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log_file.close()
+        return self.process.returncode
+
+    def log(self) -> str:
+        if not self.log_file.closed:
+            self.log_file.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def stopped_gracefully(server: Server) -> None:
+    # uvicorn finishes the lifespan, then re-raises SIGTERM: exit status 0 or -SIGTERM
+    assert server.stop() in (0, -signal.SIGTERM)
+    assert "Application shutdown complete." in server.log()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle, tmp_path_factory):
+    work = tmp_path_factory.mktemp("process")
+    bundle = copy_bundle(tiny_bundle, work / "bundle")
+    running = Server(
+        bundle, work / "server.log", env={"KEFU_API_KEYS": API_KEY, "KEFU_ADMIN_TOKEN": ADMIN_TOKEN}
+    )
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        stopped_gracefully(running)
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": API_KEY}, timeout=10.0) as client:
+        yield client
+
+
+def test_ready_and_healthy(http):
+    assert http.get("/readyz").json() == {"status": "ready", "model_version": "tiny-0"}
+    assert http.get("/healthz").json() == {"status": "ok"}
+
+
+def test_classify_over_http(http):
+    response = http.post(
+        "/v1/classify",
+        json={"messages": [{"id": "a", "text": "转人工 13812345678"}, {"text": "在吗"}]},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert [result["id"] for result in body["results"]] == ["a", "1"]
+    assert "human_requested" in body["results"][0]["route"]["reasons"]
+    assert body["results"][0]["entities"] == [
+        {"kind": "phone", "text": "13812345678", "start": 4, "end": 15}
+    ]
+
+
+def test_bad_input_over_http(http):
+    blank = http.post("/v1/classify", json={"messages": [{"text": "ok"}, {"text": " "}]})
+    assert (blank.status_code, blank.json()) == (
+        422,
+        {
+            "error": {
+                "code": "empty_text",
+                "message": "messages[1].text is empty or whitespace only; send the customer's message text",
+                "field": "messages[1].text",
+            }
+        },
+    )
+    broken = http.post(
+        "/v1/classify", content=b'{"text": "a', headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 400
+    assert broken.json()["error"]["code"] == "invalid_json"
+    huge = http.post("/v1/classify", json={"text": "a" * (1 << 20)})
+    assert (huge.status_code, huge.json()["error"]["code"]) == (413, "body_too_large")
+    assert http.get("/readyz").status_code == 200  # still serving
+
+
+def test_api_key_over_http(server):
+    missing = httpx.post(f"{server.url}/v1/classify", json={"text": "在吗"})
+    wrong = httpx.post(
+        f"{server.url}/v1/classify", json={"text": "在吗"}, headers={"X-API-Key": "nope"}
+    )
+    for response in (missing, wrong):
+        assert (response.status_code, response.json()) == (
+            401,
+            {
+                "error": {
+                    "code": "unauthorized",
+                    "message": "missing or invalid X-API-Key header",
+                    "field": None,
+                }
+            },
+        )
+
+
+def test_reload_with_a_broken_bundle_keeps_the_old_model(http, tiny_bundle, tmp_path):
+    broken = copy_bundle(tiny_bundle, tmp_path / "broken", model_version="tiny-broken")
+    (broken / bundle_format.TOKENIZER).write_text("{}", encoding="utf-8")
+    response = http.post(
+        "/v1/admin/reload", json={"bundle": str(broken)}, headers={"X-Admin-Token": ADMIN_TOKEN}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "bundle_invalid"
+    assert "sha256 of tokenizer.json" in response.json()["error"]["message"]
+    assert http.post("/v1/classify", json={"text": "在吗"}).json()["model_version"] == "tiny-0"
+
+
+def test_reload_with_a_good_bundle_swaps(http, tiny_bundle, tmp_path):
+    good = copy_bundle(tiny_bundle, tmp_path / "good", model_version="tiny-9")
+    response = http.post(
+        "/v1/admin/reload", json={"bundle": str(good)}, headers={"X-Admin-Token": ADMIN_TOKEN}
+    )
+    assert response.status_code == 200
+    assert response.json()["previous_model_version"] in {"tiny-0", "tiny-9"}
+    assert http.post("/v1/classify", json={"text": "在吗"}).json()["model_version"] == "tiny-9"
+
+
+def test_metrics_scrape(server, http):
+    http.post("/v1/classify", json={"text": "在吗"})
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'kefu_requests_total{method="POST",route="/v1/classify",status="200"}' in text
+    assert 'kefu_requests_total{method="POST",route="/v1/classify",status="401"}' in text
+    assert "kefu_request_duration_seconds_bucket" in text
+    assert "kefu_batch_size_bucket" in text
+    assert 'kefu_predictions_total{head="intent"' in text
+
+
+def test_logs_are_json_lines_without_secrets(server, http):
+    http.post(
+        "/v1/classify", json={"text": "电话13812345678"}, headers={"X-Request-ID": "log-probe"}
+    )
+    time.sleep(0.2)
+    lines = [line for line in server.log().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    probe = [record for record in records if record.get("request_id") == "log-probe"]
+    assert len(probe) == 1
+    assert probe[0]["messages"][0]["text"] == "电话<phone>"
+    log = server.log()
+    assert API_KEY not in log and ADMIN_TOKEN not in log and "13812345678" not in log
+
+
+def test_a_bad_policy_stops_kefu_serve_with_a_named_error(tiny_bundle, tmp_path):
+    policy = tmp_path / "bad.yaml"
+    policy.write_text("max_turns: -1\n", encoding="utf-8")
+    completed = subprocess.run(
+        [str(KEFU), "serve", "--bundle", str(tiny_bundle), "--policy", str(policy)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert completed.returncode == 2
+    assert (
+        completed.stderr.strip()
+        == f"kefu serve: {policy}: max_turns must be an integer >= 1, got -1"
+    )
+
+
+def test_a_missing_bundle_stops_kefu_serve_with_a_named_error(tmp_path):
+    completed = subprocess.run(
+        [str(KEFU), "serve", "--bundle", str(tmp_path / "none")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == (
+        f"kefu serve: bundle directory {tmp_path / 'none'} does not exist; build one with `make model`"
+    )
+
+
+def test_two_workers_serve_and_aggregate_metrics(tiny_bundle, tmp_path):
+    server = Server(tiny_bundle, tmp_path / "workers.log", "--workers", "2")
+    try:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=10.0) as client:
+            for _ in range(8):
+                assert client.post("/v1/classify", json={"text": "在吗"}).status_code == 200
+            text = client.get("/metrics").text
+    finally:
+        stopped_gracefully(server)
+    total = [
+        line
+        for line in text.splitlines()
+        if line.startswith('kefu_requests_total{method="POST",route="/v1/classify",status="200"}')
+    ]
+    assert len(total) == 1 and float(total[0].split()[-1]) == 8.0  # summed over both workers
+    started = [json.loads(line) for line in server.log().splitlines() if '"model ready"' in line]
+    assert len(started) == 2 and {record["ort_threads"] for record in started} == {1}

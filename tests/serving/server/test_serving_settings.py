@@ -1,0 +1,124 @@
+"""Serving settings from KEFU_* variables, their validation, and start-up refusal of a bad policy."""
+
+import os
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from support.serving import isolated_settings
+
+from kefu.serving.server.app import create_app
+from kefu.errors import ConfigError, PolicyError
+from kefu.serving.settings import Settings, load_settings
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("KEFU_"):
+            monkeypatch.delenv(key)
+    return monkeypatch
+
+
+def test_defaults(env):
+    settings = Settings()
+    assert (settings.max_batch, settings.top_k, settings.max_text_chars) == (64, 3, 20_000)
+    assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
+    assert settings.api_keys == [] and settings.admin_token is None and settings.log_text is False
+
+
+def test_values_come_from_kefu_variables(env):
+    env.setenv("KEFU_BUNDLE", "/models/v3")
+    env.setenv("KEFU_VARIANT", "int8")
+    env.setenv("KEFU_API_KEYS", "alpha, beta,,")
+    env.setenv("KEFU_ADMIN_TOKEN", "root")
+    env.setenv("KEFU_THRESHOLDS", '{"intent": {"threshold": 0.4, "margin": 0.05}}')
+    env.setenv("KEFU_LOG_TEXT", "true")
+    env.setenv("KEFU_WORKERS", "2")
+    settings = Settings()
+    assert settings.bundle == Path("/models/v3")
+    assert settings.variant == "int8"
+    assert [key.get_secret_value() for key in settings.api_keys] == ["alpha", "beta"]
+    assert settings.admin_token.get_secret_value() == "root"
+    assert settings.thresholds == {"intent": {"threshold": 0.4, "margin": 0.05}}
+    assert settings.log_text is True
+    assert "alpha" not in repr(settings) and "root" not in repr(settings)
+
+
+def test_env_round_trip_rebuilds_the_same_settings_in_a_worker(env):
+    original = load_settings(
+        bundle="b",
+        variant="int8",
+        api_keys=["k1", "k2"],
+        admin_token="t",
+        thresholds={"emotion": {"margin": 0.1}},
+        top_k=2,
+        log_text=True,
+    )
+    for key, value in original.env().items():
+        env.setenv(key, value)
+    assert Settings() == original
+
+
+def test_ort_threads_share_the_cores_between_workers(env):
+    cores = os.cpu_count() or 1
+    assert Settings(workers=1).threads_per_worker == cores
+    assert Settings(workers=cores * 2).threads_per_worker == 1
+    assert Settings(ort_threads=3, workers=2).threads_per_worker == 3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"variant": "fp16"},
+            "KEFU_VARIANT (variant): Input should be 'fp32' or 'int8'; found 'fp16'",
+        ),
+        (
+            {"max_batch": 0},
+            "KEFU_MAX_BATCH (max_batch): Input should be greater than or equal to 1; found 0",
+        ),
+        ({"queue_size": 8}, "queue_size (8) must be >= max_batch (64)"),
+        ({"thresholds": {"sentiment": {"threshold": 0.5}}}, "unknown head 'sentiment'"),
+        ({"thresholds": {"intent": {"temperature": 2.0}}}, "intent: unknown key 'temperature'"),
+        (
+            {"thresholds": {"intent": {"threshold": 1.5}}},
+            "intent.threshold must be within [0, 1], got 1.5",
+        ),
+        ({"workers": 0}, "KEFU_WORKERS (workers)"),
+    ],
+)
+def test_bad_settings_name_the_variable_and_the_value(env, overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(**overrides)
+    assert message in str(caught.value)
+
+
+def test_secrets_are_hidden_in_setting_errors(env):
+    env.setenv("KEFU_ADMIN_TOKEN", "x")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(api_keys=12345)
+    assert "12345" not in str(caught.value)
+
+
+def test_a_bad_policy_file_stops_start_up_naming_the_problem(tiny_bundle, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("escalate_intents: [complaint, refund]\n", encoding="utf-8")
+    app = create_app(isolated_settings(tiny_bundle, policy=policy))
+    with (
+        pytest.raises(
+            PolicyError, match=r"policy.yaml: escalate_intents has unknown intent ids \['refund'\]"
+        ),
+        TestClient(app),
+    ):
+        pass
+
+
+def test_a_good_policy_file_overrides_the_bundle_policy(tiny_bundle, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("max_turns: 10\n", encoding="utf-8")
+    with TestClient(create_app(isolated_settings(tiny_bundle, policy=policy))) as client:
+        info = client.get("/v1/model").json()["policy"]
+        reasons = client.post("/v1/classify", json={"text": "在吗", "context": {"turn": 8}}).json()
+    assert (info["max_turns"], info["source"]) == (10, str(policy))
+    assert "long_conversation" not in reasons["results"][0]["route"]["reasons"]

@@ -1,0 +1,76 @@
+import json
+import shutil
+
+import pytest
+
+from kefu.serving import bundle as bundle_format
+from kefu.serving.bundle import Manifest, read_bundle, update_bundle
+from kefu.serving.classifier import Classifier
+from kefu.errors import BundleError
+
+
+def test_manifest_json_round_trip():
+    manifest = Manifest(
+        model_version="v1", base_model="m3e-small", max_length=128, files={"a": "b"}
+    )
+    assert Manifest.from_json(manifest.to_json()) == manifest
+
+
+def test_tiny_bundle_reads_back_with_taxonomy_labels(tiny_bundle, taxonomy):
+    loaded = read_bundle(tiny_bundle)
+    assert loaded.labels["intent"] == taxonomy.labels("intent")
+    assert set(loaded.manifest.files) >= set(bundle_format.REQUIRED_FILES) | {
+        bundle_format.MODEL_INT8
+    }
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(tiny_bundle, target)
+    return target
+
+
+def test_corrupt_model_file_is_refused(bundle_copy):
+    with (bundle_copy / bundle_format.MODEL_FP32).open("ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(BundleError, match="sha256 of model.onnx"):
+        read_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("name", bundle_format.REQUIRED_FILES)
+def test_missing_file_is_refused(bundle_copy, name):
+    (bundle_copy / name).unlink()
+    with pytest.raises(BundleError, match=name):
+        read_bundle(bundle_copy)
+
+
+def test_unknown_schema_version_is_refused(bundle_copy):
+    path = bundle_copy / bundle_format.MANIFEST
+    raw = json.loads(path.read_text())
+    raw["schema_version"] = 99
+    path.write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="schema version 99 is not supported"):
+        read_bundle(bundle_copy)
+
+
+def test_labels_that_do_not_match_the_model_are_refused(bundle_copy):
+    labels_path = bundle_copy / bundle_format.LABELS
+    raw = json.loads(labels_path.read_text())
+    raw["heads"]["emotion"] = raw["heads"]["emotion"][:-1]
+    labels_path.write_text(json.dumps(raw))
+    manifest = Manifest.from_json((bundle_copy / bundle_format.MANIFEST).read_text())
+    manifest.files[bundle_format.LABELS] = bundle_format.sha256_file(labels_path)
+    (bundle_copy / bundle_format.MANIFEST).write_text(manifest.to_json())
+    with pytest.raises(
+        BundleError, match="head 'emotion' outputs 5 classes but labels.json lists 4"
+    ):
+        Classifier.from_bundle(bundle_copy)
+
+
+def test_update_reseals_hashes(bundle_copy):
+    updated = update_bundle(bundle_copy, metrics={"n": 3}, model_card="# card\n")
+    assert updated.metrics == {"n": 3}
+    assert read_bundle(bundle_copy).manifest.files[
+        bundle_format.METRICS
+    ] == bundle_format.sha256_file(bundle_copy / bundle_format.METRICS)

@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+from conftest import SAMPLE_TEXTS
+
+from kefu.serving.bundle import read_bundle
+from kefu.serving.classifier import Classifier, softmax
+from kefu.errors import BundleError
+from kefu.serving.taxonomy import HEADS
+
+TEXTS = [*SAMPLE_TEXTS, "好", "我的订单12345678901怎么还没发货，电话13812345678，急急急！！！" * 3]
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_bundle):
+    return Classifier.from_bundle(tiny_bundle, intra_op_threads=1)
+
+
+def test_batch_predictions_equal_one_by_one_predictions(classifier):
+    batch = classifier.predict(TEXTS, top_k=5)
+    single = [classifier.predict([text], top_k=5)[0] for text in TEXTS]
+    for together, alone in zip(batch, single, strict=True):
+        for head in HEADS:
+            a, b = together.heads[head], alone.heads[head]
+            assert a.label == b.label
+            assert a.abstain == b.abstain
+            assert a.confidence == pytest.approx(b.confidence, abs=1e-6)
+            assert [label for label, _ in a.top] == [label for label, _ in b.top]
+            np.testing.assert_allclose([p for _, p in a.top], [p for _, p in b.top], atol=1e-6)
+        assert (together.group, together.truncated) == (alone.group, alone.truncated)
+
+
+def test_predict_proba_rows_are_distributions_in_label_order(classifier, tiny_bundle):
+    probs = classifier.predict_proba(TEXTS)
+    labels = read_bundle(tiny_bundle).labels
+    for head in HEADS:
+        assert probs[head].shape == (len(TEXTS), len(labels[head]))
+        np.testing.assert_allclose(probs[head].sum(axis=1), 1.0, atol=1e-9)
+    prediction = classifier.predict(TEXTS[:1])[0]
+    best = int(np.argmax(probs["intent"][0]))
+    assert prediction.intent.label == labels["intent"][best]
+    assert prediction.intent.confidence == pytest.approx(probs["intent"][0, best])
+
+
+@pytest.mark.parametrize("top_k", [1, 3, 4, 50])
+def test_top_k_lists_best_labels_first(classifier, top_k):
+    prediction = classifier.predict(["我的快递三天没动了"], top_k=top_k)[0]
+    for head in HEADS:
+        head_prediction = prediction.heads[head]
+        k = min(top_k, len(classifier.bundle.labels[head]))
+        confidences = [p for _, p in head_prediction.top]
+        assert len(head_prediction.top) == k
+        assert confidences == sorted(confidences, reverse=True)
+        assert head_prediction.top[0] == (head_prediction.label, head_prediction.confidence)
+        assert head_prediction.name == classifier.bundle.label_names[head][head_prediction.label]
+
+
+def test_abstains_when_top_probability_is_under_the_threshold(tiny_bundle, classifier):
+    confidence = classifier.predict(["在吗"])[0].intent.confidence
+    above = Classifier.from_bundle(
+        tiny_bundle,
+        intra_op_threads=1,
+        calibration_overrides={"intent": {"threshold": confidence + 1e-6}},
+    )
+    at = Classifier.from_bundle(
+        tiny_bundle,
+        intra_op_threads=1,
+        calibration_overrides={"intent": {"threshold": confidence - 1e-6}},
+    )
+    assert above.predict(["在吗"])[0].intent.abstain is True
+    assert at.predict(["在吗"])[0].intent.abstain is False
+    assert above.predict(["在吗"])[0].urgency.abstain is False  # other heads keep their rule
+
+
+def test_abstains_when_the_top_two_are_too_close(tiny_bundle, classifier):
+    top = classifier.predict(["在吗"])[0].emotion.top
+    gap = top[0][1] - top[1][1]
+    wide = Classifier.from_bundle(
+        tiny_bundle, intra_op_threads=1, calibration_overrides={"emotion": {"margin": gap + 1e-6}}
+    )
+    narrow = Classifier.from_bundle(
+        tiny_bundle, intra_op_threads=1, calibration_overrides={"emotion": {"margin": gap - 1e-6}}
+    )
+    assert wide.predict(["在吗"])[0].emotion.abstain is True
+    assert narrow.predict(["在吗"])[0].emotion.abstain is False
+
+
+def test_temperature_override_rescales_probabilities(tiny_bundle, classifier):
+    hot = Classifier.from_bundle(
+        tiny_bundle, intra_op_threads=1, calibration_overrides={"urgency": {"temperature": 2.0}}
+    )
+    logits = classifier.logits(classifier.encoder.encode(["退款"]))["urgency"]
+    np.testing.assert_allclose(
+        hot.predict_proba(["退款"])["urgency"], softmax(logits, 2.0), atol=1e-9
+    )
+    assert hot.calibration["urgency"].temperature == 2.0
+    assert hot.calibration["intent"] == classifier.calibration["intent"]
+
+
+def test_prediction_carries_group_entities_human_request_and_truncation(classifier, tiny_bundle):
+    long_text = "快递" * 200 + "转人工 13812345678"
+    prediction = classifier.predict([long_text])[0]
+    assert prediction.truncated is True
+    assert prediction.asks_for_human is True
+    assert [(e.kind, e.text) for e in prediction.entities] == [("phone", "13812345678")]
+    assert prediction.group == read_bundle(tiny_bundle).intent_groups[prediction.intent.label]
+    assert classifier.predict(["好"])[0].truncated is False
+
+
+def test_empty_input_gives_no_predictions(classifier):
+    assert classifier.predict([]) == []
+
+
+def test_int8_variant_loads_and_predicts(tiny_bundle):
+    int8 = Classifier.from_bundle(tiny_bundle, variant="int8", intra_op_threads=1)
+    assert int8.variant == "int8"
+    assert len(int8.predict(TEXTS)) == len(TEXTS)
+
+
+def test_unknown_variant_is_refused(tiny_bundle):
+    with pytest.raises(BundleError, match="unknown model variant 'fp16'"):
+        Classifier.from_bundle(tiny_bundle, variant="fp16")
+
+
+def test_model_version_comes_from_the_manifest(classifier):
+    assert classifier.model_version == "tiny-0"

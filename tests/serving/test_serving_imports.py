@@ -1,0 +1,32 @@
+"""The serving runtime never imports torch or transformers, not even indirectly."""
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+PROBE = """
+import importlib, json, pkgutil, sys
+import kefu.serving
+import kefu.serving.server.app
+import kefu.cli.serve
+for module in pkgutil.walk_packages(kefu.serving.__path__, "kefu.serving."):
+    importlib.import_module(module.name)
+heavy = sorted(name for name in sys.modules if name.split(".")[0] in {"torch", "transformers"})
+print(json.dumps({"modules": len([m for m in sys.modules if m.startswith("kefu.serving")]), "heavy": heavy}))
+"""
+
+
+def test_importing_the_server_does_not_import_torch_or_transformers():
+    completed = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["heavy"] == []
+    assert report["modules"] > 10

@@ -1,0 +1,85 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from kefu.errors import ConfigError
+from kefu.training.config import TrainConfig, build_config, load_config
+
+DEFAULT_YAML = Path(__file__).resolve().parents[2] / "kefu" / "training" / "configs" / "default.yaml"
+
+
+def test_defaults_are_valid_and_the_default_file_loads():
+    config = load_config(DEFAULT_YAML)
+    assert config.base_model == "m3e-small"
+    assert config.max_length == 128
+    assert config.loss_weights == {"intent": 1.0, "urgency": 1.0, "emotion": 1.0}
+    assert TrainConfig().target_precision["intent"] == 0.95
+
+
+def test_overrides_win_over_the_file_and_parse_numbers(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 5\nlr: 1.0e-4\nfreeze_embeddings: true\n")
+    config = load_config(path, ["epochs=2", "lr=3e-5", "loss_weights.emotion=0.5"])
+    assert config.epochs == 2
+    assert config.lr == 3e-5  # YAML 1.1 reads 3e-5 as a string; the float field accepts it
+    assert config.freeze_embeddings is True
+    assert config.loss_weights == {"intent": 1.0, "urgency": 1.0, "emotion": 0.5}
+
+
+def test_a_partial_head_mapping_keeps_the_other_heads(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("target_precision: {intent: 0.9}\n")
+    assert load_config(path).target_precision == {"intent": 0.9, "urgency": 0.9, "emotion": 0.9}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("epochz=2", "unknown config key 'epochz'"),
+        ("epochs=two", "epochs = 'two' is not an integer"),
+        ("epochs=2.5", "epochs = 2.5 is not an integer"),
+        ("epochs=0", "config epochs = 0 must be > 0"),
+        ("batch_size=true", "batch_size = True is not an integer"),
+        ("dropout=1.5", "config dropout = 1.5 must be in [0, 1)"),
+        (
+            "class_weights=heavy",
+            "class_weights = 'heavy' must be one of ['none', 'sqrt', 'balanced']",
+        ),
+        ("freeze_embeddings=yes please", "freeze_embeddings = 'yes please' is not true/false"),
+        ("loss_weights.tone=1", "unknown head 'tone'"),
+        ("lr.intent=1", "config key 'lr' has no per-head values"),
+        ("target_precision.intent=1.5", "target_precision = {'intent': 1.5"),
+        ("epochs", "override 'epochs' is not key=value"),
+    ],
+)
+def test_bad_keys_and_values_name_the_field_and_the_value(override, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [override])
+    assert message in str(caught.value)
+
+
+def test_file_errors_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- epochs\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(listing)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("epochs: 1\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="unknown config key 'learning_rate'"):
+        load_config(unknown)
+
+
+def test_the_saved_config_reloads_to_the_same_config(tmp_path):
+    config = load_config(DEFAULT_YAML, ["epochs=1", "base_model=/models/x"])
+    saved = tmp_path / "training_config.json"
+    saved.write_text(json.dumps(config.to_dict()))
+    assert load_config(saved) == config
+    assert build_config(config.to_dict()) == config
+
+
+def test_config_is_frozen():
+    with pytest.raises(AttributeError):
+        TrainConfig().epochs = 3  # type: ignore[misc]

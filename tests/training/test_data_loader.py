@@ -1,0 +1,143 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from kefu.errors import DataError
+from kefu.cli.main import app
+from kefu.training.data.loader import load_labelled, write_rejects
+
+GOOD = {
+    "id": "a1",
+    "text": "我的快递三天没动了",
+    "intent": "logistics_issue",
+    "urgency": "high",
+    "emotion": "anxious",
+}
+
+
+def _jsonl(path, rows, extra_lines=()):
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows] + list(extra_lines)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_jsonl_rows_and_partial_labels(tmp_path):
+    path = _jsonl(tmp_path / "a.jsonl", [GOOD, {"id": "a2", "text": "在吗", "intent": "greeting"}])
+    data = load_labelled(path)
+    assert [row.id for row in data.rows] == ["a1", "a2"]
+    assert data.rows[1].labels == {"intent": "greeting", "urgency": None, "emotion": None}
+    assert data.rejects == []
+
+
+@pytest.mark.parametrize(
+    ("row", "line", "column", "reason"),
+    [
+        (
+            {"id": "b", "text": "   ", "intent": "other"},
+            2,
+            "text",
+            "text is empty or whitespace only",
+        ),
+        ({"id": "b", "text": "", "intent": "other"}, 2, "text", "text is empty or whitespace only"),
+        ({"id": "b", "text": 42, "intent": "other"}, 2, "text", "text must be a string, found int"),
+        ({"id": "b", "intent": "other"}, 2, "text", "text is missing"),
+        (
+            {"id": "b", "text": "hi", "intent": "refund"},
+            2,
+            "intent",
+            "unknown intent label 'refund'",
+        ),
+        (
+            {"id": "b", "text": "hi", "urgency": "urgent"},
+            2,
+            "urgency",
+            "unknown urgency label 'urgent'",
+        ),
+        (
+            {"id": "a1", "text": "hi", "intent": "other"},
+            2,
+            "id",
+            "duplicate id 'a1' (first on line 1)",
+        ),
+        ({"id": "b", "text": "hi"}, 2, None, "row has no label for any head"),
+    ],
+)
+def test_each_bad_row_is_rejected_with_line_and_column(tmp_path, row, line, column, reason):
+    data = load_labelled(_jsonl(tmp_path / "bad.jsonl", [GOOD, row]))
+    assert len(data.rows) == 1
+    (reject,) = data.rejects
+    assert (reject.line, reject.column) == (line, column)
+    assert reason in reject.reason
+    assert str(tmp_path / "bad.jsonl") in reject.describe()
+
+
+def test_invalid_json_and_bad_encoding_are_rejects_not_tracebacks(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(
+        json.dumps(GOOD).encode() + b"\n{not json\n" + b'{"text": "\xff\xfe", "intent": "other"}\n'
+    )
+    data = load_labelled(path)
+    assert [(r.line, r.reason.split(" (")[0].split(":")[0]) for r in data.rejects] == [
+        (2, "invalid JSON"),
+        (3, "not valid UTF-8"),
+    ]
+
+
+def test_strict_turns_rejects_into_an_error_naming_file_and_line(tmp_path):
+    path = _jsonl(tmp_path / "s.jsonl", [GOOD, {"id": "x", "text": " ", "intent": "other"}])
+    with pytest.raises(DataError, match=r"s\.jsonl.*line 2, column 'text': text is empty"):
+        load_labelled(path, strict=True)
+
+
+def test_missing_text_column_is_a_clear_error(tmp_path):
+    path = _jsonl(tmp_path / "c.jsonl", [{"content": "hi", "intent": "other"}])
+    with pytest.raises(
+        DataError, match="text column 'text' is missing; found columns \\['content', 'intent'\\]"
+    ):
+        load_labelled(path)
+    assert load_labelled(path, text_col="content").rows[0].text == "hi"
+
+
+def test_csv_with_custom_columns_and_quoted_newline(tmp_path):
+    path = tmp_path / "logs.csv"
+    path.write_text('msg,label\n你好,greeting\n"第一行\n第二行",other\n,other\n', encoding="utf-8")
+    data = load_labelled(path, text_col="msg", intent_col="label")
+    assert [(row.text, row.line) for row in data.rows] == [("你好", 2), ("第一行\n第二行", 3)]
+    assert [(r.line, r.column) for r in data.rejects] == [(5, "msg")]
+
+
+def test_parquet_and_huggingface_dataset(tmp_path):
+    import datasets
+
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"text": ["退款", None], "intent": ["refund_return", "other"]}), path)
+    data = load_labelled(path)
+    assert [row.text for row in data.rows] == ["退款"]
+    assert data.rejects[0].line == 2
+    dataset = datasets.Dataset.from_dict({"text": ["转人工"], "intent": ["human_agent"]})
+    assert load_labelled(dataset).rows[0].labels["intent"] == "human_agent"
+
+
+def test_unknown_suffix_and_missing_file(tmp_path):
+    (tmp_path / "x.xlsx").write_text("x")
+    with pytest.raises(DataError, match="unknown file type '.xlsx'"):
+        load_labelled(tmp_path / "x.xlsx")
+    with pytest.raises(DataError, match="does not exist"):
+        load_labelled(tmp_path / "nope.jsonl")
+
+
+def test_rejects_file_and_validate_command(tmp_path):
+    path = _jsonl(tmp_path / "v.jsonl", [GOOD, {"id": "z", "text": "", "intent": "other"}])
+    out = tmp_path / "rejects.jsonl"
+    assert write_rejects(load_labelled(path).rejects, out) == 1
+    assert json.loads(out.read_text())["line"] == 2
+    runner = CliRunner()
+    result = runner.invoke(app, ["data", "validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "1 usable rows, 1 rejected" in result.output
+    strict = runner.invoke(app, ["data", "validate", str(path), "--strict"])
+    assert strict.exit_code == 1
+    assert "line 2, column 'text'" in strict.output

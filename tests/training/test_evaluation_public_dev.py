@@ -1,0 +1,161 @@
+import csv
+import json
+
+import pytest
+
+from kefu.serving.classifier import Classifier
+from kefu.errors import DataError
+from kefu.training.evaluation.public_dev import (
+    PublicSet,
+    evaluate_public_sets,
+    load_public_sets,
+    read_jd,
+    read_review_polarity,
+    read_smp,
+    score_public_set,
+)
+
+JD_ROWS = [
+    ("sheet", "row", "label_chitchat", "text"),
+    ("train", "0", "0", "咨询订单号：<num> 我已经申请退货了 怎么不处理一下"),
+    ("train", "1", "1", "您好 人工客服"),
+    ("train", "2", "1", "在吗"),
+    ("train", "3", "0", "在吗"),  # duplicate text: dropped
+    ("test", "0", "0", "发票开了没"),
+    ("test", "1", "1", "转人工"),
+    ("Sheet2", "0", "0", "只在 Sheet2 里的一行"),  # Sheet2 re-labels train: ignored
+]
+REVIEW_ROWS = [
+    ("label", "review"),
+    ("1", "很快，好吃，味道足"),
+    ("0", '送餐太慢了,"凉了"'),
+    ("0", ""),
+    ("1", "不错"),
+]
+SMP_RECORDS = [
+    {"id": 1, "content": "气死我了", "label": "angry"},
+    {"id": 2, "content": "好担心啊", "label": "fear"},
+    {"id": 3, "content": "今天真开心", "label": "happy"},
+    {"id": 4, "content": "会议在三点", "label": "neutral"},
+    {"id": 5, "content": "有点难过", "label": "sad"},
+    {"id": 6, "content": "居然是这样", "label": "surprise"},
+]
+
+
+def write_fake_public_dev(folder):
+    """The four public files with the real files' column layouts and a few rows each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "jd_chat_vs_business.tsv").open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, delimiter="\t").writerows(JD_ROWS)
+    for name in ("waimai_10k.csv", "ChnSentiCorp_htl_all.csv"):
+        with (folder / name).open("w", encoding="utf-8", newline="") as handle:
+            csv.writer(handle).writerows(REVIEW_ROWS)
+    (folder / "smp2020_ewect_usual_test.json").write_text(
+        json.dumps(SMP_RECORDS, ensure_ascii=False), "utf-8"
+    )
+    (folder / "README.md").write_text("fake public dev sets for tests\n", "utf-8")
+    return folder
+
+
+@pytest.fixture
+def public_dev(tmp_path):
+    return write_fake_public_dev(tmp_path / "public-dev")
+
+
+def test_jd_reads_train_and_test_deduplicated(public_dev):
+    jd = read_jd(public_dev / "jd_chat_vs_business.tsv")
+    assert jd.texts == [
+        "咨询订单号：<num> 我已经申请退货了 怎么不处理一下",
+        "您好 人工客服",
+        "在吗",
+        "发票开了没",
+        "转人工",
+    ]
+    assert jd.gold == ["business", "chitchat", "chitchat", "business", "chitchat"]
+    assert jd.dropped == 1
+
+
+def test_reviews_map_polarity_and_drop_empty_rows(public_dev):
+    reviews = read_review_polarity(public_dev / "waimai_10k.csv", "waimai")
+    assert reviews.texts == ["很快，好吃，味道足", '送餐太慢了,"凉了"', "不错"]
+    assert reviews.gold == ["positive", "negative", "positive"]
+    assert reviews.dropped == 1
+
+
+def test_smp_maps_five_emotions_and_drops_surprise(public_dev):
+    smp = read_smp(public_dev / "smp2020_ewect_usual_test.json")
+    assert smp.gold == ["angry", "anxious", "positive", "neutral", "dissatisfied"]
+    assert smp.dropped == 1
+
+
+def test_missing_column_names_the_file(tmp_path):
+    path = tmp_path / "waimai_10k.csv"
+    path.write_text("label,text\n1,好\n", "utf-8")
+    with pytest.raises(DataError, match="waimai_10k.csv.*'review'"):
+        read_review_polarity(path, "waimai")
+
+
+def test_limit_samples_the_same_rows_every_time(public_dev):
+    first = {s.name: s.texts for s in load_public_sets(public_dev, limit=2)}
+    second = {s.name: s.texts for s in load_public_sets(public_dev, limit=2)}
+    assert first == second
+    assert {name: len(texts) for name, texts in first.items()} == {
+        "jd_chat_vs_business": 2,
+        "waimai": 2,
+        "chnsenticorp_hotel": 2,
+        "smp2020_weibo": 2,
+    }
+
+
+def test_chitchat_scores_by_hand():
+    jd = PublicSet(
+        "jd", "jd.tsv", "chitchat_vs_business", ["退货", "您好 人工客服", "在吗", "人工"], []
+    )
+    jd.gold = ["business", "chitchat", "chitchat", "chitchat"]
+    result = score_public_set(
+        jd, ["refund_return", "human_agent", "greeting", "other"], ["neutral"] * 4
+    )
+    # predicted business, business, chitchat, chitchat -> accuracy 3/4
+    # chitchat: P 1 R 2/3 F1 .8; business: P 1/2 R 1 F1 2/3
+    assert result["accuracy"] == pytest.approx(0.75)
+    assert result["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2)
+    assert result["asks_human_rows"] == 2
+    assert result["human_agent_share_on_asks_human"] == pytest.approx(0.5)
+
+
+def test_polarity_counts_neutral_as_a_miss_and_reports_its_share():
+    reviews = PublicSet(
+        "waimai",
+        "w.csv",
+        "polarity",
+        ["a", "b", "c", "d"],
+        ["positive", "positive", "negative", "negative"],
+    )
+    result = score_public_set(reviews, ["other"] * 4, ["positive", "neutral", "angry", "positive"])
+    # positive: P 1/2 R 1/2 F1 .5; negative: P 1 R 1/2 F1 2/3
+    assert result["accuracy"] == pytest.approx(0.5)
+    assert result["macro_f1"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert result["neutral_share"] == pytest.approx(0.25)
+    assert result["accuracy_non_neutral"] == pytest.approx(2 / 3)
+    assert set(result["per_class"]) == {"positive", "negative"}
+
+
+def test_public_sets_run_on_a_real_bundle(tiny_bundle, public_dev):
+    classifier = Classifier.from_bundle(tiny_bundle, intra_op_threads=1)
+    results = evaluate_public_sets(classifier, load_public_sets(public_dev))
+    assert set(results) == {"jd_chat_vs_business", "waimai", "chnsenticorp_hotel", "smp2020_weibo"}
+    assert [results[name]["n"] for name in results] == [5, 3, 3, 5]
+    for result in results.values():
+        assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["macro_f1"] <= 1.0
+        assert sum(sum(row) for row in result["confusion"]["matrix"]) == result["n"]
+
+
+def test_default_limits_keep_every_jd_row_and_sample_the_others(public_dev, monkeypatch):
+    from kefu.training.evaluation import public_dev as module
+
+    monkeypatch.setattr(module, "DEFAULT_LIMITS", {"jd_chat_vs_business": None, "waimai": 1})
+    sizes = {s.name: (len(s.texts), s.total) for s in load_public_sets(public_dev)}
+    assert sizes["jd_chat_vs_business"] == (5, None)
+    assert sizes["waimai"] == (1, 3)
+    assert sizes["smp2020_weibo"] == (5, None)  # no default cap listed: all rows
+    assert {s.name: len(s.texts) for s in load_public_sets(public_dev, limit=None)}["waimai"] == 3

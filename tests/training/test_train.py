@@ -1,0 +1,257 @@
+"""Training end to end on a tiny random BERT (seconds), plus the parts: batches, loss, CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from kefu.serving.bundle import MODEL_INT8, read_bundle, sha256_file
+from kefu.serving.classifier import Classifier
+from kefu.serving.taxonomy import HEADS
+from kefu.training.sampling import IGNORE, training_batches
+from kefu.cli.main import app
+from kefu.training.config import TrainConfig, build_config, load_config
+from kefu.training.loop import EarlyStopping, build_optimizer
+from kefu.training.model import MultiHeadLoss, class_weight_tensor, load_classifier
+from support.tiny import save_tiny_base_model
+from kefu.training.train import train
+
+
+def labelled_rows(taxonomy, copies: int, prefix: str) -> list[dict]:
+    """Rows whose text names the intent: learnable in a few steps, every label present."""
+    rows = []
+    urgency, emotion = taxonomy.labels("urgency"), taxonomy.labels("emotion")
+    for i, intent in enumerate(taxonomy.intents):
+        for copy in range(copies):
+            rows.append(
+                {
+                    "id": f"{prefix}{i}-{copy}",
+                    "text": f"{'在吗，' * copy}{intent.name}{'！' * (i % 3)}",
+                    "intent": intent.id,
+                    "urgency": urgency[i % len(urgency)],
+                    "emotion": emotion[(i + copy) % len(emotion)] if copy else None,
+                }
+            )
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_dir(taxonomy, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    write_jsonl(folder / "train.jsonl", labelled_rows(taxonomy, 6, "t"))
+    write_jsonl(folder / "dev.jsonl", labelled_rows(taxonomy, 2, "d"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def base_dir(data_dir, tmp_path_factory) -> Path:
+    texts = [
+        json.loads(line)["text"]
+        for name in ("train.jsonl", "dev.jsonl")
+        for line in (data_dir / name).read_text().splitlines()
+    ]
+    return save_tiny_base_model(tmp_path_factory.mktemp("base") / "tiny", texts)
+
+
+def tiny_config(data_dir: Path, base_dir: Path | str, **changes) -> TrainConfig:
+    values = {
+        "train_data": str(data_dir / "train.jsonl"),
+        "dev_data": str(data_dir / "dev.jsonl"),
+        "base_model": str(base_dir),
+        "epochs": 2,
+        "batch_size": 16,
+        "eval_every": 5,
+        "head_lr": 3e-3,
+        "lr": 1e-3,
+        "threads": 1,
+        "max_length": 32,
+        "freeze_embeddings": False,  # random tiny embeddings must learn too
+        **changes,
+    }
+    return build_config(values)
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, base_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle") / "tiny"
+    config = tiny_config(data_dir, base_dir)
+    result = train(config, out, log=lambda line: None, show_progress=False)
+    return config, out, result
+
+
+def test_training_writes_a_bundle_that_serving_loads(trained, data_dir, base_dir, taxonomy):
+    config, out, result = trained
+    bundle = read_bundle(out)
+    manifest = bundle.manifest
+    assert (manifest.base_model, manifest.max_length) == (str(base_dir), 32)
+    assert manifest.model_version.startswith("kefu-")
+    assert manifest.default_variant in ("fp32", "int8")
+    assert (out / MODEL_INT8).exists()
+    assert bundle.labels == {head: taxonomy.labels(head) for head in HEADS}
+    assert bundle.policy == taxonomy.routing
+    assert load_config(out / "training_config.json") == config
+    assert sha256_file(out / "tokenizer.json") == sha256_file(base_dir / "tokenizer.json")
+    summary = bundle.metrics["training"]
+    assert summary == json.loads(json.dumps(result.summary))
+    assert summary["onnx_parity"]["max_abs_diff"] <= 1e-4
+    assert summary["onnx_parity"]["argmax_mismatches"] == 0
+    assert summary["tokenizer_parity_texts"] == summary["rows"]["train"] + summary["rows"]["dev"]
+    assert "licence" in bundle.model_card_path.read_text()
+    texts = ["在吗", "我要退款！！", "转人工", "发票"]
+    for variant in ("fp32", "int8"):
+        classifier = Classifier.from_bundle(out, variant=variant, intra_op_threads=1)
+        batch = classifier.predict_proba(texts)
+        alone = [classifier.predict_proba([text]) for text in texts]
+        for head in HEADS:
+            together = np.stack([probs[head][0] for probs in alone])
+            # fp32: padding changes nothing; INT8 quantises activations per batch, so a little
+            np.testing.assert_allclose(
+                batch[head], together, atol=1e-5 if variant == "fp32" else 0.05
+            )
+
+
+def test_data_hash_is_the_sha256_over_the_training_files(trained, data_dir):
+    _, out, _ = trained
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("train.jsonl", "dev.jsonl"):
+        digest.update(f"{name}:{sha256_file(data_dir / name)}\n".encode())
+    assert read_bundle(out).manifest.data_hash == digest.hexdigest()
+
+
+def test_the_model_learns_the_easy_intents(trained, data_dir):
+    _, out, result = trained
+    assert result.summary["dev_macro_f1"]["intent"] > 0.2  # chance is 1/21
+    assert result.summary["steps"] == 2 * 8  # 126 rows / 16 per batch, 2 epochs
+    calibration = read_bundle(out).calibration
+    assert all(calibration[head].temperature > 0 for head in HEADS)
+
+
+def test_same_seed_same_model(data_dir, base_dir, tmp_path):
+    config = tiny_config(data_dir, base_dir, max_steps=3, int8=False, eval_every=3)
+    first = train(config, tmp_path / "a", log=lambda line: None, show_progress=False)
+    second = train(config, tmp_path / "b", log=lambda line: None, show_progress=False)
+    assert (
+        first.summary["evaluations"][0]["train_loss"]
+        == second.summary["evaluations"][0]["train_loss"]
+    )
+    assert sha256_file(tmp_path / "a" / "calibration.json") == sha256_file(
+        tmp_path / "b" / "calibration.json"
+    )
+    assert not (tmp_path / "a" / MODEL_INT8).exists()
+
+
+def test_the_time_budget_stops_the_loop_and_still_writes_a_bundle(data_dir, base_dir, tmp_path):
+    config = tiny_config(data_dir, base_dir, time_budget_minutes=1e-6, int8=False)
+    summary = train(config, tmp_path / "b", log=lambda line: None, show_progress=False).summary
+    assert summary["steps"] == 1
+    assert summary["stopped_because"] == "time budget of 1e-06 min used"
+    assert read_bundle(tmp_path / "b").manifest.default_variant == "fp32"
+
+
+def test_early_stopping_counts_evaluations_without_a_better_score():
+    stopper = EarlyStopping(patience=2)
+    assert [stopper.better(score) for score in (0.5, 0.6, 0.6, 0.55)] == [True, True, False, False]
+    assert stopper.exhausted and stopper.best == 0.6
+    never = EarlyStopping(patience=0)
+    for _ in range(5):
+        never.better(0.0)
+    assert not never.exhausted
+
+
+def test_without_a_dev_file_dev_is_held_out_by_text(data_dir, base_dir, tmp_path):
+    config = tiny_config(data_dir, base_dir, dev_data="", dev_fraction=0.3, max_steps=2)
+    rows = train(config, tmp_path / "b", log=lambda line: None, show_progress=False).summary["rows"]
+    assert rows["train"] + rows["dev"] == 126
+    assert 0.15 < rows["dev"] / 126 < 0.45
+
+
+def test_batches_cover_every_row_once_and_are_length_sorted_within_pools():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 100, size=1000)
+    batches = training_batches(lengths, 32, np.random.default_rng(1), pool_batches=4)
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(1000))
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    assert spread < 25  # random batches of 32 would span about 90
+    again = training_batches(lengths, 32, np.random.default_rng(1), pool_batches=4)
+    assert all((a == b).all() for a, b in zip(batches, again, strict=True))
+
+
+def test_loss_masks_missing_labels_and_weights_heads():
+    torch.manual_seed(0)
+    logits = (torch.randn(4, 21), torch.randn(4, 4), torch.randn(4, 5))
+    labels = {
+        "intent": torch.tensor([0, 1, 2, 3]),
+        "urgency": torch.tensor([IGNORE, 1, IGNORE, 2]),
+        "emotion": torch.full((4,), IGNORE),
+    }
+    loss, per_head = MultiHeadLoss({"intent": 1.0, "urgency": 0.5, "emotion": 1.0})(logits, labels)
+    ce = torch.nn.functional.cross_entropy
+    expected = ce(logits[0], labels["intent"]) + 0.5 * ce(logits[1][[1, 3]], torch.tensor([1, 2]))
+    assert torch.isclose(loss, expected)
+    assert set(per_head) == {"intent", "urgency"}  # emotion has no label in the batch: no NaN
+
+
+def test_class_weights_counter_imbalance_and_keep_the_scale():
+    labels = np.array([0] * 90 + [1] * 10 + [IGNORE] * 5)
+    balanced = class_weight_tensor(labels, 3, "balanced")
+    assert balanced.tolist() == pytest.approx([0.2, 1.8, 0.0])  # class 2 absent: weight 0
+    assert class_weight_tensor(labels, 3, "sqrt")[1] / class_weight_tensor(labels, 3, "sqrt")[
+        0
+    ] == pytest.approx(3.0)
+    assert class_weight_tensor(labels, 3, "none") is None
+
+
+def test_optimizer_groups_freeze_embeddings_and_decay_lower_layers(base_dir, taxonomy):
+    model = load_classifier(base_dir, {head: len(taxonomy.labels(head)) for head in HEADS})
+    config = TrainConfig(freeze_embeddings=True, lr=1e-4, layer_lr_decay=0.5, head_lr=1e-3)
+    optimizer = build_optimizer(model, config)
+    grouped = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    word_embeddings = model.encoder.embeddings.word_embeddings.weight
+    assert id(word_embeddings) not in grouped and not word_embeddings.requires_grad
+    layers = model.encoder.encoder.layer  # tiny BERT: 2 layers
+    assert grouped[id(layers[1].output.dense.weight)] == pytest.approx(1e-4)
+    assert grouped[id(layers[0].output.dense.weight)] == pytest.approx(5e-5)
+    assert grouped[id(model.encoder.embeddings.position_embeddings.weight)] == pytest.approx(2.5e-5)
+    assert grouped[id(model.heads["intent"].weight)] == pytest.approx(1e-3)
+
+
+def test_cli_reports_a_bad_override_without_a_traceback(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "b"), "--set", "epochs=0"])
+    assert result.exit_code == 1
+    assert "error: config epochs = 0 must be > 0" in result.output
+
+
+def test_cli_reports_a_missing_data_file(tmp_path, base_dir):
+    result = CliRunner().invoke(
+        app,
+        ["train", "--out", str(tmp_path / "b"), "--data-dir", str(tmp_path), "-q"]
+        + ["--base-model", str(base_dir)],
+    )
+    assert result.exit_code == 1
+    assert "error:" in result.output and "train.jsonl" in result.output
+
+
+@pytest.mark.slow
+def test_briefly_fine_tuning_the_real_base_model(data_dir, tmp_path, taxonomy):
+    """m3e-small from the kefu cache (`make base-model`; else the shared copy or the index)."""
+    config = tiny_config(
+        data_dir, "m3e-small", max_steps=12, eval_every=6, lr=5e-5, head_lr=1e-3, threads=2
+    )
+    result = train(config, tmp_path / "m3e", log=lambda line: None, show_progress=False)
+    assert result.summary["onnx_parity"]["max_abs_diff"] <= 1e-4
+    assert result.summary["dev_macro_f1"]["intent"] > 0.3
+    assert read_bundle(tmp_path / "m3e").manifest.base_model == "m3e-small"
+    for variant in ("fp32", "int8"):
+        classifier = Classifier.from_bundle(tmp_path / "m3e", variant=variant)
+        assert classifier.predict(["发票开了吗"])[0].intent.label in taxonomy.labels("intent")
