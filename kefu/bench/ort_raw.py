@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kefu.bench.timing import Deadline, latency_summary
+from kefu.bench.workload import token_length_batches
 from kefu.serving.bundle import read_bundle
 from kefu.serving.classifier import Classifier
-from kefu.bench.timing import Deadline, latency_summary
-from kefu.bench.workload import length_sorted_batches
 
 BATCH_SIZES = (1, 8, 32)
 WARMUP_BATCHES = 3
@@ -93,7 +93,7 @@ def bench_ort_raw(
     }
     encoder = next(iter(classifiers.values())).encoder
     for size in batch_sizes:
-        batches = length_sorted_batches(encoder, texts, size)
+        batches = token_length_batches(encoder, texts, size)
         timers = time_in_turns(classifiers, batches, messages_per_point, seconds_per_point)
         for variant, timer in timers.items():
             results["variants"][variant][f"batch_{size}"] = timer.summary(size)
@@ -138,8 +138,8 @@ def reference_point(
     or batch-scoring run, so their ratios to raw ORT compare numbers measured under the same
     machine load."""
     classifier = Classifier.from_bundle(bundle_dir, variant=variant, intra_op_threads=threads)
-    single = length_sorted_batches(classifier.encoder, texts, 1)
-    full = length_sorted_batches(classifier.encoder, texts, 32)
+    single = token_length_batches(classifier.encoder, texts, 1)
+    full = token_length_batches(classifier.encoder, texts, 32)
     b1 = time_in_turns({variant: classifier}, single, 256, seconds / 2)[variant].summary(1)
     b32 = time_in_turns({variant: classifier}, full, 512, seconds / 2)[variant].summary(32)
     return {"b1_p50_ms": b1["batch_latency"]["p50_ms"], "b32_msgs_per_s": b32["msgs_per_s"]}

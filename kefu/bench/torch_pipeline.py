@@ -20,14 +20,14 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, BertConfig, Pipeline, PreTrainedTokenizerFast
 
-from kefu.serving.bundle import Bundle, read_bundle
-from kefu.serving.classifier import Classifier
-from kefu.serving.tokenization import TextEncoder
-from kefu.serving.taxonomy import HEADS
 from kefu.bench.ort_raw import BLOCK_MESSAGES, SWITCH_PAUSE_SECONDS, PointTimer
 from kefu.bench.reference import base_model_dir, build_encoder, is_tiny
 from kefu.bench.timing import Deadline, latency_summary
-from kefu.bench.workload import length_sorted_batches
+from kefu.bench.workload import token_length_batches
+from kefu.serving.bundle import Bundle, read_bundle
+from kefu.serving.classifier import Classifier
+from kefu.serving.taxonomy import HEADS
+from kefu.serving.tokenization import TextEncoder
 from kefu.training.model import MultiHeadClassifier
 
 BATCH_SIZES = (1, 32)
@@ -104,7 +104,7 @@ def bench_torch_pipeline(
     results: dict[str, Any] = {"weights": weights, "threads": threads}
     for size in batch_sizes:
         results[f"batch_{size}"] = time_pipeline(
-            pipeline, classifiers, length_sorted_batches(encoder, texts, size), size,
+            pipeline, classifiers, token_length_batches(encoder, texts, size), size,
             messages_per_point, seconds_per_point,
         )  # fmt: skip
     return results

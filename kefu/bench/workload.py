@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kefu.serving.tokenization import TextEncoder
 from kefu.errors import DataError
+from kefu.serving.length_batches import length_sorted_batches
 from kefu.serving.taxonomy import REPO_ROOT
+from kefu.serving.tokenization import TextEncoder
 from kefu.training.data.loader import LabelledData, load_labelled
 
 DEFAULT_DATA = REPO_ROOT / "datasets" / "seed" / "test.jsonl"
@@ -73,13 +74,15 @@ def load_workload(data: Path | None = None) -> Workload:
     return Workload(str(path), labelled)
 
 
-def length_sorted_batches(
+def token_length_batches(
     encoder: TextEncoder, texts: list[str], batch_size: int
 ) -> list[list[str]]:
     """Full batches of texts of similar token count, in a seeded random order."""
     lengths = token_counts(encoder, texts)
-    ordered = [texts[int(i)] for i in np.argsort(lengths, kind="stable")]
-    batches = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+    batches = [
+        [texts[row] for row in rows]
+        for rows in length_sorted_batches([int(n) for n in lengths], batch_size)
+    ]
     batches = [batch for batch in batches if len(batch) == batch_size] or batches[:1]
     order = np.random.default_rng(0).permutation(len(batches))
     return [batches[int(i)] for i in order]

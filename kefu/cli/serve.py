@@ -65,12 +65,9 @@ def command(
 
 def check_before_start(settings) -> None:
     """Bundle readable, variant present, policy valid: the cheap checks, before any worker."""
-    from kefu.serving.bundle import read_bundle
-    from kefu.serving.routing import RoutingPolicy
+    from kefu.serving.deployment import check_deployable
 
-    bundle = read_bundle(settings.bundle)
-    bundle.model_path(settings.variant)
-    RoutingPolicy.for_bundle(bundle, settings.policy)
+    check_deployable(settings.bundle, settings.variant, settings.policy)
 
 
 def run(settings) -> None:
@@ -94,4 +91,9 @@ def run(settings) -> None:
     os.environ.update(settings.env())
     with tempfile.TemporaryDirectory(prefix="kefu-metrics-") as metrics_dir:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
-        uvicorn.run("kefu.serving.server.app:app_from_env", factory=True, workers=settings.workers, **options)
+        uvicorn.run(
+            "kefu.serving.server.app:app_from_env",
+            factory=True,
+            workers=settings.workers,
+            **options,
+        )

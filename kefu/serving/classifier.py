@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from kefu.serving.bundle import ONNX_OUTPUTS, Bundle, HeadCalibration, read_bundle
-from kefu.serving.tokenization import EncodedBatch, TextEncoder
-from kefu.serving.entities import Entity, asks_for_human, find_entities
 from kefu.errors import BundleError
+from kefu.serving.bundle import ONNX_OUTPUTS, Bundle, HeadCalibration, read_bundle
+from kefu.serving.entities import Entity, asks_for_human, find_entities
 from kefu.serving.taxonomy import HEADS
+from kefu.serving.tokenization import EncodedBatch, TextEncoder
 
 
 @dataclass
@@ -60,17 +60,19 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def make_session(model_path: Path, intra_op_threads: int | None = None) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session with explicit thread counts.
+def ort_threads(workers: int = 1, explicit: int | None = None) -> int:
+    """ONNX Runtime intra-op threads per worker: explicit, else the cores shared out.
 
-    Threads are set, never left to ORT's default (all cores per session), because several
-    uvicorn workers or Ray actors on one machine would otherwise oversubscribe the cores.
+    Never ORT's default (all cores per session): several uvicorn workers, pool processes or
+    Ray actors on one machine would each take every core and oversubscribe them.
     """
+    return explicit or max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def make_session(model_path: Path, intra_op_threads: int | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session with explicit thread counts (`ort_threads`)."""
     options = ort.SessionOptions()
-    threads = (
-        intra_op_threads or int(os.environ.get("KEFU_ORT_THREADS", "0")) or (os.cpu_count() or 1)
-    )
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = ort_threads(explicit=intra_op_threads)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -128,12 +130,15 @@ class Classifier:
         """Calibrated probabilities per head, each (n, k_head), rows in bundle label order."""
         return self.probabilities(self.logits(self.encoder.encode(list(texts))))
 
-    def predict(self, texts: Sequence[str], top_k: int = 3) -> list[Prediction]:
+    def predict(
+        self, texts: Sequence[str], top_k: int = 3, entities: bool = True
+    ) -> list[Prediction]:
+        """One model call over `texts`; `entities=False` skips span extraction (bulk scoring)."""
         texts = list(texts)
         if not texts:
             return []
         batch = self.encoder.encode(texts)
-        return self.predict_from_logits(texts, self.logits(batch), batch.truncated, top_k)
+        return self.predict_from_logits(texts, self.logits(batch), batch.truncated, top_k, entities)
 
     def predict_from_logits(
         self,
@@ -141,18 +146,24 @@ class Classifier:
         logits: Mapping[str, np.ndarray],
         truncated: Sequence[bool],
         top_k: int = 3,
+        entities: bool = True,
     ) -> list[Prediction]:
         """Predictions from logits already computed, for callers that also keep the logits."""
         probs = self.probabilities(logits)
         return [
             self._prediction(
-                text, {head: probs[head][row] for head in HEADS}, truncated[row], top_k
+                text, {head: probs[head][row] for head in HEADS}, truncated[row], top_k, entities
             )
             for row, text in enumerate(texts)
         ]
 
     def _prediction(
-        self, text: str, row_probs: dict[str, np.ndarray], truncated: bool, top_k: int
+        self,
+        text: str,
+        row_probs: dict[str, np.ndarray],
+        truncated: bool,
+        top_k: int,
+        entities: bool,
     ) -> Prediction:
         heads = {head: self._head_prediction(head, row_probs[head], top_k) for head in HEADS}
         return Prediction(
@@ -160,7 +171,7 @@ class Classifier:
             group=self.bundle.intent_groups[heads["intent"].label],
             truncated=truncated,
             asks_for_human=asks_for_human(text),
-            entities=find_entities(text),
+            entities=find_entities(text) if entities else [],
         )
 
     def _head_prediction(self, head: str, probs: np.ndarray, top_k: int) -> HeadPrediction:

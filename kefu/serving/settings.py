@@ -7,7 +7,6 @@ uvicorn worker. `create_app(settings)` receives it, so nothing else reads the en
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kefu.errors import ConfigError
+from kefu.serving.classifier import ort_threads
 from kefu.serving.taxonomy import HEADS
 
 # Calibration keys a deployment may override per head; temperature stays what dev fitted.
@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     @property
     def threads_per_worker(self) -> int:
         """ORT intra-op threads: explicit, or the cores shared out between workers."""
-        return self.ort_threads or max(1, (os.cpu_count() or 1) // self.workers)
+        return ort_threads(self.workers, self.ort_threads)
 
     def env(self) -> dict[str, str]:
         """These settings as KEFU_* variables, so uvicorn worker processes rebuild them."""

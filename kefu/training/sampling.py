@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kefu.serving.tokenization import TextEncoder
+from kefu.serving.length_batches import length_sorted_batches
 from kefu.serving.taxonomy import HEADS, Taxonomy
+from kefu.serving.tokenization import TextEncoder
 
 IGNORE = -100  # label index of a row that has no label for a head (masked in the loss)
 
@@ -74,8 +75,7 @@ def training_batches(
 
 def prediction_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Row indices per batch for prediction: sorted by length (least padding), all rows once."""
-    order = np.argsort(lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return [np.array(rows) for rows in length_sorted_batches(lengths.tolist(), batch_size)]
 
 
 def mixed_batches(n_rows: int, batch_size: int) -> list[np.ndarray]:

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from kefu.serving.classifier import Classifier
 from kefu.errors import DataError
+from kefu.serving.deployment import Deployment
 from kefu.training.evaluation.public_dev import (
     PublicSet,
     evaluate_public_sets,
@@ -141,8 +141,9 @@ def test_polarity_counts_neutral_as_a_miss_and_reports_its_share():
 
 
 def test_public_sets_run_on_a_real_bundle(tiny_bundle, public_dev):
-    classifier = Classifier.from_bundle(tiny_bundle, intra_op_threads=1)
-    results = evaluate_public_sets(classifier, load_public_sets(public_dev))
+    results = evaluate_public_sets(
+        Deployment.load(tiny_bundle, threads=1), load_public_sets(public_dev)
+    )
     assert set(results) == {"jd_chat_vs_business", "waimai", "chnsenticorp_hotel", "smp2020_weibo"}
     assert [results[name]["n"] for name in results] == [5, 3, 3, 5]
     for result in results.values():

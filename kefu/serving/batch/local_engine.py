@@ -30,14 +30,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from kefu.errors import KefuError
 from kefu.serving.batch.job import ScoreJob, Summary
 from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.progress import ProgressReporter, estimate_rows
 from kefu.serving.batch.readers import Chunk, count_chunks, read_chunks
-from kefu.serving.batch.scoring import SCORE_SCHEMA, Scorer, attach_scores, threads_per_worker
+from kefu.serving.batch.scoring import SCORE_SCHEMA, Scorer, attach_scores
 from kefu.serving.batch.staging import RunState, Staging
 from kefu.serving.batch.writers import concat_lines, unified_schema, write_output
-from kefu.errors import KefuError
+from kefu.serving.classifier import ort_threads
 
 _WORKER_SCORER: Scorer | None = None  # one per worker process, set by `_start_worker`
 
@@ -132,7 +133,7 @@ class ScorerPool:
 
     def __init__(self, job: ScoreJob):
         self.job = job
-        self.threads = threads_per_worker(job.workers)
+        self.threads = ort_threads(job.workers)
         self.executor: ProcessPoolExecutor | None = None
         self.scorer: Scorer | None = None
 

@@ -15,9 +15,14 @@ from typing import Any
 
 from kefu.serving.batch.job import ScoreJob
 from kefu.serving.batch.scoring import SCORE_COLUMNS
-from kefu.serving.batch.sources import InputFile, check_input, check_output, output_paths, resolve_inputs
-from kefu.serving.bundle import read_bundle
-from kefu.serving.routing import RoutingPolicy
+from kefu.serving.batch.sources import (
+    InputFile,
+    check_input,
+    check_output,
+    output_paths,
+    resolve_inputs,
+)
+from kefu.serving.deployment import check_deployable
 
 
 @dataclass
@@ -47,9 +52,7 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
     columns: dict[str, None] = {}
     for source in inputs:
         columns.update(dict.fromkeys(check_input(source, job.text_col, job.id_col) or []))
-    bundle = read_bundle(job.bundle)
-    bundle.model_path(job.variant)  # raises BundleError for an unknown or absent variant
-    RoutingPolicy.for_bundle(bundle, job.policy)  # raises PolicyError now rather than in a worker
+    bundle, _ = check_deployable(job.bundle, job.variant, job.policy)  # now, not in a worker
     rejects_path, staging_dir = output_paths(job.output)
     files_hash = hashlib.sha256(
         json.dumps(bundle.manifest.files, sort_keys=True).encode()

@@ -35,13 +35,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from kefu.errors import ConfigError, KefuError
 from kefu.serving.batch.job import ScoreJob, Summary
 from kefu.serving.batch.plan import plan_run
 from kefu.serving.batch.readers import read_chunks
-from kefu.serving.batch.scoring import Scorer, attach_scores, threads_per_worker
+from kefu.serving.batch.scoring import Scorer, attach_scores
 from kefu.serving.batch.sources import InputFile
 from kefu.serving.batch.writers import unified_schema, write_output
-from kefu.errors import ConfigError, KefuError
+from kefu.serving.classifier import ort_threads
 
 try:
     import ray
@@ -133,7 +134,7 @@ def _run_pipeline(job: ScoreJob, inputs: list[InputFile], staged: Path) -> None:
             "bundle": str(job.bundle.resolve()),
             "variant": job.variant,
             "policy": str(job.policy.resolve()) if job.policy else None,
-            "threads": threads_per_worker(job.workers),
+            "threads": ort_threads(job.workers),
             "batch_size": job.batch_size,
         },
         batch_size=1,  # one chunk per call

@@ -1,21 +1,19 @@
-"""Texts in, score columns out: `Classifier.predict` then `routing.decide`, nothing more.
+"""Texts in, score columns out: `Deployment.triage_in_batches`, nothing more.
 
 Both engines (the local process pool and the Ray actors) call `Scorer.score` on the texts of
-one chunk, in the same order and with the same micro-batches, so the two engines give
-bit-identical confidences (padding changes float sums in the last bits, so the micro-batch
-layout must match, not only the model).
+one chunk, in the same order and with the same length-sorted batches, so the two engines give
+bit-identical confidences (padding changes float sums in the last bits, so the batch layout
+must match, not only the model). Entities are not extracted: the output has no column for them.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
 
-from kefu.serving.classifier import Classifier
-from kefu.serving.routing import ConversationContext, RoutingPolicy, decide
+from kefu.serving.deployment import Deployment
 
 SCORE_SCHEMA = pa.schema(
     [
@@ -38,21 +36,12 @@ DEFAULT_BATCH_SIZE = 64
 INPUT_PREFIX = "input_"  # input columns named like score columns are kept under this prefix
 
 
-def threads_per_worker(workers: int) -> int:
-    """ORT intra-op threads per worker so that workers x threads = cores (at least 1)."""
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
-
-
 class Scorer:
-    """A classifier and a routing policy, loaded once per process (or per Ray actor)."""
+    """A deployment loaded once per process (or per Ray actor), scoring chunks of texts."""
 
-    def __init__(
-        self, classifier: Classifier, policy: RoutingPolicy, batch_size: int = DEFAULT_BATCH_SIZE
-    ):
-        self.classifier = classifier
-        self.policy = policy
+    def __init__(self, deployment: Deployment, batch_size: int = DEFAULT_BATCH_SIZE):
+        self.deployment = deployment
         self.batch_size = batch_size
-        self.context = ConversationContext()  # one message per row: no turn history in a log row
 
     @classmethod
     def from_bundle(
@@ -64,42 +53,35 @@ class Scorer:
         intra_op_threads: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> Scorer:
-        classifier = Classifier.from_bundle(
-            bundle_dir, variant=variant, intra_op_threads=intra_op_threads
+        deployment = Deployment.load(
+            bundle_dir, variant=variant, policy_path=policy_path, threads=intra_op_threads
         )
-        return cls(classifier, RoutingPolicy.for_bundle(classifier.bundle, policy_path), batch_size)
+        return cls(deployment, batch_size)
 
     @property
     def model_version(self) -> str:
-        return self.classifier.model_version
+        return self.deployment.model_version
 
     def score(self, texts: Sequence[str]) -> pa.Table:
-        """A `SCORE_SCHEMA` table with one row per text, in the order given.
-
-        Texts are sorted by length inside the call so each micro-batch pads to similar lengths
-        (a log mixes "在吗" with pasted order cards); the sort is stable, hence deterministic.
-        """
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        rows: list[dict | None] = [None] * len(texts)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            predictions = self.classifier.predict([texts[i] for i in batch], top_k=1)
-            for i, prediction in zip(batch, predictions, strict=True):
-                decision = decide(prediction, self.context, self.policy)
-                rows[i] = {
-                    "intent": prediction.intent.label,
-                    "intent_confidence": prediction.intent.confidence,
-                    "urgency": prediction.urgency.label,
-                    "urgency_confidence": prediction.urgency.confidence,
-                    "emotion": prediction.emotion.label,
-                    "emotion_confidence": prediction.emotion.confidence,
-                    "group": prediction.group,
-                    "queue": decision.queue,
-                    "priority": decision.priority,
-                    "escalate": decision.escalate,
-                    "reasons": list(decision.reasons),
-                    "model_version": self.model_version,
-                }
+        """A `SCORE_SCHEMA` table with one row per text, in the order given."""
+        run = self.deployment.triage_in_batches(texts, batch_size=self.batch_size)
+        rows = [
+            {
+                "intent": prediction.intent.label,
+                "intent_confidence": prediction.intent.confidence,
+                "urgency": prediction.urgency.label,
+                "urgency_confidence": prediction.urgency.confidence,
+                "emotion": prediction.emotion.label,
+                "emotion_confidence": prediction.emotion.confidence,
+                "group": prediction.group,
+                "queue": decision.queue,
+                "priority": decision.priority,
+                "escalate": decision.escalate,
+                "reasons": list(decision.reasons),
+                "model_version": self.model_version,
+            }
+            for prediction, decision in run.results
+        ]
         return pa.Table.from_pylist(rows, schema=SCORE_SCHEMA)
 
 

@@ -2,8 +2,8 @@
 
 The model is loaded, validated and warmed in the lifespan, before uvicorn accepts a
 connection, and reached by handlers through typed dependencies. Handlers stay thin: schemas
-parse, `serving/classify.py` checks and shapes, the batcher runs the model, `decide` routes,
-`serving/http_errors.py` maps every error to `{"error": {"code", "message", "field"}}`.
+parse, `handlers.py` checks and shapes, the micro-batcher runs `Deployment.triage` (model and
+routing), `error_responses.py` maps every error to `{"error": {"code", "message", "field"}}`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,21 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 
 from kefu.serving.bundle import POLICY
-from kefu.serving.server.handlers import build_results, check_messages, observe, route_messages
-from kefu.serving.server.error_responses import Conflict, Forbidden, Unauthorized, install_error_handlers
+from kefu.serving.server.error_responses import (
+    Conflict,
+    Forbidden,
+    Unauthorized,
+    install_error_handlers,
+)
+from kefu.serving.server.handlers import (
+    build_results,
+    check_messages,
+    conversation_context,
+    observe,
+)
 from kefu.serving.server.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from kefu.serving.server.observability import Metrics
 from kefu.serving.server.model_holder import LoadedModel, ModelHolder
+from kefu.serving.server.observability import Metrics
 from kefu.serving.server.schemas import (
     ClassifyRequest,
     ClassifyResponse,
@@ -121,10 +131,11 @@ async def classify(
     body: ClassifyRequest, request: Request, state: StateDep, model: ModelDep
 ) -> ClassifyResponse:
     messages = body.as_messages()
-    check_messages(body, messages, state.settings, model.classifier.bundle.labels["intent"])
-    model, predictions = await state.models.predict(model, [message.text for message in messages])
-    decisions = route_messages(messages, predictions, model.policy)
-    results = build_results(messages, predictions, decisions)
+    check_messages(body, messages, state.settings, model.deployment.bundle.labels["intent"])
+    model, triaged = await state.models.triage(
+        model, [(message.text, conversation_context(message)) for message in messages]
+    )
+    results = build_results(messages, triaged)
     request.state.log.update(
         model_version=model.model_version,
         messages=observe(state.metrics, messages, results, state.settings.log_text),
@@ -160,7 +171,8 @@ async def metrics_endpoint(state: StateDep) -> Response:
 )
 async def model_info(model: ModelDep, state: StateDep) -> ModelInfo:
     settings = state.settings
-    bundle, classifier, policy = model.classifier.bundle, model.classifier, model.policy
+    deployment = model.deployment
+    bundle, classifier, policy = deployment.bundle, deployment.classifier, deployment.policy
     return ModelInfo(
         model_version=model.model_version,
         variant=model.variant,

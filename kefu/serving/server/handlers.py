@@ -1,8 +1,9 @@
 """What POST /v1/classify does between parsing and replying, apart from HTTP.
 
 `check_messages` enforces the limits that depend on settings and on the loaded model's labels;
-`build_results` turns predictions and routing decisions into response objects; `observe`
-counts predictions, abstentions and escalations and prepares the access-log fields.
+`conversation_context` turns a message's `context` into routing's input; `build_results` turns
+the deployment's (prediction, decision) pairs into response objects; `observe` counts
+predictions, abstentions and escalations and prepares the access-log fields.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kefu.serving.classifier import HeadPrediction, Prediction
 from kefu.errors import InputError
+from kefu.serving.classifier import HeadPrediction
+from kefu.serving.deployment import Triage
+from kefu.serving.routing import ConversationContext
 from kefu.serving.server.error_responses import PayloadTooLarge
 from kefu.serving.server.observability import Metrics, logged_text
-from kefu.serving.routing import ConversationContext, Decision, RoutingPolicy, decide
 from kefu.serving.server.schemas import (
     ClassifyRequest,
     EntitySpan,
@@ -81,15 +83,6 @@ def conversation_context(message: Message) -> ConversationContext:
     return ConversationContext(message.context.turn, tuple(message.context.previous_intents))
 
 
-def route_messages(
-    messages: Sequence[Message], predictions: Sequence[Prediction], policy: RoutingPolicy
-) -> list[Decision]:
-    return [
-        decide(prediction, conversation_context(message), policy)
-        for message, prediction in zip(messages, predictions, strict=True)
-    ]
-
-
 def head_result(head: HeadPrediction) -> HeadResult:
     return HeadResult(
         label=head.label,
@@ -100,9 +93,7 @@ def head_result(head: HeadPrediction) -> HeadResult:
     )
 
 
-def build_results(
-    messages: Sequence[Message], predictions: Sequence[Prediction], decisions: Sequence[Decision]
-) -> list[MessageResult]:
+def build_results(messages: Sequence[Message], triaged: Sequence[Triage]) -> list[MessageResult]:
     return [
         MessageResult(
             id=message.id if message.id is not None else str(index),
@@ -122,8 +113,8 @@ def build_results(
             ],
             truncated=prediction.truncated,
         )
-        for index, (message, prediction, decision) in enumerate(
-            zip(messages, predictions, decisions, strict=True)
+        for index, (message, (prediction, decision)) in enumerate(
+            zip(messages, triaged, strict=True)
         )
     ]
 

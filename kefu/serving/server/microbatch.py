@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from kefu.errors import KefuError
+from kefu.serving.length_batches import length_groups
 
+Item = TypeVar("Item")
 Result = TypeVar("Result")
-
-# A group is cut when a text is longer than this multiple of the group's shortest text (+ slack).
-LENGTH_RATIO = 2.0
-LENGTH_SLACK = 16
 
 
 class Overloaded(KefuError):
@@ -44,40 +42,25 @@ class NotReady(KefuError):
 
 
 @dataclass
-class _Item:
-    text: str
+class _Queued:
+    item: object
     length: int
     future: asyncio.Future
 
 
-def length_groups(lengths: Sequence[int], max_size: int) -> list[list[int]]:
-    """Indices grouped by similar length: each group sorted, at most `max_size` long."""
-    order = sorted(range(len(lengths)), key=lambda index: lengths[index])
-    groups: list[list[int]] = []
-    for index in order:
-        current = groups[-1] if groups else None
-        if (
-            current is None
-            or len(current) >= max_size
-            or lengths[index] > LENGTH_RATIO * lengths[current[0]] + LENGTH_SLACK
-        ):
-            groups.append([index])
-        else:
-            current.append(index)
-    return groups
+class MicroBatcher(Generic[Item, Result]):
+    """Coalesce `submit(items)` calls into `run_batch(items) -> results` calls on one thread.
 
-
-class MicroBatcher(Generic[Result]):
-    """Coalesce `submit(texts)` calls into `run_batch(texts) -> results` calls on one thread.
-
-    `run_batch` must return one result per text, in order. `length_cap` caps the length used
-    for grouping (texts longer than the model window are truncated to the same size anyway).
+    `run_batch` must return one result per item, in order; `length_of(item)` is the length
+    used for grouping, capped at `length_cap` (texts longer than the model window are
+    truncated to the same size anyway).
     """
 
     def __init__(
         self,
-        run_batch: Callable[[list[str]], list[Result]],
+        run_batch: Callable[[list[Item]], list[Result]],
         *,
+        length_of: Callable[[Item], int] = len,  # type: ignore[assignment]
         max_batch_size: int = 32,
         max_wait_ms: float = 2.0,
         queue_size: int = 256,
@@ -87,6 +70,7 @@ class MicroBatcher(Generic[Result]):
         name: str = "kefu-infer",
     ):
         self._run_batch = run_batch
+        self._length_of = length_of
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
         self.queue_size = queue_size
@@ -94,7 +78,7 @@ class MicroBatcher(Generic[Result]):
         self._on_batch = on_batch or (lambda size, seconds: None)
         self._on_depth = on_depth or (lambda depth: None)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Queued | None] = asyncio.Queue()
         self._waiting = 0  # messages queued, not yet taken into a batch
         self._in_flight = 0  # messages taken into the batch the model is running now
         self._last_batch_size = 0
@@ -116,22 +100,23 @@ class MicroBatcher(Generic[Result]):
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="kefu-batcher")
 
-    async def submit(self, texts: Sequence[str]) -> list[Result]:
-        """Results for `texts`, in order. Raises Overloaded when the queue cannot take them."""
+    async def submit(self, items: Sequence[Item]) -> list[Result]:
+        """Results for `items`, in order. Raises Overloaded when the queue cannot take them."""
         if self._closed or self._task is None:
             raise NotReady("the model is not serving yet (or is shutting down); retry shortly")
-        if self._waiting + len(texts) > self.queue_size:
+        if self._waiting + len(items) > self.queue_size:
             raise Overloaded(
                 f"server busy: {self._waiting} messages are waiting (queue holds "
                 f"{self.queue_size}); retry after a short pause"
             )
         loop = asyncio.get_running_loop()
         futures = []
-        for text in texts:
+        for item in items:
             future = loop.create_future()
-            self._queue.put_nowait(_Item(text, min(len(text), self.length_cap), future))
+            length = min(self._length_of(item), self.length_cap)
+            self._queue.put_nowait(_Queued(item, length, future))
             futures.append(future)
-        self._waiting += len(texts)
+        self._waiting += len(items)
         self._on_depth(self._waiting)
         return list(await asyncio.gather(*futures))
 
@@ -161,7 +146,7 @@ class MicroBatcher(Generic[Result]):
             finally:
                 self._in_flight = 0
 
-    async def _collect(self, first: _Item) -> tuple[list[_Item], bool]:
+    async def _collect(self, first: _Queued) -> tuple[list[_Queued], bool]:
         """`first` plus whatever joins it within the wait budget; True when a stop was seen."""
         items = [first]
         while len(items) < self.max_batch_size and not self._queue.empty():
@@ -185,14 +170,14 @@ class MicroBatcher(Generic[Result]):
             items.append(item)
         return items, False
 
-    async def _run(self, items: list[_Item]) -> None:
+    async def _run(self, items: list[_Queued]) -> None:
         live = [item for item in items if not item.future.done()]  # skip disconnected clients
         if not live:
             return
         loop = asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(
-                self._executor, self._infer, [i.text for i in live], [i.length for i in live]
+                self._executor, self._infer, [i.item for i in live], [i.length for i in live]
             )
         except Exception as exc:  # a model failure fails these requests, never the loop
             for item in live:
@@ -203,12 +188,12 @@ class MicroBatcher(Generic[Result]):
             if not item.future.done():
                 item.future.set_result(result)
 
-    def _infer(self, texts: list[str], lengths: list[int]) -> list[Result]:
+    def _infer(self, items: list, lengths: list[int]) -> list[Result]:
         """On the inference thread: one model call per length group, results in input order."""
-        results: list[Result | None] = [None] * len(texts)
+        results: list[Result | None] = [None] * len(items)
         for group in length_groups(lengths, self.max_batch_size):
             started = time.perf_counter()
-            outputs = self._run_batch([texts[index] for index in group])
+            outputs = self._run_batch([items[index] for index in group])
             self._on_batch(len(group), time.perf_counter() - started)
             for index, output in zip(group, outputs, strict=True):
                 results[index] = output

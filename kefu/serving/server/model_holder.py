@@ -1,6 +1,6 @@
 """The model a server process is serving, and how it is replaced without dropping requests.
 
-`LoadedModel` ties one classifier to its routing policy and its micro-batcher. Requests take
+`LoadedModel` ties one `Deployment` (classifier + routing policy) to its micro-batcher. Requests take
 `ModelHolder.current` once, so every message of a request is scored and routed by the same
 model even while an admin reload swaps in a new one: the new model is loaded, validated and
 warmed on a thread while the old one keeps serving, then swapped in one assignment; the old
@@ -11,39 +11,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kefu.errors import BundleError, KefuError
+from kefu.serving.deployment import Deployment, Triage
+from kefu.serving.routing import ConversationContext
 from kefu.serving.server.microbatch import MicroBatcher, NotReady
-from kefu.serving.classifier import Classifier, Prediction
-from kefu.errors import BundleError, InputError, KefuError
 from kefu.serving.server.observability import Metrics
-from kefu.serving.routing import RoutingPolicy
 from kefu.serving.settings import Settings
 
 log = logging.getLogger("kefu.runtime")
 
-# Warm-up texts: a short one and one past the model window, so the first real request finds
-# ORT's allocations and kernels for both ends of the shape range ready.
-WARMUP_TEXTS = ("在吗", "我的快递什么时候到" * 64)
+Message = tuple[str, ConversationContext]  # what the micro-batcher queues: text and context
 
 
 @dataclass
 class LoadedModel:
-    classifier: Classifier
-    policy: RoutingPolicy
-    batcher: MicroBatcher[Prediction]
-    bundle_dir: Path
-    load_seconds: float
+    """One deployment and the micro-batcher that feeds it (one inference thread)."""
+
+    deployment: Deployment
+    batcher: MicroBatcher[Message, Triage]
 
     @property
     def model_version(self) -> str:
-        return self.classifier.model_version
+        return self.deployment.model_version
 
     @property
     def variant(self) -> str:
-        return self.classifier.variant
+        return self.deployment.variant
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.deployment.bundle_dir
+
+    @property
+    def load_seconds(self) -> float:
+        return self.deployment.load_seconds
 
 
 def load_model(
@@ -53,32 +57,32 @@ def load_model(
     variant: str | None = None,
 ) -> LoadedModel:
     """Read, validate and warm a bundle (blocking: call it on a thread from async code)."""
-    started = time.perf_counter()
-    bundle_dir = Path(bundle_dir or settings.bundle)
-    chosen_variant = variant or settings.variant
-    if chosen_variant not in (None, "fp32", "int8"):
-        raise InputError(
-            f"variant must be 'fp32' or 'int8', got {chosen_variant!r}", field="variant"
-        )
-    classifier = Classifier.from_bundle(
-        bundle_dir,
-        variant=chosen_variant,
-        intra_op_threads=settings.threads_per_worker,
+    deployment = Deployment.load(
+        Path(bundle_dir or settings.bundle),
+        variant=variant or settings.variant,
+        policy_path=settings.policy,
+        threads=settings.threads_per_worker,
         calibration_overrides=settings.thresholds,
+        warm=True,
     )
-    policy = RoutingPolicy.for_bundle(classifier.bundle, settings.policy)
     top_k = settings.top_k
-    classifier.predict(list(WARMUP_TEXTS), top_k=top_k)
-    batcher: MicroBatcher[Prediction] = MicroBatcher(
-        lambda texts: classifier.predict(texts, top_k=top_k),
+
+    def triage(messages: list[Message]) -> list[Triage]:
+        return deployment.triage(
+            [text for text, _ in messages], [context for _, context in messages], top_k=top_k
+        )
+
+    batcher: MicroBatcher[Message, Triage] = MicroBatcher(
+        triage,
+        length_of=lambda message: len(message[0]),
         max_batch_size=settings.batch_max_size,
         max_wait_ms=settings.batch_max_wait_ms,
         queue_size=settings.queue_size,
-        length_cap=classifier.bundle.manifest.max_length,
+        length_cap=deployment.bundle.manifest.max_length,
         on_batch=metrics.observe_batch,
         on_depth=metrics.queue_depth.set,
     )
-    return LoadedModel(classifier, policy, batcher, bundle_dir, time.perf_counter() - started)
+    return LoadedModel(deployment, batcher)
 
 
 class ModelHolder:
@@ -95,17 +99,17 @@ class ModelHolder:
             raise NotReady("the model is not loaded yet (or the server is shutting down)")
         return self.current
 
-    async def predict(
-        self, model: LoadedModel, texts: list[str]
-    ) -> tuple[LoadedModel, list[Prediction]]:
-        """Predictions by `model`, or by its successor when a reload retired it in between."""
+    async def triage(
+        self, model: LoadedModel, messages: list[Message]
+    ) -> tuple[LoadedModel, list[Triage]]:
+        """Results by `model`, or by its successor when a reload retired it in between."""
         try:
-            return model, await model.batcher.submit(texts)
+            return model, await model.batcher.submit(messages)
         except NotReady:
             current = self.require()
             if current is model:
                 raise
-            return current, await current.batcher.submit(texts)
+            return current, await current.batcher.submit(messages)
 
     async def start(self) -> LoadedModel:
         loaded = await asyncio.to_thread(load_model, self.settings, self.metrics)

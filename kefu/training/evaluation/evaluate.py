@@ -3,8 +3,8 @@
 Usage: `result = evaluate_bundle("models/default", load_labelled("test.jsonl"), "reports/x",
 train_data=load_labelled("train.jsonl"))`; `result.metrics` is what `metrics.json` holds.
 
-Everything runs on the bundle's ONNX files through `kefu.serving.classifier.Classifier`, the code
-serving runs, so the numbers describe the deployed model and not a torch twin of it.
+Everything runs on the bundle's ONNX files through `kefu.serving.deployment.Deployment`, the
+code serving runs, so the numbers describe the deployed model and not a torch twin of it.
 """
 
 from __future__ import annotations
@@ -18,19 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from kefu.serving.bundle import METRICS, Bundle, HeadCalibration, read_bundle
-from kefu.serving.classifier import Classifier
 from kefu.errors import BundleError, DataError
+from kefu.serving.bundle import METRICS, Bundle, HeadCalibration, read_bundle
+from kefu.serving.deployment import Deployment
 from kefu.serving.taxonomy import HEADS
 from kefu.training.calibration_metrics import ECE_BINS, expected_calibration_error
 from kefu.training.data.loader import LabelledData
 from kefu.training.evaluation import plots
 from kefu.training.evaluation.baseline import fit_head_baseline
 from kefu.training.evaluation.inference import (
+    EvaluationRun,
     HeadOutputs,
     calibrated_probabilities,
     raw_probabilities,
-    run_classifier,
+    run_deployment,
 )
 from kefu.training.evaluation.metrics import HeadScores, head_scores
 from kefu.training.evaluation.public_dev import PublicSet, evaluate_public_sets
@@ -70,9 +71,9 @@ def evaluate_bundle(
     golds = {head: _head_gold(data, head, bundle.labels[head]) for head in HEADS}
 
     clock = time.perf_counter()
-    model = Classifier(bundle, variant="fp32", intra_op_threads=threads)
-    outputs = run_classifier(model, texts, with_logits=True)
-    calibrated = calibrated_probabilities(model, outputs)
+    model = Deployment.load(bundle.path, variant="fp32", threads=threads)
+    outputs = run_deployment(model, texts, with_logits=True)
+    calibrated = calibrated_probabilities(model.classifier, outputs)
     uncalibrated = raw_probabilities(outputs)
     model_metrics, confusion = {}, {}
     figures: dict[str, dict[str, Path]] = {"confusion": {}, "reliability": {}}
@@ -85,7 +86,7 @@ def evaluate_bundle(
             outputs[head],
             calibrated[head],
             uncalibrated[head],
-            model.calibration[head],
+            model.classifier.calibration[head],
         )
         confusion[head] = {"labels": list(labels), "matrix": scores.confusion.tolist()}
         title = f"{head} (n={scores.n})"
@@ -212,7 +213,7 @@ def _int8_metrics(
     bundle: Bundle,
     texts: list[str],
     golds: dict[str, HeadGold],
-    fp32_outputs: dict[str, HeadOutputs],
+    fp32_outputs: EvaluationRun,
     threads: int | None,
 ) -> dict[str, Any]:
     """INT8 vs fp32 per head; every value null when the bundle ships no INT8 model."""
@@ -220,9 +221,9 @@ def _int8_metrics(
         bundle.model_path("int8")
     except BundleError:
         return {head: {"macro_f1": None, "available": False} for head in HEADS}
-    int8 = Classifier(bundle, variant="int8", intra_op_threads=threads)
-    outputs = run_classifier(int8, texts, with_logits=True)
-    calibrated = calibrated_probabilities(int8, outputs)
+    int8 = Deployment.load(bundle.path, variant="int8", threads=threads)
+    outputs = run_deployment(int8, texts, with_logits=True)
+    calibrated = calibrated_probabilities(int8.classifier, outputs)
     result = {}
     for head in HEADS:
         gold = golds[head]

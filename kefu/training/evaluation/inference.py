@@ -1,8 +1,8 @@
-"""Run a bundle's ONNX model over many texts the way serving does, in length-sorted batches.
+"""Run a deployment over many texts the way serving does, and keep what evaluation needs.
 
-Evaluation goes through `kefu.serving.classifier.Classifier` (what the server runs), never through
-torch: one `Classifier.logits` pass per batch feeds both `Classifier.predict_from_logits`
-(labels and abstentions by the bundle's own rule) and the calibration curves. Sorting by length before batching keeps padding (and time) low on long review sets.
+Evaluation goes through `kefu.serving.deployment.Deployment` (what the server and batch
+scoring run), never through torch: one model pass per length-sorted batch feeds the labels and
+abstentions (by the bundle's own rule), the routing decisions, and the calibration curves.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from kefu.serving.classifier import Classifier, softmax
+from kefu.serving.deployment import Deployment
+from kefu.serving.routing import ConversationContext, Decision
 from kefu.serving.taxonomy import HEADS
 
 BATCH_SIZE = 32  # measured: larger batches are slower on 2 cores (more padding, cache misses)
@@ -27,63 +29,52 @@ class HeadOutputs:
     logits: np.ndarray | None = None  # (n, k) float32 raw logits, when asked for
 
 
-def run_classifier(
-    classifier: Classifier,
+@dataclass
+class EvaluationRun:
+    heads: dict[str, HeadOutputs]
+    decisions: list[Decision]  # routing of each text, input order
+
+    def __getitem__(self, head: str) -> HeadOutputs:
+        return self.heads[head]
+
+
+def run_deployment(
+    deployment: Deployment,
     texts: Sequence[str],
+    contexts: Sequence[ConversationContext] | None = None,
     *,
     with_logits: bool = False,
     batch_size: int = BATCH_SIZE,
-) -> dict[str, HeadOutputs]:
-    """Predict every text; returns one HeadOutputs per head with rows in input order."""
-    n = len(texts)
-    index = {
-        head: {label: i for i, label in enumerate(classifier.bundle.labels[head])} for head in HEADS
-    }
-    predicted = {head: np.zeros(n, dtype=np.int64) for head in HEADS}
-    abstain = {head: np.zeros(n, dtype=bool) for head in HEADS}
-    logits: dict[str, list[np.ndarray]] = {head: [] for head in HEADS}
-    order = sorted(range(n), key=lambda row: len(texts[row]))
-    for start in range(0, n, batch_size):
-        rows = order[start : start + batch_size]
-        batch_texts = [texts[row] for row in rows]
-        encoded = classifier.encoder.encode(batch_texts)
-        batch_logits = classifier.logits(encoded)  # one model pass serves labels and curves
-        predictions = classifier.predict_from_logits(
-            batch_texts, batch_logits, encoded.truncated, top_k=1
-        )
-        for row, prediction in zip(rows, predictions, strict=True):
-            for head in HEADS:
-                predicted[head][row] = index[head][prediction.heads[head].label]
-                abstain[head][row] = prediction.heads[head].abstain
-        if with_logits:
-            for head, values in batch_logits.items():
-                logits[head].append(values)
-    outputs = {}
+) -> EvaluationRun:
+    """Triage every text; per-head outputs and decisions with rows in input order."""
+    run = deployment.triage_in_batches(
+        texts, contexts, batch_size=batch_size, top_k=1, keep_logits=with_logits
+    )
+    labels = deployment.bundle.labels
+    heads = {}
     for head in HEADS:
-        head_logits = None
-        if with_logits:
-            k = len(classifier.bundle.labels[head])
-            stacked = np.concatenate(logits[head]) if logits[head] else np.zeros((0, k), np.float32)
-            head_logits = np.empty_like(stacked)
-            head_logits[order] = stacked  # undo the length sort
-        outputs[head] = HeadOutputs(predicted[head], abstain[head], head_logits)
-    return outputs
+        index = {label: i for i, label in enumerate(labels[head])}
+        predicted = np.array([index[p.heads[head].label] for p, _ in run.results], dtype=np.int64)
+        abstain = np.array([p.heads[head].abstain for p, _ in run.results], dtype=bool)
+        head_logits = run.logits[head] if run.logits is not None else None
+        heads[head] = HeadOutputs(predicted, abstain, head_logits)
+    return EvaluationRun(heads, [decision for _, decision in run.results])
 
 
 def calibrated_probabilities(
-    classifier: Classifier, outputs: dict[str, HeadOutputs]
+    classifier: Classifier, outputs: EvaluationRun
 ) -> dict[str, np.ndarray]:
     """(n, k) per head with the bundle's temperatures: what `Classifier.predict_proba` returns."""
     return classifier.probabilities({head: _logits(outputs, head) for head in HEADS})
 
 
-def raw_probabilities(outputs: dict[str, HeadOutputs]) -> dict[str, np.ndarray]:
+def raw_probabilities(outputs: EvaluationRun) -> dict[str, np.ndarray]:
     """(n, k) per head at temperature 1: the model before calibration, for ECE before/after."""
     return {head: softmax(_logits(outputs, head), 1.0) for head in HEADS}
 
 
-def _logits(outputs: dict[str, HeadOutputs], head: str) -> np.ndarray:
+def _logits(outputs: EvaluationRun, head: str) -> np.ndarray:
     logits = outputs[head].logits
     if logits is None:
-        raise ValueError("logits were not collected; call run_classifier(..., with_logits=True)")
+        raise ValueError("logits were not collected; call run_deployment(..., with_logits=True)")
     return logits

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from kefu.serving.classifier import Classifier
 from kefu.errors import DataError
+from kefu.serving.deployment import Deployment
 from kefu.serving.taxonomy import REPO_ROOT
-from kefu.training.evaluation.inference import run_classifier
+from kefu.training.evaluation.inference import run_deployment
 from kefu.training.evaluation.metrics import scores_from_confusion
 
 DEFAULT_PUBLIC_DEV = REPO_ROOT.parent / "shared" / "data" / "public-dev"
@@ -145,14 +145,15 @@ def load_public_sets(folder: Path, limit: int | None = PER_SET_DEFAULTS) -> list
 
 
 def evaluate_public_sets(
-    classifier: Classifier, sets: list[PublicSet]
+    deployment: Deployment, sets: list[PublicSet]
 ) -> dict[str, dict[str, Any]]:
     """Scores per set name; see the module docstring for what each task measures."""
+    labels = deployment.bundle.labels
     results = {}
     for public_set in sets:
-        outputs = run_classifier(classifier, public_set.texts)
-        intents = [classifier.bundle.labels["intent"][i] for i in outputs["intent"].predicted]
-        emotions = [classifier.bundle.labels["emotion"][i] for i in outputs["emotion"].predicted]
+        outputs = run_deployment(deployment, public_set.texts)
+        intents = [labels["intent"][i] for i in outputs["intent"].predicted]
+        emotions = [labels["emotion"][i] for i in outputs["emotion"].predicted]
         results[public_set.name] = score_public_set(public_set, intents, emotions)
     return results
 

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from support.serving import copy_bundle, isolated_settings
 
 from kefu.serving import bundle as bundle_format
+from kefu.serving.routing import ConversationContext
 from kefu.serving.server.app import create_app
 
 ADMIN = {"X-Admin-Token": "admin-secret"}
@@ -181,7 +182,7 @@ def test_broken_bundle_is_refused_and_the_old_model_keeps_serving(client, tiny_b
             {"variant": "fp16"},
             "invalid_input",
             "variant",
-            "variant must be 'fp32' or 'int8', got 'fp16'",
+            "unknown model variant 'fp16'; expected one of ['fp32', 'int8']",
         ),
         ("policy", {}, "policy_invalid", "policy", "policy.yaml: unknown keys ['max_turn']"),
         (
@@ -260,7 +261,7 @@ def test_a_request_that_raced_a_reload_is_served_by_the_new_model(client, tiny_b
         == 200
     )
     served_by, predictions = client.portal.call(
-        holder.predict, old, ["在吗"]
+        holder.triage, old, [("在吗", ConversationContext())]
     )  # old batcher is closed
     assert served_by.model_version == "tiny-3"
     assert len(predictions) == 1
