@@ -1,40 +1,109 @@
-"""Typed errors shared by every part of kefu.
+"""How an error becomes an HTTP status or an exit code: typed errors that carry both.
 
-Each message says what was expected, what was found and how to fix it, so the CLI can print it
-as is and the HTTP layer can map it to a 4xx body without inventing words of its own.
+Each message says what was expected, what was found and how to fix it, so the CLI prints it as
+is (`kefu <command>: <message>`, exit `exit_code`) and the server answers
+`{"error": {"code", "message", "field"}}` with `http_status`: one exception handler
+(`kefu/serving/server/error_responses.py`) and one CLI wrapper (`kefu/cli/errors.py`) read
+these attributes, nothing else decides a status.
+
+Exit codes: 1 = the run failed on its data or its model (the input was understood);
+2 = the command was asked something it cannot do (bad argument, bundle, policy or setting);
+130 = interrupted. A 5xx never comes from a `KefuError`: 503 means "retry later".
 """
 
 from __future__ import annotations
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 
 
 class KefuError(Exception):
     """Base class: an error the user can act on (never a bug)."""
 
     code = "error"
+    http_status = 400
+    exit_code = EXIT_FAILED
+    field: str | None = None  # JSON path or option of the offending value, when there is one
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        if field is not None:
+            self.field = field
+        if code is not None:
+            self.code = code
 
 
 class BundleError(KefuError):
     """A model bundle is missing, incomplete, corrupt or of an unknown schema version."""
 
     code = "bundle_invalid"
+    http_status = 422  # only reachable through POST /v1/admin/reload
+    exit_code = EXIT_USAGE
+    field = "bundle"
 
 
 class InputError(KefuError):
-    """A request or an input row is not acceptable; `field` names where (e.g. messages[2].text)."""
+    """A request or an argument is not acceptable; `field` names where (e.g. messages[2].text)."""
 
     code = "invalid_input"
+    http_status = 422
+    exit_code = EXIT_USAGE
 
     def __init__(self, message: str, field: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.field = field
-        if code:
-            self.code = code
+        super().__init__(message, field=field, code=code)
+
+
+class PayloadTooLarge(InputError):
+    """More messages than max_batch, or a body over max_body_bytes."""
+
+    http_status = 413
+
+
+class Unauthorized(KefuError):
+    """Missing or wrong X-API-Key or X-Admin-Token."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(KefuError):
+    """The endpoint is disabled by configuration."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class Conflict(KefuError):
+    """The request cannot be carried out in the server's current configuration."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class Unavailable(KefuError):
+    """The server cannot take the work now; the client should retry after `Retry-After`."""
+
+    code = "unavailable"
+    http_status = 503
+
+
+class Overloaded(Unavailable):
+    """The queue is full."""
+
+    code = "overloaded"
+
+
+class NotReady(Unavailable):
+    """No model is serving (start-up, shutdown)."""
+
+    code = "not_ready"
 
 
 class DataError(KefuError):
     """A labelled-data file cannot be used; names the file, line and column when known."""
 
     code = "data_invalid"
+    http_status = 422
 
     def __init__(
         self,
@@ -60,9 +129,14 @@ class PolicyError(KefuError):
     """The routing policy file is invalid; raised at start-up, never per request."""
 
     code = "policy_invalid"
+    http_status = 422
+    exit_code = EXIT_USAGE
+    field = "policy"
 
 
 class ConfigError(KefuError):
     """A configuration key or value is unknown or out of range."""
 
     code = "config_invalid"
+    http_status = 422
+    exit_code = EXIT_USAGE

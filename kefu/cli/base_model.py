@@ -21,17 +21,12 @@ def command(
 ) -> None:
     import time
 
-    from kefu.errors import KefuError
     from kefu.training.base_model import resolve_base_model
 
     started = time.perf_counter()
-    try:
-        resolved = resolve_base_model(
-            source, cache_root=cache_dir, log=lambda message: typer.echo(message, err=True)
-        )
-    except KefuError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    resolved = resolve_base_model(
+        source, cache_root=cache_dir, log=lambda message: typer.echo(message, err=True)
+    )
     typer.echo(
         f"base model {resolved.name} ({resolved.origin}, {time.perf_counter() - started:.1f}s)",
         err=True,

@@ -46,29 +46,23 @@ def command(
     ),
 ) -> None:
     from kefu.bench.run import PARTS, README, RESULTS_DIR, run_bench, wide_console
-    from kefu.errors import KefuError
+    from kefu.errors import InputError
 
     skipped = tuple(part.strip() for part in skip.split(",") if part.strip())
     unknown = sorted(set(skipped) - set(PARTS))
     if unknown:
-        typer.echo(
-            f"kefu bench: unknown part(s) {unknown} in --skip; parts are {', '.join(PARTS)}",
-            err=True,
+        raise InputError(
+            f"unknown part(s) {unknown} in --skip; parts are {', '.join(PARTS)}", field="--skip"
         )
-        raise typer.Exit(2)
     write_readme = (not quick) if readme is None else readme
-    try:
-        run_bench(
-            bundle,
-            quick=quick,
-            data=data,
-            results_dir=results_dir or RESULTS_DIR,
-            readme=README if write_readme else None,
-            skip=skipped,
-            threads=threads,
-            score_rows=score_rows,
-            console=wide_console(stderr=True),
-        )
-    except KefuError as exc:
-        typer.echo(f"kefu bench: {exc}", err=True)
-        raise typer.Exit(1) from None
+    run_bench(
+        bundle,
+        quick=quick,
+        data=data,
+        results_dir=results_dir or RESULTS_DIR,
+        readme=README if write_readme else None,
+        skip=skipped,
+        threads=threads,
+        score_rows=score_rows,
+        console=wide_console(stderr=True),
+    )

@@ -8,12 +8,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kefu.errors import KefuError
+from kefu.cli.errors import reports_errors
 
 app = typer.Typer(no_args_is_help=True, help="Build the seed corpus or validate a labelled file.")
 
 
 @app.command("build")
+@reports_errors("data build")
 def build(
     sources: Path = typer.Option(None, help="Folder with written/*.tsv and augment.yaml."),
     out: Path = typer.Option(None, help="Output folder for train/dev/test.jsonl."),
@@ -31,11 +32,7 @@ def build(
     }
     if out is not None:
         overrides["card"] = out / "README.md"
-    try:
-        stats = build_corpus(replace(config, **overrides))
-    except KefuError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    stats = build_corpus(replace(config, **overrides))
     rows = stats["rows"]
     typer.echo(
         f"seed corpus: {rows['total']} rows (train {rows['train']}, dev {rows['dev']}, test {rows['test']}); "
@@ -44,6 +41,7 @@ def build(
 
 
 @app.command("validate")
+@reports_errors("data validate")
 def validate(
     file: Path = typer.Argument(
         ..., help="JSONL, CSV, TSV or Parquet file with labelled messages."
@@ -61,19 +59,15 @@ def validate(
     """Check a labelled file: counts per label, and every rejected row with file, line and reason."""
     from kefu.training.data.loader import load_labelled, write_rejects
 
-    try:
-        data = load_labelled(
-            file,
-            text_col=text_col,
-            intent_col=intent_col,
-            urgency_col=urgency_col,
-            emotion_col=emotion_col,
-            id_col=id_col,
-            strict=strict,
-        )
-    except KefuError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    data = load_labelled(
+        file,
+        text_col=text_col,
+        intent_col=intent_col,
+        urgency_col=urgency_col,
+        emotion_col=emotion_col,
+        id_col=id_col,
+        strict=strict,
+    )
     console = Console()
     typer.echo(f"{file}: {len(data.rows)} usable rows, {len(data.rejects)} rejected")
     table = Table()

@@ -51,7 +51,7 @@ def command(
 ) -> None:
     import time
 
-    from kefu.errors import KefuError
+    from kefu.errors import InputError
     from kefu.training.evaluation.artifacts import EvaluationRequest, run_evaluation
     from kefu.training.evaluation.public_dev import DEFAULT_PUBLIC_DEV, PER_SET_DEFAULTS
     from kefu.training.evaluation.report import fmt
@@ -63,10 +63,11 @@ def command(
         public_folder = None
     elif public_dev is not None:
         if not public_dev.is_dir():
-            log(
-                f"error: --public-dev {public_dev} is not a directory; pass the public-dev folder or --no-public-dev"
+            raise InputError(
+                f"--public-dev {public_dev} is not a directory; "
+                "pass the public-dev folder or --no-public-dev",
+                field="--public-dev",
             )
-            raise typer.Exit(1)
         public_folder = public_dev
     else:
         public_folder = DEFAULT_PUBLIC_DEV if DEFAULT_PUBLIC_DEV.is_dir() else None
@@ -92,11 +93,7 @@ def command(
         },
     )
     started = time.perf_counter()
-    try:
-        outcome = run_evaluation(request, log=log)
-    except KefuError as exc:
-        log(f"error: {exc}")
-        raise typer.Exit(1) from None
+    outcome = run_evaluation(request, log=log)
     for head, scores in outcome.metrics["model"].items():
         baseline, int8 = outcome.metrics["baseline"][head], outcome.metrics["int8"][head]
         log(

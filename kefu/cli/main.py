@@ -1,6 +1,6 @@
 """kefu command line: `kefu --help`.
 
-Each subcommand lives in its own module under `training/commands/`, which keeps heavy imports
+Each subcommand lives in its own module of `kefu/cli/`, which keeps heavy imports
 (torch, transformers, ray) inside the command body so `kefu serve` and `kefu --help` start fast.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from kefu.cli import base_model, bench, data, evaluate, report, score, serve, train
+from kefu.cli.errors import reports_errors
 
 app = typer.Typer(
     name="kefu",
@@ -18,17 +19,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data.app, name="data")
-app.command("base-model", help="Resolve and cache the pretrained base encoder.")(base_model.command)
-app.command("train", help="Fine-tune the three-head model and write a bundle.")(train.command)
-app.command("evaluate", help="Evaluate a bundle on a labelled file; writes metrics and a report.")(
-    evaluate.command
-)
-app.command("serve", help="Serve a bundle over HTTP (POST /v1/classify).")(serve.command)
-app.command("score", help="Batch-score CSV, JSONL or Parquet files with a bundle.")(score.command)
-app.command("report", help="Render an HTML hotspot report from scored files.")(report.command)
-app.command("bench", help="Measure latency, throughput and accuracy cost side by side.")(
-    bench.command
-)
+COMMANDS = {
+    "base-model": (base_model.command, "Resolve and cache the pretrained base encoder."),
+    "train": (train.command, "Fine-tune the three-head model and write a bundle."),
+    "evaluate": (evaluate.command, "Evaluate a bundle on labelled files; metrics and a report."),
+    "serve": (serve.command, "Serve a bundle over HTTP (POST /v1/classify)."),
+    "score": (score.command, "Batch-score CSV, JSONL or Parquet files with a bundle."),
+    "report": (report.command, "Render an HTML hotspot report from scored files."),
+    "bench": (bench.command, "Measure latency, throughput and accuracy cost side by side."),
+}
+for name, (command, help_text) in COMMANDS.items():
+    app.command(name, help=help_text)(reports_errors(name)(command))
 
 
 def main() -> None:

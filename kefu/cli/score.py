@@ -41,13 +41,13 @@ def command(
     """Score every row; rows that cannot be scored go to OUTPUT.rejects.jsonl with a reason."""
     from rich.console import Console
 
-    from kefu.errors import KefuError
+    from kefu.errors import InputError
     from kefu.serving.batch.job import ScoreJob
 
     console = Console(stderr=True)
     try:
         if engine not in ("local", "ray"):
-            raise KefuError(f"--engine must be 'local' or 'ray', got {engine!r}")
+            raise InputError(f"--engine must be 'local' or 'ray', got {engine!r}", field="--engine")
         job = ScoreJob(
             inputs=inputs,
             output=output,
@@ -71,9 +71,6 @@ def command(
             from kefu.serving.batch.local_engine import run_local
 
             summary = run_local(job, console=console)
-    except KefuError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         typer.echo(
             "interrupted: committed chunks are kept; rerun with --resume to continue", err=True

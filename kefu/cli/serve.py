@@ -39,7 +39,6 @@ def command(
         None, "--log-level", help="debug|info|warning|error (env KEFU_LOG_LEVEL)."
     ),
 ) -> None:
-    from kefu.errors import KefuError
     from kefu.serving.settings import load_settings
 
     overrides = {
@@ -52,14 +51,10 @@ def command(
         "ort_threads": ort_threads,
         "log_level": log_level,
     }
-    try:
-        settings = load_settings(
-            **{key: value for key, value in overrides.items() if value is not None}
-        )
-        check_before_start(settings)
-    except KefuError as exc:
-        typer.echo(f"kefu serve: {exc}", err=True)
-        raise typer.Exit(2) from None
+    settings = load_settings(
+        **{key: value for key, value in overrides.items() if value is not None}
+    )
+    check_before_start(settings)
     run(settings)
 
 

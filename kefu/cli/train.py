@@ -32,7 +32,6 @@ def command(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    from kefu.errors import KefuError
     from kefu.training.config import load_config
 
     settings = list(overrides)
@@ -40,17 +39,11 @@ def command(
         settings += [f"train_data={data_dir / 'train.jsonl'}", f"dev_data={data_dir / 'dev.jsonl'}"]
     if base_model is not None:
         settings.append(f"base_model={base_model}")
-    try:
-        train_config = load_config(config, settings)
-        _quiet_libraries()
-        from kefu.training.train import train
+    train_config = load_config(config, settings)
+    _quiet_libraries()
+    from kefu.training.train import train
 
-        train(
-            train_config, out, log=lambda line: typer.echo(line, err=True), show_progress=not quiet
-        )
-    except KefuError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    train(train_config, out, log=lambda line: typer.echo(line, err=True), show_progress=not quiet)
     typer.echo(str(out))
 
 

@@ -132,7 +132,7 @@ def test_cli_refuses_an_unknown_part():
 
 def test_cli_names_a_missing_bundle(tmp_path):
     result = CliRunner().invoke(app, ["bench", "--bundle", str(tmp_path / "none"), "--quick"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # BundleError: the command was pointed at no bundle
     assert result.output.startswith("kefu bench: ")
     assert str(tmp_path / "none") in result.output
 

@@ -273,7 +273,7 @@ def test_missing_data_file_is_a_clear_error(tiny_bundle, tmp_path):
         "--bundle", tiny_bundle, "--data", tmp_path / "nope.jsonl", "-o", tmp_path / "out"
     )
     assert result.exit_code == 1
-    assert f"error: file {tmp_path / 'nope.jsonl'}: file does not exist" in result.output
+    assert f"kefu evaluate: file {tmp_path / 'nope.jsonl'}: file does not exist" in result.output
 
 
 def test_data_labelled_for_intent_only_scores_intent_and_leaves_other_heads_empty(

@@ -228,8 +228,8 @@ def test_optimizer_groups_freeze_embeddings_and_decay_lower_layers(base_dir, tax
 
 def test_cli_reports_a_bad_override_without_a_traceback(tmp_path):
     result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "b"), "--set", "epochs=0"])
-    assert result.exit_code == 1
-    assert "error: config epochs = 0 must be > 0" in result.output
+    assert result.exit_code == 2  # a bad setting: the command cannot run as asked
+    assert "kefu train: config epochs = 0 must be > 0" in result.output
 
 
 def test_cli_reports_a_missing_data_file(tmp_path, base_dir):
@@ -239,7 +239,7 @@ def test_cli_reports_a_missing_data_file(tmp_path, base_dir):
         + ["--base-model", str(base_dir)],
     )
     assert result.exit_code == 1
-    assert "error:" in result.output and "train.jsonl" in result.output
+    assert "kefu train: " in result.output and "train.jsonl" in result.output
 
 
 @pytest.mark.slow

@@ -20,13 +20,9 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 
+from kefu.errors import Conflict, Forbidden, Unauthorized
 from kefu.serving.bundle import POLICY
-from kefu.serving.server.error_responses import (
-    Conflict,
-    Forbidden,
-    Unauthorized,
-    install_error_handlers,
-)
+from kefu.serving.server.error_responses import install_error_handlers
 from kefu.serving.server.handlers import (
     build_results,
     check_messages,

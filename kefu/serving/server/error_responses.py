@@ -1,8 +1,10 @@
-"""The one place that maps errors to HTTP responses: `{"error": {"code", "message", "field"}}`.
+"""The one place that turns errors into HTTP responses: `{"error": {"code", "message", "field"}}`.
 
-One handler per error type. Client mistakes are 4xx with a code a program can branch on, a
-message a person can act on and the JSON path of the offending field; a 500 only ever means a
-bug in kefu, never bad input.
+Three handlers: kefu's own errors (each carries its `http_status`, see `kefu/errors.py`),
+FastAPI's request validation, and Starlette's routing errors (404, 405, unreadable body).
+Client mistakes are 4xx with a code a program can branch on, a message a person can act on and
+the JSON path of the offending field; 503 carries Retry-After; a 500 only ever means a bug in
+kefu (the last-resort middleware), never bad input.
 """
 
 from __future__ import annotations
@@ -14,35 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kefu.errors import BundleError, ConfigError, InputError, KefuError, PolicyError
-from kefu.serving.server.microbatch import NotReady, Overloaded
-
-
-class PayloadTooLarge(InputError):
-    """More messages than max_batch, or a body over max_body_bytes (413)."""
-
-
-class Unauthorized(KefuError):
-    """Missing or wrong X-API-Key or X-Admin-Token (401)."""
-
-    code = "unauthorized"
-
-
-class Forbidden(KefuError):
-    """The endpoint is disabled by configuration (403)."""
-
-    code = "forbidden"
-
-
-class Conflict(KefuError):
-    """The request cannot be carried out in the server's current configuration (409)."""
-
-    code = "conflict"
-
-    def __init__(self, message: str, code: str | None = None):
-        super().__init__(message)
-        if code:
-            self.code = code
+from kefu.errors import KefuError
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
@@ -121,42 +95,12 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
+    async def on_kefu_error(request: Request, exc: KefuError) -> JSONResponse:
+        headers = {"Retry-After": str(retry_after_seconds)} if exc.http_status == 503 else None
+        return error_response(exc.http_status, exc.code, str(exc), exc.field, headers)
+
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return validation_error_response(exc)
-
-    async def on_too_large(request: Request, exc: PayloadTooLarge) -> JSONResponse:
-        return error_response(413, exc.code, str(exc), exc.field)
-
-    async def on_input(request: Request, exc: InputError) -> JSONResponse:
-        return error_response(422, exc.code, str(exc), exc.field)
-
-    async def on_overloaded(request: Request, exc: Overloaded) -> JSONResponse:
-        return error_response(
-            503, exc.code, str(exc), headers={"Retry-After": str(retry_after_seconds)}
-        )
-
-    async def on_not_ready(request: Request, exc: NotReady) -> JSONResponse:
-        return error_response(
-            503, exc.code, str(exc), headers={"Retry-After": str(retry_after_seconds)}
-        )
-
-    async def on_unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
-        return error_response(401, exc.code, str(exc), getattr(exc, "field", None))
-
-    async def on_forbidden(request: Request, exc: Forbidden) -> JSONResponse:
-        return error_response(403, exc.code, str(exc))
-
-    async def on_conflict(request: Request, exc: Conflict) -> JSONResponse:
-        return error_response(409, exc.code, str(exc))
-
-    async def on_bundle(request: Request, exc: BundleError) -> JSONResponse:
-        return error_response(422, exc.code, str(exc), "bundle")
-
-    async def on_policy(request: Request, exc: PolicyError) -> JSONResponse:
-        return error_response(422, exc.code, str(exc), "policy")
-
-    async def on_config(request: Request, exc: ConfigError) -> JSONResponse:
-        return error_response(422, exc.code, str(exc))
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {400: "invalid_json", 404: "not_found", 405: "method_not_allowed"}.get(
@@ -171,15 +115,6 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
             message = f"{request.method} is not allowed on {request.url.path}"
         return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
+    app.add_exception_handler(KefuError, on_kefu_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
-    app.add_exception_handler(PayloadTooLarge, on_too_large)  # type: ignore[arg-type]
-    app.add_exception_handler(InputError, on_input)  # type: ignore[arg-type]
-    app.add_exception_handler(Overloaded, on_overloaded)  # type: ignore[arg-type]
-    app.add_exception_handler(NotReady, on_not_ready)  # type: ignore[arg-type]
-    app.add_exception_handler(Unauthorized, on_unauthorized)  # type: ignore[arg-type]
-    app.add_exception_handler(Forbidden, on_forbidden)  # type: ignore[arg-type]
-    app.add_exception_handler(Conflict, on_conflict)  # type: ignore[arg-type]
-    app.add_exception_handler(BundleError, on_bundle)  # type: ignore[arg-type]
-    app.add_exception_handler(PolicyError, on_policy)  # type: ignore[arg-type]
-    app.add_exception_handler(ConfigError, on_config)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]

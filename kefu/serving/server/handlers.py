@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kefu.errors import InputError
+from kefu.errors import InputError, PayloadTooLarge
 from kefu.serving.classifier import HeadPrediction
 from kefu.serving.deployment import Triage
 from kefu.serving.routing import ConversationContext
-from kefu.serving.server.error_responses import PayloadTooLarge
 from kefu.serving.server.observability import Metrics, logged_text
 from kefu.serving.server.schemas import (
     ClassifyRequest,

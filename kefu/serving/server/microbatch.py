@@ -22,23 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from kefu.errors import KefuError
+from kefu.errors import NotReady, Overloaded
 from kefu.serving.length_batches import length_groups
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-
-
-class Overloaded(KefuError):
-    """The queue is full; the client should retry after a short pause."""
-
-    code = "overloaded"
-
-
-class NotReady(KefuError):
-    """No model is serving (start-up, shutdown)."""
-
-    code = "not_ready"
 
 
 @dataclass

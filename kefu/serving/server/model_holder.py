@@ -14,10 +14,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from kefu.errors import BundleError, KefuError
+from kefu.errors import BundleError, KefuError, NotReady
 from kefu.serving.deployment import Deployment, Triage
 from kefu.serving.routing import ConversationContext
-from kefu.serving.server.microbatch import MicroBatcher, NotReady
+from kefu.serving.server.microbatch import MicroBatcher
 from kefu.serving.server.observability import Metrics
 from kefu.serving.settings import Settings
 

@@ -151,7 +151,9 @@ def test_a_killed_worker_stops_the_run_cleanly_and_resume_finishes(
     os.kill(spawned_workers(process.pid)[0], signal.SIGKILL)  # the OOM killer's way
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, stderr
-    assert stderr.startswith("error: a scoring worker process died") and "Traceback" not in stderr
+    assert (
+        stderr.startswith("kefu score: a scoring worker process died") and "Traceback" not in stderr
+    )
     resumed = kefu_score(source, output, tiny_bundle, "--resume")
     stdout, stderr = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, stderr

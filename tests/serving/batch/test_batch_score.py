@@ -176,19 +176,19 @@ def test_an_unfinished_run_needs_resume_or_fresh(tmp_path, tiny_bundle):
 
 
 @pytest.mark.parametrize(
-    ("files", "args", "message"),
+    ("files", "args", "message", "exit_code"),
     [
-        ({"log.xlsx": b"x"}, [], "unknown input file type '.xlsx'"),
-        ({"log.csv": b"id,body\n1,hi\n"}, [], "column 'text': text column 'text' is missing"),
-        ({"log.csv": b"id,text\n1,hi\n"}, ["--id-col", "msg"], "id column 'msg' is missing"),
-        ({"log.parquet": b"PAR1 garbage"}, [], "not a readable Parquet file"),
-        ({"log.csv": b"text\nhi\n"}, ["-o", "out.xlsx"], "unknown output file type '.xlsx'"),
-        ({"log.csv": b"text\nhi\n"}, ["--variant", "fp16"], "unknown model variant 'fp16'"),
-        ({"log.csv": b"text\nhi\n"}, ["--engine", "spark"], "--engine must be 'local' or 'ray'"),
+        ({"log.xlsx": b"x"}, [], "unknown input file type '.xlsx'", 1),
+        ({"log.csv": b"id,body\n1,hi\n"}, [], "column 'text': text column 'text' is missing", 1),
+        ({"log.csv": b"id,text\n1,hi\n"}, ["--id-col", "msg"], "id column 'msg' is missing", 1),
+        ({"log.parquet": b"PAR1 garbage"}, [], "not a readable Parquet file", 1),
+        ({"log.csv": b"text\nhi\n"}, ["-o", "out.xlsx"], "unknown output file type '.xlsx'", 1),
+        ({"log.csv": b"text\nhi\n"}, ["--variant", "fp16"], "unknown model variant 'fp16'", 2),
+        ({"log.csv": b"text\nhi\n"}, ["--engine", "spark"], "--engine must be 'local' or 'ray'", 2),
     ],
 )
 def test_bad_arguments_print_one_clear_error_line(
-    tmp_path, tiny_bundle, monkeypatch, files, args, message
+    tmp_path, tiny_bundle, monkeypatch, files, args, message, exit_code
 ):
     monkeypatch.chdir(tmp_path)
     for name, content in files.items():
@@ -197,8 +197,8 @@ def test_bad_arguments_print_one_clear_error_line(
     result = runner.invoke(
         app, ["score", *files, "--bundle", str(tiny_bundle), "--no-progress", *output, *args]
     )
-    assert result.exit_code == 1, result.output
-    assert result.output.startswith("error: ") and message in result.output
+    assert result.exit_code == exit_code, result.output
+    assert result.output.startswith("kefu score: ") and message in result.output
     assert "Traceback" not in result.output
     if "type" not in message and "variant" not in message and "engine" not in message:
         assert next(iter(files)) in result.output  # the message names the file

@@ -9,10 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 from support.serving import isolated_settings
 
+from kefu.errors import NotReady, Overloaded
 from kefu.serving.classifier import Classifier
 from kefu.serving.length_batches import length_groups
 from kefu.serving.server.app import create_app
-from kefu.serving.server.microbatch import MicroBatcher, NotReady, Overloaded
+from kefu.serving.server.microbatch import MicroBatcher
 
 
 class RecordingModel:
