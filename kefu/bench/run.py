@@ -31,11 +31,10 @@ from kefu.bench.table import rich_table
 from kefu.bench.workload import load_workload, token_counts
 from kefu.errors import BundleError
 from kefu.serving.bundle import Bundle, read_bundle
-from kefu.serving.taxonomy import REPO_ROOT
 from kefu.serving.tokenization import TextEncoder
 
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-README = REPO_ROOT / "benchmarks" / "README.md"
+RESULTS_DIR = Path("benchmarks/results")  # the bench runs from the project root
+README = Path("benchmarks/README.md")
 PARTS = ("ort_raw", "flops", "accuracy", "torch", "training", "server", "batch_scoring")
 SAMPLE_TEXTS = 4096  # distinct draws for the in-process parts and the server
 TABLE_WIDTH = 150

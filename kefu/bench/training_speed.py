@@ -19,7 +19,7 @@ import torch
 
 from kefu.bench.reference import build_encoder
 from kefu.serving.bundle import read_bundle
-from kefu.serving.taxonomy import HEADS, REPO_ROOT, load_taxonomy
+from kefu.serving.taxonomy import HEADS, load_taxonomy
 from kefu.serving.tokenization import TextEncoder
 from kefu.training.config import TrainConfig, load_config
 from kefu.training.data.loader import LabelledData, load_labelled
@@ -27,7 +27,7 @@ from kefu.training.loop import fit
 from kefu.training.model import MultiHeadClassifier, MultiHeadLoss
 from kefu.training.sampling import encode_split
 
-DEFAULT_CONFIG = REPO_ROOT / "kefu" / "training" / "configs" / "default.yaml"
+DEFAULT_CONFIG = Path(__file__).parents[1] / "training" / "configs" / "default.yaml"
 DEV_ROWS = 8
 
 
@@ -95,10 +95,8 @@ def bench_training(
 
 
 def training_data(config: TrainConfig, fallback: LabelledData) -> tuple[LabelledData, str]:
-    """The config's training split when it exists (relative to the repo), else the workload."""
+    """The config's training split when it exists (relative to the working directory), else the workload."""
     path = Path(config.train_data)
-    if not path.is_absolute() and not path.is_file():
-        path = REPO_ROOT / path
     if path.is_file():
         data = load_labelled(path)
         if data.rows:

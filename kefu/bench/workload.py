@@ -14,11 +14,10 @@ import numpy as np
 
 from kefu.errors import DataError
 from kefu.serving.length_batches import length_sorted_batches
-from kefu.serving.taxonomy import REPO_ROOT
 from kefu.serving.tokenization import TextEncoder
 from kefu.training.data.loader import LabelledData, load_labelled
 
-DEFAULT_DATA = REPO_ROOT / "datasets" / "seed" / "test.jsonl"
+DEFAULT_DATA = Path("datasets/seed/test.jsonl")
 
 
 @dataclass

@@ -28,7 +28,8 @@ def command(
     public_dev: Path = typer.Option(
         None,
         "--public-dev",
-        help="Public dev-set folder (default ../shared/data/public-dev, skipped if absent).",
+        envvar="KEFU_PUBLIC_DEV",
+        help="Public dev-set folder (env KEFU_PUBLIC_DEV; the Makefile sets it). Skipped if unset.",
     ),
     no_public_dev: bool = typer.Option(False, "--no-public-dev", help="Skip the public dev sets."),
     public_dev_limit: int = typer.Option(
@@ -53,7 +54,7 @@ def command(
 
     from kefu.errors import InputError
     from kefu.training.evaluation.artifacts import EvaluationRequest, run_evaluation
-    from kefu.training.evaluation.public_dev import DEFAULT_PUBLIC_DEV, PER_SET_DEFAULTS
+    from kefu.training.evaluation.public_dev import PER_SET_DEFAULTS
     from kefu.training.evaluation.report import fmt
 
     def log(message: str) -> None:
@@ -70,9 +71,8 @@ def command(
             )
         public_folder = public_dev
     else:
-        public_folder = DEFAULT_PUBLIC_DEV if DEFAULT_PUBLIC_DEV.is_dir() else None
-        if public_folder is None:
-            log(f"public dev sets: {DEFAULT_PUBLIC_DEV} not found, skipped")
+        public_folder = None
+        log("public dev sets: no --public-dev (or KEFU_PUBLIC_DEV), skipped")
     request = EvaluationRequest(
         bundle=bundle,
         data=data,

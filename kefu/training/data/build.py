@@ -19,11 +19,11 @@ from pathlib import Path
 import yaml
 
 from kefu.errors import DataError
-from kefu.serving.taxonomy import REPO_ROOT, Taxonomy, load_taxonomy
+from kefu.serving.taxonomy import Taxonomy, load_taxonomy
 from kefu.training.data.augment import MAX_CHARS, Augmenter, Message
 from kefu.training.data.overlap import THRESHOLD, max_jaccard
 
-DATASETS = REPO_ROOT / "datasets"
+DATASETS = Path("datasets")  # run from the project root, as `make data` does
 SPLITS = ("train", "dev", "test")
 SPLIT_SHARES = (0.8, 0.1, 0.1)
 HEADER = ["urgency", "emotion", "tags", "text"]

@@ -14,7 +14,6 @@ from typing import Any
 
 from kefu.errors import DataError
 from kefu.serving.bundle import read_bundle, update_bundle
-from kefu.serving.taxonomy import REPO_ROOT
 from kefu.training.data.loader import LabelledData, load_labelled, write_rejects
 from kefu.training.evaluation.evaluate import evaluate_bundle, write_metrics
 from kefu.training.evaluation.model_card import EVALUATION_KEYS, render_model_card
@@ -98,10 +97,8 @@ def resolve_train_data(
         return explicit
     for key in TRAIN_CONFIG_KEYS:
         value = _nested_get(training_config, key)
-        if isinstance(value, str) and value:
-            for candidate in (Path(value), REPO_ROOT / value):
-                if candidate.is_file():
-                    return candidate
+        if isinstance(value, str) and value and Path(value).is_file():
+            return Path(value)  # a relative path is read from where training ran
     sibling = data_path.with_name("train" + data_path.suffix)
     if sibling.is_file() and sibling.resolve() != data_path.resolve():
         return sibling

@@ -1,4 +1,4 @@
-"""Evaluation on the public real-text dev sets (`../shared/data/public-dev/`, see its README).
+"""Evaluation on public real-text dev sets (a folder given by --public-dev or KEFU_PUBLIC_DEV).
 
 They tell how well a model trained on our own labelled data transfers to text nobody here
 wrote. Evaluation only: they are never trained on, never used to tune, never copied into the
@@ -26,11 +26,9 @@ import numpy as np
 
 from kefu.errors import DataError
 from kefu.serving.deployment import Deployment
-from kefu.serving.taxonomy import REPO_ROOT
 from kefu.training.evaluation.inference import run_deployment
 from kefu.training.evaluation.metrics import scores_from_confusion
 
-DEFAULT_PUBLIC_DEV = REPO_ROOT.parent / "shared" / "data" / "public-dev"
 SAMPLE_SEED = 0
 # Default rows per set: every JD message (the set closest to production, 2.1k short rows) and a
 # seeded 1,000-row sample of the review and Weibo sets, so the whole public evaluation takes about

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_report import scored_table
+from support.scored import scored_table
 
 from kefu.serving.report import build_report
 

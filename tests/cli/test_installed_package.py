@@ -1,0 +1,106 @@
+"""`pip install .` (not editable, runtime only) serves a bundle with nothing from the checkout.
+
+A fresh virtual environment gets the package from a wheel built from this checkout; the server
+then runs from a directory outside it, with a bundle copied there, so any runtime read of the
+repository root (taxonomy, configs, `../shared`) would fail here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import venv
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+from support.serving import free_port
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A venv with only `pip install <wheel>` in it: the runtime dependencies, no extras."""
+    root = tmp_path_factory.mktemp("installed")
+    wheels = root / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels)]
+        + ["--no-build-isolation", str(REPO_ROOT)],
+        check=True,
+        cwd=root,
+        timeout=300,
+    )
+    env_dir = root / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    (wheel,) = wheels.glob("kefu-*.whl")
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(wheel)],
+        check=True,
+        cwd=root,
+        timeout=900,
+    )
+    return env_dir
+
+
+def test_the_installed_package_has_no_training_dependencies(installed):
+    probe = (
+        "import importlib.util, json, kefu.serving.taxonomy as t; "
+        "print(json.dumps({'file': t.__file__, 'intents': len(t.load_taxonomy().intents), "
+        "'torch': importlib.util.find_spec('torch') is not None}))"
+    )
+    completed = subprocess.run(
+        [str(installed / "bin" / "python"), "-c", probe],
+        cwd=installed.parent,
+        env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(completed.stdout)
+    assert report["file"].startswith(str(installed))  # not the checkout
+    assert report["intents"] == 21
+    assert report["torch"] is False
+
+
+def test_the_installed_kefu_serves_a_bundle_from_outside_the_checkout(installed, tiny_bundle):
+    workdir = installed.parent / "elsewhere"
+    bundle = shutil.copytree(tiny_bundle, workdir / "bundle")
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("KEFU_")}
+    env.pop("PYTHONPATH", None)
+    server = subprocess.Popen(
+        [str(installed / "bin" / "kefu"), "serve", "--bundle", str(bundle), "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()
+                assert time.monotonic() < deadline, "server did not become ready"
+                time.sleep(0.2)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/classify",
+            data=json.dumps({"text": "我的快递三天没动了"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = json.loads(response.read())
+        (result,) = body["results"]
+        assert body["model_version"] == "tiny-0"
+        assert result["intent"]["label"]
+        assert result["route"]["queue"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
