@@ -6,7 +6,7 @@ Python `train(load_config(path), Path("models/default"))`.
 The story, top to bottom: config (seeds, threads) -> data (loader, serving's TextEncoder,
 tokenizer parity) -> model (base encoder + three heads) -> loop (early stopping on dev
 macro-F1) -> export (ONNX + INT8, parity checks) -> calibrate (temperatures and abstention on
-dev, from the variant serving will run) -> save (`write_bundle`, manifest, interim model
+dev, from the variant serving will run) -> save (`write_bundle`, manifest, model
 card; `kefu evaluate` adds test metrics later).
 """
 
@@ -28,13 +28,14 @@ import numpy as np
 import torch
 
 from kefu.errors import DataError
-from kefu.serving.bundle import Bundle, Manifest, sha256_file, write_bundle
+from kefu.serving.bundle import Bundle, Manifest, sha256_file, update_bundle, write_bundle
 from kefu.serving.taxonomy import HEADS, Taxonomy, load_taxonomy
 from kefu.serving.tokenization import TextEncoder, normalize_text
 from kefu.training.base_model import resolve_base_model
 from kefu.training.calibrate import calibrate_heads
 from kefu.training.config import TrainConfig
 from kefu.training.data.loader import LabelledRow, load_labelled
+from kefu.training.evaluation.model_card import render_model_card
 from kefu.training.export import (
     check_onnx_parity,
     check_tokenizer_parity,
@@ -43,7 +44,6 @@ from kefu.training.export import (
     onnx_logits,
     quantize_int8,
 )
-from kefu.training.interim_card import interim_model_card
 from kefu.training.loop import fit
 from kefu.training.model import MultiHeadLoss, class_weight_tensor, load_classifier
 from kefu.training.sampling import encode_split, mixed_batches
@@ -181,9 +181,9 @@ def train(
             calibration=calibration,
             policy=taxonomy.routing,
             metrics={"training": summary},
-            model_card=interim_model_card(manifest, config, base, summary),
             training_config=config.to_dict(),
         )
+        bundle = update_bundle(bundle.path, model_card=render_model_card(bundle))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log(

@@ -104,7 +104,10 @@ def test_training_writes_a_bundle_that_serving_loads(trained, data_dir, base_dir
     assert summary["onnx_parity"]["max_abs_diff"] <= 1e-4
     assert summary["onnx_parity"]["argmax_mismatches"] == 0
     assert summary["tokenizer_parity_texts"] == summary["rows"]["train"] + summary["rows"]["dev"]
-    assert "licence" in bundle.model_card_path.read_text()
+    card = bundle.model_card_path.read_text()
+    assert "licence" in card and "Not evaluated yet" in card
+    assert f"Trained on `{config.train_data}`" in card  # the data it really saw, never assumed
+    assert "intent (21 labels), urgency (4) and emotion (5)" in card
     texts = ["在吗", "我要退款！！", "转人工", "发票"]
     for variant in ("fp32", "int8"):
         classifier = Classifier.from_bundle(out, variant=variant, intra_op_threads=1)

@@ -1,7 +1,8 @@
 """The bundle's model card (`README.md` inside the bundle): what the model is, how well it does.
 
-Written by `kefu evaluate` from the bundle (manifest, training config, calibration) and the
-evaluation metrics, so the card always describes the files it ships with.
+Rendered from the bundle itself (manifest, labels, training config and record, calibration)
+and, once `kefu evaluate` has run, its test metrics; `kefu train` writes the same card without
+them. So the card always describes the files it ships with, whatever data they were trained on.
 """
 
 from __future__ import annotations
@@ -50,16 +51,19 @@ def base_model_licence(base_model: str, bundle: Bundle) -> str:
 
 
 def render_model_card(
-    bundle: Bundle, metrics: Mapping[str, Any], report_link: str | None = None
+    bundle: Bundle, metrics: Mapping[str, Any] | None = None, report_link: str | None = None
 ) -> str:
+    """The card; without `metrics` (straight after training) the test sections say so."""
     manifest = bundle.manifest
     licence = base_model_licence(manifest.base_model, bundle)
+    sizes = {head: len(bundle.labels[head]) for head in HEADS}
     lines = [
         f"# kefu triage model {manifest.model_version}",
         "",
-        "Reads one Chinese e-commerce customer-service message and returns its intent (21 labels), "
-        "urgency (4) and emotion (5) with calibrated confidences; kefu's routing turns these into a "
-        "queue, a priority and an escalation decision.",
+        f"Reads one Chinese e-commerce customer-service message and returns its intent "
+        f"({sizes['intent']} labels), urgency ({sizes['urgency']}) and emotion ({sizes['emotion']}) "
+        "with calibrated confidences; kefu's routing turns these into a queue, a priority and an "
+        "escalation decision.",
         "",
         "## Model",
         "",
@@ -86,6 +90,23 @@ def render_model_card(
         "",
         "## Evaluation",
         "",
+    ]
+    if metrics is None:
+        lines += [
+            "Not evaluated yet: this card was written by `kefu train` (dev-set numbers above). Run "
+            "`kefu evaluate --bundle DIR --data TEST_FILE -o DIR` for test metrics, the TF-IDF "
+            "baseline and the public dev sets.",
+            "",
+            "## Intended use",
+            "",
+            *INTENDED_USE,
+            "",
+            "## Known limits",
+            "",
+            *_limits(bundle, None, licence),
+        ]
+        return "\n".join(lines).rstrip() + "\n"
+    lines += [
         f"On `{metrics['data']['file']}` ({metrics['n']} rows); baseline = character 1-3-gram TF-IDF + "
         f"logistic regression fitted on `{metrics['train_data']['file']}`. Macro-F1 gains in points. "
         f"The model columns are the fp32 ONNX graph; serving runs the {manifest.default_variant} one"
@@ -123,7 +144,7 @@ def render_model_card(
         "",
         "## Known limits",
         "",
-        *_limits(metrics, licence),
+        *_limits(bundle, metrics, licence),
     ]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -260,11 +281,20 @@ def _int8_sentence(metrics: Mapping[str, Any]) -> str:
     )
 
 
-def _limits(metrics: Mapping[str, Any], licence: str) -> list[str]:
+def trained_on(bundle: Bundle) -> str:
+    """The training files the bundle records, in words (never assumed)."""
+    config = bundle.training_config
+    files = [config[key] for key in ("train_data", "extra_train_data") if config.get(key)]
+    flat = [
+        str(item) for value in files for item in (value if isinstance(value, list) else [value])
+    ]
+    return ", ".join(f"`{path}`" for path in flat) if flat else "data not recorded in the bundle"
+
+
+def _limits(bundle: Bundle, metrics: Mapping[str, Any] | None, licence: str) -> list[str]:
     limits = [
-        "- Trained on a seed corpus of hand-written and augmented messages, not on production logs; "
-        "accuracy on real traffic is lower (see the public dev sets) until it is retrained on "
-        "labelled logs with `kefu train`.",
+        f"- Trained on {trained_on(bundle)}; accuracy on traffic unlike it is lower: measure on "
+        "your own labelled logs and retrain with `kefu train` when it falls short.",
         "- One message at a time: conversation history only enters through routing rules (turn count, "
         "repeated intent).",
         "- Long messages keep their first and last tokens only; requests in the middle can be missed.",
@@ -275,7 +305,8 @@ def _limits(metrics: Mapping[str, Any], licence: str) -> list[str]:
     missing = [
         head
         for head in HEADS
-        if any(scores["support"] == 0 for scores in metrics["model"][head]["per_class"].values())
+        if metrics is not None
+        and any(scores["support"] == 0 for scores in metrics["model"][head]["per_class"].values())
     ]
     if missing:
         limits.append(
