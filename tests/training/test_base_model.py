@@ -12,12 +12,8 @@ from safetensors.torch import load_file
 from support.tiny import save_tiny_base_model
 
 from kefu.serving.bundle import sha256_file
-from kefu.training.base_model import (
-    M3E_SMALL,
-    BaseModelError,
-    convert_bin_to_safetensors,
-    resolve_base_model,
-)
+from kefu.training.base_model import M3E_SMALL, BaseModelError, resolve_base_model
+from kefu.training.packaged_model import convert_bin_to_safetensors
 
 
 @pytest.fixture(scope="module")
