@@ -3,7 +3,7 @@
 The bundle ships ONNX only, and training keeps no torch checkpoint, so the PyTorch reference
 and the training-speed part rebuild the architecture the bundle was trained from: the base
 encoder (`base_model` in the bundle's training config) with new heads. A tiny test bundle
-(`training/tiny.py`) has no base model; its random tiny BERT is rebuilt from `tiny_bert_config`.
+(`tests/support/tiny.py`) has no base model; its random tiny BERT is rebuilt from `tiny_bert_config`.
 Speed depends on the architecture and the token counts, not on the weights' values.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kefu.serving.bundle import Bundle
 
-TINY_BASE = "tiny-random-bert"  # the manifest base_model written by training/tiny.py
+TINY_BASE = "tiny-random-bert"  # the manifest base_model written by tests/support/tiny.py
 
 
 @dataclass(frozen=True)

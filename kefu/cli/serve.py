@@ -1,6 +1,6 @@
 """`kefu serve --bundle models/default --host 127.0.0.1 --port 8000 [--workers N]`.
 
-Options override KEFU_* environment variables (serving/settings.py lists them all). The bundle
+Options override KEFU_* environment variables (kefu/serving/settings.py lists them all). The bundle
 and the routing policy are validated before uvicorn starts, so a bad bundle or policy stops
 here with one line naming the problem (exit code 2) instead of a traceback per worker. One
 worker serves the app object directly; several workers rebuild their settings from KEFU_*

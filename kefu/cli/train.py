@@ -1,6 +1,6 @@
 """`kefu train`: fine-tune the three-head model on labelled data and write a bundle.
 
-Usage: `kefu train --config training/configs/default.yaml --out models/default
+Usage: `kefu train --config kefu/training/configs/default.yaml --out models/default
 [--data-dir datasets/seed] [--base-model DIR] [--set epochs=2 --set lr=3e-5]`.
 """
 

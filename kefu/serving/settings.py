@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KEFU_", extra="forbid", validate_default=True)
 
     # Model
-    bundle: Path = Path("models/default")  # bundle directory (serving/bundle.py format)
+    bundle: Path = Path("models/default")  # bundle directory (kefu/serving/bundle.py format)
     variant: Literal["fp32", "int8"] | None = None  # None: the bundle's default_variant
     ort_threads: int | None = Field(
         default=None, ge=1

@@ -45,7 +45,7 @@ class TrainConfig:
     id_column: str = "id"
 
     # --- model
-    # a model directory, a Hugging Face hub id, or "m3e-small" (see training/base_model.py)
+    # a model directory, a Hugging Face hub id, or "m3e-small" (see kefu/training/base_model.py)
     base_model: str = "m3e-small"
     # tokens per message incl. [CLS]/[SEP]; longer ones keep head+tail (the vocabulary is per
     # character for Chinese, so 128 tokens is about 128 characters)

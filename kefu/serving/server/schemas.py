@@ -1,7 +1,7 @@
 """HTTP request and response models of the kefu API (they are the OpenAPI schema at /docs).
 
 Schemas check structure and types only; limits that depend on settings or on the loaded
-model (batch size, text length, known intent ids) are checked in `serving/app.py`, so one
+model (batch size, text length, known intent ids) are checked in `handlers.py`, so one
 schema serves every deployment.
 """
 
