@@ -47,11 +47,19 @@ def installed(tmp_path_factory) -> Path:
     return env_dir
 
 
-def test_the_installed_package_has_no_training_dependencies(installed):
+def test_every_runtime_module_imports_without_torch_transformers_or_ray(installed):
+    """The fresh venv has the runtime dependencies only: no torch, transformers or ray."""
     probe = (
-        "import importlib.util, json, kefu.serving.taxonomy as t; "
+        "import importlib, importlib.util, json, pkgutil, kefu.serving, kefu.serving.taxonomy as t\n"
+        "from kefu.errors import ConfigError\n"
+        "names = [m.name for m in pkgutil.walk_packages(kefu.serving.__path__, 'kefu.serving.')]\n"
+        "refused = {}\n"
+        "for name in names:\n"
+        "    try: importlib.import_module(name)\n"
+        "    except ConfigError as exc: refused[name] = str(exc)\n"
         "print(json.dumps({'file': t.__file__, 'intents': len(t.load_taxonomy().intents), "
-        "'torch': importlib.util.find_spec('torch') is not None}))"
+        "'modules': len(names), 'refused': refused, 'absent': [m for m in "
+        "('torch', 'transformers', 'ray') if importlib.util.find_spec(m) is None]}))"
     )
     completed = subprocess.run(
         [str(installed / "bin" / "python"), "-c", probe],
@@ -64,7 +72,12 @@ def test_the_installed_package_has_no_training_dependencies(installed):
     report = json.loads(completed.stdout)
     assert report["file"].startswith(str(installed))  # not the checkout
     assert report["intents"] == 21
-    assert report["torch"] is False
+    assert report["modules"] > 30
+    # the one module that needs an extra says which, instead of an ImportError
+    assert report["refused"] == {
+        "kefu.serving.batch.ray_engine": "--engine ray needs the ray extra: pip install 'kefu[ray]'"
+    }
+    assert report["absent"] == ["torch", "transformers", "ray"]
 
 
 def test_the_installed_kefu_serves_a_bundle_from_outside_the_checkout(installed, tiny_bundle):
