@@ -28,13 +28,15 @@ $(STAMP): pyproject.toml
 
 data: install
 	$(BIN)/kefu data build
+	$(BIN)/kefu data real
 
 base-model: install
 	$(BIN)/kefu base-model
 
 model: base-model
 	$(BIN)/kefu train --config kefu/training/configs/default.yaml --out $(BUNDLE)
-	$(BIN)/kefu evaluate --bundle $(BUNDLE) --data datasets/seed/test.jsonl -o $(BUNDLE)
+	$(BIN)/kefu evaluate --bundle $(BUNDLE) --data seed=datasets/seed/test.jsonl \
+		--data real=datasets/real/test.jsonl --lead real -o $(BUNDLE)
 
 $(BUNDLE)/manifest.json:
 	$(MAKE) model

@@ -96,7 +96,7 @@ def bench_training(
 
 def training_data(config: TrainConfig, fallback: LabelledData) -> tuple[LabelledData, str]:
     """The config's training split when it exists (relative to the working directory), else the workload."""
-    path = Path(config.train_data)
+    path = Path(config.train_data[0])
     if path.is_file():
         data = load_labelled(path)
         if data.rows:

@@ -40,6 +40,25 @@ def build(
     )
 
 
+@app.command("real")
+@reports_errors("data real")
+def real(
+    folder: Path = typer.Option(
+        Path("datasets/real"), help="Folder with messages.tsv and annotations/."
+    ),
+) -> None:
+    """Rebuild datasets/real/ splits, stats and card numbers from its annotations."""
+    from kefu.training.data.real import RealConfig, build_real
+
+    stats = build_real(RealConfig(folder=folder))
+    rows, agree = stats["rows"], stats["agreement"]["all"]
+    typer.echo(
+        f"real corpus: {rows['total']} rows (train {rows['train']}, dev {rows['dev']}, "
+        f"test {rows['test']}); second-annotation kappa "
+        + ", ".join(f"{head} {agree[head]['kappa']:.3f}" for head in agree)
+    )
+
+
 @app.command("validate")
 @reports_errors("data validate")
 def validate(

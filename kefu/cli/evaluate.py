@@ -1,8 +1,11 @@
-"""`kefu evaluate`: score a bundle on a labelled file; write metrics.json, report.md and figures.
+"""`kefu evaluate`: score a bundle on labelled test sets; write metrics.json, report.md, figures.
 
-Usage: `kefu evaluate --bundle models/default --data datasets/seed/test.jsonl -o reports/seed-test`
+Usage: `kefu evaluate --bundle models/default --data datasets/seed/test.jsonl -o reports/x`
+       `kefu evaluate --bundle models/default --data datasets/seed/test.jsonl \
+            --data real=datasets/real/test.jsonl --lead real -o models/default`
 (`-o models/default` writes the report under models/default/evaluation/ and updates the bundle's
-metrics.json and model card).
+metrics.json and model card). The first --data is metrics.json's top-level block; each further
+set gets a block of the same shape under its name.
 """
 
 from __future__ import annotations
@@ -16,7 +19,18 @@ def command(
     bundle: Path = typer.Option(
         Path("models/default"), "--bundle", help="Bundle directory to evaluate."
     ),
-    data: Path = typer.Option(..., "--data", help="Labelled file (JSONL, CSV, TSV or Parquet)."),
+    data: list[str] = typer.Option(
+        ...,
+        "--data",
+        help="Labelled test file (JSONL, CSV, TSV or Parquet), as FILE or NAME=FILE; repeat for "
+        "several sets (a bare FILE is named after its folder).",
+    ),
+    lead: str = typer.Option(
+        None, "--lead", help="Test set the model card leads with (default: the first)."
+    ),
+    min_support: int = typer.Option(
+        10, "--min-support", min=1, help="Macro-F1 averages classes with at least this many rows."
+    ),
     out: Path = typer.Option(
         ..., "-o", "--out", help="Folder for metrics.json, report.md and PNGs."
     ),
@@ -53,7 +67,11 @@ def command(
     import time
 
     from kefu.errors import InputError
-    from kefu.training.evaluation.artifacts import EvaluationRequest, run_evaluation
+    from kefu.training.evaluation.artifacts import (
+        EvaluationRequest,
+        parse_test_set,
+        run_evaluation,
+    )
     from kefu.training.evaluation.public_dev import PER_SET_DEFAULTS
     from kefu.training.evaluation.report import fmt
 
@@ -75,9 +93,11 @@ def command(
         log("public dev sets: no --public-dev (or KEFU_PUBLIC_DEV), skipped")
     request = EvaluationRequest(
         bundle=bundle,
-        data=data,
+        data=[parse_test_set(value) for value in data],
         out=out,
         train_data=train_data,
+        lead=lead,
+        min_support=min_support,
         public_dev=public_folder,
         public_dev_limit=PER_SET_DEFAULTS
         if public_dev_limit is None
@@ -94,15 +114,20 @@ def command(
     )
     started = time.perf_counter()
     outcome = run_evaluation(request, log=log)
-    for head, scores in outcome.metrics["model"].items():
-        baseline, int8 = outcome.metrics["baseline"][head], outcome.metrics["int8"][head]
-        log(
-            f"{head:8s} macro-F1 {fmt(scores['macro_f1'])} (baseline {fmt(baseline['macro_f1'])}, "
-            f"INT8 {fmt(int8['macro_f1'])})  ECE {fmt(scores['ece'])}  abstain {fmt(scores['abstain_rate'])}"
-        )
+    metrics = outcome.metrics
+    for position, name in enumerate(metrics["test_sets"]):
+        block = metrics if position == 0 else metrics[name]
+        for head, scores in block["model"].items():
+            baseline, int8 = block["baseline"][head], block["int8"][head]
+            log(
+                f"{name:6s} {head:8s} macro-F1 {fmt(scores['macro_f1'])} (baseline "
+                f"{fmt(baseline['macro_f1'])}, INT8 {fmt(int8['macro_f1'])})  ECE "
+                f"{fmt(scores['ece'])}  abstain {fmt(scores['abstain_rate'])}"
+            )
     for name, result in outcome.metrics.get("public_dev", {}).items():
         log(
             f"public {name}: accuracy {fmt(result['accuracy'])}, macro-F1 {fmt(result['macro_f1'])} (n={result['n']})"
         )
-    log(f"evaluated {outcome.metrics['n']} rows in {time.perf_counter() - started:.1f}s")
+    rows = sum((metrics if i == 0 else metrics[n])["n"] for i, n in enumerate(metrics["test_sets"]))
+    log(f"evaluated {rows} rows in {time.perf_counter() - started:.1f}s")
     typer.echo(str(outcome.report))

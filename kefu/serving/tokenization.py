@@ -8,20 +8,18 @@ so cutting only the end would drop the part that decides the intent.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
+from kefu.serving.normalize import normalize_text
+
+__all__ = ["EncodedBatch", "TextEncoder", "normalize_text"]
+
 # Share of the content window kept from the start of a long text; the rest comes from its end.
 HEAD_SHARE = 0.5
-
-
-def normalize_text(text: str) -> str:
-    """NFKC folds full-width letters and digits (ｏｋ, １２３) that the vocabulary lacks."""
-    return unicodedata.normalize("NFKC", text).strip()
 
 
 @dataclass

@@ -31,10 +31,14 @@ def _per_head(intent: float, urgency: float, emotion: float) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # --- data: any file the loader reads (JSONL, CSV, Parquet); `--data-dir D` sets both files
-    train_data: str = "datasets/seed/train.jsonl"
-    # dev split for early stopping, calibration and export checks; "" = hold out dev_fraction
-    dev_data: str = "datasets/seed/dev.jsonl"
+    # --- data: files the loader reads (JSONL, CSV, TSV, Parquet); one path or a list of paths;
+    # `--data-dir D` sets D/train.jsonl and D/dev.jsonl
+    train_data: list[str] = field(default_factory=lambda: ["datasets/seed/train.jsonl"])
+    # how often each training file's rows are drawn per epoch, one number per train_data file
+    # (2.0 = every row twice, 0.5 = a seeded half each epoch); empty = 1.0 for every file
+    train_weights: list[float] = field(default_factory=list)
+    # dev files for early stopping, calibration and export checks; empty = hold out dev_fraction
+    dev_data: list[str] = field(default_factory=lambda: ["datasets/seed/dev.jsonl"])
     # share of train held out as dev when dev_data is "" (split by a hash of the text)
     dev_fraction: float = 0.1
     # column names in the data files (for your own logs)
@@ -136,6 +140,10 @@ class TrainConfig:
             _bad("class_weights", self.class_weights, f"must be one of {list(CLASS_WEIGHTS)}")
         if not self.train_data:
             _bad("train_data", self.train_data, "must name a labelled file")
+        if self.train_weights and len(self.train_weights) != len(self.train_data):
+            _bad("train_weights", self.train_weights, "must give one weight per train_data file")
+        if any(weight <= 0 for weight in self.train_weights):
+            _bad("train_weights", self.train_weights, "must be > 0 per file")
         for name in ("loss_weights", "target_precision"):
             values = getattr(self, name)
             if set(values) != set(HEADS):
@@ -156,6 +164,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     values: dict[str, Any] = {}
     if path is not None:
         values = _read_yaml(Path(path))
+    overridden = {override.partition("=")[0].strip() for override in overrides}
+    if "train_data" in overridden and "train_weights" not in overridden:
+        values.pop("train_weights", None)  # weights belong to the files they were set for
     for override in overrides:
         key, sep, raw = override.partition("=")
         key = key.strip()
@@ -211,6 +222,15 @@ def _coerce(name: str, value: Any, expected: Any, where: str) -> Any:
             return value
         if value is None:
             return ""
+    elif typing.get_origin(expected) is list:
+        item_type = typing.get_args(expected)[0]
+        if value is None or value == "":
+            return []
+        items = value if isinstance(value, list) else [value]  # one path is a list of one
+        if item_type is str and all(isinstance(item, str) and item for item in items):
+            return list(items)
+        if item_type is float:
+            return [_coerce(f"{name}[{i}]", item, float, where) for i, item in enumerate(items)]
     elif typing.get_origin(expected) is dict and isinstance(value, Mapping):
         if set(value) - set(HEADS):
             raise ConfigError(
@@ -220,6 +240,12 @@ def _coerce(name: str, value: Any, expected: Any, where: str) -> Any:
         merged = {**_defaults()[name], **value}
         return {head: _coerce(f"{name}.{head}", merged[head], float, where) for head in HEADS}
     type_name = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+    if typing.get_origin(expected) is list:
+        type_name[expected] = (
+            "a path or a list of paths"
+            if typing.get_args(expected)[0] is str
+            else "a list of numbers"
+        )
     raise ConfigError(
         f"{where}: {name} = {value!r} is not {type_name.get(expected, 'a mapping of head to number')}"
     )

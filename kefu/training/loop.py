@@ -116,7 +116,7 @@ def fit(
     show_progress: bool = True,
 ) -> History:
     rng = np.random.default_rng(config.seed)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    steps_per_epoch = math.ceil(train_set.rows_per_epoch / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
@@ -135,7 +135,7 @@ def fit(
         task = progress.add_task("train", total=total_steps, loss=float("nan"), f1="-")
         while not history.stopped_because:
             for rows in training_batches(
-                train_set.lengths, config.batch_size, rng, config.bucket_batches
+                train_set.lengths, config.batch_size, rng, config.bucket_batches, train_set.weights
             ):
                 inputs, labels = collate(train_set, rows, pad_id), batch_labels(train_set, rows)
                 loss, _ = loss_fn(model(**inputs), labels)

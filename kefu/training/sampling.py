@@ -28,9 +28,14 @@ class EncodedSplit:
     texts: list[str]
     ids: list[list[int]]
     labels: dict[str, np.ndarray]  # int64, IGNORE where the row lacks the head's label
+    weights: np.ndarray | None = None  # (n,) draws per epoch (train_weights); None = 1 each
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def rows_per_epoch(self) -> float:
+        return float(self.weights.sum()) if self.weights is not None else float(len(self.ids))
 
     @property
     def lengths(self) -> np.ndarray:
@@ -42,6 +47,7 @@ def encode_split(
     labels: Sequence[Mapping[str, str | None]],
     encoder: TextEncoder,
     taxonomy: Taxonomy,
+    weights: Sequence[float] | None = None,
 ) -> EncodedSplit:
     """Tokenise `texts` and map each row's label ids to the taxonomy's output order."""
     ids, _ = encoder.token_ids(list(texts))
@@ -52,18 +58,37 @@ def encode_split(
             [index[row[head]] if row.get(head) is not None else IGNORE for row in labels],
             dtype=np.int64,
         )
-    return EncodedSplit(list(texts), ids, label_arrays)
+    row_weights = np.asarray(weights, dtype=np.float64) if weights is not None else None
+    return EncodedSplit(list(texts), ids, label_arrays, row_weights)
+
+
+def epoch_rows(n_rows: int, weights: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """Row indices drawn for one epoch: row i floor(w_i) times, once more with chance frac(w_i).
+
+    This is how `train_weights` mix corpora: a small real corpus drawn twice per epoch next to
+    a large written one drawn half, without copying files; each epoch draws a new half.
+    """
+    if weights is None:
+        return np.arange(n_rows)
+    whole = np.floor(weights).astype(np.int64)
+    extra = rng.random(n_rows) < (weights - whole)
+    return np.repeat(np.arange(n_rows), whole + extra)
 
 
 def training_batches(
-    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool_batches: int = 50
+    lengths: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    pool_batches: int = 50,
+    weights: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Row indices per batch for one epoch: shuffled, then sorted by length within pools.
+    """Row indices per batch for one epoch: drawn by weight, shuffled, sorted within pools.
 
     A pool of `pool_batches * batch_size` random rows is sorted by length and cut into batches;
     the batch order is shuffled again, so the model does not see all short messages first.
     """
-    order = rng.permutation(len(lengths))
+    drawn = epoch_rows(len(lengths), weights, rng)
+    order = drawn[rng.permutation(len(drawn))]
     pool = batch_size * pool_batches
     batches = []
     for start in range(0, len(order), pool):

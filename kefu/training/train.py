@@ -72,14 +72,18 @@ def train(
     taxonomy = taxonomy or load_taxonomy()
 
     # 2. data, tokenised by serving's encoder; the base model's own tokenizer must agree
-    train_rows, dev_rows, data_hash = load_splits(config, taxonomy, log)
+    train_rows, train_weights, dev_rows, data_hash = load_splits(config, taxonomy, log)
     base = resolve_base_model(config.base_model, log=log)
     work = Path(tempfile.mkdtemp(prefix="kefu-train-"))
     try:
         tokenizer_json = base_tokenizer_json(base.path, work)
         encoder = TextEncoder.from_file(tokenizer_json, config.max_length)
         train_set = encode_split(
-            [r.text for r in train_rows], [r.labels for r in train_rows], encoder, taxonomy
+            [r.text for r in train_rows],
+            [r.labels for r in train_rows],
+            encoder,
+            taxonomy,
+            weights=train_weights if config.train_weights else None,
         )
         dev_set = encode_split(
             [r.text for r in dev_rows], [r.labels for r in dev_rows], encoder, taxonomy
@@ -153,6 +157,7 @@ def train(
             "stopped_because": history.stopped_because,
             "threads": torch.get_num_threads(),
             "rows": {"train": len(train_set), "dev": len(dev_set)},
+            "rows_per_epoch": round(train_set.rows_per_epoch),
             "base_model": {"name": base.name, "origin": base.origin},
             "base_model_licence": base.licence,
             "dev_macro_f1": history.best.dev_macro_f1,
@@ -195,10 +200,10 @@ def train(
 
 def load_splits(
     config: TrainConfig, taxonomy: Taxonomy, log: Callable[[str], None]
-) -> tuple[list[LabelledRow], list[LabelledRow], str]:
-    """Train and dev rows, and the data hash (sha256 over the files' bytes).
+) -> tuple[list[LabelledRow], list[float], list[LabelledRow], str]:
+    """Train rows with their draw weights, dev rows, and the data hash (sha256 over the files).
 
-    Without a dev file, dev is `dev_fraction` of train chosen by a hash of the normalised text,
+    Without dev files, dev is `dev_fraction` of train chosen by a hash of the normalised text,
     so that copies of one message never land on both sides.
     """
     columns = {
@@ -208,31 +213,44 @@ def load_splits(
         "emotion_col": config.emotion_column,
         "id_col": config.id_column,
     }
-    files = [Path(config.train_data)] + ([Path(config.dev_data)] if config.dev_data else [])
-    loaded = [load_labelled(path, taxonomy=taxonomy, **columns) for path in files]
-    for data in loaded:
+    train_files = [Path(path) for path in config.train_data]
+    dev_files = [Path(path) for path in config.dev_data]
+    file_weights = config.train_weights or [1.0] * len(train_files)
+    train_rows: list[LabelledRow] = []
+    weights: list[float] = []
+    dev_rows: list[LabelledRow] = []
+    for path, weight in [
+        *zip(train_files, file_weights, strict=True),
+        *((p, 0.0) for p in dev_files),
+    ]:
+        data = load_labelled(path, taxonomy=taxonomy, **columns)
         if data.rejects:
             shown = "; ".join(reject.describe() for reject in data.rejects[:3])
             log(
                 f"warning: {len(data.rejects)} rows of {data.source} rejected and not used "
                 f"({shown}); `kefu data validate {data.source}` lists them all"
             )
-    train_rows = loaded[0].rows
-    if config.dev_data:
-        dev_rows = loaded[1].rows
-    else:
+        if not data.rows:
+            raise DataError("no usable rows", file=str(path))
+        if path in dev_files and weight == 0.0:
+            dev_rows += data.rows
+        else:
+            train_rows += data.rows
+            weights += [weight] * len(data.rows)
+    if not dev_files:
         in_dev = [
             _hash_fraction(normalize_text(row.text)) < config.dev_fraction for row in train_rows
         ]
         dev_rows = [row for row, dev in zip(train_rows, in_dev, strict=True) if dev]
+        weights = [w for w, dev in zip(weights, in_dev, strict=True) if not dev]
         train_rows = [row for row, dev in zip(train_rows, in_dev, strict=True) if not dev]
     for name, rows in (("train", train_rows), ("dev", dev_rows)):
         if not rows:
-            raise DataError(f"the {name} split has no usable rows", file=str(files[-1]))
+            raise DataError(f"the {name} split has no usable rows", file=str(train_files[-1]))
     digest = hashlib.sha256()
-    for path in files:
+    for path in [*train_files, *dev_files]:
         digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
-    return train_rows, dev_rows, digest.hexdigest()
+    return train_rows, weights, dev_rows, digest.hexdigest()
 
 
 def base_tokenizer_json(base_model_dir: Path, work: Path) -> Path:

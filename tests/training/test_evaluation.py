@@ -48,7 +48,7 @@ TRAIN_ROWS = [
 ]
 
 
-def write_jsonl(path, rows, extra_lines=()):
+def write_jsonl(path, rows, extra_lines=(), sources=None):
     with path.open("w", encoding="utf-8") as handle:
         for number, (text, intent, urgency, emotion) in enumerate(rows):
             record = {
@@ -58,6 +58,8 @@ def write_jsonl(path, rows, extra_lines=()):
                 "urgency": urgency,
                 "emotion": emotion,
             }
+            if sources:
+                record["source"] = sources[number % len(sources)]
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         for line in extra_lines:
             handle.write(line + "\n")
@@ -70,6 +72,8 @@ def data_dir(tmp_path_factory):
     bad = json.dumps({"id": "bad", "text": "随便", "intent": "no_such_intent"}, ensure_ascii=False)
     write_jsonl(folder / "test.jsonl", EVAL_ROWS, extra_lines=[bad])
     write_jsonl(folder / "train.jsonl", TRAIN_ROWS)
+    (folder / "real").mkdir()
+    write_jsonl(folder / "real" / "test.jsonl", EVAL_ROWS[::-1], sources=["jd", "alipay"])
     write_fake_public_dev(folder / "public-dev")
     return folder
 
@@ -84,8 +88,9 @@ def evaluated(tiny_bundle, data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluation-out")
     manifest_before = (tiny_bundle / "manifest.json").read_text()
     result = run_cli(
-        "--bundle", tiny_bundle, "--data", data_dir / "test.jsonl", "-o", out,
-        "--public-dev", data_dir / "public-dev", "--threads", 1,
+        "--bundle", tiny_bundle, "--data", f"seed={data_dir / 'test.jsonl'}", "-o", out,
+        "--data", data_dir / "real" / "test.jsonl", "--lead", "real",
+        "--public-dev", data_dir / "public-dev", "--threads", 1, "--min-support", 1,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (
@@ -111,6 +116,33 @@ def test_metrics_json_has_the_contract_shape(evaluated, tiny_bundle):
         assert set(metrics["baseline"][head]) >= {"accuracy", "macro_f1"}
         assert 0.0 <= metrics["baseline"][head]["macro_f1"] <= 1.0
         assert 0.0 <= metrics["int8"][head]["macro_f1"] <= 1.0
+
+
+def test_each_extra_test_set_gets_a_block_of_the_same_shape_with_scores_per_source(evaluated):
+    _, metrics = evaluated
+    assert metrics["test_sets"] == ["seed", "real"] and metrics["lead"] == "real"
+    real = metrics["real"]
+    assert {"model", "baseline", "int8", "n", "data", "confusion"} <= set(real)
+    assert real["n"] == len(EVAL_ROWS)
+    for head in HEADS:
+        assert set(real["model"][head]) == set(metrics["model"][head])
+    # the same rows in another order score the same: the blocks are computed alike
+    assert real["model"]["intent"]["accuracy"] == metrics["model"]["intent"]["accuracy"]
+    assert set(real["by_source"]) == {"jd", "alipay"}
+    assert sum(part["n"] for part in real["by_source"].values()) == len(EVAL_ROWS)
+    assert "by_source" not in metrics  # the first set has no source column
+
+
+def test_macro_f1_averages_only_classes_with_enough_test_rows():
+    from kefu.training.evaluation.head_metrics import supported_macro_f1
+    from kefu.training.evaluation.metrics import head_scores
+
+    labels = ("a", "b", "c")
+    scores = head_scores([0] * 10 + [1] * 10 + [2], [0] * 10 + [1] * 5 + [0] * 5 + [1], labels)
+    f1 = {label: s.f1 for label, s in scores.per_class.items()}
+    assert supported_macro_f1(scores, 10) == pytest.approx((f1["a"] + f1["b"]) / 2)
+    assert supported_macro_f1(scores, 1) == pytest.approx(scores.macro_f1)
+    assert np.isnan(supported_macro_f1(scores, 11))
 
 
 def test_supports_add_up_and_unlabelled_rows_are_skipped_per_head(evaluated):
@@ -262,7 +294,14 @@ def test_update_bundle_flag_writes_the_card_when_out_is_elsewhere(tiny_bundle, d
 
 
 def test_train_split_is_found_beside_the_data_or_asked_for(data_dir, tmp_path):
-    assert resolve_train_data(None, data_dir / "test.jsonl", {}) == data_dir / "train.jsonl"
+    assert resolve_train_data(None, data_dir / "test.jsonl", {}) == [
+        (data_dir / "train.jsonl", 1.0)
+    ]
+    config = {"train_data": [str(data_dir / "train.jsonl")] * 2, "train_weights": [0.5, 2.0]}
+    assert resolve_train_data(None, data_dir / "test.jsonl", config) == [
+        (data_dir / "train.jsonl", 0.5),
+        (data_dir / "train.jsonl", 2.0),
+    ]
     lonely = tmp_path / "test.jsonl"
     lonely.write_text("", "utf-8")
     with pytest.raises(DataError, match="pass --train-data FILE"):
@@ -294,13 +333,20 @@ def test_data_labelled_for_intent_only_scores_intent_and_leaves_other_heads_empt
         "-o",
         tmp_path / "out",
         "--no-public-dev",
+        "--min-support",
+        1,
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["model"]["intent"]["n"] == len(EVAL_ROWS)
     assert metrics["model"]["urgency"]["n"] == 0
     assert metrics["model"]["urgency"]["macro_f1"] is None
-    assert metrics["baseline"]["emotion"] == {"accuracy": None, "macro_f1": None, "n_train": 0}
+    assert metrics["baseline"]["emotion"] == {
+        "accuracy": None,
+        "macro_f1": None,
+        "macro_f1_all": None,
+        "n_train": 0,
+    }
     assert "public_dev" not in metrics
     assert "| urgency | 0 | — | — | — |" in (tmp_path / "out" / "report.md").read_text(
         encoding="utf-8"

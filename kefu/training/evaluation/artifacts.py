@@ -15,8 +15,15 @@ from typing import Any
 from kefu.errors import DataError
 from kefu.serving.bundle import read_bundle, update_bundle
 from kefu.training.data.loader import LabelledData, load_labelled, write_rejects
-from kefu.training.evaluation.evaluate import evaluate_bundle, write_metrics
-from kefu.training.evaluation.model_card import EVALUATION_KEYS, render_model_card
+from kefu.training.evaluation.card_sections import EVALUATION_KEYS
+from kefu.training.evaluation.evaluate import (
+    TestSet,
+    TrainingData,
+    evaluate_bundle,
+    write_metrics,
+)
+from kefu.training.evaluation.head_metrics import MIN_SUPPORT
+from kefu.training.evaluation.model_card import render_model_card
 from kefu.training.evaluation.public_dev import PER_SET_DEFAULTS, load_public_sets
 from kefu.training.evaluation.report import write_report
 
@@ -24,15 +31,26 @@ from kefu.training.evaluation.report import write_report
 # sealed into its manifest, and a later evaluation rewriting them would break the seal.
 REPORT_SUBDIR = "evaluation"
 REJECTS_FILE = "rejects.jsonl"
-TRAIN_CONFIG_KEYS = ("train_file", "train_data", "train_path", "train")
+TRAIN_CONFIG_KEYS = ("train_data", "train_file", "train_path", "train")
+
+
+def parse_test_set(value: str) -> tuple[str, Path]:
+    """`NAME=PATH` or `PATH`; a bare path is named after its folder (datasets/real/test.jsonl: real)."""
+    name, sep, path = value.partition("=")
+    if sep and name and "/" not in name:
+        return name, Path(path)
+    path = Path(value)
+    return (path.parent.name or path.stem), path
 
 
 @dataclass
 class EvaluationRequest:
     bundle: Path
-    data: Path
+    data: list[tuple[str, Path]]  # (set name, file); the first is metrics.json's top level
     out: Path
     train_data: Path | None = None
+    lead: str | None = None  # the set the model card leads with (default: the first)
+    min_support: int = MIN_SUPPORT
     public_dev: Path | None = None  # None: skip the public sets
     public_dev_limit: int | None = PER_SET_DEFAULTS  # rows per set; None = all
     update_bundle: bool = False
@@ -55,9 +73,23 @@ def run_evaluation(
     bundle = read_bundle(request.bundle)
     report_dir = request.out / REPORT_SUBDIR if _same(request.out, bundle.path) else request.out
     report_dir.mkdir(parents=True, exist_ok=True)
-    data = _load(request.data, request.columns, report_dir, log)
-    train_path = resolve_train_data(request.train_data, request.data, bundle.training_config)
-    train_data = _load(train_path, _train_columns(request, bundle.training_config), None, log)
+    names = [name for name, _ in request.data]
+    if len(set(names)) != len(names):
+        raise DataError(f"two test sets are named alike ({names}); name them with --data NAME=FILE")
+    test_sets = [
+        TestSet(
+            name,
+            _load(
+                path,
+                request.columns,
+                report_dir,
+                log,
+                f"{name}_{REJECTS_FILE}" if i else REJECTS_FILE,
+            ),
+        )
+        for i, (name, path) in enumerate(request.data)
+    ]
+    train_data = training_data(request, bundle.training_config, log)
     public_sets = None
     if request.public_dev is not None:
         public_sets = load_public_sets(request.public_dev, request.public_dev_limit)
@@ -66,22 +98,25 @@ def run_evaluation(
         )
     result = evaluate_bundle(
         bundle.path,
-        data,
+        test_sets,
         report_dir,
         train_data=train_data,
         public_sets=public_sets,
         threads=request.threads,
+        min_support=request.min_support,
+        lead=request.lead,
     )
     metrics_path = write_metrics(result.metrics, report_dir)
     report_path = write_report(result.metrics, bundle.label_names, result.figures, report_dir)
     files = [
         metrics_path,
         report_path,
-        *(p for kind in result.figures.values() for p in kind.values()),
+        *(p for kinds in result.figures.values() for k in kinds.values() for p in k.values()),
     ]
     into_bundle = request.update_bundle or _inside(request.out, bundle.path)
     if into_bundle:
-        kept = {key: value for key, value in bundle.metrics.items() if key not in EVALUATION_KEYS}
+        stale = EVALUATION_KEYS | set(bundle.metrics.get("test_sets") or [])
+        kept = {key: value for key, value in bundle.metrics.items() if key not in stale}
         link = _relative_link(report_path, bundle.path)
         card = render_model_card(bundle, result.metrics, report_link=link)
         update_bundle(bundle.path, metrics=kept | result.metrics, model_card=card)
@@ -91,17 +126,21 @@ def run_evaluation(
 
 def resolve_train_data(
     explicit: Path | None, data_path: Path, training_config: Mapping[str, Any]
-) -> Path:
-    """The baseline's training split: --train-data, else the bundle's config, else train.* beside --data."""
+) -> list[tuple[Path, float]]:
+    """The baseline's training files and weights: --train-data, else the bundle's config (with
+    its `train_weights`), else train.* beside the first test file."""
     if explicit is not None:
-        return explicit
+        return [(explicit, 1.0)]
     for key in TRAIN_CONFIG_KEYS:
         value = _nested_get(training_config, key)
-        if isinstance(value, str) and value and Path(value).is_file():
-            return Path(value)  # a relative path is read from where training ran
+        files = [value] if isinstance(value, str) else value
+        if isinstance(files, list) and files and all(Path(str(f)).is_file() for f in files):
+            weights = training_config.get("train_weights") or [1.0] * len(files)
+            # a relative path is read from where training ran
+            return [(Path(f), float(w)) for f, w in zip(files, weights, strict=True)]
     sibling = data_path.with_name("train" + data_path.suffix)
     if sibling.is_file() and sibling.resolve() != data_path.resolve():
-        return sibling
+        return [(sibling, 1.0)]
     raise DataError(
         "no training split found for the TF-IDF baseline: the bundle's training config names none "
         f"and there is no {sibling.name} beside the evaluated file; pass --train-data FILE",
@@ -109,16 +148,37 @@ def resolve_train_data(
     )
 
 
+def training_data(
+    request: EvaluationRequest, config: Mapping[str, Any], log: Callable[[str], None]
+) -> TrainingData:
+    """The files the bundle was trained on, as one set of rows with per-row weights."""
+    files = resolve_train_data(request.train_data, request.data[0][1], config)
+    columns = _train_columns(request, config)
+    rows, weights = [], []
+    for path, weight in files:
+        loaded = _load(path, columns, None, log)
+        rows += loaded.rows
+        weights += [weight] * len(loaded.rows)
+    source = ", ".join(str(path) for path, _ in files)
+    return TrainingData(
+        LabelledData(source, rows, []), weights if len(files) > 1 or files[0][1] != 1.0 else None
+    )
+
+
 def _load(
-    path: Path, columns: Mapping[str, str], rejects_dir: Path | None, log: Callable[[str], None]
+    path: Path,
+    columns: Mapping[str, str],
+    rejects_dir: Path | None,
+    log: Callable[[str], None],
+    rejects_name: str = REJECTS_FILE,
 ) -> LabelledData:
     data = load_labelled(path, **columns)
     if data.rejects:
         shown = "; ".join(reject.describe() for reject in data.rejects[:3])
         where = ""
         if rejects_dir is not None:
-            write_rejects(data.rejects, rejects_dir / REJECTS_FILE)
-            where = f" (all in {rejects_dir / REJECTS_FILE})"
+            write_rejects(data.rejects, rejects_dir / rejects_name)
+            where = f" (all in {rejects_dir / rejects_name})"
         log(f"{path}: {len(data.rejects)} rows rejected{where}: {shown}")
     return data
 

@@ -40,12 +40,23 @@ class HeadBaseline:
 
 
 def fit_head_baseline(
-    head: str, texts: Sequence[str], labels: Sequence[str | None]
+    head: str,
+    texts: Sequence[str],
+    labels: Sequence[str | None],
+    weights: Sequence[float] | None = None,
 ) -> HeadBaseline:
-    """Fit on the rows that carry this head's label; rows without it are skipped."""
-    pairs = [
-        (normalize_text(text), label) for text, label in zip(texts, labels, strict=True) if label
+    """Fit on the rows that carry this head's label; rows without it are skipped.
+
+    `weights` are the training run's per-row draw weights (`train_weights`), passed as sample
+    weights, so the baseline sees the same mix of corpora as the encoder.
+    """
+    row_weights = list(weights) if weights is not None else [1.0] * len(texts)
+    triples = [
+        (normalize_text(text), label, weight)
+        for text, label, weight in zip(texts, labels, row_weights, strict=True)
+        if label
     ]
+    pairs = [(text, label) for text, label, _ in triples]
     if not pairs:
         raise DataError(
             f"the training split has no {head!r} labels, so the {head} baseline cannot be fitted; "
@@ -60,5 +71,9 @@ def fit_head_baseline(
         # faster on 100k sparse n-gram features x 21 classes: 4 s instead of 50-130 s.
         LogisticRegression(C=REGULARISATION_C, solver="saga", max_iter=2000, random_state=SEED),
     )
-    pipeline.fit(list(train_texts), np.asarray(train_labels))
+    pipeline.fit(
+        list(train_texts),
+        np.asarray(train_labels),
+        logisticregression__sample_weight=np.asarray([weight for *_, weight in triples]),
+    )
     return HeadBaseline(head, pipeline, None, len(pairs))

@@ -1,7 +1,10 @@
-"""Evaluate a bundle on labelled data: the model (fp32 and INT8) against the TF-IDF baseline.
+"""Evaluate a bundle on labelled test sets: the model (fp32 and INT8) against the TF-IDF baseline.
 
-Usage: `result = evaluate_bundle("models/default", load_labelled("test.jsonl"), "reports/x",
-train_data=load_labelled("train.jsonl"))`; `result.metrics` is what `metrics.json` holds.
+Usage: `result = evaluate_bundle("models/default", [TestSet("seed", load_labelled(...)),
+TestSet("real", load_labelled(...))], "reports/x", train_data=training_data)`;
+`result.metrics` is what `metrics.json` holds: the first set's block at the top level
+(`model`, `baseline`, `int8`, `n`, ...) and one block of the same shape per further set under
+its name, plus `test_sets` (their order) and `lead` (the set the model card leads with).
 
 Everything runs on the bundle's ONNX files through `kefu.serving.deployment.Deployment`, the
 code serving runs, so the numbers describe the deployed model and not a torch twin of it.
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,146 +23,217 @@ from typing import Any
 import numpy as np
 
 from kefu.errors import BundleError, DataError
-from kefu.serving.bundle import METRICS, Bundle, HeadCalibration, read_bundle
+from kefu.serving.bundle import METRICS, Bundle, read_bundle
 from kefu.serving.deployment import Deployment
 from kefu.serving.taxonomy import HEADS
-from kefu.training.calibration_metrics import ECE_BINS, expected_calibration_error
+from kefu.training.calibration_metrics import ECE_BINS
 from kefu.training.data.loader import LabelledData
 from kefu.training.evaluation import plots
-from kefu.training.evaluation.baseline import fit_head_baseline
+from kefu.training.evaluation.baseline import HeadBaseline, fit_head_baseline
+from kefu.training.evaluation.head_metrics import (
+    MIN_SUPPORT,
+    HeadGold,
+    baseline_head,
+    by_source,
+    head_gold,
+    int8_head,
+    model_head,
+    scored,
+)
 from kefu.training.evaluation.inference import (
     EvaluationRun,
-    HeadOutputs,
     calibrated_probabilities,
     raw_probabilities,
     run_deployment,
 )
-from kefu.training.evaluation.metrics import HeadScores, head_scores
 from kefu.training.evaluation.public_dev import PublicSet, evaluate_public_sets
 
 
 @dataclass
-class HeadGold:
-    """Rows of the evaluation data that carry a label of one head known to the bundle."""
+class TestSet:
+    name: str  # key of the set's block in metrics.json ("seed", "real")
+    data: LabelledData
 
-    rows: np.ndarray  # (m,) int row indices into the evaluation data
-    gold: np.ndarray  # (m,) int label indices into the bundle's labels
-    unknown: int  # rows whose label the bundle does not know (skipped)
+
+@dataclass
+class TrainingData:
+    """What the baseline is fitted on: the bundle's training files, with their draw weights."""
+
+    data: LabelledData
+    weights: list[float] | None = None  # per row; None = 1 each
+
+    @property
+    def source(self) -> str:
+        return self.data.source
 
 
 @dataclass
 class EvaluationResult:
     metrics: dict[str, Any]
-    figures: dict[str, dict[str, Path]] = field(default_factory=dict)  # kind -> head -> PNG
+    # set name -> kind ("confusion", "reliability") -> head -> PNG
+    figures: dict[str, dict[str, dict[str, Path]]] = field(default_factory=dict)
+
+
+@dataclass
+class Models:
+    fp32: Deployment
+    int8: Deployment | None
+    baselines: dict[str, HeadBaseline | None]
 
 
 def evaluate_bundle(
     bundle_dir: str | Path,
-    data: LabelledData,
+    test_sets: Sequence[TestSet],
     out_dir: str | Path,
     *,
-    train_data: LabelledData,
+    train_data: TrainingData,
     public_sets: list[PublicSet] | None = None,
     threads: int | None = None,
+    min_support: int = MIN_SUPPORT,
+    lead: str | None = None,
 ) -> EvaluationResult:
-    """Score the bundle on `data`, fit and score the baseline, draw figures into `out_dir`."""
+    """Score the bundle on every set, fit and score the baseline, draw figures into `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bundle = read_bundle(bundle_dir)
-    if not data.rows:
-        raise DataError("no usable rows to evaluate (every row was rejected)", file=data.source)
-    texts = data.texts()
-    golds = {head: _head_gold(data, head, bundle.labels[head]) for head in HEADS}
-
-    clock = time.perf_counter()
-    model = Deployment.load(bundle.path, variant="fp32", threads=threads)
-    outputs = run_deployment(model, texts, with_logits=True)
-    calibrated = calibrated_probabilities(model.classifier, outputs)
-    uncalibrated = raw_probabilities(outputs)
-    model_metrics, confusion = {}, {}
-    figures: dict[str, dict[str, Path]] = {"confusion": {}, "reliability": {}}
-    for head in HEADS:
-        gold, labels = golds[head], bundle.labels[head]
-        scores = head_scores(gold.gold, outputs[head].predicted[gold.rows], labels)
-        model_metrics[head] = _head_metrics(
-            scores,
-            gold,
-            outputs[head],
-            calibrated[head],
-            uncalibrated[head],
-            model.classifier.calibration[head],
-        )
-        confusion[head] = {"labels": list(labels), "matrix": scores.confusion.tolist()}
-        title = f"{head} (n={scores.n})"
-        figures["confusion"][head] = plots.plot_confusion(
-            scores.confusion, labels, f"{title}: confusion", out / f"confusion_{head}.png"
-        )
-        curves = {
-            "calibrated": (calibrated[head][gold.rows], gold.gold),
-            "temperature 1": (uncalibrated[head][gold.rows], gold.gold),
-        }
-        figures["reliability"][head] = plots.plot_reliability(
-            curves, f"{title}: reliability", out / f"reliability_{head}.png"
-        )
-
-    seconds = {"model": round(time.perf_counter() - clock, 1)}
-    metrics: dict[str, Any] = {
-        "model": model_metrics,
-        "baseline": _timed(
-            seconds, "baseline", _baseline_metrics, train_data, texts, golds, bundle.labels
-        ),
-        "int8": _timed(seconds, "int8", _int8_metrics, bundle, texts, golds, outputs, threads),
-        "n": len(texts),
-        "confusion": confusion,
+    if not test_sets:
+        raise DataError("no test set to evaluate")
+    for test_set in test_sets:
+        if not test_set.data.rows:
+            raise DataError(
+                "no usable rows to evaluate (every row was rejected)", file=test_set.data.source
+            )
+    names = [test_set.name for test_set in test_sets]
+    if len(set(names)) != len(names):
+        raise DataError(f"test set names must differ, got {names}")
+    seconds: dict[str, float] = {}
+    models = _timed(seconds, "load", _load_models, bundle, train_data, threads)
+    blocks, figures = {}, {}
+    for position, test_set in enumerate(test_sets):
+        prefix = "" if position == 0 else f"{test_set.name}_"
+        blocks[test_set.name], figures[test_set.name] = _timed(
+            seconds, test_set.name, _evaluate_set, bundle, models, test_set, out, prefix,
+            min_support,
+        )  # fmt: skip
+    metrics: dict[str, Any] = dict(blocks[names[0]])
+    metrics |= {name: blocks[name] for name in names[1:]}
+    metrics |= {
+        "test_sets": names,
+        "lead": lead if lead in names else names[0],
         "bundle": {
             "model_version": bundle.manifest.model_version,
             "base_model": bundle.manifest.base_model,
             "default_variant": bundle.manifest.default_variant,
             "evaluated_variant": "fp32",
         },
-        "data": {
-            "file": data.source,
-            "n": len(data.rows),
-            "rejected": len(data.rejects),
-            "hash": data.content_hash(),
-        },
-        "train_data": {"file": train_data.source, "n": len(train_data.rows)},
+        "train_data": {"file": train_data.source, "n": len(train_data.data.rows)},
         "ece_bins": ECE_BINS,
+        "min_support": min_support,
     }
     if public_sets is not None:
         metrics["public_dev"] = _timed(
-            seconds, "public_dev", evaluate_public_sets, model, public_sets
+            seconds, "public_dev", evaluate_public_sets, models.fp32, public_sets
         )
-    metrics["seconds"] = seconds  # wall time per stage, for the "couple of minutes" budget
+    metrics["seconds"] = seconds  # wall time per stage
     return EvaluationResult(metrics=json_safe(metrics), figures=figures)
 
 
-def _head_metrics(
-    scores: HeadScores,
-    gold: HeadGold,
-    outputs: HeadOutputs,
-    calibrated: np.ndarray,
-    uncalibrated: np.ndarray,
-    rule: HeadCalibration,
+def _load_models(bundle: Bundle, train_data: TrainingData, threads: int | None) -> Models:
+    try:
+        bundle.model_path("int8")
+        int8 = Deployment.load(bundle.path, variant="int8", threads=threads)
+    except BundleError:
+        int8 = None
+    baselines: dict[str, HeadBaseline | None] = {}
+    for head in HEADS:
+        known = set(bundle.labels[head])  # a label the bundle cannot output cannot be scored
+        labels = [label if label in known else None for label in train_data.data.labels(head)]
+        baselines[head] = (
+            fit_head_baseline(head, train_data.data.texts(), labels, train_data.weights)
+            if any(labels)
+            else None
+        )
+    return Models(Deployment.load(bundle.path, variant="fp32", threads=threads), int8, baselines)
+
+
+def _evaluate_set(
+    bundle: Bundle, models: Models, test_set: TestSet, out: Path, prefix: str, min_support: int
+) -> tuple[dict[str, Any], dict[str, dict[str, Path]]]:
+    data, labels = test_set.data, bundle.labels
+    texts = data.texts()
+    golds = {head: head_gold(data, head, labels[head]) for head in HEADS}
+    outputs = run_deployment(models.fp32, texts, with_logits=True)
+    calibrated = calibrated_probabilities(models.fp32.classifier, outputs)
+    uncalibrated = raw_probabilities(outputs)
+    block: dict[str, Any] = {"model": {}, "baseline": {}, "confusion": {}}
+    figures: dict[str, dict[str, Path]] = {"confusion": {}, "reliability": {}}
+    for head in HEADS:
+        gold = golds[head]
+        scores = scored(gold, outputs[head].predicted, labels[head])
+        block["model"][head] = model_head(
+            scores, gold, outputs[head], (calibrated[head], uncalibrated[head]),
+            models.fp32.classifier.calibration[head], min_support,
+        )  # fmt: skip
+        block["baseline"][head] = baseline_head(
+            models.baselines[head], texts, gold, labels[head], min_support
+        )
+        block["confusion"][head] = {
+            "labels": list(labels[head]),
+            "matrix": scores.confusion.tolist(),
+        }
+        title = f"{test_set.name} {head} (n={scores.n})"
+        figures["confusion"][head] = plots.plot_confusion(
+            scores.confusion,
+            labels[head],
+            f"{title}: confusion",
+            out / f"{prefix}confusion_{head}.png",
+        )
+        curves = {
+            "calibrated": (calibrated[head][gold.rows], gold.gold),
+            "temperature 1": (uncalibrated[head][gold.rows], gold.gold),
+        }
+        figures["reliability"][head] = plots.plot_reliability(
+            curves, f"{title}: reliability", out / f"{prefix}reliability_{head}.png"
+        )
+    block["int8"] = _int8_block(models, block, texts, golds, outputs, labels, min_support)
+    block["n"] = len(texts)
+    block["data"] = {
+        "file": data.source,
+        "n": len(data.rows),
+        "rejected": len(data.rejects),
+        "hash": data.content_hash(),
+    }
+    sources = by_source(data, golds, outputs.heads, labels, min_support)
+    if sources:
+        block["by_source"] = sources
+    return block, figures
+
+
+def _int8_block(
+    models: Models,
+    block: dict[str, Any],
+    texts: list[str],
+    golds: dict[str, HeadGold],
+    fp32: EvaluationRun,
+    labels: dict[str, tuple[str, ...]],
+    min_support: int,
 ) -> dict[str, Any]:
-    """One head of metrics.json "model": the contract keys plus calibration and abstention."""
-    abstain = outputs.abstain[gold.rows]
-    correct = outputs.predicted[gold.rows] == gold.gold
+    """INT8 vs fp32 per head; every value null when the bundle ships no INT8 model."""
+    if models.int8 is None:
+        return {head: {"macro_f1": None, "available": False} for head in HEADS}
+    outputs = run_deployment(models.int8, texts, with_logits=True)
+    calibrated = calibrated_probabilities(models.int8.classifier, outputs)
     return {
-        "accuracy": scores.accuracy,
-        "macro_f1": scores.macro_f1,
-        "ece": expected_calibration_error(calibrated[gold.rows], gold.gold, ECE_BINS),
-        "ece_uncalibrated": expected_calibration_error(
-            uncalibrated[gold.rows], gold.gold, ECE_BINS
-        ),
-        "abstain_rate": float(abstain.mean()) if len(abstain) else math.nan,
-        "answered_accuracy": float(correct[~abstain].mean()) if (~abstain).any() else math.nan,
-        "temperature": rule.temperature,
-        "threshold": rule.threshold,
-        "margin": rule.margin,
-        "n": scores.n,
-        "unknown_labels": gold.unknown,
-        "per_class": {label: s.as_dict() for label, s in scores.per_class.items()},
+        head: int8_head(
+            scored(golds[head], outputs[head].predicted, labels[head]),
+            block["model"][head]["macro_f1"],
+            golds[head],
+            outputs[head],
+            fp32[head],
+            calibrated[head],
+            min_support,
+        )
+        for head in HEADS
     }
 
 
@@ -166,81 +241,6 @@ def _timed(seconds: dict[str, float], stage: str, function: Any, *args: Any) -> 
     started = time.perf_counter()
     result = function(*args)
     seconds[stage] = round(time.perf_counter() - started, 1)
-    return result
-
-
-def _head_gold(data: LabelledData, head: str, labels: tuple[str, ...]) -> HeadGold:
-    index = {label: i for i, label in enumerate(labels)}
-    rows, gold, unknown = [], [], 0
-    for row_number, label in enumerate(data.labels(head)):
-        if label is None:
-            continue
-        if label not in index:
-            unknown += 1
-            continue
-        rows.append(row_number)
-        gold.append(index[label])
-    return HeadGold(np.asarray(rows, dtype=np.int64), np.asarray(gold, dtype=np.int64), unknown)
-
-
-def _baseline_metrics(
-    train_data: LabelledData,
-    texts: list[str],
-    golds: dict[str, HeadGold],
-    labels: dict[str, tuple[str, ...]],
-) -> dict[str, Any]:
-    result = {}
-    for head in HEADS:
-        known = set(labels[head])  # a label the bundle cannot output cannot be scored either
-        train_labels = [label if label in known else None for label in train_data.labels(head)]
-        if not any(train_labels):  # e.g. logs labelled for intent only: nothing to fit or compare
-            result[head] = {"accuracy": None, "macro_f1": None, "n_train": 0}
-            continue
-        baseline = fit_head_baseline(head, train_data.texts(), train_labels)
-        gold = golds[head]
-        index = {label: i for i, label in enumerate(labels[head])}
-        predicted = [index[label] for label in baseline.predict([texts[i] for i in gold.rows])]
-        scores: HeadScores = head_scores(gold.gold, predicted, labels[head])
-        result[head] = {
-            "accuracy": scores.accuracy,
-            "macro_f1": scores.macro_f1,
-            "n_train": baseline.n_train,
-        }
-    return result
-
-
-def _int8_metrics(
-    bundle: Bundle,
-    texts: list[str],
-    golds: dict[str, HeadGold],
-    fp32_outputs: EvaluationRun,
-    threads: int | None,
-) -> dict[str, Any]:
-    """INT8 vs fp32 per head; every value null when the bundle ships no INT8 model."""
-    try:
-        bundle.model_path("int8")
-    except BundleError:
-        return {head: {"macro_f1": None, "available": False} for head in HEADS}
-    int8 = Deployment.load(bundle.path, variant="int8", threads=threads)
-    outputs = run_deployment(int8, texts, with_logits=True)
-    calibrated = calibrated_probabilities(int8.classifier, outputs)
-    result = {}
-    for head in HEADS:
-        gold = golds[head]
-        scores = head_scores(gold.gold, outputs[head].predicted[gold.rows], bundle.labels[head])
-        fp32 = head_scores(gold.gold, fp32_outputs[head].predicted[gold.rows], bundle.labels[head])
-        agreement = outputs[head].predicted == fp32_outputs[head].predicted
-        result[head] = {
-            "macro_f1": scores.macro_f1,
-            "accuracy": scores.accuracy,
-            "ece": expected_calibration_error(calibrated[head][gold.rows], gold.gold, ECE_BINS),
-            "macro_f1_delta_points": 100 * (scores.macro_f1 - fp32.macro_f1),
-            "agreement_with_fp32": float(agreement.mean()),
-            "abstain_rate": float(outputs[head].abstain[gold.rows].mean())
-            if len(gold.rows)
-            else math.nan,
-            "available": True,
-        }
     return result
 
 

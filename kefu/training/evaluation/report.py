@@ -123,42 +123,68 @@ def per_class_table(head_metrics: Mapping[str, Any], names: Mapping[str, str]) -
     return table(["label", "name", "precision", "recall", "F1", "support"], rows)
 
 
+def set_blocks(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(name, block) per test set, the lead set first: the first set's block is the top level."""
+    names = list(metrics.get("test_sets") or ["test"])
+    blocks = [(name, metrics if i == 0 else metrics[name]) for i, name in enumerate(names)]
+    lead = metrics.get("lead", names[0])
+    return sorted(blocks, key=lambda item: item[0] != lead)
+
+
+def by_source_table(block: Mapping[str, Any]) -> list[str]:
+    rows = [
+        [source, fmt(part["n"]), *(fmt(part[head]["macro_f1"]) for head in HEADS)]
+        for source, part in block.get("by_source", {}).items()
+    ]
+    return table(["source", "n", *(f"{head} macro-F1" for head in HEADS)], rows) if rows else []
+
+
 def render_report(
     metrics: Mapping[str, Any],
     label_names: Mapping[str, Mapping[str, str]],
-    figures: Mapping[str, Mapping[str, Path]],
+    figures: Mapping[str, Mapping[str, Mapping[str, Path]]],
     report_dir: Path,
 ) -> str:
-    bundle, data = metrics["bundle"], metrics["data"]
+    bundle = metrics["bundle"]
     lines = [
         f"# kefu evaluation: model {bundle['model_version']}",
         "",
-        f"Evaluated `{data['file']}` ({metrics['n']} rows, {data['rejected']} rejected by the loader) "
-        f"on the bundle's ONNX {bundle['evaluated_variant']} model (serving default: "
+        f"On the bundle's ONNX {bundle['evaluated_variant']} model (serving default: "
         f"{bundle['default_variant']}), base model `{bundle['base_model']}`. The baseline is character "
-        f"1-3-gram TF-IDF + logistic regression fitted on `{metrics['train_data']['file']}` "
-        f"({metrics['train_data']['n']} rows). ECE uses {metrics['ece_bins']} equal-width bins; "
-        "`ECE T=1` is before temperature scaling. Rows lacking a head's label are skipped for that head.",
-        "",
-        "## Summary",
-        "",
-        *summary_table(metrics),
-        "",
-        "Gain and INT8 Δ are macro-F1 differences in points (x100): the model minus the baseline, "
-        "INT8 minus fp32. Answered accuracy is the accuracy on rows where the head does not abstain.",
+        f"1-3-gram TF-IDF + logistic regression fitted on the same training data "
+        f"(`{metrics['train_data']['file']}`, {metrics['train_data']['n']} rows, with the training "
+        f"run's file weights). Macro-F1 averages the classes with at least "
+        f"{metrics.get('min_support', 1)} test rows (every class is in the per-class tables). ECE uses "
+        f"{metrics['ece_bins']} equal-width bins; `ECE T=1` is before temperature scaling. Rows lacking "
+        "a head's label are skipped for that head.",
     ]
-    for head in HEADS:
+    for name, block in set_blocks(metrics):
+        data = block["data"]
         lines += [
             "",
-            f"## {head}",
+            f"## Test set `{name}`",
             "",
-            *per_class_table(metrics["model"][head], label_names.get(head, {})),
+            f"`{data['file']}`: {block['n']} rows, {data['rejected']} rejected by the loader.",
             "",
+            *summary_table(block),
+            "",
+            "Gain and INT8 Δ are macro-F1 differences in points (x100): the model minus the baseline, "
+            "INT8 minus fp32. Answered accuracy is the accuracy on rows where the head does not abstain.",
         ]
-        for kind in ("confusion", "reliability"):
-            figure = figures.get(kind, {}).get(head)
-            if figure is not None:
-                lines += [f"![{head} {kind}]({_relative(figure, report_dir)})", ""]
+        if block.get("by_source"):
+            lines += ["", *by_source_table(block)]
+        for head in HEADS:
+            lines += [
+                "",
+                f"### {name}: {head}",
+                "",
+                *per_class_table(block["model"][head], label_names.get(head, {})),
+                "",
+            ]
+            for kind in ("confusion", "reliability"):
+                figure = figures.get(name, {}).get(kind, {}).get(head)
+                if figure is not None:
+                    lines += [f"![{name} {head} {kind}]({_relative(figure, report_dir)})", ""]
     if "public_dev" in metrics:
         lines += ["", "## Public real-text dev sets", ""]
         if metrics["public_dev"]:
@@ -176,7 +202,7 @@ def render_report(
 def write_report(
     metrics: Mapping[str, Any],
     label_names: Mapping[str, Mapping[str, str]],
-    figures: Mapping[str, Mapping[str, Path]],
+    figures: Mapping[str, Mapping[str, Mapping[str, Path]]],
     report_dir: Path,
 ) -> Path:
     path = report_dir / REPORT_FILE

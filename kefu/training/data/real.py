@@ -1,0 +1,166 @@
+"""Build the real-message corpus from its annotations: `kefu data real` (part of `make data`).
+
+Usage: `build_real(RealConfig())` reads `datasets/real/`:
+- `messages.tsv`: the annotated real messages (id, source, session, turn, text), as published;
+- `annotations/pass1/*.tsv`: the first annotation of every message, one file per batch, named
+  `<batch>.<annotator>.tsv` (id, intent, urgency, emotion, note);
+- `annotations/pass2/*.tsv`: the independent second annotation of a stratified sample;
+- `annotations/adjudication.<annotator>.tsv`: the third read of every disagreement;
+and writes `labelled.jsonl` (every message with its final labels, who gave them, whether they
+were adjudicated, and its split), `train/dev/test.jsonl`, `stats.json` and the numbers section
+of `README.md`, byte-identically for the same inputs.
+
+Final labels: the adjudicated ones where a disagreement was adjudicated, else the first pass
+(on the double-annotated rows that agreed, both passes say the same). The split is 70/15/15 by
+a hash: of the session for JD chat turns, so every turn of a conversation sits in one split,
+and of the id for the Alipay questions. An Alipay dev or test question that is a near-duplicate
+(character 5-gram Jaccard >= 0.8) of a training question moves to train, so the held-out
+splits measure questions the model has not seen reworded; JD turns stay with their session.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kefu.errors import DataError
+from kefu.serving.taxonomy import HEADS, Taxonomy, load_taxonomy
+from kefu.training.data.build import stable_hash
+from kefu.training.data.overlap import THRESHOLD, max_jaccard
+
+SPLITS = ("train", "dev", "test")
+SHARES = {"train": 0.70, "dev": 0.15, "test": 0.15}
+JD = "jddc2019"  # conversational source: split by session
+
+
+@dataclass(frozen=True)
+class RealConfig:
+    folder: Path = Path("datasets/real")  # run from the project root, as `make data` does
+
+    @property
+    def card(self) -> Path:
+        return self.folder / "README.md"
+
+
+@dataclass(frozen=True)
+class Annotation:
+    labels: dict[str, str]  # head -> label id
+    annotator: str
+    file: str
+
+
+@dataclass
+class RealRow:
+    id: str
+    text: str
+    intent: str
+    urgency: str
+    emotion: str
+    source: str
+    session: str
+    turn: int | None
+    annotator: str
+    adjudicated: bool
+    double_annotated: bool
+    split: str = ""
+    moved: str = field(default="", repr=False)  # why a row left its hash split (not written)
+
+    def to_json(self) -> str:
+        record = {key: value for key, value in asdict(self).items() if key != "moved"}
+        return json.dumps(record, ensure_ascii=False, sort_keys=True)
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def read_annotations(files: list[Path], taxonomy: Taxonomy) -> dict[str, Annotation]:
+    """id -> annotation; every label is checked against the taxonomy, errors name file and line."""
+    known = {head: set(taxonomy.labels(head)) for head in HEADS}
+    found: dict[str, Annotation] = {}
+    for path in files:
+        annotator = path.stem.split(".")[-1]
+        for line, record in enumerate(read_tsv(path), start=2):
+            labels = {head: (record.get(head) or "").strip() for head in HEADS}
+            for head, label in labels.items():
+                if label not in known[head]:
+                    raise DataError(f"unknown {head} label {label!r}", str(path), line, head)
+            if record["id"] in found:
+                raise DataError(f"id {record['id']} annotated twice", str(path), line, "id")
+            found[record["id"]] = Annotation(labels, annotator, path.name)
+    return found
+
+
+def final_rows(
+    messages: list[dict[str, str]],
+    first: dict[str, Annotation],
+    second: dict[str, Annotation],
+    adjudicated: dict[str, Annotation],
+) -> list[RealRow]:
+    rows = []
+    for message in messages:
+        if message["id"] not in first:
+            continue  # not annotated (yet): not part of the corpus
+        chosen = adjudicated.get(message["id"]) or first[message["id"]]
+        rows.append(
+            RealRow(
+                id=message["id"],
+                text=message["text"],
+                **chosen.labels,
+                source=message["source"],
+                session=message["session"],
+                turn=int(message["turn"]) if message["turn"] else None,
+                annotator=chosen.annotator,
+                adjudicated=message["id"] in adjudicated,
+                double_annotated=message["id"] in second,
+            )
+        )
+    return rows
+
+
+def assign_splits(rows: list[RealRow]) -> None:
+    """70/15/15 by hash (session for JD), then Alipay near-duplicates of train move to train."""
+    for row in rows:
+        key = row.session if row.source == JD and row.session else row.id
+        position = int(stable_hash("real-split", key)[:8], 16) / 0xFFFFFFFF
+        row.split = "train" if position < SHARES["train"] else "dev"
+        if position >= SHARES["train"] + SHARES["dev"]:
+            row.split = "test"
+    train_texts = [row.text for row in rows if row.split == "train"]
+    for split in ("dev", "test"):
+        movable = [row for row in rows if row.split == split and row.source != JD]
+        scores = max_jaccard([row.text for row in movable], train_texts)
+        for row, score in zip(movable, scores, strict=True):
+            if score >= THRESHOLD:
+                row.split, row.moved = "train", split
+
+
+def build_real(config: RealConfig = RealConfig(), taxonomy: Taxonomy | None = None) -> dict:
+    from kefu.training.data.real_card import real_stats, update_real_card
+
+    taxonomy = taxonomy or load_taxonomy()
+    folder = config.folder
+    messages = read_tsv(folder / "messages.tsv")
+    first = read_annotations(sorted((folder / "annotations" / "pass1").glob("*.tsv")), taxonomy)
+    second = read_annotations(sorted((folder / "annotations" / "pass2").glob("*.tsv")), taxonomy)
+    adjudicated = read_annotations(
+        sorted((folder / "annotations").glob("adjudication.*.tsv")), taxonomy
+    )
+    unknown = sorted((set(first) | set(second) | set(adjudicated)) - {m["id"] for m in messages})
+    if unknown:
+        raise DataError(f"annotations name ids not in messages.tsv: {unknown[:5]}", str(folder))
+    rows = final_rows(messages, first, second, adjudicated)
+    assign_splits(rows)
+    rows.sort(key=lambda row: row.id)
+    (folder / "labelled.jsonl").write_text("".join(row.to_json() + "\n" for row in rows), "utf-8")
+    for split in SPLITS:
+        (folder / f"{split}.jsonl").write_text(
+            "".join(row.to_json() + "\n" for row in rows if row.split == split), "utf-8"
+        )
+    stats = real_stats(rows, first, second, taxonomy)
+    (folder / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n")
+    update_real_card(config.card, stats, taxonomy)
+    return stats

@@ -1,0 +1,165 @@
+"""Numbers of the real-message corpus and the generated part of its data card.
+
+`datasets/real/README.md` is written by hand except the block between the markers, which
+`kefu data real` regenerates from the committed annotations: counts per label, source and
+split, and the agreement of the independent second annotation (accuracy and Cohen's kappa).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score
+
+from kefu.serving.taxonomy import HEADS, Taxonomy
+from kefu.training.data.card import BEGIN, END
+from kefu.training.data.overlap import THRESHOLD, max_jaccard
+
+SPLITS = ("train", "dev", "test")
+SOURCES = {"jddc2019": "JD chat turns", "atec": "Alipay questions"}
+RARE = {"intent": ("counterfeit", "human_agent"), "urgency": ("critical",), "emotion": ("angry",)}
+
+
+def agreement(first: dict, second: dict, ids: list[str]) -> dict[str, dict[str, float]]:
+    """Per head: share of identical labels and Cohen's kappa, first vs second annotation."""
+    out = {}
+    for head in HEADS:
+        a = [first[i].labels[head] for i in ids]
+        b = [second[i].labels[head] for i in ids]
+        out[head] = {
+            "n": len(ids),
+            "accuracy": round(float(np.mean([x == y for x, y in zip(a, b, strict=True)])), 4),
+            "kappa": round(float(cohen_kappa_score(a, b)), 4),
+        }
+    return out
+
+
+def real_stats(rows: list, first: dict, second: dict, taxonomy: Taxonomy) -> dict[str, Any]:
+    by_id = {row.id: row for row in rows}
+    double = sorted(i for i in second if i in by_id)
+    lengths = np.array([len(row.text) for row in rows])
+    jd_test = [r.text for r in rows if r.split == "test" and r.source == "jddc2019"]
+    earlier = [r.text for r in rows if r.split != "test"]
+    return {
+        "rows": {split: sum(r.split == split for r in rows) for split in SPLITS}
+        | {"total": len(rows)},
+        "by_source": {
+            source: {
+                split: sum(r.split == split and r.source == source for r in rows)
+                for split in SPLITS
+            }
+            for source in SOURCES
+        },
+        "sessions": {
+            split: len({r.session for r in rows if r.split == split and r.source == "jddc2019"})
+            for split in SPLITS
+        },
+        "annotators": {
+            "first_pass": len({a.annotator for a in first.values()}),
+            "second_pass": len({a.annotator for a in second.values()}),
+            "adjudicators": len({r.annotator for r in rows if r.adjudicated}),
+        },
+        "double_annotated": {
+            source: sum(by_id[i].source == source for i in double) for source in SOURCES
+        },
+        "adjudicated": sum(r.adjudicated for r in rows),
+        "agreement": {"all": agreement(first, second, double)}
+        | {
+            source: agreement(first, second, [i for i in double if by_id[i].source == source])
+            for source in SOURCES
+        },
+        "moved_to_train": dict(sorted(Counter(r.moved for r in rows if r.moved).items())),
+        "jd_test_near_duplicates_of_other_splits": round(
+            float((max_jaccard(jd_test, earlier) >= THRESHOLD).mean()) if jd_test else 0.0, 4
+        ),
+        "length": {f"p{q}": int(np.percentile(lengths, q)) for q in (5, 25, 50, 75, 95)}
+        | {"max": int(lengths.max())},
+        "per_label": {
+            head: {
+                label: {
+                    source: sum(getattr(r, head) == label and r.source == source for r in rows)
+                    for source in SOURCES
+                }
+                | {
+                    split: sum(getattr(r, head) == label and r.split == split for r in rows)
+                    for split in SPLITS
+                }
+                for label in taxonomy.labels(head)
+            }
+            for head in HEADS
+        },
+    }
+
+
+def render(stats: dict[str, Any], taxonomy: Taxonomy) -> str:
+    rows, sources = stats["rows"], stats["by_source"]
+    lines = [
+        f"**{rows['total']:,} messages**: "
+        + ", ".join(f"{SOURCES[s]} {sum(sources[s].values()):,}" for s in SOURCES)
+        + f". Split train {rows['train']:,} / dev {rows['dev']:,} / test {rows['test']:,} "
+        f"(JD sessions {stats['sessions']['train']} / {stats['sessions']['dev']} / "
+        f"{stats['sessions']['test']}).",
+        "",
+        f"Annotators: {stats['annotators']['first_pass']} first-pass, "
+        f"{stats['annotators']['second_pass']} second-pass (independent), "
+        f"{stats['annotators']['adjudicators']} adjudicator. Double-annotated: "
+        + ", ".join(f"{SOURCES[s]} {n:,}" for s, n in stats["double_annotated"].items())
+        + f"; adjudicated after a disagreement: {stats['adjudicated']:,}.",
+        "",
+        "Alipay questions moved from held-out splits to train as near-duplicates of a training "
+        "question: "
+        + (", ".join(f"{k} {v}" for k, v in stats["moved_to_train"].items()) or "none")
+        + f". JD test turns with a near-duplicate in train or dev (kept, their sessions are held "
+        f"out): {stats['jd_test_near_duplicates_of_other_splits']:.1%}.",
+        "",
+        f"Message length in characters: p5 {stats['length']['p5']}, p25 {stats['length']['p25']}, "
+        f"p50 {stats['length']['p50']}, p75 {stats['length']['p75']}, p95 {stats['length']['p95']}, "
+        f"max {stats['length']['max']}.",
+        "",
+        "#### Agreement of the second annotation (before adjudication)",
+        "",
+        "| sample | n | intent acc | intent kappa | urgency acc | urgency kappa | emotion acc | emotion kappa |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, block in stats["agreement"].items():
+        cells = [f"{block[h]['accuracy']:.3f} | {block[h]['kappa']:.3f}" for h in HEADS]
+        label = "all" if name == "all" else SOURCES[name]
+        lines.append(f"| {label} | {block['intent']['n']:,} | " + " | ".join(cells) + " |")
+    for head in HEADS:
+        names = taxonomy.names(head)
+        lines += [
+            "",
+            f"#### {head}",
+            "",
+            "| label | 中文 | JD | Alipay | train | dev | test | total |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for label, counts in stats["per_label"][head].items():
+            total = counts["jddc2019"] + counts["atec"]
+            lines.append(
+                f"| `{label}` | {names[label]} | {counts['jddc2019']} | {counts['atec']} | "
+                f"{counts['train']} | {counts['dev']} | {counts['test']} | {total} |"
+            )
+    rare = [
+        f"`{label}` {sum(stats['per_label'][head][label][s] for s in SOURCES)}"
+        for head, labels in RARE.items()
+        for label in labels
+    ]
+    lines += ["", "Rare in real traffic (all splits): " + ", ".join(rare) + "."]
+    return "\n".join(lines)
+
+
+def update_real_card(card: Path, stats: dict[str, Any], taxonomy: Taxonomy) -> None:
+    """Replace the generated block of the card (markers kept), or append one."""
+    text = card.read_text(encoding="utf-8") if card.exists() else "# Data card\n"
+    block = f"{BEGIN.replace('kefu data build', 'kefu data real')}\n\n{render(stats, taxonomy)}\n\n{END}"
+    start = text.find(BEGIN.split(" (")[0])
+    if start >= 0:
+        end = text.index(END, start) + len(END)
+        text = text[:start] + block + text[end:]
+    else:
+        text = text.rstrip() + "\n\n## Numbers\n" + block + "\n"
+    card.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")

@@ -1,0 +1,211 @@
+"""The sections of the model card that describe how the model was made and where it falls short.
+
+Separate from `model_card.py`, which orders them, so each stays short: the training record,
+the calibration and abstention rules, the INT8 sentence and the known limits, each read from
+the bundle (and the test metrics when there are some), never assumed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kefu.serving.bundle import Bundle
+from kefu.serving.taxonomy import HEADS
+from kefu.training.evaluation.report import fmt, points, table
+
+HYPERPARAMETERS = ("epochs", "batch_size", "lr", "head_lr", "max_length", "class_weights", "seed")
+# Evaluation-owned keys of metrics.json; other keys found in a bundle's metrics (e.g. written by
+# training: timings, export checks) are kept and shown in the card's training section.
+EVALUATION_KEYS = frozenset(
+    {
+        "model", "baseline", "int8", "n", "confusion", "bundle", "data", "train_data",
+        "ece_bins", "public_dev", "seconds", "test_sets", "lead", "min_support", "by_source",
+        "escalation",
+    }
+)  # fmt: skip
+
+
+def trained_on(bundle: Bundle) -> str:
+    """The training files the bundle records, in words (never assumed)."""
+    config = bundle.training_config
+    files = [config[key] for key in ("train_data", "extra_train_data") if config.get(key)]
+    flat = [
+        str(item) for value in files for item in (value if isinstance(value, list) else [value])
+    ]
+    return ", ".join(f"`{path}`" for path in flat) if flat else "data not recorded in the bundle"
+
+
+def training_section(bundle: Bundle) -> list[str]:
+    """What `kefu train` recorded (metrics.json "training", training_config.json), if anything."""
+    config, summary = bundle.training_config, bundle.metrics.get("training", {})
+    rows_count = summary.get("rows", {})
+    rows = []
+    for split in ("train", "dev"):
+        source = config.get(f"{split}_data") or (
+            "held out from train" if split == "dev" and config else None
+        )
+        if source or split in rows_count:
+            rows.append(
+                [f"{split} data", f"`{source or '?'}` ({fmt(rows_count.get(split, '?'))} rows)"]
+            )
+    rows.append(["data hash", f"`{bundle.manifest.data_hash or 'not recorded'}`"])
+    if "seconds_total" in summary:
+        rows.append(
+            [
+                "training time",
+                f"{_duration(summary['seconds_total'])} in all, {_duration(summary.get('seconds_loop', 0))} "
+                f"in the training loop, on {summary.get('threads', '?')} CPU threads",
+            ]
+        )
+    if "steps" in summary:
+        rows.append(
+            [
+                "steps",
+                f"{summary['steps']}, best at step {summary.get('best_step')} ({summary.get('stopped_because')})",
+            ]
+        )
+    settings = [f"{key} {config[key]}" for key in HYPERPARAMETERS if key in config]
+    if settings:
+        rows.append(["settings", ", ".join(settings)])
+    if summary.get("dev_macro_f1"):
+        rows.append(
+            ["dev macro-F1", ", ".join(f"{h} {fmt(v)}" for h, v in summary["dev_macro_f1"].items())]
+        )
+    parity = summary.get("onnx_parity")
+    if parity:
+        rows.append(
+            [
+                "export checks (dev)",
+                f"fp32 ONNX vs torch max abs logit diff {parity.get('max_abs_diff', float('nan')):.1e}, "
+                f"{parity.get('argmax_mismatches')} argmax mismatches; tokenizer parity on "
+                f"{summary.get('tokenizer_parity_texts', '?')} texts",
+            ]
+        )
+    rows += [["note", note.replace("|", "/")] for note in bundle.manifest.notes]
+    test_sets = set(bundle.metrics.get("test_sets") or [])
+    for section, value in bundle.metrics.items():
+        if section not in EVALUATION_KEYS | test_sets and section != "training":
+            rows += [[f"{section}: {key}", _short(item)] for key, item in _flatten(value)]
+    if not config and not summary:
+        rows.append(["training record", "none in the bundle (not built by `kefu train`)"])
+    lines = table(["item", "value"], rows)
+    if config:
+        full = table(["key", "value"], [[key, _short(value)] for key, value in _flatten(config)])
+        lines += [
+            "",
+            "<details><summary>Full training configuration</summary>",
+            "",
+            *full,
+            "",
+            "</details>",
+        ]
+    return lines
+
+
+def abstention_section(bundle: Bundle, block: Mapping[str, Any], ece_bins: int) -> list[str]:
+    """The rule per head, with the dev target it was chosen for and what it does on `block`."""
+    dev = bundle.metrics.get("training", {}).get("calibration", {})
+    rows = []
+    for head in HEADS:
+        test, chosen = block["model"][head], dev.get(head, {})
+        rows.append(
+            [
+                head,
+                fmt(test["temperature"]),
+                fmt(test["threshold"]),
+                fmt(test["margin"]),
+                fmt(chosen.get("target_precision")),
+                fmt(chosen.get("answered_precision")),
+                fmt(test["ece_uncalibrated"]),
+                fmt(test["ece"]),
+                fmt(test["abstain_rate"]),
+                fmt(test["answered_accuracy"]),
+            ]
+        )
+    header = [
+        "head",
+        "temperature",
+        "threshold",
+        "margin",
+        "dev target precision",
+        "dev answered precision",
+    ]
+    header += ["test ECE T=1", "test ECE", "test abstain rate", "test answered accuracy"]
+    return [
+        "Probabilities are divided by a per-head temperature fitted on the dev split. A head abstains "
+        "(`abstain: true`) when its top calibrated probability is below `threshold` or the top-1 minus "
+        "top-2 probability is below `margin`; both were chosen on dev so that accuracy on the answered "
+        "messages reaches the target precision. What an abstention does is the routing policy's "
+        "call (an abstaining intent asks the customer to clarify). Both are stored in the bundle and can be overridden at serve time. "
+        f"ECE: {ece_bins} equal-width bins, before (T=1) and after scaling.",
+        "",
+        *table(header, rows),
+    ]
+
+
+def int8_sentence(metrics: Mapping[str, Any]) -> str:
+    int8 = metrics["int8"]
+    if not any(int8[head].get("available") for head in HEADS):
+        return "The bundle ships no INT8 model."
+    deltas = ", ".join(
+        f"{head} {points(int8[head]['macro_f1'], metrics['model'][head]['macro_f1'])}"
+        for head in HEADS
+    )
+    eces = ", ".join(f"{head} {fmt(int8[head].get('ece'))}" for head in HEADS)
+    abstains = ", ".join(f"{head} {fmt(int8[head].get('abstain_rate'))}" for head in HEADS)
+    return (
+        f"INT8 (dynamic quantisation) minus fp32 macro-F1, in points: {deltas}. "
+        f"INT8 ECE: {eces}; INT8 abstain rate: {abstains}."
+    )
+
+
+def limits(bundle: Bundle, metrics: Mapping[str, Any] | None, licence: str) -> list[str]:
+    limits = [
+        f"- Trained on {trained_on(bundle)}; accuracy on traffic unlike it is lower: measure on "
+        "your own labelled logs and retrain with `kefu train` when it falls short.",
+        "- One message at a time: conversation history only enters through routing rules (turn count, "
+        "repeated intent).",
+        "- Long messages keep their first and last tokens only; requests in the middle can be missed.",
+        "- Urgency and emotion are judgement calls: their labels are noisier than intent labels.",
+        "- Calibration was fitted on the dev split of the same corpus; on text unlike it confidences "
+        "can be too high, so abstention catches fewer errors there.",
+    ]
+    missing = [
+        head
+        for head in HEADS
+        if metrics is not None
+        and any(scores["support"] == 0 for scores in metrics["model"][head]["per_class"].values())
+    ]
+    if missing:
+        limits.append(
+            f"- Some labels have no test rows ({', '.join(missing)}): their scores are unmeasured here."
+        )
+    if "NON-COMMERCIAL" in licence.upper():
+        limits.append(
+            "- The base model's weights are for non-commercial research use only; so is this model."
+        )
+    return limits
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested dicts as (dotted key, scalar or list) pairs, for a two-column table."""
+    if not isinstance(value, Mapping):
+        return [(prefix, value)] if prefix else []
+    pairs = []
+    for key, item in value.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        pairs += _flatten(item, name) if isinstance(item, Mapping) else [(name, item)]
+    return pairs
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = text.replace("|", "/").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"

@@ -1,0 +1,37 @@
+"""One normalisation for every path: chat-log artefacts become the placeholders the data uses."""
+
+import pytest
+
+from kefu.serving.normalize import normalize_text
+from kefu.serving.tokenization import TextEncoder
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [
+        ("ｏｋ　１２３！", "ok 123!"),
+        (
+            "咨询订单号:[订单x] 订单金额:[金额x] 下单时间:[日期x] 帮我查下快递到哪了",
+            "[订单x] 帮我查下快递到哪了",
+        ),
+        ("咨询订单号：<num> 商品ID：<num> 还没收到", "[订单x] 还没收到"),
+        ("[订单编号:[数字x]，订单金额:，下单时间:]", "[订单x]"),
+        ("[订单编号:[订单1]，订单金额:[金额2]] 退款呢", "[订单x] 退款呢"),
+        ("订单号:[订单x]，发票呢", "订单号:[订单x],发票呢"),  # not a card: kept
+        ("你好#E-s[数字x]#E-s[数字x]", "你好[表情][表情]"),
+        ("好的#E-s12", "好的[表情]"),
+        ("看看<br/>这个&nbsp;https://item.jd.com/123.html 怎么样", "看看 这个 [链接x] 怎么样"),
+        ("<p>好的</p>", "好的"),
+        ("链接 <url> 价格 <num> 元", "链接 [链接x] 价格 [数字x] 元"),
+        ("a < b 且 c > d", "a < b 且 c > d"),  # not tags
+        ("  \n在吗\t\t亲  ", "在吗 亲"),
+    ],
+)
+def test_artefacts_become_placeholders_and_the_message_stays(raw, normalized):
+    assert normalize_text(raw) == normalized
+
+
+def test_the_encoder_tokenises_the_normalized_text(tiny_bundle):
+    encoder = TextEncoder.from_file(tiny_bundle / "tokenizer.json", 64)
+    raw = "咨询订单号:[订单x] 订单金额:[金额x] 下单时间:[日期x] 在吗#E-s[数字x]"
+    assert encoder.token_ids([raw])[0] == encoder.token_ids(["[订单x] 在吗[表情]"])[0]

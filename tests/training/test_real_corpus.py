@@ -1,0 +1,96 @@
+"""The real-message corpus: rebuilt byte-identically from its annotations, splits as promised."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import defaultdict
+
+import pytest
+from conftest import REPO_ROOT
+
+from kefu.errors import DataError
+from kefu.training.data.real import RealConfig, build_real, read_tsv
+
+REAL = REPO_ROOT / "datasets" / "real"
+GENERATED = ("labelled.jsonl", "train.jsonl", "dev.jsonl", "test.jsonl", "stats.json", "README.md")
+
+
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("real")
+    for name in ("messages.tsv", "README.md"):
+        shutil.copy(REAL / name, folder / name)
+    shutil.copytree(REAL / "annotations", folder / "annotations")
+    stats = build_real(RealConfig(folder=folder))
+    return folder, stats
+
+
+def rows_of(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_rebuilding_gives_the_committed_files_byte_for_byte(rebuilt):
+    folder, _ = rebuilt
+    for name in GENERATED:
+        assert (folder / name).read_bytes() == (REAL / name).read_bytes(), name
+
+
+def test_every_message_is_labelled_once_on_every_head(rebuilt):
+    folder, _ = rebuilt
+    messages = read_tsv(folder / "messages.tsv")
+    labelled = rows_of(folder / "labelled.jsonl")
+    assert [row["id"] for row in labelled] == sorted(m["id"] for m in messages)
+    assert all(row["intent"] and row["urgency"] and row["emotion"] for row in labelled)
+    splits = {row["split"] for row in labelled}
+    assert splits == {"train", "dev", "test"}
+    for split in splits:
+        assert rows_of(folder / f"{split}.jsonl") == [r for r in labelled if r["split"] == split]
+
+
+def test_splits_are_about_70_15_15_and_every_jd_session_sits_in_one(rebuilt):
+    folder, stats = rebuilt
+    total = stats["rows"]["total"]
+    for split, share in (("train", 0.70), ("dev", 0.15), ("test", 0.15)):
+        assert abs(stats["rows"][split] / total - share) < 0.03
+    sessions = defaultdict(set)
+    for row in rows_of(folder / "labelled.jsonl"):
+        if row["source"] == "jddc2019":
+            sessions[row["session"]].add(row["split"])
+    assert sessions and all(len(splits) == 1 for splits in sessions.values())
+
+
+def test_adjudicated_rows_take_the_adjudicators_labels(rebuilt):
+    folder, stats = rebuilt
+    adjudication = {r["id"]: r for r in read_tsv(folder / "annotations" / "adjudication.j01.tsv")}
+    labelled = {row["id"]: row for row in rows_of(folder / "labelled.jsonl")}
+    assert stats["adjudicated"] == len(adjudication) > 0
+    for row_id, decided in adjudication.items():
+        row = labelled[row_id]
+        assert row["adjudicated"] and row["double_annotated"] and row["annotator"] == "j01"
+        assert (row["intent"], row["urgency"], row["emotion"]) == (
+            decided["intent"],
+            decided["urgency"],
+            decided["emotion"],
+        )
+
+
+def test_second_annotation_agreement_meets_the_targets(rebuilt):
+    _, stats = rebuilt
+    agreement = stats["agreement"]["all"]
+    assert agreement["intent"]["n"] >= 1200
+    assert agreement["intent"]["kappa"] >= 0.80
+    assert agreement["urgency"]["kappa"] >= 0.75
+    assert agreement["emotion"]["kappa"] >= 0.75
+
+
+def test_an_unknown_label_names_the_file_and_line(tmp_path):
+    (tmp_path / "annotations" / "pass1").mkdir(parents=True)
+    (tmp_path / "annotations" / "pass2").mkdir()
+    (tmp_path / "messages.tsv").write_text(
+        "id\tsource\tsession\tturn\ttext\nm1\tatec\t\t\t花呗怎么还\n", encoding="utf-8"
+    )
+    bad = tmp_path / "annotations" / "pass1" / "b01.a01.tsv"
+    bad.write_text("id\tintent\turgency\temotion\tnote\nm1\trefund\tlow\tneutral\t\n", "utf-8")
+    with pytest.raises(DataError, match=r"b01\.a01\.tsv, line 2, column 'intent'.*'refund'"):
+        build_real(RealConfig(folder=tmp_path))
