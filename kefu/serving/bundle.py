@@ -3,7 +3,8 @@
 A bundle is one directory. Training writes it through `write_bundle` (and `update_bundle` when
 evaluation adds metrics and the model card); serving reads it through `read_bundle`, which
 refuses an unknown schema version, a missing file, a hash mismatch or labels that do not match
-the model's outputs. Nothing outside this module spells a bundle file name.
+the model's outputs. Nothing outside this module spells a bundle file name, which is why it
+is longer than most modules: splitting writing from reading would let the two drift apart.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ POLICY = "policy.yaml"
 METRICS = "metrics.json"
 MODEL_CARD = "README.md"
 TRAINING_CONFIG = "training_config.json"
+# A copy of the model that `transformers` loads (AutoModel/AutoTokenizer.from_pretrained): the
+# encoder, its tokenizer, a config carrying the label maps, and the three heads' weights.
+HF_DIR = "hf"
+HF_HEADS = "heads.safetensors"
+# ONNX metadata_props written into both graphs, so an ONNX file read alone names its outputs.
+ONNX_METADATA = {"model_version": "kefu.model_version", "labels": "kefu.labels"}
 
 REQUIRED_FILES = (MODEL_FP32, TOKENIZER, LABELS, CALIBRATION, POLICY)
 VARIANTS = {"fp32": MODEL_FP32, "int8": MODEL_INT8}
@@ -62,6 +69,9 @@ class Manifest:
     schema_version: int = SCHEMA_VERSION
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     notes: list[str] = field(default_factory=list)
+    # heads trained on too few labels to use: serving returns no label for them (abstains) and
+    # routing ignores them
+    untrained_heads: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
@@ -112,6 +122,15 @@ class Bundle:
         return self.path / MODEL_CARD
 
     @property
+    def hf_path(self) -> Path | None:
+        """The transformers-loadable copy of the model, when the bundle has one."""
+        path = self.path / HF_DIR
+        return path if (path / "config.json").is_file() else None
+
+    def trained(self, head: str) -> bool:
+        return head not in self.manifest.untrained_heads
+
+    @property
     def training_config(self) -> dict[str, Any]:
         path = self.path / TRAINING_CONFIG
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
@@ -150,6 +169,7 @@ def write_bundle(
     metrics: Mapping[str, Any] | None = None,
     model_card: str | None = None,
     training_config: Mapping[str, Any] | None = None,
+    hf_dir: Path | None = None,
 ) -> Bundle:
     """Write a complete bundle into `out_dir` (replacing its files) and return it validated."""
     out = Path(out_dir)
@@ -169,6 +189,9 @@ def write_bundle(
     if training_config is not None:
         _write_json(out / TRAINING_CONFIG, dict(training_config))
     (out / MODEL_CARD).write_text(model_card or f"# kefu model {manifest.model_version}\n", "utf-8")
+    shutil.rmtree(out / HF_DIR, ignore_errors=True)  # a stale copy must not be sealed in
+    if hf_dir is not None:
+        shutil.copytree(hf_dir, out / HF_DIR)
     return _seal(out, manifest)
 
 
@@ -244,6 +267,11 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
         urgency_priorities = dict(labels_doc["urgency_priorities"])
     except (KeyError, TypeError) as exc:
         raise BundleError(f"{path}: {LABELS} or {CALIBRATION} lacks {exc}") from None
+    unknown_heads = set(manifest.untrained_heads) - set(HEADS)
+    if unknown_heads:
+        raise BundleError(
+            f"{path}: {MANIFEST} names unknown untrained heads {sorted(unknown_heads)}"
+        )
     for head, ids in heads.items():
         if not ids or len(set(ids)) != len(ids):
             raise BundleError(f"{path}: head {head!r} has empty or duplicate labels in {LABELS}")
@@ -274,10 +302,11 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
 
 def _seal(out: Path, manifest: Manifest) -> Bundle:
     """Hash every file of the bundle into the manifest, then re-read it as serving would."""
+    sealed = [item for item in out.iterdir() if item.is_file() and item.name != MANIFEST]
+    if (out / HF_DIR).is_dir():  # other folders (evaluation/ reports) are not part of the model
+        sealed += [item for item in (out / HF_DIR).rglob("*") if item.is_file()]
     manifest.files = {
-        item.name: sha256_file(item)
-        for item in sorted(out.iterdir())
-        if item.is_file() and item.name != MANIFEST
+        item.relative_to(out).as_posix(): sha256_file(item) for item in sorted(sealed)
     }
     (out / MANIFEST).write_text(manifest.to_json(), "utf-8")
     return read_bundle(out)

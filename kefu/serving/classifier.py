@@ -7,6 +7,7 @@ abstains when its top probability or its top-1/top-2 margin falls under the bund
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -16,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from kefu.errors import BundleError
-from kefu.serving.bundle import ONNX_OUTPUTS, Bundle, HeadCalibration, read_bundle
+from kefu.serving.bundle import ONNX_METADATA, ONNX_OUTPUTS, Bundle, HeadCalibration, read_bundle
 from kefu.serving.entities import Entity, asks_for_human, find_entities
 from kefu.serving.taxonomy import HEADS
 from kefu.serving.tokenization import EncodedBatch, TextEncoder
@@ -109,6 +110,7 @@ class Classifier:
         if missing:
             raise BundleError(f"{bundle.path}: ONNX model lacks outputs {sorted(missing)}")
         self._check_output_widths()
+        self._check_onnx_labels()
 
     @classmethod
     def from_bundle(cls, bundle_dir: str | Path, **kwargs) -> Classifier:
@@ -188,6 +190,18 @@ class Classifier:
             abstain=confidence < rule.threshold or confidence - second < rule.margin,
             top=[(labels[int(i)], float(probs[i])) for i in order[: max(1, top_k)]],
         )
+
+    def _check_onnx_labels(self) -> None:
+        """A graph that names its labels (metadata written at export) must name labels.json's."""
+        stamped = self.session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA["labels"])
+        if stamped is None:
+            return  # graphs exported without metadata: the output widths were checked
+        expected = {head: list(self.bundle.labels[head]) for head in HEADS}
+        if json.loads(stamped) != expected:
+            raise BundleError(
+                f"{self.bundle.path}: the {self.variant} ONNX graph was exported with other labels "
+                "than labels.json lists; re-export the bundle"
+            )
 
     def _check_output_widths(self) -> None:
         """A model whose head widths differ from the bundle's label lists would decode wrongly."""

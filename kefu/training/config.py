@@ -41,6 +41,9 @@ class TrainConfig:
     dev_data: list[str] = field(default_factory=lambda: ["datasets/seed/dev.jsonl"])
     # share of train held out as dev when dev_data is "" (split by a hash of the text)
     dev_fraction: float = 0.1
+    # a head with fewer labelled training rows than this is not trained (marked untrained in
+    # the manifest; serving returns no label for it and routing ignores it)
+    min_head_labels: int = 50
     # column names in the data files (for your own logs)
     text_column: str = "text"
     intent_column: str = "intent"

@@ -12,14 +12,13 @@ card; `kefu evaluate` adds test metrics later).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from kefu.errors import DataError
-from kefu.serving.bundle import Bundle, Manifest, sha256_file, update_bundle, write_bundle
+from kefu.serving.bundle import (
+    Bundle,
+    HeadCalibration,
+    Manifest,
+    update_bundle,
+    write_bundle,
+)
 from kefu.serving.taxonomy import HEADS, Taxonomy, load_taxonomy
-from kefu.serving.tokenization import TextEncoder, normalize_text
+from kefu.serving.tokenization import TextEncoder
 from kefu.training.base_model import resolve_base_model
 from kefu.training.calibrate import calibrate_heads
 from kefu.training.config import TrainConfig
-from kefu.training.data.loader import LabelledRow, load_labelled
+from kefu.training.data.splits import load_splits
 from kefu.training.evaluation.model_card import render_model_card
 from kefu.training.export import (
     check_onnx_parity,
@@ -44,9 +48,10 @@ from kefu.training.export import (
     onnx_logits,
     quantize_int8,
 )
+from kefu.training.hf_export import save_hf, stamp_onnx_metadata
 from kefu.training.loop import fit
 from kefu.training.model import MultiHeadLoss, class_weight_tensor, load_classifier
-from kefu.training.sampling import encode_split, mixed_batches
+from kefu.training.sampling import encode_split, mixed_batches, untrained_heads
 
 
 @dataclass
@@ -93,6 +98,22 @@ def train(
             f"data: {len(train_set)} train / {len(dev_set)} dev rows; tokenizer parity on "
             f"{parity_texts} texts"
         )
+        # a head with (almost) no labels is not trained: it would predict noise that drives
+        # routing (a random urgency head sends messages to P0); serving skips it instead
+        untrained = untrained_heads(train_set, config.min_head_labels)
+        notes: list[str] = []
+        if untrained:
+            config = replace(
+                config,
+                loss_weights={
+                    h: 0.0 if h in untrained else w for h, w in config.loss_weights.items()
+                },
+            )
+            notes.append(
+                f"not trained (fewer than {config.min_head_labels} labelled training rows): "
+                f"{', '.join(untrained)}; serving returns no label for them and routing ignores them"
+            )
+            log(f"warning: {notes[-1]}")
 
         # 3. model: pretrained encoder, new heads, loss weighted per head (and per class)
         head_sizes = {head: len(taxonomy.labels(head)) for head in HEADS}
@@ -120,10 +141,11 @@ def train(
         parity = check_onnx_parity(
             model, onnx_fp32, dev_set, encoder.pad_id, tolerance=config.parity_tolerance
         )
-        onnx_int8, int8, default_variant, notes = None, None, "fp32", []
+        trained = tuple(head for head in HEADS if head not in untrained)
+        onnx_int8, int8, default_variant = None, None, "fp32"
         if config.int8:
             onnx_int8 = quantize_int8(onnx_fp32, work / "model.int8.onnx")
-            int8 = compare_int8(onnx_fp32, onnx_int8, dev_set, encoder.pad_id)
+            int8 = compare_int8(onnx_fp32, onnx_int8, dev_set, encoder.pad_id, heads=trained)
             if int8.within(config.int8_max_drop):
                 default_variant = "int8"
             else:
@@ -138,8 +160,9 @@ def train(
         served = onnx_int8 if default_variant == "int8" else onnx_fp32
         dev_logits = onnx_logits(served, dev_set, mixed_batches(len(dev_set), 64), encoder.pad_id)
         calibration, calibration_reports = calibrate_heads(
-            dev_logits, dev_set.labels, config.target_precision
+            {head: dev_logits[head] for head in trained}, dev_set.labels, config.target_precision
         )
+        calibration |= {head: HeadCalibration() for head in untrained}
         notes += [
             f"{head}: no abstention rule reaches precision {report.target_precision} on dev; "
             f"kept the most precise one ({report.answered_precision:.3f}, abstains on "
@@ -175,7 +198,16 @@ def train(
             default_variant=default_variant,
             data_hash=data_hash,
             notes=notes,
+            untrained_heads=list(untrained),
         )
+        labels = {head: taxonomy.labels(head) for head in HEADS}
+        for graph in (onnx_fp32, onnx_int8):
+            if graph is not None:
+                stamp_onnx_metadata(graph, labels, manifest.model_version)
+        hf_dir = save_hf(
+            model, base.path, labels, work / "hf",
+            model_version=manifest.model_version, untrained_heads=untrained,
+        )  # fmt: skip
         bundle = write_bundle(
             out_dir,
             manifest=manifest,
@@ -187,6 +219,7 @@ def train(
             policy=taxonomy.routing,
             metrics={"training": summary},
             training_config=config.to_dict(),
+            hf_dir=hf_dir,
         )
         bundle = update_bundle(bundle.path, model_card=render_model_card(bundle))
     finally:
@@ -196,61 +229,6 @@ def train(
         f"{time.perf_counter() - started:.0f}s"
     )
     return TrainResult(bundle, summary)
-
-
-def load_splits(
-    config: TrainConfig, taxonomy: Taxonomy, log: Callable[[str], None]
-) -> tuple[list[LabelledRow], list[float], list[LabelledRow], str]:
-    """Train rows with their draw weights, dev rows, and the data hash (sha256 over the files).
-
-    Without dev files, dev is `dev_fraction` of train chosen by a hash of the normalised text,
-    so that copies of one message never land on both sides.
-    """
-    columns = {
-        "text_col": config.text_column,
-        "intent_col": config.intent_column,
-        "urgency_col": config.urgency_column,
-        "emotion_col": config.emotion_column,
-        "id_col": config.id_column,
-    }
-    train_files = [Path(path) for path in config.train_data]
-    dev_files = [Path(path) for path in config.dev_data]
-    file_weights = config.train_weights or [1.0] * len(train_files)
-    train_rows: list[LabelledRow] = []
-    weights: list[float] = []
-    dev_rows: list[LabelledRow] = []
-    for path, weight in [
-        *zip(train_files, file_weights, strict=True),
-        *((p, 0.0) for p in dev_files),
-    ]:
-        data = load_labelled(path, taxonomy=taxonomy, **columns)
-        if data.rejects:
-            shown = "; ".join(reject.describe() for reject in data.rejects[:3])
-            log(
-                f"warning: {len(data.rejects)} rows of {data.source} rejected and not used "
-                f"({shown}); `kefu data validate {data.source}` lists them all"
-            )
-        if not data.rows:
-            raise DataError("no usable rows", file=str(path))
-        if path in dev_files and weight == 0.0:
-            dev_rows += data.rows
-        else:
-            train_rows += data.rows
-            weights += [weight] * len(data.rows)
-    if not dev_files:
-        in_dev = [
-            _hash_fraction(normalize_text(row.text)) < config.dev_fraction for row in train_rows
-        ]
-        dev_rows = [row for row, dev in zip(train_rows, in_dev, strict=True) if dev]
-        weights = [w for w, dev in zip(weights, in_dev, strict=True) if not dev]
-        train_rows = [row for row, dev in zip(train_rows, in_dev, strict=True) if not dev]
-    for name, rows in (("train", train_rows), ("dev", dev_rows)):
-        if not rows:
-            raise DataError(f"the {name} split has no usable rows", file=str(train_files[-1]))
-    digest = hashlib.sha256()
-    for path in [*train_files, *dev_files]:
-        digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
-    return train_rows, weights, dev_rows, digest.hexdigest()
 
 
 def base_tokenizer_json(base_model_dir: Path, work: Path) -> Path:
@@ -266,10 +244,6 @@ def base_tokenizer_json(base_model_dir: Path, work: Path) -> Path:
 
 def default_version(data_hash: str) -> str:
     return f"kefu-{datetime.now(UTC):%Y%m%d-%H%M}-{data_hash[:8]}"
-
-
-def _hash_fraction(text: str) -> float:
-    return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16) / 16**8
 
 
 def _points(drops: dict[str, float]) -> str:

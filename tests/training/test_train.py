@@ -1,90 +1,22 @@
 """Training end to end on a tiny random BERT (seconds), plus the parts: batches, loss, CLI."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from support.tiny import save_tiny_base_model
+from support.training import tiny_config
 from typer.testing import CliRunner
 
 from kefu.cli.main import app
 from kefu.serving.bundle import MODEL_INT8, read_bundle, sha256_file
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import HEADS
-from kefu.training.config import TrainConfig, build_config, load_config
+from kefu.training.config import TrainConfig, load_config
 from kefu.training.loop import EarlyStopping, build_optimizer
 from kefu.training.model import MultiHeadLoss, class_weight_tensor, load_classifier
 from kefu.training.sampling import IGNORE, training_batches
 from kefu.training.train import train
-
-
-def labelled_rows(taxonomy, copies: int, prefix: str) -> list[dict]:
-    """Rows whose text names the intent: learnable in a few steps, every label present."""
-    rows = []
-    urgency, emotion = taxonomy.labels("urgency"), taxonomy.labels("emotion")
-    for i, intent in enumerate(taxonomy.intents):
-        for copy in range(copies):
-            rows.append(
-                {
-                    "id": f"{prefix}{i}-{copy}",
-                    "text": f"{'在吗，' * copy}{intent.name}{'！' * (i % 3)}",
-                    "intent": intent.id,
-                    "urgency": urgency[i % len(urgency)],
-                    "emotion": emotion[(i + copy) % len(emotion)] if copy else None,
-                }
-            )
-    return rows
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def data_dir(taxonomy, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("data")
-    write_jsonl(folder / "train.jsonl", labelled_rows(taxonomy, 6, "t"))
-    write_jsonl(folder / "dev.jsonl", labelled_rows(taxonomy, 2, "d"))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def base_dir(data_dir, tmp_path_factory) -> Path:
-    texts = [
-        json.loads(line)["text"]
-        for name in ("train.jsonl", "dev.jsonl")
-        for line in (data_dir / name).read_text().splitlines()
-    ]
-    return save_tiny_base_model(tmp_path_factory.mktemp("base") / "tiny", texts)
-
-
-def tiny_config(data_dir: Path, base_dir: Path | str, **changes) -> TrainConfig:
-    values = {
-        "train_data": str(data_dir / "train.jsonl"),
-        "dev_data": str(data_dir / "dev.jsonl"),
-        "base_model": str(base_dir),
-        "epochs": 2,
-        "batch_size": 16,
-        "eval_every": 5,
-        "head_lr": 3e-3,
-        "lr": 1e-3,
-        "threads": 1,
-        "max_length": 32,
-        "freeze_embeddings": False,  # random tiny embeddings must learn too
-        **changes,
-    }
-    return build_config(values)
-
-
-@pytest.fixture(scope="module")
-def trained(data_dir, base_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundle") / "tiny"
-    config = tiny_config(data_dir, base_dir)
-    result = train(config, out, log=lambda line: None, show_progress=False)
-    return config, out, result
 
 
 def test_training_writes_a_bundle_that_serving_loads(trained, data_dir, base_dir, taxonomy):

@@ -209,3 +209,75 @@ def _short(value: Any, limit: int = 120) -> str:
 def _duration(seconds: float) -> str:
     minutes, rest = divmod(int(round(seconds)), 60)
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def front_matter(bundle: Bundle, metrics: Mapping[str, Any] | None, licence: str) -> list[str]:
+    """Hugging Face model-card metadata (YAML between --- lines), from the bundle's own record."""
+    import yaml
+
+    non_commercial = "NON-COMMERCIAL" in licence.upper()
+    files = bundle.training_config.get("train_data") or []
+    meta: dict[str, Any] = {
+        "language": ["zh"],
+        "license": "other" if non_commercial else "unknown",
+        "license_name": "non-commercial-research" if non_commercial else "see the base model",
+        "library_name": "transformers",
+        "pipeline_tag": "text-classification",
+        "tags": ["kefu", "customer-service", "intent-classification", "onnx", "chinese"],
+        "base_model": bundle.manifest.base_model,
+        "datasets": [files] if isinstance(files, str) else list(files),
+        "metrics": ["macro_f1", "accuracy", "ece"],
+    }
+    if metrics is not None:
+        from kefu.training.evaluation.report import set_blocks
+
+        name, block = set_blocks(metrics)[0]
+        meta["model-index"] = [
+            {
+                "name": f"kefu {bundle.manifest.model_version}",
+                "results": [
+                    {
+                        "task": {"type": "text-classification", "name": head},
+                        "dataset": {"name": f"kefu {name} test", "type": block["data"]["file"]},
+                        "metrics": [
+                            {"type": "macro_f1", "value": block["model"][head]["macro_f1"]},
+                            {"type": "accuracy", "value": block["model"][head]["accuracy"]},
+                        ],
+                    }
+                    for head in HEADS
+                    if block["model"][head]["macro_f1"] is not None
+                ],
+            }
+        ]
+    dumped = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).rstrip()
+    return ["---", dumped, "---", ""]
+
+
+def hf_usage(bundle: Bundle) -> list[str]:
+    """How to load the bundle's `hf/` copy with transformers and get the ONNX logits back."""
+    if bundle.hf_path is None:
+        return ["This bundle has no `hf/` folder (it was not exported by `kefu train`)."]
+    return [
+        "The bundle's `hf/` folder is the same model for `transformers` (encoder, tokenizer, a "
+        "config with the label maps of all three heads, head weights in `heads.safetensors`). "
+        "Apply kefu's text normalisation (`kefu.serving.normalize.normalize_text`: NFKC, chat "
+        "artefacts to placeholders) first; the logits then match the ONNX graph within 1e-4:",
+        "",
+        "```python",
+        "import torch",
+        "from safetensors.torch import load_file",
+        "from transformers import AutoModel, AutoTokenizer",
+        "",
+        'tokenizer = AutoTokenizer.from_pretrained("models/default/hf")',
+        'encoder = AutoModel.from_pretrained("models/default/hf").eval()',
+        'heads = load_file("models/default/hf/heads.safetensors")',
+        'batch = tokenizer(["我的快递三天没动了"], padding=True, return_tensors="pt")',
+        "with torch.no_grad():",
+        "    hidden = encoder(**batch).last_hidden_state",
+        'mask = batch["attention_mask"].unsqueeze(-1).float()',
+        "pooled = (hidden * mask).sum(1) / mask.sum(1)  # mean pooling, as in training",
+        'logits = pooled @ heads["intent.weight"].T + heads["intent.bias"]',
+        'id2label = encoder.config.kefu_heads["intent"]["id2label"]',
+        "print(id2label[str(int(logits.argmax()))])",
+        "```",
+    ]

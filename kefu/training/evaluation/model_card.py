@@ -17,6 +17,8 @@ from kefu.training.base_model import M3E_SMALL
 from kefu.training.evaluation.card_sections import (
     _flatten,
     abstention_section,
+    front_matter,
+    hf_usage,
     int8_sentence,
     limits,
     training_section,
@@ -60,6 +62,7 @@ def render_model_card(
     licence = base_model_licence(manifest.base_model, bundle)
     sizes = {head: len(bundle.labels[head]) for head in HEADS}
     lines = [
+        *front_matter(bundle, metrics, licence),
         f"# kefu triage model {manifest.model_version}",
         "",
         f"Reads one Chinese e-commerce customer-service message and returns its intent "
@@ -93,6 +96,10 @@ def render_model_card(
         "## Training data and run",
         "",
         *training_section(bundle),
+        "",
+        "## Loading it outside kefu",
+        "",
+        *hf_usage(bundle),
         "",
     ]
     if metrics is None:

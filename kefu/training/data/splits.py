@@ -1,0 +1,78 @@
+"""Training and dev rows from the configured files: `load_splits(config, taxonomy, log)`.
+
+Several training files are mixed by their `train_weights` (each row carries its file's weight,
+which the batch sampler turns into draws per epoch); without dev files, dev is held out by a
+hash of the normalised text so that copies of one message never land on both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from kefu.errors import DataError
+from kefu.serving.bundle import sha256_file
+from kefu.serving.taxonomy import Taxonomy
+from kefu.serving.tokenization import normalize_text
+from kefu.training.config import TrainConfig
+from kefu.training.data.loader import LabelledRow, load_labelled
+
+
+def load_splits(
+    config: TrainConfig, taxonomy: Taxonomy, log: Callable[[str], None]
+) -> tuple[list[LabelledRow], list[float], list[LabelledRow], str]:
+    """Train rows with their draw weights, dev rows, and the data hash (sha256 over the files).
+
+    Without dev files, dev is `dev_fraction` of train chosen by a hash of the normalised text,
+    so that copies of one message never land on both sides.
+    """
+    columns = {
+        "text_col": config.text_column,
+        "intent_col": config.intent_column,
+        "urgency_col": config.urgency_column,
+        "emotion_col": config.emotion_column,
+        "id_col": config.id_column,
+    }
+    train_files = [Path(path) for path in config.train_data]
+    dev_files = [Path(path) for path in config.dev_data]
+    file_weights = config.train_weights or [1.0] * len(train_files)
+    train_rows: list[LabelledRow] = []
+    weights: list[float] = []
+    dev_rows: list[LabelledRow] = []
+    for path, weight in [
+        *zip(train_files, file_weights, strict=True),
+        *((p, 0.0) for p in dev_files),
+    ]:
+        data = load_labelled(path, taxonomy=taxonomy, **columns)
+        if data.rejects:
+            shown = "; ".join(reject.describe() for reject in data.rejects[:3])
+            log(
+                f"warning: {len(data.rejects)} rows of {data.source} rejected and not used "
+                f"({shown}); `kefu data validate {data.source}` lists them all"
+            )
+        if not data.rows:
+            raise DataError("no usable rows", file=str(path))
+        if path in dev_files and weight == 0.0:
+            dev_rows += data.rows
+        else:
+            train_rows += data.rows
+            weights += [weight] * len(data.rows)
+    if not dev_files:
+        in_dev = [
+            _hash_fraction(normalize_text(row.text)) < config.dev_fraction for row in train_rows
+        ]
+        dev_rows = [row for row, dev in zip(train_rows, in_dev, strict=True) if dev]
+        weights = [w for w, dev in zip(weights, in_dev, strict=True) if not dev]
+        train_rows = [row for row, dev in zip(train_rows, in_dev, strict=True) if not dev]
+    for name, rows in (("train", train_rows), ("dev", dev_rows)):
+        if not rows:
+            raise DataError(f"the {name} split has no usable rows", file=str(train_files[-1]))
+    digest = hashlib.sha256()
+    for path in [*train_files, *dev_files]:
+        digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
+    return train_rows, weights, dev_rows, digest.hexdigest()
+
+
+def _hash_fraction(text: str) -> float:
+    return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16) / 16**8
