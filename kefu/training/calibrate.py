@@ -6,9 +6,11 @@ A fine-tuned classifier is over-confident; one temperature per head (the single 
 that minimises dev negative log-likelihood) fixes most of it without changing any argmax.
 Then each head gets the abstention rule serving applies (`confidence < threshold` or
 `top1 - top2 < margin` -> abstain): the pair that answers the most dev messages while the
-answered ones reach the target precision (e.g. intent >= 0.95). When no pair reaches the
-target on at least MIN_ANSWERED rows, the most precise rule that still answers them is kept,
-and the report says the target was missed.
+answered ones reach the target precision (e.g. intent >= 0.95), never abstaining on more
+than `max_abstain_rate` of dev (an abstaining intent makes the bot ask the customer to
+clarify, and a bot that asks about every third message is not answering). When no pair reaches
+the target within that cap on at least MIN_ANSWERED rows, the most precise rule within the cap
+is kept, and the report says the target was missed.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def choose_abstention(
-    probs: np.ndarray, labels: np.ndarray, target_precision: float
+    probs: np.ndarray, labels: np.ndarray, target_precision: float, max_abstain_rate: float = 1.0
 ) -> tuple[float, float, float, float, bool]:
     """(threshold, margin, answered precision, abstain rate, target met) for calibrated probs."""
     n = len(labels)
@@ -75,7 +77,7 @@ def choose_abstention(
     )
     n_answered = answered.sum(axis=2)
     precision = (answered & correct).sum(axis=2) / np.maximum(n_answered, 1)
-    enough = n_answered >= min(MIN_ANSWERED, n)
+    enough = (n_answered >= min(MIN_ANSWERED, n)) & (n_answered >= (1.0 - max_abstain_rate) * n)
     # a tiny tolerance: precision is a ratio of integers, 0.95 must count as reaching 0.95
     feasible = enough & (precision >= target_precision - 1e-9)
     if feasible.any():
@@ -101,6 +103,7 @@ def calibrate_heads(
     logits: Mapping[str, np.ndarray],
     labels: Mapping[str, np.ndarray],
     target_precision: Mapping[str, float],
+    max_abstain_rate: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, HeadCalibration], dict[str, HeadCalibrationReport]]:
     """Fit every head on the rows that carry its label (labels < 0 are skipped)."""
     calibration, reports = {}, {}
@@ -110,7 +113,7 @@ def calibrate_heads(
         temperature = fit_temperature(head_logits, head_labels)
         probs = softmax(head_logits, temperature)
         threshold, margin, precision, abstain_rate, met = choose_abstention(
-            probs, head_labels, target_precision[head]
+            probs, head_labels, target_precision[head], (max_abstain_rate or {}).get(head, 1.0)
         )
         calibration[head] = HeadCalibration(temperature, threshold, margin)
         reports[head] = HeadCalibrationReport(

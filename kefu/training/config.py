@@ -102,6 +102,9 @@ class TrainConfig:
     # --- calibration: each head abstains below a threshold / margin chosen on dev so that
     # precision on the messages it does answer reaches this target
     target_precision: dict[str, float] = _per_head(0.95, 0.90, 0.90)
+    # ... while abstaining on at most this share of dev (1.0 = no cap); an abstaining intent
+    # makes the bot ask the customer to clarify, so this caps the clarify rate
+    max_abstain_rate: dict[str, float] = _per_head(1.0, 1.0, 1.0)
 
     # --- export
     # also write the INT8 model
@@ -147,7 +150,7 @@ class TrainConfig:
             _bad("train_weights", self.train_weights, "must give one weight per train_data file")
         if any(weight <= 0 for weight in self.train_weights):
             _bad("train_weights", self.train_weights, "must be > 0 per file")
-        for name in ("loss_weights", "target_precision"):
+        for name in ("loss_weights", "target_precision", "max_abstain_rate"):
             values = getattr(self, name)
             if set(values) != set(HEADS):
                 _bad(name, values, f"must give exactly the heads {list(HEADS)}")
@@ -155,8 +158,9 @@ class TrainConfig:
                 _bad(name, values, "must be >= 0 per head")
         if not any(self.loss_weights.values()):
             _bad("loss_weights", self.loss_weights, "at least one head needs a weight > 0")
-        if any(value > 1 for value in self.target_precision.values()):
-            _bad("target_precision", self.target_precision, "must be <= 1 per head")
+        for name in ("target_precision", "max_abstain_rate"):
+            if any(value > 1 for value in getattr(self, name).values()):
+                _bad(name, getattr(self, name), "must be <= 1 per head")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -178,7 +182,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         value = yaml.safe_load(raw) if raw.strip() else ""
         name, _, head = key.partition(".")
         if head:
-            if name not in ("loss_weights", "target_precision"):
+            if name not in ("loss_weights", "target_precision", "max_abstain_rate"):
                 raise ConfigError(f"config key {name!r} has no per-head values ({key!r})")
             if head not in HEADS:
                 raise ConfigError(

@@ -160,7 +160,10 @@ def train(
         served = onnx_int8 if default_variant == "int8" else onnx_fp32
         dev_logits = onnx_logits(served, dev_set, mixed_batches(len(dev_set), 64), encoder.pad_id)
         calibration, calibration_reports = calibrate_heads(
-            {head: dev_logits[head] for head in trained}, dev_set.labels, config.target_precision
+            {head: dev_logits[head] for head in trained},
+            dev_set.labels,
+            config.target_precision,
+            config.max_abstain_rate,
         )
         calibration |= {head: HeadCalibration() for head in untrained}
         notes += [

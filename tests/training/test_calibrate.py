@@ -88,3 +88,15 @@ def test_rows_without_a_label_are_left_out():
     assert reports["emotion"].n == 400
     expected = fit_temperature(logits[100:], labels[100:])
     assert reports["emotion"].temperature == pytest.approx(expected)
+
+
+def test_the_abstain_cap_keeps_the_clarify_rate_down_and_says_the_target_was_missed():
+    logits, labels = overconfident(2000, 8, true_temperature=1.0, seed=2)
+    probs = softmax(logits)
+    *_, uncapped_rate, met = choose_abstention(probs, labels, 0.95)
+    assert met and uncapped_rate > 0.15
+    threshold, margin, precision, abstain_rate, met = choose_abstention(probs, labels, 0.95, 0.10)
+    assert abstain_rate <= 0.10 and not met
+    assert 1 - serving_answers(probs, threshold, margin).mean() == pytest.approx(abstain_rate)
+    correct = probs.argmax(axis=1) == labels
+    assert precision >= correct.mean()  # still the most precise rule within the cap

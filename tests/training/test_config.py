@@ -85,3 +85,31 @@ def test_the_saved_config_reloads_to_the_same_config(tmp_path):
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         TrainConfig().epochs = 3  # type: ignore[misc]
+
+
+def test_training_files_take_one_path_or_a_list_and_weights_belong_to_them(tmp_path):
+    assert build_config({"train_data": "a.jsonl"}).train_data == ["a.jsonl"]
+    config = build_config({"train_data": ["a.jsonl", "b.jsonl"], "train_weights": [0.5, 2]})
+    assert config.train_weights == [0.5, 2.0]
+    with pytest.raises(ConfigError, match="train_weights .* must give one weight per train_data"):
+        build_config({"train_data": ["a.jsonl"], "train_weights": [1.0, 2.0]})
+    with pytest.raises(ConfigError, match="train_data = 3 is not a path or a list of paths"):
+        build_config({"train_data": 3})
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("train_data: [a.jsonl, b.jsonl]\ntrain_weights: [0.5, 2.0]\n", "utf-8")
+    # overriding the files drops the weights that were set for the old ones
+    assert load_config(yaml_file, ["train_data=mine.jsonl"]).train_weights == []
+    assert load_config(yaml_file, ["dev_data="]).dev_data == []
+
+
+def test_train_weights_draw_rows_per_epoch_as_asked():
+    import numpy as np
+
+    from kefu.training.sampling import epoch_rows
+
+    rng = np.random.default_rng(0)
+    weights = np.array([2.0] * 100 + [0.5] * 1000)
+    counts = np.bincount(epoch_rows(1100, weights, rng), minlength=1100)
+    assert (counts[:100] == 2).all()
+    assert set(counts[100:]) <= {0, 1} and 400 < counts[100:].sum() < 600
+    assert (epoch_rows(5, None, rng) == np.arange(5)).all()
