@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from kefu.bench.workload import token_counts
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import HEADS
-from kefu.bench.workload import token_counts
 from kefu.training.data.loader import LabelledData
 from kefu.training.evaluation.metrics import head_scores
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kefu.serving.bundle import read_bundle
-from kefu.serving.classifier import Classifier
 from kefu.bench.timing import Deadline, latency_summary
 from kefu.bench.workload import length_sorted_batches
+from kefu.serving.bundle import read_bundle
+from kefu.serving.classifier import Classifier
 
 BATCH_SIZES = (1, 8, 32)
 WARMUP_BATCHES = 3

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kefu.serving.taxonomy import REPO_ROOT
 from kefu.bench.table import markdown_table
+from kefu.serving.taxonomy import REPO_ROOT
 
 INTRO = """\
 # kefu benchmarks

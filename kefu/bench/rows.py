@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kefu.serving.taxonomy import HEADS
 from kefu.bench.ratios import VARIANTS, lookup
+from kefu.serving.taxonomy import HEADS
 
 COLUMNS = ("part", "measure", "fp32", "INT8", "INT8 / fp32")
 

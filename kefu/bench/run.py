@@ -24,15 +24,15 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from kefu.serving.bundle import Bundle, read_bundle
-from kefu.serving.tokenization import TextEncoder
-from kefu.errors import BundleError
-from kefu.serving.taxonomy import REPO_ROOT
 from kefu.bench.machine import describe_machine, usable_cores
 from kefu.bench.ratios import compute_ratios
 from kefu.bench.report import write_readme
 from kefu.bench.table import rich_table
 from kefu.bench.workload import load_workload, token_counts
+from kefu.errors import BundleError
+from kefu.serving.bundle import Bundle, read_bundle
+from kefu.serving.taxonomy import REPO_ROOT
+from kefu.serving.tokenization import TextEncoder
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 README = REPO_ROOT / "benchmarks" / "README.md"

@@ -20,14 +20,14 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, BertConfig, Pipeline, PreTrainedTokenizerFast
 
-from kefu.serving.bundle import Bundle, read_bundle
-from kefu.serving.classifier import Classifier
-from kefu.serving.tokenization import TextEncoder
-from kefu.serving.taxonomy import HEADS
 from kefu.bench.ort_raw import BLOCK_MESSAGES, SWITCH_PAUSE_SECONDS, PointTimer
 from kefu.bench.reference import base_model_dir, build_encoder, is_tiny
 from kefu.bench.timing import Deadline, latency_summary
 from kefu.bench.workload import length_sorted_batches
+from kefu.serving.bundle import Bundle, read_bundle
+from kefu.serving.classifier import Classifier
+from kefu.serving.taxonomy import HEADS
+from kefu.serving.tokenization import TextEncoder
 from kefu.training.model import MultiHeadClassifier
 
 BATCH_SIZES = (1, 32)

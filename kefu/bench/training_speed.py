@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from kefu.serving.bundle import read_bundle
-from kefu.serving.tokenization import TextEncoder
-from kefu.serving.taxonomy import HEADS, REPO_ROOT, load_taxonomy
-from kefu.training.sampling import encode_split
 from kefu.bench.reference import build_encoder
+from kefu.serving.bundle import read_bundle
+from kefu.serving.taxonomy import HEADS, REPO_ROOT, load_taxonomy
+from kefu.serving.tokenization import TextEncoder
 from kefu.training.config import TrainConfig, load_config
 from kefu.training.data.loader import LabelledData, load_labelled
 from kefu.training.loop import fit
 from kefu.training.model import MultiHeadClassifier, MultiHeadLoss
+from kefu.training.sampling import encode_split
 
 DEFAULT_CONFIG = REPO_ROOT / "kefu" / "training" / "configs" / "default.yaml"
 DEV_ROWS = 8

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kefu.serving.tokenization import TextEncoder
 from kefu.errors import DataError
 from kefu.serving.taxonomy import REPO_ROOT
+from kefu.serving.tokenization import TextEncoder
 from kefu.training.data.loader import LabelledData, load_labelled
 
 DEFAULT_DATA = REPO_ROOT / "datasets" / "seed" / "test.jsonl"

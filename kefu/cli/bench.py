@@ -45,8 +45,8 @@ def command(
         help="Rows for batch scoring (default 100,000; 2,000 with --quick).",
     ),
 ) -> None:
-    from kefu.errors import KefuError
     from kefu.bench.run import PARTS, README, RESULTS_DIR, run_bench, wide_console
+    from kefu.errors import KefuError
 
     skipped = tuple(part.strip() for part in skip.split(",") if part.strip())
     unknown = sorted(set(skipped) - set(PARTS))

@@ -41,8 +41,8 @@ def command(
     """Score every row; rows that cannot be scored go to OUTPUT.rejects.jsonl with a reason."""
     from rich.console import Console
 
-    from kefu.serving.batch.job import ScoreJob
     from kefu.errors import KefuError
+    from kefu.serving.batch.job import ScoreJob
 
     console = Console(stderr=True)
     try:

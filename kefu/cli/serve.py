@@ -94,4 +94,9 @@ def run(settings) -> None:
     os.environ.update(settings.env())
     with tempfile.TemporaryDirectory(prefix="kefu-metrics-") as metrics_dir:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
-        uvicorn.run("kefu.serving.server.app:app_from_env", factory=True, workers=settings.workers, **options)
+        uvicorn.run(
+            "kefu.serving.server.app:app_from_env",
+            factory=True,
+            workers=settings.workers,
+            **options,
+        )

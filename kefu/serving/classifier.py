@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from kefu.serving.bundle import ONNX_OUTPUTS, Bundle, HeadCalibration, read_bundle
-from kefu.serving.tokenization import EncodedBatch, TextEncoder
-from kefu.serving.entities import Entity, asks_for_human, find_entities
 from kefu.errors import BundleError
+from kefu.serving.bundle import ONNX_OUTPUTS, Bundle, HeadCalibration, read_bundle
+from kefu.serving.entities import Entity, asks_for_human, find_entities
 from kefu.serving.taxonomy import HEADS
+from kefu.serving.tokenization import EncodedBatch, TextEncoder
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from kefu.serving.classifier import Prediction
 from kefu.errors import PolicyError
+from kefu.serving.classifier import Prediction
 from kefu.serving.taxonomy import PRIORITIES
 
 REASONS = (

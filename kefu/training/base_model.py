@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kefu.serving.bundle import sha256_file
 from kefu.errors import KefuError
+from kefu.serving.bundle import sha256_file
 from kefu.serving.taxonomy import REPO_ROOT
 
 DEFAULT_BASE_MODEL = "m3e-small"

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kefu.errors import KefuError
 from kefu.serving.bundle import ONNX_INPUTS, ONNX_OUTPUTS
 from kefu.serving.classifier import make_session
-from kefu.serving.tokenization import HEAD_SHARE, TextEncoder, normalize_text
-from kefu.errors import KefuError
 from kefu.serving.taxonomy import HEADS
-from kefu.training.sampling import EncodedSplit, collate, mixed_batches
+from kefu.serving.tokenization import HEAD_SHARE, TextEncoder, normalize_text
 from kefu.training.model import MultiHeadClassifier, macro_f1, predict_logits
+from kefu.training.sampling import EncodedSplit, collate, mixed_batches
 
 OPSET = 17
 

@@ -17,6 +17,8 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from kefu.serving.taxonomy import HEADS
+from kefu.training.config import TrainConfig
+from kefu.training.model import MultiHeadClassifier, MultiHeadLoss, macro_f1, predict_logits
 from kefu.training.sampling import (
     EncodedSplit,
     batch_labels,
@@ -24,8 +26,6 @@ from kefu.training.sampling import (
     prediction_batches,
     training_batches,
 )
-from kefu.training.config import TrainConfig
-from kefu.training.model import MultiHeadClassifier, MultiHeadLoss, macro_f1, predict_logits
 
 LOG_EVERY = 50  # steps between log lines when no live progress bar can be drawn
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kefu.serving.tokenization import TextEncoder
 from kefu.serving.taxonomy import HEADS, Taxonomy
+from kefu.serving.tokenization import TextEncoder
 
 IGNORE = -100  # label index of a row that has no label for a head (masked in the loss)
 

@@ -27,12 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from kefu.serving.bundle import Bundle, Manifest, sha256_file, write_bundle
-from kefu.serving.tokenization import TextEncoder, normalize_text
 from kefu.errors import DataError
+from kefu.serving.bundle import Bundle, Manifest, sha256_file, write_bundle
 from kefu.serving.taxonomy import HEADS, Taxonomy, load_taxonomy
+from kefu.serving.tokenization import TextEncoder, normalize_text
 from kefu.training.base_model import resolve_base_model
-from kefu.training.sampling import encode_split, mixed_batches
 from kefu.training.calibrate import calibrate_heads
 from kefu.training.config import TrainConfig
 from kefu.training.data.loader import LabelledRow, load_labelled
@@ -47,6 +46,7 @@ from kefu.training.export import (
 from kefu.training.interim_card import interim_model_card
 from kefu.training.loop import fit
 from kefu.training.model import MultiHeadLoss, class_weight_tensor, load_classifier
+from kefu.training.sampling import encode_split, mixed_batches
 
 
 @dataclass

@@ -3,10 +3,10 @@ import shutil
 
 import pytest
 
+from kefu.errors import BundleError
 from kefu.serving import bundle as bundle_format
 from kefu.serving.bundle import Manifest, read_bundle, update_bundle
 from kefu.serving.classifier import Classifier
-from kefu.errors import BundleError
 
 
 def test_manifest_json_round_trip():

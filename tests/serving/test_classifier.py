@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from conftest import SAMPLE_TEXTS
 
+from kefu.errors import BundleError
 from kefu.serving.bundle import read_bundle
 from kefu.serving.classifier import Classifier, softmax
-from kefu.errors import BundleError
 from kefu.serving.taxonomy import HEADS
 
 TEXTS = [*SAMPLE_TEXTS, "好", "我的订单12345678901怎么还没发货，电话13812345678，急急急！！！" * 3]

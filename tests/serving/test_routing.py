@@ -2,9 +2,9 @@
 
 import pytest
 
+from kefu.errors import PolicyError
 from kefu.serving.bundle import read_bundle
 from kefu.serving.classifier import HeadPrediction, Prediction
-from kefu.errors import PolicyError
 from kefu.serving.routing import ConversationContext, Decision, RoutingPolicy, decide
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from support.tiny import save_tiny_base_model
 
 from kefu.serving.bundle import sha256_file
 from kefu.training.base_model import (
@@ -17,7 +18,6 @@ from kefu.training.base_model import (
     convert_bin_to_safetensors,
     resolve_base_model,
 )
-from support.tiny import save_tiny_base_model
 
 
 @pytest.fixture(scope="module")

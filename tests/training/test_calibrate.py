@@ -2,9 +2,14 @@ import numpy as np
 import pytest
 
 from kefu.serving.classifier import softmax
-from kefu.training.sampling import IGNORE
-from kefu.training.calibrate import MIN_ANSWERED, calibrate_heads, choose_abstention, fit_temperature
+from kefu.training.calibrate import (
+    MIN_ANSWERED,
+    calibrate_heads,
+    choose_abstention,
+    fit_temperature,
+)
 from kefu.training.calibration_metrics import expected_calibration_error
+from kefu.training.sampling import IGNORE
 
 
 def overconfident(n: int, k: int, true_temperature: float, seed: int = 0):

@@ -6,7 +6,9 @@ import pytest
 from kefu.errors import ConfigError
 from kefu.training.config import TrainConfig, build_config, load_config
 
-DEFAULT_YAML = Path(__file__).resolve().parents[2] / "kefu" / "training" / "configs" / "default.yaml"
+DEFAULT_YAML = (
+    Path(__file__).resolve().parents[2] / "kefu" / "training" / "configs" / "default.yaml"
+)
 
 
 def test_defaults_are_valid_and_the_default_file_loads():

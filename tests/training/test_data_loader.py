@@ -5,8 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from kefu.errors import DataError
 from kefu.cli.main import app
+from kefu.errors import DataError
 from kefu.training.data.loader import load_labelled, write_rejects
 
 GOOD = {

@@ -8,12 +8,12 @@ import pytest
 from test_evaluation_public_dev import write_fake_public_dev
 from typer.testing import CliRunner
 
+from kefu.cli.main import app
+from kefu.errors import DataError
 from kefu.serving.bundle import read_bundle, update_bundle
 from kefu.serving.classifier import Classifier
-from kefu.errors import DataError
 from kefu.serving.taxonomy import HEADS
 from kefu.training.calibration_metrics import expected_calibration_error
-from kefu.cli.main import app
 from kefu.training.evaluation.artifacts import resolve_train_data
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -314,10 +314,10 @@ def test_real_base_model_bundle_evaluates_on_seed_and_public_dev(tmp_path):
 
     from kefu.serving.bundle import HeadCalibration, Manifest, write_bundle
     from kefu.serving.taxonomy import load_taxonomy
-    from tests.conftest import REPO_ROOT, SHARED
     from kefu.training.evaluation.public_dev import DEFAULT_PUBLIC_DEV
     from kefu.training.export import export_onnx, quantize_int8
     from kefu.training.model import MultiHeadClassifier
+    from tests.conftest import REPO_ROOT, SHARED
 
     base = SHARED / "models" / "m3e-small-zh"
     if not base.is_dir() or not DEFAULT_PUBLIC_DEV.is_dir():

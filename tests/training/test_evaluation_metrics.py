@@ -3,9 +3,9 @@ import pytest
 from sklearn.metrics import f1_score
 
 from kefu.training.evaluation.baseline import fit_head_baseline
+from kefu.training.evaluation.evaluate import json_safe
 from kefu.training.evaluation.metrics import confusion_matrix, head_scores
 from kefu.training.evaluation.report import points, render_report
-from kefu.training.evaluation.evaluate import json_safe
 
 LABELS = ("a", "b", "c")
 

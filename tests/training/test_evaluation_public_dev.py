@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from kefu.serving.classifier import Classifier
 from kefu.errors import DataError
+from kefu.serving.classifier import Classifier
 from kefu.training.evaluation.public_dev import (
     PublicSet,
     evaluate_public_sets,

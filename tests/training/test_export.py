@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support.tiny import save_tiny_base_model
 from transformers import BertModel
 
-from kefu.serving.tokenization import TextEncoder
 from kefu.serving.taxonomy import HEADS
-from kefu.training.sampling import encode_split
+from kefu.serving.tokenization import TextEncoder
 from kefu.training.export import (
     ExportCheckError,
     Int8Result,
@@ -21,7 +21,7 @@ from kefu.training.export import (
     quantize_int8,
 )
 from kefu.training.model import MultiHeadClassifier
-from support.tiny import save_tiny_base_model
+from kefu.training.sampling import encode_split
 
 TEXTS = [
     "在吗",

@@ -6,17 +6,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support.tiny import save_tiny_base_model
 from typer.testing import CliRunner
 
+from kefu.cli.main import app
 from kefu.serving.bundle import MODEL_INT8, read_bundle, sha256_file
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import HEADS
-from kefu.training.sampling import IGNORE, training_batches
-from kefu.cli.main import app
 from kefu.training.config import TrainConfig, build_config, load_config
 from kefu.training.loop import EarlyStopping, build_optimizer
 from kefu.training.model import MultiHeadLoss, class_weight_tensor, load_classifier
-from support.tiny import save_tiny_base_model
+from kefu.training.sampling import IGNORE, training_batches
 from kefu.training.train import train
 
 

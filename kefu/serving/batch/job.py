@@ -7,8 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kefu.serving.batch.scoring import DEFAULT_BATCH_SIZE
 from kefu.errors import ConfigError
+from kefu.serving.batch.scoring import DEFAULT_BATCH_SIZE
 
 DEFAULT_CHUNK_SIZE = 2048
 

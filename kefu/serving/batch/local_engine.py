@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from kefu.errors import KefuError
 from kefu.serving.batch.job import ScoreJob, Summary
 from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.progress import ProgressReporter, estimate_rows
@@ -37,7 +38,6 @@ from kefu.serving.batch.readers import Chunk, count_chunks, read_chunks
 from kefu.serving.batch.scoring import SCORE_SCHEMA, Scorer, attach_scores, threads_per_worker
 from kefu.serving.batch.staging import RunState, Staging
 from kefu.serving.batch.writers import concat_lines, unified_schema, write_output
-from kefu.errors import KefuError
 
 _WORKER_SCORER: Scorer | None = None  # one per worker process, set by `_start_worker`
 

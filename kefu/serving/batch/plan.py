@@ -15,7 +15,13 @@ from typing import Any
 
 from kefu.serving.batch.job import ScoreJob
 from kefu.serving.batch.scoring import SCORE_COLUMNS
-from kefu.serving.batch.sources import InputFile, check_input, check_output, output_paths, resolve_inputs
+from kefu.serving.batch.sources import (
+    InputFile,
+    check_input,
+    check_output,
+    output_paths,
+    resolve_inputs,
+)
 from kefu.serving.bundle import read_bundle
 from kefu.serving.routing import RoutingPolicy
 

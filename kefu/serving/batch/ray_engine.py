@@ -35,13 +35,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from kefu.errors import ConfigError, KefuError
 from kefu.serving.batch.job import ScoreJob, Summary
 from kefu.serving.batch.plan import plan_run
 from kefu.serving.batch.readers import read_chunks
 from kefu.serving.batch.scoring import Scorer, attach_scores, threads_per_worker
 from kefu.serving.batch.sources import InputFile
 from kefu.serving.batch.writers import unified_schema, write_output
-from kefu.errors import ConfigError, KefuError
 
 try:
     import ray

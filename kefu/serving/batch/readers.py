@@ -23,9 +23,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kefu.errors import DataError
 from kefu.serving.batch.sources import InputFile
 from kefu.serving.tokenization import normalize_text
-from kefu.errors import DataError
 
 REJECT_REASONS = {
     "missing_text": "the text field is absent or null",

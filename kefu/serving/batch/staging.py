@@ -25,8 +25,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kefu.serving.batch.job import Summary
 from kefu.errors import ConfigError
+from kefu.serving.batch.job import Summary
 
 STATE = "state.json"
 STATE_VERSION = 1

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from kefu.serving.batch.sources import InputFile, resolve_inputs
 from kefu.errors import DataError
+from kefu.serving.batch.sources import InputFile, resolve_inputs
 
 REQUIRED = ("intent", "urgency", "emotion", "escalate", "reasons")
 BATCH_ROWS = 65_536

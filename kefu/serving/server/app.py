@@ -21,11 +21,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 
 from kefu.serving.bundle import POLICY
+from kefu.serving.server.error_responses import (
+    Conflict,
+    Forbidden,
+    Unauthorized,
+    install_error_handlers,
+)
 from kefu.serving.server.handlers import build_results, check_messages, observe, route_messages
-from kefu.serving.server.error_responses import Conflict, Forbidden, Unauthorized, install_error_handlers
 from kefu.serving.server.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from kefu.serving.server.observability import Metrics
 from kefu.serving.server.model_holder import LoadedModel, ModelHolder
+from kefu.serving.server.observability import Metrics
 from kefu.serving.server.schemas import (
     ClassifyRequest,
     ClassifyResponse,

@@ -14,8 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kefu.serving.server.microbatch import NotReady, Overloaded
 from kefu.errors import BundleError, ConfigError, InputError, KefuError, PolicyError
+from kefu.serving.server.microbatch import NotReady, Overloaded
 
 
 class PayloadTooLarge(InputError):

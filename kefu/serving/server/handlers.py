@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kefu.serving.classifier import HeadPrediction, Prediction
 from kefu.errors import InputError
+from kefu.serving.classifier import HeadPrediction, Prediction
+from kefu.serving.routing import ConversationContext, Decision, RoutingPolicy, decide
 from kefu.serving.server.error_responses import PayloadTooLarge
 from kefu.serving.server.observability import Metrics, logged_text
-from kefu.serving.routing import ConversationContext, Decision, RoutingPolicy, decide
 from kefu.serving.server.schemas import (
     ClassifyRequest,
     EntitySpan,

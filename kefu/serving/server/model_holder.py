@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kefu.serving.server.microbatch import MicroBatcher, NotReady
-from kefu.serving.classifier import Classifier, Prediction
 from kefu.errors import BundleError, InputError, KefuError
-from kefu.serving.server.observability import Metrics
+from kefu.serving.classifier import Classifier, Prediction
 from kefu.serving.routing import RoutingPolicy
+from kefu.serving.server.microbatch import MicroBatcher, NotReady
+from kefu.serving.server.observability import Metrics
 from kefu.serving.settings import Settings
 
 log = logging.getLogger("kefu.runtime")

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kefu.serving.bundle import read_bundle, update_bundle
 from kefu.errors import DataError
+from kefu.serving.bundle import read_bundle, update_bundle
 from kefu.serving.taxonomy import REPO_ROOT
 from kefu.training.data.loader import LabelledData, load_labelled, write_rejects
+from kefu.training.evaluation.evaluate import evaluate_bundle, write_metrics
 from kefu.training.evaluation.model_card import EVALUATION_KEYS, render_model_card
 from kefu.training.evaluation.public_dev import PER_SET_DEFAULTS, load_public_sets
 from kefu.training.evaluation.report import write_report
-from kefu.training.evaluation.evaluate import evaluate_bundle, write_metrics
 
 # When -o names the bundle itself the report goes one level down: files directly in a bundle are
 # sealed into its manifest, and a later evaluation rewriting them would break the seal.

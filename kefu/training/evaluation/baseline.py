@@ -16,8 +16,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from kefu.serving.tokenization import normalize_text
 from kefu.errors import DataError
+from kefu.serving.tokenization import normalize_text
 
 NGRAM_RANGE = (1, 3)
 REGULARISATION_C = 10.0  # char n-gram features are sparse and many; weak regularisation fits them

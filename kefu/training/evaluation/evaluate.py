@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from kefu.errors import BundleError, DataError
 from kefu.serving.bundle import METRICS, Bundle, HeadCalibration, read_bundle
 from kefu.serving.classifier import Classifier
-from kefu.errors import BundleError, DataError
 from kefu.serving.taxonomy import HEADS
 from kefu.training.calibration_metrics import ECE_BINS, expected_calibration_error
 from kefu.training.data.loader import LabelledData

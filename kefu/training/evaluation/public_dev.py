@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from kefu.serving.classifier import Classifier
 from kefu.errors import DataError
+from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import REPO_ROOT
 from kefu.training.evaluation.inference import run_classifier
 from kefu.training.evaluation.metrics import scores_from_confusion

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from kefu.errors import DataError
 from kefu.serving.batch.readers import read_chunks, text_problem
 from kefu.serving.batch.sources import check_input, resolve_inputs
-from kefu.errors import DataError
 
 
 def chunks_of(path: Path, chunk_size: int = 100, id_col: str | None = None, skip: int = 0):

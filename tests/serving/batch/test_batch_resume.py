@@ -15,8 +15,8 @@ import pytest
 from support.chat_logs import chat_log, expected_bad, write_jsonl
 
 import kefu.serving.batch.local_engine as local_engine
-from kefu.serving.batch import ScoreJob, run_local
 from kefu.errors import ConfigError
+from kefu.serving.batch import ScoreJob, run_local
 
 ROWS, CHUNK = 8_000, 200
 CHUNKS = ROWS // CHUNK

@@ -14,12 +14,12 @@ import pytest
 from support.chat_logs import chat_log, expected_bad, write_csv, write_jsonl, write_parquet
 from typer.testing import CliRunner
 
+from kefu.cli.main import app
+from kefu.errors import ConfigError
 from kefu.serving.batch import ScoreJob, run_local
 from kefu.serving.batch.scoring import SCORE_COLUMNS
 from kefu.serving.classifier import Classifier
-from kefu.errors import ConfigError
 from kefu.serving.routing import ConversationContext, RoutingPolicy, decide
-from kefu.cli.main import app
 
 runner = CliRunner()
 

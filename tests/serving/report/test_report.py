@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from kefu.cli.main import app
 from kefu.serving.batch.scoring import SCORE_SCHEMA
 from kefu.serving.report import build_report
 from kefu.serving.report.clusters import QuestionCounter, normalise_question
 from kefu.serving.report.load import parse_day
-from kefu.cli.main import app
 
 runner = CliRunner()
 

@@ -4,10 +4,10 @@ import pytest
 from fastapi.testclient import TestClient
 from support.serving import isolated_settings
 
-from kefu.serving.server.app import create_app
 from kefu.serving.bundle import read_bundle
 from kefu.serving.classifier import Classifier
 from kefu.serving.routing import ConversationContext, RoutingPolicy, decide
+from kefu.serving.server.app import create_app
 from kefu.serving.taxonomy import HEADS
 
 HEAD_KEYS = {"label", "name", "confidence", "abstain", "top"}

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from support.serving import isolated_settings
 
+from kefu.serving.classifier import Classifier
 from kefu.serving.server.app import create_app
 from kefu.serving.server.microbatch import MicroBatcher, NotReady, Overloaded, length_groups
-from kefu.serving.classifier import Classifier
 
 
 class RecordingModel:

@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 from support.serving import isolated_settings
 
-from kefu.serving.server.app import create_app
 from kefu.errors import ConfigError, PolicyError
+from kefu.serving.server.app import create_app
 from kefu.serving.settings import Settings, load_settings
 
 
