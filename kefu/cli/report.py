@@ -42,3 +42,7 @@ def command(
         f"report: {output} ({data.rows} messages from {len(data.files)} file(s), "
         f"escalation rate {data.escalation_rate:.1%})"
     )
+    if data.rejected:
+        typer.echo(f"{data.rejected} unreadable records left out of the report:", err=True)
+        for reject in data.reject_examples:
+            typer.echo(f"rejected: {reject.describe()}", err=True)

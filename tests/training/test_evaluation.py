@@ -170,7 +170,12 @@ def test_rejected_rows_are_written_not_lost(evaluated):
         for line in (out / "rejects.jsonl").read_text(encoding="utf-8").splitlines()
     ]
     assert len(rejects) == metrics["data"]["rejected"] == 1
-    assert rejects[0]["line"] == len(EVAL_ROWS) + 1 and "no_such_intent" in rejects[0]["reason"]
+    assert (rejects[0]["line"], rejects[0]["column"], rejects[0]["reason"]) == (
+        len(EVAL_ROWS) + 1,
+        "intent",
+        "unknown_label",
+    )
+    assert "no_such_intent" in rejects[0]["detail"]
     assert metrics["n"] + metrics["data"]["rejected"] == len(EVAL_ROWS) + 1
 
 
@@ -273,7 +278,7 @@ def test_missing_data_file_is_a_clear_error(tiny_bundle, tmp_path):
         "--bundle", tiny_bundle, "--data", tmp_path / "nope.jsonl", "-o", tmp_path / "out"
     )
     assert result.exit_code == 1
-    assert f"error: file {tmp_path / 'nope.jsonl'}: file does not exist" in result.output
+    assert f"error: file {tmp_path / 'nope.jsonl'}: input file does not exist" in result.output
 
 
 def test_data_labelled_for_intent_only_scores_intent_and_leaves_other_heads_empty(

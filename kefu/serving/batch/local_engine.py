@@ -33,11 +33,12 @@ from rich.console import Console
 from kefu.errors import KefuError
 from kefu.serving.batch.job import ScoreJob, Summary
 from kefu.serving.batch.plan import RunPlan, plan_run
-from kefu.serving.batch.progress import ProgressReporter, estimate_rows
+from kefu.serving.batch.progress import ProgressReporter
 from kefu.serving.batch.readers import Chunk, count_chunks, read_chunks
 from kefu.serving.batch.scoring import SCORE_SCHEMA, Scorer, attach_scores, threads_per_worker
 from kefu.serving.batch.staging import RunState, Staging
 from kefu.serving.batch.writers import concat_lines, unified_schema, write_output
+from kefu.tabular import estimate_records
 
 _WORKER_SCORER: Scorer | None = None  # one per worker process, set by `_start_worker`
 
@@ -57,7 +58,7 @@ def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
         )
     rows_before = state.rows_read
     if state.phase == "scoring":
-        total = sum(estimate_rows(source) for source in plan.inputs) if job.progress else None
+        total = sum(estimate_records(source) for source in plan.inputs) if job.progress else None
         with (
             ScorerPool(job) as pool,
             ProgressReporter(total, state.rows_read, job.progress, console) as progress,

@@ -15,20 +15,15 @@ from typing import Any
 
 from kefu.serving.batch.job import ScoreJob
 from kefu.serving.batch.scoring import SCORE_COLUMNS
-from kefu.serving.batch.sources import (
-    InputFile,
-    check_input,
-    check_output,
-    output_paths,
-    resolve_inputs,
-)
+from kefu.serving.batch.sources import check_input, check_output, output_paths
 from kefu.serving.bundle import read_bundle
 from kefu.serving.routing import RoutingPolicy
+from kefu.tabular import TableFile, resolve_files
 
 
 @dataclass
 class RunPlan:
-    inputs: list[InputFile]
+    inputs: list[TableFile]
     output_format: str
     rejects_path: Path
     staging_dir: Path
@@ -48,7 +43,7 @@ class RunPlan:
 
 
 def plan_run(job: ScoreJob, engine: str) -> RunPlan:
-    inputs = resolve_inputs(job.inputs)
+    inputs = resolve_files(job.inputs)
     output_format = check_output(job.output, inputs)
     columns: dict[str, None] = {}
     for source in inputs:

@@ -40,8 +40,8 @@ from kefu.serving.batch.job import ScoreJob, Summary
 from kefu.serving.batch.plan import plan_run
 from kefu.serving.batch.readers import read_chunks
 from kefu.serving.batch.scoring import Scorer, attach_scores, threads_per_worker
-from kefu.serving.batch.sources import InputFile
 from kefu.serving.batch.writers import unified_schema, write_output
+from kefu.tabular import TableFile
 
 try:
     import ray
@@ -119,7 +119,7 @@ def _start_ray(job: ScoreJob, ray_address: str | None) -> bool:
     return True
 
 
-def _run_pipeline(job: ScoreJob, inputs: list[InputFile], staged: Path) -> None:
+def _run_pipeline(job: ScoreJob, inputs: list[TableFile], staged: Path) -> None:
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # staged rows come back in input order
     context.enable_progress_bars = job.progress
@@ -147,7 +147,7 @@ def _run_pipeline(job: ScoreJob, inputs: list[InputFile], staged: Path) -> None:
 class ChunkDatasource(Datasource):
     """One read task per input file, yielding one row per kefu chunk."""
 
-    def __init__(self, inputs: list[InputFile], text_col: str, id_col: str | None, chunk_size: int):
+    def __init__(self, inputs: list[TableFile], text_col: str, id_col: str | None, chunk_size: int):
         self.inputs, self.text_col, self.id_col, self.chunk_size = (
             inputs,
             text_col,
@@ -172,7 +172,7 @@ class ChunkDatasource(Datasource):
             tasks.append(ReadTask(functools.partial(self._read, number, source), metadata))
         return tasks
 
-    def _read(self, number: int, source: InputFile) -> Iterator[pa.Table]:
+    def _read(self, number: int, source: TableFile) -> Iterator[pa.Table]:
         for chunk in read_chunks(
             source, text_col=self.text_col, id_col=self.id_col, chunk_size=self.chunk_size
         ):

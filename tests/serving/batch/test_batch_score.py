@@ -58,9 +58,11 @@ def test_jsonl_to_parquet_scores_every_good_row_and_rejects_the_rest(tmp_path, t
     assert rejects[0] == {
         "file": str(source.resolve()),
         "line": 1,
+        "end_line": 1,
+        "id": "m000000",
+        "column": "text",
         "reason": "empty_text",
         "detail": "text is empty or whitespace only",
-        "id": "m000000",
     }
     assert rejects[-1]["reason"] == "invalid_json" and rejects[-1]["line"] == 401
     assert not (tmp_path / "out.parquet.partial").exists()
