@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import typer
@@ -46,7 +47,8 @@ def build(
 @app.command("validate")
 def validate(
     file: Path = typer.Argument(
-        ..., help="JSONL, CSV, TSV or Parquet file with labelled messages."
+        ...,
+        help="JSONL, CSV, TSV (optionally .gz or .zst), Parquet or xlsx file of labelled messages.",
     ),
     text_col: str = typer.Option("text", help="Column holding the message text."),
     intent_col: str = typer.Option("intent"),
@@ -57,8 +59,14 @@ def validate(
         None, help="Write rejected rows (with reasons) to this JSONL file."
     ),
     strict: bool = typer.Option(False, "--strict", help="Fail when any row is rejected."),
+    encoding: str = typer.Option(
+        None, help="Text encoding, e.g. gb18030 (default: detected: BOM, UTF-8, GB18030)."
+    ),
 ) -> None:
-    """Check a labelled file: counts per label, and every rejected row with file, line and reason."""
+    """Check a labelled file: counts per label, and every rejected row with file, line and reason.
+
+    Exits 1 when the file cannot be read, has no usable row, or (--strict) any row is rejected.
+    """
     from kefu.training.data.loader import load_labelled, write_rejects
 
     try:
@@ -70,6 +78,7 @@ def validate(
             emotion_col=emotion_col,
             id_col=id_col,
             strict=strict,
+            encoding=encoding,
         )
     except KefuError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -79,7 +88,6 @@ def validate(
     table = Table()
     for column in ("head", "label", "rows"):
         table.add_column(column)
-    from collections import Counter
 
     for head in ("intent", "urgency", "emotion"):
         for label, count in sorted(Counter(data.labels(head)).items(), key=lambda kv: str(kv[0])):
@@ -92,3 +100,13 @@ def validate(
     if rejects is not None:
         written = write_rejects(data.rejects, rejects)
         typer.echo(f"wrote {written} rejects to {rejects}")
+    if not data.rows:
+        reasons = Counter(reject.reason for reject in data.rejects)
+        shown = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+        hint = (
+            "; if the file is GBK/GB18030, rerun with --encoding gb18030"
+            if "undecodable_text" in reasons
+            else ""
+        )
+        typer.echo(f"error: {file}: no usable rows (rejected: {shown}){hint}", err=True)
+        raise typer.Exit(1)

@@ -16,7 +16,9 @@ def command(
     bundle: Path = typer.Option(
         Path("models/default"), "--bundle", help="Bundle directory to evaluate."
     ),
-    data: Path = typer.Option(..., "--data", help="Labelled file (JSONL, CSV, TSV or Parquet)."),
+    data: Path = typer.Option(
+        ..., "--data", help="Labelled file (JSONL, CSV, TSV, Parquet or xlsx)."
+    ),
     out: Path = typer.Option(
         ..., "-o", "--out", help="Folder for metrics.json, report.md and PNGs."
     ),
@@ -48,6 +50,9 @@ def command(
     urgency_col: str = typer.Option("urgency", "--urgency-col"),
     emotion_col: str = typer.Option("emotion", "--emotion-col"),
     id_col: str = typer.Option("id", "--id-col"),
+    encoding: str = typer.Option(
+        None, "--encoding", help="Text encoding of the data files (default: detected per file)."
+    ),
 ) -> None:
     import time
 
@@ -90,6 +95,7 @@ def command(
             "emotion_col": emotion_col,
             "id_col": id_col,
         },
+        encoding=encoding,
     )
     started = time.perf_counter()
     try:

@@ -12,7 +12,7 @@ import typer
 
 def command(
     inputs: list[str] = typer.Argument(
-        ..., help="Scored Parquet, CSV or JSONL files (or quoted globs)."
+        ..., help="Scored Parquet, CSV, TSV, JSONL or xlsx files (or quoted globs)."
     ),
     output: Path = typer.Option(..., "--output", "-o", help="HTML file to write."),
     text_col: str = typer.Option("text", help="Column holding the message text."),
@@ -20,6 +20,9 @@ def command(
     top_n: int = typer.Option(10, help="How many intents the TOP table lists."),
     period: str = typer.Option("auto", help="Trend period: day, week or auto (week past 60 days)."),
     title: str = typer.Option("kefu hotspot report 客服热点报告", help="Report title."),
+    encoding: str = typer.Option(
+        None, help="Text encoding of CSV/TSV/JSONL inputs (default: detected per file)."
+    ),
 ) -> None:
     """Intent, urgency and emotion distributions, escalations, repeated questions and trends."""
     from kefu.errors import KefuError
@@ -34,6 +37,7 @@ def command(
             top_n=top_n,
             period=period,
             title=title,
+            encoding=encoding,
         )
     except KefuError as exc:
         typer.echo(f"error: {exc}", err=True)

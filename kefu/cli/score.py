@@ -2,7 +2,11 @@
 
 Usage: kefu score 'logs/2024-*.jsonl' -o scored.parquet --bundle models/default --id-col msg_id
        kefu score logs.csv -o scored.csv --resume          # continue an interrupted run
+       kefu score 导出.xlsx -o scored.csv --excel-csv --encoding gb18030
        kefu score logs.parquet -o scored.parquet --engine ray --ray-address auto
+
+Exit codes: 0 done; 1 an error before or during the run, or after it (outputs written) when an
+input gave no usable rows or more rows than --max-reject-rate were rejected; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,10 +19,26 @@ import typer
 
 def command(
     inputs: list[str] = typer.Argument(
-        ..., help="CSV, JSONL or Parquet files (by suffix) or quoted globs."
+        ...,
+        help="CSV, TSV, JSONL (optionally .gz or .zst), Parquet or xlsx files, or quoted globs.",
     ),
     output: Path = typer.Option(
-        ..., "--output", "-o", help="Output file: .parquet, .csv or .jsonl."
+        ..., "--output", "-o", help="Output file: .parquet, .csv, .jsonl or .xlsx."
+    ),
+    output_format: str = typer.Option(
+        None, "--format", help="parquet, csv, jsonl or xlsx (default: from the -o suffix)."
+    ),
+    excel_csv: bool = typer.Option(
+        False, "--excel-csv", help="Start CSV output with a UTF-8 BOM so Excel opens it right."
+    ),
+    encoding: str = typer.Option(
+        None, help="Input text encoding, e.g. gb18030 (default: detected per file)."
+    ),
+    max_reject_rate: float = typer.Option(
+        0.2,
+        min=0.0,
+        max=1.0,
+        help="Exit non-zero (after writing the outputs) when a larger share of rows is rejected.",
     ),
     bundle: Path = typer.Option(Path("models/default"), help="Model bundle directory."),
     text_col: str = typer.Option("text", help="Column holding the message text."),
@@ -62,6 +82,9 @@ def command(
             resume=resume,
             fresh=fresh,
             progress=progress,
+            output_format=output_format,
+            excel_csv=excel_csv,
+            encoding=encoding,
         )
         if engine == "ray":
             from kefu.serving.batch.ray_engine import run_ray
@@ -81,3 +104,8 @@ def command(
         raise typer.Exit(130) from None
     for line in summary.lines():
         typer.echo(line)
+    failures = summary.failures(max_reject_rate)
+    for failure in failures:
+        typer.echo(f"error: {failure}", err=True)
+    if failures:
+        raise typer.Exit(1)

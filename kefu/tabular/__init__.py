@@ -1,4 +1,4 @@
-"""One reader for tabular files (CSV, TSV, JSONL, Parquet), shared by score, train and report.
+"""One reader for tabular files (CSV, TSV, JSONL, Parquet, xlsx), for score, train and report.
 
 Usage:
     files = resolve_files(["logs/*.csv"])             # or table_file("train.jsonl")
@@ -8,17 +8,20 @@ Usage:
 
 One decoding policy (`decoding.py`), one reject shape (`Reject`: file, line, end_line, id,
 column, reason, detail) and one set of message-text checks (`text_problem`). Light on purpose:
-stdlib and pyarrow only, so serving and training can both import it.
+stdlib, pyarrow, openpyxl and zstandard only, so serving and training can both import it.
 """
 
 from kefu.tabular.files import FORMATS, TableFile, format_of, resolve_files, table_file
+from kefu.tabular.options import DEFAULT_OPTIONS, ReadOptions
 from kefu.tabular.reader import Block, estimate_records, read_blocks, read_columns, read_records
 from kefu.tabular.rejects import REASONS, Reject, write_rejects
 from kefu.tabular.textrows import Record
 from kefu.tabular.values import as_text, json_safe, repair, text_problem
 
 __all__ = [
+    "DEFAULT_OPTIONS",
     "FORMATS",
+    "ReadOptions",
     "REASONS",
     "Block",
     "Record",

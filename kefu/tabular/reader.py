@@ -1,12 +1,13 @@
 """Read any tabular file as blocks of records: the one reader behind score, train and report.
 
 Usage: `columns = read_columns(file)`; `for block in read_blocks(file, 2048): ...`;
-`for record in read_records(file): ...`.
+`for record in read_records(file): ...`; each takes `options` (`ReadOptions`: encoding).
 
 A block holds up to `size` records, cut the same way on every read of the same file with the
 same options (what lets `kefu score --resume` skip committed chunks by count). Every file gives
 at least one block, and the blocks of a file account for every physical line of it (header,
-blank lines and records; Parquet: rows), so a run can prove that nothing was skipped.
+blank lines and records; Parquet: rows; xlsx: sheet rows), so a run can prove that nothing
+was skipped.
 Memory: one block (plus one Parquet record batch) at a time.
 """
 
@@ -23,8 +24,10 @@ import pyarrow.parquet as pq
 from kefu.errors import DataError
 from kefu.tabular.decoding import file_encoding, iter_lines
 from kefu.tabular.files import DELIMITERS, TableFile, open_bytes
+from kefu.tabular.options import DEFAULT_OPTIONS, ReadOptions
 from kefu.tabular.textrows import CsvRows, JsonRows, Record, json_columns
 from kefu.tabular.values import records_table
+from kefu.tabular.xlsx import XlsxRows, sheet_rows
 
 
 @dataclass
@@ -32,7 +35,7 @@ class Block:
     file: TableFile
     records: list[Record]  # one per row, in file order
     table: pa.Table | None  # Parquet: the rows as read (records then hold positions only)
-    lines: int  # physical lines (Parquet: rows) accounted here: header, blank lines, records
+    lines: int  # physical lines (Parquet: rows; xlsx: sheet rows) accounted here
     encoding: str | None = None  # what a text format was decoded with
 
     def __len__(self) -> int:
@@ -57,7 +60,7 @@ class Block:
         return [r.values.get(name) if r.values is not None else None for r in self.records]
 
     def take(self, keep: list[int]) -> pa.Table:
-        """An Arrow table of the records at `keep` (CSV/TSV cells stay text; JSONL is typed)."""
+        """An Arrow table of the records at `keep` (CSV, TSV, xlsx cells are text; JSONL typed)."""
         if self.table is not None:
             if len(keep) == self.table.num_rows:
                 return self.table
@@ -66,12 +69,16 @@ class Block:
         return records_table(rows, typed=self.file.format == "jsonl")
 
 
-def read_columns(file: TableFile) -> list[str] | None:
-    """The file's column names; None for a CSV or JSONL file with no header or object."""
+def read_columns(file: TableFile, options: ReadOptions = DEFAULT_OPTIONS) -> list[str] | None:
+    """The file's column names; None for a file with no header (or no JSON object)."""
     try:
         if file.format == "parquet":
             return list(_parquet(file).schema_arrow.names)
-        encoding = file_encoding(file)
+        if file.format == "xlsx":
+            rows = XlsxRows(file.path, str(file.path))
+            rows.close()
+            return rows.header
+        encoding = file_encoding(file, options.encoding)
         lines = iter_lines(file, encoding)
         if file.format == "jsonl":
             return json_columns(lines)
@@ -80,22 +87,27 @@ def read_columns(file: TableFile) -> list[str] | None:
         raise DataError(f"cannot read the file: {exc}", file=str(file.path)) from None
 
 
-def read_blocks(file: TableFile, size: int, columns: list[str] | None = None) -> Iterator[Block]:
+def read_blocks(
+    file: TableFile,
+    size: int,
+    columns: list[str] | None = None,
+    options: ReadOptions = DEFAULT_OPTIONS,
+) -> Iterator[Block]:
     """Blocks of `size` records (the last one shorter); `columns` narrows Parquet reads."""
     try:
         if file.format == "parquet":
             yield from _parquet_blocks(file, size, columns)
         else:
-            yield from _row_blocks(file, size)
+            yield from _row_blocks(file, size, options)
     except DataError:
         raise
     except (OSError, csv.Error, pa.ArrowException) as exc:
         raise DataError(f"reading stopped: {exc}", file=str(file.path)) from None
 
 
-def read_records(file: TableFile, size: int = 10_000) -> Iterator[Record]:
+def read_records(file: TableFile, options: ReadOptions = DEFAULT_OPTIONS) -> Iterator[Record]:
     """Every record with its values (Parquet rows too), for readers that want dicts."""
-    for block in read_blocks(file, size):
+    for block in read_blocks(file, 10_000, options=options):
         if block.table is None:
             yield from block.records
             continue
@@ -104,9 +116,11 @@ def read_records(file: TableFile, size: int = 10_000) -> Iterator[Record]:
 
 
 def estimate_records(file: TableFile) -> int:
-    """Rows to expect, for progress bars: exact for Parquet, line counts for text formats."""
+    """Rows to expect, for progress bars and limits: an upper bound, exact for Parquet."""
     if file.format == "parquet":
         return _parquet(file).metadata.num_rows
+    if file.format == "xlsx":
+        return max(0, sheet_rows(file.path) - 1)
     lines, last = 0, b"\n"
     with open_bytes(file) as handle:
         while block := handle.read(1 << 24):
@@ -116,22 +130,30 @@ def estimate_records(file: TableFile) -> int:
     return max(0, lines - 1) if file.format in DELIMITERS else lines
 
 
-def _row_blocks(file: TableFile, size: int) -> Iterator[Block]:
-    encoding = file_encoding(file)
-    lines = iter_lines(file, encoding)
+def _row_blocks(file: TableFile, size: int, options: ReadOptions) -> Iterator[Block]:
     name = str(file.path)
-    rows: CsvRows | JsonRows
-    if file.format == "jsonl":
-        rows = JsonRows(lines, name, arrays_allowed=file.path.suffix.lower() != ".json")
+    encoding = None
+    rows: CsvRows | JsonRows | XlsxRows
+    if file.format == "xlsx":
+        rows = XlsxRows(file.path, name)
     else:
-        rows = CsvRows(lines, DELIMITERS[file.format], name, encoding)
+        encoding = file_encoding(file, options.encoding)
+        lines = iter_lines(file, encoding)
+        if file.format == "jsonl":
+            rows = JsonRows(lines, name, arrays_allowed=file.suffix != ".json")
+        else:
+            rows = CsvRows(lines, DELIMITERS[file.format], name, encoding)
     batch: list[Record] = []
     accounted = 0  # lines given to earlier blocks
-    for record in rows:
-        if len(batch) == size:  # a full block waits for the next record: trailing lines are its
-            yield Block(file, batch, None, batch[-1].end_line - accounted, encoding)
-            accounted, batch = batch[-1].end_line, []
-        batch.append(record)
+    try:
+        for record in rows:
+            if len(batch) == size:  # a full block waits for the next record: trailing lines are its
+                yield Block(file, batch, None, batch[-1].end_line - accounted, encoding)
+                accounted, batch = batch[-1].end_line, []
+            batch.append(record)
+    finally:
+        if isinstance(rows, XlsxRows):
+            rows.close()
     yield Block(file, batch, None, rows.lines - accounted, encoding)
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from kefu.tabular.decoding import encoding_hint
+
 SURROGATE = re.compile("[\ud800-\udfff]")  # undecodable bytes, kept by errors="surrogateescape"
 JSON_KINDS = {
     bool: "a boolean",
@@ -55,7 +57,10 @@ def text_problem(value: Any, encoding: str = "utf-8") -> tuple[str, str] | None:
 def undecodable_detail(char: str, position: int, encoding: str) -> str:
     byte = ord(char) - 0xDC00
     if 0x80 <= byte <= 0xFF:
-        return f"invalid {encoding} byte 0x{byte:02x} at character {position}"
+        return (
+            f"invalid {encoding} byte 0x{byte:02x} at character {position} "
+            f"({encoding_hint(encoding)})"
+        )
     return f"lone surrogate at character {position}"
 
 

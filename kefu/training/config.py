@@ -21,6 +21,7 @@ import yaml
 
 from kefu.errors import ConfigError
 from kefu.serving.taxonomy import HEADS
+from kefu.tabular.decoding import check_encoding
 
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
 
@@ -31,7 +32,8 @@ def _per_head(intent: float, urgency: float, emotion: float) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # --- data: any file the loader reads (JSONL, CSV, Parquet); `--data-dir D` sets both files
+    # --- data: any file the loader reads (JSONL, CSV, TSV, Parquet, xlsx; .gz/.zst text);
+    # `--data-dir D` sets both files
     train_data: str = "datasets/seed/train.jsonl"
     # dev split for early stopping, calibration and export checks; "" = hold out dev_fraction
     dev_data: str = "datasets/seed/dev.jsonl"
@@ -43,6 +45,8 @@ class TrainConfig:
     urgency_column: str = "urgency"
     emotion_column: str = "emotion"
     id_column: str = "id"
+    # text encoding of CSV/TSV/JSONL data files; "" = detected per file (BOM, UTF-8, GB18030)
+    data_encoding: str = ""
 
     # --- model
     # a model directory, a Hugging Face hub id, or "m3e-small" (see training/base_model.py)
@@ -136,6 +140,11 @@ class TrainConfig:
             _bad("class_weights", self.class_weights, f"must be one of {list(CLASS_WEIGHTS)}")
         if not self.train_data:
             _bad("train_data", self.train_data, "must name a labelled file")
+        if self.data_encoding:
+            try:
+                check_encoding(self.data_encoding)
+            except ConfigError:
+                _bad("data_encoding", self.data_encoding, "is not a known ASCII-compatible codec")
         for name in ("loss_weights", "target_precision"):
             values = getattr(self, name)
             if set(values) != set(HEADS):

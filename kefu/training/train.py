@@ -209,7 +209,10 @@ def load_splits(
         "id_col": config.id_column,
     }
     files = [Path(config.train_data)] + ([Path(config.dev_data)] if config.dev_data else [])
-    loaded = [load_labelled(path, taxonomy=taxonomy, **columns) for path in files]
+    encoding = config.data_encoding or None
+    loaded = [
+        load_labelled(path, taxonomy=taxonomy, encoding=encoding, **columns) for path in files
+    ]
     for data in loaded:
         if data.rejects:
             shown = "; ".join(reject.describe() for reject in data.rejects[:3])

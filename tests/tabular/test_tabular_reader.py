@@ -28,26 +28,23 @@ ROW = {
 
 def test_score_train_and_report_give_the_same_rejects_for_the_same_file(tmp_path):
     path = tmp_path / "log.jsonl"
-    path.write_bytes(
-        json.dumps(ROW).encode()
-        + b"\n{broken\n"
-        + json.dumps({**ROW, "id": "c"}).encode().replace(b"\\u5728", b"\xc4\xe3")
-        + b"\n"
-    )
+    good = json.dumps(ROW, ensure_ascii=False).encode()
+    damaged = good.replace(b'"a"', b'"c"').replace("在".encode(), b"\xc4\xe3")  # GBK bytes
+    path.write_bytes(good + b"\n{broken\n" + damaged + b"\n")
     trained = load_labelled(path)
     (chunk,) = read_chunks(table_file(path), text_col="text", id_col="id", chunk_size=10)
     (scored,) = read_scored(table_file(path), "text", None)
 
     expected = [
         Reject(str(path), 2, 2, None, None, "invalid_json", "Expecting property name enclosed in double quotes at column 2"),
-        Reject(str(path), 3, 3, "c", "text", "undecodable_text", "invalid utf-8 byte 0xc4 at character 0"),
+        Reject(str(path), 3, 3, "c", "text", "undecodable_text", "invalid utf-8 byte 0xc4 at character 0 (if the file is not utf-8, pass --encoding gb18030)"),
     ]  # fmt: skip
     assert trained.rejects == expected
     assert chunk.rejects == [reject.to_dict() for reject in expected]
     assert scored.rejects == [expected[0]]  # the report does not score texts: only line 2 is out
     assert scored.text == ["在吗", "\ufffd\ufffd吗"]  # the bad bytes are shown, not guessed
     assert expected[1].describe() == (
-        f"{path}, line 3, column 'text': invalid utf-8 byte 0xc4 at character 0"
+        f"{path}, line 3, column 'text': invalid utf-8 byte 0xc4 at character 0 (if the file is not utf-8, pass --encoding gb18030)"
     )
 
 

@@ -70,7 +70,10 @@ def test_invalid_json_and_bad_encoding_are_rejects_not_tracebacks(tmp_path):
         (2, None, "invalid_json"),
         (3, "text", "undecodable_text"),
     ]
-    assert data.rejects[1].detail == "invalid utf-8 byte 0xff at character 0"
+    assert (
+        data.rejects[1].detail
+        == "invalid utf-8 byte 0xff at character 0 (if the file is not utf-8, pass --encoding gb18030)"
+    )
 
 
 def test_strict_turns_rejects_into_an_error_naming_file_and_line(tmp_path):

@@ -11,15 +11,22 @@ from kefu.errors import ConfigError
 from kefu.serving.batch.scoring import DEFAULT_BATCH_SIZE
 
 DEFAULT_CHUNK_SIZE = 2048
+DEFAULT_MAX_REJECT_RATE = 0.2
+OUTPUT_FORMATS = ("parquet", "csv", "jsonl", "xlsx")
 
 
 @dataclass(frozen=True)
 class ScoreJob:
-    inputs: list[str]  # paths or glob patterns: CSV, JSONL, Parquet
-    output: Path  # .parquet, .csv or .jsonl; rejects go to OUTPUT.rejects.jsonl
+    inputs: list[
+        str
+    ]  # paths or glob patterns: CSV, TSV, JSONL (optionally .gz/.zst), Parquet, xlsx
+    output: Path  # rejects go to OUTPUT.rejects.jsonl
     bundle: Path  # model bundle directory
     text_col: str = "text"
     id_col: str | None = None  # copied into every reject so it can be traced
+    output_format: str | None = None  # parquet | csv | jsonl | xlsx; None: from the suffix
+    excel_csv: bool = False  # CSV output starts with a UTF-8 BOM so Excel reads it as UTF-8
+    encoding: str | None = None  # input text encoding; None: detected per file
     chunk_size: int = DEFAULT_CHUNK_SIZE  # rows per commit; memory holds ~(2 x workers + 1) chunks
     batch_size: int = DEFAULT_BATCH_SIZE  # rows per ONNX Runtime call
     workers: int = 1  # scoring processes (local) or actors (Ray)
@@ -36,6 +43,10 @@ class ScoreJob:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         if self.resume and self.fresh:
             raise ConfigError("--resume and --fresh contradict each other; pass one of them")
+        if self.output_format not in (None, *OUTPUT_FORMATS):
+            raise ConfigError(
+                f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {self.output_format!r}"
+            )
 
     def policy_hash(self) -> str:
         if self.policy is None:
@@ -53,6 +64,7 @@ class Summary:
     scored: int = 0
     rejected: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    file_rows: dict[str, list[int]] = field(default_factory=dict)  # file -> [rows read, scored]
     seconds: float = 0.0
     output: str = ""
     rejects_file: str = ""
@@ -60,11 +72,14 @@ class Summary:
     resumed_from_chunk: int = 0  # chunks already committed when this process started
     rows_this_run: int = 0  # rows read by this process (the rest by an interrupted run)
 
-    def add(self, rows_read: int, scored: int, rejects: list[dict]) -> None:
+    def add(self, file: str, rows_read: int, scored: int, rejects: list[dict]) -> None:
         self.rows_read += rows_read
         self.scored += scored
         self.rejected += len(rejects)
         self.rejected_by_reason.update(reject["reason"] for reject in rejects)
+        counts = self.file_rows.setdefault(file, [0, 0])
+        counts[0] += rows_read
+        counts[1] += scored
 
     def check(self) -> None:
         """Rows read must equal scored + rejected; anything else is a bug, never hidden."""
@@ -72,6 +87,30 @@ class Summary:
             raise RuntimeError(
                 f"row accounting broken: read {self.rows_read} != scored {self.scored} + rejected {self.rejected}"
             )
+
+    def failures(self, max_reject_rate: float = DEFAULT_MAX_REJECT_RATE) -> list[str]:
+        """Why the run must exit non-zero (outputs are written either way): one line each."""
+        problems = [
+            f"{file}: no usable rows ({read} read, all rejected)"
+            if read
+            else f"{file}: no usable rows (it holds no data rows)"
+            for file, (read, scored) in self.file_rows.items()
+            if scored == 0
+        ]
+        rate = self.rejected / self.rows_read if self.rows_read else 0.0
+        if rate > max_reject_rate:
+            problems.append(
+                f"{self.rejected} of {self.rows_read} rows rejected ({rate:.1%}), more than "
+                f"--max-reject-rate {max_reject_rate:g} ({max_reject_rate:.0%}); the reasons are "
+                f"above and every rejected row is in {self.rejects_file}"
+            )
+        undecodable = self.rejected_by_reason.get("undecodable_text", 0)
+        if problems and undecodable:
+            problems.append(
+                f"{undecodable} rows held bytes that did not decode: if an input is GBK/GB18030 "
+                "(Excel on Chinese Windows), rerun with --encoding gb18030"
+            )
+        return problems
 
     def lines(self) -> list[str]:
         rate = self.rows_this_run / self.seconds if self.seconds > 0 else 0.0

@@ -67,6 +67,7 @@ def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
                 staging.commit(
                     state,
                     chunk.index,
+                    chunk.file,
                     attach_scores(chunk.table, scores),
                     chunk.rejects,
                     chunk.rows_read,
@@ -88,7 +89,8 @@ def finalise(staging: Staging, state: RunState, output: Path, plan: RunPlan) -> 
     """Merge the committed parts into OUTPUT and OUTPUT.rejects.jsonl; then drop the staging."""
     parts = staging.parts(state)
     schema = unified_schema(pq.read_schema(part) for part in parts)
-    rows = write_output((pq.read_table(part) for part in parts), schema, output, plan.output_format)
+    tables = (pq.read_table(part) for part in parts)
+    rows = write_output(tables, schema, output, plan.output_format, excel_csv=plan.excel_csv)
     if rows != state.scored:
         raise RuntimeError(f"merge wrote {rows} rows but {state.scored} were committed")
     concat_lines(staging.reject_files(state), plan.rejects_path)
@@ -110,6 +112,7 @@ def _pending_chunks(job: ScoreJob, plan: RunPlan, state: RunState) -> Iterator[C
             text_col=job.text_col,
             id_col=job.id_col,
             chunk_size=job.chunk_size,
+            options=plan.read_options,
             first_index=first_index,
             skip=skip,
         ):
@@ -117,7 +120,7 @@ def _pending_chunks(job: ScoreJob, plan: RunPlan, state: RunState) -> Iterator[C
             yield chunk
         if known is None:
             if skip and count == skip:  # every chunk was skipped, so none was counted: count them
-                count = count_chunks(source, job.chunk_size)
+                count = count_chunks(source, job.chunk_size, plan.read_options)
             state.file_chunks.append(count)  # saved with the next commit
         first_index += count
 

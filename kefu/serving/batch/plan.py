@@ -18,13 +18,15 @@ from kefu.serving.batch.scoring import SCORE_COLUMNS
 from kefu.serving.batch.sources import check_input, check_output, output_paths
 from kefu.serving.bundle import read_bundle
 from kefu.serving.routing import RoutingPolicy
-from kefu.tabular import TableFile, resolve_files
+from kefu.tabular import ReadOptions, TableFile, resolve_files
 
 
 @dataclass
 class RunPlan:
     inputs: list[TableFile]
+    read_options: ReadOptions
     output_format: str
+    excel_csv: bool
     rejects_path: Path
     staging_dir: Path
     model_version: str
@@ -43,11 +45,13 @@ class RunPlan:
 
 
 def plan_run(job: ScoreJob, engine: str) -> RunPlan:
+    read_options = ReadOptions(encoding=job.encoding)
     inputs = resolve_files(job.inputs)
-    output_format = check_output(job.output, inputs)
+    output_format = check_output(job.output, inputs, job.output_format, job.excel_csv)
     columns: dict[str, None] = {}
     for source in inputs:
-        columns.update(dict.fromkeys(check_input(source, job.text_col, job.id_col) or []))
+        found = check_input(source, job.text_col, job.id_col, read_options)
+        columns.update(dict.fromkeys(found or []))
     bundle = read_bundle(job.bundle)
     bundle.model_path(job.variant)  # raises BundleError for an unknown or absent variant
     RoutingPolicy.for_bundle(bundle, job.policy)  # raises PolicyError now rather than in a worker
@@ -59,6 +63,7 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
         "engine": engine,
         "inputs": [source.fingerprint() for source in inputs],
         "output": str(job.output.resolve()),
+        "read_options": read_options.fingerprint(),
         "text_col": job.text_col,
         "id_col": job.id_col,
         "chunk_size": job.chunk_size,
@@ -70,7 +75,9 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
     }
     return RunPlan(
         inputs=inputs,
+        read_options=read_options,
         output_format=output_format,
+        excel_csv=job.excel_csv,
         rejects_path=rejects_path,
         staging_dir=staging_dir,
         model_version=bundle.manifest.model_version,

@@ -37,11 +37,11 @@ from rich.console import Console
 
 from kefu.errors import ConfigError, KefuError
 from kefu.serving.batch.job import ScoreJob, Summary
-from kefu.serving.batch.plan import plan_run
+from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.readers import read_chunks
 from kefu.serving.batch.scoring import Scorer, attach_scores, threads_per_worker
 from kefu.serving.batch.writers import unified_schema, write_output
-from kefu.tabular import TableFile
+from kefu.tabular import ReadOptions, TableFile
 
 try:
     import ray
@@ -80,7 +80,7 @@ def run_ray(
     staged = plan.staging_dir / "ray"
     started_ray = _start_ray(job, ray_address)
     try:
-        _run_pipeline(job, plan.inputs, staged)
+        _run_pipeline(job, plan, staged)
     except KefuError:
         raise
     except Exception as exc:  # Ray wraps task errors; show the cause, not a Ray traceback
@@ -88,7 +88,7 @@ def run_ray(
     finally:
         if started_ray:
             ray.shutdown()
-    summary = _merge(staged, job.output, plan.output_format, plan.rejects_path)
+    summary = _merge(staged, job.output, plan)
     shutil.rmtree(plan.staging_dir, ignore_errors=True)
     summary.files, summary.engine = len(plan.inputs), "ray"
     summary.output, summary.rejects_file = str(job.output), str(plan.rejects_path)
@@ -119,12 +119,12 @@ def _start_ray(job: ScoreJob, ray_address: str | None) -> bool:
     return True
 
 
-def _run_pipeline(job: ScoreJob, inputs: list[TableFile], staged: Path) -> None:
+def _run_pipeline(job: ScoreJob, plan: RunPlan, staged: Path) -> None:
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # staged rows come back in input order
     context.enable_progress_bars = job.progress
     chunks = ray.data.read_datasource(
-        ChunkDatasource(inputs, job.text_col, job.id_col, job.chunk_size),
+        ChunkDatasource(plan.inputs, job.text_col, job.id_col, job.chunk_size, plan.read_options),
         num_cpus=READ_WRITE_CPUS,  # unlike the actors' 1 CPU, so Ray does not fuse the two
     )
     scored = chunks.map_batches(
@@ -147,13 +147,16 @@ def _run_pipeline(job: ScoreJob, inputs: list[TableFile], staged: Path) -> None:
 class ChunkDatasource(Datasource):
     """One read task per input file, yielding one row per kefu chunk."""
 
-    def __init__(self, inputs: list[TableFile], text_col: str, id_col: str | None, chunk_size: int):
-        self.inputs, self.text_col, self.id_col, self.chunk_size = (
-            inputs,
-            text_col,
-            id_col,
-            chunk_size,
-        )
+    def __init__(
+        self,
+        inputs: list[TableFile],
+        text_col: str,
+        id_col: str | None,
+        chunk_size: int,
+        options: ReadOptions,
+    ):
+        self.inputs, self.text_col, self.id_col = inputs, text_col, id_col
+        self.chunk_size, self.options = chunk_size, options
 
     def estimate_inmemory_data_size(self) -> int | None:
         return sum(source.size for source in self.inputs)
@@ -174,7 +177,11 @@ class ChunkDatasource(Datasource):
 
     def _read(self, number: int, source: TableFile) -> Iterator[pa.Table]:
         for chunk in read_chunks(
-            source, text_col=self.text_col, id_col=self.id_col, chunk_size=self.chunk_size
+            source,
+            text_col=self.text_col,
+            id_col=self.id_col,
+            chunk_size=self.chunk_size,
+            options=self.options,
         ):
             rows = chunk.table.append_column(TEXT, pa.array(chunk.texts, pa.string()))
             rejects = "".join(
@@ -233,7 +240,7 @@ def _from_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
-def _merge(staged: Path, output: Path, output_format: str, rejects_path: Path) -> Summary:
+def _merge(staged: Path, output: Path, plan: RunPlan) -> Summary:
     """Staged chunk rows -> the output file and the rejects file, in (file, chunk) order."""
     files = sorted(staged.glob("*.parquet"), key=_first_key)
     schemas = (
@@ -243,6 +250,7 @@ def _merge(staged: Path, output: Path, output_format: str, rejects_path: Path) -
     )
     schema = unified_schema(schemas)
     summary = Summary()
+    rejects_path = plan.rejects_path
     rejects_tmp = rejects_path.with_name(rejects_path.name + ".tmp")
     with rejects_tmp.open("w", encoding="utf-8") as rejects_out:
 
@@ -251,10 +259,11 @@ def _merge(staged: Path, output: Path, output_format: str, rejects_path: Path) -
                 rows = _from_ipc(row[ROWS])
                 rejects_out.write(row[REJECTS])
                 rejects = [json.loads(line) for line in row[REJECTS].splitlines()]
-                summary.add(row[ROWS_READ], rows.num_rows, rejects)
+                file = str(plan.inputs[row[FILE_INDEX]].path)
+                summary.add(file, row[ROWS_READ], rows.num_rows, rejects)
                 yield rows
 
-        write_output(scored_parts(), schema, output, output_format)
+        write_output(scored_parts(), schema, output, plan.output_format, excel_csv=plan.excel_csv)
     rejects_tmp.replace(rejects_path)
     summary.check()
     return summary

@@ -14,7 +14,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from kefu.tabular import Block, Reject, TableFile, as_text, json_safe, read_blocks, text_problem
+from kefu.tabular import (
+    DEFAULT_OPTIONS,
+    Block,
+    ReadOptions,
+    Reject,
+    TableFile,
+    as_text,
+    json_safe,
+    read_blocks,
+    text_problem,
+)
 
 
 @dataclass
@@ -33,19 +43,20 @@ def read_chunks(
     text_col: str,
     id_col: str | None,
     chunk_size: int,
+    options: ReadOptions = DEFAULT_OPTIONS,
     first_index: int = 0,
     skip: int = 0,
 ) -> Iterator[Chunk]:
     """Chunks of one file, numbered from `first_index`; the first `skip` are counted, not built."""
-    for number, block in enumerate(read_blocks(source, chunk_size)):
+    for number, block in enumerate(read_blocks(source, chunk_size, options=options)):
         if number < skip:
             continue
         yield _build_chunk(first_index + number, block, text_col, id_col)
 
 
-def count_chunks(source: TableFile, chunk_size: int) -> int:
+def count_chunks(source: TableFile, chunk_size: int, options: ReadOptions = DEFAULT_OPTIONS) -> int:
     """How many chunks a file yields (reads it once; used to skip whole committed files)."""
-    return sum(1 for _ in read_blocks(source, chunk_size))
+    return sum(1 for _ in read_blocks(source, chunk_size, options=options))
 
 
 def _build_chunk(index: int, block: Block, text_col: str, id_col: str | None) -> Chunk:

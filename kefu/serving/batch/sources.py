@@ -14,15 +14,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kefu.errors import DataError
-from kefu.tabular import TableFile, read_columns
+from kefu.errors import ConfigError, DataError
+from kefu.tabular import DEFAULT_OPTIONS, ReadOptions, TableFile, estimate_records, read_columns
+from kefu.tabular.xlsx import MAX_ROWS as XLSX_MAX_ROWS
 
-OUTPUT_FORMATS = {
+OUTPUT_SUFFIXES = {
     ".parquet": "parquet",
     ".pq": "parquet",
     ".csv": "csv",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
+    ".xlsx": "xlsx",
 }
 TEXT_TYPES = (
     pa.types.is_string,
@@ -34,12 +36,14 @@ TEXT_TYPES = (
 INTERNAL_PREFIX = "_kefu_"  # column names the engines use in flight; never allowed in inputs
 
 
-def check_input(source: TableFile, text_col: str, id_col: str | None) -> list[str] | None:
+def check_input(
+    source: TableFile, text_col: str, id_col: str | None, options: ReadOptions = DEFAULT_OPTIONS
+) -> list[str] | None:
     """Open the file and look at its columns: readable, has the text (and id) column.
 
-    Returns the column names, or None for an empty CSV or JSONL file (no rows to check).
+    Returns the column names, or None for an empty file (no rows to check).
     """
-    columns = read_columns(source)
+    columns = read_columns(source, options)
     if columns is None:
         return None
     internal = [name for name in columns if name.startswith(INTERNAL_PREFIX)]
@@ -72,19 +76,34 @@ def output_paths(output: Path) -> tuple[Path, Path]:
     return Path(f"{output}.rejects.jsonl"), Path(f"{output}.partial")
 
 
-def output_format(output: Path) -> str:
+def output_format(output: Path, forced: str | None = None) -> str:
+    """The output format: `--format` when given, else by the suffix of `-o`."""
+    if forced is not None:
+        return forced
     suffix = output.suffix.lower()
-    if suffix not in OUTPUT_FORMATS:
+    if suffix not in OUTPUT_SUFFIXES:
         raise DataError(
             f"unknown output file type {suffix or '(no suffix)'!r}; expected one of "
-            f"{', '.join(sorted(OUTPUT_FORMATS))}",
+            f"{', '.join(sorted(OUTPUT_SUFFIXES))}, or name the format with --format",
             file=str(output),
         )
-    return OUTPUT_FORMATS[suffix]
+    return OUTPUT_SUFFIXES[suffix]
 
 
-def check_output(output: Path, inputs: list[TableFile]) -> str:
-    fmt = output_format(output)
+def check_output(
+    output: Path, inputs: list[TableFile], forced: str | None = None, excel_csv: bool = False
+) -> str:
+    fmt = output_format(output, forced)
+    if excel_csv and fmt != "csv":
+        raise ConfigError(f"--excel-csv applies to CSV output; the output format is {fmt}")
+    if fmt == "xlsx":
+        rows = sum(estimate_records(source) for source in inputs)
+        if rows >= XLSX_MAX_ROWS:
+            raise DataError(
+                f"the inputs hold up to {rows:,} rows; an xlsx worksheet holds at most "
+                f"{XLSX_MAX_ROWS - 1:,}: write .parquet or .csv (with --excel-csv for Excel)",
+                file=str(output),
+            )
     if output.resolve() in {source.path for source in inputs}:
         raise DataError(
             "the output would overwrite one of the inputs; choose another -o path", file=str(output)

@@ -29,7 +29,7 @@ from kefu.errors import ConfigError
 from kefu.serving.batch.job import Summary
 
 STATE = "state.json"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: per-file row counts
 
 
 @dataclass
@@ -40,6 +40,7 @@ class RunState:
     scored: int = 0
     rejected: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    file_rows: dict[str, list[int]] = field(default_factory=dict)  # file -> [rows read, scored]
     file_chunks: list[int] = field(
         default_factory=list
     )  # chunk count of each input read to the end
@@ -52,6 +53,7 @@ class RunState:
             scored=self.scored,
             rejected=self.rejected,
             rejected_by_reason=Counter(self.rejected_by_reason),
+            file_rows={file: list(counts) for file, counts in self.file_rows.items()},
             resumed_from_chunk=self.committed_chunks,
         )
 
@@ -98,7 +100,13 @@ class Staging:
         write_atomically(self.state_path, data.encode("utf-8"))
 
     def commit(
-        self, state: RunState, index: int, scored: pa.Table, rejects: list[dict], rows_read: int
+        self,
+        state: RunState,
+        index: int,
+        file: str,
+        scored: pa.Table,
+        rejects: list[dict],
+        rows_read: int,
     ) -> None:
         """Make chunk `index` durable, then advance the commit log past it."""
         if index != state.committed_chunks:
@@ -120,6 +128,9 @@ class Staging:
             state.rejected_by_reason[reject["reason"]] = (
                 state.rejected_by_reason.get(reject["reason"], 0) + 1
             )
+        counts = state.file_rows.setdefault(file, [0, 0])
+        counts[0] += rows_read
+        counts[1] += scored.num_rows
         self.save(state)
 
     def part_path(self, index: int) -> Path:

@@ -19,6 +19,7 @@ from kefu.serving.report.charts import cjk_font
 from kefu.serving.report.load import read_scored, scored_files
 from kefu.serving.report.render import Labels, render
 from kefu.serving.taxonomy import load_taxonomy
+from kefu.tabular import ReadOptions
 
 PERIODS = ("auto", "day", "week")
 
@@ -32,6 +33,7 @@ def build_report(
     top_n: int = 10,
     period: str = "auto",
     title: str = "kefu hotspot report 客服热点报告",
+    encoding: str | None = None,
 ) -> ReportData:
     if period not in PERIODS:
         raise ConfigError(f"--period must be one of {PERIODS}, got {period!r}")
@@ -39,10 +41,11 @@ def build_report(
         raise ConfigError(f"--top-n must be >= 1, got {top_n}")
     if output.suffix.lower() not in (".html", ".htm"):
         raise DataError("the report is HTML; name the output *.html", file=str(output))
-    files = scored_files(inputs, text_col, time_col)
+    options = ReadOptions(encoding=encoding)
+    files = scored_files(inputs, text_col, time_col, options)
     data = ReportData(files=[str(source.path) for source in files])
     for source in files:
-        for batch in read_scored(source, text_col, time_col):
+        for batch in read_scored(source, text_col, time_col, options):
             data.add(batch)
     try:
         taxonomy = load_taxonomy()

@@ -1,4 +1,4 @@
-"""Scored files (what `kefu score` wrote: Parquet, CSV or JSONL) read back in batches.
+"""Scored files (what `kefu score` wrote: Parquet, CSV, JSONL or xlsx) read back in batches.
 
 Files are read by `kefu.tabular`, like every other input: a record that cannot be read (a
 broken JSON line, a malformed CSV record) is counted out as a `Reject`, never guessed. Values
@@ -17,7 +17,16 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from kefu.errors import DataError
-from kefu.tabular import Reject, TableFile, read_blocks, read_columns, repair, resolve_files
+from kefu.tabular import (
+    DEFAULT_OPTIONS,
+    ReadOptions,
+    Reject,
+    TableFile,
+    read_blocks,
+    read_columns,
+    repair,
+    resolve_files,
+)
 
 REQUIRED = ("intent", "urgency", "emotion", "escalate", "reasons")
 BATCH_ROWS = 65_536
@@ -38,11 +47,16 @@ class ScoredBatch:
     rejects: list[Reject] = field(default_factory=list)  # records that could not be read
 
 
-def scored_files(patterns: list[str], text_col: str, time_col: str | None) -> list[TableFile]:
+def scored_files(
+    patterns: list[str],
+    text_col: str,
+    time_col: str | None,
+    options: ReadOptions = DEFAULT_OPTIONS,
+) -> list[TableFile]:
     """Resolve the inputs and check each has the score columns (plus text and time columns)."""
     files = resolve_files(patterns)
     for source in files:
-        columns = set(read_columns(source) or [])
+        columns = set(read_columns(source, options) or [])
         missing = [name for name in (*REQUIRED, text_col, time_col) if name and name not in columns]
         if missing:
             hint = "; score it first with kefu score" if any(m in REQUIRED for m in missing) else ""
@@ -50,11 +64,16 @@ def scored_files(patterns: list[str], text_col: str, time_col: str | None) -> li
     return files
 
 
-def read_scored(source: TableFile, text_col: str, time_col: str | None) -> Iterator[ScoredBatch]:
+def read_scored(
+    source: TableFile,
+    text_col: str,
+    time_col: str | None,
+    options: ReadOptions = DEFAULT_OPTIONS,
+) -> Iterator[ScoredBatch]:
     wanted = [*REQUIRED, "queue", "model_version", text_col, *([time_col] if time_col else [])]
     wanted = list(dict.fromkeys(wanted))
     try:
-        for block in read_blocks(source, BATCH_ROWS, columns=wanted):
+        for block in read_blocks(source, BATCH_ROWS, columns=wanted, options=options):
             readable = [i for i, record in enumerate(block.records) if record.problem is None]
             columns = {name: _pick(block.column(name), readable) for name in wanted}
             yield ScoredBatch(

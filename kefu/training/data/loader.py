@@ -1,4 +1,4 @@
-"""One loader for labelled messages: JSONL, CSV, TSV, Parquet files or a Hugging Face dataset.
+"""One loader for labelled messages: JSONL, CSV, TSV, Parquet, xlsx or a Hugging Face dataset.
 
 Usage: `data = load_labelled("logs.csv", text_col="content")`; `data.rows`, `data.rejects`.
 
@@ -20,6 +20,7 @@ from typing import Any
 from kefu.errors import DataError
 from kefu.serving.taxonomy import HEADS, Taxonomy, load_taxonomy
 from kefu.tabular import (
+    ReadOptions,
     Record,
     Reject,
     as_text,
@@ -88,15 +89,20 @@ def load_labelled(
     emotion_col: str = "emotion",
     id_col: str = "id",
     strict: bool = False,
+    encoding: str | None = None,
 ) -> LabelledData:
-    """Read and validate labelled rows; see the module docstring for what becomes a reject."""
+    """Read and validate labelled rows; see the module docstring for what becomes a reject.
+
+    `encoding` forces the text encoding of CSV/TSV/JSONL files (default: detected per file).
+    """
     taxonomy = taxonomy or load_taxonomy()
     columns = Columns(text_col, intent_col, urgency_col, emotion_col, id_col)
     if isinstance(source, str | Path):
         file = table_file(source)
         name = str(file.path)
-        found = read_columns(file)
-        records: Iterable[Record] = read_records(file)
+        options = ReadOptions(encoding=encoding)
+        found = read_columns(file, options)
+        records: Iterable[Record] = read_records(file, options)
     elif hasattr(source, "column_names") and hasattr(source, "__iter__"):
         name = (
             f"<datasets:{getattr(source, 'info', None) and source.info.dataset_name or 'dataset'}>"

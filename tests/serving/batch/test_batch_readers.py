@@ -68,7 +68,10 @@ def test_csv_rows_rejects_and_line_numbers(tmp_path):
         None,
         "expected 3 fields, found 4",
     )
-    assert chunk.rejects[2]["detail"] == "invalid utf-8 byte 0xff at character 0"
+    assert (
+        chunk.rejects[2]["detail"]
+        == "invalid utf-8 byte 0xff at character 0 (if the file is not utf-8, pass --encoding gb18030)"
+    )
 
 
 def test_jsonl_rejects_every_kind_with_its_line(tmp_path):

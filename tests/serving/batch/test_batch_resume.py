@@ -17,6 +17,7 @@ from support.chat_logs import chat_log, expected_bad, write_jsonl
 import kefu.serving.batch.local_engine as local_engine
 from kefu.errors import ConfigError
 from kefu.serving.batch import ScoreJob, run_local
+from kefu.serving.batch.staging import STATE_VERSION
 
 ROWS, CHUNK = 8_000, 200
 CHUNKS = ROWS // CHUNK
@@ -193,7 +194,8 @@ def test_resume_refuses_a_changed_input(tmp_path, tiny_bundle):
     staging = Path(f"{output}.partial")
     run_local(job)
     staging.mkdir()  # pretend a run stopped before its first commit, then the input changed
-    (staging / "state.json").write_text(json.dumps({"version": 1, "fingerprint": {"inputs": []}}))
+    state = {"version": STATE_VERSION, "fingerprint": {"inputs": []}}
+    (staging / "state.json").write_text(json.dumps(state))
     with pytest.raises(
         ConfigError, match="cannot resume: the run changed since it was interrupted"
     ):
