@@ -56,6 +56,12 @@ class DataError(KefuError):
         self.file, self.line, self.column = file, line, column
 
 
+class OutputError(KefuError):
+    """An output file could not be written (disk full, permissions); names the path."""
+
+    code = "output_failed"
+
+
 class PolicyError(KefuError):
     """The routing policy file is invalid; raised at start-up, never per request."""
 

@@ -62,6 +62,9 @@ def validate(
     encoding: str = typer.Option(
         None, help="Text encoding, e.g. gb18030 (default: detected: BOM, UTF-8, GB18030)."
     ),
+    max_record_lines: int = typer.Option(
+        5, min=1, help="Reject a CSV/TSV record over more physical lines (a broken quote)."
+    ),
 ) -> None:
     """Check a labelled file: counts per label, and every rejected row with file, line and reason.
 
@@ -79,6 +82,7 @@ def validate(
             id_col=id_col,
             strict=strict,
             encoding=encoding,
+            max_record_lines=max_record_lines,
         )
     except KefuError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -53,6 +53,9 @@ def command(
     encoding: str = typer.Option(
         None, "--encoding", help="Text encoding of the data files (default: detected per file)."
     ),
+    max_record_lines: int = typer.Option(
+        5, "--max-record-lines", min=1, help="Reject a CSV/TSV record over more physical lines."
+    ),
 ) -> None:
     import time
 
@@ -96,6 +99,7 @@ def command(
             "id_col": id_col,
         },
         encoding=encoding,
+        max_record_lines=max_record_lines,
     )
     started = time.perf_counter()
     try:

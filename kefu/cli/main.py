@@ -24,7 +24,9 @@ app.command("evaluate", help="Evaluate a bundle on a labelled file; writes metri
     evaluate.command
 )
 app.command("serve", help="Serve a bundle over HTTP (POST /v1/classify).")(serve.command)
-app.command("score", help="Batch-score CSV, JSONL or Parquet files with a bundle.")(score.command)
+app.command("score", help="Batch-score CSV, TSV, JSONL, Parquet or xlsx files with a bundle.")(
+    score.command
+)
 app.command("report", help="Render an HTML hotspot report from scored files.")(report.command)
 app.command("bench", help="Measure latency, throughput and accuracy cost side by side.")(
     bench.command

@@ -23,6 +23,9 @@ def command(
     encoding: str = typer.Option(
         None, help="Text encoding of CSV/TSV/JSONL inputs (default: detected per file)."
     ),
+    max_record_lines: int = typer.Option(
+        5, min=1, help="Reject a CSV/TSV record over more physical lines (a broken quote)."
+    ),
 ) -> None:
     """Intent, urgency and emotion distributions, escalations, repeated questions and trends."""
     from kefu.errors import KefuError
@@ -38,6 +41,7 @@ def command(
             period=period,
             title=title,
             encoding=encoding,
+            max_record_lines=max_record_lines,
         )
     except KefuError as exc:
         typer.echo(f"error: {exc}", err=True)

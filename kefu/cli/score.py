@@ -34,6 +34,9 @@ def command(
     encoding: str = typer.Option(
         None, help="Input text encoding, e.g. gb18030 (default: detected per file)."
     ),
+    max_record_lines: int = typer.Option(
+        5, min=1, help="Reject a CSV/TSV record over more physical lines (a broken quote)."
+    ),
     max_reject_rate: float = typer.Option(
         0.2,
         min=0.0,
@@ -85,6 +88,7 @@ def command(
             output_format=output_format,
             excel_csv=excel_csv,
             encoding=encoding,
+            max_record_lines=max_record_lines,
         )
         if engine == "ray":
             from kefu.serving.batch.ray_engine import run_ray
@@ -104,6 +108,8 @@ def command(
         raise typer.Exit(130) from None
     for line in summary.lines():
         typer.echo(line)
+    for warning in summary.warnings():
+        typer.echo(f"warning: {warning}", err=True)
     failures = summary.failures(max_reject_rate)
     for failure in failures:
         typer.echo(f"error: {failure}", err=True)

@@ -7,8 +7,10 @@ Usage:
     for record in read_records(files[0]): ...          # Record(line, end_line, values, problem)
 
 One decoding policy (`decoding.py`), one reject shape (`Reject`: file, line, end_line, id,
-column, reason, detail) and one set of message-text checks (`text_problem`). Light on purpose:
-stdlib, pyarrow, openpyxl and zstandard only, so serving and training can both import it.
+column, reason, detail), one set of message-text checks (`text_problem`), CSV records that
+survive broken quoting (`csvrows.py`), and `output.replacing` for writing a file whole or not
+at all. Light on purpose: stdlib, pyarrow, openpyxl and zstandard only, so serving and
+training can both import it.
 """
 
 from kefu.tabular.files import FORMATS, TableFile, format_of, resolve_files, table_file

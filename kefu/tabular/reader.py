@@ -22,10 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kefu.errors import DataError
+from kefu.tabular.csvrows import CsvRows
 from kefu.tabular.decoding import file_encoding, iter_lines
 from kefu.tabular.files import DELIMITERS, TableFile, open_bytes
 from kefu.tabular.options import DEFAULT_OPTIONS, ReadOptions
-from kefu.tabular.textrows import CsvRows, JsonRows, Record, json_columns
+from kefu.tabular.textrows import JsonRows, Record, json_columns
 from kefu.tabular.values import records_table
 from kefu.tabular.xlsx import XlsxRows, sheet_rows
 
@@ -82,7 +83,7 @@ def read_columns(file: TableFile, options: ReadOptions = DEFAULT_OPTIONS) -> lis
         lines = iter_lines(file, encoding)
         if file.format == "jsonl":
             return json_columns(lines)
-        return CsvRows(lines, DELIMITERS[file.format], str(file.path), encoding).header
+        return _csv_rows(file, lines, encoding, options).header
     except (OSError, UnicodeError, csv.Error, pa.ArrowException) as exc:
         raise DataError(f"cannot read the file: {exc}", file=str(file.path)) from None
 
@@ -142,7 +143,7 @@ def _row_blocks(file: TableFile, size: int, options: ReadOptions) -> Iterator[Bl
         if file.format == "jsonl":
             rows = JsonRows(lines, name, arrays_allowed=file.suffix != ".json")
         else:
-            rows = CsvRows(lines, DELIMITERS[file.format], name, encoding)
+            rows = _csv_rows(file, lines, encoding, options)
     batch: list[Record] = []
     accounted = 0  # lines given to earlier blocks
     try:
@@ -155,6 +156,19 @@ def _row_blocks(file: TableFile, size: int, options: ReadOptions) -> Iterator[Bl
         if isinstance(rows, XlsxRows):
             rows.close()
     yield Block(file, batch, None, rows.lines - accounted, encoding)
+
+
+def _csv_rows(
+    file: TableFile, lines: Iterator[tuple[int, str]], encoding: str, options: ReadOptions
+) -> CsvRows:
+    return CsvRows(
+        lines,
+        DELIMITERS[file.format],
+        str(file.path),
+        encoding,
+        max_lines=options.max_record_lines,
+        max_chars=options.max_record_chars,
+    )
 
 
 def _parquet(file: TableFile) -> pq.ParquetFile:

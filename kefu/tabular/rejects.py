@@ -19,6 +19,8 @@ REASONS = {
     "invalid_json": "the JSONL line is not valid JSON",
     "not_an_object": "the JSONL line is not a JSON object",
     "malformed_row": "the CSV/TSV record has a different number of fields than the header",
+    "unclosed_quote": "a quoted CSV field does not close properly; the lines after are re-read",
+    "record_too_long": "the record spans more lines or characters than the limits allow",
     # the message text
     "missing_text": "the text field is absent or null",
     "not_text": "the text field holds a number, boolean, list or object, not a string",

@@ -47,6 +47,8 @@ class TrainConfig:
     id_column: str = "id"
     # text encoding of CSV/TSV/JSONL data files; "" = detected per file (BOM, UTF-8, GB18030)
     data_encoding: str = ""
+    # a CSV/TSV record over more physical lines than this is rejected (a broken quote, usually)
+    max_record_lines: int = 5
 
     # --- model
     # a model directory, a Hugging Face hub id, or "m3e-small" (see training/base_model.py)
@@ -134,6 +136,8 @@ class TrainConfig:
             _bad("layer_lr_decay", self.layer_lr_decay, "must be in (0, 1]")
         if not 8 <= self.max_length <= 512:
             _bad("max_length", self.max_length, "must be in [8, 512] (BERT positions)")
+        if self.max_record_lines < 1:
+            _bad("max_record_lines", self.max_record_lines, "must be >= 1")
         if not 0 < self.parity_tolerance < 1:
             _bad("parity_tolerance", self.parity_tolerance, "must be in (0, 1)")
         if self.class_weights not in CLASS_WEIGHTS:

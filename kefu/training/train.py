@@ -209,10 +209,11 @@ def load_splits(
         "id_col": config.id_column,
     }
     files = [Path(config.train_data)] + ([Path(config.dev_data)] if config.dev_data else [])
-    encoding = config.data_encoding or None
-    loaded = [
-        load_labelled(path, taxonomy=taxonomy, encoding=encoding, **columns) for path in files
-    ]
+    reading = {
+        "encoding": config.data_encoding or None,
+        "max_record_lines": config.max_record_lines,
+    }
+    loaded = [load_labelled(path, taxonomy=taxonomy, **reading, **columns) for path in files]
     for data in loaded:
         if data.rejects:
             shown = "; ".join(reject.describe() for reject in data.rejects[:3])

@@ -36,7 +36,7 @@ from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.progress import ProgressReporter
 from kefu.serving.batch.readers import Chunk, count_chunks, read_chunks
 from kefu.serving.batch.scoring import SCORE_SCHEMA, Scorer, attach_scores, threads_per_worker
-from kefu.serving.batch.staging import RunState, Staging
+from kefu.serving.batch.staging import RESUME_HINT, RunState, Staging
 from kefu.serving.batch.writers import concat_lines, unified_schema, write_output
 from kefu.tabular import estimate_records
 
@@ -56,7 +56,7 @@ def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
             f"resuming after {state.committed_chunks} committed chunks ({state.rows_read} rows)",
             highlight=False,
         )
-    rows_before = state.rows_read
+    rows_before, chunks_before = state.rows_read, state.committed_chunks
     if state.phase == "scoring":
         total = sum(estimate_records(source) for source in plan.inputs) if job.progress else None
         with (
@@ -64,14 +64,8 @@ def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
             ProgressReporter(total, state.rows_read, job.progress, console) as progress,
         ):
             for chunk, scores in pool.score_in_order(_pending_chunks(job, plan, state)):
-                staging.commit(
-                    state,
-                    chunk.index,
-                    chunk.file,
-                    attach_scores(chunk.table, scores),
-                    chunk.rejects,
-                    chunk.rows_read,
-                )
+                scored = attach_scores(chunk.table, scores)
+                staging.commit(state, chunk.index, chunk.counts, scored, chunk.rejects)
                 progress.advance(chunk.rows_read)
         state.phase = "finalising"
         staging.save(state)
@@ -82,6 +76,7 @@ def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
     summary.output, summary.rejects_file = str(job.output), str(plan.rejects_path)
     summary.seconds = time.monotonic() - started
     summary.rows_this_run = summary.rows_read - rows_before
+    summary.resumed_from_chunk = chunks_before
     return summary
 
 
@@ -90,10 +85,12 @@ def finalise(staging: Staging, state: RunState, output: Path, plan: RunPlan) -> 
     parts = staging.parts(state)
     schema = unified_schema(pq.read_schema(part) for part in parts)
     tables = (pq.read_table(part) for part in parts)
-    rows = write_output(tables, schema, output, plan.output_format, excel_csv=plan.excel_csv)
+    rows = write_output(
+        tables, schema, output, plan.output_format, excel_csv=plan.excel_csv, hint=RESUME_HINT
+    )
     if rows != state.scored:
         raise RuntimeError(f"merge wrote {rows} rows but {state.scored} were committed")
-    concat_lines(staging.reject_files(state), plan.rejects_path)
+    concat_lines(staging.reject_files(state), plan.rejects_path, hint=RESUME_HINT)
     staging.remove()
 
 

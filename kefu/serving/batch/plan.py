@@ -45,7 +45,7 @@ class RunPlan:
 
 
 def plan_run(job: ScoreJob, engine: str) -> RunPlan:
-    read_options = ReadOptions(encoding=job.encoding)
+    read_options = ReadOptions(encoding=job.encoding, max_record_lines=job.max_record_lines)
     inputs = resolve_files(job.inputs)
     output_format = check_output(job.output, inputs, job.output_format, job.excel_csv)
     columns: dict[str, None] = {}

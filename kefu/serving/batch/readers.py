@@ -9,11 +9,12 @@ count. A row whose text cannot be scored is never dropped: it leaves the chunk a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
+from kefu.serving.batch.job import ReadCounts
 from kefu.tabular import (
     DEFAULT_OPTIONS,
     Block,
@@ -30,11 +31,18 @@ from kefu.tabular import (
 @dataclass
 class Chunk:
     index: int  # position of this chunk among all chunks of the run (file order, then row order)
-    file: str
     table: pa.Table  # input columns of the rows to score, rejected rows removed
     texts: list[str]  # the text of each row of `table`, same order
-    rejects: list[dict[str, Any]] = field(default_factory=list)  # `Reject.to_dict()`s
-    rows_read: int = 0  # len(texts) + len(rejects)
+    rejects: list[dict[str, Any]]  # `Reject.to_dict()`s
+    counts: ReadCounts  # rows (len(texts) + len(rejects)) and the input lines they came from
+
+    @property
+    def file(self) -> str:
+        return self.counts.file
+
+    @property
+    def rows_read(self) -> int:
+        return self.counts.rows
 
 
 def read_chunks(
@@ -78,4 +86,5 @@ def _build_chunk(index: int, block: Block, text_col: str, id_col: str | None) ->
             file, record.line, record.end_line, json_safe(id_values[i]), column, *problem
         )
         rejects.append(reject.to_dict())
-    return Chunk(index, file, block.take(keep), texts, rejects, len(block))
+    counts = ReadCounts(file, len(block), block.lines, block.record_lines, block.multiline_records)
+    return Chunk(index, block.take(keep), texts, rejects, counts)

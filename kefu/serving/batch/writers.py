@@ -14,7 +14,6 @@ from __future__ import annotations
 import codecs
 import json
 import math
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from kefu.serving.batch.scoring import SCORE_COLUMNS, SCORE_SCHEMA
+from kefu.tabular.output import replacing
 from kefu.tabular.xlsx import write_xlsx
 
 ROW_GROUP_ROWS = 65_536  # rows per Parquet row group: small groups make readers slow
@@ -57,10 +57,25 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def write_output(
-    parts: Iterable[pa.Table], schema: pa.Schema, path: Path, fmt: str, excel_csv: bool = False
+    parts: Iterable[pa.Table],
+    schema: pa.Schema,
+    path: Path,
+    fmt: str,
+    excel_csv: bool = False,
+    hint: str = "",
 ) -> int:
-    """Write the parts to `path` (via a temp name, renamed at the end); returns rows written."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write the parts to `path` (via a temp name, renamed at the end); returns rows written.
+
+    A failed write (disk full) removes the temp file and raises `OutputError` naming `path`,
+    followed by `hint` (what to run next).
+    """
+    with replacing(path, hint) as tmp:
+        return _write(parts, schema, tmp, fmt, excel_csv)
+
+
+def _write(
+    parts: Iterable[pa.Table], schema: pa.Schema, tmp: Path, fmt: str, excel_csv: bool
+) -> int:
     rows = 0
     tables = (conform(part, schema) for part in parts)
     if fmt == "parquet":
@@ -88,18 +103,15 @@ def write_output(
                         json.dumps(_finite(record), ensure_ascii=False, default=str) + "\n"
                     )
                 rows += table.num_rows
-    os.replace(tmp, path)
     return rows
 
 
-def concat_lines(files: Iterable[Path], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as out:
+def concat_lines(files: Iterable[Path], path: Path, hint: str = "") -> None:
+    with replacing(path, hint) as tmp, tmp.open("wb") as out:
         for file in files:
             with file.open("rb") as handle:
                 while block := handle.read(1 << 20):
                     out.write(block)
-    os.replace(tmp, path)
 
 
 def _promote(name: str, found: list[pa.DataType]) -> pa.DataType:

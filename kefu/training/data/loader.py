@@ -32,6 +32,7 @@ from kefu.tabular import (
     text_problem,
     write_rejects,
 )
+from kefu.tabular.options import MAX_RECORD_LINES
 
 MAX_REJECTS_IN_ERROR = 5
 __all__ = ["LabelledData", "LabelledRow", "Reject", "load_labelled", "write_rejects"]
@@ -90,17 +91,19 @@ def load_labelled(
     id_col: str = "id",
     strict: bool = False,
     encoding: str | None = None,
+    max_record_lines: int = MAX_RECORD_LINES,
 ) -> LabelledData:
     """Read and validate labelled rows; see the module docstring for what becomes a reject.
 
-    `encoding` forces the text encoding of CSV/TSV/JSONL files (default: detected per file).
+    `encoding` forces the text encoding of CSV/TSV/JSONL files (default: detected per file);
+    a CSV/TSV record over more than `max_record_lines` physical lines is rejected.
     """
     taxonomy = taxonomy or load_taxonomy()
     columns = Columns(text_col, intent_col, urgency_col, emotion_col, id_col)
     if isinstance(source, str | Path):
         file = table_file(source)
         name = str(file.path)
-        options = ReadOptions(encoding=encoding)
+        options = ReadOptions(encoding=encoding, max_record_lines=max_record_lines)
         found = read_columns(file, options)
         records: Iterable[Record] = read_records(file, options)
     elif hasattr(source, "column_names") and hasattr(source, "__iter__"):

@@ -40,6 +40,7 @@ class EvaluationRequest:
     threads: int | None = None
     columns: dict[str, str] = field(default_factory=dict)  # load_labelled keyword -> column name
     encoding: str | None = None  # text encoding of the data files; None: detected per file
+    max_record_lines: int = 5  # a CSV/TSV record over more physical lines is rejected
 
 
 @dataclass
@@ -57,12 +58,13 @@ def run_evaluation(
     bundle = read_bundle(request.bundle)
     report_dir = request.out / REPORT_SUBDIR if _same(request.out, bundle.path) else request.out
     report_dir.mkdir(parents=True, exist_ok=True)
-    data = _load(request.data, request.columns, request.encoding, report_dir, log)
+    lines = request.max_record_lines
+    data = _load(request.data, request.columns, request.encoding, lines, report_dir, log)
     train_path = resolve_train_data(request.train_data, request.data, bundle.training_config)
     trained_with = None if request.train_data else bundle.training_config.get("data_encoding")
     train_encoding = request.encoding or trained_with or None
     train_columns = _train_columns(request, bundle.training_config)
-    train_data = _load(train_path, train_columns, train_encoding, None, log)
+    train_data = _load(train_path, train_columns, train_encoding, lines, None, log)
     public_sets = None
     if request.public_dev is not None:
         public_sets = load_public_sets(request.public_dev, request.public_dev_limit)
@@ -120,10 +122,11 @@ def _load(
     path: Path,
     columns: Mapping[str, str],
     encoding: str | None,
+    max_record_lines: int,
     rejects_dir: Path | None,
     log: Callable[[str], None],
 ) -> LabelledData:
-    data = load_labelled(path, encoding=encoding, **columns)
+    data = load_labelled(path, encoding=encoding, max_record_lines=max_record_lines, **columns)
     if data.rejects:
         shown = "; ".join(reject.describe() for reject in data.rejects[:3])
         where = ""

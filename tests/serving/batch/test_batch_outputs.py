@@ -12,7 +12,7 @@ from support.chat_logs import chat_log, expected_bad, write_jsonl
 from typer.testing import CliRunner
 
 from kefu.cli.main import app
-from kefu.serving.batch.job import Summary
+from kefu.serving.batch.job import ReadCounts, Summary
 from kefu.serving.batch.scoring import SCORE_COLUMNS
 
 runner = CliRunner()
@@ -94,8 +94,8 @@ def test_a_file_without_usable_rows_fails_the_run_by_name(tmp_path, tiny_bundle)
 
 def test_failures_list_every_reason_with_numbers():
     summary = Summary(rejects_file="r.jsonl")
-    summary.add("a.csv", 10, 0, [{"reason": "undecodable_text"}] * 10)
-    summary.add("b.csv", 30, 30, [])
+    summary.add(ReadCounts("a.csv", 10, 11, 10), 0, [{"reason": "undecodable_text"}] * 10)
+    summary.add(ReadCounts("b.csv", 30, 31, 30), 30, [])
     assert summary.failures(0.2) == [
         "a.csv: no usable rows (10 read, all rejected)",
         "10 of 40 rows rejected (25.0%), more than --max-reject-rate 0.2 (20%); the reasons are "
@@ -103,5 +103,5 @@ def test_failures_list_every_reason_with_numbers():
         "10 rows held bytes that did not decode: if an input is GBK/GB18030 (Excel on Chinese "
         "Windows), rerun with --encoding gb18030",
     ]
-    summary.add("a.csv", 10, 10, [])
+    summary.add(ReadCounts("a.csv", 10, 10, 10), 10, [])
     assert summary.failures(0.2) == []  # 10 of 50 = 20% is not more than 20%

@@ -47,12 +47,13 @@ def test_csv_rows_rejects_and_line_numbers(tmp_path):
     )
     (chunk,) = chunks_of(path, id_col="id")
     assert chunk.rows_read == 6
+    assert (chunk.counts.lines, chunk.counts.record_lines, chunk.counts.multiline_rows) == (9, 7, 1)
     assert chunk.texts == ["在吗", "第一行\n第二行", "fine"]
     assert chunk.table.column_names == ["id", "text", "shop"]
     assert chunk.table.column("shop").to_pylist() == ["a", "a", "sh\ufffdop"]  # repaired, kept
     assert [(r["line"], r["reason"], r["id"]) for r in chunk.rejects] == [
         (5, "empty_text", "3"),
-        (7, "malformed_row", None),
+        (7, "malformed_row", "4"),  # the id column is still readable
         (8, "undecodable_text", "5"),
     ]
     assert chunk.rejects[0] == {
