@@ -125,6 +125,20 @@ class DataError(KefuError):
         self.file, self.line, self.column = file, line, column
 
 
+class OutputError(KefuError):
+    """An output file could not be written (disk full, permissions); names the path."""
+
+    code = "output_failed"
+    http_status = 422
+
+
+class RunFailed(KefuError):
+    """A run finished and wrote its outputs but failed a check (e.g. too many rows rejected)."""
+
+    code = "run_failed"
+    http_status = 422
+
+
 class PolicyError(KefuError):
     """The routing policy file is invalid; raised at start-up, never per request."""
 

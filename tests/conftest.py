@@ -10,18 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-
-SAMPLE_TEXTS = [
-    "我的快递三天没动了",
-    "退款怎么还没到账！！",
-    "转人工",
-    "在吗",
-    "[订单编号:[订单x]，订单金额:[金额x]]",
-    "发票开了没 ok 7天无理由 iPhone",
-    "你们卖假货，我要打12315投诉你们",
-]
+from support.paths import REPO_ROOT, SAMPLE_TEXTS, SHARED  # noqa: F401  (re-exported)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import typer
@@ -9,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kefu.cli.errors import reports_errors
+from kefu.errors import DataError
 
 app = typer.Typer(no_args_is_help=True, help="Build the seed corpus or validate a labelled file.")
 
@@ -63,7 +65,8 @@ def real(
 @reports_errors("data validate")
 def validate(
     file: Path = typer.Argument(
-        ..., help="JSONL, CSV, TSV or Parquet file with labelled messages."
+        ...,
+        help="JSONL, CSV, TSV (optionally .gz or .zst), Parquet or xlsx file of labelled messages.",
     ),
     text_col: str = typer.Option("text", help="Column holding the message text."),
     intent_col: str = typer.Option("intent"),
@@ -74,8 +77,17 @@ def validate(
         None, help="Write rejected rows (with reasons) to this JSONL file."
     ),
     strict: bool = typer.Option(False, "--strict", help="Fail when any row is rejected."),
+    encoding: str = typer.Option(
+        None, help="Text encoding, e.g. gb18030 (default: detected: BOM, UTF-8, GB18030)."
+    ),
+    max_record_lines: int = typer.Option(
+        5, min=1, help="Reject a CSV/TSV record over more physical lines (a broken quote)."
+    ),
 ) -> None:
-    """Check a labelled file: counts per label, and every rejected row with file, line and reason."""
+    """Check a labelled file: counts per label, and every rejected row with file, line and reason.
+
+    Exits 1 when the file cannot be read, has no usable row, or (--strict) any row is rejected.
+    """
     from kefu.training.data.loader import load_labelled, write_rejects
 
     data = load_labelled(
@@ -86,13 +98,14 @@ def validate(
         emotion_col=emotion_col,
         id_col=id_col,
         strict=strict,
+        encoding=encoding,
+        max_record_lines=max_record_lines,
     )
     console = Console()
     typer.echo(f"{file}: {len(data.rows)} usable rows, {len(data.rejects)} rejected")
     table = Table()
     for column in ("head", "label", "rows"):
         table.add_column(column)
-    from collections import Counter
 
     for head in ("intent", "urgency", "emotion"):
         for label, count in sorted(Counter(data.labels(head)).items(), key=lambda kv: str(kv[0])):
@@ -105,3 +118,12 @@ def validate(
     if rejects is not None:
         written = write_rejects(data.rejects, rejects)
         typer.echo(f"wrote {written} rejects to {rejects}")
+    if not data.rows:
+        reasons = Counter(reject.reason for reject in data.rejects)
+        shown = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+        hint = (
+            "; if the file is GBK/GB18030, rerun with --encoding gb18030"
+            if "undecodable_text" in reasons
+            else ""
+        )
+        raise DataError(f"no usable rows (rejected: {shown}){hint}", file=str(file))

@@ -22,8 +22,8 @@ def command(
     data: list[str] = typer.Option(
         ...,
         "--data",
-        help="Labelled test file (JSONL, CSV, TSV or Parquet), as FILE or NAME=FILE; repeat for "
-        "several sets (a bare FILE is named after its folder).",
+        help="Labelled test file (JSONL, CSV, TSV, Parquet or xlsx), as FILE or NAME=FILE; repeat "
+        "for several sets (a bare FILE is named after its folder).",
     ),
     lead: str = typer.Option(
         None, "--lead", help="Test set the model card leads with (default: the first)."
@@ -63,6 +63,12 @@ def command(
     urgency_col: str = typer.Option("urgency", "--urgency-col"),
     emotion_col: str = typer.Option("emotion", "--emotion-col"),
     id_col: str = typer.Option("id", "--id-col"),
+    encoding: str = typer.Option(
+        None, "--encoding", help="Text encoding of the data files (default: detected per file)."
+    ),
+    max_record_lines: int = typer.Option(
+        5, "--max-record-lines", min=1, help="Reject a CSV/TSV record over more physical lines."
+    ),
 ) -> None:
     import time
 
@@ -111,6 +117,8 @@ def command(
             "emotion_col": emotion_col,
             "id_col": id_col,
         },
+        encoding=encoding,
+        max_record_lines=max_record_lines,
     )
     started = time.perf_counter()
     outcome = run_evaluation(request, log=log)

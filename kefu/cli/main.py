@@ -24,7 +24,7 @@ COMMANDS = {
     "train": (train.command, "Fine-tune the three-head model and write a bundle."),
     "evaluate": (evaluate.command, "Evaluate a bundle on labelled files; metrics and a report."),
     "serve": (serve.command, "Serve a bundle over HTTP (POST /v1/classify)."),
-    "score": (score.command, "Batch-score CSV, JSONL or Parquet files with a bundle."),
+    "score": (score.command, "Batch-score CSV, TSV, JSONL, Parquet or xlsx files with a bundle."),
     "report": (report.command, "Render an HTML hotspot report from scored files."),
     "bench": (bench.command, "Measure latency, throughput and accuracy cost side by side."),
 }

@@ -12,7 +12,7 @@ import typer
 
 def command(
     inputs: list[str] = typer.Argument(
-        ..., help="Scored Parquet, CSV or JSONL files (or quoted globs)."
+        ..., help="Scored Parquet, CSV, TSV, JSONL or xlsx files (or quoted globs)."
     ),
     output: Path = typer.Option(..., "--output", "-o", help="HTML file to write."),
     text_col: str = typer.Option("text", help="Column holding the message text."),
@@ -20,6 +20,12 @@ def command(
     top_n: int = typer.Option(10, help="How many intents the TOP table lists."),
     period: str = typer.Option("auto", help="Trend period: day, week or auto (week past 60 days)."),
     title: str = typer.Option("kefu hotspot report 客服热点报告", help="Report title."),
+    encoding: str = typer.Option(
+        None, help="Text encoding of CSV/TSV/JSONL inputs (default: detected per file)."
+    ),
+    max_record_lines: int = typer.Option(
+        5, min=1, help="Reject a CSV/TSV record over more physical lines (a broken quote)."
+    ),
 ) -> None:
     """Intent, urgency and emotion distributions, escalations, repeated questions and trends."""
     from kefu.serving.report import build_report
@@ -32,8 +38,14 @@ def command(
         top_n=top_n,
         period=period,
         title=title,
+        encoding=encoding,
+        max_record_lines=max_record_lines,
     )
     typer.echo(
         f"report: {output} ({data.rows} messages from {len(data.files)} file(s), "
         f"escalation rate {data.escalation_rate:.1%})"
     )
+    if data.rejected:
+        typer.echo(f"{data.rejected} unreadable records left out of the report:", err=True)
+        for reject in data.reject_examples:
+            typer.echo(f"rejected: {reject.describe()}", err=True)

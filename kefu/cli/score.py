@@ -2,7 +2,11 @@
 
 Usage: kefu score 'logs/2024-*.jsonl' -o scored.parquet --bundle models/default --id-col msg_id
        kefu score logs.csv -o scored.csv --resume          # continue an interrupted run
+       kefu score 导出.xlsx -o scored.csv --excel-csv --encoding gb18030
        kefu score logs.parquet -o scored.parquet --engine ray --ray-address auto
+
+Exit codes: 0 done; 1 an error before or during the run, or after it (outputs written) when an
+input gave no usable rows or more rows than --max-reject-rate were rejected; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,10 +19,29 @@ import typer
 
 def command(
     inputs: list[str] = typer.Argument(
-        ..., help="CSV, JSONL or Parquet files (by suffix) or quoted globs."
+        ...,
+        help="CSV, TSV, JSONL (optionally .gz or .zst), Parquet or xlsx files, or quoted globs.",
     ),
     output: Path = typer.Option(
-        ..., "--output", "-o", help="Output file: .parquet, .csv or .jsonl."
+        ..., "--output", "-o", help="Output file: .parquet, .csv, .jsonl or .xlsx."
+    ),
+    output_format: str = typer.Option(
+        None, "--format", help="parquet, csv, jsonl or xlsx (default: from the -o suffix)."
+    ),
+    excel_csv: bool = typer.Option(
+        False, "--excel-csv", help="Start CSV output with a UTF-8 BOM so Excel opens it right."
+    ),
+    encoding: str = typer.Option(
+        None, help="Input text encoding, e.g. gb18030 (default: detected per file)."
+    ),
+    max_record_lines: int = typer.Option(
+        5, min=1, help="Reject a CSV/TSV record over more physical lines (a broken quote)."
+    ),
+    max_reject_rate: float = typer.Option(
+        0.2,
+        min=0.0,
+        max=1.0,
+        help="Exit non-zero (after writing the outputs) when a larger share of rows is rejected.",
     ),
     bundle: Path = typer.Option(Path("models/default"), help="Model bundle directory."),
     text_col: str = typer.Option("text", help="Column holding the message text."),
@@ -41,7 +64,7 @@ def command(
     """Score every row; rows that cannot be scored go to OUTPUT.rejects.jsonl with a reason."""
     from rich.console import Console
 
-    from kefu.errors import InputError
+    from kefu.errors import InputError, RunFailed
     from kefu.serving.batch.job import ScoreJob
 
     console = Console(stderr=True)
@@ -62,6 +85,10 @@ def command(
             resume=resume,
             fresh=fresh,
             progress=progress,
+            output_format=output_format,
+            excel_csv=excel_csv,
+            encoding=encoding,
+            max_record_lines=max_record_lines,
         )
         if engine == "ray":
             from kefu.serving.batch.ray_engine import run_ray
@@ -78,3 +105,8 @@ def command(
         raise typer.Exit(130) from None
     for line in summary.lines():
         typer.echo(line)
+    for warning in summary.warnings():
+        typer.echo(f"warning: {warning}", err=True)
+    failures = summary.failures(max_reject_rate)
+    if failures:  # after the outputs and rejects are written: the run is kept, but it failed
+        raise RunFailed("; ".join(failures))

@@ -1,7 +1,7 @@
 """`kefu train`: fine-tune the three-head model on labelled data and write a bundle.
 
 Usage: `kefu train --config kefu/training/configs/default.yaml --out models/default
-[--data-dir datasets/seed] [--base-model DIR] [--set epochs=2 --set lr=3e-5]`.
+[--data-dir datasets/seed] [--base-model DIR] [--encoding gb18030] [--set epochs=2]`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ def command(
     base_model: str = typer.Option(
         None, "--base-model", help="Base encoder: a directory, a hub id or m3e-small."
     ),
+    encoding: str = typer.Option(
+        None,
+        "--encoding",
+        help="Text encoding of the data files, e.g. gb18030 (sets data_encoding; default: detected).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     from kefu.training.config import load_config
@@ -39,6 +44,8 @@ def command(
         settings += [f"train_data={data_dir / 'train.jsonl'}", f"dev_data={data_dir / 'dev.jsonl'}"]
     if base_model is not None:
         settings.append(f"base_model={base_model}")
+    if encoding is not None:
+        settings.append(f"data_encoding={encoding}")
     train_config = load_config(config, settings)
     _quiet_libraries()
     from kefu.training.train import train

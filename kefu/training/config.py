@@ -21,6 +21,7 @@ import yaml
 
 from kefu.errors import ConfigError
 from kefu.serving.taxonomy import HEADS
+from kefu.tabular.decoding import check_encoding
 
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
 
@@ -31,8 +32,8 @@ def _per_head(intent: float, urgency: float, emotion: float) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # --- data: files the loader reads (JSONL, CSV, TSV, Parquet); one path or a list of paths;
-    # `--data-dir D` sets D/train.jsonl and D/dev.jsonl
+    # --- data: files the loader reads (JSONL, CSV, TSV, Parquet, xlsx; .gz/.zst text); one path
+    # or a list of paths; `--data-dir D` sets D/train.jsonl and D/dev.jsonl
     train_data: list[str] = field(default_factory=lambda: ["datasets/seed/train.jsonl"])
     # how often each training file's rows are drawn per epoch, one number per train_data file
     # (2.0 = every row twice, 0.5 = a seeded half each epoch); empty = 1.0 for every file
@@ -50,6 +51,10 @@ class TrainConfig:
     urgency_column: str = "urgency"
     emotion_column: str = "emotion"
     id_column: str = "id"
+    # text encoding of CSV/TSV/JSONL data files; "" = detected per file (BOM, UTF-8, GB18030)
+    data_encoding: str = ""
+    # a CSV/TSV record over more physical lines than this is rejected (a broken quote, usually)
+    max_record_lines: int = 5
 
     # --- model
     # a model directory, a Hugging Face hub id, or "m3e-small" (see kefu/training/base_model.py)
@@ -140,6 +145,8 @@ class TrainConfig:
             _bad("layer_lr_decay", self.layer_lr_decay, "must be in (0, 1]")
         if not 8 <= self.max_length <= 512:
             _bad("max_length", self.max_length, "must be in [8, 512] (BERT positions)")
+        if self.max_record_lines < 1:
+            _bad("max_record_lines", self.max_record_lines, "must be >= 1")
         if not 0 < self.parity_tolerance < 1:
             _bad("parity_tolerance", self.parity_tolerance, "must be in (0, 1)")
         if self.class_weights not in CLASS_WEIGHTS:
@@ -150,6 +157,11 @@ class TrainConfig:
             _bad("train_weights", self.train_weights, "must give one weight per train_data file")
         if any(weight <= 0 for weight in self.train_weights):
             _bad("train_weights", self.train_weights, "must be > 0 per file")
+        if self.data_encoding:
+            try:
+                check_encoding(self.data_encoding)
+            except ConfigError:
+                _bad("data_encoding", self.data_encoding, "is not a known ASCII-compatible codec")
         for name in ("loss_weights", "target_precision", "max_abstain_rate"):
             values = getattr(self, name)
             if set(values) != set(HEADS):

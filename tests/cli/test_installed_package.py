@@ -18,7 +18,7 @@ import venv
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from support.paths import REPO_ROOT
 from support.serving import free_port
 
 

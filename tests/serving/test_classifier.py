@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import SAMPLE_TEXTS
+from support.paths import SAMPLE_TEXTS
 
 from kefu.errors import BundleError
 from kefu.serving.bundle import read_bundle

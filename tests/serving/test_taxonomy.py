@@ -1,7 +1,7 @@
 import re
 
 import pytest
-from conftest import SHARED
+from support.paths import SHARED
 
 from kefu.errors import DataError
 from kefu.serving.taxonomy import HEADS, load_taxonomy

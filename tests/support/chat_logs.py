@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from conftest import SAMPLE_TEXTS
+from support.paths import SAMPLE_TEXTS
 
 MESSAGES = [
     *SAMPLE_TEXTS,

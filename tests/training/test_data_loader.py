@@ -33,44 +33,30 @@ def test_jsonl_rows_and_partial_labels(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("row", "line", "column", "reason"),
+    ("row", "column", "reason", "detail"),
     [
-        (
-            {"id": "b", "text": "   ", "intent": "other"},
-            2,
-            "text",
-            "text is empty or whitespace only",
-        ),
-        ({"id": "b", "text": "", "intent": "other"}, 2, "text", "text is empty or whitespace only"),
-        ({"id": "b", "text": 42, "intent": "other"}, 2, "text", "text must be a string, found int"),
-        ({"id": "b", "intent": "other"}, 2, "text", "text is missing"),
-        (
-            {"id": "b", "text": "hi", "intent": "refund"},
-            2,
-            "intent",
-            "unknown intent label 'refund'",
-        ),
-        (
-            {"id": "b", "text": "hi", "urgency": "urgent"},
-            2,
-            "urgency",
-            "unknown urgency label 'urgent'",
-        ),
-        (
-            {"id": "a1", "text": "hi", "intent": "other"},
-            2,
-            "id",
-            "duplicate id 'a1' (first on line 1)",
-        ),
-        ({"id": "b", "text": "hi"}, 2, None, "row has no label for any head"),
+        ({"id": "b", "text": "   ", "intent": "other"}, "text", "empty_text", "text is empty or whitespace only"),
+        ({"id": "b", "text": "", "intent": "other"}, "text", "empty_text", "text is empty or whitespace only"),
+        ({"id": "b", "text": 42, "intent": "other"}, "text", "not_text", "text is a number, expected a string"),
+        ({"id": "b", "intent": "other"}, "text", "missing_text", "text is null or absent"),
+        ({"id": "b", "text": "hi", "intent": "refund"}, "intent", "unknown_label", "unknown intent label 'refund'"),
+        ({"id": "b", "text": "hi", "urgency": "urgent"}, "urgency", "unknown_label", "unknown urgency label 'urgent'"),
+        ({"id": "a1", "text": "hi", "intent": "other"}, "id", "duplicate_id", "duplicate id 'a1' (first on line 1)"),
+        ({"id": "b", "text": "hi"}, None, "no_label", "row has no label for any head"),
     ],
-)
-def test_each_bad_row_is_rejected_with_line_and_column(tmp_path, row, line, column, reason):
+)  # fmt: skip
+def test_each_bad_row_is_rejected_with_line_and_column(tmp_path, row, column, reason, detail):
     data = load_labelled(_jsonl(tmp_path / "bad.jsonl", [GOOD, row]))
     assert len(data.rows) == 1
     (reject,) = data.rejects
-    assert (reject.line, reject.column) == (line, column)
-    assert reason in reject.reason
+    assert (reject.line, reject.end_line, reject.id, reject.column, reject.reason) == (
+        2,
+        2,
+        row["id"],
+        column,
+        reason,
+    )
+    assert detail in reject.detail
     assert str(tmp_path / "bad.jsonl") in reject.describe()
 
 
@@ -80,10 +66,14 @@ def test_invalid_json_and_bad_encoding_are_rejects_not_tracebacks(tmp_path):
         json.dumps(GOOD).encode() + b"\n{not json\n" + b'{"text": "\xff\xfe", "intent": "other"}\n'
     )
     data = load_labelled(path)
-    assert [(r.line, r.reason.split(" (")[0].split(":")[0]) for r in data.rejects] == [
-        (2, "invalid JSON"),
-        (3, "not valid UTF-8"),
+    assert [(r.line, r.column, r.reason) for r in data.rejects] == [
+        (2, None, "invalid_json"),
+        (3, "text", "undecodable_text"),
     ]
+    assert (
+        data.rejects[1].detail
+        == "invalid utf-8 byte 0xff at character 0 (if the file is not utf-8, pass --encoding gb18030)"
+    )
 
 
 def test_strict_turns_rejects_into_an_error_naming_file_and_line(tmp_path):
@@ -122,9 +112,9 @@ def test_parquet_and_huggingface_dataset(tmp_path):
 
 
 def test_unknown_suffix_and_missing_file(tmp_path):
-    (tmp_path / "x.xlsx").write_text("x")
-    with pytest.raises(DataError, match="unknown file type '.xlsx'"):
-        load_labelled(tmp_path / "x.xlsx")
+    (tmp_path / "x.txt").write_text("x")
+    with pytest.raises(DataError, match="unknown input file type '.txt'"):
+        load_labelled(tmp_path / "x.txt")
     with pytest.raises(DataError, match="does not exist"):
         load_labelled(tmp_path / "nope.jsonl")
 
@@ -133,7 +123,15 @@ def test_rejects_file_and_validate_command(tmp_path):
     path = _jsonl(tmp_path / "v.jsonl", [GOOD, {"id": "z", "text": "", "intent": "other"}])
     out = tmp_path / "rejects.jsonl"
     assert write_rejects(load_labelled(path).rejects, out) == 1
-    assert json.loads(out.read_text())["line"] == 2
+    assert json.loads(out.read_text()) == {
+        "file": str(path),
+        "line": 2,
+        "end_line": 2,
+        "id": "z",
+        "column": "text",
+        "reason": "empty_text",
+        "detail": "text is empty or whitespace only",
+    }
     runner = CliRunner()
     result = runner.invoke(app, ["data", "validate", str(path)])
     assert result.exit_code == 0, result.output

@@ -5,7 +5,7 @@ from dataclasses import replace
 import matplotlib.image
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, SHARED
+from support.paths import REPO_ROOT, SHARED
 from support.public_dev import write_fake_public_dev
 from typer.testing import CliRunner
 
@@ -203,7 +203,12 @@ def test_rejected_rows_are_written_not_lost(evaluated):
         for line in (out / "rejects.jsonl").read_text(encoding="utf-8").splitlines()
     ]
     assert len(rejects) == metrics["data"]["rejected"] == 1
-    assert rejects[0]["line"] == len(EVAL_ROWS) + 1 and "no_such_intent" in rejects[0]["reason"]
+    assert (rejects[0]["line"], rejects[0]["column"], rejects[0]["reason"]) == (
+        len(EVAL_ROWS) + 1,
+        "intent",
+        "unknown_label",
+    )
+    assert "no_such_intent" in rejects[0]["detail"]
     assert metrics["n"] + metrics["data"]["rejected"] == len(EVAL_ROWS) + 1
 
 
@@ -264,7 +269,8 @@ def test_evaluating_into_the_bundle_updates_metrics_and_card_and_keeps_it_valid(
             != updated.metrics["model"][head]["ece_uncalibrated"]
         )
     card = updated.model_card_path.read_text(encoding="utf-8")
-    assert card.startswith("# kefu triage model tiny-0\n")
+    assert card.startswith("---\n")  # Hugging Face metadata first
+    assert "\n# kefu triage model tiny-0\n" in card
     for expected in (
         "| base model licence | TEST LICENCE: non-commercial research use only |",
         "| training time | 12 min 30 s in all, 11 min 41 s in the training loop, on 2 CPU threads |",
@@ -313,7 +319,9 @@ def test_missing_data_file_is_a_clear_error(tiny_bundle, tmp_path):
         "--bundle", tiny_bundle, "--data", tmp_path / "nope.jsonl", "-o", tmp_path / "out"
     )
     assert result.exit_code == 1
-    assert f"kefu evaluate: file {tmp_path / 'nope.jsonl'}: file does not exist" in result.output
+    assert (
+        f"kefu evaluate: file {tmp_path / 'nope.jsonl'}: input file does not exist" in result.output
+    )
 
 
 def test_data_labelled_for_intent_only_scores_intent_and_leaves_other_heads_empty(

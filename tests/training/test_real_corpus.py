@@ -7,7 +7,7 @@ import shutil
 from collections import defaultdict
 
 import pytest
-from conftest import REPO_ROOT
+from support.paths import REPO_ROOT
 
 from kefu.errors import DataError
 from kefu.training.data.real import RealConfig, build_real, read_tsv

@@ -5,7 +5,7 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-from conftest import REPO_ROOT
+from support.paths import REPO_ROOT
 
 from kefu.errors import DataError
 from kefu.training.data.build import BuildConfig, build, read_written

@@ -4,8 +4,8 @@ Usage: `run_local(ScoreJob(inputs=["logs/*.csv"], output=Path("scored.parquet"),
 
 The batch path holds no model logic: every row goes through `Classifier.predict` and
 `routing.decide`, exactly as the HTTP route does. What lives here is the plumbing around them:
-streaming readers (CSV, JSONL, Parquet), chunked and resumable commits, a process pool, a
-progress bar and the final merge into one output file plus `OUTPUT.rejects.jsonl`.
+chunks cut by `kefu.tabular`'s streaming reader, chunked and resumable commits, a process pool,
+a progress bar and the final merge into one output file plus `OUTPUT.rejects.jsonl`.
 `ray_engine.py` runs the same readers and the same `Scorer` on Ray Data.
 """
 

@@ -33,12 +33,13 @@ from rich.console import Console
 from kefu.errors import KefuError
 from kefu.serving.batch.job import ScoreJob, Summary
 from kefu.serving.batch.plan import RunPlan, plan_run
-from kefu.serving.batch.progress import ProgressReporter, estimate_rows
+from kefu.serving.batch.progress import ProgressReporter
 from kefu.serving.batch.readers import Chunk, count_chunks, read_chunks
 from kefu.serving.batch.scoring import SCORE_SCHEMA, Scorer, attach_scores
-from kefu.serving.batch.staging import RunState, Staging
+from kefu.serving.batch.staging import RESUME_HINT, RunState, Staging
 from kefu.serving.batch.writers import concat_lines, unified_schema, write_output
 from kefu.serving.classifier import ort_threads
+from kefu.tabular import estimate_records
 
 _WORKER_SCORER: Scorer | None = None  # one per worker process, set by `_start_worker`
 
@@ -56,21 +57,16 @@ def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
             f"resuming after {state.committed_chunks} committed chunks ({state.rows_read} rows)",
             highlight=False,
         )
-    rows_before = state.rows_read
+    rows_before, chunks_before = state.rows_read, state.committed_chunks
     if state.phase == "scoring":
-        total = sum(estimate_rows(source) for source in plan.inputs) if job.progress else None
+        total = sum(estimate_records(source) for source in plan.inputs) if job.progress else None
         with (
             ScorerPool(job) as pool,
             ProgressReporter(total, state.rows_read, job.progress, console) as progress,
         ):
             for chunk, scores in pool.score_in_order(_pending_chunks(job, plan, state)):
-                staging.commit(
-                    state,
-                    chunk.index,
-                    attach_scores(chunk.table, scores),
-                    chunk.rejects,
-                    chunk.rows_read,
-                )
+                scored = attach_scores(chunk.table, scores)
+                staging.commit(state, chunk.index, chunk.counts, scored, chunk.rejects)
                 progress.advance(chunk.rows_read)
         state.phase = "finalising"
         staging.save(state)
@@ -81,6 +77,7 @@ def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
     summary.output, summary.rejects_file = str(job.output), str(plan.rejects_path)
     summary.seconds = time.monotonic() - started
     summary.rows_this_run = summary.rows_read - rows_before
+    summary.resumed_from_chunk = chunks_before
     return summary
 
 
@@ -88,10 +85,13 @@ def finalise(staging: Staging, state: RunState, output: Path, plan: RunPlan) -> 
     """Merge the committed parts into OUTPUT and OUTPUT.rejects.jsonl; then drop the staging."""
     parts = staging.parts(state)
     schema = unified_schema(pq.read_schema(part) for part in parts)
-    rows = write_output((pq.read_table(part) for part in parts), schema, output, plan.output_format)
+    tables = (pq.read_table(part) for part in parts)
+    rows = write_output(
+        tables, schema, output, plan.output_format, excel_csv=plan.excel_csv, hint=RESUME_HINT
+    )
     if rows != state.scored:
         raise RuntimeError(f"merge wrote {rows} rows but {state.scored} were committed")
-    concat_lines(staging.reject_files(state), plan.rejects_path)
+    concat_lines(staging.reject_files(state), plan.rejects_path, hint=RESUME_HINT)
     staging.remove()
 
 
@@ -110,6 +110,7 @@ def _pending_chunks(job: ScoreJob, plan: RunPlan, state: RunState) -> Iterator[C
             text_col=job.text_col,
             id_col=job.id_col,
             chunk_size=job.chunk_size,
+            options=plan.read_options,
             first_index=first_index,
             skip=skip,
         ):
@@ -117,7 +118,7 @@ def _pending_chunks(job: ScoreJob, plan: RunPlan, state: RunState) -> Iterator[C
             yield chunk
         if known is None:
             if skip and count == skip:  # every chunk was skipped, so none was counted: count them
-                count = count_chunks(source, job.chunk_size)
+                count = count_chunks(source, job.chunk_size, plan.read_options)
             state.file_chunks.append(count)  # saved with the next commit
         first_index += count
 

@@ -15,20 +15,17 @@ from typing import Any
 
 from kefu.serving.batch.job import ScoreJob
 from kefu.serving.batch.scoring import SCORE_COLUMNS
-from kefu.serving.batch.sources import (
-    InputFile,
-    check_input,
-    check_output,
-    output_paths,
-    resolve_inputs,
-)
+from kefu.serving.batch.sources import check_input, check_output, output_paths
 from kefu.serving.deployment import check_deployable
+from kefu.tabular import ReadOptions, TableFile, resolve_files
 
 
 @dataclass
 class RunPlan:
-    inputs: list[InputFile]
+    inputs: list[TableFile]
+    read_options: ReadOptions
     output_format: str
+    excel_csv: bool
     rejects_path: Path
     staging_dir: Path
     model_version: str
@@ -47,11 +44,13 @@ class RunPlan:
 
 
 def plan_run(job: ScoreJob, engine: str) -> RunPlan:
-    inputs = resolve_inputs(job.inputs)
-    output_format = check_output(job.output, inputs)
+    read_options = ReadOptions(encoding=job.encoding, max_record_lines=job.max_record_lines)
+    inputs = resolve_files(job.inputs)
+    output_format = check_output(job.output, inputs, job.output_format, job.excel_csv)
     columns: dict[str, None] = {}
     for source in inputs:
-        columns.update(dict.fromkeys(check_input(source, job.text_col, job.id_col) or []))
+        found = check_input(source, job.text_col, job.id_col, read_options)
+        columns.update(dict.fromkeys(found or []))
     bundle, _ = check_deployable(job.bundle, job.variant, job.policy)  # now, not in a worker
     rejects_path, staging_dir = output_paths(job.output)
     files_hash = hashlib.sha256(
@@ -61,6 +60,7 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
         "engine": engine,
         "inputs": [source.fingerprint() for source in inputs],
         "output": str(job.output.resolve()),
+        "read_options": read_options.fingerprint(),
         "text_col": job.text_col,
         "id_col": job.id_col,
         "chunk_size": job.chunk_size,
@@ -72,7 +72,9 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
     }
     return RunPlan(
         inputs=inputs,
+        read_options=read_options,
         output_format=output_format,
+        excel_csv=job.excel_csv,
         rejects_path=rejects_path,
         staging_dir=staging_dir,
         model_version=bundle.manifest.model_version,

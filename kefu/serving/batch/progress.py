@@ -1,8 +1,8 @@
 """Progress of a scoring run: a rich bar (rows, rows/s, ETA) on a terminal, log lines elsewhere.
 
-The total is an estimate taken before scoring: Parquet row counts from the footer, CSV and
-JSONL line counts (a quoted CSV field spanning lines or a blank line makes it a slight
-overcount). It only feeds the ETA; the summary counts rows exactly.
+The total is an estimate taken before scoring (`kefu.tabular.estimate_records`: Parquet row
+counts from the footer, line counts of text formats, a slight overcount when quoted fields span
+lines). It only feeds the ETA; the summary counts rows exactly.
 """
 
 from __future__ import annotations
@@ -24,23 +24,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from kefu.serving.batch.sources import InputFile
-
 LOG_EVERY_SECONDS = 10.0
-
-
-def estimate_rows(source: InputFile) -> int:
-    if source.format == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(source.path).metadata.num_rows
-    lines, last = 0, b"\n"
-    with source.path.open("rb") as handle:
-        while block := handle.read(1 << 24):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    lines += last != b"\n"
-    return max(0, lines - 1) if source.format == "csv" else lines
 
 
 class RateColumn(ProgressColumn):

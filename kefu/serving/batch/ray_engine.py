@@ -28,6 +28,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,14 @@ import pyarrow.parquet as pq
 from rich.console import Console
 
 from kefu.errors import ConfigError, KefuError
-from kefu.serving.batch.job import ScoreJob, Summary
-from kefu.serving.batch.plan import plan_run
+from kefu.serving.batch.job import ReadCounts, ScoreJob, Summary
+from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.readers import read_chunks
 from kefu.serving.batch.scoring import Scorer, attach_scores
-from kefu.serving.batch.sources import InputFile
 from kefu.serving.batch.writers import unified_schema, write_output
 from kefu.serving.classifier import ort_threads
+from kefu.tabular import ReadOptions, TableFile
+from kefu.tabular.output import replacing
 
 try:
     import ray
@@ -55,7 +57,7 @@ except ImportError:  # pragma: no cover - the ray extra is installed in CI
 # scoring the input rows plus TEXT, after scoring the output rows; SCHEMA is its schema alone,
 # so the merge can plan the output schema without decoding every chunk twice.
 FILE_INDEX, CHUNK_INDEX, ROWS, SCHEMA = "_kefu_file", "_kefu_chunk", "_kefu_rows", "_kefu_schema"
-REJECTS, ROWS_READ, TEXT = "_kefu_rejects", "_kefu_rows_read", "_kefu_text"
+REJECTS, COUNTS, TEXT = "_kefu_rejects", "_kefu_counts", "_kefu_text"  # COUNTS: ReadCounts JSON
 # Reading and writing are light next to scoring; with a whole CPU each they could wait forever
 # for CPUs the scoring actors hold.
 READ_WRITE_CPUS = 0.25
@@ -81,7 +83,7 @@ def run_ray(
     staged = plan.staging_dir / "ray"
     started_ray = _start_ray(job, ray_address)
     try:
-        _run_pipeline(job, plan.inputs, staged)
+        _run_pipeline(job, plan, staged)
     except KefuError:
         raise
     except Exception as exc:  # Ray wraps task errors; show the cause, not a Ray traceback
@@ -89,7 +91,7 @@ def run_ray(
     finally:
         if started_ray:
             ray.shutdown()
-    summary = _merge(staged, job.output, plan.output_format, plan.rejects_path)
+    summary = _merge(staged, job.output, plan)
     shutil.rmtree(plan.staging_dir, ignore_errors=True)
     summary.files, summary.engine = len(plan.inputs), "ray"
     summary.output, summary.rejects_file = str(job.output), str(plan.rejects_path)
@@ -120,12 +122,12 @@ def _start_ray(job: ScoreJob, ray_address: str | None) -> bool:
     return True
 
 
-def _run_pipeline(job: ScoreJob, inputs: list[InputFile], staged: Path) -> None:
+def _run_pipeline(job: ScoreJob, plan: RunPlan, staged: Path) -> None:
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # staged rows come back in input order
     context.enable_progress_bars = job.progress
     chunks = ray.data.read_datasource(
-        ChunkDatasource(inputs, job.text_col, job.id_col, job.chunk_size),
+        ChunkDatasource(plan.inputs, job, plan.read_options),
         num_cpus=READ_WRITE_CPUS,  # unlike the actors' 1 CPU, so Ray does not fuse the two
     )
     scored = chunks.map_batches(
@@ -148,13 +150,8 @@ def _run_pipeline(job: ScoreJob, inputs: list[InputFile], staged: Path) -> None:
 class ChunkDatasource(Datasource):
     """One read task per input file, yielding one row per kefu chunk."""
 
-    def __init__(self, inputs: list[InputFile], text_col: str, id_col: str | None, chunk_size: int):
-        self.inputs, self.text_col, self.id_col, self.chunk_size = (
-            inputs,
-            text_col,
-            id_col,
-            chunk_size,
-        )
+    def __init__(self, inputs: list[TableFile], job: ScoreJob, options: ReadOptions):
+        self.inputs, self.job, self.options = inputs, job, options
 
     def estimate_inmemory_data_size(self) -> int | None:
         return sum(source.size for source in self.inputs)
@@ -173,15 +170,19 @@ class ChunkDatasource(Datasource):
             tasks.append(ReadTask(functools.partial(self._read, number, source), metadata))
         return tasks
 
-    def _read(self, number: int, source: InputFile) -> Iterator[pa.Table]:
-        for chunk in read_chunks(
-            source, text_col=self.text_col, id_col=self.id_col, chunk_size=self.chunk_size
-        ):
+    def _read(self, number: int, source: TableFile) -> Iterator[pa.Table]:
+        job = self.job
+        chunks = read_chunks(
+            source, text_col=job.text_col, id_col=job.id_col, chunk_size=job.chunk_size,
+            options=self.options,
+        )  # fmt: skip
+        for chunk in chunks:
             rows = chunk.table.append_column(TEXT, pa.array(chunk.texts, pa.string()))
             rejects = "".join(
                 json.dumps(reject, ensure_ascii=False) + "\n" for reject in chunk.rejects
             )
-            yield _chunk_row(number, chunk.index, rows, rejects, chunk.rows_read)
+            counts = json.dumps(asdict(chunk.counts), ensure_ascii=False)
+            yield _chunk_row(number, chunk.index, rows, rejects, counts)
 
 
 class ScoringActor:
@@ -205,12 +206,12 @@ class ScoringActor:
             texts = rows.column(TEXT).to_pylist()
             scored = attach_scores(rows.drop_columns([TEXT]), self.scorer.score(texts))
             out.append(
-                _chunk_row(row[FILE_INDEX], row[CHUNK_INDEX], scored, row[REJECTS], row[ROWS_READ])
+                _chunk_row(row[FILE_INDEX], row[CHUNK_INDEX], scored, row[REJECTS], row[COUNTS])
             )
         return pa.concat_tables(out)
 
 
-def _chunk_row(file: int, chunk: int, rows: pa.Table, rejects: str, rows_read: int) -> pa.Table:
+def _chunk_row(file: int, chunk: int, rows: pa.Table, rejects: str, counts: str) -> pa.Table:
     return pa.table(
         {
             FILE_INDEX: pa.array([file], pa.int32()),
@@ -218,7 +219,7 @@ def _chunk_row(file: int, chunk: int, rows: pa.Table, rejects: str, rows_read: i
             ROWS: pa.array([_to_ipc(rows)], pa.large_binary()),
             SCHEMA: pa.array([rows.schema.serialize().to_pybytes()], pa.binary()),
             REJECTS: pa.array([rejects], pa.large_string()),
-            ROWS_READ: pa.array([rows_read], pa.int64()),
+            COUNTS: pa.array([counts], pa.string()),
         }
     )
 
@@ -234,7 +235,7 @@ def _from_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
-def _merge(staged: Path, output: Path, output_format: str, rejects_path: Path) -> Summary:
+def _merge(staged: Path, output: Path, plan: RunPlan) -> Summary:
     """Staged chunk rows -> the output file and the rejects file, in (file, chunk) order."""
     files = sorted(staged.glob("*.parquet"), key=_first_key)
     schemas = (
@@ -244,19 +245,23 @@ def _merge(staged: Path, output: Path, output_format: str, rejects_path: Path) -
     )
     schema = unified_schema(schemas)
     summary = Summary()
-    rejects_tmp = rejects_path.with_name(rejects_path.name + ".tmp")
-    with rejects_tmp.open("w", encoding="utf-8") as rejects_out:
+    hint = "rerun the same command with --fresh"
+    with (
+        replacing(plan.rejects_path, hint) as rejects_tmp,
+        rejects_tmp.open("w", encoding="utf-8") as rejects_out,
+    ):
 
         def scored_parts() -> Iterator[pa.Table]:
             for row in _chunk_rows_in_order(files):
                 rows = _from_ipc(row[ROWS])
                 rejects_out.write(row[REJECTS])
                 rejects = [json.loads(line) for line in row[REJECTS].splitlines()]
-                summary.add(row[ROWS_READ], rows.num_rows, rejects)
+                summary.add(ReadCounts(**json.loads(row[COUNTS])), rows.num_rows, rejects)
                 yield rows
 
-        write_output(scored_parts(), schema, output, output_format)
-    rejects_tmp.replace(rejects_path)
+        write_output(
+            scored_parts(), schema, output, plan.output_format, excel_csv=plan.excel_csv, hint=hint
+        )
     summary.check()
     return summary
 

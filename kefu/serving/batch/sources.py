@@ -1,32 +1,30 @@
-"""Which files a run reads and writes: globs expanded, formats chosen by suffix, checked early.
+"""What a scoring run reads and writes, checked before the first row is scored.
 
-Every problem with an input (missing, unknown suffix, unreadable, no text column) is raised as
-a `DataError` naming the file before the first row is scored, so a long run never dies at
-file 37 of 40 for a reason that was visible at the start.
+Inputs are resolved by `kefu.tabular` (globs, suffixes); here each one is opened to check its
+columns, and the output path is checked. Every problem is raised as a `DataError` naming the
+file before scoring starts, so a long run never dies at file 37 of 40 for a reason that was
+visible at the start.
 """
 
 from __future__ import annotations
 
-import csv
-import glob
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kefu.errors import DataError
+from kefu.errors import ConfigError, DataError
+from kefu.tabular import DEFAULT_OPTIONS, ReadOptions, TableFile, estimate_records, read_columns
+from kefu.tabular.xlsx import MAX_ROWS as XLSX_MAX_ROWS
 
-# Suffix -> format. Inputs and outputs share the table; `.json` is not accepted because a
-# single JSON array cannot be streamed row by row.
-FORMATS = {
+OUTPUT_SUFFIXES = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
     ".csv": "csv",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
+    ".xlsx": "xlsx",
 }
 TEXT_TYPES = (
     pa.types.is_string,
@@ -38,64 +36,14 @@ TEXT_TYPES = (
 INTERNAL_PREFIX = "_kefu_"  # column names the engines use in flight; never allowed in inputs
 
 
-@dataclass(frozen=True)
-class InputFile:
-    path: Path
-    format: str  # "csv" | "jsonl" | "parquet"
-    size: int
-    mtime_ns: int
-
-    def fingerprint(self) -> dict[str, object]:
-        """What must not change between a run and its `--resume`."""
-        return {"path": str(self.path), "size": self.size, "mtime_ns": self.mtime_ns}
-
-
-def format_of(path: Path, role: str = "input") -> str:
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise DataError(
-            f"unknown {role} file type {suffix or '(no suffix)'!r}; expected one of "
-            f"{', '.join(sorted(FORMATS))}; rename the file or convert it",
-            file=str(path),
-        )
-    return FORMATS[suffix]
-
-
-def resolve_inputs(patterns: list[str]) -> list[InputFile]:
-    """Expand globs (sorted), drop repeats, keep the order given; each file must exist."""
-    if not patterns:
-        raise DataError("no input files given; pass one or more CSV, JSONL or Parquet paths")
-    seen: dict[Path, InputFile] = {}
-    for pattern in patterns:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        if not matches:
-            raise DataError(f"the pattern {pattern!r} matches no file", file=pattern)
-        for match in matches:
-            path = Path(match).resolve()
-            if path in seen:
-                continue
-            if not path.exists():
-                raise DataError("input file does not exist", file=match)
-            if path.is_dir():
-                raise DataError(
-                    "input is a directory; pass files or a glob such as 'dir/*.csv'", file=match
-                )
-            stat = path.stat()
-            seen[path] = InputFile(path, format_of(path), stat.st_size, stat.st_mtime_ns)
-    return list(seen.values())
-
-
-def check_input(source: InputFile, text_col: str, id_col: str | None) -> list[str] | None:
+def check_input(
+    source: TableFile, text_col: str, id_col: str | None, options: ReadOptions = DEFAULT_OPTIONS
+) -> list[str] | None:
     """Open the file and look at its columns: readable, has the text (and id) column.
 
-    Returns the column names, or None for an empty CSV or JSONL file (no rows to check).
+    Returns the column names, or None for an empty file (no rows to check).
     """
-    try:
-        columns = _columns(source)
-    except DataError:
-        raise
-    except (OSError, UnicodeError, csv.Error, pa.ArrowException) as exc:
-        raise DataError(f"cannot read the file: {exc}", file=str(source.path)) from None
+    columns = read_columns(source, options)
     if columns is None:
         return None
     internal = [name for name in columns if name.startswith(INTERNAL_PREFIX)]
@@ -123,44 +71,39 @@ def check_input(source: InputFile, text_col: str, id_col: str | None) -> list[st
     return columns
 
 
-def _columns(source: InputFile) -> list[str] | None:
-    if source.format == "parquet":
-        try:
-            return list(pq.read_schema(source.path).names)
-        except pa.ArrowException as exc:
-            raise DataError(f"not a readable Parquet file: {exc}", file=str(source.path)) from None
-    if source.format == "csv":
-        with source.path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-            header = next(csv.reader(handle), None)
-        if header is None:
-            return None
-        if len(set(header)) != len(header):
-            raise DataError(
-                f"the header repeats column names: {header}", file=str(source.path), line=1
-            )
-        return header
-    with source.path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8-sig", errors="surrogateescape"))
-            except json.JSONDecodeError:
-                continue  # a bad line becomes a reject later; the next line shows the columns
-            if isinstance(record, dict):
-                return list(record)
-            if number > 1000:
-                break
-    return None
-
-
 def output_paths(output: Path) -> tuple[Path, Path]:
     """(rejects file, staging directory) of an output path; both sit next to it."""
     return Path(f"{output}.rejects.jsonl"), Path(f"{output}.partial")
 
 
-def check_output(output: Path, inputs: list[InputFile]) -> str:
-    fmt = format_of(output, role="output")
+def output_format(output: Path, forced: str | None = None) -> str:
+    """The output format: `--format` when given, else by the suffix of `-o`."""
+    if forced is not None:
+        return forced
+    suffix = output.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise DataError(
+            f"unknown output file type {suffix or '(no suffix)'!r}; expected one of "
+            f"{', '.join(sorted(OUTPUT_SUFFIXES))}, or name the format with --format",
+            file=str(output),
+        )
+    return OUTPUT_SUFFIXES[suffix]
+
+
+def check_output(
+    output: Path, inputs: list[TableFile], forced: str | None = None, excel_csv: bool = False
+) -> str:
+    fmt = output_format(output, forced)
+    if excel_csv and fmt != "csv":
+        raise ConfigError(f"--excel-csv applies to CSV output; the output format is {fmt}")
+    if fmt == "xlsx":
+        rows = sum(estimate_records(source) for source in inputs)
+        if rows >= XLSX_MAX_ROWS:
+            raise DataError(
+                f"the inputs hold up to {rows:,} rows; an xlsx worksheet holds at most "
+                f"{XLSX_MAX_ROWS - 1:,}: write .parquet or .csv (with --excel-csv for Excel)",
+                file=str(output),
+            )
     if output.resolve() in {source.path for source in inputs}:
         raise DataError(
             "the output would overwrite one of the inputs; choose another -o path", file=str(output)

@@ -8,7 +8,8 @@ Layout of `OUTPUT.partial/`:
 A chunk is committed in this order: part file, rejects file (each written to a temp name,
 fsynced and renamed), then `state.json` (same). A kill before the state rename leaves files
 that the next run overwrites, because `state.json` still says the chunk is not committed; a kill
-after it loses nothing. `state.json` also records a fingerprint of the inputs, the bundle and
+after it loses nothing. A write that fails (a full disk) removes its temp file and raises an
+`OutputError` naming the file; the commit log still says where to resume. `state.json` also records a fingerprint of the inputs, the bundle and
 the options: `--resume` refuses to continue a run whose inputs or model have changed.
 """
 
@@ -26,10 +27,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kefu.errors import ConfigError
-from kefu.serving.batch.job import Summary
+from kefu.serving.batch.job import ReadCounts, Summary, tally
+from kefu.tabular.output import replacing
 
 STATE = "state.json"
-STATE_VERSION = 1
+RESUME_HINT = "rerun the same command with --resume (committed chunks are kept)"
+STATE_VERSION = 3  # 2: per-file row counts; 3: input line counts
 
 
 @dataclass
@@ -39,7 +42,11 @@ class RunState:
     rows_read: int = 0
     scored: int = 0
     rejected: int = 0
+    lines_read: int = 0
+    record_lines: int = 0
+    multiline_rows: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    file_rows: dict[str, list[int]] = field(default_factory=dict)  # file -> [rows read, scored]
     file_chunks: list[int] = field(
         default_factory=list
     )  # chunk count of each input read to the end
@@ -51,19 +58,21 @@ class RunState:
             rows_read=self.rows_read,
             scored=self.scored,
             rejected=self.rejected,
+            lines_read=self.lines_read,
+            record_lines=self.record_lines,
+            multiline_rows=self.multiline_rows,
             rejected_by_reason=Counter(self.rejected_by_reason),
+            file_rows={file: list(counts) for file, counts in self.file_rows.items()},
             resumed_from_chunk=self.committed_chunks,
         )
 
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Temp file, fsync, rename: readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
+    with replacing(path, RESUME_HINT) as tmp, tmp.open("wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class Staging:
@@ -98,7 +107,7 @@ class Staging:
         write_atomically(self.state_path, data.encode("utf-8"))
 
     def commit(
-        self, state: RunState, index: int, scored: pa.Table, rejects: list[dict], rows_read: int
+        self, state: RunState, index: int, counts: ReadCounts, scored: pa.Table, rejects: list[dict]
     ) -> None:
         """Make chunk `index` durable, then advance the commit log past it."""
         if index != state.committed_chunks:
@@ -113,13 +122,7 @@ class Staging:
             lines = "".join(json.dumps(reject, ensure_ascii=False) + "\n" for reject in rejects)
             write_atomically(self.rejects_path(index), lines.encode("utf-8"))
         state.committed_chunks = index + 1
-        state.rows_read += rows_read
-        state.scored += scored.num_rows
-        state.rejected += len(rejects)
-        for reject in rejects:
-            state.rejected_by_reason[reject["reason"]] = (
-                state.rejected_by_reason.get(reject["reason"], 0) + 1
-            )
+        tally(state, counts, scored.num_rows, rejects)
         self.save(state)
 
     def part_path(self, index: int) -> Path:

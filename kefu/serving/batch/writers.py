@@ -1,17 +1,19 @@
-"""The final merge: committed parts, in order, into one Parquet, CSV or JSONL output file.
+"""The final merge: committed parts, in order, into one Parquet, CSV, JSONL or xlsx output file.
 
 Parts are read one at a time, so the merge holds at most `ROW_GROUP_ROWS` rows. Inputs may
 disagree on columns (a later file adds one) or on types (a JSONL column that is 1 in one chunk
 and 1.5 in another): the output schema is the union of the input columns in order of first
 appearance, types promoted when Arrow can (int -> float) and text otherwise, then the score
-columns. CSV cells are text: `reasons` is joined with ";" and nested values become JSON.
+columns. CSV cells are text: `reasons` is joined with ";" and nested values become JSON;
+`excel_csv` starts the file with a UTF-8 byte-order mark, without which Excel on Chinese
+Windows reads UTF-8 as GBK. xlsx cells follow `kefu.tabular.xlsx.xlsx_cell`.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from kefu.serving.batch.scoring import SCORE_COLUMNS, SCORE_SCHEMA
+from kefu.tabular.output import replacing
+from kefu.tabular.xlsx import write_xlsx
 
 ROW_GROUP_ROWS = 65_536  # rows per Parquet row group: small groups make readers slow
 CSV_LIST_SEPARATOR = ";"  # reason codes never contain it
@@ -52,9 +56,26 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def write_output(parts: Iterable[pa.Table], schema: pa.Schema, path: Path, fmt: str) -> int:
-    """Write the parts to `path` (via a temp name, renamed at the end); returns rows written."""
-    tmp = path.with_name(path.name + ".tmp")
+def write_output(
+    parts: Iterable[pa.Table],
+    schema: pa.Schema,
+    path: Path,
+    fmt: str,
+    excel_csv: bool = False,
+    hint: str = "",
+) -> int:
+    """Write the parts to `path` (via a temp name, renamed at the end); returns rows written.
+
+    A failed write (disk full) removes the temp file and raises `OutputError` naming `path`,
+    followed by `hint` (what to run next).
+    """
+    with replacing(path, hint) as tmp:
+        return _write(parts, schema, tmp, fmt, excel_csv)
+
+
+def _write(
+    parts: Iterable[pa.Table], schema: pa.Schema, tmp: Path, fmt: str, excel_csv: bool
+) -> int:
     rows = 0
     tables = (conform(part, schema) for part in parts)
     if fmt == "parquet":
@@ -64,10 +85,16 @@ def write_output(parts: Iterable[pa.Table], schema: pa.Schema, path: Path, fmt: 
                 rows += group.num_rows
     elif fmt == "csv":
         csv_schema = pa.schema([pa.field(f.name, _csv_type(f.type)) for f in schema])
-        with pacsv.CSVWriter(tmp, csv_schema) as writer:
-            for table in tables:
-                writer.write_table(_for_csv(table, csv_schema))
-                rows += table.num_rows
+        with pa.OSFile(str(tmp), "wb") as sink:
+            if excel_csv:
+                sink.write(codecs.BOM_UTF8)
+            with pacsv.CSVWriter(sink, csv_schema) as writer:
+                for table in tables:
+                    writer.write_table(_for_csv(table, csv_schema))
+                    rows += table.num_rows
+    elif fmt == "xlsx":
+        records = (list(row.values()) for table in tables for row in table.to_pylist())
+        rows = write_xlsx(schema.names, records, tmp, sheet="scored")
     else:
         with tmp.open("w", encoding="utf-8") as handle:
             for table in tables:
@@ -76,18 +103,15 @@ def write_output(parts: Iterable[pa.Table], schema: pa.Schema, path: Path, fmt: 
                         json.dumps(_finite(record), ensure_ascii=False, default=str) + "\n"
                     )
                 rows += table.num_rows
-    os.replace(tmp, path)
     return rows
 
 
-def concat_lines(files: Iterable[Path], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as out:
+def concat_lines(files: Iterable[Path], path: Path, hint: str = "") -> None:
+    with replacing(path, hint) as tmp, tmp.open("wb") as out:
         for file in files:
             with file.open("rb") as handle:
                 while block := handle.read(1 << 20):
                     out.write(block)
-    os.replace(tmp, path)
 
 
 def _promote(name: str, found: list[pa.DataType]) -> pa.DataType:

@@ -10,7 +10,6 @@ and archived, and needs no server.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from kefu.errors import ConfigError, DataError, KefuError
@@ -19,6 +18,9 @@ from kefu.serving.report.charts import cjk_font
 from kefu.serving.report.load import read_scored, scored_files
 from kefu.serving.report.render import Labels, render
 from kefu.serving.taxonomy import load_taxonomy
+from kefu.tabular import ReadOptions
+from kefu.tabular.options import MAX_RECORD_LINES
+from kefu.tabular.output import replacing
 
 PERIODS = ("auto", "day", "week")
 
@@ -32,6 +34,8 @@ def build_report(
     top_n: int = 10,
     period: str = "auto",
     title: str = "kefu hotspot report 客服热点报告",
+    encoding: str | None = None,
+    max_record_lines: int = MAX_RECORD_LINES,
 ) -> ReportData:
     if period not in PERIODS:
         raise ConfigError(f"--period must be one of {PERIODS}, got {period!r}")
@@ -39,10 +43,11 @@ def build_report(
         raise ConfigError(f"--top-n must be >= 1, got {top_n}")
     if output.suffix.lower() not in (".html", ".htm"):
         raise DataError("the report is HTML; name the output *.html", file=str(output))
-    files = scored_files(inputs, text_col, time_col)
+    options = ReadOptions(encoding=encoding, max_record_lines=max_record_lines)
+    files = scored_files(inputs, text_col, time_col, options)
     data = ReportData(files=[str(source.path) for source in files])
     for source in files:
-        for batch in read_scored(source, text_col, time_col):
+        for batch in read_scored(source, text_col, time_col, options):
             data.add(batch)
     try:
         taxonomy = load_taxonomy()
@@ -56,9 +61,8 @@ def build_report(
         labels=Labels(taxonomy, cjk_font() is not None),
     )
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, output)
+    with replacing(output) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     return data
 
 

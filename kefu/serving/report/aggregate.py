@@ -12,8 +12,10 @@ from datetime import date, timedelta
 
 from kefu.serving.report.clusters import QuestionCounter
 from kefu.serving.report.load import ScoredBatch
+from kefu.tabular import Reject
 
 NEGATIVE_EMOTIONS = ("angry", "dissatisfied")
+MAX_REJECT_EXAMPLES = 5
 
 
 @dataclass
@@ -54,8 +56,14 @@ class ReportData:
     days: dict[date, PeriodStats] = field(default_factory=dict)
     undated: int = 0  # rows whose time value could not be read (only with --time-col)
     questions: QuestionCounter = field(default_factory=QuestionCounter)
+    rejected: int = 0  # records that could not be read, counted out (not in `rows`)
+    reject_examples: list[Reject] = field(default_factory=list)  # the first few of them
 
     def add(self, batch: ScoredBatch) -> None:
+        self.rejected += len(batch.rejects)
+        self.reject_examples.extend(
+            batch.rejects[: MAX_REJECT_EXAMPLES - len(self.reject_examples)]
+        )
         self.rows += len(batch.intent)
         self.intents.update(batch.intent)
         self.urgency.update(batch.urgency)

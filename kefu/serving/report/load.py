@@ -1,26 +1,32 @@
-"""Scored files (what `kefu score` wrote: Parquet, CSV or JSONL) read back in batches.
+"""Scored files (what `kefu score` wrote: Parquet, CSV, JSONL or xlsx) read back in batches.
 
-Only the columns the report needs are read, and values are brought to one Python shape
-whatever the format: `escalate` a bool (CSV holds "true"/"false"), `reasons` a list (CSV holds
-"a;b"), times a `datetime.date` or None when the value cannot be read as a time.
+Files are read by `kefu.tabular`, like every other input: a record that cannot be read (a
+broken JSON line, a malformed CSV record) is counted out as a `Reject`, never guessed. Values
+are brought to one Python shape whatever the format: `escalate` a bool (CSV holds
+"true"/"false"), `reasons` a list (CSV holds "a;b"), times a `datetime.date` or None when the
+value cannot be read as a time; undecodable bytes in a text become U+FFFD.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
 from kefu.errors import DataError
-from kefu.serving.batch.sources import InputFile, resolve_inputs
+from kefu.tabular import (
+    DEFAULT_OPTIONS,
+    ReadOptions,
+    Reject,
+    TableFile,
+    read_blocks,
+    read_columns,
+    repair,
+    resolve_files,
+)
 
 REQUIRED = ("intent", "urgency", "emotion", "escalate", "reasons")
 BATCH_ROWS = 65_536
@@ -38,13 +44,19 @@ class ScoredBatch:
     day: list[date | None] | None  # None when no time column was asked for
     queue: list[str | None]
     model_version: list[str | None]
+    rejects: list[Reject] = field(default_factory=list)  # records that could not be read
 
 
-def scored_files(patterns: list[str], text_col: str, time_col: str | None) -> list[InputFile]:
+def scored_files(
+    patterns: list[str],
+    text_col: str,
+    time_col: str | None,
+    options: ReadOptions = DEFAULT_OPTIONS,
+) -> list[TableFile]:
     """Resolve the inputs and check each has the score columns (plus text and time columns)."""
-    files = resolve_inputs(patterns)
+    files = resolve_files(patterns)
     for source in files:
-        columns = set(_columns(source))
+        columns = set(read_columns(source, options) or [])
         missing = [name for name in (*REQUIRED, text_col, time_col) if name and name not in columns]
         if missing:
             hint = "; score it first with kefu score" if any(m in REQUIRED for m in missing) else ""
@@ -52,22 +64,35 @@ def scored_files(patterns: list[str], text_col: str, time_col: str | None) -> li
     return files
 
 
-def read_scored(source: InputFile, text_col: str, time_col: str | None) -> Iterator[ScoredBatch]:
+def read_scored(
+    source: TableFile,
+    text_col: str,
+    time_col: str | None,
+    options: ReadOptions = DEFAULT_OPTIONS,
+) -> Iterator[ScoredBatch]:
     wanted = [*REQUIRED, "queue", "model_version", text_col, *([time_col] if time_col else [])]
+    wanted = list(dict.fromkeys(wanted))
     try:
-        for columns in _batches(source, list(dict.fromkeys(wanted))):
+        for block in read_blocks(source, BATCH_ROWS, columns=wanted, options=options):
+            readable = [i for i, record in enumerate(block.records) if record.problem is None]
+            columns = {name: _pick(block.column(name), readable) for name in wanted}
             yield ScoredBatch(
                 intent=[str(v) for v in columns["intent"]],
                 urgency=[str(v) for v in columns["urgency"]],
                 emotion=[str(v) for v in columns["emotion"]],
                 escalate=[_bool(v) for v in columns["escalate"]],
                 reasons=[_reasons(v) for v in columns["reasons"]],
-                text=[v if isinstance(v, str) else None for v in columns[text_col]],
+                text=[repair(v) if isinstance(v, str) else None for v in columns[text_col]],
                 day=[parse_day(v) for v in columns[time_col]] if time_col else None,
-                queue=list(columns.get("queue") or [None] * len(columns["intent"])),
-                model_version=list(columns.get("model_version") or [None] * len(columns["intent"])),
+                queue=columns["queue"],
+                model_version=columns["model_version"],
+                rejects=[
+                    Reject(str(source.path), r.line, r.end_line, None, None, *r.problem)
+                    for r in block.records
+                    if r.problem is not None
+                ],
             )
-    except (OSError, pa.ArrowException, ValueError) as exc:
+    except ValueError as exc:  # a reasons cell that is not the JSON list it starts like
         raise DataError(f"cannot read the scored file: {exc}", file=str(source.path)) from None
 
 
@@ -107,6 +132,10 @@ def _epoch_day(seconds: float) -> date | None:
         return None
 
 
+def _pick(values: list[Any], indices: list[int]) -> list[Any]:
+    return values if len(indices) == len(values) else [values[i] for i in indices]
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes")
@@ -122,52 +151,3 @@ def _reasons(value: Any) -> list[str]:
             return [str(v) for v in json.loads(text)]
         return [part for part in text.split(";") if part]
     return [str(v) for v in value]
-
-
-def _columns(source: InputFile) -> list[str]:
-    try:
-        if source.format == "parquet":
-            return list(pq.read_schema(source.path).names)
-        if source.format == "csv":
-            with source.path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
-                return next(csv.reader(handle), [])
-        with source.path.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.strip():
-                    return list(json.loads(line))
-        return []
-    except (OSError, pa.ArrowException, ValueError) as exc:
-        raise DataError(f"cannot read the scored file: {exc}", file=str(source.path)) from None
-
-
-def _batches(source: InputFile, wanted: list[str]) -> Iterator[dict[str, list[Any]]]:
-    if source.format == "parquet":
-        parquet = pq.ParquetFile(source.path)
-        present = [name for name in wanted if name in parquet.schema_arrow.names]
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=present):
-            yield batch.to_pydict()
-    elif source.format == "csv":
-        header = _columns(source)
-        present = [name for name in wanted if name in header]
-        options = pacsv.ConvertOptions(
-            include_columns=present, column_types={name: pa.string() for name in present}
-        )
-        reader = pacsv.open_csv(
-            source.path, read_options=pacsv.ReadOptions(block_size=1 << 22), convert_options=options
-        )
-        for batch in reader:
-            yield batch.to_pydict()
-    else:
-        columns: dict[str, list[Any]] = {name: [] for name in wanted}
-        with source.path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                for name in wanted:
-                    columns[name].append(record.get(name))
-                if len(columns[wanted[0]]) >= BATCH_ROWS:
-                    yield columns
-                    columns = {name: [] for name in wanted}
-        if columns[wanted[0]]:
-            yield columns

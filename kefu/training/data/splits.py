@@ -44,7 +44,13 @@ def load_splits(
         *zip(train_files, file_weights, strict=True),
         *((p, 0.0) for p in dev_files),
     ]:
-        data = load_labelled(path, taxonomy=taxonomy, **columns)
+        data = load_labelled(
+            path,
+            taxonomy=taxonomy,
+            encoding=config.data_encoding or None,
+            max_record_lines=config.max_record_lines,
+            **columns,
+        )
         if data.rejects:
             shown = "; ".join(reject.describe() for reject in data.rejects[:3])
             log(

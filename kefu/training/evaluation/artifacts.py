@@ -56,6 +56,8 @@ class EvaluationRequest:
     update_bundle: bool = False
     threads: int | None = None
     columns: dict[str, str] = field(default_factory=dict)  # load_labelled keyword -> column name
+    encoding: str | None = None  # text encoding of the data files; None: detected per file
+    max_record_lines: int = 5  # a CSV/TSV record over more physical lines is rejected
 
 
 @dataclass
@@ -76,12 +78,14 @@ def run_evaluation(
     names = [name for name, _ in request.data]
     if len(set(names)) != len(names):
         raise DataError(f"two test sets are named alike ({names}); name them with --data NAME=FILE")
+    reading = (request.encoding, request.max_record_lines)
     test_sets = [
         TestSet(
             name,
             _load(
                 path,
                 request.columns,
+                reading,
                 report_dir,
                 log,
                 f"{name}_{REJECTS_FILE}" if i else REJECTS_FILE,
@@ -156,7 +160,10 @@ def training_data(
     columns = _train_columns(request, config)
     rows, weights = [], []
     for path, weight in files:
-        loaded = _load(path, columns, None, log)
+        trained_with = None if request.train_data else config.get("data_encoding")
+        loaded = _load(
+            path, columns, (request.encoding or trained_with, request.max_record_lines), None, log
+        )
         rows += loaded.rows
         weights += [weight] * len(loaded.rows)
     source = ", ".join(str(path) for path, _ in files)
@@ -168,11 +175,13 @@ def training_data(
 def _load(
     path: Path,
     columns: Mapping[str, str],
+    reading: tuple[str | None, int],  # (encoding, max_record_lines)
     rejects_dir: Path | None,
     log: Callable[[str], None],
     rejects_name: str = REJECTS_FILE,
 ) -> LabelledData:
-    data = load_labelled(path, **columns)
+    encoding, max_record_lines = reading
+    data = load_labelled(path, encoding=encoding, max_record_lines=max_record_lines, **columns)
     if data.rejects:
         shown = "; ".join(reject.describe() for reject in data.rejects[:3])
         where = ""

@@ -10,12 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from kefu.errors import DataError
-from kefu.serving.batch.readers import read_chunks, text_problem
-from kefu.serving.batch.sources import check_input, resolve_inputs
+from kefu.serving.batch.readers import read_chunks
+from kefu.serving.batch.sources import check_input
+from kefu.tabular import resolve_files, text_problem
 
 
 def chunks_of(path: Path, chunk_size: int = 100, id_col: str | None = None, skip: int = 0):
-    (source,) = resolve_inputs([str(path)])
+    (source,) = resolve_files([str(path)])
     return list(
         read_chunks(source, text_col="text", id_col=id_col, chunk_size=chunk_size, skip=skip)
     )
@@ -46,16 +47,32 @@ def test_csv_rows_rejects_and_line_numbers(tmp_path):
     )
     (chunk,) = chunks_of(path, id_col="id")
     assert chunk.rows_read == 6
+    assert (chunk.counts.lines, chunk.counts.record_lines, chunk.counts.multiline_rows) == (9, 7, 1)
     assert chunk.texts == ["在吗", "第一行\n第二行", "fine"]
     assert chunk.table.column_names == ["id", "text", "shop"]
     assert chunk.table.column("shop").to_pylist() == ["a", "a", "sh\ufffdop"]  # repaired, kept
     assert [(r["line"], r["reason"], r["id"]) for r in chunk.rejects] == [
         (5, "empty_text", "3"),
-        (7, "malformed_row", None),
+        (7, "malformed_row", "4"),  # the id column is still readable
         (8, "undecodable_text", "5"),
     ]
-    assert chunk.rejects[0]["file"] == str(path.resolve())
-    assert chunk.rejects[1]["detail"] == "expected 3 fields, found 4"
+    assert chunk.rejects[0] == {
+        "file": str(path.resolve()),
+        "line": 5,
+        "end_line": 5,
+        "id": "3",
+        "column": "text",
+        "reason": "empty_text",
+        "detail": "text is empty or whitespace only",
+    }
+    assert (chunk.rejects[1]["column"], chunk.rejects[1]["detail"]) == (
+        None,
+        "expected 3 fields, found 4",
+    )
+    assert (
+        chunk.rejects[2]["detail"]
+        == "invalid utf-8 byte 0xff at character 0 (if the file is not utf-8, pass --encoding gb18030)"
+    )
 
 
 def test_jsonl_rejects_every_kind_with_its_line(tmp_path):
@@ -104,8 +121,12 @@ def test_parquet_chunks_are_exact_and_rows_numbered(tmp_path):
     assert [c.rows_read for c in chunks] == [4, 4, 2]
     assert [c.index for c in chunks] == [0, 1, 2]
     assert chunks[1].table.column("n").to_pylist() == [4, 6, 7]
-    assert [(r["row"], r["reason"]) for r in chunks[1].rejects] == [(6, "missing_text")]
-    assert [(r["row"], r["reason"]) for r in chunks[2].rejects] == [(9, "empty_text")]
+    assert [(r["line"], r["end_line"], r["reason"]) for r in chunks[1].rejects] == [
+        (6, 6, "missing_text")
+    ]  # Parquet: the line is the 1-based row
+    assert [(r["line"], r["end_line"], r["reason"]) for r in chunks[2].rejects] == [
+        (9, 9, "empty_text")
+    ]
 
 
 def test_parquet_binary_text_column_is_decoded_or_rejected(tmp_path):
@@ -141,7 +162,7 @@ def test_bad_files_raise_data_error_naming_the_file(tmp_path, name, content, mes
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(DataError, match=message) as caught:
-        for source in resolve_inputs([str(path)]):
+        for source in resolve_files([str(path)]):
             check_input(source, "text", None)
     assert str(path.name) in str(caught.value)
 
@@ -149,7 +170,7 @@ def test_bad_files_raise_data_error_naming_the_file(tmp_path, name, content, mes
 def test_parquet_text_column_of_numbers_is_refused(tmp_path):
     path = tmp_path / "n.parquet"
     pq.write_table(pa.table({"text": [1, 2]}), path)
-    (source,) = resolve_inputs([str(path)])
+    (source,) = resolve_files([str(path)])
     with pytest.raises(DataError, match="has type int64; expected a string column"):
         check_input(source, "text", None)
 
@@ -157,9 +178,9 @@ def test_parquet_text_column_of_numbers_is_refused(tmp_path):
 def test_globs_expand_sorted_and_missing_inputs_are_named(tmp_path):
     for name in ("b.jsonl", "a.jsonl"):
         (tmp_path / name).write_text('{"text": "x"}\n', encoding="utf-8")
-    found = resolve_inputs([str(tmp_path / "*.jsonl"), str(tmp_path / "a.jsonl")])
+    found = resolve_files([str(tmp_path / "*.jsonl"), str(tmp_path / "a.jsonl")])
     assert [s.path.name for s in found] == ["a.jsonl", "b.jsonl"]
     with pytest.raises(DataError, match="matches no file"):
-        resolve_inputs([str(tmp_path / "*.csv")])
+        resolve_files([str(tmp_path / "*.csv")])
     with pytest.raises(DataError, match="input file does not exist"):
-        resolve_inputs([str(tmp_path / "nope.csv")])
+        resolve_files([str(tmp_path / "nope.csv")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -14,9 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 from support.chat_logs import chat_log, expected_bad, write_jsonl
 
-import kefu.serving.batch.local_engine as local_engine
-from kefu.errors import ConfigError
+import kefu.serving.batch.staging as staging_module
+import kefu.serving.batch.writers as writers
+from kefu.errors import ConfigError, OutputError
 from kefu.serving.batch import ScoreJob, run_local
+from kefu.serving.batch.staging import STATE_VERSION
 
 ROWS, CHUNK = 8_000, 200
 CHUNKS = ROWS // CHUNK
@@ -160,30 +163,99 @@ def test_a_killed_worker_stops_the_run_cleanly_and_resume_finishes(
     assert_same_as_reference(output, reference, stdout)
 
 
-def test_a_crash_during_the_merge_resumes_without_rescoring(
-    tmp_path, tiny_bundle, log_and_reference, monkeypatch
-):
-    source, reference = log_and_reference
-    output = tmp_path / "out.parquet"
-    job = ScoreJob(
+def score_job(source: Path, output: Path, bundle: Path) -> ScoreJob:
+    return ScoreJob(
         inputs=[str(source)],
         output=output,
-        bundle=tiny_bundle,
+        bundle=bundle,
         id_col="msg_id",
         chunk_size=CHUNK,
         progress=False,
     )
 
-    def disk_full(*args, **kwargs):
-        raise OSError("No space left on device")
+
+def no_space_after(calls: int, real, seen: list):
+    """`real`, except that call number `calls` fails as a full disk does (errno 28)."""
+
+    def fake(*args, **kwargs):
+        seen.append(args)
+        if len(seen) == calls:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    return fake
+
+
+def test_a_full_disk_during_the_merge_is_one_error_and_resume_does_not_rescore(
+    tmp_path, tiny_bundle, log_and_reference, monkeypatch
+):
+    source, reference = log_and_reference
+    output = tmp_path / "out.parquet"
+    job = score_job(source, output, tiny_bundle)
+    partial: list[bool] = []
+    fail_on_third = no_space_after(3, writers.conform, seen := [])
+
+    def conform_then_fail(table, schema):
+        if len(seen) == 2:  # the writer has opened (and started) out.parquet.tmp by now
+            partial.append(Path(f"{output}.tmp").exists())
+        return fail_on_third(table, schema)
 
     with monkeypatch.context() as patch:
-        patch.setattr(local_engine, "write_output", disk_full)
-        with pytest.raises(OSError, match="No space left"):
+        patch.setattr(writers, "conform", conform_then_fail)
+        with pytest.raises(OutputError) as caught:
             run_local(job)
+    assert str(caught.value) == (
+        f"cannot write {output}: No space left on device; free some space, then rerun the same "
+        "command with --resume (committed chunks are kept)"
+    )
+    assert partial == [True] and not Path(f"{output}.tmp").exists() and not output.exists()
     summary = run_local(ScoreJob(**{**job.__dict__, "resume": True}))
     assert summary.rows_this_run == 0  # every chunk was already committed
     assert_same_as_reference(output, reference, "\n".join(summary.lines()))
+
+
+def test_a_full_disk_during_a_commit_keeps_the_committed_chunks(
+    tmp_path, tiny_bundle, log_and_reference, monkeypatch
+):
+    source, reference = log_and_reference
+    output = tmp_path / "out.parquet"
+    job = score_job(source, output, tiny_bundle)
+    staging = Path(f"{output}.partial")
+    with monkeypatch.context() as patch:
+        seen: list[tuple] = []
+        # fsync calls: state.json at the start, then per chunk part, rejects (if any), state
+        patch.setattr(staging_module.os, "fsync", no_space_after(9, os.fsync, seen))
+        with pytest.raises(OutputError, match=r"cannot write .*out\.parquet\.partial/.*: No space"):
+            run_local(job)
+    assert list(staging.glob("*.tmp")) == []
+    done = committed_chunks(output)
+    assert 1 <= done < CHUNKS
+    summary = run_local(ScoreJob(**{**job.__dict__, "resume": True}))
+    assert (summary.resumed_from_chunk, summary.rows_this_run) == (done, ROWS - done * CHUNK)
+    assert_same_as_reference(output, reference, "\n".join(summary.lines()))
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_in_a_real_process_then_resume(tmp_path, tiny_bundle, log_and_reference):
+    """The merge writes out.parquet.tmp; made a link to /dev/full, every write there is ENOSPC."""
+    source, reference = log_and_reference
+    output = tmp_path / "out.parquet"
+    tmp = Path(f"{output}.tmp")
+    tmp.symlink_to("/dev/full")
+    process = kefu_score(source, output, tiny_bundle, "--workers", "1")
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr
+    assert stderr.splitlines() == [
+        f"kefu score: cannot write {output}: No space left on device; free some space, then rerun "
+        "the same command with --resume (committed chunks are kept)"
+    ]
+    assert not tmp.is_symlink() and not output.exists()  # the temp file is gone
+    assert committed_chunks(output) == CHUNKS
+    resumed = kefu_score(source, output, tiny_bundle, "--resume")
+    stdout, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, stderr
+    assert f"resuming after {CHUNKS} committed chunks" in stderr
+    assert_same_as_reference(output, reference, stdout)
 
 
 def test_resume_refuses_a_changed_input(tmp_path, tiny_bundle):
@@ -195,7 +267,8 @@ def test_resume_refuses_a_changed_input(tmp_path, tiny_bundle):
     staging = Path(f"{output}.partial")
     run_local(job)
     staging.mkdir()  # pretend a run stopped before its first commit, then the input changed
-    (staging / "state.json").write_text(json.dumps({"version": 1, "fingerprint": {"inputs": []}}))
+    state = {"version": STATE_VERSION, "fingerprint": {"inputs": []}}
+    (staging / "state.json").write_text(json.dumps(state))
     with pytest.raises(
         ConfigError, match="cannot resume: the run changed since it was interrupted"
     ):

@@ -58,9 +58,11 @@ def test_jsonl_to_parquet_scores_every_good_row_and_rejects_the_rest(tmp_path, t
     assert rejects[0] == {
         "file": str(source.resolve()),
         "line": 1,
+        "end_line": 1,
+        "id": "m000000",
+        "column": "text",
         "reason": "empty_text",
         "detail": "text is empty or whitespace only",
-        "id": "m000000",
     }
     assert rejects[-1]["reason"] == "invalid_json" and rejects[-1]["line"] == 401
     assert not (tmp_path / "out.parquet.partial").exists()
@@ -178,11 +180,16 @@ def test_an_unfinished_run_needs_resume_or_fresh(tmp_path, tiny_bundle):
 @pytest.mark.parametrize(
     ("files", "args", "message", "exit_code"),
     [
-        ({"log.xlsx": b"x"}, [], "unknown input file type '.xlsx'", 1),
+        ({"log.txt": b"x"}, [], "unknown input file type '.txt'", 1),
+        ({"log.xlsx": b"x"}, [], "not a readable xlsx workbook", 1),
+        ({"log.parquet.gz": b"x"}, [], "a compressed parquet file cannot be read", 1),
         ({"log.csv": b"id,body\n1,hi\n"}, [], "column 'text': text column 'text' is missing", 1),
         ({"log.csv": b"id,text\n1,hi\n"}, ["--id-col", "msg"], "id column 'msg' is missing", 1),
         ({"log.parquet": b"PAR1 garbage"}, [], "not a readable Parquet file", 1),
-        ({"log.csv": b"text\nhi\n"}, ["-o", "out.xlsx"], "unknown output file type '.xlsx'", 1),
+        ({"log.csv": b"text\nhi\n"}, ["-o", "out.txt"], "unknown output file type '.txt'", 1),
+        ({"log.csv": b"text\nhi\n"}, ["--format", "xml"], "--format must be one of", 2),
+        ({"log.csv": b"text\nhi\n"}, ["--excel-csv"], "--excel-csv applies to CSV output", 2),
+        ({"log.csv": b"text\nhi\n"}, ["--encoding", "klingon"], "unknown encoding 'klingon'", 2),
         ({"log.csv": b"text\nhi\n"}, ["--variant", "fp16"], "unknown model variant 'fp16'", 2),
         ({"log.csv": b"text\nhi\n"}, ["--engine", "spark"], "--engine must be 'local' or 'ray'", 2),
     ],
@@ -200,7 +207,7 @@ def test_bad_arguments_print_one_clear_error_line(
     assert result.exit_code == exit_code, result.output
     assert result.output.startswith("kefu score: ") and message in result.output
     assert "Traceback" not in result.output
-    if "type" not in message and "variant" not in message and "engine" not in message:
+    if not any(word in message for word in ("type", "variant", "engine", "--", "encoding")):
         assert next(iter(files)) in result.output  # the message names the file
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO_ROOT
+from support.paths import REPO_ROOT
 from support.serving import copy_bundle, free_port
 
 from kefu.serving import bundle as bundle_format

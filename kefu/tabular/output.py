@@ -1,0 +1,41 @@
+"""Writing a file whole or not at all: a temp name renamed into place, removed on failure.
+
+Usage: `with replacing(Path("out.parquet"), hint="rerun with --resume") as tmp: write(tmp)`.
+
+A full disk (or a lost permission) surfaces deep inside pyarrow or openpyxl as a bare OSError;
+here it becomes one `OutputError` line naming the file and what to do, and the half-written
+temp file is gone, so nothing partial is left to be mistaken for a result.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from kefu.errors import OutputError
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@contextmanager
+def replacing(path: Path, hint: str = "") -> Iterator[Path]:
+    """Yield `path` + ".tmp" to write; rename it over `path` when the block succeeds."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with suppress(OSError):
+            tmp.unlink()  # a symlink is removed, not followed
+        if isinstance(exc, OSError):
+            raise OutputError(write_error(path, exc, hint)) from None
+        raise
+
+
+def write_error(path: Path, exc: OSError, hint: str = "") -> str:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    advice = "free some space" if exc.errno in NO_SPACE else "fix the cause"
+    return f"cannot write {path}: {reason}; {advice}" + (f", then {hint}" if hint else "")

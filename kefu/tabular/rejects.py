@@ -1,0 +1,66 @@
+"""The one shape of a row that could not be used, whoever read it (score, train, validate, report).
+
+A reject names where the row is (`file`, `line` .. `end_line`), which row it is (`id`, when the
+id column could be read), what is wrong (`column`, `reason` code) and what was found
+(`detail`, in words). It never holds the row's text: rejects files travel further than the
+data (tickets, chat), and the line number finds the row in the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REASONS = {
+    # the record itself
+    "invalid_json": "the JSONL line is not valid JSON",
+    "not_an_object": "the JSONL line is not a JSON object",
+    "malformed_row": "the CSV/TSV record has a different number of fields than the header",
+    "unclosed_quote": "a quoted CSV field does not close properly; the lines after are re-read",
+    "record_too_long": "the record spans more lines or characters than the limits allow",
+    # the message text
+    "missing_text": "the text field is absent or null",
+    "not_text": "the text field holds a number, boolean, list or object, not a string",
+    "empty_text": "the text is empty or whitespace only",
+    "undecodable_text": "the text holds bytes that are not valid in the file's encoding",
+    # labelled data (kefu data validate, train, evaluate)
+    "unknown_label": "a label is not in the taxonomy",
+    "no_label": "the row has no label for any head",
+    "duplicate_id": "the id was already used by an earlier row",
+}
+
+
+@dataclass(frozen=True)
+class Reject:
+    file: str
+    line: int  # 1-based: physical line (CSV, TSV, JSONL) or row (Parquet) the record starts on
+    end_line: int  # the record's last line; > line when a quoted field spans lines
+    id: Any  # the row's id (str, int or None), when the id column could be read
+    column: str | None  # the column at fault; None when the whole record is
+    reason: str  # a key of REASONS
+    detail: str  # what was expected and found
+
+    def describe(self) -> str:
+        lines = (
+            f"line {self.line}"
+            if self.end_line == self.line
+            else f"lines {self.line}-{self.end_line}"
+        )
+        column = f", column {self.column!r}" if self.column else ""
+        return f"{self.file}, {lines}{column}: {self.detail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_rejects(rejects: Iterable[Reject], path: str | Path) -> int:
+    """Write rejects as JSON Lines (the fields of `Reject`, in order); returns how many."""
+    count = 0
+    with Path(path).open("w", encoding="utf-8") as handle:
+        for reject in rejects:
+            handle.write(json.dumps(reject.to_dict(), ensure_ascii=False) + "\n")
+            count += 1
+    return count

@@ -1,0 +1,77 @@
+"""A record with its physical lines, and the JSON Lines reader (CSV/TSV: `csvrows.py`).
+
+Each reader takes numbered physical lines (`decoding.py`) and yields one `Record` per record:
+its first and last physical line, its values as a dict, or the problem that makes it unusable.
+Blank lines are layout, not records. After the last record `lines` holds how many physical
+lines the file had.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kefu.errors import DataError
+
+COLUMN_SCAN_LINES = 1000  # JSONL: how far to look for the first object when listing columns
+
+
+@dataclass
+class Record:
+    line: int  # first physical line (CSV, TSV, JSONL) or 1-based row (Parquet)
+    end_line: int  # last physical line; > line when a quoted field spans lines
+    values: dict[str, Any] | None  # None when the record cannot be read (see `problem`)
+    problem: tuple[str, str] | None = None  # (reason, detail) of an unusable record
+
+
+class JsonRows:
+    """JSON Lines objects, one per non-blank line."""
+
+    def __init__(self, lines: Iterator[tuple[int, str]], file: str, arrays_allowed: bool = True):
+        self.source, self.file = lines, file
+        self.arrays_allowed = arrays_allowed  # False for `.json`: an array there is a whole file
+        self.lines = 0
+
+    def __iter__(self) -> Iterator[Record]:
+        for number, text in self.source:
+            self.lines = number
+            if not text.strip():
+                continue  # blank lines are layout, not rows
+            if not self.arrays_allowed and text.lstrip().startswith("["):
+                raise DataError(
+                    "a .json file must hold one JSON object per line (JSON Lines); a JSON array "
+                    "cannot be streamed: convert it, e.g. jq -c '.[]' in.json > out.jsonl",
+                    file=self.file,
+                    line=number,
+                )
+            self.arrays_allowed = True
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield Record(
+                    number, number, None, ("invalid_json", f"{exc.msg} at column {exc.colno}")
+                )
+                continue
+            if not isinstance(record, dict):
+                kind = type(record).__name__
+                yield Record(number, number, None, ("not_an_object", f"found a JSON {kind}"))
+                continue
+            yield Record(number, number, record)
+
+
+def json_columns(lines: Iterator[tuple[int, str]]) -> list[str] | None:
+    """Keys of the first JSON object among the first lines (None: no object found)."""
+    for number, text in lines:
+        if number > COLUMN_SCAN_LINES:
+            break
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError:
+            continue  # a bad line becomes a reject later; the next line shows the columns
+        if isinstance(record, dict):
+            return list(record)
+    return None

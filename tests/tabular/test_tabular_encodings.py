@@ -1,0 +1,208 @@
+"""Users' real files: GBK from Excel, UTF-8 with a BOM, forced encodings, and what fails how."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from kefu.cli.main import app
+from kefu.errors import ConfigError, DataError
+from kefu.tabular import ReadOptions, read_columns, read_records, table_file, write_rejects
+from kefu.tabular.decoding import file_encoding
+from kefu.training.config import load_config
+from kefu.training.data.loader import load_labelled
+
+runner = CliRunner()
+# What Excel on Chinese Windows writes for "Save as CSV": GBK, CRLF, a Chinese header.
+EXCEL_ROWS = [
+    ("编号", "内容", "意图"),
+    ("1", "我的快递三天没动了", "logistics_issue"),
+    ("2", "退款怎么还没到账！！", "refund_return"),
+    ("3", "转人工，电话13812345678", "human_agent"),
+]
+COLUMNS = ["--text-col", "内容", "--id-col", "编号"]
+
+
+def excel_csv(path: Path, encoding: str = "gbk", bom: bytes = b"") -> Path:
+    text = "".join(",".join(row) + "\r\n" for row in EXCEL_ROWS)
+    path.write_bytes(bom + text.encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding", "bom", "detected"),
+    [
+        ("gbk.csv", "gbk", b"", "gb18030"),
+        ("gb18030.csv", "gb18030", b"", "gb18030"),
+        ("bom.csv", "utf-8", b"\xef\xbb\xbf", "utf-8"),
+        ("plain.csv", "utf-8", b"", "utf-8"),
+    ],
+)
+def test_each_encoding_is_detected_and_read_the_same(tmp_path, name, encoding, bom, detected):
+    path = excel_csv(tmp_path / name, encoding, bom)
+    assert file_encoding(table_file(path)) == detected
+    assert read_columns(table_file(path)) == ["编号", "内容", "意图"]  # no BOM in the first name
+    records = list(read_records(table_file(path)))
+    assert [r.values for r in records] == [
+        dict(zip(EXCEL_ROWS[0], row, strict=True)) for row in EXCEL_ROWS[1:]
+    ]
+    assert [(r.line, r.end_line, r.problem) for r in records] == [
+        (2, 2, None),
+        (3, 3, None),
+        (4, 4, None),
+    ]
+
+
+def test_a_mostly_utf8_file_with_damage_stays_utf8(tmp_path):
+    path = tmp_path / "damaged.csv"
+    path.write_bytes("id,text\n1,我的快递三天没动了\n2,退款\n".encode() + b"3,\xc4\xe3\n")
+    assert file_encoding(table_file(path)) == "utf-8"
+    *_, damaged = read_records(table_file(path))
+    assert damaged.values == {"id": "3", "text": "\udcc4\udce3"}  # kept, rejected by the text check
+
+
+def test_gbk_excel_csv_works_for_validate_score_and_report(tmp_path, tiny_bundle):
+    path = excel_csv(tmp_path / "导出.csv")
+    validate = runner.invoke(app, ["data", "validate", str(path), *COLUMNS, "--intent-col", "意图"])
+    assert validate.exit_code == 0, validate.output
+    assert f"{path}: 3 usable rows, 0 rejected" in validate.output
+    out = tmp_path / "scored.csv"
+    score = runner.invoke(
+        app,
+        [
+            "score",
+            str(path),
+            "-o",
+            str(out),
+            "--bundle",
+            str(tiny_bundle),
+            "--no-progress",
+            *COLUMNS,
+        ],
+    )
+    assert score.exit_code == 0, score.output
+    assert "rows read 3 = scored 3 + rejected 0" in score.output
+    scored = out.read_text(encoding="utf-8").splitlines()  # output is always UTF-8
+    assert scored[0].startswith('"编号","内容","意图","intent","intent_confidence",')
+    assert '"我的快递三天没动了"' in scored[1]
+    report = runner.invoke(
+        app, ["report", str(out), "-o", str(tmp_path / "r.html"), "--text-col", "内容"]
+    )
+    assert report.exit_code == 0, report.output
+    assert "3 messages from 1 file(s)" in report.output
+
+
+def test_forcing_the_wrong_encoding_names_file_line_encoding_and_the_fix(tmp_path, tiny_bundle):
+    path = excel_csv(tmp_path / "gbk.csv")
+    with pytest.raises(DataError) as caught:
+        read_columns(table_file(path), ReadOptions(encoding="utf-8"))
+    assert str(caught.value) == (
+        f"file {path}, line 1: the header is not valid utf-8: invalid utf-8 byte 0xb1 at "
+        "character 0 (if the file is not utf-8, pass --encoding gb18030)"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            str(path),
+            "-o",
+            str(tmp_path / "o.parquet"),
+            "--bundle",
+            str(tiny_bundle),
+            "--encoding",
+            "utf-8",
+            *COLUMNS,
+        ],
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"kefu score: file {path}, line 1: the header is not valid utf-8" in result.output
+    assert "pass --encoding gb18030" in result.output
+    forced = load_labelled(path, text_col="内容", intent_col="意图", id_col="编号", encoding="gbk")
+    assert len(forced.rows) == 3
+
+
+def test_rows_that_do_not_decode_fail_validate_and_score_with_the_fix(tmp_path, tiny_bundle):
+    path = tmp_path / "ascii-header.csv"  # an ASCII header leaves only the rows to fail
+    path.write_bytes(
+        b"id,text,intent\r\n" + "1,在吗,greeting\r\n2,退款,refund_return\r\n".encode("gbk")
+    )
+    validate = runner.invoke(app, ["data", "validate", str(path), "--encoding", "utf-8"])
+    assert validate.exit_code == 1
+    assert (
+        f"kefu data validate: file {path}: no usable rows (rejected: undecodable_text 2); "
+        "if the file is GBK/GB18030, rerun with --encoding gb18030" in validate.output
+    )
+    assert (
+        "rejected: " + str(path) + ", line 2, column 'text': invalid utf-8 byte 0xd4"
+        in validate.output
+    )
+    out = tmp_path / "o.jsonl"
+    score = runner.invoke(
+        app,
+        [
+            "score",
+            str(path),
+            "-o",
+            str(out),
+            "--bundle",
+            str(tiny_bundle),
+            "--encoding",
+            "utf-8",
+            "--no-progress",
+        ],
+    )
+    assert score.exit_code == 1
+    assert score.output.count("kefu score: ") == 1
+    assert f"{path}: no usable rows (2 read, all rejected)" in score.output
+    assert "rerun with --encoding gb18030" in score.output
+    assert out.exists() and len(Path(f"{out}.rejects.jsonl").read_text().splitlines()) == 2
+    detected = runner.invoke(
+        app,
+        [
+            "score",
+            str(path),
+            "-o",
+            str(tmp_path / "ok.parquet"),
+            "--bundle",
+            str(tiny_bundle),
+            "--no-progress",
+        ],
+    )
+    assert detected.exit_code == 0, detected.output
+    assert pq.read_table(tmp_path / "ok.parquet").column("text").to_pylist() == ["在吗", "退款"]
+
+
+def test_utf16_and_unknown_encodings_are_refused_with_the_fix(tmp_path):
+    path = tmp_path / "unicode.csv"
+    path.write_bytes("id,text\n1,在吗\n".encode("utf-16"))
+    with pytest.raises(DataError, match="UTF-16 or UTF-32.*iconv -f utf-16 -t utf-8"):
+        read_columns(table_file(path))
+    with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
+        ReadOptions(encoding="klingon")
+    with pytest.raises(ConfigError, match="not ASCII-compatible"):
+        ReadOptions(encoding="utf-16")
+    assert ReadOptions(encoding="GBK").encoding == "gbk"
+    assert ReadOptions(encoding="utf-8-sig").encoding == "utf-8"
+
+
+def test_train_takes_the_encoding_as_a_config_field(tmp_path):
+    assert load_config(None, ["data_encoding=gb18030"]).data_encoding == "gb18030"
+    with pytest.raises(ConfigError, match="config data_encoding = 'klingon'"):
+        load_config(None, ["data_encoding=klingon"])
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--encoding", "klingon"])
+    assert result.exit_code == 2 and "kefu train: config data_encoding = 'klingon'" in result.output
+
+
+def test_rejects_of_a_gbk_file_are_utf8_json(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_bytes("编号,内容,意图\r\n1,在吗,问候\r\n".encode("gbk"))
+    data = load_labelled(path, text_col="内容", intent_col="意图", id_col="编号")
+    out = tmp_path / "rejects.jsonl"
+    write_rejects(data.rejects, out)
+    (reject,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert (reject["id"], reject["column"], reject["reason"]) == ("1", "意图", "unknown_label")
+    assert "unknown intent label '问候'" in reject["detail"]

@@ -1,0 +1,115 @@
+"""The one reader: same rejects for score, train and report; blocks that account for every line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kefu.errors import DataError
+from kefu.serving.batch.readers import read_chunks
+from kefu.serving.report.load import read_scored
+from kefu.tabular import Reject, read_blocks, read_columns, read_records, table_file
+from kefu.training.data.loader import load_labelled
+
+ROW = {
+    "id": "a",
+    "text": "在吗",
+    "intent": "greeting",
+    "urgency": "low",
+    "emotion": "neutral",
+    "escalate": False,
+    "reasons": [],
+}
+
+
+def test_score_train_and_report_give_the_same_rejects_for_the_same_file(tmp_path):
+    path = tmp_path / "log.jsonl"
+    good = json.dumps(ROW, ensure_ascii=False).encode()
+    damaged = good.replace(b'"a"', b'"c"').replace("在".encode(), b"\xc4\xe3")  # GBK bytes
+    path.write_bytes(good + b"\n{broken\n" + damaged + b"\n")
+    trained = load_labelled(path)
+    (chunk,) = read_chunks(table_file(path), text_col="text", id_col="id", chunk_size=10)
+    (scored,) = read_scored(table_file(path), "text", None)
+
+    expected = [
+        Reject(str(path), 2, 2, None, None, "invalid_json", "Expecting property name enclosed in double quotes at column 2"),
+        Reject(str(path), 3, 3, "c", "text", "undecodable_text", "invalid utf-8 byte 0xc4 at character 0 (if the file is not utf-8, pass --encoding gb18030)"),
+    ]  # fmt: skip
+    assert trained.rejects == expected
+    assert chunk.rejects == [reject.to_dict() for reject in expected]
+    assert scored.rejects == [expected[0]]  # the report does not score texts: only line 2 is out
+    assert scored.text == ["在吗", "\ufffd\ufffd吗"]  # the bad bytes are shown, not guessed
+    assert expected[1].describe() == (
+        f"{path}, line 3, column 'text': invalid utf-8 byte 0xc4 at character 0 (if the file is not utf-8, pass --encoding gb18030)"
+    )
+
+
+def test_blocks_account_for_every_physical_line(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text(
+        'id,text\n\n1,a\n2,"two\nlines"\n\n3,c\n4,d\n\n\n', encoding="utf-8", newline=""
+    )
+    blocks = list(read_blocks(table_file(path), 2))
+    assert [[(r.line, r.end_line) for r in b.records] for b in blocks] == [
+        [(3, 3), (4, 5)],
+        [(7, 7), (8, 8)],
+    ]
+    # lines 1-5 (header, blank, records) in block 1; 6-10 (blank, records, 2 trailing blanks) in 2
+    assert [b.lines for b in blocks] == [5, 5]
+    assert [(b.record_lines, b.multiline_records) for b in blocks] == [(3, 1), (2, 0)]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "columns", "lines"),
+    [
+        ("header.csv", b"id,text\n", ["id", "text"], 1),
+        ("empty.csv", b"", None, 0),
+        ("blank.jsonl", b"\n\n", None, 2),
+    ],
+)
+def test_a_file_without_records_still_gives_one_block(tmp_path, name, content, columns, lines):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert read_columns(table_file(path)) == columns
+    (block,) = read_blocks(table_file(path), 10)
+    assert (len(block), block.lines) == (0, lines)
+
+
+def test_parquet_blocks_are_exact_and_narrow_to_the_columns_asked(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": list("abcde"), "n": range(5)}), path, row_group_size=2)
+    blocks = list(read_blocks(table_file(path), 3, columns=["n", "absent"]))
+    assert [b.table.column_names for b in blocks] == [["n"], ["n"]]
+    assert [[r.line for r in b.records] for b in blocks] == [[1, 2, 3], [4, 5]]
+    assert [r.values for r in read_records(table_file(path))][0] == {"text": "a", "n": 0}
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"text": pa.array([], pa.string())}), empty)
+    (block,) = read_blocks(table_file(empty), 3)
+    assert (len(block), block.table.column_names) == (0, ["text"])
+
+
+def test_a_json_array_is_refused_with_a_fix(tmp_path):
+    path = tmp_path / "rows.json"
+    path.write_text('[\n {"text": "a"}\n]\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"rows\.json, line 1: a \.json file must hold one JSON"):
+        list(read_records(table_file(path)))
+    lines = tmp_path / "lines.json"
+    lines.write_text('{"text": "a"}\n[1]\n', encoding="utf-8")
+    assert [r.problem for r in read_records(table_file(lines))] == [
+        None,
+        ("not_an_object", "found a JSON list"),
+    ]
+
+
+def test_paths_are_checked_before_reading(tmp_path):
+    with pytest.raises(DataError, match="input file does not exist"):
+        table_file(tmp_path / "nope.csv")
+    with pytest.raises(DataError, match="input is a directory"):
+        table_file(tmp_path)
+    Path(tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match=r"unknown input file type '\.txt'; expected one of"):
+        table_file(tmp_path / "notes.txt")
