@@ -10,24 +10,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
+from kefu.serving.classifier import Prediction
 from kefu.serving.deployment import Deployment
+from kefu.serving.routing import Decision
+from kefu.serving.taxonomy import HEADS
 
 SCORE_SCHEMA = pa.schema(
     [
         ("intent", pa.string()),
         ("intent_confidence", pa.float64()),
+        ("intent_abstain", pa.bool_()),
         ("urgency", pa.string()),
         ("urgency_confidence", pa.float64()),
+        ("urgency_abstain", pa.bool_()),
         ("emotion", pa.string()),
         ("emotion_confidence", pa.float64()),
+        ("emotion_abstain", pa.bool_()),
         ("group", pa.string()),
         ("queue", pa.string()),
         ("priority", pa.string()),
+        ("action", pa.string()),
         ("escalate", pa.bool_()),
         ("reasons", pa.list_(pa.string())),
+        ("candidates", pa.list_(pa.string())),  # intent ids offered by a clarify action
+        ("truncated", pa.bool_()),
         ("model_version", pa.string()),
     ]
 )
@@ -66,23 +76,39 @@ class Scorer:
         """A `SCORE_SCHEMA` table with one row per text, in the order given."""
         run = self.deployment.triage_in_batches(texts, batch_size=self.batch_size)
         rows = [
-            {
-                "intent": prediction.intent.label,
-                "intent_confidence": prediction.intent.confidence,
-                "urgency": prediction.urgency.label,
-                "urgency_confidence": prediction.urgency.confidence,
-                "emotion": prediction.emotion.label,
-                "emotion_confidence": prediction.emotion.confidence,
-                "group": prediction.group,
-                "queue": decision.queue,
-                "priority": decision.priority,
-                "escalate": decision.escalate,
-                "reasons": list(decision.reasons),
-                "model_version": self.model_version,
-            }
+            score_row(prediction, decision, self.model_version)
             for prediction, decision in run.results
         ]
         return pa.Table.from_pylist(rows, schema=SCORE_SCHEMA)
+
+
+def score_row(prediction: Prediction, decision: Decision, model_version: str) -> dict[str, Any]:
+    """One output row's score columns (`SCORE_SCHEMA`)."""
+    row: dict[str, Any] = {}
+    for head in HEADS:
+        row[head] = prediction.heads[head].label
+        row[f"{head}_confidence"] = prediction.heads[head].confidence
+        row[f"{head}_abstain"] = prediction.heads[head].abstain
+    return (
+        row
+        | route_columns(decision)
+        | {
+            "group": prediction.group,
+            "truncated": prediction.truncated,
+            "model_version": model_version,
+        }
+    )
+
+
+def route_columns(decision: Decision) -> dict[str, Any]:
+    return {
+        "queue": decision.queue,
+        "priority": decision.priority,
+        "action": decision.action.value,
+        "escalate": decision.escalate,
+        "reasons": [reason.value for reason in decision.reasons],
+        "candidates": [candidate.intent for candidate in decision.candidates],
+    }
 
 
 def attach_scores(inputs: pa.Table, scores: pa.Table) -> pa.Table:

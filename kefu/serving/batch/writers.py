@@ -4,7 +4,8 @@ Parts are read one at a time, so the merge holds at most `ROW_GROUP_ROWS` rows. 
 disagree on columns (a later file adds one) or on types (a JSONL column that is 1 in one chunk
 and 1.5 in another): the output schema is the union of the input columns in order of first
 appearance, types promoted when Arrow can (int -> float) and text otherwise, then the score
-columns. CSV cells are text: `reasons` is joined with ";" and nested values become JSON.
+columns. CSV cells are text: `reasons` and `candidates` are joined with ";" and nested values
+become JSON.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pyarrow.parquet as pq
 from kefu.serving.batch.scoring import SCORE_COLUMNS, SCORE_SCHEMA
 
 ROW_GROUP_ROWS = 65_536  # rows per Parquet row group: small groups make readers slow
-CSV_LIST_SEPARATOR = ";"  # reason codes never contain it
+CSV_LIST_SEPARATOR = ";"  # reason codes and intent ids never contain it
 
 
 def unified_schema(schemas: Iterable[pa.Schema]) -> pa.Schema:
@@ -130,7 +131,7 @@ def _for_csv(table: pa.Table, csv_schema: pa.Schema) -> pa.Table:
         column = table.column(field.name)
         if column.type == field.type:
             columns.append(column)
-        elif field.name == "reasons":
+        elif field.name in ("reasons", "candidates"):
             joined = [None if v is None else CSV_LIST_SEPARATOR.join(v) for v in column.to_pylist()]
             columns.append(pa.chunked_array([pa.array(joined, pa.string())]))
         else:

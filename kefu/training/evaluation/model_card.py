@@ -63,7 +63,7 @@ def render_model_card(
         f"Reads one Chinese e-commerce customer-service message and returns its intent "
         f"({sizes['intent']} labels), urgency ({sizes['urgency']}) and emotion ({sizes['emotion']}) "
         "with calibrated confidences; kefu's routing turns these into a queue, a priority and an "
-        "escalation decision.",
+        "action (bot, clarify or human).",
         "",
         "## Model",
         "",
@@ -152,7 +152,7 @@ def render_model_card(
 INTENDED_USE = [
     "- Triage of single customer messages in Chinese e-commerce service chats (shop and platform "
     "support): suggest a queue, a priority and whether a human should take over.",
-    "- A human stays in the loop: abstentions and escalations go to agents; the model never answers "
+    "- A human stays in the loop: unsure messages are clarified, then go to agents; the model never answers "
     "customers or takes decisions about refunds, accounts or complaints on its own.",
     "- Not for other languages or domains, nor for judging or profiling customers.",
 ]
@@ -257,8 +257,9 @@ def _abstention_section(bundle: Bundle, metrics: Mapping[str, Any]) -> list[str]
         "Probabilities are divided by a per-head temperature fitted on the dev split. A head abstains "
         "(`abstain: true`) when its top calibrated probability is below `threshold` or the top-1 minus "
         "top-2 probability is below `margin`; both were chosen on dev so that accuracy on the answered "
-        "messages reaches the target precision. An abstaining intent escalates with reason "
-        "`low_confidence`. Both are stored in the bundle and can be overridden at serve time. "
+        "messages reaches the target precision. An abstaining intent makes the bot ask the customer to "
+        "choose (action `clarify`, reason `low_confidence`), and hands over to a person only if the "
+        "conversation was already clarified. Both are stored in the bundle and can be overridden at serve time. "
         f"ECE: {metrics['ece_bins']} equal-width bins, before (T=1) and after scaling.",
         "",
         *table(header, rows),
