@@ -3,6 +3,7 @@
 Usage: kefu score 'logs/2024-*.jsonl' -o scored.parquet --bundle models/default --id-col msg_id
        kefu score logs.csv -o scored.csv --resume          # continue an interrupted run
        kefu score logs.parquet -o scored.parquet --engine ray --ray-address auto
+       kefu score chats.csv -o scored.parquet --session-col session --turn-col turn
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ def command(
         None, help="Ray cluster address (default: a local Ray instance)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    session_col: str = typer.Option(
+        None,
+        help="Conversation id column: route each message with its conversation's context "
+        "(turn, earlier intents, earlier clarifications), as the server would.",
+    ),
+    turn_col: str = typer.Option(
+        None, help="Customer turn number (1-based) within the session; orders the turns."
+    ),
+    time_col: str = typer.Option(
+        None, help="Message time; orders the turns when there is no turn column."
+    ),
 ) -> None:
     """Score every row; rows that cannot be scored go to OUTPUT.rejects.jsonl with a reason."""
     from rich.console import Console
@@ -62,6 +74,9 @@ def command(
             resume=resume,
             fresh=fresh,
             progress=progress,
+            session_col=session_col,
+            turn_col=turn_col,
+            time_col=time_col,
         )
         if engine == "ray":
             from kefu.serving.batch.ray_engine import run_ray

@@ -38,10 +38,22 @@ SCORE_SCHEMA = pa.schema(
         ("reasons", pa.list_(pa.string())),
         ("candidates", pa.list_(pa.string())),  # intent ids offered by a clarify action
         ("truncated", pa.bool_()),
+        # the conversation and turn a message was routed with (--session-col; null without)
+        ("session_id", pa.string()),
+        ("session_turn", pa.int64()),
         ("model_version", pa.string()),
     ]
 )
 SCORE_COLUMNS = tuple(SCORE_SCHEMA.names)
+# What session routing needs beyond the score columns, carried in the staged parts only.
+INTENT_TOP, TEXT_ASKS_HUMAN = "_kefu_intent_top", "_kefu_asks_human"
+ROUTE_INPUT_FIELDS = [
+    pa.field(
+        INTENT_TOP,
+        pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float64())])),
+    ),
+    pa.field(TEXT_ASKS_HUMAN, pa.bool_()),
+]
 DEFAULT_BATCH_SIZE = 64
 INPUT_PREFIX = "input_"  # input columns named like score columns are kept under this prefix
 
@@ -72,14 +84,28 @@ class Scorer:
     def model_version(self) -> str:
         return self.deployment.model_version
 
-    def score(self, texts: Sequence[str]) -> pa.Table:
-        """A `SCORE_SCHEMA` table with one row per text, in the order given."""
-        run = self.deployment.triage_in_batches(texts, batch_size=self.batch_size)
+    def score(self, texts: Sequence[str], *, route_inputs: bool = False) -> pa.Table:
+        """A `SCORE_SCHEMA` table with one row per text, in the order given.
+
+        `route_inputs` adds `ROUTE_INPUT_FIELDS` (the intent candidates and whether the text
+        asks for a person), for session routing to decide again with context after scoring.
+        """
+        top_k = self.deployment.policy.max_candidates if route_inputs else 1
+        run = self.deployment.triage_in_batches(texts, batch_size=self.batch_size, top_k=top_k)
         rows = [
             score_row(prediction, decision, self.model_version)
             for prediction, decision in run.results
         ]
-        return pa.Table.from_pylist(rows, schema=SCORE_SCHEMA)
+        table = pa.Table.from_pylist(rows, schema=SCORE_SCHEMA)
+        if route_inputs:
+            intent_top = [
+                [{"label": label, "confidence": confidence} for label, confidence in p.intent.top]
+                for p, _ in run.results
+            ]
+            asks = [p.asks_for_human for p, _ in run.results]
+            for field, values in zip(ROUTE_INPUT_FIELDS, (intent_top, asks), strict=True):
+                table = table.append_column(field, pa.array(values, field.type))
+        return table
 
 
 def score_row(prediction: Prediction, decision: Decision, model_version: str) -> dict[str, Any]:
@@ -95,6 +121,8 @@ def score_row(prediction: Prediction, decision: Decision, model_version: str) ->
         | {
             "group": prediction.group,
             "truncated": prediction.truncated,
+            "session_id": None,
+            "session_turn": None,
             "model_version": model_version,
         }
     )
@@ -127,4 +155,7 @@ def attach_scores(inputs: pa.Table, scores: pa.Table) -> pa.Table:
     table = pa.Table.from_arrays([inputs.column(i) for i in keep], names=[names[i] for i in keep])
     for field in SCORE_SCHEMA:
         table = table.append_column(field, scores.column(field.name))
+    for field in ROUTE_INPUT_FIELDS:
+        if field.name in scores.column_names:
+            table = table.append_column(field, scores.column(field.name))
     return table
