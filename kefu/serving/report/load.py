@@ -20,9 +20,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from kefu.errors import DataError
+from kefu.serving.batch.sessions import session_key, turn_number
 from kefu.serving.batch.sources import InputFile, resolve_inputs
 
 REQUIRED = ("intent", "urgency", "emotion", "escalate", "reasons")
+# Read when present: routing (files scored before actions existed lack `action`) and the
+# conversation a message was routed in (`kefu score --session-col`).
+OPTIONAL = ("queue", "model_version", "priority", "action", "session_id", "session_turn")
 BATCH_ROWS = 65_536
 _YMD = re.compile(r"(\d{4})\D{1,3}(\d{1,2})\D{1,3}(\d{1,2})")  # 2024/3/1, 2024年3月1日
 
@@ -38,6 +42,10 @@ class ScoredBatch:
     day: list[date | None] | None  # None when no time column was asked for
     queue: list[str | None]
     model_version: list[str | None]
+    priority: list[str | None]
+    action: list[str | None]
+    session: list[str | None]
+    session_turn: list[int | None]
 
 
 def scored_files(patterns: list[str], text_col: str, time_col: str | None) -> list[InputFile]:
@@ -53,9 +61,13 @@ def scored_files(patterns: list[str], text_col: str, time_col: str | None) -> li
 
 
 def read_scored(source: InputFile, text_col: str, time_col: str | None) -> Iterator[ScoredBatch]:
-    wanted = [*REQUIRED, "queue", "model_version", text_col, *([time_col] if time_col else [])]
+    wanted = [*REQUIRED, *OPTIONAL, text_col, *([time_col] if time_col else [])]
     try:
         for columns in _batches(source, list(dict.fromkeys(wanted))):
+            optional = {
+                name: list(columns.get(name) or [None] * len(columns["intent"]))
+                for name in OPTIONAL
+            }
             yield ScoredBatch(
                 intent=[str(v) for v in columns["intent"]],
                 urgency=[str(v) for v in columns["urgency"]],
@@ -64,8 +76,12 @@ def read_scored(source: InputFile, text_col: str, time_col: str | None) -> Itera
                 reasons=[_reasons(v) for v in columns["reasons"]],
                 text=[v if isinstance(v, str) else None for v in columns[text_col]],
                 day=[parse_day(v) for v in columns[time_col]] if time_col else None,
-                queue=list(columns.get("queue") or [None] * len(columns["intent"])),
-                model_version=list(columns.get("model_version") or [None] * len(columns["intent"])),
+                queue=optional["queue"],
+                model_version=optional["model_version"],
+                priority=optional["priority"],
+                action=optional["action"],
+                session=[session_key(v) for v in optional["session_id"]],
+                session_turn=[turn_number(v) for v in optional["session_turn"]],
             )
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise DataError(f"cannot read the scored file: {exc}", file=str(source.path)) from None
