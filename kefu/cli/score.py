@@ -4,9 +4,11 @@ Usage: kefu score 'logs/2024-*.jsonl' -o scored.parquet --bundle models/default 
        kefu score logs.csv -o scored.csv --resume          # continue an interrupted run
        kefu score 导出.xlsx -o scored.csv --excel-csv --encoding gb18030
        kefu score logs.parquet -o scored.parquet --engine ray --ray-address auto
+       kefu score chats.csv -o scored.parquet --session-col session --turn-col turn
 
 Exit codes: 0 done; 1 an error before or during the run, or after it (outputs written) when an
-input gave no usable rows or more rows than --max-reject-rate were rejected; 130 interrupted.
+input gave no usable rows or more rows than --max-reject-rate were rejected; 2 a bad option,
+bundle or policy; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -60,6 +62,17 @@ def command(
         None, help="Ray cluster address (default: a local Ray instance)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    session_col: str = typer.Option(
+        None,
+        help="Conversation id column: route each message with its conversation's context "
+        "(turn, earlier intents, earlier clarifications), as the server would.",
+    ),
+    turn_col: str = typer.Option(
+        None, help="Customer turn number (1-based) within the session; orders the turns."
+    ),
+    time_col: str = typer.Option(
+        None, help="Message time; orders the turns when there is no turn column."
+    ),
 ) -> None:
     """Score every row; rows that cannot be scored go to OUTPUT.rejects.jsonl with a reason."""
     from rich.console import Console
@@ -89,6 +102,9 @@ def command(
             excel_csv=excel_csv,
             encoding=encoding,
             max_record_lines=max_record_lines,
+            session_col=session_col,
+            turn_col=turn_col,
+            time_col=time_col,
         )
         if engine == "ray":
             from kefu.serving.batch.ray_engine import run_ray

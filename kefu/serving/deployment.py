@@ -26,7 +26,8 @@ from kefu.errors import InputError
 from kefu.serving.bundle import VARIANTS, Bundle, read_bundle
 from kefu.serving.classifier import Classifier, Prediction
 from kefu.serving.length_batches import length_sorted_batches
-from kefu.serving.routing import ConversationContext, Decision, RoutingPolicy, decide
+from kefu.serving.routing import ConversationContext, Decision, decide
+from kefu.serving.routing_policy import RoutingPolicy
 
 # Warm-up texts: a short one and one past the model window, so the first real request finds
 # ORT's allocations and kernels for both ends of the shape range ready.
@@ -123,9 +124,13 @@ class Deployment:
         top_k: int = 3,
         entities: bool = True,
     ) -> list[Triage]:
-        """One model call over `texts`, then routing of each message with its context."""
-        predictions = self.classifier.predict(texts, top_k=top_k, entities=entities)
-        return self.route(predictions, contexts)
+        """One model call over `texts`, then routing of each message with its context.
+
+        `top_k` is how many labels each head reports; routing sees at least the policy's
+        `clarify.max_candidates` intents, so a clarify action can offer them whatever `top_k`.
+        """
+        predictions = self.classifier.predict(texts, top_k=self._ranked(top_k), entities=entities)
+        return _trimmed(self.route(predictions, contexts), top_k)
 
     def route(
         self,
@@ -164,9 +169,9 @@ class Deployment:
             encoded = self.classifier.encoder.encode(batch_texts)
             batch_logits = self.classifier.logits(encoded)
             predictions = self.classifier.predict_from_logits(
-                batch_texts, batch_logits, encoded.truncated, top_k, entities=entities
+                batch_texts, batch_logits, encoded.truncated, self._ranked(top_k), entities=entities
             )
-            routed = self.route(predictions, [contexts[row] for row in rows])
+            routed = _trimmed(self.route(predictions, [contexts[row] for row in rows]), top_k)
             for row, triage in zip(rows, routed, strict=True):
                 results[row] = triage
             if keep_logits:
@@ -177,6 +182,9 @@ class Deployment:
             results=results,  # type: ignore[arg-type]
             logits=self._unsorted(logits, order, len(texts)) if keep_logits else None,
         )
+
+    def _ranked(self, top_k: int) -> int:
+        return max(top_k, self.policy.max_candidates)
 
     def _unsorted(
         self, logits: dict[str, list[np.ndarray]], order: list[int], n: int
@@ -190,3 +198,11 @@ class Deployment:
             restored[order] = stacked
             out[head] = restored
         return out
+
+
+def _trimmed(results: list[Triage], top_k: int) -> list[Triage]:
+    """Each head's `top` cut back to the `top_k` the caller asked for, after routing used more."""
+    for prediction, _ in results:
+        for head in prediction.heads.values():
+            del head.top[max(1, top_k) :]
+    return results

@@ -1,6 +1,7 @@
 """Rule-based extraction: order ids, tracking numbers, phone numbers, amounts, and whether a
-message asks for a human. Rules, not the model, because these are formats, not meanings, and
-routing must honour "转人工" even when the intent head names the concrete request.
+message asks for a human. Rules, not the model: the entities are formats, not meanings, and
+routing must honour "转人工" even when the intent head names the concrete request (the taxonomy
+labels "退款没到 转人工" refund_return, not human_agent).
 """
 
 from __future__ import annotations
@@ -27,12 +28,79 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
 )
 
-_HUMAN_REQUEST = re.compile(
-    r"转?(?:人工|仁工|人公)(?:客服|服务)?|真人|活人|找个人|找客服本人|人类客服|real person|human",
+# --- Does the customer ask for a person? -------------------------------------------------
+# Measured on real messages: datasets/real/asks_human.tsv, tests/serving/test_asks_for_human.py.
+# A request for a person is honoured even inside another request ("退款没到 转人工"); asking
+# whether the agent is a person (是人工吗), talking about agents (人工客服态度太差), complaining
+# (我要投诉) and presence checks (人呢, 有人吗, like 在吗) are not requests.
+_PERSON = r"(?:人工|仁工|人公|真人|活人)"
+_NOT_A_SERVICE = (
+    r"(?!费|智能|成本|合成|审核|安装|上门|降|授粉|种植|养殖)"  # 人工费 is a labour cost
+)
+_SERVICE = r"(?:客服|服务|坐席|座席)"
+_ROLE = r"(?:领导|主管|经理|负责人|上级|老板|店长|掌柜|管事的|专员|同事|工作人员)"
+_THEIR = r"(?:你们公司|你们店|你们家|你们上面的|你们的|你们|你的|贵司|上面的)?的?"
+_ASKS = re.compile(
+    "|".join(
+        [
+            # 转人工, 转接人工, 转到真人; 帮我转[数字x]号客服, 转客服
+            rf"转(?:接)?(?:到|给)?{_PERSON}",
+            r"转(?![告账发移运寄身换化达交])(?:接|一下|下)?(?:到|给)?[^，。！？,.!?\s]{0,8}?客服",
+            # 我要人工, 找个真人, 请人工处理, 换个客服
+            rf"(?:要|找|叫|请|喊|换|接|需要|给我|来个|来一个)(?:个|一个|一位)?{_PERSON}{_NOT_A_SERVICE}",
+            rf"换(?:个|一个|一位)(?:人|客服|{_PERSON})",
+            # 人工 / 人工客服 as a message of its own or a phrase of its own
+            rf"(?:^|[\s，,。.!！?？~～、])(?:{_PERSON}|人类){_SERVICE}?(?:吧|呢|啊|呀|哦)?(?:[\s，,。.!！~～]|$)",
+            rf"^\W*(?:蚂蚁)?(?:借呗|花呗|支付宝|京东|淘宝|天猫|网商贷)?的?(?:{_PERSON})?客服(?:电话)?\W*$",
+            # 有人工客服吗; 不要机器人, 能不能让人说话
+            rf"有(?:没有)?{_PERSON}{_SERVICE}?(?:吗|么|嘛|没|不|\?|？)",
+            r"(?:不要|别用|不想跟|不想和|不跟|不和|不用)(?:跟|和|用)?(?:你们的)?(?:机器|智能客服|自动回复)",
+            r"让(?:真)?人(?:来)?(?:说话|回复|回答|处理|跟我|和我|接)",
+            # 找你们领导, 叫你们负责人, 让你们同事联系我; 联系一下负责这几单的专员
+            rf"(?:找|叫|请|喊|让|要|换|转|见|联系|要求|给我)(?:一下|一个|个)?{_THEIR}{_ROLE}",
+            r"(?:联系|找|叫|让|请)[^。！？!?]{0,6}负责[^。！？!?]{0,15}的(?:专员|人)",
+            # 客服电话, 投诉电话, 你们电话多少, 有电话么, 能打电话说吗, 借呗联系方式
+            r"(?:客服|人工|投诉|售后|服务|官方|平台|你们|贵司|公司|工作人员)的?"
+            r"(?:电话|热线|联系方式|联系电话|号码)",
+            r"(?:借呗|花呗|支付宝|京东|淘宝|天猫|网商贷)的?(?:客服电话|客服热线|联系方式|热线|联系电话)",
+            r"(?<![我他她的员傅人])(?:电话|热线)(?:号码)?(?:是)?多少",
+            rf"有(?:没有)?(?:{_SERVICE}|人工)?电话(?:吗|么|嘛|没|不|\?|？)",
+            r"(?:能|可以|可不可以|能不能|想|我要|方便)(?:给你们|跟你们|和你们)?打(?:个)?电话"
+            r"(?:给[^，。！？!?]{0,6})?",
+            r"(?:请|麻烦|能不能|可不可以|可以|让|叫)[^，。！？!?]{0,6}"
+            r"(?:给我(?:回|打)(?:个|一个)?电话|(?:回|打)(?:个|一个)?电话给我)",
+            r"\bhuman\b|real person|talk to (?:a |an )?(?:agent|person)",
+        ]
+    ),
     re.I,
 )
-# "人工客服态度太差了" talks about a human agent without asking for one.
-_HUMAN_NOT_ASKED = re.compile(r"(?:人工|真人)(?:客服)?(?:的)?(?:态度|服务态度|太差|骂|不理)")
+# Spans that are not a request, removed before `_ASKS` looks: "是人工吗" asks whether the agent
+# is a person; "人工客服态度太差" talks about one.
+_NOT_ASKING = re.compile(
+    "|".join(
+        [
+            rf"(?:是不是|是否|是)(?:到了?|转到了?)?(?:{_PERSON}|机器人?|智能客服|自动回复){_SERVICE}?了?"
+            r"(?:吗|么|嘛|呢|啊|\?|？)",
+            rf"{_PERSON}{_SERVICE}?的?(?:态度|服务态度|太|很|不行|都|也|说(?!话)|讲(?!话)|告诉|回复了|答复|骂|不理|效率|水平|专业)",
+        ]
+    )
+)
+# A phone or contact request about a third party (courier, installer, seller) is a topic
+# request (logistics, installation), not a request for the service's people.
+_THIRD_PARTY = re.compile(r"快递|师傅|商家|卖家|站点|配送|送货|司机|他|她|银行|厂家")
+_PHONE_WORDS = ("电话", "号码", "联系方式")
+
+
+def asks_for_human(text: str) -> bool:
+    """True when the customer asks to be handed to a person (an agent, a supervisor, the
+    service's phone line), even inside another request."""
+    text = _NOT_ASKING.sub(" ", text)
+    for match in _ASKS.finditer(text):
+        span = match.group(0)
+        if any(word in span for word in _PHONE_WORDS) and _THIRD_PARTY.search(span):
+            continue
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -55,12 +123,6 @@ def find_entities(text: str) -> list[Entity]:
             taken.append((start, end))
             found.append(Entity(kind, match.group(0), start, end))
     return sorted(found, key=lambda entity: entity.start)
-
-
-def asks_for_human(text: str) -> bool:
-    if not _HUMAN_REQUEST.search(text):
-        return False
-    return not _HUMAN_NOT_ASKED.search(text)
 
 
 # Any digit run of 7+ digits the entity rules did not claim (landlines, 21+ digit ids, card or

@@ -1,158 +1,180 @@
-"""Routing: which queue, what priority, whether to escalate and why.
+"""Routing: which queue, what priority, and what happens next: bot, clarify or human, and why.
 
 `decide(prediction, context, policy)` is a pure function of the model's prediction, the
-conversation context the caller sends (no server-side state) and a validated policy.
-Reasons are stable machine-readable codes.
+conversation context the caller sends (no server-side state) and a validated `RoutingPolicy`
+(`routing_policy.py`). It is built from three smaller pure functions that evaluation calls on
+gold labels, so each rule has exactly one definition:
+
+- `content_reasons(intent, urgency, emotion, asks_for_human, policy)`: the rules that read the
+  message's own labels (human requested, complaint, critical, angry, high urgency + negative);
+- `conversation_reasons(intent, low_confidence, context, policy)`: the rules that read the
+  conversation (turn limit, repeated intent, a clarification that already failed);
+- `choose_action(reasons)`: any reason but `low_confidence` hands over to a human; low
+  confidence alone makes the bot ask the customer to choose (`clarify`); no reason, `bot`.
+
+Reasons are the stable machine-readable codes of `Reason`; the README documents each one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
-import yaml
+from kefu.serving.classifier import HeadPrediction, Prediction
 
-from kefu.errors import PolicyError
-from kefu.serving.classifier import Prediction
-from kefu.serving.taxonomy import PRIORITIES
+if TYPE_CHECKING:
+    from kefu.serving.routing_policy import RoutingPolicy
 
-REASONS = (
-    "human_requested",
-    "complaint",
-    "critical_urgency",
-    "angry",
-    "high_urgency_negative",
-    "low_confidence",
-    "long_conversation",
-    "repeated_intent",
+
+class Action(StrEnum):
+    """What happens to a message: the bot answers, asks the customer to choose, or a person takes over."""
+
+    BOT = "bot"
+    CLARIFY = "clarify"
+    HUMAN = "human"
+
+
+class Reason(StrEnum):
+    """Why a message is routed as it is. Declaration order is the order reasons are listed in."""
+
+    HUMAN_REQUESTED = "human_requested"  # intent human_agent, or the text asks for a person
+    COMPLAINT = "complaint"  # intent complaint
+    CRITICAL_URGENCY = "critical_urgency"  # urgency critical
+    ANGRY = "angry"  # emotion angry
+    HIGH_URGENCY_NEGATIVE = "high_urgency_negative"  # urgency high with anxious or dissatisfied
+    LOW_CONFIDENCE = "low_confidence"  # a policy head abstains: clarify, never human on its own
+    LONG_CONVERSATION = "long_conversation"  # more customer turns than the policy allows
+    REPEATED_INTENT = "repeated_intent"  # the intent already came up in earlier turns
+    CLARIFICATION_FAILED = "clarification_failed"  # unsure again after a clarification
+
+
+# The content rules: they read only the message's labels (what evaluation scores on gold labels).
+CONTENT_REASONS: tuple[Reason, ...] = (
+    Reason.HUMAN_REQUESTED,
+    Reason.COMPLAINT,
+    Reason.CRITICAL_URGENCY,
+    Reason.ANGRY,
+    Reason.HIGH_URGENCY_NEGATIVE,
 )
+# The conversation rules: they read the request's context.
+CONVERSATION_REASONS: tuple[Reason, ...] = (
+    Reason.LONG_CONVERSATION,
+    Reason.REPEATED_INTENT,
+    Reason.CLARIFICATION_FAILED,
+)
+# Every reason but low confidence hands the message to a person.
+HUMAN_REASONS = frozenset(Reason) - {Reason.LOW_CONFIDENCE}
+_ORDER = {reason: index for index, reason in enumerate(Reason)}
 
 
 @dataclass(frozen=True)
 class ConversationContext:
+    """What the caller knows about the conversation so far (kefu keeps no conversation state)."""
+
     turn: int | None = None  # customer turn number of this message, 1-based
-    previous_intents: Sequence[str] = ()
+    # intents of the earlier customer turns, oldest first; None where the intent abstained
+    previous_intents: Sequence[str | None] = ()
+    clarifications: int = 0  # clarifying questions the bot already asked in this conversation
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An intent the bot offers when it asks the customer to choose."""
+
+    intent: str
+    name: str
+    confidence: float
 
 
 @dataclass(frozen=True)
 class Decision:
     queue: str
     priority: str
-    escalate: bool
-    reasons: list[str] = field(default_factory=list)
+    action: Action
+    reasons: list[Reason] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)  # clarify only, best first
+
+    @property
+    def escalate(self) -> bool:
+        """The pre-action flag, kept for callers that read it: a person takes over."""
+        return self.action is Action.HUMAN
 
 
-@dataclass(frozen=True)
-class RoutingPolicy:
-    intent_groups: Mapping[str, str]
-    group_queues: Mapping[str, str]
-    urgency_priorities: Mapping[str, str]
-    escalate_intents: frozenset[str]
-    escalate_urgency: frozenset[str]
-    escalate_emotions: frozenset[str]
-    high_urgency_negative_emotions: frozenset[str]
-    max_turns: int
-    repeated_intent_count: int
-    angry_priority: str
-    low_confidence_heads: tuple[str, ...] = ("intent",)
+def content_reasons(
+    intent: str, urgency: str, emotion: str, asks_for_human: bool, policy: RoutingPolicy
+) -> list[Reason]:
+    """The content rules on one message's labels (predicted or gold), in `Reason` order."""
+    on = policy.enabled
+    reasons = []
+    if Reason.HUMAN_REQUESTED in on and (
+        intent in policy.human_request_intents or (asks_for_human and policy.human_request_in_text)
+    ):
+        reasons.append(Reason.HUMAN_REQUESTED)
+    if Reason.COMPLAINT in on and intent in policy.complaint_intents:
+        reasons.append(Reason.COMPLAINT)
+    if Reason.CRITICAL_URGENCY in on and urgency in policy.critical_urgency:
+        reasons.append(Reason.CRITICAL_URGENCY)
+    if Reason.ANGRY in on and emotion in policy.angry_emotions:
+        reasons.append(Reason.ANGRY)
+    if (
+        Reason.HIGH_URGENCY_NEGATIVE in on
+        and urgency in policy.high_urgency
+        and emotion in policy.high_urgency_emotions
+    ):
+        reasons.append(Reason.HIGH_URGENCY_NEGATIVE)
+    return reasons
 
-    @classmethod
-    def from_mapping(
-        cls,
-        policy: Mapping[str, Any],
-        *,
-        labels: Mapping[str, Sequence[str]],
-        intent_groups: Mapping[str, str],
-        group_queues: Mapping[str, str],
-        urgency_priorities: Mapping[str, str],
-        source: str = "policy",
-    ) -> RoutingPolicy:
-        """Validate a policy against the bundle's labels; errors name the key and the value."""
-        known = {
-            "escalate_intents": "intent",
-            "escalate_urgency": "urgency",
-            "escalate_emotions": "emotion",
-            "high_urgency_negative_emotions": "emotion",
-        }
-        allowed = set(known) | {
-            "max_turns",
-            "repeated_intent_count",
-            "angry_priority",
-            "low_confidence_heads",
-            "group_queues",
-        }
-        unknown = set(policy) - allowed
-        if unknown:
-            raise PolicyError(
-                f"{source}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}"
-            )
-        sets: dict[str, frozenset[str]] = {}
-        for key, head in known.items():
-            values = policy.get(key, [])
-            if not isinstance(values, list):
-                raise PolicyError(f"{source}: {key} must be a list of {head} ids, got {values!r}")
-            bad = [v for v in values if v not in labels[head]]
-            if bad:
-                raise PolicyError(f"{source}: {key} has unknown {head} ids {bad}")
-            sets[key] = frozenset(values)
-        numbers = {}
-        for key, default in (("max_turns", 3), ("repeated_intent_count", 1)):
-            value = policy.get(key, default)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise PolicyError(f"{source}: {key} must be an integer >= 1, got {value!r}")
-            numbers[key] = value
-        angry_priority = policy.get("angry_priority", "P1")
-        if angry_priority not in PRIORITIES:
-            raise PolicyError(
-                f"{source}: angry_priority must be one of {PRIORITIES}, got {angry_priority!r}"
-            )
-        heads = tuple(policy.get("low_confidence_heads", ["intent"]))
-        if not set(heads) <= set(labels):
-            raise PolicyError(
-                f"{source}: low_confidence_heads must be head names, got {list(heads)}"
-            )
-        queues = dict(group_queues) | dict(policy.get("group_queues", {}) or {})
-        missing = set(intent_groups.values()) - set(queues)
-        if missing:
-            raise PolicyError(f"{source}: no queue for groups {sorted(missing)}")
-        return cls(
-            intent_groups=dict(intent_groups),
-            group_queues=queues,
-            urgency_priorities=dict(urgency_priorities),
-            escalate_intents=sets["escalate_intents"],
-            escalate_urgency=sets["escalate_urgency"],
-            escalate_emotions=sets["escalate_emotions"],
-            high_urgency_negative_emotions=sets["high_urgency_negative_emotions"],
-            max_turns=numbers["max_turns"],
-            repeated_intent_count=numbers["repeated_intent_count"],
-            angry_priority=angry_priority,
-            low_confidence_heads=heads,
-        )
 
-    @classmethod
-    def for_bundle(cls, bundle, override_path: str | Path | None = None) -> RoutingPolicy:
-        """The bundle's policy, or a policy file given at serve time, validated."""
-        policy, source = bundle.policy, f"{bundle.path}/policy.yaml"
-        if override_path:
-            source = str(override_path)
-            try:
-                policy = yaml.safe_load(Path(override_path).read_text(encoding="utf-8")) or {}
-            except FileNotFoundError:
-                raise PolicyError(f"policy file {override_path} does not exist") from None
-            except yaml.YAMLError as exc:
-                raise PolicyError(f"{override_path} is not valid YAML: {exc}") from None
-            if not isinstance(policy, dict):
-                raise PolicyError(f"{override_path}: expected a mapping of policy keys")
-        return cls.from_mapping(
-            policy,
-            labels=bundle.labels,
-            intent_groups=bundle.intent_groups,
-            group_queues=bundle.group_queues,
-            urgency_priorities=bundle.urgency_priorities,
-            source=source,
-        )
+def conversation_reasons(
+    intent: str, low_confidence: bool, context: ConversationContext, policy: RoutingPolicy
+) -> list[Reason]:
+    """The conversation rules: turn limit, repeated intent, a clarification that failed."""
+    on = policy.enabled
+    previous = list(context.previous_intents)
+    reasons = []
+    long = context.turn is not None and context.turn > policy.max_turns
+    if Reason.LONG_CONVERSATION in on and long:
+        reasons.append(Reason.LONG_CONVERSATION)
+    repeated = (
+        intent not in policy.repeat_ignore_intents and previous.count(intent) >= policy.min_repeats
+    )
+    if Reason.REPEATED_INTENT in on and repeated:
+        reasons.append(Reason.REPEATED_INTENT)
+    clarified = (
+        context.clarifications >= policy.after_clarifications
+        or trailing_abstentions(previous) >= policy.after_abstained_turns
+    )
+    if Reason.CLARIFICATION_FAILED in on and low_confidence and clarified:
+        reasons.append(Reason.CLARIFICATION_FAILED)
+    return reasons
+
+
+def trailing_abstentions(previous_intents: Sequence[str | None]) -> int:
+    """How many of the latest earlier turns, counted back from this one, had no intent."""
+    count = 0
+    for intent in reversed(previous_intents):
+        if intent is not None:
+            break
+        count += 1
+    return count
+
+
+def choose_action(reasons: Iterable[Reason]) -> Action:
+    """Human if any reason hands over; clarify if the only reason is low confidence; else bot."""
+    reasons = set(reasons)
+    if reasons & HUMAN_REASONS:
+        return Action.HUMAN
+    if Reason.LOW_CONFIDENCE in reasons:
+        return Action.CLARIFY
+    return Action.BOT
+
+
+def is_low_confidence(prediction: Prediction, policy: RoutingPolicy) -> bool:
+    return Reason.LOW_CONFIDENCE in policy.enabled and any(
+        prediction.heads[head].abstain for head in policy.low_confidence_heads
+    )
 
 
 def decide(prediction: Prediction, context: ConversationContext, policy: RoutingPolicy) -> Decision:
@@ -161,31 +183,35 @@ def decide(prediction: Prediction, context: ConversationContext, policy: Routing
         prediction.urgency.label,
         prediction.emotion.label,
     )
-    reasons: list[str] = []
-    if prediction.asks_for_human or intent == "human_agent":
-        reasons.append("human_requested")
-    if intent in policy.escalate_intents and intent != "human_agent":
-        reasons.append("complaint" if intent == "complaint" else f"intent_{intent}")
-    if urgency in policy.escalate_urgency:
-        reasons.append("critical_urgency")
-    if emotion in policy.escalate_emotions:
-        reasons.append("angry")
-    if urgency == "high" and emotion in policy.high_urgency_negative_emotions:
-        reasons.append("high_urgency_negative")
-    if any(prediction.heads[head].abstain for head in policy.low_confidence_heads):
-        reasons.append("low_confidence")
-    if context.turn is not None and context.turn > policy.max_turns:
-        reasons.append("long_conversation")
-    if list(context.previous_intents).count(intent) >= policy.repeated_intent_count:
-        reasons.append("repeated_intent")
+    low_confidence = is_low_confidence(prediction, policy)
+    reasons = content_reasons(intent, urgency, emotion, prediction.asks_for_human, policy)
+    if low_confidence:
+        reasons.append(Reason.LOW_CONFIDENCE)
+    reasons += conversation_reasons(intent, low_confidence, context, policy)
+    reasons.sort(key=_ORDER.__getitem__)
+    action = choose_action(reasons)
     priority = policy.urgency_priorities.get(urgency, "P3")
-    if emotion == "angry":
-        priority = min(
-            priority, policy.angry_priority
-        )  # "P0" < "P1": lower string, higher priority
+    if emotion == "angry":  # "P0" < "P1": the lower string is the higher priority
+        priority = min(priority, policy.angry_priority)
     return Decision(
         queue=policy.group_queues[policy.intent_groups[intent]],
         priority=priority,
-        escalate=bool(reasons),
+        action=action,
         reasons=reasons,
+        candidates=clarify_candidates(prediction.intent, policy)
+        if action is Action.CLARIFY
+        else [],
     )
+
+
+def clarify_candidates(intent: HeadPrediction, policy: RoutingPolicy) -> list[Candidate]:
+    """The intents to offer: the best one always, then those at `min_confidence` or above."""
+    chosen = [
+        (label, confidence)
+        for rank, (label, confidence) in enumerate(intent.top)
+        if rank == 0 or confidence >= policy.min_candidate_confidence
+    ][: policy.max_candidates]
+    return [
+        Candidate(label, policy.intent_names.get(label, label), confidence)
+        for label, confidence in chosen
+    ]

@@ -43,6 +43,9 @@ def installed(tmp_path_factory) -> Path:
         check=True,
         cwd=root,
         timeout=900,
+        # with the checkout on PYTHONPATH, pip would see the build's kefu.egg-info there, call
+        # kefu "already satisfied" and install only its dependencies
+        env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
     )
     return env_dir
 

@@ -46,21 +46,78 @@ def test_entities_do_not_overlap_and_come_in_text_order():
     )
 
 
-@pytest.mark.parametrize(
-    ("text", "asked"),
-    [
-        ("转人工", True),
-        ("人工客服", True),
-        ("我要找真人", True),
-        ("退款怎么还没到 转人工", True),
-        ("human please", True),
-        ("人工客服态度太差了", False),  # talks about an agent, does not ask for one
-        ("机器人听不懂", False),
-        ("在吗", False),
-    ],
-)
-def test_asks_for_human(text, asked):
-    assert asks_for_human(text) is asked
+HUMAN_REQUESTS = [
+    # asks for a human agent
+    "转人工",
+    "人工",
+    "人工客服",
+    "人工服务，谢谢",
+    "转人工客服！",
+    "我要人工",
+    "给我转接人工",
+    "帮我转到人工",
+    "我要找真人",
+    "找个真人说话",
+    "有没有人工客服？",
+    "有人工吗",
+    "不要机器人，叫个人来",
+    "别用自动回复敷衍我",
+    "换个客服",
+    "退款怎么还没到 转人工",
+    "订单[订单x]三天没动了，人工",
+    "human please",
+    # asks for a supervisor or person in charge
+    "找你们领导",
+    "我要找你们主管",
+    "叫你们经理出来",
+    "叫你们负责人来处理",
+    "让你们上级给我个说法",
+    "你让你们同事联系我",
+    # asks for the service's phone
+    "客服电话多少",
+    "你们电话多少",
+    "投诉电话是多少",
+    "给我你们的联系方式",
+    "有电话吗，打字说不清楚",
+    "能打电话说吗",
+    "请给我回个电话",
+]
+NOT_HUMAN_REQUESTS = [
+    "我要投诉",  # a complaint, routed by its intent, not a request for a person
+    "我要投诉你们，太差了",
+    "你是机器人吗",  # asks whether, does not ask for
+    "是人工吗",
+    "你好，是人工客服吗？",
+    "是不是机器人回复的",
+    "人工客服态度太差了",  # talks about agents
+    "人工客服说可以退款",
+    "之前人工客服也不知道",
+    "客服还没给我打电话",
+    "机器人听不懂",
+    "在吗",  # presence checks, like greetings
+    "人呢",
+    "有人吗",
+    "安装要人工费吗",  # labour cost
+    "人工智能音箱怎么连wifi",
+    "花呗我想找人代付",
+    "快递员电话多少",  # third parties: logistics, installation
+    "给我送货员的电话",
+    "可以打电话给快递员吗",
+    "帮我联系一下配送站的工作人员",
+    "我电话是[电话x]",
+    "收货人电话填错了",
+    "花呗逾期会打电话提醒吗",
+]
+
+
+@pytest.mark.parametrize("text", HUMAN_REQUESTS)
+def test_asks_for_human(text):
+    assert asks_for_human(text) is True
+
+
+@pytest.mark.parametrize("text", NOT_HUMAN_REQUESTS)
+def test_does_not_ask_for_human(text):
+    assert asks_for_human(text) is False
 
 
 @pytest.mark.parametrize(

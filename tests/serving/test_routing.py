@@ -1,11 +1,20 @@
-"""One table row per routing rule of spec/taxonomy.md ("Routing"), plus policy validation."""
+"""One table row per routing rule of spec/taxonomy.md ("Routing"): action, reasons, priority."""
 
 import pytest
 
-from kefu.errors import PolicyError
 from kefu.serving.bundle import read_bundle
 from kefu.serving.classifier import HeadPrediction, Prediction
-from kefu.serving.routing import ConversationContext, Decision, RoutingPolicy, decide
+from kefu.serving.routing import (
+    Action,
+    Candidate,
+    ConversationContext,
+    Decision,
+    Reason,
+    choose_action,
+    content_reasons,
+    decide,
+)
+from kefu.serving.routing_policy import RoutingPolicy
 
 
 @pytest.fixture(scope="module")
@@ -18,120 +27,152 @@ def policy(bundle):
     return RoutingPolicy.for_bundle(bundle)
 
 
+TOP_INTENTS = [("logistics_status", 0.45), ("logistics_issue", 0.3), ("order_status", 0.05)]
+
+
 def prediction(
     intent="logistics_status",
     urgency="medium",
     emotion="neutral",
     *,
-    group=None,
     abstain=(),
     asks_for_human=False,
-    groups=None,
+    top=None,
 ):
     heads = {
         head: HeadPrediction(label, label, 0.9, head in abstain, [(label, 0.9)])
         for head, label in (("intent", intent), ("urgency", urgency), ("emotion", emotion))
     }
-    return Prediction(heads=heads, group=group or "", asks_for_human=asks_for_human)
+    if top is not None:
+        heads["intent"].top = top
+    return Prediction(heads=heads, group="", asks_for_human=asks_for_human)
 
 
-# (case, prediction kwargs, context, expected decision) - queue, priority, escalate, reasons
+BOT, CLARIFY, HUMAN = Action.BOT, Action.CLARIFY, Action.HUMAN
+# (case, prediction kwargs, context, (queue, priority, action, reasons))
 RULES = [
-    ("plain request: no escalation", {}, {}, Decision("物流组", "P2", False, [])),
+    ("plain request: the bot answers", {}, {}, ("物流组", "P2", BOT, [])),
     (
         "intent human_agent",
         {"intent": "human_agent"},
         {},
-        Decision("投诉专席", "P2", True, ["human_requested"]),
+        ("投诉专席", "P2", HUMAN, ["human_requested"]),
     ),
     (
         "concrete request that also asks for a human",
         {"intent": "refund_return", "asks_for_human": True},
         {},
-        Decision("售后组", "P2", True, ["human_requested"]),
+        ("售后组", "P2", HUMAN, ["human_requested"]),
     ),
-    (
-        "intent complaint",
-        {"intent": "complaint"},
-        {},
-        Decision("投诉专席", "P2", True, ["complaint"]),
-    ),
+    ("intent complaint", {"intent": "complaint"}, {}, ("投诉专席", "P2", HUMAN, ["complaint"])),
     (
         "urgency critical",
         {"urgency": "critical"},
         {},
-        Decision("物流组", "P0", True, ["critical_urgency"]),
+        ("物流组", "P0", HUMAN, ["critical_urgency"]),
     ),
     (
         "emotion angry raises low urgency to P1",
         {"urgency": "low", "emotion": "angry"},
         {},
-        Decision("物流组", "P1", True, ["angry"]),
+        ("物流组", "P1", HUMAN, ["angry"]),
     ),
     (
         "angry keeps the higher P0",
         {"urgency": "critical", "emotion": "angry"},
         {},
-        Decision("物流组", "P0", True, ["critical_urgency", "angry"]),
+        ("物流组", "P0", HUMAN, ["critical_urgency", "angry"]),
     ),
     (
         "high urgency + anxious",
         {"urgency": "high", "emotion": "anxious"},
         {},
-        Decision("物流组", "P1", True, ["high_urgency_negative"]),
+        ("物流组", "P1", HUMAN, ["high_urgency_negative"]),
     ),
     (
         "high urgency + dissatisfied",
         {"urgency": "high", "emotion": "dissatisfied"},
         {},
-        Decision("物流组", "P1", True, ["high_urgency_negative"]),
+        ("物流组", "P1", HUMAN, ["high_urgency_negative"]),
     ),
+    ("high urgency + neutral: bot", {"urgency": "high"}, {}, ("物流组", "P1", BOT, [])),
+    ("medium urgency + anxious: bot", {"emotion": "anxious"}, {}, ("物流组", "P2", BOT, [])),
     (
-        "high urgency + neutral: no escalation",
-        {"urgency": "high"},
-        {},
-        Decision("物流组", "P1", False, []),
-    ),
-    (
-        "medium urgency + anxious: no escalation",
-        {"emotion": "anxious"},
-        {},
-        Decision("物流组", "P2", False, []),
-    ),
-    (
-        "intent not confident",
+        "intent not confident: clarify, never human on its own",
         {"abstain": ("intent",)},
         {},
-        Decision("物流组", "P2", True, ["low_confidence"]),
+        ("物流组", "P2", CLARIFY, ["low_confidence"]),
     ),
     (
-        "only urgency not confident: intent rule only",
+        "only urgency not confident: the policy watches the intent head",
         {"abstain": ("urgency",)},
         {},
-        Decision("物流组", "P2", False, []),
+        ("物流组", "P2", BOT, []),
+    ),
+    (
+        "not confident and angry: the content rule hands over",
+        {"emotion": "angry", "abstain": ("intent",)},
+        {},
+        ("物流组", "P1", HUMAN, ["angry", "low_confidence"]),
     ),
     (
         "more than 3 customer turns",
         {},
         {"turn": 4},
-        Decision("物流组", "P2", True, ["long_conversation"]),
+        ("物流组", "P2", HUMAN, ["long_conversation"]),
     ),
-    ("3 customer turns: not yet long", {}, {"turn": 3}, Decision("物流组", "P2", False, [])),
+    ("3 customer turns: not yet long", {}, {"turn": 3}, ("物流组", "P2", BOT, [])),
     (
         "same intent as an earlier turn",
         {},
         {"previous_intents": ("order_status", "logistics_status")},
-        Decision("物流组", "P2", True, ["repeated_intent"]),
+        ("物流组", "P2", HUMAN, ["repeated_intent"]),
     ),
     (
         "earlier turns had other intents",
         {},
         {"previous_intents": ("order_status",)},
-        Decision("物流组", "P2", False, []),
+        ("物流组", "P2", BOT, []),
     ),
-    ("priority low -> P3", {"urgency": "low"}, {}, Decision("物流组", "P3", False, [])),
     (
-        "every reason at once",
+        "a greeting again is no repeated request",
+        {"intent": "greeting", "urgency": "low"},
+        {"previous_intents": ("greeting",)},
+        ("机器人自助", "P3", BOT, []),
+    ),
+    (
+        "an earlier abstained turn is no repeat of anything",
+        {},
+        {"previous_intents": (None,)},
+        ("物流组", "P2", BOT, []),
+    ),
+    (
+        "unsure again after a clarification: human",
+        {"abstain": ("intent",)},
+        {"clarifications": 1},
+        ("物流组", "P2", HUMAN, ["low_confidence", "clarification_failed"]),
+    ),
+    (
+        "unsure again after an abstained turn: human",
+        {"abstain": ("intent",)},
+        {"previous_intents": ("order_status", None)},
+        ("物流组", "P2", HUMAN, ["low_confidence", "clarification_failed"]),
+    ),
+    (
+        "unsure, the abstention was two turns ago: clarify again",
+        {"abstain": ("intent",)},
+        {"previous_intents": (None, "order_status")},
+        ("物流组", "P2", CLARIFY, ["low_confidence"]),
+    ),
+    (
+        "confident after a clarification: the clarification worked, bot",
+        {},
+        {"clarifications": 1, "previous_intents": (None,)},
+        ("物流组", "P2", BOT, []),
+    ),
+    ("priority low -> P3", {"urgency": "low"}, {}, ("物流组", "P3", BOT, [])),
+    (
+        "every reason at once, in the fixed order",
         {
             "intent": "complaint",
             "urgency": "critical",
@@ -139,21 +180,9 @@ RULES = [
             "abstain": ("intent",),
             "asks_for_human": True,
         },
-        {"turn": 9, "previous_intents": ("complaint",)},
-        Decision(
-            "投诉专席",
-            "P0",
-            True,
-            [
-                "human_requested",
-                "complaint",
-                "critical_urgency",
-                "angry",
-                "low_confidence",
-                "long_conversation",
-                "repeated_intent",
-            ],
-        ),
+        {"turn": 9, "previous_intents": ("complaint",), "clarifications": 2},
+        # every reason but high_urgency_negative, which needs urgency high, not critical
+        ("投诉专席", "P0", HUMAN, [r.value for r in Reason if r != "high_urgency_negative"]),
     ),
 ]
 
@@ -162,7 +191,65 @@ RULES = [
     ("case", "kwargs", "context", "expected"), RULES, ids=[r[0] for r in RULES]
 )
 def test_routing_rule(policy, case, kwargs, context, expected):
-    assert decide(prediction(**kwargs), ConversationContext(**context), policy) == expected
+    decision = decide(prediction(**kwargs), ConversationContext(**context), policy)
+    queue, priority, action, reasons = expected
+    assert (decision.queue, decision.priority, decision.action, decision.reasons) == (
+        queue,
+        priority,
+        action,
+        reasons,
+    )
+    assert decision.escalate is (action is HUMAN)
+    assert all(isinstance(reason, Reason) for reason in decision.reasons)
+    assert choose_action(decision.reasons) is decision.action
+
+
+def test_clarify_offers_the_likely_intents_with_names(policy):
+    decision = decide(
+        prediction(abstain=("intent",), top=TOP_INTENTS), ConversationContext(), policy
+    )
+    assert decision == Decision(
+        "物流组",
+        "P2",
+        CLARIFY,
+        [Reason.LOW_CONFIDENCE],
+        [
+            Candidate("logistics_status", "物流查询", 0.45),
+            Candidate("logistics_issue", "物流异常", 0.3),  # order_status is under 0.1
+        ],
+    )
+
+
+def test_the_best_intent_is_offered_even_under_the_minimum(bundle, tmp_path):
+    path = write_policy(tmp_path, "clarify: {max_candidates: 1, min_confidence: 0.9}\n")
+    policy = RoutingPolicy.for_bundle(bundle, path)
+    decision = decide(
+        prediction(abstain=("intent",), top=TOP_INTENTS), ConversationContext(), policy
+    )
+    assert decision.candidates == [Candidate("logistics_status", "物流查询", 0.45)]
+
+
+def test_only_clarify_carries_candidates(policy):
+    human = decide(
+        prediction(emotion="angry", abstain=("intent",), top=TOP_INTENTS),
+        ConversationContext(),
+        policy,
+    )
+    assert (human.action, human.candidates) == (HUMAN, [])
+
+
+@pytest.mark.parametrize(
+    ("labels", "asks", "expected"),
+    [
+        (("logistics_status", "medium", "neutral"), False, []),
+        (("human_agent", "medium", "neutral"), False, ["human_requested"]),
+        (("refund_return", "medium", "neutral"), True, ["human_requested"]),
+        (("complaint", "critical", "angry"), False, ["complaint", "critical_urgency", "angry"]),
+        (("payment", "high", "anxious"), False, ["high_urgency_negative"]),
+    ],
+)
+def test_content_reasons_on_labels_alone(policy, labels, asks, expected):
+    assert content_reasons(*labels, asks, policy) == expected
 
 
 QUEUES = [
@@ -185,46 +272,3 @@ def write_policy(tmp_path, text):
     path = tmp_path / "policy.yaml"
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def test_policy_file_overrides_the_bundle_policy(bundle, tmp_path):
-    path = write_policy(tmp_path, "max_turns: 5\nescalate_emotions: [angry, dissatisfied]\n")
-    policy = RoutingPolicy.for_bundle(bundle, path)
-    context = ConversationContext(turn=5)
-    assert decide(prediction(emotion="dissatisfied"), context, policy) == Decision(
-        "物流组", "P2", True, ["angry"]
-    )
-    assert policy.max_turns == 5
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("max_turn: 3\n", "unknown keys ['max_turn']"),
-        (
-            "escalate_intents: [complaint, refund]\n",
-            "escalate_intents has unknown intent ids ['refund']",
-        ),
-        (
-            "escalate_emotions: angry\n",
-            "escalate_emotions must be a list of emotion ids, got 'angry'",
-        ),
-        ("max_turns: 0\n", "max_turns must be an integer >= 1, got 0"),
-        ("angry_priority: P5\n", "angry_priority must be one of"),
-        ("low_confidence_heads: [sentiment]\n", "low_confidence_heads must be head names"),
-        ("- a\n- b\n", "expected a mapping of policy keys"),
-        ("max_turns: [\n", "is not valid YAML"),
-    ],
-)
-def test_bad_policy_names_the_problem(bundle, tmp_path, text, message):
-    path = write_policy(tmp_path, text)
-    with pytest.raises(
-        PolicyError, match=message.replace("[", r"\[").replace("]", r"\]")
-    ) as caught:
-        RoutingPolicy.for_bundle(bundle, path)
-    assert str(path) in str(caught.value)
-
-
-def test_missing_policy_file_is_named(bundle, tmp_path):
-    with pytest.raises(PolicyError, match="policy file .*nope.yaml does not exist"):
-        RoutingPolicy.for_bundle(bundle, tmp_path / "nope.yaml")

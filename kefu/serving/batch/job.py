@@ -11,6 +11,7 @@ from typing import Protocol
 
 from kefu.errors import ConfigError
 from kefu.serving.batch.scoring import DEFAULT_BATCH_SIZE
+from kefu.serving.batch.sessions import SessionSpec
 from kefu.tabular.options import MAX_RECORD_LINES
 
 DEFAULT_CHUNK_SIZE = 2048
@@ -39,6 +40,9 @@ class ScoreJob:
     resume: bool = False  # continue an interrupted run from its last committed chunk
     fresh: bool = False  # discard an interrupted run's state and start over
     progress: bool = True
+    session_col: str | None = None  # conversation id: route each message with its context
+    turn_col: str | None = None  # customer turn number within the session (orders the turns)
+    time_col: str | None = None  # message time (orders the turns when there is no turn column)
 
     def __post_init__(self) -> None:
         for name in ("chunk_size", "batch_size", "workers"):
@@ -51,6 +55,12 @@ class ScoreJob:
             raise ConfigError(
                 f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {self.output_format!r}"
             )
+        self.sessions  # noqa: B018 - validates the session options now
+
+    @property
+    def sessions(self) -> SessionSpec | None:
+        """The conversation options, or None when messages are routed one by one."""
+        return SessionSpec.from_options(self.session_col, self.turn_col, self.time_col)
 
     def policy_hash(self) -> str:
         if self.policy is None:

@@ -36,6 +36,8 @@ from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.progress import ProgressReporter
 from kefu.serving.batch.readers import Chunk, count_chunks, read_chunks
 from kefu.serving.batch.scoring import SCORE_SCHEMA, Scorer, attach_scores
+from kefu.serving.batch.session_routing import SessionRouter
+from kefu.serving.batch.sessions import annotate, without_internal
 from kefu.serving.batch.staging import RESUME_HINT, RunState, Staging
 from kefu.serving.batch.writers import concat_lines, unified_schema, write_output
 from kefu.serving.classifier import ort_threads
@@ -64,7 +66,9 @@ def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
             ScorerPool(job) as pool,
             ProgressReporter(total, state.rows_read, job.progress, console) as progress,
         ):
-            for chunk, scores in pool.score_in_order(_pending_chunks(job, plan, state)):
+            for chunk, scores in pool.score_in_order(
+                _annotated(job, _pending_chunks(job, plan, state))
+            ):
                 scored = attach_scores(chunk.table, scores)
                 staging.commit(state, chunk.index, chunk.counts, scored, chunk.rejects)
                 progress.advance(chunk.rows_read)
@@ -72,7 +76,11 @@ def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
         staging.save(state)
     summary = state.summary()
     summary.check()
-    finalise(staging, state, job.output, plan)
+    router = _session_router(job, plan, staging)
+    finalise(staging, state, job.output, plan, router)
+    if router is not None and job.sessions is not None:
+        for line in router.stats.lines(job.sessions):
+            console.print(line, highlight=False, soft_wrap=True)
     summary.files, summary.engine = len(plan.inputs), "local"
     summary.output, summary.rejects_file = str(job.output), str(plan.rejects_path)
     summary.seconds = time.monotonic() - started
@@ -81,18 +89,46 @@ def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
     return summary
 
 
-def finalise(staging: Staging, state: RunState, output: Path, plan: RunPlan) -> None:
-    """Merge the committed parts into OUTPUT and OUTPUT.rejects.jsonl; then drop the staging."""
+def finalise(
+    staging: Staging,
+    state: RunState,
+    output: Path,
+    plan: RunPlan,
+    router: SessionRouter | None = None,
+) -> None:
+    """Merge the committed parts into OUTPUT and OUTPUT.rejects.jsonl; then drop the staging.
+
+    With sessions, `router` first routes every row with its conversation's context.
+    """
     parts = staging.parts(state)
-    schema = unified_schema(pq.read_schema(part) for part in parts)
-    tables = (pq.read_table(part) for part in parts)
+    schema = unified_schema(without_internal(pq.read_schema(part)) for part in parts)
+
+    def tables() -> Iterator[pa.Table]:
+        return (pq.read_table(part) for part in parts)
+
+    routed = router.routed(tables, state.scored) if router is not None else tables()
     rows = write_output(
-        tables, schema, output, plan.output_format, excel_csv=plan.excel_csv, hint=RESUME_HINT
+        routed, schema, output, plan.output_format, excel_csv=plan.excel_csv, hint=RESUME_HINT
     )
     if rows != state.scored:
         raise RuntimeError(f"merge wrote {rows} rows but {state.scored} were committed")
     concat_lines(staging.reject_files(state), plan.rejects_path, hint=RESUME_HINT)
     staging.remove()
+
+
+def _annotated(job: ScoreJob, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """Chunks with their session and order keys (`sessions.annotate`) when sessions are on."""
+    spec = job.sessions
+    for chunk in chunks:
+        if spec is not None:
+            chunk.table = annotate(chunk.table, spec)
+        yield chunk
+
+
+def _session_router(job: ScoreJob, plan: RunPlan, staging: Staging) -> SessionRouter | None:
+    if job.sessions is None or plan.policy is None:
+        return None
+    return SessionRouter(job.sessions, plan.policy, staging.directory / "sessions")
 
 
 def _pending_chunks(job: ScoreJob, plan: RunPlan, state: RunState) -> Iterator[Chunk]:
@@ -159,15 +195,16 @@ class ScorerPool:
         return self
 
     def score_in_order(self, chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, pa.Table]]:
+        route_inputs = self.job.sessions is not None
         if self.scorer is not None:
             for chunk in chunks:
-                yield chunk, self.scorer.score(chunk.texts)
+                yield chunk, self.scorer.score(chunk.texts, route_inputs=route_inputs)
             return
         assert self.executor is not None
         in_flight: deque[tuple[Chunk, Future[pa.Table]]] = deque()
         for chunk in chunks:
             try:
-                future = self.executor.submit(_score_in_worker, chunk.texts)
+                future = self.executor.submit(_score_in_worker, chunk.texts, route_inputs)
             except BrokenProcessPool:  # a worker died before this chunk could be queued
                 raise KefuError(WORKER_DIED) from None
             in_flight.append((chunk, future))
@@ -221,8 +258,6 @@ def _exit_when_orphaned(parent_pid: int) -> None:
     os._exit(1)  # the parent was killed: nothing will collect our results
 
 
-def _score_in_worker(texts: list[str]) -> pa.Table:
+def _score_in_worker(texts: list[str], route_inputs: bool = False) -> pa.Table:
     assert _WORKER_SCORER is not None
-    if not texts:
-        return SCORE_SCHEMA.empty_table()
-    return _WORKER_SCORER.score(texts)
+    return _WORKER_SCORER.score(texts, route_inputs=route_inputs)

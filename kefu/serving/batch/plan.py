@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kefu.errors import DataError
 from kefu.serving.batch.job import ScoreJob
 from kefu.serving.batch.scoring import SCORE_COLUMNS
 from kefu.serving.batch.sources import check_input, check_output, output_paths
 from kefu.serving.deployment import check_deployable
+from kefu.serving.routing_policy import RoutingPolicy
 from kefu.tabular import ReadOptions, TableFile, resolve_files
 
 
@@ -33,6 +35,7 @@ class RunPlan:
     clashing_columns: list[str] = field(
         default_factory=list
     )  # input columns named like score columns
+    policy: RoutingPolicy | None = None  # validated; session routing decides with it
 
     def warnings(self) -> list[str]:
         if not self.clashing_columns:
@@ -51,7 +54,8 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
     for source in inputs:
         found = check_input(source, job.text_col, job.id_col, read_options)
         columns.update(dict.fromkeys(found or []))
-    bundle, _ = check_deployable(job.bundle, job.variant, job.policy)  # now, not in a worker
+        _check_session_columns(source, found, job)
+    bundle, policy = check_deployable(job.bundle, job.variant, job.policy)  # now, not in a worker
     rejects_path, staging_dir = output_paths(job.output)
     files_hash = hashlib.sha256(
         json.dumps(bundle.manifest.files, sort_keys=True).encode()
@@ -69,6 +73,9 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
         "bundle_files": files_hash,
         "variant": job.variant or bundle.manifest.default_variant,
         "policy": job.policy_hash(),
+        "session_col": job.session_col,
+        "turn_col": job.turn_col,
+        "time_col": job.time_col,
     }
     return RunPlan(
         inputs=inputs,
@@ -80,4 +87,23 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
         model_version=bundle.manifest.model_version,
         fingerprint=fingerprint,
         clashing_columns=[name for name in columns if name in SCORE_COLUMNS],
+        policy=policy,
     )
+
+
+def _check_session_columns(source: InputFile, columns: list[str] | None, job: ScoreJob) -> None:
+    """The session columns must exist (JSONL: in the first record) before any row is scored."""
+    spec = job.sessions
+    if spec is None or columns is None:
+        return
+    for option, name in (
+        ("--session-col", spec.session_col),
+        ("--turn-col", spec.turn_col),
+        ("--time-col", spec.time_col),
+    ):
+        if name is not None and name not in columns:
+            raise DataError(
+                f"{option} column {name!r} is missing; found columns {list(columns)[:20]}",
+                file=str(source.path),
+                column=name,
+            )

@@ -71,6 +71,11 @@ def run_ray(
     started = time.monotonic()
     if job.resume:
         raise ConfigError("--resume is supported by the local engine only; rerun with --fresh")
+    if job.sessions is not None:
+        raise ConfigError(
+            "--session-col is supported by the local engine only (conversations are routed in "
+            "order after scoring); rerun with --engine local"
+        )
     plan = plan_run(job, engine="ray")
     for warning in plan.warnings():
         console.print(f"warning: {warning}", highlight=False, soft_wrap=True)

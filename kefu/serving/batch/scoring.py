@@ -10,28 +10,50 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
+from kefu.serving.classifier import Prediction
 from kefu.serving.deployment import Deployment
+from kefu.serving.routing import Decision
+from kefu.serving.taxonomy import HEADS
 
 SCORE_SCHEMA = pa.schema(
     [
         ("intent", pa.string()),
         ("intent_confidence", pa.float64()),
+        ("intent_abstain", pa.bool_()),
         ("urgency", pa.string()),
         ("urgency_confidence", pa.float64()),
+        ("urgency_abstain", pa.bool_()),
         ("emotion", pa.string()),
         ("emotion_confidence", pa.float64()),
+        ("emotion_abstain", pa.bool_()),
         ("group", pa.string()),
         ("queue", pa.string()),
         ("priority", pa.string()),
+        ("action", pa.string()),
         ("escalate", pa.bool_()),
         ("reasons", pa.list_(pa.string())),
+        ("candidates", pa.list_(pa.string())),  # intent ids offered by a clarify action
+        ("truncated", pa.bool_()),
+        # the conversation and turn a message was routed with (--session-col; null without)
+        ("session_id", pa.string()),
+        ("session_turn", pa.int64()),
         ("model_version", pa.string()),
     ]
 )
 SCORE_COLUMNS = tuple(SCORE_SCHEMA.names)
+# What session routing needs beyond the score columns, carried in the staged parts only.
+INTENT_TOP, TEXT_ASKS_HUMAN = "_kefu_intent_top", "_kefu_asks_human"
+ROUTE_INPUT_FIELDS = [
+    pa.field(
+        INTENT_TOP,
+        pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float64())])),
+    ),
+    pa.field(TEXT_ASKS_HUMAN, pa.bool_()),
+]
 DEFAULT_BATCH_SIZE = 64
 INPUT_PREFIX = "input_"  # input columns named like score columns are kept under this prefix
 
@@ -62,27 +84,59 @@ class Scorer:
     def model_version(self) -> str:
         return self.deployment.model_version
 
-    def score(self, texts: Sequence[str]) -> pa.Table:
-        """A `SCORE_SCHEMA` table with one row per text, in the order given."""
-        run = self.deployment.triage_in_batches(texts, batch_size=self.batch_size)
+    def score(self, texts: Sequence[str], *, route_inputs: bool = False) -> pa.Table:
+        """A `SCORE_SCHEMA` table with one row per text, in the order given.
+
+        `route_inputs` adds `ROUTE_INPUT_FIELDS` (the intent candidates and whether the text
+        asks for a person), for session routing to decide again with context after scoring.
+        """
+        top_k = self.deployment.policy.max_candidates if route_inputs else 1
+        run = self.deployment.triage_in_batches(texts, batch_size=self.batch_size, top_k=top_k)
         rows = [
-            {
-                "intent": prediction.intent.label,
-                "intent_confidence": prediction.intent.confidence,
-                "urgency": prediction.urgency.label,
-                "urgency_confidence": prediction.urgency.confidence,
-                "emotion": prediction.emotion.label,
-                "emotion_confidence": prediction.emotion.confidence,
-                "group": prediction.group,
-                "queue": decision.queue,
-                "priority": decision.priority,
-                "escalate": decision.escalate,
-                "reasons": list(decision.reasons),
-                "model_version": self.model_version,
-            }
+            score_row(prediction, decision, self.model_version)
             for prediction, decision in run.results
         ]
-        return pa.Table.from_pylist(rows, schema=SCORE_SCHEMA)
+        table = pa.Table.from_pylist(rows, schema=SCORE_SCHEMA)
+        if route_inputs:
+            intent_top = [
+                [{"label": label, "confidence": confidence} for label, confidence in p.intent.top]
+                for p, _ in run.results
+            ]
+            asks = [p.asks_for_human for p, _ in run.results]
+            for field, values in zip(ROUTE_INPUT_FIELDS, (intent_top, asks), strict=True):
+                table = table.append_column(field, pa.array(values, field.type))
+        return table
+
+
+def score_row(prediction: Prediction, decision: Decision, model_version: str) -> dict[str, Any]:
+    """One output row's score columns (`SCORE_SCHEMA`)."""
+    row: dict[str, Any] = {}
+    for head in HEADS:
+        row[head] = prediction.heads[head].label
+        row[f"{head}_confidence"] = prediction.heads[head].confidence
+        row[f"{head}_abstain"] = prediction.heads[head].abstain
+    return (
+        row
+        | route_columns(decision)
+        | {
+            "group": prediction.group,
+            "truncated": prediction.truncated,
+            "session_id": None,
+            "session_turn": None,
+            "model_version": model_version,
+        }
+    )
+
+
+def route_columns(decision: Decision) -> dict[str, Any]:
+    return {
+        "queue": decision.queue,
+        "priority": decision.priority,
+        "action": decision.action.value,
+        "escalate": decision.escalate,
+        "reasons": [reason.value for reason in decision.reasons],
+        "candidates": [candidate.intent for candidate in decision.candidates],
+    }
 
 
 def attach_scores(inputs: pa.Table, scores: pa.Table) -> pa.Table:
@@ -101,4 +155,7 @@ def attach_scores(inputs: pa.Table, scores: pa.Table) -> pa.Table:
     table = pa.Table.from_arrays([inputs.column(i) for i in keep], names=[names[i] for i in keep])
     for field in SCORE_SCHEMA:
         table = table.append_column(field, scores.column(field.name))
+    for field in ROUTE_INPUT_FIELDS:
+        if field.name in scores.column_names:
+            table = table.append_column(field, scores.column(field.name))
     return table

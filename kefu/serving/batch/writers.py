@@ -4,9 +4,9 @@ Parts are read one at a time, so the merge holds at most `ROW_GROUP_ROWS` rows. 
 disagree on columns (a later file adds one) or on types (a JSONL column that is 1 in one chunk
 and 1.5 in another): the output schema is the union of the input columns in order of first
 appearance, types promoted when Arrow can (int -> float) and text otherwise, then the score
-columns. CSV cells are text: `reasons` is joined with ";" and nested values become JSON;
-`excel_csv` starts the file with a UTF-8 byte-order mark, without which Excel on Chinese
-Windows reads UTF-8 as GBK. xlsx cells follow `kefu.tabular.xlsx.xlsx_cell`.
+columns. CSV cells are text: `reasons` and `candidates` are joined with ";" and nested values
+become JSON; `excel_csv` starts the file with a UTF-8 byte-order mark, without which Excel on
+Chinese Windows reads UTF-8 as GBK. xlsx cells follow `kefu.tabular.xlsx.xlsx_cell`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from kefu.tabular.output import replacing
 from kefu.tabular.xlsx import write_xlsx
 
 ROW_GROUP_ROWS = 65_536  # rows per Parquet row group: small groups make readers slow
-CSV_LIST_SEPARATOR = ";"  # reason codes never contain it
+CSV_LIST_SEPARATOR = ";"  # reason codes and intent ids never contain it
 
 
 def unified_schema(schemas: Iterable[pa.Schema]) -> pa.Schema:
@@ -154,7 +154,7 @@ def _for_csv(table: pa.Table, csv_schema: pa.Schema) -> pa.Table:
         column = table.column(field.name)
         if column.type == field.type:
             columns.append(column)
-        elif field.name == "reasons":
+        elif field.name in ("reasons", "candidates"):
             joined = [None if v is None else CSV_LIST_SEPARATOR.join(v) for v in column.to_pylist()]
             columns.append(pa.chunked_array([pa.array(joined, pa.string())]))
         else:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from kefu.serving.report.clusters import QuestionCounter
+from kefu.serving.report.conversations import ConversationStats
 from kefu.serving.report.load import ScoredBatch
 from kefu.tabular import Reject
 
@@ -58,12 +59,18 @@ class ReportData:
     questions: QuestionCounter = field(default_factory=QuestionCounter)
     rejected: int = 0  # records that could not be read, counted out (not in `rows`)
     reject_examples: list[Reject] = field(default_factory=list)  # the first few of them
+    actions: Counter[str] = field(default_factory=Counter)  # files scored with actions only
+    priorities: Counter[str] = field(default_factory=Counter)
+    queue_intents: Counter[tuple[str, str]] = field(default_factory=Counter)
+    human_queue_intents: Counter[tuple[str, str]] = field(default_factory=Counter)
+    conversations: ConversationStats = field(default_factory=ConversationStats)
 
     def add(self, batch: ScoredBatch) -> None:
         self.rejected += len(batch.rejects)
         self.reject_examples.extend(
             batch.rejects[: MAX_REJECT_EXAMPLES - len(self.reject_examples)]
         )
+        self._add_routes(batch)
         self.rows += len(batch.intent)
         self.intents.update(batch.intent)
         self.urgency.update(batch.urgency)
@@ -90,6 +97,20 @@ class ReportData:
                 stats.escalated += batch.escalate[i]
                 stats.intents[intent] += 1
                 stats.emotions[batch.emotion[i]] += 1
+
+    def _add_routes(self, batch: ScoredBatch) -> None:
+        """Actions, priorities, queue x intent and conversations, where the file has them."""
+        self.actions.update(a for a in batch.action if a)
+        self.priorities.update(p for p in batch.priority if p)
+        for i, intent in enumerate(batch.intent):
+            key = (batch.queue[i] or "", intent)
+            self.queue_intents[key] += 1
+            self.human_queue_intents[key] += batch.escalate[i]
+            session = batch.session[i]
+            if session is not None:
+                self.conversations.add(
+                    session, batch.session_turn[i], batch.action[i], batch.reasons[i]
+                )
 
     @property
     def escalation_rate(self) -> float:

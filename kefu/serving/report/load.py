@@ -1,6 +1,7 @@
 """Scored files (what `kefu score` wrote: Parquet, CSV, JSONL or xlsx) read back in batches.
 
-Files are read by `kefu.tabular`, like every other input: a record that cannot be read (a
+Files are read by `kefu.tabular`, like every other input; routing and conversation columns
+(action, priority, session) are read when present: a record that cannot be read (a
 broken JSON line, a malformed CSV record) is counted out as a `Reject`, never guessed. Values
 are brought to one Python shape whatever the format: `escalate` a bool (CSV holds
 "true"/"false"), `reasons` a list (CSV holds "a;b"), times a `datetime.date` or None when the
@@ -17,6 +18,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from kefu.errors import DataError
+from kefu.serving.batch.sessions import session_key, turn_number
 from kefu.tabular import (
     DEFAULT_OPTIONS,
     ReadOptions,
@@ -29,6 +31,9 @@ from kefu.tabular import (
 )
 
 REQUIRED = ("intent", "urgency", "emotion", "escalate", "reasons")
+# Read when present: routing (files scored before actions existed lack `action`) and the
+# conversation a message was routed in (`kefu score --session-col`).
+OPTIONAL = ("queue", "model_version", "priority", "action", "session_id", "session_turn")
 BATCH_ROWS = 65_536
 _YMD = re.compile(r"(\d{4})\D{1,3}(\d{1,2})\D{1,3}(\d{1,2})")  # 2024/3/1, 2024年3月1日
 
@@ -44,6 +49,10 @@ class ScoredBatch:
     day: list[date | None] | None  # None when no time column was asked for
     queue: list[str | None]
     model_version: list[str | None]
+    priority: list[str | None]
+    action: list[str | None]
+    session: list[str | None]
+    session_turn: list[int | None]
     rejects: list[Reject] = field(default_factory=list)  # records that could not be read
 
 
@@ -70,7 +79,7 @@ def read_scored(
     time_col: str | None,
     options: ReadOptions = DEFAULT_OPTIONS,
 ) -> Iterator[ScoredBatch]:
-    wanted = [*REQUIRED, "queue", "model_version", text_col, *([time_col] if time_col else [])]
+    wanted = [*REQUIRED, *OPTIONAL, text_col, *([time_col] if time_col else [])]
     wanted = list(dict.fromkeys(wanted))
     try:
         for block in read_blocks(source, BATCH_ROWS, columns=wanted, options=options):
@@ -86,6 +95,10 @@ def read_scored(
                 day=[parse_day(v) for v in columns[time_col]] if time_col else None,
                 queue=columns["queue"],
                 model_version=columns["model_version"],
+                priority=columns["priority"],
+                action=columns["action"],
+                session=[session_key(v) for v in columns["session_id"]],
+                session_turn=[turn_number(v) for v in columns["session_turn"]],
                 rejects=[
                     Reject(str(source.path), r.line, r.end_line, None, None, *r.problem)
                     for r in block.records

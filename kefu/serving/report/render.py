@@ -1,8 +1,8 @@
 """`ReportData` -> one self-contained HTML page: inline CSS, charts as data: URIs, no scripts.
 
 Every table has an id (`top-intents`, `urgency`, `emotion`, `escalation-reasons`, `queues`,
-`repeated-questions`, `trends`) and every chart an `img` with id `chart-*`, so tests and
-scrapers can find them.
+the routing tables of `routing_view.py`, `repeated-questions`, `trends`) and every chart an
+`img` with id `chart-*`, so tests and scrapers can find them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,11 @@ from html import escape
 from kefu.serving.report import charts
 from kefu.serving.report.aggregate import ReportData
 from kefu.serving.report.clusters import QuestionCluster
+from kefu.serving.report.html import img as _img
+from kefu.serving.report.html import num as _num
+from kefu.serving.report.html import pct as _pct
+from kefu.serving.report.html import table as _table
+from kefu.serving.report.routing_view import conversation_section, routing_section
 from kefu.serving.taxonomy import HEADS, Taxonomy
 
 CSS = """
@@ -60,6 +65,8 @@ def render(
         _head_section(data.urgency, "urgency", "Urgency 紧急度", data.rows, labels),
         _head_section(data.emotions, "emotion", "Emotion 情绪", data.rows, labels),
         _escalation(data),
+        routing_section(data, labels),
+        conversation_section(data),
         _questions(data.questions.top(top_questions), data, labels),
     ]
     if data.days or data.undated:
@@ -256,31 +263,3 @@ def _trends(data: ReportData, period: str, labels: Labels) -> str:
         )
     )
     return "".join(parts)
-
-
-def _table(
-    table_id: str, header: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]
-) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>"
-            for i, c in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _img(img_id: str, png_base64: str, alt: str) -> str:
-    return f'<img id="{img_id}" alt="{escape(alt)}" src="data:image/png;base64,{png_base64}">'
-
-
-def _num(value: int) -> str:
-    return f"{value:,}"
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"

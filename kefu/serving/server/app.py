@@ -184,17 +184,7 @@ async def model_info(model: ModelDep, state: StateDep) -> ModelInfo:
         intent_groups=dict(bundle.intent_groups),
         queues=dict(policy.group_queues),
         calibration={head: asdict(classifier.calibration[head]) for head in HEADS},
-        policy={
-            "escalate_intents": sorted(policy.escalate_intents),
-            "escalate_urgency": sorted(policy.escalate_urgency),
-            "escalate_emotions": sorted(policy.escalate_emotions),
-            "high_urgency_negative_emotions": sorted(policy.high_urgency_negative_emotions),
-            "max_turns": policy.max_turns,
-            "repeated_intent_count": policy.repeated_intent_count,
-            "angry_priority": policy.angry_priority,
-            "low_confidence_heads": list(policy.low_confidence_heads),
-            "source": str(settings.policy or Path(bundle.path) / POLICY),
-        },
+        policy=policy.describe() | {"source": str(settings.policy or Path(bundle.path) / POLICY)},
         limits={
             "max_batch": settings.max_batch,
             "max_text_chars": settings.max_text_chars,

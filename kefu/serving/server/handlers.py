@@ -14,9 +14,10 @@ from typing import Any
 from kefu.errors import InputError, PayloadTooLarge
 from kefu.serving.classifier import HeadPrediction
 from kefu.serving.deployment import Triage
-from kefu.serving.routing import ConversationContext
+from kefu.serving.routing import ConversationContext, Decision
 from kefu.serving.server.observability import Metrics, logged_text
 from kefu.serving.server.schemas import (
+    Candidate,
     ClassifyRequest,
     EntitySpan,
     HeadResult,
@@ -67,7 +68,7 @@ def check_messages(
             )
         previous = message.context.previous_intents if message.context else []
         for position, intent in enumerate(previous):
-            if intent not in known_intents:
+            if intent is not None and intent not in known_intents:
                 field = f"{request.message_field(index, 'context')}.previous_intents[{position}]"
                 raise InputError(
                     f"{field} is {intent!r}, not an intent id; the ids are listed at GET /v1/model",
@@ -79,7 +80,25 @@ def check_messages(
 def conversation_context(message: Message) -> ConversationContext:
     if message.context is None:
         return ConversationContext()
-    return ConversationContext(message.context.turn, tuple(message.context.previous_intents))
+    return ConversationContext(
+        turn=message.context.turn,
+        previous_intents=tuple(message.context.previous_intents),
+        clarifications=message.context.clarifications,
+    )
+
+
+def route_result(decision: Decision) -> Route:
+    return Route(
+        queue=decision.queue,
+        priority=decision.priority,
+        action=decision.action,
+        escalate=decision.escalate,
+        reasons=list(decision.reasons),
+        candidates=[
+            Candidate(intent=c.intent, name=c.name, confidence=c.confidence)
+            for c in decision.candidates
+        ],
+    )
 
 
 def head_result(head: HeadPrediction) -> HeadResult:
@@ -100,12 +119,7 @@ def build_results(messages: Sequence[Message], triaged: Sequence[Triage]) -> lis
             urgency=head_result(prediction.urgency),
             emotion=head_result(prediction.emotion),
             group=prediction.group,
-            route=Route(
-                queue=decision.queue,
-                priority=decision.priority,
-                escalate=decision.escalate,
-                reasons=list(decision.reasons),
-            ),
+            route=route_result(decision),
             entities=[
                 EntitySpan(kind=entity.kind, text=entity.text, start=entity.start, end=entity.end)
                 for entity in prediction.entities
@@ -130,8 +144,9 @@ def observe(
             if head_result_.abstain:
                 metrics.abstentions.labels(head).inc()
         metrics.routes.labels(result.route.queue, result.route.priority).inc()
+        metrics.actions.labels(result.route.action.value).inc()
         for reason in result.route.reasons:
-            metrics.escalations.labels(reason).inc()
+            metrics.escalations.labels(reason.value).inc()
         if result.route.escalate:
             metrics.escalated.inc()
         entries.append(
@@ -143,6 +158,7 @@ def observe(
                 "emotion": result.emotion.label,
                 "queue": result.route.queue,
                 "priority": result.route.priority,
+                "action": result.route.action.value,
                 "escalate": result.route.escalate,
                 "reasons": result.route.reasons,
                 "truncated": result.truncated,

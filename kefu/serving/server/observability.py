@@ -107,9 +107,15 @@ class Metrics:
             ["queue", "priority"],
             registry=registry,
         )
+        self.actions = Counter(
+            "kefu_actions",
+            "Messages by route action: bot, clarify or human.",
+            ["action"],
+            registry=registry,
+        )
         self.escalations = Counter(
             "kefu_escalations",
-            "Escalation reasons (a message may carry several).",
+            "Route reasons (a message may carry several; low_confidence alone means clarify).",
             ["reason"],
             registry=registry,
         )

@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from kefu.serving.routing import Action, Reason
+
 
 def _encodable(value: str) -> str:
     """JSON may carry lone UTF-16 surrogates (\\ud800); no tokenizer or reply can hold them."""
@@ -45,13 +47,22 @@ class Strict(BaseModel):
 
 
 class Context(Strict):
+    """What the caller knows about the conversation; kefu keeps no conversation state."""
+
     turn: StrictInt | None = Field(
         default=None, ge=1, description="Customer turn number of this message, 1-based."
     )
-    previous_intents: list[StrictStr] = Field(
+    previous_intents: list[StrictStr | None] = Field(
         default_factory=list,
         max_length=1000,
-        description="Intent ids of the earlier customer turns, oldest first.",
+        description="Intent ids of the earlier customer turns, oldest first; null for a turn "
+        "whose intent abstained (the bot could not tell what the customer wanted).",
+    )
+    clarifications: StrictInt = Field(
+        default=0,
+        ge=0,
+        description="How many times the bot already asked the customer to choose (route.action "
+        "clarify) in this conversation.",
     )
 
 
@@ -81,6 +92,11 @@ class ClassifyRequest(Strict):
                             "id": "m2",
                             "text": "退款怎么还没到账",
                             "context": {"turn": 2, "previous_intents": ["refund_return"]},
+                        },
+                        {
+                            "id": "m3",
+                            "text": "就是那个",
+                            "context": {"turn": 2, "previous_intents": [None], "clarifications": 1},
                         },
                     ]
                 },
@@ -132,11 +148,27 @@ class HeadResult(BaseModel):
     top: list[TopLabel] = Field(description="Best labels with their probabilities, best first.")
 
 
+class Candidate(BaseModel):
+    intent: str = Field(description="Intent id.")
+    name: str = Field(description="Chinese display name, to show the customer.")
+    confidence: float = Field(description="Calibrated probability of the intent.")
+
+
 class Route(BaseModel):
     queue: str
     priority: str = Field(description="P0 (most urgent) .. P3.")
-    escalate: bool
-    reasons: list[str] = Field(description="Machine-readable escalation reason codes.")
+    action: Action = Field(
+        description="bot: answer automatically; clarify: ask the customer to choose between "
+        "`candidates`; human: hand over to a person."
+    )
+    escalate: bool = Field(description="action == 'human' (kept for older clients).")
+    reasons: list[Reason] = Field(
+        description="Why the message is routed as it is, in a fixed order; empty for bot. "
+        "low_confidence alone gives clarify; any other reason gives human."
+    )
+    candidates: list[Candidate] = Field(
+        description="Intents to offer when action is clarify, best first; empty otherwise."
+    )
 
 
 class EntitySpan(BaseModel):

@@ -34,7 +34,7 @@ from kefu.training.evaluation.report import (
 INTENDED_USE = [
     "- Triage of single customer messages in Chinese e-commerce service chats (shop and platform "
     "support): suggest a queue, a priority and whether a human should take over.",
-    "- A human stays in the loop: abstentions and escalations go to agents; the model never answers "
+    "- A human stays in the loop: unsure messages are clarified, then go to agents; the model never answers "
     "customers or takes decisions about refunds, accounts or complaints on its own.",
     "- Not for other languages or domains, nor for judging or profiling customers.",
 ]

@@ -19,7 +19,8 @@ from kefu.errors import ConfigError
 from kefu.serving.batch import ScoreJob, run_local
 from kefu.serving.batch.scoring import SCORE_COLUMNS
 from kefu.serving.classifier import Classifier
-from kefu.serving.routing import ConversationContext, RoutingPolicy, decide
+from kefu.serving.routing import ConversationContext, decide
+from kefu.serving.routing_policy import RoutingPolicy
 
 runner = CliRunner()
 
@@ -83,13 +84,28 @@ def test_scores_are_the_classifier_and_router_output(tmp_path, tiny_bundle):
             prediction.emotion.label,
         )
         assert row["intent_confidence"] == pytest.approx(prediction.intent.confidence, abs=1e-6)
-        assert (row["queue"], row["priority"], row["escalate"], row["reasons"]) == (
+        for head in ("intent", "urgency", "emotion"):
+            assert row[f"{head}_abstain"] is prediction.heads[head].abstain
+        assert (
+            row["queue"],
+            row["priority"],
+            row["action"],
+            row["escalate"],
+            row["reasons"],
+            row["candidates"],
+        ) == (
             decision.queue,
             decision.priority,
+            decision.action,
             decision.escalate,
             decision.reasons,
+            [candidate.intent for candidate in decision.candidates],
         )
-        assert (row["group"], row["model_version"]) == (prediction.group, "tiny-0")
+        assert (row["group"], row["truncated"], row["model_version"]) == (
+            prediction.group,
+            prediction.truncated,
+            "tiny-0",
+        )
 
 
 def test_parquet_csv_and_jsonl_outputs_hold_the_same_rows(tmp_path, tiny_bundle):
@@ -114,6 +130,7 @@ def test_parquet_csv_and_jsonl_outputs_hold_the_same_rows(tmp_path, tiny_bundle)
             p["intent_confidence"],
         )
         assert (c["reasons"] or "") == ";".join(p["reasons"])
+        assert (c["candidates"] or "") == ";".join(p["candidates"])
     assert (tmp_path / "out.csv.rejects.jsonl").read_bytes() == (
         tmp_path / "out.jsonl.rejects.jsonl"
     ).read_bytes()

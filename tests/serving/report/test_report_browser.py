@@ -40,6 +40,8 @@ TABLES = {
     "emotion",
     "escalation-reasons",
     "queues",
+    "priorities",
+    "queue-intents",
     "repeated-questions",
     "trends",
 }

@@ -6,7 +6,8 @@ from support.serving import isolated_settings
 
 from kefu.serving.bundle import read_bundle
 from kefu.serving.classifier import Classifier
-from kefu.serving.routing import ConversationContext, RoutingPolicy, decide
+from kefu.serving.routing import ConversationContext, decide
+from kefu.serving.routing_policy import RoutingPolicy
 from kefu.serving.server.app import create_app
 from kefu.serving.taxonomy import HEADS
 
@@ -45,7 +46,14 @@ def test_single_text_response_shape(client):
     assert result["id"] == "0"
     assert result["truncated"] is False
     assert result["entities"] == []
-    assert set(result["route"]) == {"queue", "priority", "escalate", "reasons"}
+    assert set(result["route"]) == {
+        "queue",
+        "priority",
+        "action",
+        "escalate",
+        "reasons",
+        "candidates",
+    }
     for head in HEADS:
         assert set(result[head]) == HEAD_KEYS
         assert [set(item) for item in result[head]["top"]] == [{"label", "confidence"}] * 3
@@ -72,9 +80,12 @@ def test_results_are_exactly_what_the_core_predicts_and_routes(client, core, tin
     assert result["route"] == {
         "queue": decision.queue,
         "priority": decision.priority,
+        "action": decision.action,
         "escalate": decision.escalate,
         "reasons": decision.reasons,
+        "candidates": [],
     }
+    assert result["route"]["action"] == "human"
     assert result["id"] == "t1"
     assert "human_requested" in result["route"]["reasons"]
     assert "long_conversation" in result["route"]["reasons"]
@@ -192,8 +203,9 @@ def test_model_endpoint_lists_manifest_labels_thresholds_policy_limits(client, t
     assert info["labels"]["intent"][0] == {"label": "product_info", "name": "商品咨询"}
     assert info["intent_groups"]["complaint"] == "escalation"
     assert info["queues"]["escalation"] == "投诉专席"
-    assert info["policy"]["max_turns"] == 3
-    assert info["policy"]["escalate_intents"] == ["complaint", "human_agent"]
+    assert info["policy"]["rules"]["long_conversation"] == {"max_turns": 3}
+    assert info["policy"]["rules"]["complaint"] == {"intents": ["complaint"]}
+    assert info["policy"]["clarify"] == {"max_candidates": 3, "min_confidence": 0.1}
     assert info["limits"] == {
         "max_batch": 64,
         "max_text_chars": 20000,

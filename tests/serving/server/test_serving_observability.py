@@ -43,8 +43,11 @@ def test_metrics_count_requests_batches_predictions_abstentions_and_escalations(
     batch = {
         "messages": [{"text": "在吗", "context": {"turn": 5}}, {"text": "转人工"}, {"text": "发票"}]
     }
-    assert client.post("/v1/classify", json=batch).status_code == 200
-    assert client.post("/v1/classify", json={"text": "谢谢"}).status_code == 200
+    routes = []
+    for body in (batch, {"text": "谢谢"}):
+        response = client.post("/v1/classify", json=body)
+        assert response.status_code == 200
+        routes += [result["route"] for result in response.json()["results"]]
     assert client.post("/v1/classify", json={"text": ""}).status_code == 422
     assert client.get("/nowhere").status_code == 404
     scrape = samples(client)
@@ -69,7 +72,11 @@ def test_metrics_count_requests_batches_predictions_abstentions_and_escalations(
     assert value(scrape, "kefu_escalations_total", reason="low_confidence") == 4
     assert value(scrape, "kefu_escalations_total", reason="long_conversation") == 1
     assert value(scrape, "kefu_escalations_total", reason="human_requested") == 1
-    assert value(scrape, "kefu_escalated_messages_total") == 4
+    actions = [route["action"] for route in routes]
+    assert actions[:2] == ["human", "human"]  # turn 5; 转人工
+    for action in ("bot", "clarify", "human"):
+        assert value(scrape, "kefu_actions_total", action=action) == actions.count(action)
+    assert value(scrape, "kefu_escalated_messages_total") == actions.count("human")
     assert value(scrape, "kefu_model_info", model_version="tiny-0", variant="fp32") == 1
     assert value(scrape, "kefu_queue_depth") == 0
     assert not any(name.endswith("_created") for name, _ in scrape)
@@ -115,6 +122,7 @@ def test_one_access_log_line_per_request_with_masked_text(client, caplog):
             "emotion": result["emotion"]["label"],
             "queue": result["route"]["queue"],
             "priority": result["route"]["priority"],
+            "action": result["route"]["action"],
             "escalate": result["route"]["escalate"],
             "reasons": result["route"]["reasons"],
             "truncated": False,

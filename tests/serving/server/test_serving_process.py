@@ -118,6 +118,7 @@ def test_classify_over_http(http):
     assert body["request_id"] == response.headers["x-request-id"]
     assert [result["id"] for result in body["results"]] == ["a", "1"]
     assert "human_requested" in body["results"][0]["route"]["reasons"]
+    assert body["results"][0]["route"]["action"] == "human"
     assert body["results"][0]["entities"] == [
         {"kind": "phone", "text": "13812345678", "start": 4, "end": 15}
     ]

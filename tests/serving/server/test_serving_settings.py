@@ -120,5 +120,5 @@ def test_a_good_policy_file_overrides_the_bundle_policy(tiny_bundle, tmp_path):
     with TestClient(create_app(isolated_settings(tiny_bundle, policy=policy))) as client:
         info = client.get("/v1/model").json()["policy"]
         reasons = client.post("/v1/classify", json={"text": "在吗", "context": {"turn": 8}}).json()
-    assert (info["max_turns"], info["source"]) == (10, str(policy))
+    assert (info["rules"]["long_conversation"]["max_turns"], info["source"]) == (10, str(policy))
     assert "long_conversation" not in reasons["results"][0]["route"]["reasons"]

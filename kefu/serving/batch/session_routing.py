@@ -1,0 +1,247 @@
+"""Route every scored row with its conversation's context, after scoring, in bounded memory.
+
+Scoring commits chunks in input order with context-free routes. Before the merge writes the
+output, `SessionRouter.routed(parts)` re-routes every row with the context a server caller would
+send, in three passes over the committed parts:
+
+1. partition: the few columns routing reads (labels, confidences, abstentions, the intent
+   candidates, whether the text asks for a person, session and order keys) go to
+   `ceil(rows / BUCKET_ROWS)` bucket files by a hash of the session key, so a session's rows
+   share a bucket wherever they were in the input;
+2. route: one bucket at a time, rows sorted by (session, order key, input row), each session
+   is walked in order: turn number, previous intents (null where the intent abstained) and the
+   count of earlier clarify actions make the `ConversationContext`, and `routing.decide`, the
+   function the server calls, gives the decision; decisions are stored sorted by input row;
+3. merge: the parts are read again in order and their route columns replaced by the stored
+   decisions, taken from every bucket up to the part's last row.
+
+Memory: one bucket (about BUCKET_ROWS rows of a few columns) plus one part and one batch per
+bucket. The passes are deterministic, so an interrupted merge simply runs them again.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from kefu.serving.batch.scoring import INTENT_TOP, SCORE_SCHEMA, TEXT_ASKS_HUMAN, route_columns
+from kefu.serving.batch.sessions import ORDER_KEY, SESSION_KEY, TURN_KEY, SessionSpec
+from kefu.serving.classifier import HeadPrediction, Prediction
+from kefu.serving.routing import Action, ConversationContext, decide
+from kefu.serving.routing_policy import RoutingPolicy
+from kefu.serving.taxonomy import HEADS
+
+BUCKET_ROWS = 200_000  # rows routed at once: a few tens of MB of Arrow data
+WRITE_ROWS = 8_192  # rows buffered per bucket before a write
+ROW = "_kefu_row"
+ROUTED = ("queue", "priority", "action", "escalate", "reasons", "candidates")
+SESSION_OUTPUT = ("session_id", "session_turn")
+INPUTS = [
+    *(f"{head}{suffix}" for head in HEADS for suffix in ("", "_confidence", "_abstain")),
+    "truncated",
+    INTENT_TOP,
+    TEXT_ASKS_HUMAN,
+    SESSION_KEY,
+    ORDER_KEY,
+    TURN_KEY,
+]
+
+
+@dataclass
+class SessionStats:
+    conversations: int = 0
+    without_session: int = 0  # routed as a conversation of one message
+    without_order: int = 0  # turn or time unreadable: routed after the session's other rows
+
+    def lines(self, spec: SessionSpec) -> list[str]:
+        lines = [
+            f"conversations {self.conversations:,} (by {spec.session_col!r}, {spec.mode} order)"
+        ]
+        if self.without_session:
+            lines.append(f"{self.without_session:,} rows without a session id, each routed alone")
+        if self.without_order:
+            column = spec.turn_col or spec.time_col
+            lines.append(
+                f"{self.without_order:,} rows with no readable {column!r}, routed after their "
+                "session's other rows"
+            )
+        return lines
+
+
+class SessionRouter:
+    def __init__(self, spec: SessionSpec, policy: RoutingPolicy, workdir: Path):
+        self.spec, self.policy, self.workdir = spec, policy, workdir
+        self.stats = SessionStats()
+
+    def routed(self, parts: Callable[[], Iterable[pa.Table]], rows: int) -> Iterator[pa.Table]:
+        """The parts (`parts()` is called twice) with session-aware routes, hidden columns kept
+        for the caller's schema to drop."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir.mkdir(parents=True)
+        self.stats = SessionStats()
+        buckets = max(1, math.ceil(rows / BUCKET_ROWS))
+        self._partition(parts(), buckets)
+        for bucket in range(buckets):
+            self._route_bucket(bucket)
+        cursors = [_Cursor(self._path("decided", b)) for b in range(buckets)]
+        first = 0
+        for part in parts():
+            last = first + part.num_rows
+            decided = pa.concat_tables([cursor.take_below(last) for cursor in cursors])
+            decided = decided.sort_by(ROW)
+            if decided.column(ROW).to_pylist() != list(range(first, last)):
+                raise RuntimeError(f"session routing lost rows {first}..{last - 1}")
+            for name in (*ROUTED, *SESSION_OUTPUT):
+                index = part.schema.get_field_index(name)
+                part = part.set_column(index, SCORE_SCHEMA.field(name), decided.column(name))
+            first = last
+            yield part
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _path(self, kind: str, bucket: int) -> Path:
+        return self.workdir / f"{kind}-{bucket:05d}.parquet"
+
+    def _partition(self, parts: Iterable[pa.Table], buckets: int) -> None:
+        writers: dict[int, pq.ParquetWriter] = {}
+        pending: dict[int, list[pa.Table]] = {}
+        first = 0
+        for part in parts:
+            keys = part.select(INPUTS).append_column(
+                ROW, pa.array(np.arange(first, first + part.num_rows, dtype=np.int64))
+            )
+            assigned = (
+                np.array(
+                    [
+                        zlib.crc32(session.encode()) if session is not None else first + i
+                        for i, session in enumerate(keys.column(SESSION_KEY).to_pylist())
+                    ],
+                    dtype=np.int64,
+                )
+                % buckets
+            )
+            first += part.num_rows
+            for bucket in np.unique(assigned).tolist():
+                pending.setdefault(bucket, []).append(keys.take(np.nonzero(assigned == bucket)[0]))
+                if sum(table.num_rows for table in pending[bucket]) >= WRITE_ROWS:
+                    self._write(writers, bucket, pending.pop(bucket))
+        for bucket, tables in pending.items():
+            self._write(writers, bucket, tables)
+        for writer in writers.values():
+            writer.close()
+
+    def _write(self, writers: dict[int, pq.ParquetWriter], bucket: int, tables: list) -> None:
+        table = pa.concat_tables(tables)
+        if bucket not in writers:
+            writers[bucket] = pq.ParquetWriter(self._path("keys", bucket), table.schema)
+        writers[bucket].write_table(table)
+
+    def _route_bucket(self, bucket: int) -> None:
+        path = self._path("keys", bucket)
+        if not path.exists():
+            return
+        table = pq.read_table(path)
+        order = pc.sort_indices(
+            table,
+            sort_keys=[(SESSION_KEY, "ascending"), (ORDER_KEY, "ascending"), (ROW, "ascending")],
+        )  # nulls sort last (Arrow's default): rows without a session, then without an order
+        walk = _Walk(self.spec, self.policy, self.stats)
+        decided = [
+            pa.Table.from_pylist([walk.route(row) for row in batch.to_pylist()], _DECIDED_SCHEMA)
+            for batch in table.take(order).to_batches(max_chunksize=WRITE_ROWS)
+        ]
+        pq.write_table(pa.concat_tables(decided).sort_by(ROW), self._path("decided", bucket))
+        path.unlink()
+
+
+_DECIDED_SCHEMA = pa.schema(
+    [pa.field(ROW, pa.int64())] + [SCORE_SCHEMA.field(name) for name in (*ROUTED, *SESSION_OUTPUT)]
+)
+
+
+class _Walk:
+    """Walks one bucket's rows in (session, order) order, carrying each session's context."""
+
+    def __init__(self, spec: SessionSpec, policy: RoutingPolicy, stats: SessionStats):
+        self.spec, self.policy, self.stats = spec, policy, stats
+        self.session: str | None = None
+        self.previous: list[str | None] = []
+        self.clarifications = 0
+
+    def route(self, row: dict[str, Any]) -> dict[str, Any]:
+        session = row[SESSION_KEY]
+        if session is None:
+            self.stats.without_session += 1
+            context, turn = ConversationContext(), None
+        else:
+            if session != self.session:
+                self.session, self.previous, self.clarifications = session, [], 0
+                self.stats.conversations += 1
+            if row[ORDER_KEY] is None and self.spec.mode != "input":
+                self.stats.without_order += 1
+            turn = row[TURN_KEY] if self.spec.mode == "turn" else len(self.previous) + 1
+            context = ConversationContext(turn, tuple(self.previous), self.clarifications)
+        decision = decide(prediction_of(row), context, self.policy)
+        if session is not None:
+            self.previous.append(None if row["intent_abstain"] else row["intent"])
+            self.clarifications += decision.action is Action.CLARIFY
+        return {
+            ROW: row[ROW],
+            **route_columns(decision),
+            "session_id": session,
+            "session_turn": turn,
+        }
+
+
+def prediction_of(row: dict[str, Any]) -> Prediction:
+    """The `Prediction` routing reads, rebuilt from a scored row (floats round-trip exactly)."""
+    heads = {
+        head: HeadPrediction(
+            label=row[head],
+            name=row[head],
+            confidence=row[f"{head}_confidence"],
+            abstain=row[f"{head}_abstain"],
+            top=[(row[head], row[f"{head}_confidence"])],
+        )
+        for head in HEADS
+    }
+    heads["intent"].top = [(item["label"], item["confidence"]) for item in row[INTENT_TOP]]
+    return Prediction(
+        heads=heads,
+        group="",
+        truncated=row["truncated"],
+        asks_for_human=row[TEXT_ASKS_HUMAN],
+    )
+
+
+class _Cursor:
+    """Reads one bucket's decisions (sorted by row) forward, a batch at a time."""
+
+    def __init__(self, path: Path):
+        self.batches = (
+            iter(pq.ParquetFile(path).iter_batches(batch_size=WRITE_ROWS))
+            if path.exists()
+            else iter(())
+        )
+        self.buffer = _DECIDED_SCHEMA.empty_table()
+
+    def take_below(self, end: int) -> pa.Table:
+        """Every remaining decision of a row before `end`."""
+        while self.buffer.num_rows == 0 or self.buffer.column(ROW)[-1].as_py() < end:
+            batch = next(self.batches, None)
+            if batch is None:
+                break
+            self.buffer = pa.concat_tables([self.buffer, pa.Table.from_batches([batch])])
+        rows = self.buffer.column(ROW).to_numpy()
+        cut = int(np.searchsorted(rows, end))
+        taken, self.buffer = self.buffer.slice(0, cut), self.buffer.slice(cut)
+        return taken

@@ -1,0 +1,111 @@
+"""The routing sections of the report: the action mix, priorities and queue x intent for every
+scored file with actions, and a conversation view when it has session columns.
+
+Tables: `actions`, `priorities`, `queue-intents`; with sessions `handover-turns` and
+`handover-reasons`. Charts: `chart-actions`, `chart-handover-turn`.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Protocol
+
+from kefu.serving.report import charts
+from kefu.serving.report.aggregate import ReportData
+from kefu.serving.report.conversations import LAST_TURN_BUCKET
+from kefu.serving.report.html import img, num, pct, table
+from kefu.serving.taxonomy import PRIORITIES
+
+ACTIONS = {"bot": "机器人答复", "clarify": "澄清追问", "human": "转人工"}
+PRIORITY_NAMES = {"P0": "紧急", "P1": "高", "P2": "中", "P3": "低"}
+
+
+class Names(Protocol):
+    def name(self, head: str, label: str) -> str: ...
+
+
+def routing_section(data: ReportData, labels: Names) -> str:
+    parts = ["<h2>Routing 分流</h2>"]
+    if data.actions:
+        total = sum(data.actions.values())
+        order = [a for a in ACTIONS if a in data.actions] + sorted(set(data.actions) - set(ACTIONS))
+        parts.append(
+            f"<p>The bot answers {pct(data.actions['bot'] / total)} of messages, asks the "
+            f"customer to choose for {pct(data.actions['clarify'] / total)} and hands "
+            f"{pct(data.actions['human'] / total)} to a person.</p>"
+        )
+        chart = charts.bar_chart(order, [data.actions[a] for a in order], "Actions")
+        parts.append(img("chart-actions", chart, "action mix"))
+        rows = [
+            [escape(a), ACTIONS.get(a, ""), num(data.actions[a]), pct(data.actions[a] / total)]
+            for a in order
+        ]
+        parts.append(table("actions", ["action", "动作", "messages", "share"], rows, {2, 3}))
+    if data.priorities:
+        total = sum(data.priorities.values())
+        order = [p for p in PRIORITIES if p in data.priorities]
+        rows = [
+            [p, PRIORITY_NAMES[p], num(data.priorities[p]), pct(data.priorities[p] / total)]
+            for p in order
+        ]
+        parts.append(table("priorities", ["priority", "优先级", "messages", "share"], rows, {2, 3}))
+    parts.append(_queue_intents(data, labels))
+    return "".join(parts)
+
+
+def _queue_intents(data: ReportData, labels: Names) -> str:
+    per_queue: dict[str, int] = {}
+    for (queue, _), count in data.queue_intents.items():
+        per_queue[queue] = per_queue.get(queue, 0) + count
+    ranked = sorted(
+        data.queue_intents.items(), key=lambda item: (-per_queue[item[0][0]], item[0][0], -item[1])
+    )
+    rows = [
+        [
+            escape(queue or "-"),
+            escape(intent),
+            escape(labels.name("intent", intent)),
+            num(count),
+            pct(count / per_queue[queue]),
+            pct(data.human_queue_intents[(queue, intent)] / count),
+        ]
+        for (queue, intent), count in ranked
+    ]
+    header = ["queue 队列", "intent", "名称", "messages", "share of queue", "to a person"]
+    return table("queue-intents", header, rows, {3, 4, 5})
+
+
+def conversation_section(data: ReportData) -> str:
+    stats = data.conversations
+    if not stats.count:
+        return ""
+    handed = stats.handed_over
+    parts = [
+        "<h2>Conversations 会话</h2>",
+        f"<p>{num(stats.count)} conversations ({num(stats.messages)} messages): "
+        f"{num(handed)} handed to a person ({pct(handed / stats.count)}); the bot asked "
+        f"{num(stats.clarified)} to clarify ({pct(stats.clarified / stats.count)}), and "
+        f"{num(stats.clarified_then_bot())} of them needed no person afterwards.</p>",
+    ]
+    turns = stats.handover_turns()
+    order = [str(t) for t in range(1, LAST_TURN_BUCKET)] + [f"{LAST_TURN_BUCKET}+", "unknown"]
+    order = [t for t in order if t in turns or t != "unknown"]
+    if handed:
+        chart = charts.bar_chart(
+            [f"turn {t}" for t in order], [turns[t] for t in order], "Handover turn"
+        )
+        parts.append(img("chart-handover-turn", chart, "turn of the handover"))
+    rows = [[t, num(turns[t]), pct(turns[t] / handed if handed else 0)] for t in order]
+    parts.append(
+        table("handover-turns", ["turn", "conversations", "share of handed over"], rows, {1, 2})
+    )
+    reasons = stats.handover_reasons().most_common()
+    rows = [[escape(r), num(n), pct(n / handed if handed else 0)] for r, n in reasons]
+    parts.append(
+        '<p class="note">Why: the reasons of the message that handed each conversation over '
+        "(a message may carry several).</p>"
+        + table(
+            "handover-reasons", ["reason", "conversations", "share of handed over"], rows, {1, 2}
+        )
+    )
+    return "".join(parts)

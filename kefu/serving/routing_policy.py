@@ -1,0 +1,335 @@
+"""The routing policy: every rule, its threshold and its reason code, validated once at start.
+
+A policy is a YAML mapping. The default is the `routing:` section of `datasets/taxonomy.yaml`,
+which training copies into each bundle as `policy.yaml`; a policy file given at serve or score
+time (`--policy`, `KEFU_POLICY`) is laid over the bundle's, key by key (lists are replaced, not
+merged), so it only needs the keys it changes. `DEFAULT_POLICY` fills keys a file leaves out and
+must equal the taxonomy's section (a test holds them together).
+
+Rules are keyed by the reason code they emit (`Reason` in `routing.py`); each may carry
+`enabled: false`. Policies written before the three actions existed (flat keys such as
+`escalate_intents`, `max_turns`) are still read: `_upgrade` maps each flat key to its rule, and
+errors name the key as the file spells it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from kefu.errors import PolicyError
+from kefu.serving.routing import Reason
+from kefu.serving.taxonomy import PRIORITIES
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "rules": {
+        "human_requested": {"intents": ["human_agent"], "detect_in_text": True},
+        "complaint": {"intents": ["complaint"]},
+        "critical_urgency": {"urgency": ["critical"]},
+        "angry": {"emotions": ["angry"]},
+        "high_urgency_negative": {"urgency": ["high"], "emotions": ["anxious", "dissatisfied"]},
+        "long_conversation": {"max_turns": 3},
+        "repeated_intent": {"min_repeats": 1, "ignore_intents": ["greeting"]},
+        "clarification_failed": {"after_clarifications": 1, "after_abstained_turns": 1},
+        "low_confidence": {"heads": ["intent"]},
+    },
+    "clarify": {"max_candidates": 3, "min_confidence": 0.1},
+    "angry_priority": "P1",
+}
+# The parameters each rule takes, and what kind of value each is.
+RULE_PARAMETERS: dict[Reason, dict[str, str]] = {
+    Reason.HUMAN_REQUESTED: {"intents": "intent", "detect_in_text": "bool"},
+    Reason.COMPLAINT: {"intents": "intent"},
+    Reason.CRITICAL_URGENCY: {"urgency": "urgency"},
+    Reason.ANGRY: {"emotions": "emotion"},
+    Reason.HIGH_URGENCY_NEGATIVE: {"urgency": "urgency", "emotions": "emotion"},
+    Reason.LONG_CONVERSATION: {"max_turns": "count"},
+    Reason.REPEATED_INTENT: {"min_repeats": "count", "ignore_intents": "intent"},
+    Reason.CLARIFICATION_FAILED: {
+        "after_clarifications": "count",
+        "after_abstained_turns": "count",
+    },
+    Reason.LOW_CONFIDENCE: {"heads": "head"},
+}
+TOP_LEVEL = ("rules", "clarify", "angry_priority", "group_queues")
+# Flat keys of the first policy format -> (rule, parameter) of this one.
+LEGACY_KEYS = {
+    "escalate_urgency": ("critical_urgency", "urgency"),
+    "escalate_emotions": ("angry", "emotions"),
+    "high_urgency_negative_emotions": ("high_urgency_negative", "emotions"),
+    "max_turns": ("long_conversation", "max_turns"),
+    "repeated_intent_count": ("repeated_intent", "min_repeats"),
+    "low_confidence_heads": ("low_confidence", "heads"),
+}
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    """A validated policy, flattened for `routing.decide`; `document` is the policy as resolved."""
+
+    intent_groups: Mapping[str, str]
+    group_queues: Mapping[str, str]
+    urgency_priorities: Mapping[str, str]
+    intent_names: Mapping[str, str]
+    enabled: frozenset[Reason]
+    human_request_intents: frozenset[str]
+    human_request_in_text: bool
+    complaint_intents: frozenset[str]
+    critical_urgency: frozenset[str]
+    angry_emotions: frozenset[str]
+    high_urgency: frozenset[str]
+    high_urgency_emotions: frozenset[str]
+    max_turns: int
+    min_repeats: int
+    repeat_ignore_intents: frozenset[str]
+    after_clarifications: int
+    after_abstained_turns: int
+    low_confidence_heads: tuple[str, ...]
+    max_candidates: int
+    min_candidate_confidence: float
+    angry_priority: str
+    document: Mapping[str, Any]
+
+    @classmethod
+    def from_layers(
+        cls,
+        layers: Sequence[tuple[Mapping[str, Any], str]],
+        *,
+        labels: Mapping[str, Sequence[str]],
+        intent_groups: Mapping[str, str],
+        group_queues: Mapping[str, str],
+        urgency_priorities: Mapping[str, str],
+        intent_names: Mapping[str, str] | None = None,
+    ) -> RoutingPolicy:
+        """Lay (policy, source) layers over `DEFAULT_POLICY`, then validate against the labels.
+
+        Errors name the source that set the offending value, the key and the value.
+        """
+        merged: dict[str, Any] = copy.deepcopy(DEFAULT_POLICY)
+        origins: dict[str, tuple[str, str]] = {}  # key path -> (source, key as spelt there)
+        for policy, source in layers:
+            if not isinstance(policy, Mapping):
+                raise PolicyError(f"{source}: expected a mapping of policy keys")
+            upgraded, spelling = _upgrade(policy, source)
+            _check_keys(upgraded, source, spelling)
+            _merge(merged, upgraded, source, spelling, origins, "")
+        check = _Checker(merged, origins, labels)
+        rules = {reason: check.rule(reason) for reason in Reason}
+        clarify = check.mapping("clarify")
+        unknown_groups = sorted(set(check.queues()) - set(intent_groups.values()))
+        if unknown_groups:
+            check.fail("group_queues", f"names unknown groups {unknown_groups}")
+        queues = dict(group_queues) | check.queues()
+        missing = set(intent_groups.values()) - set(queues)
+        if missing:
+            check.fail("group_queues", f"has no queue for groups {sorted(missing)}")
+        return cls(
+            intent_groups=dict(intent_groups),
+            group_queues=queues,
+            urgency_priorities=dict(urgency_priorities),
+            intent_names=dict(intent_names or {}),
+            enabled=frozenset(reason for reason, rule in rules.items() if rule["enabled"]),
+            human_request_intents=rules[Reason.HUMAN_REQUESTED]["intents"],
+            human_request_in_text=rules[Reason.HUMAN_REQUESTED]["detect_in_text"],
+            complaint_intents=rules[Reason.COMPLAINT]["intents"],
+            critical_urgency=rules[Reason.CRITICAL_URGENCY]["urgency"],
+            angry_emotions=rules[Reason.ANGRY]["emotions"],
+            high_urgency=rules[Reason.HIGH_URGENCY_NEGATIVE]["urgency"],
+            high_urgency_emotions=rules[Reason.HIGH_URGENCY_NEGATIVE]["emotions"],
+            max_turns=rules[Reason.LONG_CONVERSATION]["max_turns"],
+            min_repeats=rules[Reason.REPEATED_INTENT]["min_repeats"],
+            repeat_ignore_intents=rules[Reason.REPEATED_INTENT]["ignore_intents"],
+            after_clarifications=rules[Reason.CLARIFICATION_FAILED]["after_clarifications"],
+            after_abstained_turns=rules[Reason.CLARIFICATION_FAILED]["after_abstained_turns"],
+            low_confidence_heads=tuple(sorted(rules[Reason.LOW_CONFIDENCE]["heads"])),
+            max_candidates=check.count("clarify.max_candidates", clarify.get("max_candidates")),
+            min_candidate_confidence=check.probability(
+                "clarify.min_confidence", clarify.get("min_confidence")
+            ),
+            angry_priority=check.priority("angry_priority", merged.get("angry_priority")),
+            document=merged,
+        )
+
+    @classmethod
+    def for_bundle(cls, bundle, override_path: str | Path | None = None) -> RoutingPolicy:
+        """The bundle's policy, with a policy file given at serve or score time laid over it."""
+        layers: list[tuple[Mapping[str, Any], str]] = [
+            (bundle.policy, f"{bundle.path}/policy.yaml")
+        ]
+        if override_path:
+            layers.append((read_policy_file(override_path), str(override_path)))
+        return cls.from_layers(
+            layers,
+            labels=bundle.labels,
+            intent_groups=bundle.intent_groups,
+            group_queues=bundle.group_queues,
+            urgency_priorities=bundle.urgency_priorities,
+            intent_names=bundle.label_names.get("intent", {}),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The policy in effect, as a policy file would spell it (for GET /v1/model)."""
+        return copy.deepcopy(dict(self.document))
+
+
+def read_policy_file(path: str | Path) -> Mapping[str, Any]:
+    try:
+        policy = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise PolicyError(f"policy file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(policy, dict):
+        raise PolicyError(f"{path}: expected a mapping of policy keys")
+    return policy
+
+
+def _upgrade(policy: Mapping[str, Any], source: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A first-format policy (flat keys) in this format, and how the file spelt each key path."""
+    legacy = [key for key in policy if key in LEGACY_KEYS or key == "escalate_intents"]
+    if not legacy:
+        return dict(policy), {}
+    if "rules" in policy:
+        raise PolicyError(
+            f"{source}: mixes the flat keys {sorted(legacy)} of the first policy format with "
+            "'rules'; move them under rules (see the README, Routing)"
+        )
+    upgraded: dict[str, Any] = {k: v for k, v in policy.items() if k not in legacy}
+    rules: dict[str, dict[str, Any]] = {}
+    spelling: dict[str, str] = {}
+    for key in legacy:
+        value = policy[key]
+        if key == "escalate_intents":  # human_agent was always honoured; the rest are complaints
+            if isinstance(value, list):
+                value = [intent for intent in value if intent != "human_agent"]
+            rule, parameter = "complaint", "intents"
+        else:
+            rule, parameter = LEGACY_KEYS[key]
+        rules.setdefault(rule, {})[parameter] = value
+        spelling[f"rules.{rule}.{parameter}"] = key
+    upgraded["rules"] = rules
+    return upgraded, spelling
+
+
+def _check_keys(policy: Mapping[str, Any], source: str, spelling: Mapping[str, str]) -> None:
+    unknown = sorted(set(policy) - set(TOP_LEVEL))
+    if unknown:
+        allowed = sorted({*TOP_LEVEL, *LEGACY_KEYS, "escalate_intents"})
+        raise PolicyError(f"{source}: unknown keys {unknown}; allowed: {allowed}")
+    rules = policy.get("rules", {})
+    if not isinstance(rules, Mapping):
+        raise PolicyError(f"{source}: rules must be a mapping of reason code to rule")
+    for name, rule in rules.items():
+        if name not in set(Reason):
+            raise PolicyError(
+                f"{source}: rules.{name} is not a reason code; the codes are "
+                f"{[reason.value for reason in Reason]}"
+            )
+        if not isinstance(rule, Mapping):
+            raise PolicyError(f"{source}: rules.{name} must be a mapping, got {rule!r}")
+        parameters = {*RULE_PARAMETERS[Reason(name)], "enabled"}
+        extra = sorted(set(rule) - parameters)
+        if extra:
+            raise PolicyError(
+                f"{source}: rules.{name} has unknown keys {extra}; allowed: {sorted(parameters)}"
+            )
+    clarify = policy.get("clarify", {})
+    if not isinstance(clarify, Mapping) or set(clarify) - {"max_candidates", "min_confidence"}:
+        raise PolicyError(
+            f"{source}: clarify takes max_candidates and min_confidence, got {clarify!r}"
+        )
+
+
+def _merge(
+    into: dict[str, Any],
+    layer: Mapping[str, Any],
+    source: str,
+    spelling: Mapping[str, str],
+    origins: dict[str, tuple[str, str]],
+    prefix: str,
+) -> None:
+    for key, value in layer.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict) and key != "group_queues":
+            _merge(into[key], value, source, spelling, origins, f"{path}.")
+        else:
+            into[key] = copy.deepcopy(value)
+            origins[path] = (source, spelling.get(path, path))
+
+
+class _Checker:
+    """Reads typed values out of the merged policy; errors name the source, key and value."""
+
+    def __init__(
+        self,
+        merged: Mapping[str, Any],
+        origins: Mapping[str, tuple[str, str]],
+        labels: Mapping[str, Sequence[str]],
+    ):
+        self.merged, self.origins, self.labels = merged, origins, labels
+
+    def fail(self, path: str, message: str) -> NoReturn:
+        source, spelt = self.origins.get(path, ("default policy", path))
+        raise PolicyError(f"{source}: {spelt} {message}")
+
+    def mapping(self, key: str) -> Mapping[str, Any]:
+        return self.merged.get(key) or {}
+
+    def rule(self, reason: Reason) -> dict[str, Any]:
+        raw = self.mapping("rules").get(reason.value) or {}
+        path = f"rules.{reason.value}"
+        enabled = raw.get("enabled", True)
+        if not isinstance(enabled, bool):
+            self.fail(f"{path}.enabled", f"must be true or false, got {enabled!r}")
+        out: dict[str, Any] = {"enabled": enabled}
+        for name, kind in RULE_PARAMETERS[reason].items():
+            value, where = raw.get(name), f"{path}.{name}"
+            if kind == "bool":
+                if not isinstance(value, bool):
+                    self.fail(where, f"must be true or false, got {value!r}")
+                out[name] = value
+            elif kind == "count":
+                out[name] = self.count(where, value)
+            else:
+                out[name] = self.ids(where, value, kind)
+        return out
+
+    def ids(self, path: str, value: Any, kind: str) -> frozenset[str]:
+        known = list(self.labels) if kind == "head" else list(self.labels[kind])
+        noun = "head names" if kind == "head" else f"{kind} ids"
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(path, f"must be a list of {noun}, got {value!r}")
+        bad = [v for v in value if v not in known]
+        if bad:
+            self.fail(path, f"has unknown {noun} {bad}; known: {known}")
+        return frozenset(value)
+
+    def count(self, path: str, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            self.fail(path, f"must be an integer >= 1, got {value!r}")
+        return value
+
+    def probability(self, path: str, value: Any) -> float:
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None or not math.isfinite(number) or not 0 <= number <= 1:
+            self.fail(path, f"must be a number from 0 to 1, got {value!r}")
+        return float(value)
+
+    def priority(self, path: str, value: Any) -> str:
+        if value not in PRIORITIES:
+            self.fail(path, f"must be one of {list(PRIORITIES)}, got {value!r}")
+        return value
+
+    def queues(self) -> dict[str, str]:
+        value = self.merged.get("group_queues") or {}
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+        ):
+            self.fail("group_queues", f"must map group ids to queue names, got {value!r}")
+        return dict(value)

@@ -1,0 +1,325 @@
+"""`kefu score --session-col`: each message routed with its conversation's context, exactly as a
+real `kefu serve` process routes it when the caller sends that context."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+from conftest import REPO_ROOT
+from support.chat_logs import write_csv, write_jsonl
+from support.conversations import conversations, unsure_bundle
+from support.serving import free_port
+
+import kefu.serving.batch.session_routing as session_routing
+from kefu.errors import ConfigError, DataError
+from kefu.serving.batch import ScoreJob, run_local
+from kefu.serving.batch.sessions import epoch_seconds, session_key, turn_number
+
+ROUTE = ("queue", "priority", "action", "escalate", "reasons", "candidates")
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle, tmp_path_factory):
+    return unsure_bundle(tiny_bundle, tmp_path_factory.mktemp("unsure") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    """The content rules that read urgency and emotion off: on a random-init model they fire on
+    nearly every message and would hide the conversation rules under test."""
+    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    rules = ("complaint", "critical_urgency", "angry", "high_urgency_negative")
+    path.write_text(
+        "rules:\n" + "".join(f"  {rule}: {{enabled: false}}\n" for rule in rules), encoding="utf-8"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def chats(tmp_path_factory):
+    """The conversations shuffled (sessions interleaved, turns out of order) over two files."""
+    rows = conversations()
+    random.Random(5).shuffle(rows)
+    folder = tmp_path_factory.mktemp("chats")
+    half = len(rows) // 2
+    csv_rows = [{**row, "turn": str(row["turn"])} for row in rows[:half]]
+    return rows, [
+        write_csv(csv_rows, folder / "a.csv"),
+        write_jsonl(rows[half:], folder / "b.jsonl"),
+    ]
+
+
+def kefu_score(inputs: list[Path], output: Path, bundle: Path, *options: str) -> str:
+    command = [sys.executable, "-m", "kefu.cli.main", "score", *map(str, inputs), "-o", str(output)]
+    command += ["--bundle", str(bundle), "--chunk-size", "4", "--workers", "2", "--no-progress"]
+    done = subprocess.run(
+        [*command, *options], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def by_id(path: Path) -> dict[str, dict]:
+    return {row["msg_id"]: row for row in pq.read_table(path).to_pylist()}
+
+
+def serve(bundle: Path, policy: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("KEFU_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kefu.cli.main", "serve", "--bundle", str(bundle)]
+        + ["--policy", str(policy), "--port", str(port), "--ort-threads", "1"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"kefu serve did not become ready:\n{log.read_text()}")
+
+
+def replay(url: str, rows: list[dict]) -> dict[str, dict]:
+    """Each session in turn order, one request per message, with the context a caller keeps
+    from the server's own answers: turn, earlier intents (null if abstained), clarifications."""
+    sessions: dict[str, list[dict]] = {}
+    for row in rows:
+        sessions.setdefault(row["session"], []).append(row)
+    results = {}
+    with httpx.Client(base_url=url, timeout=10.0) as client:
+        for turns in sessions.values():
+            previous: list[str | None] = []
+            clarifications = 0
+            for row in sorted(turns, key=lambda r: r["turn"]):
+                context = {
+                    "turn": row["turn"],
+                    "previous_intents": previous,
+                    "clarifications": clarifications,
+                }
+                response = client.post(
+                    "/v1/classify", json={"text": row["text"], "context": context}
+                )
+                assert response.status_code == 200, response.text
+                result = response.json()["results"][0]
+                results[row["msg_id"]] = result
+                intent = result["intent"]
+                previous = [*previous, None if intent["abstain"] else intent["label"]]
+                clarifications += result["route"]["action"] == "clarify"
+    return results
+
+
+def test_server_and_batch_route_a_conversation_the_same(tmp_path, bundle, policy, chats):
+    rows, inputs = chats
+    output = tmp_path / "scored.parquet"
+    options = ("--session-col", "session", "--turn-col", "turn", "--policy", str(policy))
+    printed = kefu_score(inputs, output, bundle, *options)
+    assert "conversations 12 (by 'session', turn order)" in printed
+    scored = by_id(output)
+    process, url = serve(bundle, policy, tmp_path / "serve.log")
+    try:
+        served = replay(url, rows)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert set(scored) == set(served) == {row["msg_id"] for row in rows}
+    for msg_id, result in served.items():
+        route = result["route"]
+        expected = {name: route[name] for name in ROUTE} | {
+            "candidates": [candidate["intent"] for candidate in route["candidates"]],
+            "intent": result["intent"]["label"],
+            "intent_abstain": result["intent"]["abstain"],
+        }
+        assert {name: scored[msg_id][name] for name in expected} == expected, msg_id
+    session_of = {row["msg_id"]: (row["session"], row["turn"]) for row in rows}
+    assert {k: (r["session_id"], r["session_turn"]) for k, r in scored.items()} == session_of
+    reasons = {reason for row in scored.values() for reason in row["reasons"]}
+    actions = {row["action"] for row in scored.values()}
+    # the conversation rules all fired, so the comparison above covered them
+    assert actions == {"bot", "clarify", "human"}, actions
+    assert {"long_conversation", "repeated_intent", "clarification_failed"} <= reasons, reasons
+
+
+def test_time_order_small_buckets_and_unplaceable_rows(
+    tmp_path, bundle, policy, chats, monkeypatch
+):
+    """Ordering by time gives the turn-ordered routes (turns renumbered 1..n); many buckets give
+    what one gives; a row without a session is routed alone, one without a time goes last."""
+    rows, inputs = chats
+    base = dict(
+        bundle=bundle,
+        id_col="msg_id",
+        chunk_size=4,
+        progress=False,
+        session_col="session",
+        policy=policy,
+    )
+    run_local(
+        ScoreJob(
+            inputs=[str(p) for p in inputs],
+            output=tmp_path / "turn.parquet",
+            turn_col="turn",
+            **base,
+        )
+    )
+    monkeypatch.setattr(session_routing, "BUCKET_ROWS", 5)  # several buckets, several files
+    timed = [{**row, "turn": None} for row in rows]
+    changed = {timed[0]["session"], timed[1]["session"]}
+    timed[0]["session"], timed[1]["sent_at"] = "", "not a time"
+    source = write_jsonl(timed, tmp_path / "timed.jsonl")
+    run_local(
+        ScoreJob(inputs=[str(source)], output=tmp_path / "time.parquet", time_col="sent_at", **base)
+    )
+    by_turn, by_time = by_id(tmp_path / "turn.parquet"), by_id(tmp_path / "time.parquet")
+    alone, late = timed[0]["msg_id"], timed[1]["msg_id"]
+    assert (by_time[alone]["session_id"], by_time[alone]["session_turn"]) == (None, None)
+    late_session = [r for r in rows if r["session"] == rows[1]["session"] and r["msg_id"] != alone]
+    assert by_time[late]["session_turn"] == len(late_session)  # placed after the others
+    checked = 0
+    for row in rows:
+        if row["session"] in changed or row["session"] == "s003":  # s003 has a turn gap
+            continue
+        mine, theirs = by_time[row["msg_id"]], by_turn[row["msg_id"]]
+        assert {k: mine[k] for k in ROUTE} == {k: theirs[k] for k in ROUTE}, row["msg_id"]
+        assert mine["session_turn"] == row["turn"]
+        checked += 1
+    assert checked > 20
+
+
+def test_resume_after_a_crash_in_the_merge_gives_the_same_routes(
+    tmp_path, bundle, chats, monkeypatch
+):
+    _, inputs = chats
+    job = ScoreJob(
+        inputs=[str(p) for p in inputs],
+        output=tmp_path / "out.parquet",
+        bundle=bundle,
+        chunk_size=4,
+        progress=False,
+        session_col="session",
+        turn_col="turn",
+    )
+    reference = tmp_path / "reference.parquet"
+    run_local(ScoreJob(**{**job.__dict__, "output": reference}))
+
+    def crash(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(session_routing.SessionRouter, "_route_bucket", crash)
+        with pytest.raises(OSError, match="No space left"):
+            run_local(job)
+    summary = run_local(ScoreJob(**{**job.__dict__, "resume": True}))
+    assert summary.rows_this_run == 0
+    assert pq.read_table(job.output).equals(pq.read_table(reference))
+    assert not Path(f"{job.output}.partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        (
+            {"turn_col": "turn"},
+            ConfigError,
+            "--turn-col orders the turns of a session: pass --session-col too",
+        ),
+        (
+            {"session_col": "session", "turn_col": "turn", "time_col": "sent_at"},
+            ConfigError,
+            "pass --turn-col or --time-col, not both",
+        ),
+        (
+            {"session_col": "conversation"},
+            DataError,
+            "--session-col column 'conversation' is missing",
+        ),
+        (
+            {"session_col": "session", "time_col": "when"},
+            DataError,
+            "--time-col column 'when' is missing",
+        ),
+    ],
+)
+def test_bad_session_options_are_named(tmp_path, tiny_bundle, chats, options, error, message):
+    with pytest.raises(error, match=message):
+        run_local(
+            ScoreJob(
+                inputs=[str(chats[1][1])],
+                output=tmp_path / "o.parquet",
+                bundle=tiny_bundle,
+                progress=False,
+                **options,
+            )
+        )
+
+
+def test_the_ray_engine_refuses_session_columns(tmp_path, tiny_bundle, chats):
+    pytest.importorskip("ray")
+    from kefu.serving.batch.ray_engine import run_ray
+
+    job = ScoreJob(
+        inputs=[str(chats[1][1])],
+        output=tmp_path / "o.parquet",
+        bundle=tiny_bundle,
+        progress=False,
+        session_col="session",
+    )
+    with pytest.raises(ConfigError, match="--session-col is supported by the local engine only"):
+        run_ray(job)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (3, 3),
+        (3.0, 3),
+        (" 3 ", 3),
+        ("3.5", None),
+        (0, None),
+        ("", None),
+        (None, None),
+        (True, None),
+    ],
+)
+def test_turn_numbers(value, expected):
+    assert turn_number(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-03-01 10:00:05", datetime(2024, 3, 1, 10, 0, 5, tzinfo=UTC).timestamp()),
+        ("2024/03/01T10:00:05+08:00", datetime(2024, 3, 1, 2, 0, 5, tzinfo=UTC).timestamp()),
+        (1709287205, 1709287205.0),
+        ("1709287205000", 1709287205.0),
+        (datetime(2024, 3, 1, 10, 0, 5), datetime(2024, 3, 1, 10, 0, 5, tzinfo=UTC).timestamp()),
+        ("yesterday", None),
+        (float("nan"), None),
+        (None, None),
+    ],
+)
+def test_times(value, expected):
+    assert epoch_seconds(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("abc", "abc"), (" abc ", "abc"), (42, "42"), ("", None), (None, None)]
+)
+def test_session_keys(value, expected):
+    assert session_key(value) == expected

@@ -1,0 +1,174 @@
+"""The report's routing sections: action mix, priorities, queue x intent, and the conversation
+view of a file scored with `--session-col` (share handed over, at which turn, why)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from support.chat_logs import write_jsonl
+from support.conversations import conversations
+from support.html_tables import Tables
+
+from kefu.serving.batch import ScoreJob, run_local
+from kefu.serving.batch.scoring import SCORE_SCHEMA
+from kefu.serving.report import build_report
+
+# (session, turn, intent, queue, priority, action, reasons)
+ROUTES = [
+    ("c1", 1, "logistics_status", "物流组", "P2", "bot", []),
+    ("c1", 2, "logistics_status", "物流组", "P2", "bot", []),
+    ("c1", 3, "human_agent", "投诉专席", "P2", "human", ["human_requested"]),
+    ("c2", 1, "invoice", "售后组", "P3", "clarify", ["low_confidence"]),
+    ("c2", 2, "invoice", "售后组", "P3", "bot", []),
+    ("c3", 1, "payment", "订单支付组", "P2", "clarify", ["low_confidence"]),
+    ("c3", 2, "payment", "订单支付组", "P2", "human", ["low_confidence", "clarification_failed"]),
+    ("c4", 2, "complaint", "投诉专席", "P1", "human", ["complaint", "angry", "repeated_intent"]),
+    ("c4", 1, "complaint", "投诉专席", "P1", "human", ["complaint", "angry"]),
+    *[("c5", turn, "product_info", "售前组", "P3", "bot", []) for turn in range(1, 7)],
+    ("c5", 7, "product_info", "售前组", "P3", "human", ["long_conversation", "repeated_intent"]),
+    (None, None, "greeting", "机器人自助", "P3", "bot", []),
+]
+
+
+def routed_table() -> pa.Table:
+    rows = []
+    for i, (session, turn, intent, queue, priority, action, reasons) in enumerate(ROUTES):
+        rows.append(
+            {
+                "msg_id": f"m{i}",
+                "text": f"消息{i}",
+                "intent": intent,
+                "urgency": "medium",
+                "emotion": "angry" if "angry" in reasons else "neutral",
+                "queue": queue,
+                "priority": priority,
+                "action": action,
+                "escalate": action == "human",
+                "reasons": reasons,
+                "candidates": [],
+                "session_id": session,
+                "session_turn": turn,
+            }
+        )
+    random.Random(1).shuffle(rows)  # input order is not conversation order
+    schema = pa.schema([("msg_id", pa.string()), ("text", pa.string()), *SCORE_SCHEMA])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+@pytest.fixture
+def routed(tmp_path) -> Path:
+    path = tmp_path / "routed.parquet"
+    pq.write_table(routed_table(), path)
+    return path
+
+
+def test_routing_tables_hold_exact_counts(tmp_path, routed):
+    out = tmp_path / "report.html"
+    build_report([str(routed)], out)
+    page = Tables(out.read_text(encoding="utf-8"))
+    assert page.tables["actions"][1:] == [
+        ["bot", "机器人答复", "10", "58.8%"],
+        ["clarify", "澄清追问", "2", "11.8%"],
+        ["human", "转人工", "5", "29.4%"],
+    ]
+    assert page.tables["priorities"][1:] == [
+        ["P1", "高", "2", "11.8%"],
+        ["P2", "中", "5", "29.4%"],
+        ["P3", "低", "10", "58.8%"],
+    ]
+    queue_intents = page.tables["queue-intents"]
+    assert queue_intents[0] == [
+        "queue 队列",
+        "intent",
+        "名称",
+        "messages",
+        "share of queue",
+        "to a person",
+    ]
+    assert queue_intents[1] == ["售前组", "product_info", "商品咨询", "7", "100.0%", "14.3%"]
+    assert ["投诉专席", "complaint", "投诉/升级", "2", "66.7%", "100.0%"] in queue_intents
+    assert "chart-actions" in page.images
+
+
+def test_conversation_view_hand_over_share_turn_and_why(tmp_path, routed):
+    out = tmp_path / "report.html"
+    data = build_report([str(routed)], out)
+    html = out.read_text(encoding="utf-8")
+    page = Tables(html)
+    assert "5 conversations (16 messages): 4 handed to a person (80.0%)" in html
+    assert "the bot asked 2 to clarify (40.0%), and 1 of them needed no person afterwards" in html
+    assert page.tables["handover-turns"][1:] == [
+        ["1", "1", "25.0%"],  # c4: the earliest human turn, whatever the file order
+        ["2", "1", "25.0%"],
+        ["3", "1", "25.0%"],
+        ["4", "0", "0.0%"],
+        ["5", "0", "0.0%"],
+        ["6+", "1", "25.0%"],
+    ]
+    reasons = {row[0]: row[1] for row in page.tables["handover-reasons"][1:]}
+    assert reasons == {
+        "human_requested": "1",
+        "low_confidence": "1",
+        "clarification_failed": "1",
+        "complaint": "1",
+        "angry": "1",
+        "long_conversation": "1",
+        "repeated_intent": "1",
+    }
+    assert "chart-handover-turn" in page.images
+    assert data.conversations.count == 5
+
+
+def test_csv_scored_file_gives_the_same_conversations(tmp_path, routed):
+    table = pq.read_table(routed)
+    csv_path = tmp_path / "routed.csv"
+    as_text = [
+        pa.array([";".join(v) if v is not None else None for v in column.to_pylist()])
+        if pa.types.is_list(column.type)
+        else column
+        for column in table.columns
+    ]
+    pacsv.write_csv(pa.Table.from_arrays(as_text, names=table.column_names), csv_path)
+    from_parquet = build_report([str(routed)], tmp_path / "a.html").conversations
+    from_csv = build_report([str(csv_path)], tmp_path / "b.html").conversations
+    assert from_csv == from_parquet
+
+
+def test_a_file_without_sessions_has_no_conversation_view(tmp_path, routed):
+    table = pq.read_table(routed)
+    table = table.set_column(
+        table.schema.get_field_index("session_id"),
+        "session_id",
+        pa.nulls(table.num_rows, pa.string()),
+    )
+    pq.write_table(table, tmp_path / "plain.parquet")
+    build_report([str(tmp_path / "plain.parquet")], tmp_path / "plain.html")
+    page = Tables((tmp_path / "plain.html").read_text(encoding="utf-8"))
+    assert "actions" in page.tables and "handover-turns" not in page.tables
+
+
+def test_kefu_score_sessions_feed_the_conversation_view(tmp_path, tiny_bundle):
+    rows = conversations()
+    random.Random(2).shuffle(rows)
+    source = write_jsonl(rows, tmp_path / "chats.jsonl")
+    scored = tmp_path / "scored.csv"
+    job = ScoreJob(
+        inputs=[str(source)],
+        output=scored,
+        bundle=tiny_bundle,
+        chunk_size=5,
+        progress=False,
+        session_col="session",
+        turn_col="turn",
+    )
+    run_local(job)
+    data = build_report([str(scored)], tmp_path / "report.html")
+    out = pacsv.read_csv(scored, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    human = {r["session_id"] for r in out.to_pylist() if r["action"] == "human"}
+    assert data.conversations.count == len({row["session"] for row in rows}) == 12
+    assert data.conversations.handed_over == len(human)

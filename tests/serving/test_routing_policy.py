@@ -1,0 +1,157 @@
+"""The routing policy file: defaults, overrides, the first (flat) format, and errors that name
+the key and the value."""
+
+import re
+
+import pytest
+import yaml
+
+from kefu.errors import PolicyError
+from kefu.serving.bundle import read_bundle
+from kefu.serving.classifier import HeadPrediction, Prediction
+from kefu.serving.routing import Action, ConversationContext, Reason, decide
+from kefu.serving.routing_policy import DEFAULT_POLICY, RULE_PARAMETERS, RoutingPolicy
+from kefu.serving.taxonomy import DEFAULT_TAXONOMY_PATH
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle):
+    return read_bundle(tiny_bundle)
+
+
+def write_policy(tmp_path, text):
+    path = tmp_path / "policy.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def prediction(intent="logistics_status", urgency="medium", emotion="neutral"):
+    heads = {
+        head: HeadPrediction(label, label, 0.9, False, [(label, 0.9)])
+        for head, label in (("intent", intent), ("urgency", urgency), ("emotion", emotion))
+    }
+    return Prediction(heads=heads, group="")
+
+
+def test_the_taxonomy_routing_section_is_the_default_policy_and_names_every_rule():
+    section = yaml.safe_load(DEFAULT_TAXONOMY_PATH.read_text(encoding="utf-8"))["routing"]
+    assert section == DEFAULT_POLICY
+    assert set(section["rules"]) == {reason.value for reason in Reason} == set(RULE_PARAMETERS)
+
+
+def test_the_bundle_carries_the_default_policy(bundle):
+    policy = RoutingPolicy.for_bundle(bundle)
+    assert bundle.policy == DEFAULT_POLICY
+    assert policy.describe() == DEFAULT_POLICY
+    assert policy.enabled == frozenset(Reason)
+    assert (policy.max_turns, policy.max_candidates, policy.min_candidate_confidence) == (3, 3, 0.1)
+
+
+def test_a_policy_file_is_laid_over_the_bundle_policy_key_by_key(bundle, tmp_path):
+    path = write_policy(
+        tmp_path,
+        "rules:\n"
+        "  long_conversation: {max_turns: 5}\n"
+        "  angry: {emotions: [angry, dissatisfied]}\n"
+        "  complaint: {enabled: false}\n",
+    )
+    policy = RoutingPolicy.for_bundle(bundle, path)
+    assert (policy.max_turns, policy.angry_emotions) == (5, {"angry", "dissatisfied"})
+    assert Reason.COMPLAINT not in policy.enabled
+    assert policy.complaint_intents == {"complaint"}  # kept from the bundle, only switched off
+    assert (
+        policy.describe()["rules"]["repeated_intent"] == DEFAULT_POLICY["rules"]["repeated_intent"]
+    )
+    dissatisfied = decide(prediction(emotion="dissatisfied"), ConversationContext(turn=5), policy)
+    assert (dissatisfied.action, dissatisfied.reasons) == (Action.HUMAN, ["angry"])
+    complaint = decide(prediction("complaint"), ConversationContext(), policy)
+    assert (complaint.action, complaint.reasons) == (Action.BOT, [])
+
+
+def test_a_first_format_policy_is_still_read(bundle, tmp_path):
+    path = write_policy(
+        tmp_path,
+        "escalate_intents: [human_agent, complaint, counterfeit]\n"
+        "escalate_emotions: [angry, dissatisfied]\n"
+        "max_turns: 10\n"
+        "repeated_intent_count: 2\n"
+        "low_confidence_heads: [intent, urgency]\n"
+        "angry_priority: P0\n",
+    )
+    policy = RoutingPolicy.for_bundle(bundle, path)
+    assert policy.complaint_intents == {"complaint", "counterfeit"}
+    assert policy.human_request_intents == {"human_agent"}
+    assert (policy.angry_emotions, policy.max_turns, policy.min_repeats) == (
+        {"angry", "dissatisfied"},
+        10,
+        2,
+    )
+    assert (policy.low_confidence_heads, policy.angry_priority) == (("intent", "urgency"), "P0")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_turn: 3\n", "unknown keys ['max_turn']"),
+        ("rules: {very_angry: {}}\n", "rules.very_angry is not a reason code"),
+        ("rules: {angry: {emotion: [angry]}}\n", "rules.angry has unknown keys ['emotion']"),
+        (
+            "rules: {complaint: {intents: [complaint, refund]}}\n",
+            "rules.complaint.intents has unknown intent ids ['refund']",
+        ),
+        (
+            "rules: {angry: {emotions: angry}}\n",
+            "rules.angry.emotions must be a list of emotion ids, got 'angry'",
+        ),
+        (
+            "rules: {long_conversation: {max_turns: 0}}\n",
+            "rules.long_conversation.max_turns must be an integer >= 1, got 0",
+        ),
+        (
+            "rules: {repeated_intent: {enabled: 'no'}}\n",
+            "rules.repeated_intent.enabled must be true or false, got 'no'",
+        ),
+        (
+            "rules: {human_requested: {detect_in_text: 1}}\n",
+            "rules.human_requested.detect_in_text must be true or false, got 1",
+        ),
+        (
+            "rules: {low_confidence: {heads: [sentiment]}}\n",
+            "rules.low_confidence.heads has unknown head names ['sentiment']",
+        ),
+        (
+            "clarify: {min_confidence: 1.5}\n",
+            "clarify.min_confidence must be a number from 0 to 1, got 1.5",
+        ),
+        ("clarify: {max_candidates: 0}\n", "clarify.max_candidates must be an integer >= 1, got 0"),
+        ("clarify: {top: 3}\n", "clarify takes max_candidates and min_confidence"),
+        (
+            "angry_priority: P5\n",
+            "angry_priority must be one of ['P0', 'P1', 'P2', 'P3'], got 'P5'",
+        ),
+        ("group_queues: {vip: VIP组}\n", "group_queues names unknown groups ['vip']"),
+        # the first format: errors name the key as the file spells it
+        (
+            "escalate_intents: [complaint, refund]\n",
+            "escalate_intents has unknown intent ids ['refund']",
+        ),
+        (
+            "escalate_emotions: angry\n",
+            "escalate_emotions must be a list of emotion ids, got 'angry'",
+        ),
+        ("max_turns: 0\n", "max_turns must be an integer >= 1, got 0"),
+        ("max_turns: 5\nrules: {}\n", "mixes the flat keys ['max_turns']"),
+        ("- a\n- b\n", "expected a mapping of policy keys"),
+        ("max_turns: [\n", "is not valid YAML"),
+    ],
+)
+def test_bad_policy_names_the_file_the_key_and_the_value(bundle, tmp_path, text, message):
+    path = write_policy(tmp_path, text)
+    with pytest.raises(PolicyError, match=re.escape(message)) as caught:
+        RoutingPolicy.for_bundle(bundle, path)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_policy_file_is_named(bundle, tmp_path):
+    with pytest.raises(PolicyError, match="policy file .*nope.yaml does not exist"):
+        RoutingPolicy.for_bundle(bundle, tmp_path / "nope.yaml")
