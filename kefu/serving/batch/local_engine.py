@@ -35,7 +35,7 @@ from kefu.serving.batch.job import ScoreJob, Summary
 from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.progress import ProgressReporter
 from kefu.serving.batch.readers import Chunk, count_chunks, read_chunks
-from kefu.serving.batch.scoring import SCORE_SCHEMA, Scorer, attach_scores
+from kefu.serving.batch.scoring import Scorer, attach_scores
 from kefu.serving.batch.session_routing import SessionRouter
 from kefu.serving.batch.sessions import annotate, without_internal
 from kefu.serving.batch.staging import RESUME_HINT, RunState, Staging

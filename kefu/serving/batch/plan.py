@@ -91,7 +91,7 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
     )
 
 
-def _check_session_columns(source: InputFile, columns: list[str] | None, job: ScoreJob) -> None:
+def _check_session_columns(source: TableFile, columns: list[str] | None, job: ScoreJob) -> None:
     """The session columns must exist (JSONL: in the first record) before any row is scored."""
     spec = job.sessions
     if spec is None or columns is None:

@@ -137,8 +137,9 @@ def abstention_section(bundle: Bundle, block: Mapping[str, Any], ece_bins: int) 
         "Probabilities are divided by a per-head temperature fitted on the dev split. A head abstains "
         "(`abstain: true`) when its top calibrated probability is below `threshold` or the top-1 minus "
         "top-2 probability is below `margin`; both were chosen on dev so that accuracy on the answered "
-        "messages reaches the target precision. What an abstention does is the routing policy's "
-        "call (an abstaining intent asks the customer to clarify). Both are stored in the bundle and can be overridden at serve time. "
+        "messages reaches the target precision. An abstaining intent makes the bot ask the customer to "
+        "choose (action `clarify`, reason `low_confidence`), and hands over to a person only if the "
+        "conversation was already clarified. Both are stored in the bundle and can be overridden at serve time. "
         f"ECE: {ece_bins} equal-width bins, before (T=1) and after scaling.",
         "",
         *table(header, rows),
