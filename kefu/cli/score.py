@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS, MAX_TEXT_CHARS_ENV
+
 
 def command(
     inputs: list[str] = typer.Argument(
@@ -37,6 +39,12 @@ def command(
         None, help="Ray cluster address (default: a local Ray instance)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    max_text_chars: int = typer.Option(
+        DEFAULT_MAX_TEXT_CHARS,
+        min=1,
+        envvar=MAX_TEXT_CHARS_ENV,
+        help="Longer texts are rejected (text_too_long), as the server does (env KEFU_MAX_TEXT_CHARS).",
+    ),
 ) -> None:
     """Score every row; rows that cannot be scored go to OUTPUT.rejects.jsonl with a reason."""
     from rich.console import Console
@@ -62,6 +70,7 @@ def command(
             resume=resume,
             fresh=fresh,
             progress=progress,
+            max_text_chars=max_text_chars,
         )
         if engine == "ray":
             from kefu.serving.batch.ray_engine import run_ray

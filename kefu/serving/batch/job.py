@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kefu.errors import ConfigError
 from kefu.serving.batch.scoring import DEFAULT_BATCH_SIZE
+from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 
 DEFAULT_CHUNK_SIZE = 2048
 
@@ -28,9 +29,10 @@ class ScoreJob:
     resume: bool = False  # continue an interrupted run from its last committed chunk
     fresh: bool = False  # discard an interrupted run's state and start over
     progress: bool = True
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS  # longer texts are rejected, as by the server
 
     def __post_init__(self) -> None:
-        for name in ("chunk_size", "batch_size", "workers"):
+        for name in ("chunk_size", "batch_size", "workers", "max_text_chars"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")

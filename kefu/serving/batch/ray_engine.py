@@ -43,6 +43,7 @@ from kefu.serving.batch.scoring import Scorer, attach_scores
 from kefu.serving.batch.sources import InputFile
 from kefu.serving.batch.writers import unified_schema, write_output
 from kefu.serving.classifier import ort_threads
+from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 
 try:
     import ray
@@ -125,7 +126,7 @@ def _run_pipeline(job: ScoreJob, inputs: list[InputFile], staged: Path) -> None:
     context.execution_options.preserve_order = True  # staged rows come back in input order
     context.enable_progress_bars = job.progress
     chunks = ray.data.read_datasource(
-        ChunkDatasource(inputs, job.text_col, job.id_col, job.chunk_size),
+        ChunkDatasource(inputs, job.text_col, job.id_col, job.chunk_size, job.max_text_chars),
         num_cpus=READ_WRITE_CPUS,  # unlike the actors' 1 CPU, so Ray does not fuse the two
     )
     scored = chunks.map_batches(
@@ -148,7 +149,15 @@ def _run_pipeline(job: ScoreJob, inputs: list[InputFile], staged: Path) -> None:
 class ChunkDatasource(Datasource):
     """One read task per input file, yielding one row per kefu chunk."""
 
-    def __init__(self, inputs: list[InputFile], text_col: str, id_col: str | None, chunk_size: int):
+    def __init__(
+        self,
+        inputs: list[InputFile],
+        text_col: str,
+        id_col: str | None,
+        chunk_size: int,
+        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+    ):
+        self.max_text_chars = max_text_chars
         self.inputs, self.text_col, self.id_col, self.chunk_size = (
             inputs,
             text_col,
@@ -175,7 +184,11 @@ class ChunkDatasource(Datasource):
 
     def _read(self, number: int, source: InputFile) -> Iterator[pa.Table]:
         for chunk in read_chunks(
-            source, text_col=self.text_col, id_col=self.id_col, chunk_size=self.chunk_size
+            source,
+            text_col=self.text_col,
+            id_col=self.id_col,
+            chunk_size=self.chunk_size,
+            max_text_chars=self.max_text_chars,
         ):
             rows = chunk.table.append_column(TEXT, pa.array(chunk.texts, pa.string()))
             rejects = "".join(

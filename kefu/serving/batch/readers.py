@@ -25,12 +25,14 @@ import pyarrow.parquet as pq
 
 from kefu.errors import DataError
 from kefu.serving.batch.sources import InputFile
+from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 from kefu.serving.tokenization import normalize_text
 
 REJECT_REASONS = {
     "missing_text": "the text field is absent or null",
     "not_text": "the text field holds a number, boolean, list or object, not a string",
     "empty_text": "the text is empty or whitespace only",
+    "text_too_long": "the text is longer than --max-text-chars (KEFU_MAX_TEXT_CHARS)",
     "undecodable_text": "the text is not valid UTF-8",
     "invalid_json": "the JSONL line is not valid JSON",
     "not_an_object": "the JSONL line is not a JSON object",
@@ -64,8 +66,11 @@ class _Record:
     problem: tuple[str, str] | None = None  # (reason, detail)
 
 
-def text_problem(value: Any) -> tuple[str, str] | None:
-    """Why `value` cannot be scored as a message text, or None when it can."""
+def text_problem(value: Any, max_chars: int = DEFAULT_MAX_TEXT_CHARS) -> tuple[str, str] | None:
+    """Why `value` cannot be scored as a message text, or None when it can.
+
+    Over `max_chars` characters it is rejected, as the server rejects it (kefu/serving/limits.py).
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "missing_text", "text is null or absent"
     if isinstance(value, bytes | bytearray):
@@ -86,6 +91,8 @@ def text_problem(value: Any) -> tuple[str, str] | None:
         return "undecodable_text", f"{detail} at character {bad.start()}"
     if not normalize_text(value):
         return "empty_text", "text is empty or whitespace only"
+    if len(value) > max_chars:
+        return "text_too_long", f"text has {len(value)} characters; the limit is {max_chars}"
     return None
 
 
@@ -97,13 +104,16 @@ def read_chunks(
     chunk_size: int,
     first_index: int = 0,
     skip: int = 0,
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
 ) -> Iterator[Chunk]:
     """Chunks of one file, numbered from `first_index`; the first `skip` are counted, not built."""
     position_key = "row" if source.format == "parquet" else "line"
     for number, rows in enumerate(_raw_chunks(source, chunk_size)):
         if number < skip:
             continue
-        yield _build_chunk(first_index + number, source, rows, text_col, id_col, position_key)
+        yield _build_chunk(
+            first_index + number, source, rows, text_col, id_col, position_key, max_text_chars
+        )
 
 
 def count_chunks(source: InputFile, chunk_size: int) -> int:
@@ -195,6 +205,7 @@ def _build_chunk(
     text_col: str,
     id_col: str | None,
     position_key: str,
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
 ) -> Chunk:
     """Split raw rows into rows to score (a table plus their texts) and rejects."""
     file = str(source.path)
@@ -211,7 +222,7 @@ def _build_chunk(
     texts: list[str] = []
     rejects: list[dict[str, Any]] = []
     for i, record in enumerate(records):
-        problem = record.problem or text_problem(text_values[i])
+        problem = record.problem or text_problem(text_values[i], max_text_chars)
         if problem is None:
             keep.append(i)
             value = text_values[i]
