@@ -210,9 +210,9 @@ def sweep_dead_workers(directory: str | None = None) -> list[int]:
     with contextlib.suppress(OSError):
         for name in os.listdir(directory):
             stem = name.removesuffix(".db")
-            pid = stem.rsplit("_", 1)[-1]
-            if stem != name and pid.isdigit():
-                pids.add(int(pid))
+            digits = stem.rsplit("_", 1)[-1]
+            if stem != name and digits.isdigit():
+                pids.add(int(digits))
     dead = sorted(pid for pid in pids if not _alive(pid))
     for pid in dead:
         mark_process_dead(pid, directory)
