@@ -66,6 +66,13 @@ class Unauthorized(KefuError):
     http_status = 401
 
 
+class RequestTimeout(KefuError):
+    """The request body did not arrive within the body timeout (a slow or stalled client)."""
+
+    code = "body_timeout"
+    http_status = 408
+
+
 class Forbidden(KefuError):
     """The endpoint is disabled by configuration."""
 

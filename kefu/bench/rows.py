@@ -170,6 +170,26 @@ def _server_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
         measure = "c=32: CPU ms per request, server / load generator"
         rows.append(texts_row("HTTP server", measure, cpu_cost))
 
+    overload = {v: lookup(served, v, "overload_2x") for v in VARIANTS}
+    if any(overload.values()):
+
+        def kept(variant: str) -> str:
+            level = overload[variant] or {}
+            share = level.get("served_over_c32")
+            return "-" if share is None else f"{num(level['served_msgs_per_s'], 0)} ({share:.0%})"
+
+        def refusals(variant: str) -> str:
+            level = overload[variant] or {}
+            refused = level.get("refused_latency") or {}
+            if not level:
+                return "-"
+            return f"{level['refused_503']}: {num(refused.get('p99_ms'))} / {num(refused.get('max_ms'))}"
+
+        measure = "2x overload: msgs/s served (share of c=32)"
+        rows.append(texts_row("HTTP server", measure, kept))
+        measure = "2x overload: 503s: p99 / max ms"
+        rows.append(texts_row("HTTP server", measure, refusals))
+
     def errors(variant: str) -> str:
         run = served.get(variant)
         if run is None:

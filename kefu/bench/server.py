@@ -3,7 +3,9 @@
 For each variant (INT8 and fp32, chosen with `KEFU_VARIANT`) raw ORT is timed briefly (the
 reference for this variant's ratios, taken under the same machine load), then the server is
 started, polled on /readyz, loaded at each concurrency by `server_load` running in a separate
-process, and stopped. Server output goes to a log file whose tail is quoted when start-up fails.
+process, then offered twice the message rate it served at c=32 by `server_overload` (open loop,
+8-message requests, callers that give up after 5 s), and stopped. The overload figure is the share of the
+c=32 message rate still served under that load, and how fast the refused requests got their 503. Server output goes to a log file whose tail is quoted when start-up fails.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from kefu.bench.proctree import tree_cpu_seconds, tree_memory
 
 HOST = "127.0.0.1"
 CONCURRENCIES = (1, 8, 32)
+OVERLOAD_FACTOR = 2.0
+# Messages per overload request: as in the probe that found the problem (c=256, 8 messages), and
+# it keeps the load generator's own CPU, which shares the machine, to an eighth.
+OVERLOAD_MESSAGES = 8
 STARTUP_SECONDS = 120.0
 STOP_SECONDS = 20.0
 LOG_TAIL_CHARS = 2000
@@ -133,6 +139,26 @@ def run_load_generator(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def measured_overload(
+    url: str, texts_file: Path, c32: dict[str, Any], seconds: float
+) -> dict[str, Any]:
+    """`server_overload` at OVERLOAD_FACTOR x the c=32 message rate, in a child process."""
+    c32_msgs = c32["throughput_rps"]  # the load generator sends one message per request
+    rate = OVERLOAD_FACTOR * c32_msgs / OVERLOAD_MESSAGES
+    command = [
+        sys.executable, "-m", "kefu.bench.server_overload", "--url", url,
+        "--texts", str(texts_file), "--rate", f"{rate:.3f}", "--seconds", str(seconds),
+        "--messages", str(OVERLOAD_MESSAGES),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
+    if done.returncode != 0:
+        raise RuntimeError(f"overload probe failed ({done.returncode}): {done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["c32_msgs_per_s"] = c32_msgs
+    result["served_over_c32"] = result["served_msgs_per_s"] / c32_msgs if c32_msgs else None
+    return result
+
+
 def measured_level(
     pid: int,
     url: str,
@@ -184,6 +210,10 @@ def bench_server(
                         pid, url, texts_file, concurrency, requests.get(concurrency, 200),
                         seconds_per_level, warmup,
                     )  # fmt: skip
+                if levels.get("c32", {}).get("throughput_rps"):
+                    levels["overload_2x"] = measured_overload(
+                        url, texts_file, levels["c32"], seconds_per_level
+                    )
                 levels["server_rss_mb"] = round(tree_memory(pid)["rss"] / 1e6, 1)
                 results["variants"][variant] = levels
         except (ServerStartError, RuntimeError, subprocess.TimeoutExpired) as exc:

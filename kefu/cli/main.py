@@ -18,6 +18,25 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from kefu import __version__
+
+        typer.echo(f"kefu {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Chinese customer-service triage: intent, urgency, emotion and routing."""
+
+
 app.add_typer(data.app, name="data")
 COMMANDS = {
     "base-model": (base_model.command, "Resolve and cache the pretrained base encoder."),

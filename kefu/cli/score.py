@@ -18,6 +18,8 @@ from pathlib import Path
 
 import typer
 
+from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS, MAX_TEXT_CHARS_ENV
+
 
 def command(
     inputs: list[str] = typer.Argument(
@@ -73,6 +75,12 @@ def command(
     time_col: str = typer.Option(
         None, help="Message time; orders the turns when there is no turn column."
     ),
+    max_text_chars: int = typer.Option(
+        DEFAULT_MAX_TEXT_CHARS,
+        min=1,
+        envvar=MAX_TEXT_CHARS_ENV,
+        help="Longer texts are rejected (text_too_long), as the server does (env KEFU_MAX_TEXT_CHARS).",
+    ),
 ) -> None:
     """Score every row; rows that cannot be scored go to OUTPUT.rejects.jsonl with a reason."""
     from rich.console import Console
@@ -105,6 +113,7 @@ def command(
             session_col=session_col,
             turn_col=turn_col,
             time_col=time_col,
+            max_text_chars=max_text_chars,
         )
         if engine == "ray":
             from kefu.serving.batch.ray_engine import run_ray

@@ -65,6 +65,11 @@ def check_before_start(settings) -> None:
     check_deployable(settings.bundle, settings.variant, settings.policy)
 
 
+# After the drain (kefu/serving/server/drain.py) nothing is in flight but what arrived in its
+# last moment; uvicorn gives that this long before it cancels.
+FINAL_SHUTDOWN_SECONDS = 5
+
+
 def run(settings) -> None:
     import uvicorn
 
@@ -76,7 +81,9 @@ def run(settings) -> None:
         "log_config": log_config(settings.log_level),
         "access_log": False,  # kefu writes its own access log: one JSON line per request
         "server_header": False,
-        "timeout_graceful_shutdown": 10,
+        "limit_concurrency": settings.limit_concurrency,
+        "timeout_keep_alive": settings.keep_alive_seconds,
+        "timeout_graceful_shutdown": FINAL_SHUTDOWN_SECONDS,
     }
     if settings.workers == 1:
         from kefu.serving.server.app import create_app

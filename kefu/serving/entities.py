@@ -123,21 +123,3 @@ def find_entities(text: str) -> list[Entity]:
             taken.append((start, end))
             found.append(Entity(kind, match.group(0), start, end))
     return sorted(found, key=lambda entity: entity.start)
-
-
-# Any digit run of 7+ digits the entity rules did not claim (landlines, 21+ digit ids, card or
-# id-card numbers) is masked too: logs must not keep numbers that can identify a customer.
-_LONG_NUMBER = re.compile(r"\d(?:[ -]?\d){6,}[Xx]?")
-
-
-def mask_text(text: str) -> str:
-    """Text with phone numbers, order ids, tracking numbers and long numbers replaced, for logs."""
-    pieces, last = [], 0
-    for entity in find_entities(text):
-        if entity.kind == "amount":
-            continue
-        pieces.append(text[last : entity.start])
-        pieces.append(f"<{entity.kind}>")
-        last = entity.end
-    pieces.append(text[last:])
-    return _LONG_NUMBER.sub("<number>", "".join(pieces))

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kefu.errors import ConfigError
 from kefu.serving.classifier import ort_threads
+from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 from kefu.serving.taxonomy import HEADS
 
 # Calibration keys a deployment may override per head; temperature stays what dev fitted.
@@ -39,11 +40,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)  # uvicorn worker processes, one model each
+    # Connections and requests open at once per worker; above it uvicorn answers 503 at once.
+    limit_concurrency: int = Field(default=1000, ge=1)
+    keep_alive_seconds: int = Field(default=5, ge=1)  # idle kept-alive connection is closed after
+    body_timeout_seconds: float = Field(default=10.0, gt=0)  # whole body must arrive within (408)
+    drain_seconds: float = Field(default=30.0, ge=0)  # SIGTERM: time for in-flight work to finish
 
     # Limits
     max_batch: int = Field(default=64, ge=1)  # messages per request (413 above)
     max_body_bytes: int = Field(default=1 << 20, ge=256)  # request body (413 above)
-    max_text_chars: int = Field(default=20_000, ge=1)  # hard cap per text (422 above)
+    max_text_chars: int = Field(
+        default=DEFAULT_MAX_TEXT_CHARS, ge=1
+    )  # per text (422; batch rejects)
+    max_metadata_bytes: int = Field(default=1024, ge=0)  # per `metadata` object, as JSON (422)
     queue_size: int = Field(default=256, ge=1)  # messages waiting for the model (503 above)
     retry_after_seconds: int = Field(default=1, ge=1)  # Retry-After sent with a 503
 
@@ -57,7 +66,9 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None  # enables POST /v1/admin/reload
 
     # Logs
-    log_text: bool = False  # log raw message text; by default it is masked (phones, order ids)
+    # Message text in the access log: "off" (labels, masked ids and routing only), "masked"
+    # (text with personal data masked, kefu/serving/masking.py) or "raw"; true means raw.
+    log_text: Literal["off", "masked", "raw"] = "off"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("api_keys", mode="before")
@@ -65,6 +76,23 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("log_text", mode="before")
+    @classmethod
+    def _log_text_words(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "raw" if value else "off"
+        if isinstance(value, str):
+            word = value.strip().lower()
+            return {
+                "true": "raw",
+                "1": "raw",
+                "yes": "raw",
+                "false": "off",
+                "0": "off",
+                "no": "off",
+            }.get(word, word)
         return value
 
     @field_validator("admin_token", mode="before")

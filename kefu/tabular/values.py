@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import math
 import re
-import unicodedata
 from typing import Any
 
 import pyarrow as pa
 
+from kefu.serving.normalize import normalize_text
 from kefu.tabular.decoding import encoding_hint
 
 SURROGATE = re.compile("[\ud800-\udfff]")  # undecodable bytes, kept by errors="surrogateescape"
@@ -27,10 +27,14 @@ JSON_KINDS = {
 }
 
 
-def text_problem(value: Any, encoding: str = "utf-8") -> tuple[str, str] | None:
+def text_problem(
+    value: Any, encoding: str = "utf-8", max_chars: int | None = None
+) -> tuple[str, str] | None:
     """(reason, detail) when `value` cannot be used as a message text, else None.
 
     `encoding` is what the file was decoded with; it is named when bytes did not fit it.
+    `max_chars` is the limit the server applies too (kefu/serving/limits.py): longer texts are
+    rejected in both places, never silently truncated.
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "missing_text", "text is null or absent"
@@ -48,9 +52,10 @@ def text_problem(value: Any, encoding: str = "utf-8") -> tuple[str, str] | None:
     bad = SURROGATE.search(value)
     if bad:
         return "undecodable_text", undecodable_detail(bad.group(), bad.start(), encoding)
-    # the same folding as kefu.serving.tokenization.normalize_text (NFKC, then strip)
-    if not unicodedata.normalize("NFKC", value).strip():
+    if not normalize_text(value):  # what the model would read: nothing
         return "empty_text", "text is empty or whitespace only"
+    if max_chars is not None and len(value) > max_chars:
+        return "text_too_long", f"text has {len(value)} characters; the limit is {max_chars}"
     return None
 
 

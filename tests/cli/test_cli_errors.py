@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -55,3 +58,15 @@ def test_an_unexpected_exception_is_not_swallowed():
 
     with pytest.raises(RuntimeError, match="a bug"):
         broken()
+
+
+def test_version_comes_from_the_package_metadata():
+    from importlib.metadata import version
+
+    done = subprocess.run(
+        [sys.executable, "-m", "kefu.cli.main", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (0, f"kefu {version('kefu')}\n")

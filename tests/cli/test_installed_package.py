@@ -38,6 +38,8 @@ def installed(tmp_path_factory) -> Path:
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
     (wheel,) = wheels.glob("kefu-*.whl")
+    # without PYTHONPATH: a checkout on it (and the kefu.egg-info `pip wheel` leaves there)
+    # would make pip think kefu is already installed
     subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", str(wheel)],
         check=True,

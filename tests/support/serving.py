@@ -1,17 +1,25 @@
 """Helpers shared by the serving tests: settings isolated from the caller's KEFU_* variables,
-bundle copies with another model version, and a free localhost port."""
+bundle copies with another model version, a free localhost port and a real `kefu serve`."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from unittest import mock
 
+import httpx
+
 from kefu.serving.bundle import MANIFEST
 from kefu.serving.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def isolated_settings(bundle: Path, **overrides) -> Settings:
@@ -37,3 +45,63 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+KEFU = Path(sys.executable).with_name("kefu")
+
+
+class Server:
+    def __init__(self, bundle: Path, log_path: Path, *args: str, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        clean_env = {key: value for key, value in os.environ.items() if not key.startswith("KEFU_")}
+        self.log_file = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                str(KEFU),
+                "serve",
+                "--bundle",
+                str(bundle),
+                "--port",
+                str(self.port),
+                "--ort-threads",
+                "1",
+                *args,
+            ],
+            cwd=REPO_ROOT,
+            env={**clean_env, "HF_HUB_OFFLINE": "1", **(env or {})},
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"kefu serve exited with {self.process.returncode}:\n{self.log()}"
+                )
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"kefu serve not ready after {timeout}s:\n{self.log()}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log_file.close()
+        return self.process.returncode
+
+    def log(self) -> str:
+        if not self.log_file.closed:
+            self.log_file.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")

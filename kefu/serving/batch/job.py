@@ -12,6 +12,7 @@ from typing import Protocol
 from kefu.errors import ConfigError
 from kefu.serving.batch.scoring import DEFAULT_BATCH_SIZE
 from kefu.serving.batch.sessions import SessionSpec
+from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 from kefu.tabular.options import MAX_RECORD_LINES
 
 DEFAULT_CHUNK_SIZE = 2048
@@ -43,9 +44,10 @@ class ScoreJob:
     session_col: str | None = None  # conversation id: route each message with its context
     turn_col: str | None = None  # customer turn number within the session (orders the turns)
     time_col: str | None = None  # message time (orders the turns when there is no turn column)
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS  # longer texts are rejected, as by the server
 
     def __post_init__(self) -> None:
-        for name in ("chunk_size", "batch_size", "workers"):
+        for name in ("chunk_size", "batch_size", "workers", "max_text_chars"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")

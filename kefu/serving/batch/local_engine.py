@@ -149,6 +149,7 @@ def _pending_chunks(job: ScoreJob, plan: RunPlan, state: RunState) -> Iterator[C
             options=plan.read_options,
             first_index=first_index,
             skip=skip,
+            max_text_chars=job.max_text_chars,
         ):
             count += 1
             yield chunk

@@ -179,7 +179,7 @@ class ChunkDatasource(Datasource):
         job = self.job
         chunks = read_chunks(
             source, text_col=job.text_col, id_col=job.id_col, chunk_size=job.chunk_size,
-            options=self.options,
+            options=self.options, max_text_chars=job.max_text_chars,
         )  # fmt: skip
         for chunk in chunks:
             rows = chunk.table.append_column(TEXT, pa.array(chunk.texts, pa.string()))

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from kefu.serving.batch.job import ReadCounts
+from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 from kefu.tabular import (
     DEFAULT_OPTIONS,
     Block,
@@ -54,12 +55,13 @@ def read_chunks(
     options: ReadOptions = DEFAULT_OPTIONS,
     first_index: int = 0,
     skip: int = 0,
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
 ) -> Iterator[Chunk]:
     """Chunks of one file, numbered from `first_index`; the first `skip` are counted, not built."""
     for number, block in enumerate(read_blocks(source, chunk_size, options=options)):
         if number < skip:
             continue
-        yield _build_chunk(first_index + number, block, text_col, id_col)
+        yield _build_chunk(first_index + number, block, text_col, id_col, max_text_chars)
 
 
 def count_chunks(source: TableFile, chunk_size: int, options: ReadOptions = DEFAULT_OPTIONS) -> int:
@@ -67,7 +69,9 @@ def count_chunks(source: TableFile, chunk_size: int, options: ReadOptions = DEFA
     return sum(1 for _ in read_blocks(source, chunk_size, options=options))
 
 
-def _build_chunk(index: int, block: Block, text_col: str, id_col: str | None) -> Chunk:
+def _build_chunk(
+    index: int, block: Block, text_col: str, id_col: str | None, max_text_chars: int
+) -> Chunk:
     """Split a block into rows to score (a table plus their texts) and rejects."""
     file = str(block.file.path)
     text_values = block.column(text_col)
@@ -76,7 +80,9 @@ def _build_chunk(index: int, block: Block, text_col: str, id_col: str | None) ->
     texts: list[str] = []
     rejects: list[dict[str, Any]] = []
     for i, record in enumerate(block.records):
-        problem = record.problem or text_problem(text_values[i], block.encoding or "utf-8")
+        problem = record.problem or text_problem(
+            text_values[i], block.encoding or "utf-8", max_text_chars
+        )
         if problem is None:
             keep.append(i)
             texts.append(as_text(text_values[i]))

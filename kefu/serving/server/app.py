@@ -4,11 +4,13 @@ The model is loaded, validated and warmed in the lifespan, before uvicorn accept
 connection, and reached by handlers through typed dependencies. Handlers stay thin: schemas
 parse, `handlers.py` checks and shapes, the micro-batcher runs `Deployment.triage` (model and
 routing), `error_responses.py` maps every error to `{"error": {"code", "message", "field"}}`.
+Before FastAPI, middleware refuses what the request head alone decides (`gate.py`: overload,
+credentials) and reads the body under size and time limits (`middleware.py`); `drain.py` turns
+SIGTERM into a graceful shutdown. `/docs` is served from a pinned package (`docs.py`).
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -18,20 +20,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import SecretStr
 
-from kefu.errors import Conflict, Forbidden, Unauthorized
-from kefu.serving.bundle import POLICY
+from kefu import __version__
+from kefu.errors import Conflict, NotReady
+from kefu.serving.server.docs import install_docs
+from kefu.serving.server.drain import Drain
 from kefu.serving.server.error_responses import install_error_handlers
+from kefu.serving.server.gate import GateMiddleware, admin_token_problem, api_key_problem
 from kefu.serving.server.handlers import (
     build_results,
     check_messages,
     conversation_context,
     observe,
 )
-from kefu.serving.server.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from kefu.serving.server.middleware import (
+    BodyReadMiddleware,
+    RequestContextMiddleware,
+    watch_disconnect,
+)
 from kefu.serving.server.model_holder import LoadedModel, ModelHolder
-from kefu.serving.server.observability import Metrics
+from kefu.serving.server.observability import Metrics, sweep_dead_workers
 from kefu.serving.server.schemas import (
     ClassifyRequest,
     ClassifyResponse,
@@ -46,8 +54,9 @@ from kefu.serving.taxonomy import HEADS
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
-        400: "Body is not valid JSON.",
+        400: "Body is not valid JSON, or not UTF-8.",
         401: "Missing or wrong X-API-Key.",
+        408: "The body did not arrive within KEFU_BODY_TIMEOUT_SECONDS.",
         413: "Too many messages or body too large.",
         415: "Body is not sent as application/json.",
         422: "A field is missing, of the wrong type, empty or too long.",
@@ -55,21 +64,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
+# Two schemes with their own names: under the default name (the class name) FastAPI would
+# declare one scheme, the last one's header, on every endpoint.
 api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="Set when KEFU_API_KEYS is."
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    auto_error=False,
+    description="One of KEFU_API_KEYS; needed when they are set.",
 )
 admin_token_header = APIKeyHeader(
-    name="X-Admin-Token", auto_error=False, description="KEFU_ADMIN_TOKEN."
+    name="X-Admin-Token",
+    scheme_name="AdminToken",
+    auto_error=False,
+    description="KEFU_ADMIN_TOKEN; admin endpoints are disabled without it.",
 )
-
-
-def _matches(given: str, secrets: list[SecretStr]) -> bool:
-    """Constant-time comparison against every secret (no early exit on the first match)."""
-    given_bytes = given.encode("utf-8", "surrogateescape")
-    matched = False
-    for secret in secrets:
-        matched |= hmac.compare_digest(given_bytes, secret.get_secret_value().encode("utf-8"))
-    return matched
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ class AppState:
     settings: Settings
     models: ModelHolder
     metrics: Metrics
+    drain: Drain
 
 
 async def get_state(request: Request) -> AppState:
@@ -98,19 +107,17 @@ ModelDep = Annotated[LoadedModel, Depends(get_model)]
 async def require_api_key(
     state: StateDep, key: Annotated[str | None, Depends(api_key_header)]
 ) -> None:
-    keys = state.settings.api_keys
-    if keys and not (key and _matches(key, keys)):
-        raise Unauthorized("missing or invalid X-API-Key header")
+    problem = api_key_problem(state.settings, key)
+    if problem is not None:
+        raise problem
 
 
 async def require_admin(
     state: StateDep, token: Annotated[str | None, Depends(admin_token_header)]
 ) -> None:
-    admin_token = state.settings.admin_token
-    if admin_token is None:
-        raise Forbidden("admin endpoints are disabled; set KEFU_ADMIN_TOKEN to enable them")
-    if not (token and _matches(token, [admin_token])):
-        raise Unauthorized("missing or invalid X-Admin-Token header")
+    problem = admin_token_problem(state.settings, token)
+    if problem is not None:
+        raise problem
 
 
 router = APIRouter()
@@ -119,6 +126,7 @@ router = APIRouter()
 @router.post(
     "/v1/classify",
     response_model=ClassifyResponse,
+    response_model_exclude_unset=True,  # `metadata` is answered only when it was sent
     responses=ERRORS,
     dependencies=[Depends(require_api_key)],
     summary="Classify one message or a batch and route it",
@@ -128,9 +136,13 @@ async def classify(
 ) -> ClassifyResponse:
     messages = body.as_messages()
     check_messages(body, messages, state.settings, model.deployment.bundle.labels["intent"])
-    model, triaged = await state.models.triage(
-        model, [(message.text, conversation_context(message)) for message in messages]
-    )
+    watcher = watch_disconnect(request.scope, request.receive)
+    try:
+        model, triaged = await state.models.triage(
+            model, [(message.text, conversation_context(message)) for message in messages]
+        )
+    finally:
+        watcher.cancel()
     results = build_results(messages, triaged)
     request.state.log.update(
         model_version=model.model_version,
@@ -149,7 +161,9 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz", summary="Readiness: a model is loaded and warmed", responses={503: ERRORS[503]}
 )
-async def readyz(model: ModelDep) -> dict[str, str]:
+async def readyz(model: ModelDep, state: StateDep) -> dict[str, str]:
+    if state.drain.draining:
+        raise NotReady("the server is shutting down (SIGTERM); send requests elsewhere")
     return {"status": "ready", "model_version": model.model_version}
 
 
@@ -163,7 +177,7 @@ async def metrics_endpoint(state: StateDep) -> Response:
     response_model=ModelInfo,
     responses={401: ERRORS[401], 503: ERRORS[503]},
     dependencies=[Depends(require_api_key)],
-    summary="The serving model: manifest, labels, thresholds, policy, limits",
+    summary="The serving model: manifest, labels, thresholds, policy, limits (no server paths)",
 )
 async def model_info(model: ModelDep, state: StateDep) -> ModelInfo:
     settings = state.settings
@@ -172,8 +186,8 @@ async def model_info(model: ModelDep, state: StateDep) -> ModelInfo:
     return ModelInfo(
         model_version=model.model_version,
         variant=model.variant,
-        bundle=str(model.bundle_dir),
-        manifest=asdict(bundle.manifest),
+        bundle=model.bundle_dir.name,
+        manifest=public_manifest(asdict(bundle.manifest)),
         labels={
             head: [
                 {"label": label, "name": bundle.label_names[head].get(label, label)}
@@ -184,15 +198,25 @@ async def model_info(model: ModelDep, state: StateDep) -> ModelInfo:
         intent_groups=dict(bundle.intent_groups),
         queues=dict(policy.group_queues),
         calibration={head: asdict(classifier.calibration[head]) for head in HEADS},
-        policy=policy.describe() | {"source": str(settings.policy or Path(bundle.path) / POLICY)},
+        policy=policy.describe()
+        | {"source": Path(settings.policy).name if settings.policy else "bundle"},
         limits={
             "max_batch": settings.max_batch,
             "max_text_chars": settings.max_text_chars,
             "max_body_bytes": settings.max_body_bytes,
+            "max_metadata_bytes": settings.max_metadata_bytes,
             "max_length_tokens": bundle.manifest.max_length,
             "top_k": settings.top_k,
         },
     )
+
+
+def public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest as API-key clients see it: a base model given as a local path is named only."""
+    base_model = str(manifest.get("base_model", ""))
+    if Path(base_model).is_absolute():
+        manifest["base_model"] = Path(base_model).name
+    return manifest
 
 
 @router.post(
@@ -231,27 +255,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     metrics = Metrics()
     holder = ModelHolder(settings, metrics)
+    drain = Drain(settings.drain_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweep_dead_workers()  # a worker replaced after kill -9 left its live gauges behind
         await holder.start()
+        drain.install()  # after uvicorn's own handler, which it wraps
         try:
             yield
         finally:
+            drain.uninstall()
             await holder.stop()
             metrics.close()
 
     app = FastAPI(
         title="kefu",
         summary="Chinese customer-service triage: intent, urgency, emotion and routing.",
-        version="1",
+        version=__version__,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
-    app.state.kefu = AppState(settings, holder, metrics)
+    app.state.kefu = AppState(settings, holder, metrics, drain)
     install_error_handlers(app, settings.retry_after_seconds)
     app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)  # added last: outermost
+    install_docs(app)
+    app.add_middleware(
+        BodyReadMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.body_timeout_seconds,
+        retry_after=settings.retry_after_seconds,
+    )
+    routes = frozenset(getattr(route, "path", "") for route in router.routes)
+    app.add_middleware(GateMiddleware, settings=settings, models=holder, routes=routes)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, drain=drain)  # outermost
     return app
 
 

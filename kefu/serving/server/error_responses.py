@@ -4,7 +4,8 @@ Three handlers: kefu's own errors (each carries its `http_status`, see `kefu/err
 FastAPI's request validation, and Starlette's routing errors (404, 405, unreadable body).
 Client mistakes are 4xx with a code a program can branch on, a message a person can act on and
 the JSON path of the offending field; 503 carries Retry-After; a 500 only ever means a bug in
-kefu (the last-resort middleware), never bad input.
+kefu (the last-resort middleware), never bad input. Whatever of the request is echoed (field
+names, paths, values) is cut to `ECHO_CHARS` characters, so a 1 MB key cannot make a 2 MB answer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kefu.errors import KefuError
+
+ECHO_CHARS = 64  # longest piece of the caller's input quoted back in an error
+
+
+def shown(value: object) -> str:
+    """`value` as echoed in an error: at most ECHO_CHARS characters, then an ellipsis."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…"
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
@@ -31,6 +40,14 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(error_body(code, message, field), status_code=status, headers=headers)
+
+
+def kefu_error_response(exc: KefuError, retry_after_seconds: int) -> JSONResponse:
+    """The response for one of kefu's errors, inside FastAPI or in a middleware before it."""
+    headers = {"Retry-After": str(retry_after_seconds)} if exc.http_status == 503 else None
+    if exc.http_status == 408:
+        headers = {"Connection": "close"}  # the rest of a stalled body is not worth waiting for
+    return error_response(exc.http_status, exc.code, str(exc), exc.field, headers)
 
 
 # pydantic error types -> our codes; anything else keeps pydantic's type as its code.
@@ -50,11 +67,11 @@ _VALIDATION_CODES = {
 
 
 def field_path(loc: tuple[Any, ...]) -> str | None:
-    """('messages', 2, 'text') -> 'messages[2].text'."""
+    """('messages', 2, 'text') -> 'messages[2].text' (cut to ECHO_CHARS: keys are input too)."""
     path = ""
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or None
+    return shown(path) if path else None
 
 
 def validation_error_response(exc: RequestValidationError) -> JSONResponse:
@@ -96,8 +113,7 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
     async def on_kefu_error(request: Request, exc: KefuError) -> JSONResponse:
-        headers = {"Retry-After": str(retry_after_seconds)} if exc.http_status == 503 else None
-        return error_response(exc.http_status, exc.code, str(exc), exc.field, headers)
+        return kefu_error_response(exc, retry_after_seconds)
 
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return validation_error_response(exc)
@@ -110,9 +126,9 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
         if exc.status_code == 400:
             message = "request body could not be read as UTF-8 JSON"
         elif exc.status_code == 404:
-            message = f"no endpoint at {request.url.path}; see /docs"
+            message = f"no endpoint at {shown(request.url.path)}; see /docs"
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}"
+            message = f"{request.method} is not allowed on {shown(request.url.path)}"
         return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
     app.add_exception_handler(KefuError, on_kefu_error)  # type: ignore[arg-type]

@@ -9,7 +9,10 @@ never blocks on the model.
 Waiting for company costs latency, so the loop waits up to `max_wait_ms` only when it has seen
 concurrency (more than one message queued now or in the previous batch); a lone client pays
 nothing. The queue is bounded in messages: a request that does not fit is refused at once
-(`Overloaded`, HTTP 503 + Retry-After) instead of piling up latency for everyone.
+(`Overloaded`, HTTP 503 + Retry-After) instead of piling up latency for everyone, and
+`would_refuse()` lets the server refuse before it even reads a request (see `gate.py`).
+Messages whose request was cancelled (its client hung up) are dropped when the loop reaches
+them: they take no place in a batch and no model time.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._waiting = 0  # messages queued, not yet taken into a batch
         self._in_flight = 0  # messages taken into the batch the model is running now
         self._last_batch_size = 0
+        self._typical_request = 1.0  # moving average of messages per submitted request
         self._task: asyncio.Task | None = None
         self._closed = False
 
@@ -83,6 +87,10 @@ class MicroBatcher(Generic[Item, Result]):
         """Messages the model is working on now."""
         return self._in_flight
 
+    def would_refuse(self) -> bool:
+        """True when a request of the usual size would not fit in the queue now."""
+        return self._waiting + self._typical_request > self.queue_size
+
     def start(self) -> None:
         """Start the batching loop on the running event loop."""
         if self._task is None:
@@ -92,6 +100,7 @@ class MicroBatcher(Generic[Item, Result]):
         """Results for `items`, in order. Raises Overloaded when the queue cannot take them."""
         if self._closed or self._task is None:
             raise NotReady("the model is not serving yet (or is shutting down); retry shortly")
+        self._typical_request += (len(items) - self._typical_request) / 8
         if self._waiting + len(items) > self.queue_size:
             raise Overloaded(
                 f"server busy: {self._waiting} messages are waiting (queue holds "
@@ -135,12 +144,18 @@ class MicroBatcher(Generic[Item, Result]):
                 self._in_flight = 0
 
     async def _collect(self, first: _Queued) -> tuple[list[_Queued], bool]:
-        """`first` plus whatever joins it within the wait budget; True when a stop was seen."""
+        """`first` plus whatever joins it within the wait budget; True when a stop was seen.
+
+        Messages of cancelled requests are taken off the queue but not into the batch.
+        """
         items = [first]
         while len(items) < self.max_batch_size and not self._queue.empty():
             item = self._queue.get_nowait()
             if item is None:
                 return items, True
+            if item.future.done():
+                self._waiting -= 1
+                continue
             items.append(item)
         if self.max_wait <= 0 or (len(items) == 1 and self._last_batch_size <= 1):
             return items, False
@@ -155,6 +170,9 @@ class MicroBatcher(Generic[Item, Result]):
                 break
             if item is None:
                 return items, True
+            if item.future.done():
+                self._waiting -= 1
+                continue
             items.append(item)
         return items, False
 

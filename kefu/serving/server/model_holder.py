@@ -19,6 +19,7 @@ from kefu.serving.deployment import Deployment, Triage
 from kefu.serving.routing import ConversationContext
 from kefu.serving.server.microbatch import MicroBatcher
 from kefu.serving.server.observability import Metrics
+from kefu.serving.server.schemas import check_labels_in_schema
 from kefu.serving.settings import Settings
 
 log = logging.getLogger("kefu.runtime")
@@ -65,6 +66,7 @@ def load_model(
         calibration_overrides=settings.thresholds,
         warm=True,
     )
+    check_labels_in_schema(deployment.bundle.labels, str(deployment.bundle_dir))
     top_k = settings.top_k
 
     def triage(messages: list[Message]) -> list[Triage]:

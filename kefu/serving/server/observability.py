@@ -4,13 +4,19 @@ Metrics live in a registry per app (tests build many apps in one process). Under
 uvicorn workers each process counts for itself; when PROMETHEUS_MULTIPROC_DIR is set (`kefu
 serve --workers N` sets it) /metrics aggregates every worker's files instead.
 
-Logs are one JSON object per line. The access log writes one line per request; message text in
-it is masked (phone numbers, order ids, tracking numbers) unless KEFU_LOG_TEXT is on. Request
-headers are never logged, so API keys and admin tokens cannot leak into logs.
+Logs are one JSON object per line. The access log writes one line per request: labels, masked
+ids and routing; message text only when KEFU_LOG_TEXT asks for it ("masked": personal data
+replaced, see `kefu/serving/masking.py`; "raw"). Request headers are never logged, so API keys
+and admin tokens cannot leak into logs.
+
+Under several workers, the files of a worker that died without running its shutdown (kill -9,
+out of memory) would keep its live gauges, e.g. `kefu_model_info{pid=...}`, in every scrape;
+`sweep_dead_workers` drops them at start-up and at each scrape.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,7 +33,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from kefu.serving.entities import mask_text
+from kefu.serving.masking import mask_text
 
 LATENCY_BUCKETS = (
     0.001,
@@ -51,6 +57,7 @@ LATENCY_BUCKETS = (
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 LOGGED_TEXT_CHARS = 200  # log lines stay short even for 20,000-character messages
+MASK_MARGIN_CHARS = 40
 
 
 class Metrics:
@@ -142,6 +149,7 @@ class Metrics:
     def exposition(self) -> bytes:
         """The Prometheus text format, across worker processes when running multi-process."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            sweep_dead_workers()
             merged = CollectorRegistry()
             MultiProcessCollector(merged)
             return generate_latest(merged)
@@ -187,9 +195,41 @@ def log_config(level: str = "info") -> dict[str, Any]:
     }
 
 
-def logged_text(text: str, log_text: bool) -> str:
-    """Text as it may appear in a log line: masked unless raw logging was enabled, shortened."""
-    shown = text if log_text else mask_text(text)
-    if len(shown) > LOGGED_TEXT_CHARS:
-        return shown[:LOGGED_TEXT_CHARS] + f"...(+{len(shown) - LOGGED_TEXT_CHARS} chars)"
-    return shown
+def logged_text(text: str, raw: bool = False) -> str:
+    """Text as it may appear in a log line: masked unless `raw`, shortened.
+
+    Only the head is masked (a bounded cost however long the text); the margin past the cut
+    lets a number that straddles it be recognised whole.
+    """
+    if len(text) <= LOGGED_TEXT_CHARS:
+        return text if raw else mask_text(text)
+    head = text if raw else mask_text(text[: LOGGED_TEXT_CHARS + MASK_MARGIN_CHARS])
+    return head[:LOGGED_TEXT_CHARS] + f"...(+{len(text) - LOGGED_TEXT_CHARS} chars)"
+
+
+def sweep_dead_workers(directory: str | None = None) -> list[int]:
+    """Drop the live-gauge files of worker processes that no longer exist; returns their pids."""
+    directory = directory or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return []
+    pids = set()
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            stem = name.removesuffix(".db")
+            digits = stem.rsplit("_", 1)[-1]
+            if stem != name and digits.isdigit():
+                pids.add(int(digits))
+    dead = sorted(pid for pid in pids if not _alive(pid))
+    for pid in dead:
+        mark_process_dead(pid, directory)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,12 +1,15 @@
 """HTTP request and response models of the kefu API (they are the OpenAPI schema at /docs).
 
 Schemas check structure and types only; limits that depend on settings or on the loaded
-model (batch size, text length, known intent ids) are checked in `handlers.py`, so one
-schema serves every deployment.
+model (batch size, text length, metadata size, known intent ids) are checked in `handlers.py`,
+so one schema serves every deployment. Label ids and priorities are enums built from the
+packaged taxonomy, so generated clients get them as types; a bundle whose labels are not in
+the taxonomy is refused at load (`check_labels_in_schema`), never answered with a 500.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -21,7 +24,32 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from kefu.errors import BundleError
 from kefu.serving.routing import Action, Reason
+from kefu.serving.taxonomy import HEADS, PRIORITIES, load_taxonomy
+
+_TAXONOMY = load_taxonomy()
+IntentId = StrEnum("IntentId", {label: label for label in _TAXONOMY.labels("intent")})  # type: ignore[misc]
+UrgencyId = StrEnum("UrgencyId", {label: label for label in _TAXONOMY.labels("urgency")})  # type: ignore[misc]
+EmotionId = StrEnum("EmotionId", {label: label for label in _TAXONOMY.labels("emotion")})  # type: ignore[misc]
+Priority = StrEnum("Priority", {priority: priority for priority in PRIORITIES})  # type: ignore[misc]
+LABEL_ENUMS: dict[str, type[StrEnum]] = {
+    "intent": IntentId,
+    "urgency": UrgencyId,
+    "emotion": EmotionId,
+}
+
+
+def check_labels_in_schema(labels: dict[str, tuple[str, ...]], where: str) -> None:
+    """Refuse a bundle whose label ids the API schema does not list (answers must validate)."""
+    for head in HEADS:
+        known = {member.value for member in LABEL_ENUMS[head]}
+        unknown = [label for label in labels[head] if label not in known]
+        if unknown:
+            raise BundleError(
+                f"{where}: {head} labels {unknown} are not in the packaged taxonomy "
+                f"(taxonomy version {_TAXONOMY.version}); serve it with the kefu it was trained for"
+            )
 
 
 def _encodable(value: str) -> str:
@@ -66,10 +94,18 @@ class Context(Strict):
     )
 
 
+Metadata = dict[str, Any]
+METADATA_DESCRIPTION = (
+    "Caller's own fields (session_id, channel, ...), echoed back unchanged in the result; "
+    "at most KEFU_MAX_METADATA_BYTES as JSON."
+)
+
+
 class Message(Strict):
     id: Id | None = Field(default=None, description="Caller's id, echoed back; default: position.")
     text: Text = Field(description="One customer turn, as typed.")
     context: Context | None = None
+    metadata: Metadata | None = Field(default=None, description=METADATA_DESCRIPTION)
 
 
 class ClassifyRequest(Strict):
@@ -78,6 +114,7 @@ class ClassifyRequest(Strict):
     text: Text | None = None
     id: Id | None = None
     context: Context | None = None
+    metadata: Metadata | None = Field(default=None, description=METADATA_DESCRIPTION)
     messages: list[Message] | None = None
 
     model_config = ConfigDict(
@@ -87,7 +124,12 @@ class ClassifyRequest(Strict):
                 {"text": "我的快递三天没动了，急用！"},
                 {
                     "messages": [
-                        {"id": "m1", "text": "转人工", "context": {"turn": 4}},
+                        {
+                            "id": "m1",
+                            "text": "转人工",
+                            "context": {"turn": 4},
+                            "metadata": {"session_id": "s-1024"},
+                        },
                         {
                             "id": "m2",
                             "text": "退款怎么还没到账",
@@ -107,7 +149,10 @@ class ClassifyRequest(Strict):
     @model_validator(mode="after")
     def _one_form(self) -> ClassifyRequest:
         if self.messages is not None and (
-            self.text is not None or self.id is not None or self.context is not None
+            self.text is not None
+            or self.id is not None
+            or self.context is not None
+            or self.metadata is not None
         ):
             raise PydanticCustomError(
                 "ambiguous_request",
@@ -128,7 +173,7 @@ class ClassifyRequest(Strict):
         if self.messages is not None:
             return self.messages
         assert self.text is not None  # guaranteed by _one_form
-        return [Message(id=self.id, text=self.text, context=self.context)]
+        return [Message(id=self.id, text=self.text, context=self.context, metadata=self.metadata)]
 
     def message_field(self, index: int, name: str) -> str:
         """Field path of `name` in message `index`, as the client spelt the request."""
@@ -148,6 +193,46 @@ class HeadResult(BaseModel):
     top: list[TopLabel] = Field(description="Best labels with their probabilities, best first.")
 
 
+# One result type per head, so each `label` is typed with that head's ids in the schema.
+class IntentTop(TopLabel):
+    label: IntentId  # type: ignore[valid-type]
+
+
+class UrgencyTop(TopLabel):
+    label: UrgencyId  # type: ignore[valid-type]
+
+
+class EmotionTop(TopLabel):
+    label: EmotionId  # type: ignore[valid-type]
+
+
+class IntentResult(HeadResult):
+    label: IntentId = Field(description="Intent id (stable API value).")  # type: ignore[valid-type]
+    top: list[IntentTop] = Field(description="Best intents with probabilities, best first.")  # type: ignore[assignment]
+
+
+class UrgencyResult(HeadResult):
+    label: UrgencyId = Field(description="Urgency id (stable API value).")  # type: ignore[valid-type]
+    top: list[UrgencyTop] = Field(description="Best urgencies with probabilities, best first.")  # type: ignore[assignment]
+
+
+class EmotionResult(HeadResult):
+    label: EmotionId = Field(description="Emotion id (stable API value).")  # type: ignore[valid-type]
+    top: list[EmotionTop] = Field(description="Best emotions with probabilities, best first.")  # type: ignore[assignment]
+
+
+HEAD_RESULTS: dict[str, type[HeadResult]] = {
+    "intent": IntentResult,
+    "urgency": UrgencyResult,
+    "emotion": EmotionResult,
+}
+HEAD_TOPS: dict[str, type[TopLabel]] = {
+    "intent": IntentTop,
+    "urgency": UrgencyTop,
+    "emotion": EmotionTop,
+}
+
+
 class Candidate(BaseModel):
     intent: str = Field(description="Intent id.")
     name: str = Field(description="Chinese display name, to show the customer.")
@@ -156,7 +241,7 @@ class Candidate(BaseModel):
 
 class Route(BaseModel):
     queue: str
-    priority: str = Field(description="P0 (most urgent) .. P3.")
+    priority: Priority = Field(description="P0 (most urgent) .. P3.")  # type: ignore[valid-type]
     action: Action = Field(
         description="bot: answer automatically; clarify: ask the customer to choose between "
         "`candidates`; human: hand over to a person."
@@ -180,13 +265,16 @@ class EntitySpan(BaseModel):
 
 class MessageResult(BaseModel):
     id: str
-    intent: HeadResult
-    urgency: HeadResult
-    emotion: HeadResult
+    intent: IntentResult
+    urgency: UrgencyResult
+    emotion: EmotionResult
     group: str = Field(description="Intent group (pre_sale, order, logistics, ...).")
     route: Route
     entities: list[EntitySpan]
     truncated: bool = Field(description="True when the text exceeded the model window.")
+    metadata: Metadata | None = Field(
+        default=None, description="The message's `metadata`, as sent; absent when none was sent."
+    )
 
 
 class ClassifyResponse(BaseModel):
@@ -223,7 +311,7 @@ class ReloadResponse(BaseModel):
 class ModelInfo(BaseModel):
     model_version: str
     variant: str
-    bundle: str
+    bundle: str = Field(description="Bundle directory name (never a filesystem path).")
     manifest: dict[str, Any]
     labels: dict[str, list[dict[str, str]]]
     intent_groups: dict[str, str]

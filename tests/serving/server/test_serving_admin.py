@@ -57,15 +57,28 @@ def test_every_configured_key_is_accepted(client):
         )
 
 
-def test_auth_is_checked_before_the_schema(client):
-    # FastAPI decodes JSON before dependencies run: malformed JSON is a 400 even without a key
-    # (it tells the caller nothing about the service); everything after that needs the key.
-    assert client.post("/v1/classify", json={"txt": 1}).status_code == 401
+def test_auth_is_checked_before_the_body_is_read(client):
+    # Without a key, no body is parsed: invalid JSON, a body over KEFU_MAX_BODY_BYTES, a UTF-16
+    # body and an unknown field all get the same 401, which tells the caller nothing.
+    json_header = {"content-type": "application/json"}
+    for body in (
+        b"{",
+        b"{" + b" " * (2 << 20) + b"}",
+        '{"text": "x"}'.encode("utf-16"),
+        b'{"x":1}',
+    ):
+        response = client.post("/v1/classify", content=body, headers=json_header)
+        assert (response.status_code, response.json()) == (401, UNAUTHORIZED)
+    reload = client.post("/v1/admin/reload", content=b"{", headers=json_header)
+    assert (reload.status_code, reload.json()["error"]["code"]) == (401, "unauthorized")
+    # with the key, the same bodies get what they deserve
+    keyed = {**json_header, "X-API-Key": "key-one"}
+    assert client.post("/v1/classify", content=b"{", headers=keyed).status_code == 400
     assert (
         client.post(
-            "/v1/classify", content=b"{", headers={"content-type": "application/json"}
+            "/v1/classify", content=b"{" + b" " * (2 << 20) + b"}", headers=keyed
         ).status_code
-        == 400
+        == 413
     )
 
 
@@ -108,7 +121,7 @@ def test_reload_swaps_in_a_new_bundle(client, tiny_bundle, tmp_path):
     assert body["load_seconds"] > 0
     assert version(client) == "tiny-1"
     info = client.get("/v1/model", headers={"X-API-Key": "key-one"}).json()
-    assert (info["model_version"], info["bundle"]) == ("tiny-1", str(new_bundle))
+    assert (info["model_version"], info["bundle"]) == ("tiny-1", new_bundle.name)
     metrics = client.get("/metrics").text
     assert 'kefu_model_info{model_version="tiny-1",variant="fp32"} 1.0' in metrics
     assert 'kefu_model_info{model_version="tiny-0",variant="fp32"} 0.0' in metrics

@@ -210,6 +210,7 @@ def test_model_endpoint_lists_manifest_labels_thresholds_policy_limits(client, t
         "max_batch": 64,
         "max_text_chars": 20000,
         "max_body_bytes": 1 << 20,
+        "max_metadata_bytes": 1024,
         "max_length_tokens": 64,
         "top_k": 3,
     }

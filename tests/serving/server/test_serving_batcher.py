@@ -232,7 +232,7 @@ def test_http_overload_is_a_503_with_retry_after_and_the_server_keeps_serving(ti
         assert refused.json() == {
             "error": {
                 "code": "overloaded",
-                "message": "server busy: 2 messages are waiting (queue holds 2); retry after a short pause",
+                "message": "server busy: the model's queue is full; retry after a short pause",
                 "field": None,
             }
         }
@@ -246,3 +246,77 @@ def wait_for(condition, timeout=5.0):
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.002)
+
+
+def test_a_full_queue_refuses_before_reading_the_body(tiny_bundle):
+    # the shed path answers from the request head: even a malformed body gets the 503, not a 400
+    settings = isolated_settings(tiny_bundle, max_batch=2, queue_size=2)
+    app = create_app(settings)
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        batcher = app.state.kefu.models.current.batcher
+        gate = threading.Event()
+        batcher._executor.submit(gate.wait, 5)
+        first = pool.submit(client.post, "/v1/classify", json={"messages": [{"text": "a"}] * 2})
+        wait_for(lambda: batcher.in_flight == 2)
+        second = pool.submit(client.post, "/v1/classify", json={"messages": [{"text": "b"}] * 2})
+        wait_for(lambda: batcher.depth == 2)
+        refused = client.post(
+            "/v1/classify", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        gate.set()
+        assert (refused.status_code, refused.json()["error"]["code"]) == (503, "overloaded")
+        assert first.result().status_code == second.result().status_code == 200
+
+
+def test_queued_work_of_a_client_that_hung_up_is_dropped_before_inference(tiny_bundle):
+    app = create_app(isolated_settings(tiny_bundle))
+    metrics = app.state.kefu.metrics
+    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+        batcher = app.state.kefu.models.current.batcher
+        batches_before = metrics.batch_size._sum.get()
+        gate = threading.Event()
+        batcher._executor.submit(gate.wait, 5)  # hold the inference thread
+        served = pool.submit(client.post, "/v1/classify", json={"text": "在吗"})
+        wait_for(lambda: batcher.in_flight == 1)
+
+        async def hung_up() -> list[dict]:
+            """A raw ASGI request whose client disconnects while its message is queued."""
+            gone, sent, calls = asyncio.Event(), [], []
+
+            async def receive():
+                calls.append(1)
+                if len(calls) == 1:
+                    return {"type": "http.request", "body": b'{"text": "x"}', "more_body": False}
+                await gone.wait()
+                return {"type": "http.disconnect"}
+
+            async def send(message):
+                sent.append(message)
+
+            scope = {
+                "type": "http",
+                "method": "POST",
+                "path": "/v1/classify",
+                "raw_path": b"/v1/classify",
+                "headers": [(b"content-type", b"application/json")],
+                "query_string": b"",
+                "http_version": "1.1",
+                "scheme": "http",
+                "server": ("test", 80),
+                "client": ("test", 1),
+                "root_path": "",
+            }
+            request = asyncio.create_task(app(scope, receive, send))
+            while batcher.depth != 1:
+                await asyncio.sleep(0.001)
+            gone.set()
+            await request
+            return sent
+
+        sent = client.portal.call(hung_up)
+        gate.set()
+        assert served.result().status_code == 200
+    assert sent == []  # nothing was answered to nobody
+    assert metrics.requests.labels("/v1/classify", "POST", "499")._value.get() == 1
+    assert metrics.requests.labels("/v1/classify", "POST", "500")._value.get() == 0
+    assert metrics.batch_size._sum.get() - batches_before == 1  # only the served message ran

@@ -31,10 +31,28 @@ CASES = [
         error("invalid_json", "request body is not valid JSON: Expecting value (character 9)"),
     ),
     (
-        "not UTF-8",
-        b"\xff\xfe{}",
+        "UTF-16 with a byte-order mark",
+        '{"text": "在吗"}'.encode("utf-16"),
         400,
-        error("invalid_json", "request body is not valid JSON: Expecting value (character 0)"),
+        error(
+            "invalid_json",
+            "request body is not UTF-8 (it looks like UTF-16 or UTF-32); send UTF-8 JSON",
+        ),
+    ),
+    (
+        "UTF-16 without a byte-order mark",
+        '{"text": "在吗"}'.encode("utf-16-le"),
+        400,
+        error(
+            "invalid_json",
+            "request body is not UTF-8 (it looks like UTF-16 or UTF-32); send UTF-8 JSON",
+        ),
+    ),
+    (
+        "GBK bytes",
+        '{"text": "在吗"}'.encode("gbk"),
+        400,
+        error("invalid_json", "request body could not be read as UTF-8 JSON"),
     ),
     (
         "empty body",

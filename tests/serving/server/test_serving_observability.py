@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.serving import isolated_settings
 
 from kefu.serving.server.app import create_app
+from kefu.serving.server.drain import Drain
 from kefu.serving.server.middleware import RequestContextMiddleware
 from kefu.serving.server.observability import JsonFormatter, Metrics, logged_text
 
@@ -86,7 +87,7 @@ def access_lines(caplog):
     return [record for record in caplog.records if record.name == "kefu.access"]
 
 
-def test_one_access_log_line_per_request_with_masked_text(client, caplog):
+def test_one_access_log_line_per_request_without_text_by_default(client, caplog):
     caplog.set_level(logging.INFO, logger="kefu")
     text = "订单123456789012没到，电话13812345678"
     response = client.post(
@@ -116,7 +117,6 @@ def test_one_access_log_line_per_request_with_masked_text(client, caplog):
     assert line["messages"] == [
         {
             "id": "m1",
-            "text": "订单<order_id>没到，电话<phone>",
             "intent": result["intent"]["label"],
             "urgency": result["urgency"]["label"],
             "emotion": result["emotion"]["label"],
@@ -149,14 +149,36 @@ def test_raw_text_is_logged_only_when_enabled(tiny_bundle, caplog):
     assert line["messages"][0]["text"] == "电话13812345678"
 
 
+@pytest.mark.parametrize(
+    ("mode", "logged"),
+    [
+        ("off", None),
+        ("masked", "订单<order_id>没到，电话<phone>"),
+        ("raw", "订单123456789012没到，电话13812345678"),
+    ],
+)
+def test_text_is_logged_only_as_asked(tiny_bundle, caplog, mode, logged):
+    caplog.set_level(logging.INFO, logger="kefu")
+    with TestClient(create_app(isolated_settings(tiny_bundle, log_text=mode))) as client:
+        client.post(
+            "/v1/classify",
+            json={"id": "13812345678", "text": "订单123456789012没到，电话13812345678"},
+        )
+    entry = json.loads(JsonFormatter().format(access_lines(caplog)[0]))["messages"][0]
+    assert entry["id"] == "<phone>"  # ids are masked in every mode
+    assert entry.get("text") == logged
+
+
 def test_logged_text_is_shortened():
-    assert logged_text("快" * 250, log_text=True) == "快" * 200 + "...(+50 chars)"
+    assert logged_text("快" * 250, raw=True) == "快" * 200 + "...(+50 chars)"
+    # masked before the cut: a phone number across the 200th character is masked whole
+    assert logged_text("快" * 195 + "13812345678" + "快" * 50) == "快" * 195 + "<phon...(+56 chars)"
 
 
 def call_middleware(inner_app):
     """Run RequestContextMiddleware around `inner_app` for one POST; returns (sent messages, metrics)."""
     metrics = Metrics()
-    middleware = RequestContextMiddleware(inner_app, metrics)
+    middleware = RequestContextMiddleware(inner_app, metrics, Drain(0))
     sent = []
     scope = {
         "type": "http",

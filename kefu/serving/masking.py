@@ -1,0 +1,91 @@
+"""Personal data masked out of text before it may reach a log: one table, one pass.
+
+Each row of `MASKS` is a kind and a pattern; `mask_text` replaces every match with `<kind>`
+(for "keyword + value" forms such as `QQ 12345678` or `CVV 123`, only the value). The rows are
+joined into one alternation and applied in a single left-to-right scan, so the cost is one
+regex pass however many kinds there are. What is masked:
+
+- e-mail addresses; QQ numbers and WeChat ids after their keyword (QQ, 扣扣, 微信, vx, wx, ...);
+- card security codes (CVV, CVC, 安全码, 验证码) and expiry dates (有效期 12/27, exp 12/2027);
+- names after a label (收件人, 联系人, 姓名, 我叫, ...) and street addresses (province .. road,
+  number, building, room, with a trailing "张三收");
+- mobile numbers with spaces, dashes or dots (`138.1234.5678`), with +86, and written in
+  Chinese numerals (`一三八一二三四五六七八`); tracking numbers; order ids (10-20 digits);
+- any other run of 7+ digits, also with ` `, `-`, `.` or `/` between them (landlines, bank
+  cards such as `6222.0212.3456.7890`, id-card numbers) and 7+ Chinese numerals.
+
+Amounts (`99元`) and short numbers stay readable: they say what the message is about.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SEP = r"\s*(?:是|为|:|：)?\s*"  # between a keyword and its value: "QQ：123", "QQ是 123"
+_CN_DIGIT = "零〇一二三四五六七八九幺"
+_HAN = r"\u4e00-\u9fa5"
+
+# (kind, pattern); a group named `v` marks the part to mask when a keyword precedes it.
+MASKS: tuple[tuple[str, str], ...] = (
+    ("email", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"),
+    ("qq", rf"(?i:qq|扣扣|企鹅)(?:号码?)?{_SEP}(?P<v>[1-9]\d{{4,11}})(?!\d)"),
+    (
+        "wechat",
+        rf"(?i:微信|wechat|weixin|vx|wx|v信|薇信|威信)(?:号)?{_SEP}"
+        r"(?P<v>[A-Za-z][-_A-Za-z0-9]{5,19}|\d{5,20})",
+    ),
+    ("cvv", rf"(?i:cvv2?|cvc2?|cvn2?|安全码|验证码|校验码){_SEP}(?P<v>\d{{3,6}})(?!\d)"),
+    (
+        "expiry",
+        rf"(?i:有效期(?:至|到)?|到期(?:日|时间)?|exp(?:iry|ires)?(?:\s*date)?){_SEP}"
+        r"(?P<v>\d{1,4}\s*[/\-.年]\s*\d{1,4}(?:\s*月)?)",
+    ),
+    (
+        "name",
+        rf"(?:收件人|收货人|联系人|寄件人|姓名|名字|我叫|本人){_SEP}(?P<v>[{_HAN}]{{2,4}})",
+    ),
+    (
+        "address",
+        rf"(?:[{_HAN}]{{2,8}}(?:省|自治区|市|区|县|旗|镇|乡|街道))*"
+        rf"[{_HAN}A-Za-z0-9]{{1,12}}(?:路|街|大道|巷|弄|胡同|村)"
+        rf"\s*[0-9{_CN_DIGIT}十]+\s*号"
+        rf"(?:\s*(?:[0-9A-Za-z{_CN_DIGIT}十]+\s*(?:号楼|号院|栋|幢|座|单元|层|楼|室|号)"
+        rf"|[{_HAN}A-Za-z0-9]{{1,12}}?(?:小区|大厦|公寓|广场|花园|中心|苑)))*"
+        rf"(?:\s*[{_HAN}]{{2,3}}\s*收)?",
+    ),
+    ("phone", r"(?<!\d)(?:\+?86[-. ]?)?1[3-9]\d[-. ]?\d{4}[-. ]?\d{4}(?!\d)"),
+    ("phone", rf"(?<![{_CN_DIGIT}])[一幺][三四五六七八九][{_CN_DIGIT}]{{9}}(?![{_CN_DIGIT}])"),
+    (
+        "tracking_number",
+        r"(?<![A-Za-z0-9])(?i:SF|YT|JD|JDV|ZTO|YD|STO|EMS|DPK|JT)[A-Z]?\d{9,16}(?!\d)",
+    ),
+    ("order_id", r"(?<![\d.])\d{10,20}(?![\d./Xx-])"),
+    ("number", r"\d(?:[ ./-]?\d){6,}[Xx]?"),
+    ("number", rf"[{_CN_DIGIT}](?:\s?[{_CN_DIGIT}]){{6,}}"),
+)
+
+
+def _combined(masks: tuple[tuple[str, str], ...]) -> re.Pattern[str]:
+    """One alternation; group `k<i>` is row i, its value group is renamed `v<i>`."""
+    parts = []
+    for index, (_, pattern) in enumerate(masks):
+        parts.append(f"(?P<k{index}>{pattern.replace('(?P<v>', f'(?P<v{index}>')})")
+    return re.compile("|".join(parts))
+
+
+_MASK = _combined(MASKS)
+_KIND = {f"k{index}": kind for index, (kind, _) in enumerate(MASKS)}
+
+
+def _replace(match: re.Match[str]) -> str:
+    group = match.lastgroup or ""
+    kind = _KIND[group]
+    value_group = "v" + group[1:]
+    if value_group in (match.re.groupindex or {}) and match.start(value_group) >= 0:
+        return match.group(0)[: match.start(value_group) - match.start()] + f"<{kind}>"
+    return f"<{kind}>"
+
+
+def mask_text(text: str) -> str:
+    """`text` with the personal data of `MASKS` replaced by `<kind>` markers."""
+    return _MASK.sub(_replace, text)

@@ -1,0 +1,239 @@
+"""Hostile and unlucky clients against a real `kefu serve`: slow bodies, hang-ups, connection
+floods, SIGTERM under load, a killed worker. Every test reproduces a failure seen in a probe."""
+
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from support.serving import Server, copy_bundle
+
+BODY = json.dumps({"text": "我的快递三天没动了"}).encode()
+
+
+def raw_request(
+    port: int, body: bytes, declared: int | None = None, path="/v1/classify"
+) -> socket.socket:
+    """A connection that sent the request head and `body` (maybe less than it declared)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-API-Key: k\r\n"
+        f"Content-Length: {declared if declared is not None else len(body)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of one HTTP/1.1 response with a Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed after {data!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    headers = {key.lower(): value for key, value in headers.items()}
+    length = int(headers.get("content-length", 0))
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, rest[:length]
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """Value of one sample of /metrics (0 when absent)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(name + " ")):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def wait_until(condition, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle, tmp_path_factory):
+    work = tmp_path_factory.mktemp("reliability")
+    running = Server(
+        copy_bundle(tiny_bundle, work / "bundle"),
+        work / "server.log",
+        env={
+            "KEFU_BODY_TIMEOUT_SECONDS": "1",
+            "KEFU_LIMIT_CONCURRENCY": "40",
+            "KEFU_API_KEYS": "k",
+        },
+    )
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
+def test_a_slow_body_is_cut_off_with_408_and_probes_still_answer(server):
+    slow = [raw_request(server.port, BODY[:5], declared=len(BODY)) for _ in range(20)]
+    try:
+        # twenty stalled bodies hold connections; the event loop still answers probes
+        assert httpx.get(f"{server.url}/healthz", timeout=10).json() == {"status": "ok"}
+        assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+        for sock in slow:
+            status, headers, body = read_response(sock)
+            assert status == 408
+            assert headers["connection"] == "close"
+            assert json.loads(body)["error"]["code"] == "body_timeout"
+            assert sock.recv(1) == b""  # the server closed the connection
+    finally:
+        for sock in slow:
+            sock.close()
+    assert (
+        metric(server.url, "kefu_requests_total", method="POST", route="/v1/classify", status="408")
+        >= 20
+    )
+    assert (
+        metric(server.url, "kefu_requests_total", method="POST", route="/v1/classify", status="500")
+        == 0
+    )
+
+
+def test_a_client_that_hangs_up_mid_body_is_a_499_not_a_500(server):
+    before = metric(
+        server.url, "kefu_requests_total", method="POST", route="/v1/classify", status="499"
+    )
+    for _ in range(5):
+        sock = raw_request(server.port, BODY[:5], declared=len(BODY))
+        time.sleep(0.05)
+        sock.close()
+    wait_until(
+        lambda: (
+            metric(
+                server.url, "kefu_requests_total", method="POST", route="/v1/classify", status="499"
+            )
+            >= before + 5
+        ),
+        what="five 499s",
+    )
+    log = server.log()
+    assert '"status": 500' not in log
+
+
+def test_connections_over_limit_concurrency_get_a_fast_503_not_a_hang(server):
+    slow = [raw_request(server.port, BODY[:5], declared=len(BODY)) for _ in range(40)]
+    try:
+        time.sleep(0.2)  # let the server take them all
+        refused = httpx.get(f"{server.url}/healthz", timeout=10)
+        assert refused.status_code == 503  # uvicorn's own answer above KEFU_LIMIT_CONCURRENCY
+    finally:
+        for sock in slow:
+            sock.close()
+    wait_until(
+        lambda: httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200,
+        what="healthz back to 200",
+    )
+
+
+def test_without_a_key_nothing_is_parsed_over_http(server):
+    for body in (b"{", b"x" * (2 << 20), '{"text": "x"}'.encode("utf-16")):
+        response = httpx.post(
+            f"{server.url}/v1/classify", content=body, headers={"content-type": "application/json"}
+        )
+        assert (response.status_code, response.json()["error"]["code"]) == (401, "unauthorized")
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_error_bodies_do_not_echo_a_huge_key(server):
+    response = httpx.post(
+        f"{server.url}/v1/classify",
+        json={"text": "在吗", "k" * 500_000: 1},
+        headers={"X-API-Key": "k"},
+        timeout=30,
+    )
+    assert response.status_code == 422
+    assert len(response.content) < 400
+    error = response.json()["error"]
+    assert error["field"] == "k" * 64 + "…"
+    assert (
+        error["message"]
+        == f"unknown field {'k' * 64}…; check the spelling against the API docs at /docs"
+    )
+
+
+def test_sigterm_drains_in_flight_work_then_exits(tiny_bundle, tmp_path):
+    server = Server(tiny_bundle, tmp_path / "drain.log", env={"KEFU_DRAIN_SECONDS": "60"})
+    try:
+        server.wait_ready()
+        in_flight = raw_request(server.port, BODY[:5], declared=len(BODY))  # held mid-body
+        kept_alive = httpx.Client(base_url=server.url, timeout=10)
+        assert kept_alive.get("/readyz").status_code == 200
+        server.process.send_signal(signal.SIGTERM)
+        # /readyz turns 503 at once, and the answer asks the client to close the connection
+        not_ready = wait_until(
+            lambda: (r := kept_alive.get("/readyz")).status_code == 503 and r,
+            what="readyz 503",
+        )
+        assert not_ready.json()["error"]["code"] == "not_ready"
+        assert not_ready.headers["connection"] == "close"
+        # a request that still arrives is served, with Connection: close
+        late = kept_alive.post("/v1/classify", json={"text": "在吗"})
+        assert (late.status_code, late.headers["connection"]) == (200, "close")
+        assert server.process.poll() is None  # still draining: one request is in flight
+        in_flight.sendall(BODY[5:])
+        status, headers, body = read_response(in_flight)
+        assert status == 200 and json.loads(body)["results"][0]["id"] == "0"
+        assert headers["connection"] == "close"
+        in_flight.close()
+        kept_alive.close()
+        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        server.stop()
+    log = server.log()
+    assert '"msg": "draining"' in log and '"msg": "drained"' in log
+    assert "Application shutdown complete." in log
+
+
+def model_info_pids(url: str) -> set[int]:
+    """Worker pids of the `kefu_model_info` series in one scrape (multi-process mode adds pid)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        int(line.split('pid="')[1].split('"')[0])
+        for line in text.splitlines()
+        if line.startswith("kefu_model_info{") and line.rstrip().endswith(" 1.0")
+    }
+
+
+def test_a_killed_worker_leaves_no_model_info_behind(tiny_bundle, tmp_path):
+    server = Server(tiny_bundle, tmp_path / "workers.log", "--workers", "2")
+    try:
+        server.wait_ready()
+        workers = wait_until(
+            lambda: len(pids := model_info_pids(server.url)) == 2 and pids, what="two workers"
+        )
+        victim = sorted(workers)[0]
+        os.kill(victim, signal.SIGKILL)
+        # uvicorn starts a replacement; once it has loaded its model, the scrape shows it and
+        # no longer the dead worker (before the fix, the dead pid stayed in every scrape)
+        replaced = wait_until(
+            lambda: len(pids := model_info_pids(server.url)) == 2 and victim not in pids and pids,
+            what="the dead worker dropped and its replacement shown",
+        )
+        assert replaced - workers  # a new pid
+        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        assert replaced <= {int(pid) for pid in children.read_text().split()}
+        for _ in range(10):  # whichever worker answers the scrape
+            assert victim not in model_info_pids(server.url)
+    finally:
+        server.stop()
