@@ -421,3 +421,66 @@ def test_length_sorted_batches_come_back_in_input_order(tiny_bundle):
         np.testing.assert_allclose(probs, expected[head], atol=1e-5)
         labels = [classifier.bundle.labels[head][i] for i in outputs[head].predicted]
         assert labels == [prediction.heads[head].label for prediction in single]
+
+
+def test_every_set_has_an_escalation_block_against_the_gold_routing(evaluated, tiny_bundle):
+    from kefu.serving.entities import asks_for_human
+    from kefu.serving.routing import content_reasons
+    from kefu.serving.routing_policy import RoutingPolicy
+
+    _, metrics = evaluated
+    policy = RoutingPolicy.for_bundle(read_bundle(tiny_bundle))
+    fully_labelled = [row for row in EVAL_ROWS if all(row[1:])]
+    expected_true = sum(
+        bool(content_reasons(*row[1:], asks_for_human(row[0]), policy)) for row in fully_labelled
+    )
+    for block in (metrics, metrics["real"]):
+        escalation = block["escalation"]
+        assert escalation["n"] == len(fully_labelled)
+        assert escalation["true_human"] == expected_true
+        assert escalation["true_rate"] == pytest.approx(expected_true / len(fully_labelled))
+        assert sum(escalation["actions"].values()) == pytest.approx(1.0)
+        assert escalation["actions"]["human"] == pytest.approx(escalation["rate"])
+        assert {"precision", "recall", "f1"} <= set(escalation)
+
+
+def test_escalation_precision_and_recall_count_the_right_messages():
+    from kefu.serving.routing import Action, Decision, Reason
+    from kefu.training.data.loader import LabelledData, LabelledRow
+    from kefu.training.evaluation.escalation import escalation_block
+    from kefu.serving.routing_policy import RoutingPolicy
+
+    def row(text, intent, urgency, emotion):
+        labels = {"intent": intent, "urgency": urgency, "emotion": emotion}
+        return LabelledRow(text, text, labels, 1)
+
+    def decided(action, reasons=()):
+        return Decision("q", "P2", Action(action), list(reasons), [])
+
+    rows = [
+        row("我要投诉你们", "complaint", "high", "angry"),  # should go to a person: caught
+        row("转人工", "human_agent", "medium", "neutral"),  # should go: missed (bot)
+        row("在吗", "greeting", "low", "neutral"),  # should not: sent anyway (false alarm)
+        row("发票开了吗", "invoice", "medium", "neutral"),  # should not: clarified
+    ]
+    decisions = [
+        decided("human", [Reason.COMPLAINT]),
+        decided("bot"),
+        decided("human", [Reason.ANGRY]),
+        decided("clarify", [Reason.LOW_CONFIDENCE]),
+    ]
+    from kefu.serving.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    policy = RoutingPolicy.from_layers(
+        [(taxonomy.routing, "taxonomy")],
+        labels=taxonomy.head_labels(),
+        intent_groups=taxonomy.intent_groups(),
+        group_queues=taxonomy.group_queues(),
+        urgency_priorities=taxonomy.urgency_priorities(),
+    )
+    result = escalation_block(LabelledData("t", rows, []), decisions, policy)
+    assert (result["true_human"], result["predicted_human"]) == (2, 2)
+    assert result["precision"] == 0.5 and result["recall"] == 0.5 and result["f1"] == 0.5
+    assert result["actions"] == {"bot": 0.25, "clarify": 0.25, "human": 0.5}
+    assert result["true_reasons"] == {"angry": 1, "complaint": 1, "human_requested": 1}

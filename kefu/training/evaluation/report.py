@@ -131,6 +131,41 @@ def set_blocks(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]
     return sorted(blocks, key=lambda item: item[0] != lead)
 
 
+def escalation_table(block: Mapping[str, Any]) -> list[str]:
+    """Handing over to people: the model's routing against the routing of the gold labels."""
+    esc = block.get("escalation")
+    if not esc:
+        return []
+    actions = esc["actions"]
+    header = [
+        "n",
+        "precision",
+        "recall",
+        "F1",
+        "human rate",
+        "true rate",
+        "bot",
+        "clarify",
+        "human",
+    ]
+    row = [
+        fmt(esc["n"]),
+        fmt(esc["precision"]),
+        fmt(esc["recall"]),
+        fmt(esc["f1"]),
+        fmt(esc["rate"]),
+        fmt(esc["true_rate"]),
+        *(fmt(actions.get(action)) for action in ("bot", "clarify", "human")),
+    ]
+    return [
+        "Escalation: the policy's content rules on the predicted labels (what kefu does) against "
+        "the same rules on the gold labels (what should happen), one message at a time; the last "
+        "three columns are the action mix.",
+        "",
+        *table(header, [row]),
+    ]
+
+
 def by_source_table(block: Mapping[str, Any]) -> list[str]:
     rows = [
         [source, fmt(part["n"]), *(fmt(part[head]["macro_f1"]) for head in HEADS)]
@@ -173,6 +208,8 @@ def render_report(
         ]
         if block.get("by_source"):
             lines += ["", *by_source_table(block)]
+        if block.get("escalation"):
+            lines += ["", *escalation_table(block)]
         for head in HEADS:
             lines += [
                 "",
