@@ -25,11 +25,12 @@ from kefu.serving.tokenization import EncodedBatch, TextEncoder
 
 @dataclass
 class HeadPrediction:
-    label: str
-    name: str
-    confidence: float
-    abstain: bool
+    label: str | None  # None for a head the bundle marks untrained (too few labels)
+    name: str | None
+    confidence: float | None
+    abstain: bool  # always True for an untrained head: nothing to act on
     top: list[tuple[str, float]]  # (label, confidence), best first
+    trained: bool = True
 
 
 @dataclass
@@ -51,6 +52,10 @@ class Prediction:
     @property
     def emotion(self) -> HeadPrediction:
         return self.heads["emotion"]
+
+
+# What an untrained head says: no label, nothing to act on (routing skips it).
+UNTRAINED = HeadPrediction(None, None, None, True, [], trained=False)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -167,7 +172,12 @@ class Classifier:
         top_k: int,
         entities: bool,
     ) -> Prediction:
-        heads = {head: self._head_prediction(head, row_probs[head], top_k) for head in HEADS}
+        heads = {
+            head: self._head_prediction(head, row_probs[head], top_k)
+            if self.bundle.trained(head)
+            else UNTRAINED
+            for head in HEADS
+        }
         return Prediction(
             heads=heads,
             group=self.bundle.intent_groups[heads["intent"].label],

@@ -173,7 +173,8 @@ def choose_action(reasons: Iterable[Reason]) -> Action:
 
 def is_low_confidence(prediction: Prediction, policy: RoutingPolicy) -> bool:
     return Reason.LOW_CONFIDENCE in policy.enabled and any(
-        prediction.heads[head].abstain for head in policy.low_confidence_heads
+        prediction.heads[head].trained and prediction.heads[head].abstain
+        for head in policy.low_confidence_heads
     )
 
 
@@ -190,7 +191,8 @@ def decide(prediction: Prediction, context: ConversationContext, policy: Routing
     reasons += conversation_reasons(intent, low_confidence, context, policy)
     reasons.sort(key=_ORDER.__getitem__)
     action = choose_action(reasons)
-    priority = policy.urgency_priorities.get(urgency, "P3")
+    # an untrained urgency head says nothing: the ordinary priority, neither rushed nor parked
+    priority = policy.urgency_priorities.get(urgency, "P3") if urgency is not None else "P2"
     if emotion == "angry":  # "P0" < "P1": the lower string is the higher priority
         priority = min(priority, policy.angry_priority)
     return Decision(

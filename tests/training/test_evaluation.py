@@ -446,9 +446,9 @@ def test_every_set_has_an_escalation_block_against_the_gold_routing(evaluated, t
 
 def test_escalation_precision_and_recall_count_the_right_messages():
     from kefu.serving.routing import Action, Decision, Reason
+    from kefu.serving.routing_policy import RoutingPolicy
     from kefu.training.data.loader import LabelledData, LabelledRow
     from kefu.training.evaluation.escalation import escalation_block
-    from kefu.serving.routing_policy import RoutingPolicy
 
     def row(text, intent, urgency, emotion):
         labels = {"intent": intent, "urgency": urgency, "emotion": emotion}

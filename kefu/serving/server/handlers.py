@@ -169,6 +169,8 @@ def observe(
     for message, result in zip(messages, results, strict=True):
         for head in HEADS:
             head_result_: HeadResult = getattr(result, head)
+            if head_result_.label is None:  # an untrained head predicts nothing
+                continue
             metrics.predictions.labels(head, head_result_.label).inc()
             if head_result_.abstain:
                 metrics.abstentions.labels(head).inc()

@@ -186,9 +186,12 @@ class TopLabel(BaseModel):
 
 
 class HeadResult(BaseModel):
-    label: str = Field(description="Label id (stable API value).")
-    name: str = Field(description="Chinese display name.")
-    confidence: float = Field(description="Calibrated probability of `label`.")
+    label: str | None = Field(
+        description="Label id (stable API value); null when the model has no trained head "
+        "for it (GET /v1/model lists `untrained_heads`)."
+    )
+    name: str | None = Field(description="Chinese display name.")
+    confidence: float | None = Field(description="Calibrated probability of `label`.")
     abstain: bool = Field(description="True when the head is not confident enough to act on.")
     top: list[TopLabel] = Field(description="Best labels with their probabilities, best first.")
 
@@ -212,12 +215,16 @@ class IntentResult(HeadResult):
 
 
 class UrgencyResult(HeadResult):
-    label: UrgencyId = Field(description="Urgency id (stable API value).")  # type: ignore[valid-type]
+    label: UrgencyId | None = Field(  # type: ignore[valid-type]
+        description="Urgency id (stable API value); null when the model's urgency head is untrained."
+    )
     top: list[UrgencyTop] = Field(description="Best urgencies with probabilities, best first.")  # type: ignore[assignment]
 
 
 class EmotionResult(HeadResult):
-    label: EmotionId = Field(description="Emotion id (stable API value).")  # type: ignore[valid-type]
+    label: EmotionId | None = Field(  # type: ignore[valid-type]
+        description="Emotion id (stable API value); null when the model's emotion head is untrained."
+    )
     top: list[EmotionTop] = Field(description="Best emotions with probabilities, best first.")  # type: ignore[assignment]
 
 
