@@ -199,10 +199,10 @@ def test_train_takes_the_encoding_as_a_config_field(tmp_path):
 
 def test_rejects_of_a_gbk_file_are_utf8_json(tmp_path):
     path = tmp_path / "labels.csv"
-    path.write_bytes("编号,内容,意图\r\n1,在吗,问候\r\n".encode("gbk"))
+    path.write_bytes("编号,内容,意图\r\n1,在吗,打招呼\r\n".encode("gbk"))  # 问候 would resolve
     data = load_labelled(path, text_col="内容", intent_col="意图", id_col="编号")
     out = tmp_path / "rejects.jsonl"
     write_rejects(data.rejects, out)
     (reject,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert (reject["id"], reject["column"], reject["reason"]) == ("1", "意图", "unknown_label")
-    assert "unknown intent label '问候'" in reject["detail"]
+    assert "unknown intent label '打招呼'" in reject["detail"]

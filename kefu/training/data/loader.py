@@ -5,7 +5,9 @@ Usage: `data = load_labelled("logs.csv", text_col="content")`; `data.rows`, `dat
 Files are read by `kefu.tabular`, the reader batch scoring and the report use too. Rows that
 cannot be used are not dropped silently: each becomes a `kefu.tabular.Reject` naming the file,
 line, column and the reason, and `strict=True` turns any reject into a `DataError`. A row may
-leave a head's label empty: that head is then not trained or scored on it.
+leave a head's label empty: that head is then not trained or scored on it. Labels may be
+written as ids, Chinese names or near spellings (`label_names.py`); Label Studio and doccano
+exports are read as they are downloaded (`annotation_exports.py`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from kefu.tabular import (
     write_rejects,
 )
 from kefu.tabular.options import MAX_RECORD_LINES
+from kefu.training.data.annotation_exports import detect_export, export_records
+from kefu.training.data.label_names import LabelNames
 
 MAX_REJECTS_IN_ERROR = 5
 __all__ = ["LabelledData", "LabelledRow", "Reject", "load_labelled", "write_rejects"]
@@ -99,13 +103,23 @@ def load_labelled(
     a CSV/TSV record over more than `max_record_lines` physical lines is rejected.
     """
     taxonomy = taxonomy or load_taxonomy()
+    names = LabelNames(taxonomy)
     columns = Columns(text_col, intent_col, urgency_col, emotion_col, id_col)
-    if isinstance(source, str | Path):
+    export = detect_export(Path(source)) if isinstance(source, str | Path) else None
+    if export is not None:
+        name = str(source)
+        head_columns = {head: columns.label_column(head) for head in HEADS}
+        records: Iterable[Record] = export_records(
+            Path(source), export, text_col, head_columns, names
+        )
+        columns = Columns(text_col, intent_col, urgency_col, emotion_col, "id")
+        found: list[str] | None = [text_col, *head_columns.values(), "id"]
+    elif isinstance(source, str | Path):
         file = table_file(source)
         name = str(file.path)
         options = ReadOptions(encoding=encoding, max_record_lines=max_record_lines)
         found = read_columns(file, options)
-        records: Iterable[Record] = read_records(file, options)
+        records = read_records(file, options)
     elif hasattr(source, "column_names") and hasattr(source, "__iter__"):
         name = (
             f"<datasets:{getattr(source, 'info', None) and source.info.dataset_name or 'dataset'}>"
@@ -117,7 +131,7 @@ def load_labelled(
             f"cannot load {type(source).__name__}: expected a file path or a datasets.Dataset"
         )
     _check_columns(name, found, columns)
-    data = _validate(name, iter(records), taxonomy, columns)
+    data = _validate(name, iter(records), names, columns)
     if strict and data.rejects:
         shown = "\n  ".join(reject.describe() for reject in data.rejects[:MAX_REJECTS_IN_ERROR])
         more = len(data.rejects) - MAX_REJECTS_IN_ERROR
@@ -147,9 +161,8 @@ def _check_columns(name: str, found: list[str] | None, columns: Columns) -> None
 
 
 def _validate(
-    name: str, records: Iterator[Record], taxonomy: Taxonomy, columns: Columns
+    name: str, records: Iterator[Record], allowed: LabelNames, columns: Columns
 ) -> LabelledData:
-    allowed = {head: set(taxonomy.labels(head)) for head in HEADS}
     used = {columns.text, columns.id, *(columns.label_column(head) for head in HEADS)}
     rows: list[LabelledRow] = []
     rejects: list[Reject] = []
@@ -181,7 +194,7 @@ def _validate(
 
 
 def _check_row(
-    record: Record, columns: Columns, allowed: dict[str, set[str]]
+    record: Record, columns: Columns, allowed: LabelNames
 ) -> tuple[dict[str, str | None], tuple[str | None, str, str] | None]:
     """The row's labels, and (column, reason, detail) when the row cannot be used."""
     if record.problem is not None:
@@ -199,8 +212,9 @@ def _check_row(
 
 
 def _labels(
-    record: dict[str, Any], columns: Columns, allowed: dict[str, set[str]]
+    record: dict[str, Any], columns: Columns, allowed: LabelNames
 ) -> tuple[dict[str, str | None], tuple[str, str] | None]:
+    """Each head's id; ids, Chinese names and near spellings resolve (`label_names.py`)."""
     labels: dict[str, str | None] = {}
     for head in HEADS:
         column = columns.label_column(head)
@@ -209,12 +223,10 @@ def _labels(
             labels[head] = None
             continue
         value = str(repair(value)).strip()
-        if value not in allowed[head]:
-            return labels, (
-                column,
-                f"unknown {head} label {value!r}; expected one of {sorted(allowed[head])}",
-            )
-        labels[head] = value
+        resolved = allowed.resolve(head, value)
+        if resolved is None:
+            return labels, (column, allowed.unknown_message(head, value))
+        labels[head] = resolved
     return labels, None
 
 
