@@ -8,8 +8,8 @@ must equal the taxonomy's section (a test holds them together).
 
 Rules are keyed by the reason code they emit (`Reason` in `routing.py`); each may carry
 `enabled: false`. Policies written before the three actions existed (flat keys such as
-`escalate_intents`, `max_turns`) are still read: `_upgrade` maps each flat key to its rule, and
-errors name the key as the file spells it.
+`escalate_intents`, `max_turns`) are still read: `policy_files.upgrade` maps each flat key to
+its rule, and errors name the key as the file spells it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
 from kefu.errors import PolicyError
+from kefu.serving.policy_files import LEGACY_KEYS, merge_layer, read_policy_file, upgrade
 from kefu.serving.routing import Reason
 from kefu.serving.taxonomy import PRIORITIES
 
@@ -58,15 +57,6 @@ RULE_PARAMETERS: dict[Reason, dict[str, str]] = {
     Reason.LOW_CONFIDENCE: {"heads": "head"},
 }
 TOP_LEVEL = ("rules", "clarify", "angry_priority", "group_queues")
-# Flat keys of the first policy format -> (rule, parameter) of this one.
-LEGACY_KEYS = {
-    "escalate_urgency": ("critical_urgency", "urgency"),
-    "escalate_emotions": ("angry", "emotions"),
-    "high_urgency_negative_emotions": ("high_urgency_negative", "emotions"),
-    "max_turns": ("long_conversation", "max_turns"),
-    "repeated_intent_count": ("repeated_intent", "min_repeats"),
-    "low_confidence_heads": ("low_confidence", "heads"),
-}
 
 
 @dataclass(frozen=True)
@@ -116,9 +106,9 @@ class RoutingPolicy:
         for policy, source in layers:
             if not isinstance(policy, Mapping):
                 raise PolicyError(f"{source}: expected a mapping of policy keys")
-            upgraded, spelling = _upgrade(policy, source)
+            upgraded, spelling = upgrade(policy, source)
             _check_keys(upgraded, source, spelling)
-            _merge(merged, upgraded, source, spelling, origins, "")
+            merge_layer(merged, upgraded, source, spelling, origins, "")
         check = _Checker(merged, origins, labels)
         rules = {reason: check.rule(reason) for reason in Reason}
         clarify = check.mapping("clarify")
@@ -178,45 +168,6 @@ class RoutingPolicy:
         return copy.deepcopy(dict(self.document))
 
 
-def read_policy_file(path: str | Path) -> Mapping[str, Any]:
-    try:
-        policy = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise PolicyError(f"policy file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(policy, dict):
-        raise PolicyError(f"{path}: expected a mapping of policy keys")
-    return policy
-
-
-def _upgrade(policy: Mapping[str, Any], source: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """A first-format policy (flat keys) in this format, and how the file spelt each key path."""
-    legacy = [key for key in policy if key in LEGACY_KEYS or key == "escalate_intents"]
-    if not legacy:
-        return dict(policy), {}
-    if "rules" in policy:
-        raise PolicyError(
-            f"{source}: mixes the flat keys {sorted(legacy)} of the first policy format with "
-            "'rules'; move them under rules (see the README, Routing)"
-        )
-    upgraded: dict[str, Any] = {k: v for k, v in policy.items() if k not in legacy}
-    rules: dict[str, dict[str, Any]] = {}
-    spelling: dict[str, str] = {}
-    for key in legacy:
-        value = policy[key]
-        if key == "escalate_intents":  # human_agent was always honoured; the rest are complaints
-            if isinstance(value, list):
-                value = [intent for intent in value if intent != "human_agent"]
-            rule, parameter = "complaint", "intents"
-        else:
-            rule, parameter = LEGACY_KEYS[key]
-        rules.setdefault(rule, {})[parameter] = value
-        spelling[f"rules.{rule}.{parameter}"] = key
-    upgraded["rules"] = rules
-    return upgraded, spelling
-
-
 def _check_keys(policy: Mapping[str, Any], source: str, spelling: Mapping[str, str]) -> None:
     unknown = sorted(set(policy) - set(TOP_LEVEL))
     if unknown:
@@ -244,23 +195,6 @@ def _check_keys(policy: Mapping[str, Any], source: str, spelling: Mapping[str, s
         raise PolicyError(
             f"{source}: clarify takes max_candidates and min_confidence, got {clarify!r}"
         )
-
-
-def _merge(
-    into: dict[str, Any],
-    layer: Mapping[str, Any],
-    source: str,
-    spelling: Mapping[str, str],
-    origins: dict[str, tuple[str, str]],
-    prefix: str,
-) -> None:
-    for key, value in layer.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and isinstance(into.get(key), dict) and key != "group_queues":
-            _merge(into[key], value, source, spelling, origins, f"{path}.")
-        else:
-            into[key] = copy.deepcopy(value)
-            origins[path] = (source, spelling.get(path, path))
 
 
 class _Checker:

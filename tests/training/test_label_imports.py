@@ -32,11 +32,17 @@ def test_chinese_names_and_near_spellings_resolve_to_ids(tmp_path):
 
 @pytest.mark.parametrize(
     ("value", "suggested"),
-    [("refund", "'refund_return'"), ("logistic_issue", "'logistics_issue'"), ("退款", "'refund_return'")],
+    [
+        ("refund", "'refund_return'"),
+        ("logistic_issue", "'logistics_issue'"),
+        ("退款", "'refund_return'"),
+    ],
 )
 def test_an_unknown_label_gets_the_closest_ids_suggested(tmp_path, value, suggested):
     path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps({"text": "钱呢", "intent": value}, ensure_ascii=False) + "\n", "utf-8")
+    path.write_text(
+        json.dumps({"text": "钱呢", "intent": value}, ensure_ascii=False) + "\n", "utf-8"
+    )
     (reject,) = load_labelled(path).rejects
     assert reject.reason == "unknown_label" and reject.column == "intent"
     assert f"did you mean {suggested}" in reject.detail

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import warnings
 from datetime import date
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from support.html_tables import Tables
 from support.scored import scored_table
 from typer.testing import CliRunner
 
@@ -19,42 +19,6 @@ from kefu.serving.report.clusters import QuestionCounter, normalise_question
 from kefu.serving.report.load import parse_day
 
 runner = CliRunner()
-
-
-# (text, intent, emotion, escalate, reasons, created_at)
-class Tables(HTMLParser):
-    """Cell texts of every <table id=...> plus the ids and sources of every <img>."""
-
-    def __init__(self, html: str):
-        super().__init__()
-        self.tables: dict[str, list[list[str]]] = {}
-        self.images: dict[str, str] = {}
-        self._table: str | None = None
-        self._cell: list[str] | None = None
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        attributes = dict(attrs)
-        if tag == "table":
-            self._table = attributes["id"]
-            self.tables[self._table] = []
-        elif tag == "tr" and self._table:
-            self.tables[self._table].append([])
-        elif tag in ("td", "th"):
-            self._cell = []
-        elif tag == "img":
-            self.images[attributes["id"]] = attributes["src"]
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None and self._table:
-            self.tables[self._table][-1].append("".join(self._cell).strip())
-            self._cell = None
-        elif tag == "table":
-            self._table = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
 
 
 @pytest.fixture
