@@ -183,6 +183,11 @@ def limits(bundle: Bundle, metrics: Mapping[str, Any] | None, licence: str) -> l
         limits.append(
             f"- Some labels have no test rows ({', '.join(missing)}): their scores are unmeasured here."
         )
+    if any("datasets/real" in str(path) for path in bundle.training_config.get("train_data") or []):
+        limits.append(
+            "- Trained on kefu's annotated real messages (datasets/real: JD and Alipay chat logs "
+            "published as research material, no commercial licence stated): research use only."
+        )
     if "NON-COMMERCIAL" in licence.upper():
         limits.append(
             "- The base model's weights are for non-commercial research use only; so is this model."
