@@ -42,15 +42,17 @@ def test_server_and_batch_both_reject_a_text_over_the_limit(tmp_path, tiny_bundl
     source = tmp_path / "in.jsonl"
     rows = [{"id": "long", "text": LONG}, {"id": "short", "text": "在吗"}]
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-    done = kefu_score(tmp_path, tiny_bundle, source)
+    done = kefu_score(tmp_path, tiny_bundle, source, "--max-reject-rate", "1")
     assert done.returncode == 0, done.stderr
     assert rejects(tmp_path) == [
         {
-            "file": str(source.resolve()),
+            "file": str(source),
             "line": 1,
+            "end_line": 1,
+            "id": "long",
+            "column": "text",
             "reason": "text_too_long",
             "detail": "text has 30006 characters; the limit is 20000",
-            "id": "long",
         }
     ]
     with TestClient(create_app(isolated_settings(tiny_bundle))) as client:
@@ -62,7 +64,8 @@ def test_one_setting_moves_both_limits(tmp_path, tiny_bundle):
     source = tmp_path / "in.jsonl"
     source.write_text(json.dumps({"id": "a", "text": "在吗在吗在吗"}) + "\n", "utf-8")
     done = kefu_score(tmp_path, tiny_bundle, source, env={"KEFU_MAX_TEXT_CHARS": "5"})
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1  # its only row rejected: the run fails, after the rejects
+    assert "no usable rows (1 read, all rejected)" in done.stderr
     assert [r["reason"] for r in rejects(tmp_path)] == ["text_too_long"]
     settings = isolated_settings(tiny_bundle, max_text_chars=5)
     with TestClient(create_app(settings)) as client:
