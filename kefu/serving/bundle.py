@@ -268,6 +268,8 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
     except (KeyError, TypeError) as exc:
         raise BundleError(f"{path}: {LABELS} or {CALIBRATION} lacks {exc}") from None
     unknown_heads = set(manifest.untrained_heads) - set(HEADS)
+    if "intent" in manifest.untrained_heads:
+        raise BundleError(f"{path}: {MANIFEST} marks the intent head untrained; routing needs it")
     if unknown_heads:
         raise BundleError(
             f"{path}: {MANIFEST} names unknown untrained heads {sorted(unknown_heads)}"

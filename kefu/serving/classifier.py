@@ -178,9 +178,11 @@ class Classifier:
             else UNTRAINED
             for head in HEADS
         }
+        intent = heads["intent"].label
+        assert intent is not None  # read_bundle refuses a bundle whose intent head is untrained
         return Prediction(
             heads=heads,
-            group=self.bundle.intent_groups[heads["intent"].label],
+            group=self.bundle.intent_groups[intent],
             truncated=truncated,
             asks_for_human=asks_for_human(text),
             entities=find_entities(text) if entities else [],

@@ -103,7 +103,11 @@ class Decision:
 
 
 def content_reasons(
-    intent: str, urgency: str, emotion: str, asks_for_human: bool, policy: RoutingPolicy
+    intent: str,
+    urgency: str | None,  # None: the bundle's urgency head is untrained, its rules never fire
+    emotion: str | None,
+    asks_for_human: bool,
+    policy: RoutingPolicy,
 ) -> list[Reason]:
     """The content rules on one message's labels (predicted or gold), in `Reason` order."""
     on = policy.enabled
@@ -184,6 +188,7 @@ def decide(prediction: Prediction, context: ConversationContext, policy: Routing
         prediction.urgency.label,
         prediction.emotion.label,
     )
+    assert intent is not None  # the intent head is always trained (read_bundle checks it)
     low_confidence = is_low_confidence(prediction, policy)
     reasons = content_reasons(intent, urgency, emotion, prediction.asks_for_human, policy)
     if low_confidence:

@@ -29,6 +29,7 @@ from kefu.serving.server.schemas import (
     HeadResult,
     Message,
     MessageResult,
+    Priority,
     Route,
 )
 from kefu.serving.settings import Settings
@@ -110,7 +111,7 @@ def conversation_context(message: Message) -> ConversationContext:
 def route_result(decision: Decision) -> Route:
     return Route(
         queue=decision.queue,
-        priority=decision.priority,
+        priority=Priority(decision.priority),
         action=decision.action,
         escalate=decision.escalate,
         reasons=list(decision.reasons),
