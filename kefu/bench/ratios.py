@@ -7,8 +7,12 @@ server or batch-scoring ratio is the short raw measurement taken just before tha
 Definitions (per model variant where it applies):
 - server_p50_over_raw_b1: server p50 latency at concurrency 1 / raw ORT batch-1 p50 (1.0 =
   HTTP, JSON, routing and the event loop cost nothing);
-- server_c32_over_raw_best: server throughput at concurrency 32 / raw ORT msgs/s at batch 32
-  (the best batch size of the raw part on this length mix) or the raw part's best batch;
+- server_c32_over_raw_best: server throughput at concurrency 32 (single-message requests) /
+  raw ORT best-batch msgs/s (the faster of batch 8 and 32 just before, else the raw part's best);
+- server_c32_batch8_over_raw_best: server msgs/s at concurrency 32 with 8-message requests /
+  the same raw ORT best batch (what survives of the model's throughput when requests carry
+  several messages, as chat back-ends batching a few conversations send them);
+- server_c32_workers2_over_workers1: `kefu serve --workers 2` / one worker, c=32 throughput;
 - batch_scoring_over_raw_best: `kefu score` rows/s (wall clock) / the same raw ORT throughput
   for the bundle's default variant (what `kefu score` uses);
 - ours_over_pytorch: ORT ms per message / PyTorch pipeline ms per message, batch 1 and 32,
@@ -42,6 +46,12 @@ def _div(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
+def best_just_before(point: dict[str, Any] | None) -> float | None:
+    """The faster of batch 8 and batch 32 in a `raw_ort_just_before` measurement."""
+    rates = [(point or {}).get(f"b{size}_msgs_per_s") for size in (8, 32)]
+    return max((rate for rate in rates if rate), default=None)
+
+
 def best_raw(results: dict[str, Any], variant: str) -> float | None:
     points = lookup(results, "parts", "ort_raw", "variants", variant)
     if not isinstance(points, dict) or not points:
@@ -53,6 +63,8 @@ def compute_ratios(results: dict[str, Any], default_variant: str) -> dict[str, A
     ratios: dict[str, Any] = {
         "server_p50_over_raw_b1": {},
         "server_c32_over_raw_best": {},
+        "server_c32_batch8_over_raw_best": {},
+        "server_c32_workers2_over_workers1": {},
         "ours_over_pytorch": {},
         "int8_over_fp32": {},
     }
@@ -62,7 +74,7 @@ def compute_ratios(results: dict[str, Any], default_variant: str) -> dict[str, A
         raw_b1 = lookup(before or {}, "b1_p50_ms") or lookup(
             results, "parts", "ort_raw", "variants", variant, "batch_1", "batch_latency", "p50_ms"
         )
-        raw_best = lookup(before or {}, "b32_msgs_per_s") or best_raw(results, variant)
+        raw_best = best_just_before(before) or best_raw(results, variant)
         server_p50 = lookup(
             results, "parts", "server", "variants", variant, "c1", "latency", "p50_ms"
         )
@@ -71,6 +83,12 @@ def compute_ratios(results: dict[str, Any], default_variant: str) -> dict[str, A
             results, "parts", "server", "variants", variant, "c32", "throughput_rps"
         )
         ratios["server_c32_over_raw_best"][variant] = _div(server_rps, raw_best)
+        server = lookup(results, "parts", "server", "variants", variant) or {}
+        batch8_msgs = lookup(server, "c32_batch8", "msgs_per_s")
+        ratios["server_c32_batch8_over_raw_best"][variant] = _div(batch8_msgs, raw_best)
+        ratios["server_c32_workers2_over_workers1"][variant] = _div(
+            lookup(server, "workers2_c32", "throughput_rps"), server_rps
+        )
         for size in (1, 32):
             # ORT timed in turns with the pipeline (same batches, same load)
             point = lookup(results, "parts", "torch", f"batch_{size}") or {}
@@ -82,8 +100,7 @@ def compute_ratios(results: dict[str, Any], default_variant: str) -> dict[str, A
     ratios["batch_scoring_over_raw_best"] = {
         engine: _div(
             run.get("rows_per_s"),
-            lookup(run, "raw_ort_just_before", "b32_msgs_per_s")
-            or best_raw(results, default_variant),
+            best_just_before(run.get("raw_ort_just_before")) or best_raw(results, default_variant),
         )
         for engine, run in engines.items()
     }

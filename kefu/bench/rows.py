@@ -7,11 +7,12 @@ PyTorch reference) use the fp32 column; batch scoring uses the column of the var
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kefu.bench.ratios import VARIANTS, lookup
+from kefu.bench.ratios import VARIANTS, best_just_before, lookup
 from kefu.serving.taxonomy import HEADS
 
 COLUMNS = ("part", "measure", "fp32", "INT8", "INT8 / fp32")
@@ -134,15 +135,28 @@ def _server_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
         return (
             "-"
             if not before
-            else f"{num(before['b1_p50_ms'])} / {num(before['b32_msgs_per_s'], 0)}"
+            else f"{num(before['b1_p50_ms'])} / {num(best_just_before(before), 0)}"
         )
 
-    measure = "raw ORT just before: batch-1 p50 ms / batch-32 msgs/s"
+    measure = "raw ORT just before: batch-1 p50 ms / best-batch msgs/s"
     rows.append(texts_row("HTTP server", measure, reference))
-    levels = sorted(
-        {k for run in served.values() for k in run if k.startswith("c")}, key=lambda k: int(k[1:])
+    names = {k for run in served.values() for k in run if isinstance(run[k], dict)}
+    single = sorted((k for k in names if re.fullmatch(r"c\d+", k)), key=lambda k: int(k[1:]))
+    batched = sorted(
+        (k for k in names if re.fullmatch(r"c\d+_batch\d+", k)),
+        key=lambda k: int(k[1:].split("_")[0]),
     )
-    for level in levels:
+    labels = {k: f"c={k[1:]}" for k in single}
+    labels |= {
+        k: f"c={k[1:].split('_')[0]}, {k.split('batch')[1]}-message requests" for k in batched
+    }
+    if "healthz_c32" in names:
+        labels["healthz_c32"] = "GET /healthz c=32 (framework floor)"
+    workers = sorted(k for k in names if re.fullmatch(r"workers\d+_c32", k))
+    labels |= {k: f"--workers {k[7:].split('_')[0]}, c=32" for k in workers}
+    for level in [*single, *batched, "healthz_c32", *workers]:
+        if level not in labels:
+            continue
 
         def spread(variant: str, level: str = level) -> str:
             latency = lookup(served, variant, level, "latency") or {}
@@ -151,23 +165,29 @@ def _server_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
         p50 = {v: lookup(served, v, level, "latency", "p50_ms") for v in VARIANTS}
         quotient = times(_div(p50["int8"], p50["fp32"]))
         rows.append(
-            texts_row("HTTP server", f"c={level[1:]}: p50 / p95 / p99 ms", spread, quotient)
+            texts_row("HTTP server", f"{labels[level]}: p50 / p95 / p99 ms", spread, quotient)
         )
-        throughput = {v: lookup(served, v, level, "throughput_rps") for v in VARIANTS}
-        rows.append(per_variant("HTTP server", f"c={level[1:]}: msgs/s", throughput, 0))
+        rate = "requests/s" if level == "healthz_c32" else "msgs/s"
+        key = "throughput_rps" if level == "healthz_c32" else "msgs_per_s"
+        throughput = {
+            v: lookup(served, v, level, key) or lookup(served, v, level, "throughput_rps")
+            for v in VARIANTS
+        }
+        rows.append(per_variant("HTTP server", f"{labels[level]}: {rate}", throughput, 0))
 
-    if "c32" in levels:
-        cpu = {v: lookup(served, v, "c32") or {} for v in VARIANTS}
+    for level in ("c32", "c32_batch8", "healthz_c32", *workers):
+        if level not in names:
+            continue
 
-        def cpu_cost(variant: str) -> str:
-            level = cpu[variant]
+        def cpu_cost(variant: str, level: str = level) -> str:
+            point = lookup(served, variant, level) or {}
             server, client = (
-                level.get("server_cpu_ms_per_request"),
-                level.get("client_cpu_ms_per_request"),
+                point.get("server_cpu_ms_per_request"),
+                point.get("client_cpu_ms_per_request"),
             )
-            return "-" if not level else f"{num(server)} / {num(client)}"
+            return "-" if not point else f"{num(server)} / {num(client)}"
 
-        measure = "c=32: CPU ms per request, server / load generator"
+        measure = f"{labels[level]}: CPU ms per request, server / load generator"
         rows.append(texts_row("HTTP server", measure, cpu_cost))
 
     overload = {v: lookup(served, v, "overload_2x") for v in VARIANTS}
@@ -194,7 +214,7 @@ def _server_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
         run = served.get(variant)
         if run is None:
             return "-"
-        counted = [run[level] for level in levels if level in run]
+        counted = [run[level] for level in labels if level in run]
         return f"{sum(r['errors'] for r in counted)} / {sum(r['requests'] for r in counted)}"
 
     rows.append(texts_row("HTTP server", "errors / requests", errors))
@@ -284,6 +304,16 @@ def _ratio_rows(results: dict[str, Any]) -> list[Row]:
         Row("ratio", "server p50 (c=1) / raw ORT batch-1 p50", *pair("server_p50_over_raw_b1")),
         Row(
             "ratio", "server msgs/s (c=32) / raw ORT best batch", *pair("server_c32_over_raw_best")
+        ),
+        Row(
+            "ratio",
+            "server msgs/s (c=32, 8-message requests) / raw ORT best batch",
+            *pair("server_c32_batch8_over_raw_best"),
+        ),
+        Row(
+            "ratio",
+            "server msgs/s (c=32): --workers 2 / --workers 1",
+            *pair("server_c32_workers2_over_workers1"),
         ),
         Row("ratio", "batch scoring rows/s / raw ORT best batch", *in_column(variant, engines)),
         Row("ratio", "ours / PyTorch pipeline, time per msg, batch 1", *versus_torch(1)),

@@ -50,6 +50,11 @@ class BenchPlan:
     torch_messages: int = 256
     torch_seconds: float = 20.0
     server_requests: dict[int, int] = field(default_factory=lambda: {1: 300, 8: 1500, 32: 3000})
+    # 8-message requests per concurrency; GET /healthz requests at c=32; a second server with
+    # this many workers takes the c=32 load (0: not run)
+    server_batch_requests: dict[int, int] = field(default_factory=lambda: {8: 400, 32: 1000})
+    server_floor_requests: int = 5000
+    server_more_workers: int = 2
     server_seconds: float = 30.0  # per concurrency level
     server_warmup: int = 20
     score_rows: int = 100_000
@@ -67,6 +72,8 @@ QUICK = BenchPlan(
     torch_messages=32,
     torch_seconds=5.0,
     server_requests={1: 20, 8: 48, 32: 64},
+    server_batch_requests={8: 16, 32: 32},
+    server_floor_requests=200,
     server_seconds=10.0,
     server_warmup=2,
     score_rows=2_000,
@@ -274,7 +281,9 @@ def _server(
 
     return bench_server(
         bundle_dir, texts, work_dir, variants=variants, requests=plan.server_requests,
-        seconds_per_level=plan.server_seconds, warmup=plan.server_warmup, threads=threads,
+        batch_requests=plan.server_batch_requests, floor_requests=plan.server_floor_requests,
+        more_workers=plan.server_more_workers or None, seconds_per_level=plan.server_seconds,
+        warmup=plan.server_warmup, threads=threads,
     )  # fmt: skip
 
 

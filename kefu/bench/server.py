@@ -2,15 +2,20 @@
 
 For each variant (INT8 and fp32, chosen with `KEFU_VARIANT`) raw ORT is timed briefly (the
 reference for this variant's ratios, taken under the same machine load), then the server is
-started, polled on /readyz, loaded at each concurrency by `server_load` running in a separate
-process, then offered twice the message rate it served at c=32 by `server_overload` (open loop,
-8-message requests, callers that give up after 5 s), and stopped. The overload figure is the share of the
-c=32 message rate still served under that load, and how fast the refused requests got their 503. Server output goes to a log file whose tail is quoted when start-up fails.
+started, polled on /readyz and loaded by `server_load` (a separate process) at each level:
+single-message requests at c=1, 8 and 32, 8-message requests at c=8 and 32, and GET /healthz at
+c=32 (the framework's own floor); then it is offered twice the message rate it served at c=32
+by `server_overload` (open loop, 8-message requests, callers that give up after 5 s) and
+stopped. The overload figure is the share of the c=32 message rate still served under that
+load, and how fast the refused requests got their 503. Last, `kefu serve --workers 2` takes
+the c=32 load, to compare one worker with two. Server output goes to a log file whose tail is
+quoted when start-up fails.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -28,7 +33,9 @@ from kefu.bench.ort_raw import reference_point
 from kefu.bench.proctree import tree_cpu_seconds, tree_memory
 
 HOST = "127.0.0.1"
+CLASSIFY_PATH = "/v1/classify"
 CONCURRENCIES = (1, 8, 32)
+BATCH_MESSAGES = 8  # messages per request in the `c<n>_batch8` levels
 OVERLOAD_FACTOR = 2.0
 # Messages per overload request: as in the probe that found the problem (c=256, 8 messages), and
 # it keeps the load generator's own CPU, which shares the machine, to an eighth.
@@ -48,26 +55,30 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def serve_command(bundle_dir: Path, port: int) -> list[str]:
+def serve_command(bundle_dir: Path, port: int, workers: int = 1) -> list[str]:
     return [
         sys.executable, "-m", "kefu.cli.main", "serve",
         "--bundle", str(bundle_dir), "--host", HOST, "--port", str(port),
+        "--workers", str(workers),
     ]  # fmt: skip
 
 
 @contextlib.contextmanager
 def running_server(
-    bundle_dir: Path, variant: str, log_path: Path, threads: int | None = None
+    bundle_dir: Path, variant: str, log_path: Path, threads: int | None = None, workers: int = 1
 ) -> Iterator[tuple[str, int]]:
-    """(base URL, server pid) of a ready `kefu serve`; the process group is stopped on exit."""
+    """(base URL, server pid) of a ready `kefu serve`; the process group is stopped on exit.
+
+    `threads` are the cores given to the server: each of `workers` processes gets its share.
+    """
     port = free_port()
     env = {**os.environ, "KEFU_VARIANT": variant, "HF_HUB_OFFLINE": "1"}
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     if threads:
-        env["KEFU_ORT_THREADS"] = str(threads)
+        env["KEFU_ORT_THREADS"] = str(max(1, threads // workers))
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            serve_command(bundle_dir, port),
+            serve_command(bundle_dir, port, workers),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -121,13 +132,21 @@ def log_tail(log_path: Path) -> str:
 
 
 def run_load_generator(
-    url: str, texts_file: Path, concurrency: int, requests: int, max_seconds: float, warmup: int
+    url: str,
+    texts_file: Path,
+    concurrency: int,
+    requests: int,
+    max_seconds: float,
+    warmup: int,
+    messages: int = 1,
+    path: str = CLASSIFY_PATH,
 ) -> dict[str, Any]:
     """`server_load` in a child process; its JSON line is the result."""
     command = [
         sys.executable, "-m", "kefu.bench.server_load", "--url", url,
         "--texts", str(texts_file), "--concurrency", str(concurrency),
         "--requests", str(requests), "--max-seconds", str(max_seconds), "--warmup", str(warmup),
+        "--messages", str(messages), "--path", path,
     ]  # fmt: skip
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=max_seconds + 120, check=False
@@ -167,18 +186,27 @@ def measured_level(
     requests: int,
     seconds: float,
     warmup: int,
+    messages: int = 1,
+    path: str = CLASSIFY_PATH,
 ) -> dict[str, Any]:
     """One load level plus the server's CPU per request (the generator reports its own).
 
     On a 2-core machine the load generator competes with the server for the same cores; the
     two CPU costs per request say how much of the server's shortfall is the client's. The
-    server's count includes the warm-up requests, so they are counted as served too.
+    server's count includes the warm-up requests, so they are counted as served too. The
+    server's CPU covers every process and thread of its tree: event loop, inference thread,
+    ORT's threads, log thread (and every worker under `--workers 2`).
     """
     server_before = tree_cpu_seconds(pid)
-    level = run_load_generator(url, texts_file, concurrency, requests, seconds, warmup)
+    level = run_load_generator(
+        url, texts_file, concurrency, requests, seconds, warmup, messages, path
+    )
     served = level["requests"] + warmup
     server_cpu = tree_cpu_seconds(pid) - server_before
     level["server_cpu_ms_per_request"] = 1000 * server_cpu / served if served else None
+    level["server_cpu_ms_per_message"] = (
+        1000 * server_cpu / (served * messages) if served and path == CLASSIFY_PATH else None
+    )
     return level
 
 
@@ -190,11 +218,21 @@ def bench_server(
     variants: tuple[str, ...] = ("int8", "fp32"),
     concurrencies: tuple[int, ...] = CONCURRENCIES,
     requests: dict[int, int] | None = None,
+    batch_requests: dict[int, int] | None = None,
+    floor_requests: int | None = None,
+    more_workers: int | None = None,
     seconds_per_level: float = 30.0,
     warmup: int = 20,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """{"variants": {variant: {"c<n>": load result, "server_rss_mb": ...}}}; errors per variant."""
+    """{"variants": {variant: {"c<n>": load result, "server_rss_mb": ...}}}; errors per variant.
+
+    Levels per variant: `c<n>` single-message requests at each concurrency; `c<n>_batch8`
+    requests of BATCH_MESSAGES messages at the concurrencies of `batch_requests`;
+    `healthz_c32` the same load on GET /healthz (what FastAPI and uvicorn cost on their own);
+    `overload_2x`; and, with `more_workers`, `workers<n>_c32`: c=32 single-message requests
+    to `kefu serve --workers n` (the cores shared out between the workers).
+    """
     requests = requests or {1: 300, 8: 1000, 32: 2000}
     texts_file = work_dir / "server_texts.json"
     texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
@@ -205,17 +243,36 @@ def bench_server(
         try:
             with running_server(bundle_dir, variant, log_path, threads) as (url, pid):
                 levels: dict[str, Any] = {"raw_ort_just_before": reference}
+
+                measure = functools.partial(
+                    measured_level, pid, url, texts_file, seconds=seconds_per_level, warmup=warmup
+                )
                 for concurrency in concurrencies:
-                    levels[f"c{concurrency}"] = measured_level(
-                        pid, url, texts_file, concurrency, requests.get(concurrency, 200),
-                        seconds_per_level, warmup,
-                    )  # fmt: skip
+                    levels[f"c{concurrency}"] = measure(
+                        concurrency=concurrency, requests=requests.get(concurrency, 200)
+                    )
+                for concurrency, count in (batch_requests or {}).items():
+                    levels[f"c{concurrency}_batch{BATCH_MESSAGES}"] = measure(
+                        concurrency=concurrency, requests=count, messages=BATCH_MESSAGES
+                    )
+                if floor_requests:
+                    levels["healthz_c32"] = measure(
+                        concurrency=32, requests=floor_requests, path="/healthz"
+                    )
                 if levels.get("c32", {}).get("throughput_rps"):
                     levels["overload_2x"] = measured_overload(
                         url, texts_file, levels["c32"], seconds_per_level
                     )
                 levels["server_rss_mb"] = round(tree_memory(pid)["rss"] / 1e6, 1)
-                results["variants"][variant] = levels
+            if more_workers:
+                log_path = work_dir / f"serve-{variant}-workers{more_workers}.log"
+                with running_server(
+                    bundle_dir, variant, log_path, threads, workers=more_workers
+                ) as (url, pid):
+                    levels[f"workers{more_workers}_c32"] = measured_level(
+                        pid, url, texts_file, 32, requests.get(32, 2000), seconds_per_level, warmup
+                    )
+            results["variants"][variant] = levels
         except (ServerStartError, RuntimeError, subprocess.TimeoutExpired) as exc:
             results["variants"][variant] = {"error": str(exc)}
     return results

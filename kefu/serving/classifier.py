@@ -75,10 +75,19 @@ def ort_threads(workers: int = 1, explicit: int | None = None) -> int:
     return explicit or max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def make_session(model_path: Path, intra_op_threads: int | None = None) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session with explicit thread counts (`ort_threads`)."""
+def make_session(
+    model_path: Path, intra_op_threads: int | None = None, spinning: bool = True
+) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session with explicit thread counts (`ort_threads`).
+
+    `spinning=False` stops ORT's pool threads from busy-waiting for the next parallel section:
+    alone on the machine spinning saves a little latency, but in the server it burns the
+    cores the event loop needs between model calls (measured in benchmarks/README.md).
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = ort_threads(explicit=intra_op_threads)
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -96,10 +105,11 @@ class Classifier:
         intra_op_threads: int | None = None,
         calibration_overrides: Mapping[str, Mapping[str, float]] | None = None,
         max_length: int | None = None,
+        spinning: bool = True,
     ):
         self.bundle = bundle
         self.variant = variant or bundle.manifest.default_variant
-        self.session = make_session(bundle.model_path(self.variant), intra_op_threads)
+        self.session = make_session(bundle.model_path(self.variant), intra_op_threads, spinning)
         self.encoder = TextEncoder.from_file(
             bundle.tokenizer_path, max_length or bundle.manifest.max_length
         )
@@ -157,51 +167,57 @@ class Classifier:
     ) -> list[Prediction]:
         """Predictions from logits already computed, for callers that also keep the logits."""
         probs = self.probabilities(logits)
-        return [
-            self._prediction(
-                text, {head: probs[head][row] for head in HEADS}, truncated[row], top_k, entities
-            )
-            for row, text in enumerate(texts)
-        ]
-
-    def _prediction(
-        self,
-        text: str,
-        row_probs: dict[str, np.ndarray],
-        truncated: bool,
-        top_k: int,
-        entities: bool,
-    ) -> Prediction:
         heads = {
-            head: self._head_prediction(head, row_probs[head], top_k)
+            head: self._head_predictions(head, probs[head], top_k)
             if self.bundle.trained(head)
-            else UNTRAINED
+            else [UNTRAINED] * len(texts)
             for head in HEADS
         }
-        intent = heads["intent"].label
-        assert intent is not None  # read_bundle refuses a bundle whose intent head is untrained
-        return Prediction(
-            heads=heads,
-            group=self.bundle.intent_groups[intent],
-            truncated=truncated,
-            asks_for_human=asks_for_human(text),
-            entities=find_entities(text) if entities else [],
-        )
+        predictions = []
+        for row, text in enumerate(texts):
+            row_heads = {head: heads[head][row] for head in HEADS}
+            intent = row_heads["intent"].label
+            assert intent is not None  # read_bundle refuses a bundle whose intent head is untrained
+            predictions.append(
+                Prediction(
+                    heads=row_heads,
+                    group=self.bundle.intent_groups[intent],
+                    truncated=truncated[row],
+                    asks_for_human=asks_for_human(text),
+                    entities=find_entities(text) if entities else [],
+                )
+            )
+        return predictions
 
-    def _head_prediction(self, head: str, probs: np.ndarray, top_k: int) -> HeadPrediction:
+    def _head_predictions(self, head: str, probs: np.ndarray, top_k: int) -> list[HeadPrediction]:
+        """One head's prediction per row of (n, k) `probs`: ranked once for the whole batch.
+
+        Ranking and reading the matrix row by row cost more in numpy calls than the model's
+        own output; one stable argsort and one `tolist` per head give the same floats.
+        """
         labels = self.bundle.labels[head]
-        order = np.argsort(-probs, kind="stable")
-        best = int(order[0])
-        second = float(probs[order[1]]) if len(order) > 1 else 0.0
+        names = self.bundle.label_names[head]
         rule = self.calibration[head]
-        confidence = float(probs[best])
-        return HeadPrediction(
-            label=labels[best],
-            name=self.bundle.label_names[head].get(labels[best], labels[best]),
-            confidence=confidence,
-            abstain=confidence < rule.threshold or confidence - second < rule.margin,
-            top=[(labels[int(i)], float(probs[i])) for i in order[: max(1, top_k)]],
-        )
+        keep = max(1, top_k)
+        order = np.argsort(-probs, axis=1, kind="stable")[:, : max(2, keep)]
+        ranked = np.take_along_axis(probs, order, axis=1)
+        predictions = []
+        for indices, confidences in zip(order.tolist(), ranked.tolist(), strict=True):
+            label, confidence = labels[indices[0]], confidences[0]
+            second = confidences[1] if len(confidences) > 1 else 0.0
+            predictions.append(
+                HeadPrediction(
+                    label=label,
+                    name=names.get(label, label),
+                    confidence=confidence,
+                    abstain=confidence < rule.threshold or confidence - second < rule.margin,
+                    top=[
+                        (labels[index], value)
+                        for index, value in zip(indices[:keep], confidences[:keep], strict=True)
+                    ],
+                )
+            )
+        return predictions
 
     def _check_onnx_labels(self) -> None:
         """A graph that names its labels (metadata written at export) must name labels.json's."""

@@ -22,15 +22,21 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
-def length_groups(lengths: Sequence[int], max_size: int) -> list[list[int]]:
-    """Indices grouped by similar length: each group sorted, at most `max_size` long."""
+def length_groups(
+    lengths: Sequence[int],
+    max_size: int,
+    ratio: float = LENGTH_RATIO,
+    slack: int = LENGTH_SLACK,
+) -> list[list[int]]:
+    """Indices grouped by similar length: each group sorted, at most `max_size` long, cut
+    where a length passes `ratio` x the group's shortest + `slack`."""
     groups: list[list[int]] = []
     for index in sorted(range(len(lengths)), key=lambda row: lengths[row]):
         current = groups[-1] if groups else None
         if (
             current is None
             or len(current) >= max_size
-            or lengths[index] > LENGTH_RATIO * lengths[current[0]] + LENGTH_SLACK
+            or lengths[index] > ratio * lengths[current[0]] + slack
         ):
             groups.append([index])
         else:

@@ -203,3 +203,37 @@ def test_server_and_batch_ratios_from_known_numbers():
         "-",
     ]
     assert rows["errors / requests"].cells()[2:4] == ["0 / 200", "0 / 200"]
+
+
+def test_batched_and_worker_ratios_use_the_best_raw_batch_just_before():
+    results = {
+        "parts": {
+            "server": {
+                "variants": {
+                    "int8": {
+                        "raw_ort_just_before": {
+                            "b1_p50_ms": 2.0,
+                            "b8_msgs_per_s": 1000,
+                            "b32_msgs_per_s": 800,
+                        },
+                        "c1": _server_level(2.5, 400),
+                        "c32": _server_level(50, 500),
+                        "c32_batch8": {**_server_level(300, 110), "msgs_per_s": 880},
+                        "healthz_c32": _server_level(5, 6000),
+                        "workers2_c32": _server_level(40, 600),
+                    }
+                }
+            }
+        }
+    }
+    results["ratios"] = ratios = compute_ratios(results, "int8")
+    assert ratios["server_c32_over_raw_best"]["int8"] == pytest.approx(0.5)
+    assert ratios["server_c32_batch8_over_raw_best"] == {"fp32": None, "int8": pytest.approx(0.88)}
+    assert ratios["server_c32_workers2_over_workers1"]["int8"] == pytest.approx(1.2)
+    rows = {row.measure: row for section in table_rows(results) for row in section}
+    assert rows["c=32, 8-message requests: msgs/s"].cells()[3] == "880"
+    assert rows["GET /healthz c=32 (framework floor): requests/s"].cells()[3] == "6,000"
+    assert rows["--workers 2, c=32: msgs/s"].cells()[3] == "600"
+    ratio = "server msgs/s (c=32, 8-message requests) / raw ORT best batch"
+    assert rows[ratio].cells()[3] == "0.88x"
+    assert rows["errors / requests"].cells()[3] == "0 / 500"

@@ -41,7 +41,11 @@ def test_server_part_loads_a_real_kefu_serve_per_variant(tiny_bundle, texts, tmp
         assert levels["c8"]["server_cpu_ms_per_request"] > 0
         assert levels["c8"]["client_cpu_ms_per_request"] > 0
         assert levels["server_rss_mb"] > 0
-        assert set(levels["raw_ort_just_before"]) == {"b1_p50_ms", "b32_msgs_per_s"}
+        assert set(levels["raw_ort_just_before"]) == {
+            "b1_p50_ms",
+            "b8_msgs_per_s",
+            "b32_msgs_per_s",
+        }
 
 
 def test_load_generator_counts_refused_connections_as_errors(texts):
@@ -105,3 +109,45 @@ def test_process_tree_memory_includes_children():
             os.kill(pid, signal.SIGKILL)
         parent.kill()
         parent.wait()
+
+
+def test_server_part_measures_batched_requests_the_framework_floor_and_two_workers(
+    tiny_bundle, texts, tmp_path
+):
+    results = bench_server(
+        tiny_bundle, texts, tmp_path, variants=("int8",), concurrencies=(1,), requests={1: 6},
+        batch_requests={8: 4}, floor_requests=40, more_workers=2, seconds_per_level=20,
+        warmup=2, threads=2,
+    )  # fmt: skip
+    levels = results["variants"]["int8"]
+    assert "error" not in levels, levels
+    batched = levels["c8_batch8"]
+    assert (batched["requests"], batched["ok"], batched["errors"]) == (4, 4, 0)
+    assert batched["messages_per_request"] == 8
+    assert batched["msgs_per_s"] == pytest.approx(8 * batched["throughput_rps"])
+    assert batched["server_cpu_ms_per_message"] == pytest.approx(
+        batched["server_cpu_ms_per_request"] / 8
+    )
+    floor = levels["healthz_c32"]
+    assert (floor["path"], floor["ok"], floor["errors"]) == ("/healthz", 40, 0)
+    assert floor["server_cpu_ms_per_message"] is None
+    two = levels["workers2_c32"]
+    assert two["errors"] == 0 and two["ok"] == two["requests"] > 0
+
+
+def test_load_generator_sends_batches_and_counts_http_errors(tiny_bundle, texts, tmp_path):
+    from support.serving import Server
+
+    server = Server(tiny_bundle, tmp_path / "serve.log", env={"KEFU_MAX_BATCH": "4"})
+    try:
+        server.wait_ready()
+        fits = asyncio.run(
+            generate_load(server.url, texts, concurrency=2, requests=6, max_seconds=20, messages=4)
+        )
+        too_many = asyncio.run(
+            generate_load(server.url, texts, concurrency=2, requests=4, max_seconds=20, messages=5)
+        )
+    finally:
+        server.stop()
+    assert (fits["ok"], fits["errors"], fits["msgs_per_s"] > 0) == (6, 0, True)
+    assert (too_many["ok"], too_many["error_kinds"]) == (0, {"HTTP 413": 4})

@@ -42,7 +42,7 @@ def test_temperature_scaling_lowers_ece_and_keeps_every_argmax():
 
 
 def serving_answers(probs: np.ndarray, threshold: float, margin: float) -> np.ndarray:
-    """The rule serving applies (Classifier._head_prediction): answer unless either test fails."""
+    """The rule serving applies (Classifier._head_predictions): answer unless either test fails."""
     ordered = np.sort(probs, axis=1)
     return ~((ordered[:, -1] < threshold) | (ordered[:, -1] - ordered[:, -2] < margin))
 

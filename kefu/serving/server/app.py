@@ -28,10 +28,11 @@ from kefu.serving.server.drain import Drain
 from kefu.serving.server.error_responses import install_error_handlers
 from kefu.serving.server.gate import GateMiddleware, admin_token_problem, api_key_problem
 from kefu.serving.server.handlers import (
-    build_results,
     check_messages,
     conversation_context,
     observe,
+    response_json,
+    result_payloads,
 )
 from kefu.serving.server.middleware import (
     BodyReadMiddleware,
@@ -39,7 +40,7 @@ from kefu.serving.server.middleware import (
     watch_disconnect,
 )
 from kefu.serving.server.model_holder import LoadedModel, ModelHolder
-from kefu.serving.server.observability import Metrics, sweep_dead_workers
+from kefu.serving.server.observability import Metrics, flush_logs, sweep_dead_workers
 from kefu.serving.server.schemas import (
     ClassifyRequest,
     ClassifyResponse,
@@ -133,7 +134,7 @@ router = APIRouter()
 )
 async def classify(
     body: ClassifyRequest, request: Request, state: StateDep, model: ModelDep
-) -> ClassifyResponse:
+) -> Response:
     messages = body.as_messages()
     check_messages(body, messages, state.settings, model.deployment.bundle.labels["intent"])
     watcher = watch_disconnect(request.scope, request.receive)
@@ -143,13 +144,14 @@ async def classify(
         )
     finally:
         watcher.cancel()
-    results = build_results(messages, triaged)
-    request.state.log.update(
-        model_version=model.model_version,
-        messages=observe(state.metrics, messages, results, state.settings.log_text),
-    )
-    return ClassifyResponse(
-        model_version=model.model_version, request_id=request.state.request_id, results=results
+    log = request.state.log
+    log["model_version"] = model.model_version
+    log["messages"] = observe(state.metrics, messages, triaged, state.settings.log_text)
+    # `response_model` documents the answer; the body is built and serialised once here
+    results = result_payloads(messages, triaged)
+    return Response(
+        response_json(model.model_version, request.state.request_id, results),
+        media_type="application/json",
     )
 
 
@@ -268,6 +270,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             drain.uninstall()
             await holder.stop()
             metrics.close()
+            flush_logs()
 
     app = FastAPI(
         title="kefu",

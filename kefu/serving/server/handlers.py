@@ -2,9 +2,10 @@
 
 `check_messages` enforces the limits that depend on settings and on the loaded model's labels
 (text length, metadata size, known intent ids);
-`conversation_context` turns a message's `context` into routing's input; `build_results` turns
-the deployment's (prediction, decision) pairs into response objects; `observe` counts
-predictions, abstentions and escalations and prepares the access-log fields.
+`conversation_context` turns a message's `context` into routing's input; `result_payloads` and
+`response_json` turn the deployment's (prediction, decision) pairs into the response body,
+serialised once; `observe` counts predictions, abstentions and escalations and prepares the
+access-log fields.
 """
 
 from __future__ import annotations
@@ -13,25 +14,16 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic_core import to_json
+
 from kefu.errors import InputError, PayloadTooLarge
 from kefu.serving.classifier import HeadPrediction
 from kefu.serving.deployment import Triage
 from kefu.serving.masking import mask_text
 from kefu.serving.routing import ConversationContext, Decision
 from kefu.serving.server.error_responses import shown
-from kefu.serving.server.observability import Metrics, logged_text
-from kefu.serving.server.schemas import (
-    HEAD_RESULTS,
-    HEAD_TOPS,
-    Candidate,
-    ClassifyRequest,
-    EntitySpan,
-    HeadResult,
-    Message,
-    MessageResult,
-    Priority,
-    Route,
-)
+from kefu.serving.server.observability import Deferred, Metrics, logged_text
+from kefu.serving.server.schemas import ClassifyRequest, Message
 from kefu.serving.settings import Settings
 from kefu.serving.taxonomy import HEADS
 
@@ -108,90 +100,112 @@ def conversation_context(message: Message) -> ConversationContext:
     )
 
 
-def route_result(decision: Decision) -> Route:
-    return Route(
-        queue=decision.queue,
-        priority=Priority(decision.priority),
-        action=decision.action,
-        escalate=decision.escalate,
-        reasons=list(decision.reasons),
-        candidates=[
-            Candidate(intent=c.intent, name=c.name, confidence=c.confidence)
+def head_payload(head: HeadPrediction) -> dict[str, Any]:
+    return {
+        "label": head.label,
+        "name": head.name,
+        "confidence": head.confidence,
+        "abstain": head.abstain,
+        "top": [{"label": label, "confidence": confidence} for label, confidence in head.top],
+    }
+
+
+def route_payload(decision: Decision) -> dict[str, Any]:
+    return {
+        "queue": decision.queue,
+        "priority": decision.priority,
+        "action": decision.action.value,
+        "escalate": decision.escalate,
+        "reasons": [reason.value for reason in decision.reasons],
+        "candidates": [
+            {"intent": c.intent, "name": c.name, "confidence": c.confidence}
             for c in decision.candidates
         ],
-    )
+    }
 
 
-def head_result(head_name: str, head: HeadPrediction) -> Any:
-    top = HEAD_TOPS[head_name]
-    return HEAD_RESULTS[head_name](
-        label=head.label,
-        name=head.name,
-        confidence=head.confidence,
-        abstain=head.abstain,
-        top=[top(label=label, confidence=confidence) for label, confidence in head.top],
-    )
+def result_payloads(messages: Sequence[Message], triaged: Sequence[Triage]) -> list[dict[str, Any]]:
+    """One `MessageResult` per message as plain JSON values, in the schema's field order.
 
-
-def build_results(messages: Sequence[Message], triaged: Sequence[Triage]) -> list[MessageResult]:
-    results = [
-        MessageResult(
-            id=message.id if message.id is not None else str(index),
-            intent=head_result("intent", prediction.intent),
-            urgency=head_result("urgency", prediction.urgency),
-            emotion=head_result("emotion", prediction.emotion),
-            group=prediction.group,
-            route=route_result(decision),
-            entities=[
-                EntitySpan(kind=entity.kind, text=entity.text, start=entity.start, end=entity.end)
+    Built directly rather than through the pydantic models: the values come from the loaded
+    model and routing, whose labels were checked against the schema's enums at load
+    (`check_labels_in_schema`), so validating every answer again would only spend CPU.
+    `metadata` is present only when the message carried it (unset fields are not answered).
+    """
+    results = []
+    for index, (message, (prediction, decision)) in enumerate(zip(messages, triaged, strict=True)):
+        heads = prediction.heads
+        result = {
+            "id": message.id if message.id is not None else str(index),
+            "intent": head_payload(heads["intent"]),
+            "urgency": head_payload(heads["urgency"]),
+            "emotion": head_payload(heads["emotion"]),
+            "group": prediction.group,
+            "route": route_payload(decision),
+            "entities": [
+                {"kind": entity.kind, "text": entity.text, "start": entity.start, "end": entity.end}
                 for entity in prediction.entities
             ],
-            truncated=prediction.truncated,
-        )
-        for index, (message, (prediction, decision)) in enumerate(
-            zip(messages, triaged, strict=True)
-        )
-    ]
-    for message, result in zip(messages, results, strict=True):
-        if message.metadata is not None:  # set only when sent: unset fields are not answered
-            result.metadata = message.metadata
+            "truncated": prediction.truncated,
+        }
+        if message.metadata is not None:
+            result["metadata"] = message.metadata
+        results.append(result)
     return results
 
 
-def observe(
-    metrics: Metrics, messages: Sequence[Message], results: Sequence[MessageResult], log_text: str
-) -> list[dict[str, Any]]:
-    """Count what was predicted and routed; return one access-log entry per message.
+def response_json(model_version: str, request_id: str, results: list[dict[str, Any]]) -> bytes:
+    """The `ClassifyResponse` body, serialised once (pydantic-core's encoder, as FastAPI's own).
 
-    The entry holds the caller's id (masked: callers sometimes use a phone number as id), the
-    labels and the route; the text only when `log_text` is "masked" or "raw".
+    Echoed metadata may hold NaN or Infinity (Python's JSON reader accepts them); they are
+    answered as null, as the response model's serialiser did.
     """
-    entries = []
-    for message, result in zip(messages, results, strict=True):
+    body = {"model_version": model_version, "request_id": request_id, "results": results}
+    return to_json(body, inf_nan_mode="null")
+
+
+def observe(
+    metrics: Metrics, messages: Sequence[Message], triaged: Sequence[Triage], log_text: str
+) -> Deferred:
+    """Count what was predicted and routed; return the access log's per-message entries.
+
+    The entries are built on the log thread when the line is written (`Deferred`), not on the
+    event loop. Each holds the caller's id (masked: callers sometimes use a phone number as
+    id), the labels and the route; the text only when `log_text` is "masked" or "raw".
+    """
+    for prediction, decision in triaged:
         for head in HEADS:
-            head_result_: HeadResult = getattr(result, head)
-            if head_result_.label is None:  # an untrained head predicts nothing
+            head_prediction = prediction.heads[head]
+            if head_prediction.label is None:  # an untrained head predicts nothing
                 continue
-            metrics.predictions.labels(head, head_result_.label).inc()
-            if head_result_.abstain:
-                metrics.abstentions.labels(head).inc()
-        metrics.routes.labels(result.route.queue, result.route.priority).inc()
-        metrics.actions.labels(result.route.action.value).inc()
-        for reason in result.route.reasons:
-            metrics.escalations.labels(reason.value).inc()
-        if result.route.escalate:
+            metrics.predicted(head, head_prediction.label).inc()
+            if head_prediction.abstain:
+                metrics.abstained(head).inc()
+        metrics.routed(decision.queue, decision.priority).inc()
+        metrics.acted(decision.action.value).inc()
+        for reason in decision.reasons:
+            metrics.reasoned(reason.value).inc()
+        if decision.escalate:
             metrics.escalated.inc()
+    return Deferred(lambda: log_entries(messages, triaged, log_text))
+
+
+def log_entries(
+    messages: Sequence[Message], triaged: Sequence[Triage], log_text: str
+) -> list[dict[str, Any]]:
+    entries = []
+    for index, (message, (prediction, decision)) in enumerate(zip(messages, triaged, strict=True)):
         entry = {
-            "id": mask_text(result.id),
-            "intent": result.intent.label,
-            "urgency": result.urgency.label,
-            "emotion": result.emotion.label,
-            "queue": result.route.queue,
-            "priority": result.route.priority,
-            "action": result.route.action.value,
-            "escalate": result.route.escalate,
-            "reasons": result.route.reasons,
-            "truncated": result.truncated,
+            "id": mask_text(message.id if message.id is not None else str(index)),
+            "intent": prediction.intent.label,
+            "urgency": prediction.urgency.label,
+            "emotion": prediction.emotion.label,
+            "queue": decision.queue,
+            "priority": decision.priority,
+            "action": decision.action.value,
+            "escalate": decision.escalate,
+            "reasons": [reason.value for reason in decision.reasons],
+            "truncated": prediction.truncated,
         }
         if log_text != "off":
             entry["text"] = logged_text(message.text, raw=log_text == "raw")

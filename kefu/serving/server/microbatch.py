@@ -1,18 +1,20 @@
-"""Micro-batching: concurrent requests share one model call.
+"""Micro-batching: concurrent requests share model calls.
 
-A single CPU inference thread serves every request of a worker. Each message is queued with a
-future; the batching loop takes what is waiting (up to `max_batch_size` messages), sorts it by
-length and cuts it into groups of similar length (padding to the longest row of a batch costs
-compute on every shorter row), and runs the groups on the inference thread, so the event loop
-never blocks on the model.
+A single CPU inference thread serves every request of a worker. Each request is queued whole,
+with one future for all its messages (one hop in, one answer out). The batching loop takes
+what is waiting (whole requests, up to `COLLECT_BATCHES` model batches' worth of messages),
+sorts the messages by length and cuts them into groups of close length and at most
+`max_batch_size` (padding to the longest row of a group costs compute on every shorter row),
+and hands the groups to the inference thread in one go, so the event loop never blocks on the
+model. A request is answered as soon as the groups holding its messages are done.
 
 Waiting for company costs latency, so the loop waits up to `max_wait_ms` only when it has seen
 concurrency (more than one message queued now or in the previous batch); a lone client pays
 nothing. The queue is bounded in messages: a request that does not fit is refused at once
 (`Overloaded`, HTTP 503 + Retry-After) instead of piling up latency for everyone, and
 `would_refuse()` lets the server refuse before it even reads a request (see `gate.py`).
-Messages whose request was cancelled (its client hung up) are dropped when the loop reaches
-them: they take no place in a batch and no model time.
+Requests that were cancelled (their client hung up) are dropped when the loop reaches them:
+they take no place in a batch and no model time.
 """
 
 from __future__ import annotations
@@ -28,14 +30,24 @@ from typing import Generic, TypeVar
 from kefu.errors import NotReady, Overloaded
 from kefu.serving.length_batches import length_groups
 
+# One batch may take this many model calls' worth of queued messages: sorting more messages by
+# length gives groups of closer lengths, and padding is most of what a group costs beyond its
+# real tokens (benchmarks/README.md). Groups are cut tighter than `length_groups`' defaults
+# for the same reason: on short messages a few more model calls cost less than the padding.
+COLLECT_BATCHES = 4
+GROUP_RATIO = 1.25
+GROUP_SLACK = 4
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
 @dataclass
 class _Queued:
-    item: object
-    length: int
+    """One request's messages: they join a batch together and share one future."""
+
+    items: Sequence
+    lengths: list[int]
     future: asyncio.Future
 
 
@@ -56,6 +68,8 @@ class MicroBatcher(Generic[Item, Result]):
         max_wait_ms: float = 2.0,
         queue_size: int = 256,
         length_cap: int = 512,
+        length_ratio: float = GROUP_RATIO,
+        length_slack: int = GROUP_SLACK,
         on_batch: Callable[[int, float], None] | None = None,
         on_depth: Callable[[int], None] | None = None,
         name: str = "kefu-infer",
@@ -66,6 +80,8 @@ class MicroBatcher(Generic[Item, Result]):
         self.max_wait = max_wait_ms / 1000.0
         self.queue_size = queue_size
         self.length_cap = length_cap
+        self.collect_size = max_batch_size * COLLECT_BATCHES
+        self.length_ratio, self.length_slack = length_ratio, length_slack
         self._on_batch = on_batch or (lambda size, seconds: None)
         self._on_depth = on_depth or (lambda depth: None)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
@@ -106,16 +122,13 @@ class MicroBatcher(Generic[Item, Result]):
                 f"server busy: {self._waiting} messages are waiting (queue holds "
                 f"{self.queue_size}); retry after a short pause"
             )
-        loop = asyncio.get_running_loop()
-        futures = []
-        for item in items:
-            future = loop.create_future()
-            length = min(self._length_of(item), self.length_cap)
-            self._queue.put_nowait(_Queued(item, length, future))
-            futures.append(future)
+        future = asyncio.get_running_loop().create_future()
+        cap, length_of = self.length_cap, self._length_of
+        lengths = [min(length_of(item), cap) for item in items]
+        self._queue.put_nowait(_Queued(items, lengths, future))
         self._waiting += len(items)
         self._on_depth(self._waiting)
-        return list(await asyncio.gather(*futures))
+        return await future
 
     async def close(self) -> None:
         """Finish what is queued, then stop the loop and the inference thread."""
@@ -134,73 +147,98 @@ class MicroBatcher(Generic[Item, Result]):
             first = await self._queue.get()
             if first is None:
                 break
-            items, stopping = await self._collect(first)
-            self._waiting -= len(items)
+            requests, stopping = await self._collect(first)
+            size = sum(len(request.items) for request in requests)
+            self._waiting -= size
             self._on_depth(self._waiting)
-            self._last_batch_size = self._in_flight = len(items)
+            self._last_batch_size = self._in_flight = size
             try:
-                await self._run(items)
+                await self._run(requests)
             finally:
                 self._in_flight = 0
+
+    def _take(self, request: _Queued, requests: list[_Queued], size: int) -> int:
+        """Add `request` to the batch unless its client left; returns the batch's new size."""
+        if request.future.done():  # cancelled: its client hung up while it waited
+            self._waiting -= len(request.items)
+            return size
+        requests.append(request)
+        return size + len(request.items)
 
     async def _collect(self, first: _Queued) -> tuple[list[_Queued], bool]:
         """`first` plus whatever joins it within the wait budget; True when a stop was seen.
 
-        Messages of cancelled requests are taken off the queue but not into the batch.
+        Whole requests join a batch; requests of clients that hung up are taken off the queue
+        but not into the batch.
         """
-        items = [first]
-        while len(items) < self.max_batch_size and not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is None:
-                return items, True
-            if item.future.done():
-                self._waiting -= 1
-                continue
-            items.append(item)
-        if self.max_wait <= 0 or (len(items) == 1 and self._last_batch_size <= 1):
-            return items, False
+        requests: list[_Queued] = []
+        size = self._take(first, requests, 0)
+        queue = self._queue
+        while size < self.collect_size and not queue.empty():
+            request = queue.get_nowait()
+            if request is None:
+                return requests, True
+            size = self._take(request, requests, size)
+        if self.max_wait <= 0 or (size <= 1 and self._last_batch_size <= 1):
+            return requests, False
         deadline = time.monotonic() + self.max_wait
-        while len(items) < self.max_batch_size:
+        while size < self.collect_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             try:
-                item = await asyncio.wait_for(self._queue.get(), remaining)
+                request = await asyncio.wait_for(queue.get(), remaining)
             except TimeoutError:
                 break
-            if item is None:
-                return items, True
-            if item.future.done():
-                self._waiting -= 1
-                continue
-            items.append(item)
-        return items, False
+            if request is None:
+                return requests, True
+            size = self._take(request, requests, size)
+        return requests, False
 
-    async def _run(self, items: list[_Queued]) -> None:
-        live = [item for item in items if not item.future.done()]  # skip disconnected clients
+    async def _run(self, requests: list[_Queued]) -> None:
+        """Run the batch's length groups back to back on the inference thread.
+
+        Every group is handed to the thread at once (one queue, no idle gap between groups),
+        and a request is answered as soon as the groups holding its messages are done.
+        """
+        live = [request for request in requests if not request.future.done()]
         if not live:
             return
-        loop = asyncio.get_running_loop()
-        try:
-            results = await loop.run_in_executor(
-                self._executor, self._infer, [i.item for i in live], [i.length for i in live]
-            )
-        except Exception as exc:  # a model failure fails these requests, never the loop
-            for item in live:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            return
-        for item, result in zip(live, results, strict=True):
-            if not item.future.done():
-                item.future.set_result(result)
-
-    def _infer(self, items: list, lengths: list[int]) -> list[Result]:
-        """On the inference thread: one model call per length group, results in input order."""
+        items, lengths, owners, starts = [], [], [], []
+        for number, request in enumerate(live):
+            starts.append(len(items))
+            items.extend(request.items)
+            lengths.extend(request.lengths)
+            owners.extend([number] * len(request.items))
         results: list[Result | None] = [None] * len(items)
-        for group in length_groups(lengths, self.max_batch_size):
-            started = time.perf_counter()
-            outputs = self._run_batch([items[index] for index in group])
-            self._on_batch(len(group), time.perf_counter() - started)
+        missing = [len(request.items) for request in live]
+        loop = asyncio.get_running_loop()
+        groups = length_groups(lengths, self.max_batch_size, self.length_ratio, self.length_slack)
+        jobs = [
+            loop.run_in_executor(self._executor, self._infer, [items[index] for index in group])
+            for group in groups
+        ]
+        for group, job in zip(groups, jobs, strict=True):
+            try:
+                outputs = await job
+            except Exception as exc:  # a model failure fails these requests, never the loop
+                for index in group:
+                    future = live[owners[index]].future
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
             for index, output in zip(group, outputs, strict=True):
                 results[index] = output
-        return results  # type: ignore[return-value]
+                owner = owners[index]
+                missing[owner] -= 1
+                future = live[owner].future
+                if missing[owner] == 0 and not future.done():
+                    start = starts[owner]
+                    future.set_result(results[start : start + len(live[owner].items)])
+
+    def _infer(self, items: list) -> list[Result]:
+        """On the inference thread: one model call."""
+        started = time.perf_counter()
+        outputs = self._run_batch(items)
+        self._on_batch(len(items), time.perf_counter() - started)
+        return outputs

@@ -22,9 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kefu.errors import KefuError, PayloadTooLarge, RequestTimeout
 from kefu.serving.server.drain import Drain
 from kefu.serving.server.error_responses import error_response, kefu_error_response
-from kefu.serving.server.observability import Metrics
+from kefu.serving.server.observability import ACCESS_LOGGER, Metrics
 
-access_log = logging.getLogger("kefu.access")
+access_log = logging.getLogger(ACCESS_LOGGER)
 error_log = logging.getLogger("kefu.error")
 
 REQUEST_ID_HEADER = "X-Request-ID"

@@ -65,6 +65,7 @@ def load_model(
         threads=settings.threads_per_worker,
         calibration_overrides=settings.thresholds,
         warm=True,
+        spinning=False,  # the event loop shares the cores with ORT's threads
     )
     check_labels_in_schema(deployment.bundle.labels, str(deployment.bundle_dir))
     top_k = settings.top_k

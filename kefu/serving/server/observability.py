@@ -4,7 +4,8 @@ Metrics live in a registry per app (tests build many apps in one process). Under
 uvicorn workers each process counts for itself; when PROMETHEUS_MULTIPROC_DIR is set (`kefu
 serve --workers N` sets it) /metrics aggregates every worker's files instead.
 
-Logs are one JSON object per line. The access log writes one line per request: labels, masked
+Logs are one JSON object per line, formatted and written by a log thread (`BackgroundJsonHandler`),
+so the event loop only queues records. The access log writes one line per request: labels, masked
 ids and routing; message text only when KEFU_LOG_TEXT asks for it ("masked": personal data
 replaced, see `kefu/serving/masking.py`; "raw"). Request headers are never logged, so API keys
 and admin tokens cannot leak into logs.
@@ -16,10 +17,14 @@ out of memory) would keep its live gauges, e.g. `kefu_model_info{pid=...}`, in e
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
+import logging.handlers
 import os
+import queue
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +61,7 @@ LATENCY_BUCKETS = (
     10.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+ACCESS_LOGGER = "kefu.access"
 LOGGED_TEXT_CHARS = 200  # log lines stay short even for 20,000-character messages
 MASK_MARGIN_CHARS = 40
 
@@ -137,14 +143,29 @@ class Metrics:
             multiprocess_mode="liveall",
         )
 
+        # Children bound once per label set: `labels()` checks and locks on every call, several
+        # times per message; a dict lookup does not.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.predicted = _bound(self.predictions)
+        self.abstained = _bound(self.abstentions)
+        self.routed = _bound(self.routes)
+        self.acted = _bound(self.actions)
+        self.reasoned = _bound(self.escalations)
+
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.batch_duration.observe(seconds)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        labels = (route, method, str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            labels = (route, method, str(status))
+            children = self._request_children.setdefault(
+                key, (self.requests.labels(*labels), self.latency.labels(*labels))
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         """The Prometheus text format, across worker processes when running multi-process."""
@@ -161,6 +182,28 @@ class Metrics:
             mark_process_dead(os.getpid())
 
 
+def _bound(metric: Any) -> Callable[..., Any]:
+    """`metric.labels(*values)`, remembered per label values (label sets here are few)."""
+    children: dict[tuple[str, ...], Any] = {}
+
+    def child(*values: str) -> Any:
+        found = children.get(values)
+        if found is None:
+            found = children.setdefault(values, metric.labels(*values))
+        return found
+
+    return child
+
+
+class Deferred:
+    """A log field computed when the line is written (on the log thread), not when logged."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[], Any]):
+        self.build = build
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg and the record's `fields` extra."""
 
@@ -171,20 +214,66 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        line.update(getattr(record, "fields", {}) or {})
+        for key, value in (getattr(record, "fields", None) or {}).items():
+            line[key] = value.build() if isinstance(value, Deferred) else value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class BackgroundJsonHandler(logging.handlers.QueueHandler):
+    """JSON lines to `stream`; access-log lines are formatted and written by a log thread.
+
+    For `kefu.access`, one line per request, the event loop only puts the record on a queue:
+    building the line (per-message entries, masking, `json.dumps`) and the write happen on
+    the log thread. Every other record (start-up, shutdown, errors) is written at once, so
+    it is on disk even when the process ends by a re-raised SIGTERM, which skips `atexit`;
+    `flush()` (the app calls it at shutdown) waits until every queued line is written.
+    """
+
+    def __init__(self, stream: Any = None):
+        super().__init__(queue.Queue())
+        self.target = logging.StreamHandler(stream)
+        self.target.setFormatter(JsonFormatter())
+        self.listener = logging.handlers.QueueListener(self.queue, self.target)
+        self.listener.start()
+        self._listening = True
+        atexit.register(self.close)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == ACCESS_LOGGER:
+            self.enqueue(record)  # as it is: one process, nothing to pickle or pre-format
+        else:
+            self.target.handle(record)
+
+    def flush(self) -> None:
+        self.queue.join()  # type: ignore[attr-defined]
+        self.target.flush()
+
+    def close(self) -> None:
+        """Write what is queued and stop the log thread (at exit; more calls do nothing)."""
+        if self._listening:
+            self._listening = False
+            self.listener.stop()
+        super().close()
+
+
+def flush_logs() -> None:
+    """Write out what the log thread still holds (at shutdown, before the process may die)."""
+    for handler in logging.getLogger("kefu").handlers:
+        handler.flush()
+
+
 def log_config(level: str = "info") -> dict[str, Any]:
-    """A logging.config dict for uvicorn: kefu and uvicorn loggers, JSON to stderr."""
+    """A logging.config dict for uvicorn: kefu and uvicorn loggers, JSON to stderr (log thread)."""
     level = level.upper()
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    handler = {
+        "()": "kefu.serving.server.observability.BackgroundJsonHandler",
+        "stream": "ext://sys.stderr",
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "kefu.serving.server.observability.JsonFormatter"}},
         "handlers": {"json": handler},
         "loggers": {
             "kefu": {"handlers": ["json"], "level": level, "propagate": False},

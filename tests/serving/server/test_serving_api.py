@@ -234,3 +234,37 @@ def test_openapi_documents_the_api(client):
     } <= set(schema["paths"])
     assert "ErrorBody" in schema["components"]["schemas"]
     assert client.get("/docs").status_code == 200
+
+
+def test_the_body_built_without_the_response_model_is_exactly_what_the_model_answers(client):
+    """The answer is serialised directly; the documented model must parse it and give it back."""
+    from kefu.serving.server.schemas import ClassifyResponse
+
+    response = client.post(
+        "/v1/classify",
+        json={
+            "messages": [
+                {"id": "m1", "text": "转人工 订单123456789012 退款99元", "metadata": {"n": 1}},
+                {"text": "在吗", "context": {"turn": 2, "previous_intents": [None]}},
+                {"text": "我的快递三天没动了" * 30},
+            ]
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    parsed = ClassifyResponse.model_validate_json(response.content)  # enums, types, fields
+    assert parsed.model_dump(mode="json", exclude_unset=True) == response.json()
+    assert [result.metadata for result in parsed.results] == [{"n": 1}, None, None]
+    assert "metadata" not in response.json()["results"][1]
+
+
+def test_echoed_metadata_with_nan_is_answered_as_null(client):
+    body = b'{"text": "\xe5\x9c\xa8\xe5\x90\x97", "metadata": {"score": NaN, "big": 123456789012345678901234567890}}'
+    response = client.post(
+        "/v1/classify", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200
+    assert response.json()["results"][0]["metadata"] == {
+        "score": None,
+        "big": 123456789012345678901234567890,
+    }

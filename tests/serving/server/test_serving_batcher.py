@@ -320,3 +320,55 @@ def test_queued_work_of_a_client_that_hung_up_is_dropped_before_inference(tiny_b
     assert metrics.requests.labels("/v1/classify", "POST", "499")._value.get() == 1
     assert metrics.requests.labels("/v1/classify", "POST", "500")._value.get() == 0
     assert metrics.batch_size._sum.get() - batches_before == 1  # only the served message ran
+
+
+def test_a_request_is_answered_when_its_group_is_done_not_the_whole_batch():
+    release_long = threading.Event()
+
+    def model(texts):
+        if any(len(text) > 50 for text in texts):
+            release_long.wait(5)
+        return [text.upper() for text in texts]
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=0, length_cap=512)
+        batcher.start()
+        short = asyncio.ensure_future(batcher.submit(["short"]))
+        long = asyncio.ensure_future(batcher.submit(["x" * 100]))
+        assert await asyncio.wait_for(short, 5) == ["SHORT"]  # the long group is still held
+        assert not long.done()
+        release_long.set()
+        assert await long == ["X" * 100]
+        await batcher.close()
+
+    run(scenario())
+
+
+def test_a_batch_takes_several_model_batches_of_queued_messages_and_cuts_them_by_length():
+    gate = threading.Event()
+    model = RecordingModel(gate)
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=4, max_wait_ms=0, length_cap=512)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["held"]))
+        while batcher.in_flight != 1:
+            await asyncio.sleep(0.001)
+        texts = [("a" * n) for n in (1, 30, 2, 31, 3, 32, 4, 33, 5, 34)]
+        queued = [asyncio.ensure_future(batcher.submit([text])) for text in texts]
+        await asyncio.sleep(0.01)
+        gate.set()
+        await first
+        results = await asyncio.gather(*queued)
+        await batcher.close()
+        return texts, results
+
+    texts, results = run(scenario())
+    assert results == [[text.upper()] for text in texts]
+    # the ten queued messages formed one batch (more than max_batch_size), cut by length and size
+    assert [sorted(map(len, call)) for call in model.calls[1:]] == [
+        [1, 2, 3, 4],
+        [5],
+        [30, 31, 32, 33],
+        [34],
+    ]

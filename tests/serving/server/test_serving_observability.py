@@ -231,3 +231,36 @@ def test_a_client_that_hung_up_is_counted_as_499_not_500():
     sent, metrics = call_middleware(cancelled)
     assert sent == ["cancelled"]
     assert metrics.requests.labels("unmatched", "POST", "499")._value.get() == 1
+
+
+def test_access_lines_are_written_by_the_log_thread_and_flushed_on_demand():
+    import io
+    import threading
+
+    from kefu.serving.server.observability import BackgroundJsonHandler, Deferred
+
+    stream = io.StringIO()
+    handler = BackgroundJsonHandler(stream)
+    built_on = []
+
+    def entries():
+        built_on.append(threading.current_thread())
+        return [{"id": "<phone>"}]
+
+    try:
+        record = logging.LogRecord("kefu.access", logging.INFO, __file__, 1, "request", (), None)
+        record.fields = {"status": 200, "messages": Deferred(entries)}
+        handler.handle(record)
+        handler.flush()
+        other = logging.LogRecord(
+            "kefu.runtime", logging.INFO, __file__, 1, "model ready", (), None
+        )
+        handler.handle(other)  # written at once, by the caller
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        handler.close()
+    assert [(line["msg"], line.get("messages")) for line in lines] == [
+        ("request", [{"id": "<phone>"}]),
+        ("model ready", None),
+    ]
+    assert built_on and built_on[0] is not threading.current_thread()
