@@ -28,8 +28,15 @@ How to read it:
   similar length (as the server's micro-batcher and `kefu score` form them), {threads} ORT threads.
 - PyTorch pipeline: a `transformers.Pipeline` subclass (base model tokenizer, padded batches,
   eager forward, {threads} torch threads), same batches. Weights: {torch_weights}.
-- HTTP server: `kefu serve` (1 worker) on 127.0.0.1, one message per request, load generator in
-  a separate process on the same cores (so it competes with the server for CPU).
+- HTTP server: `kefu serve` (1 worker unless said) on 127.0.0.1; the load generator is a
+  separate process on the same cores (it competes with the server for CPU, so it is a bare
+  asyncio socket client that pre-encodes its requests: about 0.1 ms of CPU per request, against
+  about 1.5 ms for an HTTP client library). "c=N" levels send single-message requests, "8-message
+  requests" levels 8 messages per request; "GET /healthz" is the same load on an endpoint that
+  does nothing, the floor of uvicorn, FastAPI and kefu's middleware. Server CPU is the whole
+  process tree (event loop, inference thread, ORT threads, log thread, every worker) divided by
+  the requests served; in the JSON, `parts.server.variants.<variant>.c32.server_cpu_ms_per_request`
+  (and `server_cpu_ms_per_message`, `client_cpu_ms_per_request`, per level).
 - batch scoring: `kefu score` with its defaults, wall clock from launch to exit (start-up and
   model load included); peak memory is summed PSS over the process tree.
 - training: the real loop (`kefu.training.loop.fit`) for {train_steps} steps of the default config.
@@ -38,7 +45,11 @@ How to read it:
 - ratios: below 1.00x in "ours / PyTorch" means kefu is faster; server and batch ratios show how
   much of the raw model speed survives the surrounding code. Each ratio divides numbers taken
   under the same load: ORT timed in turns with the pipeline; server and batch scoring against a
-  short raw ORT run just before them ("raw ORT just before", in the JSON for batch scoring).
+  short raw ORT run just before them ("raw ORT just before", in the JSON for batch scoring);
+  "best batch" there is the faster of batch 8 and batch 32 on batches of near-equal token
+  length, a floor the server, which batches whatever arrives together, cannot reach exactly.
+  In the JSON: `ratios.server_p50_over_raw_b1`, `ratios.server_c32_over_raw_best`,
+  `ratios.server_c32_batch8_over_raw_best`, `ratios.server_c32_workers2_over_workers1`.
 - batch scoring can beat raw ORT (above 1.00x): `kefu score` runs one single-threaded ORT
   session per core, which on these short messages uses the cores better than one session with
   {threads} intra-op threads.
@@ -59,6 +70,17 @@ def busy_note(machine: dict[str, Any]) -> str:
     if max(loads) <= machine["cores"]:
         return ""
     return " (above the core count: other work shared the CPU, absolute numbers are pessimistic)"
+
+
+PROFILE_FILE = "server_profile.md"  # beside the README: kept across runs, written by hand
+
+
+def profile_section(readme_path: Path) -> str:
+    """The server profile (`python -m kefu.bench.server_profile`), when one was recorded."""
+    try:
+        return (readme_path.parent / PROFILE_FILE).read_text(encoding="utf-8").rstrip() + "\n"
+    except OSError:
+        return ""
 
 
 def render_readme(results: dict[str, Any], results_path: Path, readme_path: Path) -> str:
@@ -89,6 +111,7 @@ def render_readme(results: dict[str, Any], results_path: Path, readme_path: Path
             torch_weights=parts.get("torch", {}).get("weights", "n/a"),
             train_steps=parts.get("training", {}).get("steps", "n/a"),
         ),
+        profile_section(readme_path),
     ]
     return "\n".join(lines)
 

@@ -65,20 +65,29 @@ def serve_command(bundle_dir: Path, port: int, workers: int = 1) -> list[str]:
 
 @contextlib.contextmanager
 def running_server(
-    bundle_dir: Path, variant: str, log_path: Path, threads: int | None = None, workers: int = 1
+    bundle_dir: Path,
+    variant: str,
+    log_path: Path,
+    threads: int | None = None,
+    workers: int = 1,
+    code: Path | None = None,
 ) -> Iterator[tuple[str, int]]:
     """(base URL, server pid) of a ready `kefu serve`; the process group is stopped on exit.
 
     `threads` are the cores given to the server: each of `workers` processes gets its share.
+    `code` runs the server from another checkout of kefu (to compare two versions).
     """
     port = free_port()
     env = {**os.environ, "KEFU_VARIANT": variant, "HF_HUB_OFFLINE": "1"}
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     if threads:
         env["KEFU_ORT_THREADS"] = str(max(1, threads // workers))
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             serve_command(bundle_dir, port, workers),
+            cwd=code,  # `python -m` puts the working directory first on the path
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -87,13 +87,23 @@ def read_samples(collapsed: Path) -> dict[int, collections.Counter]:
 
 
 def profile(
-    bundle: Path, variant: str, concurrency: int, requests: int, messages: int, threads: int
+    bundle: Path,
+    variant: str,
+    concurrency: int,
+    requests: int,
+    messages: int,
+    threads: int,
+    server_code: Path | None = None,
 ) -> dict[str, Any]:
+    """One profiled load run; `server_code` runs the server from another checkout (before/after)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     work = Path(tempfile.mkdtemp(prefix="kefu-profile-"))
     texts_file = work / "texts.json"
     texts_file.write_text(json.dumps(load_workload().sample(4096, seed=0), ensure_ascii=False))
-    with running_server(bundle, variant, work / "serve.log", threads) as (url, pid):
+    with running_server(bundle, variant, work / "serve.log", threads, code=server_code) as (
+        url,
+        pid,
+    ):
         run_load_generator(url, texts_file, concurrency, 300, 60, 20, messages)  # warm
         collapsed = work / "profile.txt"
         sampler = subprocess.Popen(
@@ -146,11 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--messages", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--server-code", type=Path, help="run the server from this checkout")
     parser.add_argument("--json", action="store_true", help="print the run as JSON too")
     args = parser.parse_args(argv)
     result = profile(
-        args.bundle, args.variant, args.concurrency, args.requests, args.messages, args.threads
-    )
+        args.bundle, args.variant, args.concurrency, args.requests, args.messages, args.threads,
+        args.server_code,
+    )  # fmt: skip
     print(markdown(result))
     if args.json:
         print(json.dumps(result, indent=1))

@@ -204,7 +204,10 @@ class MicroBatcher(Generic[Item, Result]):
         live = [request for request in requests if not request.future.done()]
         if not live:
             return
-        items, lengths, owners, starts = [], [], [], []
+        items: list = []
+        lengths: list[int] = []
+        owners: list[int] = []  # per message: its request's position in `live`
+        starts: list[int] = []  # per request: its first message's position in `items`
         for number, request in enumerate(live):
             starts.append(len(items))
             items.extend(request.items)

@@ -24,6 +24,7 @@ import logging
 import logging.handlers
 import os
 import queue
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -221,40 +222,72 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-class BackgroundJsonHandler(logging.handlers.QueueHandler):
+class BackgroundJsonHandler(logging.Handler):
     """JSON lines to `stream`; access-log lines are formatted and written by a log thread.
 
     For `kefu.access`, one line per request, the event loop only puts the record on a queue:
     building the line (per-message entries, masking, `json.dumps`) and the write happen on
-    the log thread. Every other record (start-up, shutdown, errors) is written at once, so
-    it is on disk even when the process ends by a re-raised SIGTERM, which skips `atexit`;
-    `flush()` (the app calls it at shutdown) waits until every queued line is written.
+    the log thread, which takes whatever has queued up and writes it in one call (under load,
+    one wake-up and one write for many requests). Every other record (start-up, shutdown,
+    errors) is written at once, so it is on disk even when the process ends by a re-raised
+    SIGTERM, which skips `atexit`; `flush()` (the app calls it at shutdown) returns once every
+    line queued before it is written.
     """
 
     def __init__(self, stream: Any = None):
-        super().__init__(queue.Queue())
+        super().__init__()
         self.target = logging.StreamHandler(stream)
         self.target.setFormatter(JsonFormatter())
-        self.listener = logging.handlers.QueueListener(self.queue, self.target)
-        self.listener.start()
-        self._listening = True
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._write, name="kefu-log", daemon=True)
+        self.thread.start()
         atexit.register(self.close)
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name == ACCESS_LOGGER:
-            self.enqueue(record)  # as it is: one process, nothing to pickle or pre-format
+            self.queue.put(record)  # as it is: one process, nothing to pickle or pre-format
         else:
             self.target.handle(record)
 
+    def _write(self) -> None:
+        stream, formatter, pending = self.target.stream, self.target.formatter, self.queue
+        while True:
+            batch = [pending.get()]
+            while not pending.empty() and len(batch) < 1024:
+                batch.append(pending.get_nowait())
+            lines, done = [], []
+            for item in batch:
+                if isinstance(item, logging.LogRecord):
+                    try:
+                        lines.append(formatter.format(item) + "\n")  # type: ignore[union-attr]
+                    except Exception:
+                        self.handleError(item)
+                elif item is not None:
+                    done.append(item)  # a flush() waiting for what came before it
+            if lines:
+                with self.target.lock:  # type: ignore[union-attr]
+                    try:
+                        stream.write("".join(lines))
+                        stream.flush()
+                    except Exception:
+                        self.handleError(batch[0])
+            for event in done:
+                event.set()
+            if None in batch:
+                return
+
     def flush(self) -> None:
-        self.queue.join()  # type: ignore[attr-defined]
+        if self.thread.is_alive():
+            written = threading.Event()
+            self.queue.put(written)
+            written.wait(10)
         self.target.flush()
 
     def close(self) -> None:
         """Write what is queued and stop the log thread (at exit; more calls do nothing)."""
-        if self._listening:
-            self._listening = False
-            self.listener.stop()
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join(10)
         super().close()
 
 
