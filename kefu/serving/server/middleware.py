@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -66,7 +66,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         incoming = _header(scope, b"x-request-id")
         request_id = (
-            incoming if incoming and _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+            incoming if incoming and _SAFE_REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         )
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
@@ -128,7 +128,13 @@ class RequestContextMiddleware:
                 "duration_ms": round(seconds * 1000, 3),
                 **state.get("log", {}),
             }
-            access_log.info("request", extra={"fields": fields})
+            if access_log.isEnabledFor(logging.INFO):
+                # made directly: `Logger.info` would walk the stack for a caller nobody logs
+                record = access_log.makeRecord(
+                    ACCESS_LOGGER, logging.INFO, __file__, 0, "request", (), None
+                )
+                record.fields = fields
+                access_log.handle(record)
 
 
 def watch_disconnect(scope: Scope, receive: Receive) -> asyncio.Task:
