@@ -33,7 +33,8 @@ def command(
     ort_threads: int = typer.Option(
         None,
         "--ort-threads",
-        help="ONNX Runtime threads per worker (env KEFU_ORT_THREADS; default cores/workers).",
+        help="Model threads per worker, one ORT call each (env KEFU_ORT_THREADS; "
+        "default cores/workers).",
     ),
     log_level: str = typer.Option(
         None, "--log-level", help="debug|info|warning|error (env KEFU_LOG_LEVEL)."

@@ -75,19 +75,10 @@ def ort_threads(workers: int = 1, explicit: int | None = None) -> int:
     return explicit or max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def make_session(
-    model_path: Path, intra_op_threads: int | None = None, spinning: bool = True
-) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session with explicit thread counts (`ort_threads`).
-
-    `spinning=False` stops ORT's pool threads from busy-waiting for the next parallel section:
-    alone on the machine spinning saves a little latency, but in the server it burns the
-    cores the event loop needs between model calls (measured in benchmarks/README.md).
-    """
+def make_session(model_path: Path, intra_op_threads: int | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session with explicit thread counts (`ort_threads`)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = ort_threads(explicit=intra_op_threads)
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -105,11 +96,10 @@ class Classifier:
         intra_op_threads: int | None = None,
         calibration_overrides: Mapping[str, Mapping[str, float]] | None = None,
         max_length: int | None = None,
-        spinning: bool = True,
     ):
         self.bundle = bundle
         self.variant = variant or bundle.manifest.default_variant
-        self.session = make_session(bundle.model_path(self.variant), intra_op_threads, spinning)
+        self.session = make_session(bundle.model_path(self.variant), intra_op_threads)
         self.encoder = TextEncoder.from_file(
             bundle.tokenizer_path, max_length or bundle.manifest.max_length
         )

@@ -84,11 +84,8 @@ class Deployment:
         threads: int | None = None,
         calibration_overrides: Mapping[str, Mapping[str, float]] | None = None,
         warm: bool = False,
-        spinning: bool = True,
     ) -> Deployment:
-        """Read, validate (and optionally warm) a bundle; blocking, so call it off the loop.
-
-        `spinning=False` for the server: see `make_session`."""
+        """Read, validate (and optionally warm) a bundle; blocking, so call it off the loop."""
         started = time.perf_counter()
         bundle, policy = check_deployable(bundle_dir, variant, policy_path)
         classifier = Classifier(
@@ -96,7 +93,6 @@ class Deployment:
             variant=variant,
             intra_op_threads=threads,
             calibration_overrides=calibration_overrides,
-            spinning=spinning,
         )
         deployment = cls(classifier, policy)
         if warm:

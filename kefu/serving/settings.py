@@ -28,9 +28,9 @@ class Settings(BaseSettings):
     # Model
     bundle: Path = Path("models/default")  # bundle directory (kefu/serving/bundle.py format)
     variant: Literal["fp32", "int8"] | None = None  # None: the bundle's default_variant
-    ort_threads: int | None = Field(
-        default=None, ge=1
-    )  # ORT intra-op threads; None: cores / workers
+    # Model threads per worker: inference threads, each running whole ORT calls on one ORT
+    # thread (model_holder.py says why); None: cores / workers
+    ort_threads: int | None = Field(default=None, ge=1)
     policy: Path | None = None  # routing policy YAML overriding the bundle's policy.yaml
     # Per-head abstention overrides, e.g. KEFU_THRESHOLDS='{"intent": {"threshold": 0.5}}'
     thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
@@ -126,7 +126,7 @@ class Settings(BaseSettings):
 
     @property
     def threads_per_worker(self) -> int:
-        """ORT intra-op threads: explicit, or the cores shared out between workers."""
+        """Model threads per worker: explicit, or the cores shared out between workers."""
         return ort_threads(self.workers, self.ort_threads)
 
     def env(self) -> dict[str, str]:

@@ -1,17 +1,19 @@
 """Micro-batching: concurrent requests share model calls.
 
-A single CPU inference thread serves every request of a worker. Each request is queued whole,
-with one future for all its messages (one hop in, one answer out). The batching loop takes
-what is waiting (whole requests, up to `COLLECT_BATCHES` model batches' worth of messages),
-sorts the messages by length and cuts them into groups of close length and at most
-`max_batch_size` (padding to the longest row of a group costs compute on every shorter row),
-and hands the groups to the inference thread in one go, so the event loop never blocks on the
+`threads` inference threads (one per core given to the worker) serve every request of a
+worker, each running whole model calls. Each request is queued whole, with one future for all
+its messages (one hop in, one answer out). The batching loop takes what is waiting (whole
+requests, up to `COLLECT_BATCHES` model batches' worth of messages), sorts the messages by
+length and cuts them into groups of close length and at most `max_batch_size` (padding to the
+longest row of a group costs compute on every shorter row), and hands the groups to the
+inference threads in one go, where they run side by side; the event loop never blocks on the
 model. A request is answered as soon as the groups holding its messages are done.
 
 Waiting for company costs latency, so the loop waits up to `max_wait_ms` only when it has seen
-concurrency (more than one message queued now or in the previous batch); a lone client pays
-nothing. The queue is bounded in messages: a request that does not fit is refused at once
-(`Overloaded`, HTTP 503 + Retry-After) instead of piling up latency for everyone, and
+concurrency (more than one message queued now or in the previous batch) and the model was idle
+when the batch began; a lone client pays nothing, and messages that queued up while the model
+was busy go at once. The queue is bounded in messages: a request that does not fit is refused
+at once (`Overloaded`, HTTP 503 + Retry-After) instead of piling up latency for everyone, and
 `would_refuse()` lets the server refuse before it even reads a request (see `gate.py`).
 Requests that were cancelled (their client hung up) are dropped when the loop reaches them:
 they take no place in a batch and no model time.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +76,7 @@ class MicroBatcher(Generic[Item, Result]):
         on_batch: Callable[[int, float], None] | None = None,
         on_depth: Callable[[int], None] | None = None,
         name: str = "kefu-infer",
+        threads: int = 1,
     ):
         self._run_batch = run_batch
         self._length_of = length_of
@@ -84,11 +88,12 @@ class MicroBatcher(Generic[Item, Result]):
         self.length_ratio, self.length_slack = length_ratio, length_slack
         self._on_batch = on_batch or (lambda size, seconds: None)
         self._on_depth = on_depth or (lambda depth: None)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
         self._queue: asyncio.Queue[_Queued | None] = asyncio.Queue()
         self._waiting = 0  # messages queued, not yet taken into a batch
         self._in_flight = 0  # messages taken into the batch the model is running now
         self._last_batch_size = 0
+        self._backlog = False  # messages were waiting when the last batch finished
         self._typical_request = 1.0  # moving average of messages per submitted request
         self._task: asyncio.Task | None = None
         self._closed = False
@@ -156,6 +161,9 @@ class MicroBatcher(Generic[Item, Result]):
                 await self._run(requests)
             finally:
                 self._in_flight = 0
+            # what queued while the model was busy goes at once: waiting for company then only
+            # leaves the model idle (at c=32 every client may already be in the queue)
+            self._backlog = not self._queue.empty()
 
     def _take(self, request: _Queued, requests: list[_Queued], size: int) -> int:
         """Add `request` to the batch unless its client left; returns the batch's new size."""
@@ -179,7 +187,7 @@ class MicroBatcher(Generic[Item, Result]):
             if request is None:
                 return requests, True
             size = self._take(request, requests, size)
-        if self.max_wait <= 0 or (size <= 1 and self._last_batch_size <= 1):
+        if self.max_wait <= 0 or self._backlog or (size <= 1 and self._last_batch_size <= 1):
             return requests, False
         deadline = time.monotonic() + self.max_wait
         while size < self.collect_size:
@@ -217,27 +225,34 @@ class MicroBatcher(Generic[Item, Result]):
         missing = [len(request.items) for request in live]
         loop = asyncio.get_running_loop()
         groups = length_groups(lengths, self.max_batch_size, self.length_ratio, self.length_slack)
-        jobs = [
-            loop.run_in_executor(self._executor, self._infer, [items[index] for index in group])
-            for group in groups
-        ]
-        for group, job in zip(groups, jobs, strict=True):
-            try:
-                outputs = await job
-            except Exception as exc:  # a model failure fails these requests, never the loop
-                for index in group:
-                    future = live[owners[index]].future
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for index, output in zip(group, outputs, strict=True):
-                results[index] = output
+
+        def deliver(group: list[int], job: asyncio.Future) -> None:
+            """Answer the requests this group completes (or fail those it holds)."""
+            if job.cancelled():
+                return
+            failure = job.exception()
+            for position, index in enumerate(group):
+                future = live[owners[index]].future
+                if future.done():
+                    continue
+                if failure is not None:  # a model failure fails its requests, never the loop
+                    future.set_exception(failure)
+                    continue
+                results[index] = job.result()[position]
                 owner = owners[index]
                 missing[owner] -= 1
-                future = live[owner].future
-                if missing[owner] == 0 and not future.done():
+                if missing[owner] == 0:
                     start = starts[owner]
                     future.set_result(results[start : start + len(live[owner].items)])
+
+        jobs = []
+        for group in groups:
+            job = loop.run_in_executor(
+                self._executor, self._infer, [items[index] for index in group]
+            )
+            job.add_done_callback(functools.partial(deliver, group))
+            jobs.append(job)
+        await asyncio.wait(jobs)
 
     def _infer(self, items: list) -> list[Result]:
         """On the inference thread: one model call."""

@@ -58,14 +58,18 @@ def load_model(
     variant: str | None = None,
 ) -> LoadedModel:
     """Read, validate and warm a bundle (blocking: call it on a thread from async code)."""
+    # The worker's cores go to inference threads that each run whole model calls on one ORT
+    # thread, rather than to one call split over ORT's threads: on short messages ORT's own
+    # threads mostly wait for each other (measured: the extra thread did a third of the work
+    # and, spinning, burned more CPU than the model), while two calls side by side keep both
+    # cores on real work, and a lone message is about as fast (benchmarks/README.md).
     deployment = Deployment.load(
         Path(bundle_dir or settings.bundle),
         variant=variant or settings.variant,
         policy_path=settings.policy,
-        threads=settings.threads_per_worker,
+        threads=1,
         calibration_overrides=settings.thresholds,
         warm=True,
-        spinning=False,  # the event loop shares the cores with ORT's threads
     )
     check_labels_in_schema(deployment.bundle.labels, str(deployment.bundle_dir))
     top_k = settings.top_k
@@ -84,6 +88,7 @@ def load_model(
         length_cap=deployment.bundle.manifest.max_length,
         on_batch=metrics.observe_batch,
         on_depth=metrics.queue_depth.set,
+        threads=settings.threads_per_worker,
     )
     return LoadedModel(deployment, batcher)
 

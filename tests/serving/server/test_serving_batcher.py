@@ -372,3 +372,20 @@ def test_a_batch_takes_several_model_batches_of_queued_messages_and_cuts_them_by
         [30, 31, 32, 33],
         [34],
     ]
+
+
+def test_groups_of_one_batch_run_side_by_side_on_the_inference_threads():
+    both_running = threading.Barrier(2, timeout=5)  # passes only when two calls overlap
+
+    def model(texts):
+        both_running.wait()
+        return [text.upper() for text in texts]
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=0, length_cap=512, threads=2)
+        batcher.start()
+        result = await batcher.submit(["short", "x" * 100])  # two length groups
+        await batcher.close()
+        return result
+
+    assert run(scenario()) == ["SHORT", "X" * 100]
