@@ -89,6 +89,8 @@ class MicroBatcher(Generic[Item, Result]):
         self._on_batch = on_batch or (lambda size, seconds: None)
         self._on_depth = on_depth or (lambda depth: None)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        self._threads = threads
+        self._jobs: set[asyncio.Future] = set()  # model calls handed over, not yet done
         self._queue: asyncio.Queue[_Queued | None] = asyncio.Queue()
         self._waiting = 0  # messages queued, not yet taken into a batch
         self._in_flight = 0  # messages taken into the batch the model is running now
@@ -144,6 +146,8 @@ class MicroBatcher(Generic[Item, Result]):
             self._queue.put_nowait(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._jobs:
+            await asyncio.wait(set(self._jobs))
         self._executor.shutdown(wait=False)
 
     async def _loop(self) -> None:
@@ -156,11 +160,8 @@ class MicroBatcher(Generic[Item, Result]):
             size = sum(len(request.items) for request in requests)
             self._waiting -= size
             self._on_depth(self._waiting)
-            self._last_batch_size = self._in_flight = size
-            try:
-                await self._run(requests)
-            finally:
-                self._in_flight = 0
+            self._last_batch_size = size
+            await self._run(requests)
             # what queued while the model was busy goes at once: waiting for company then only
             # leaves the model idle (at c=32 every client may already be in the queue)
             self._backlog = not self._queue.empty()
@@ -204,10 +205,12 @@ class MicroBatcher(Generic[Item, Result]):
         return requests, False
 
     async def _run(self, requests: list[_Queued]) -> None:
-        """Run the batch's length groups back to back on the inference thread.
+        """Hand the batch's length groups to the inference threads; return once one is free.
 
-        Every group is handed to the thread at once (one queue, no idle gap between groups),
-        and a request is answered as soon as the groups holding its messages are done.
+        Every group is handed over at once (no idle gap between groups), a request is answered
+        as soon as the groups holding its messages are done, and the next batch is formed as
+        soon as an inference thread has nothing left to do, not when the last group of this
+        one is done.
         """
         live = [request for request in requests if not request.future.done()]
         if not live:
@@ -228,6 +231,8 @@ class MicroBatcher(Generic[Item, Result]):
 
         def deliver(group: list[int], job: asyncio.Future) -> None:
             """Answer the requests this group completes (or fail those it holds)."""
+            self._jobs.discard(job)
+            self._in_flight -= len(group)
             if job.cancelled():
                 return
             failure = job.exception()
@@ -245,14 +250,15 @@ class MicroBatcher(Generic[Item, Result]):
                     start = starts[owner]
                     future.set_result(results[start : start + len(live[owner].items)])
 
-        jobs = []
+        self._in_flight += len(items)
         for group in groups:
             job = loop.run_in_executor(
                 self._executor, self._infer, [items[index] for index in group]
             )
             job.add_done_callback(functools.partial(deliver, group))
-            jobs.append(job)
-        await asyncio.wait(jobs)
+            self._jobs.add(job)
+        while len(self._jobs) >= self._threads:
+            await asyncio.wait(set(self._jobs), return_when=asyncio.FIRST_COMPLETED)
 
     def _infer(self, items: list) -> list[Result]:
         """On the inference thread: one model call."""
