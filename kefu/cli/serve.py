@@ -74,7 +74,7 @@ FINAL_SHUTDOWN_SECONDS = 5
 def run(settings) -> None:
     import uvicorn
 
-    from kefu.serving.server.observability import log_config
+    from kefu.serving.server.access_log import log_config
 
     options = {
         "host": settings.host,

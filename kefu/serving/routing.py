@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kefu.serving.classifier import HeadPrediction, Prediction
 
@@ -100,6 +100,17 @@ class Decision:
     def escalate(self) -> bool:
         """The pre-action flag, kept for callers that read it: a person takes over."""
         return self.action is Action.HUMAN
+
+    def as_plain(self) -> dict[str, Any]:
+        """The route as JSON values, candidates as ids (callers that show names expand them)."""
+        return {
+            "queue": self.queue,
+            "priority": self.priority,
+            "action": self.action.value,
+            "escalate": self.escalate,
+            "reasons": [reason.value for reason in self.reasons],
+            "candidates": [candidate.intent for candidate in self.candidates],
+        }
 
 
 def content_reasons(

@@ -117,7 +117,7 @@ def score_row(prediction: Prediction, decision: Decision, model_version: str) ->
         row[f"{head}_abstain"] = prediction.heads[head].abstain
     return (
         row
-        | route_columns(decision)
+        | decision.as_plain()
         | {
             "group": prediction.group,
             "truncated": prediction.truncated,
@@ -126,17 +126,6 @@ def score_row(prediction: Prediction, decision: Decision, model_version: str) ->
             "model_version": model_version,
         }
     )
-
-
-def route_columns(decision: Decision) -> dict[str, Any]:
-    return {
-        "queue": decision.queue,
-        "priority": decision.priority,
-        "action": decision.action.value,
-        "escalate": decision.escalate,
-        "reasons": [reason.value for reason in decision.reasons],
-        "candidates": [candidate.intent for candidate in decision.candidates],
-    }
 
 
 def attach_scores(inputs: pa.Table, scores: pa.Table) -> pa.Table:

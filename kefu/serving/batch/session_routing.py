@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kefu.serving.batch.scoring import INTENT_TOP, SCORE_SCHEMA, TEXT_ASKS_HUMAN, route_columns
+from kefu.serving.batch.scoring import INTENT_TOP, SCORE_SCHEMA, TEXT_ASKS_HUMAN
 from kefu.serving.batch.sessions import ORDER_KEY, SESSION_KEY, TURN_KEY, SessionSpec
 from kefu.serving.classifier import HeadPrediction, Prediction
 from kefu.serving.routing import Action, ConversationContext, decide
@@ -196,7 +196,7 @@ class _Walk:
             self.clarifications += decision.action is Action.CLARIFY
         return {
             ROW: row[ROW],
-            **route_columns(decision),
+            **decision.as_plain(),
             "session_id": session,
             "session_turn": turn,
         }

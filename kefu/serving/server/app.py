@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from kefu import __version__
 from kefu.errors import Conflict, NotReady
+from kefu.serving.server.access_log import flush_logs
 from kefu.serving.server.docs import install_docs
 from kefu.serving.server.drain import Drain
 from kefu.serving.server.error_responses import install_error_handlers
@@ -34,19 +35,18 @@ from kefu.serving.server.handlers import (
     response_json,
     result_payloads,
 )
+from kefu.serving.server.metrics import Metrics, sweep_dead_workers
 from kefu.serving.server.middleware import (
     BodyReadMiddleware,
     RequestContextMiddleware,
     watch_disconnect,
 )
 from kefu.serving.server.model_holder import LoadedModel, ModelHolder
-from kefu.serving.server.observability import Metrics, flush_logs, sweep_dead_workers
-from kefu.serving.server.schemas import (
-    ClassifyRequest,
+from kefu.serving.server.request_schemas import ClassifyRequest, ReloadRequest
+from kefu.serving.server.response_schemas import (
     ClassifyResponse,
     ErrorBody,
     ModelInfo,
-    ReloadRequest,
     ReloadResponse,
 )
 from kefu.serving.settings import Settings, load_settings

@@ -21,9 +21,10 @@ from kefu.serving.classifier import HeadPrediction
 from kefu.serving.deployment import Triage
 from kefu.serving.masking import mask_text
 from kefu.serving.routing import ConversationContext, Decision
+from kefu.serving.server.access_log import Deferred, logged_text
 from kefu.serving.server.error_responses import shown
-from kefu.serving.server.observability import Deferred, Metrics, logged_text
-from kefu.serving.server.schemas import ClassifyRequest, Message
+from kefu.serving.server.metrics import Metrics
+from kefu.serving.server.request_schemas import ClassifyRequest, Message
 from kefu.serving.settings import Settings
 from kefu.serving.taxonomy import HEADS
 
@@ -111,16 +112,11 @@ def head_payload(head: HeadPrediction) -> dict[str, Any]:
 
 
 def route_payload(decision: Decision) -> dict[str, Any]:
-    return {
-        "queue": decision.queue,
-        "priority": decision.priority,
-        "action": decision.action.value,
-        "escalate": decision.escalate,
-        "reasons": [reason.value for reason in decision.reasons],
+    return decision.as_plain() | {
         "candidates": [
             {"intent": c.intent, "name": c.name, "confidence": c.confidence}
             for c in decision.candidates
-        ],
+        ]
     }
 
 

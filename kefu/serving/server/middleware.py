@@ -20,9 +20,10 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kefu.errors import KefuError, PayloadTooLarge, RequestTimeout
+from kefu.serving.server.access_log import ACCESS_LOGGER
 from kefu.serving.server.drain import Drain
 from kefu.serving.server.error_responses import error_response, kefu_error_response
-from kefu.serving.server.observability import ACCESS_LOGGER, Metrics
+from kefu.serving.server.metrics import Metrics
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 error_log = logging.getLogger("kefu.error")

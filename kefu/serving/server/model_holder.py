@@ -17,9 +17,9 @@ from pathlib import Path
 from kefu.errors import BundleError, KefuError, NotReady
 from kefu.serving.deployment import Deployment, Triage
 from kefu.serving.routing import ConversationContext
+from kefu.serving.server.label_enums import check_labels_in_schema
+from kefu.serving.server.metrics import Metrics
 from kefu.serving.server.microbatch import MicroBatcher
-from kefu.serving.server.observability import Metrics
-from kefu.serving.server.schemas import check_labels_in_schema
 from kefu.serving.settings import Settings
 
 log = logging.getLogger("kefu.runtime")

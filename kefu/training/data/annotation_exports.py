@@ -24,7 +24,8 @@ from typing import Any
 
 from kefu.errors import DataError
 from kefu.serving.taxonomy import HEADS
-from kefu.tabular.textrows import Record
+from kefu.tabular.decoding import decoded_lines
+from kefu.tabular.textrows import JsonRows, Record
 from kefu.training.data.label_names import LabelNames
 
 SNIFF_BYTES = 1 << 16
@@ -89,26 +90,28 @@ def _label_studio(path: Path, text_col: str, head_columns: dict[str, str]) -> It
 def _doccano(
     path: Path, text_col: str, head_columns: dict[str, str], names: LabelNames
 ) -> Iterator[Record]:
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    """doccano's JSONL lines through the tabular JSON Lines reader (same rejects, same lines)."""
+    with path.open("rb") as handle:
+        for record in JsonRows(decoded_lines(handle, "utf-8"), str(path)):
+            if record.values is None:
+                yield record
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield Record(
-                    number, number, None, ("invalid_json", f"{exc.msg} at column {exc.colno}")
-                )
-                continue
-            if not isinstance(record, dict):
-                yield Record(number, number, None, ("not_an_object", "not a JSON object"))
-                continue
-            labels = record.get("label") or record.get("labels") or record.get("cats") or []
-            values: dict[str, Any] = {"id": record.get("id"), text_col: record.get(text_col)}
+            labels = next(
+                (
+                    record.values[key]
+                    for key in ("label", "labels", "cats")
+                    if record.values.get(key)
+                ),
+                [],
+            )
+            values: dict[str, Any] = {
+                "id": record.values.get("id"),
+                text_col: record.values.get(text_col),
+            }
             for label in labels if isinstance(labels, list) else [labels]:
                 head, value = _doccano_label(str(label), names)
                 values[head_columns[head]] = value
-            yield Record(number, number, values)
+            yield Record(record.line, record.end_line, values)
 
 
 def _doccano_label(label: str, names: LabelNames) -> tuple[str, str]:

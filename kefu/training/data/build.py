@@ -21,6 +21,7 @@ import yaml
 from kefu.errors import DataError
 from kefu.serving.taxonomy import Taxonomy, load_taxonomy
 from kefu.training.data.augment import MAX_CHARS, Augmenter, Message
+from kefu.training.data.corpus_row import CorpusRow
 from kefu.training.data.overlap import THRESHOLD, max_jaccard
 
 DATASETS = Path("datasets")  # run from the project root, as `make data` does
@@ -45,13 +46,7 @@ class BuildConfig:
 
 
 @dataclass
-class SeedRow:
-    id: str
-    text: str
-    intent: str
-    urgency: str
-    emotion: str
-    source: str
+class SeedRow(CorpusRow):
     family: str
     split: str = field(default="", compare=False)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from kefu.errors import DataError
 from kefu.serving.taxonomy import HEADS, Taxonomy, load_taxonomy
 from kefu.training.data.build import stable_hash
+from kefu.training.data.corpus_row import CorpusRow
 from kefu.training.data.overlap import THRESHOLD, max_jaccard
 
 SPLITS = ("train", "dev", "test")
@@ -52,13 +53,7 @@ class Annotation:
 
 
 @dataclass
-class RealRow:
-    id: str
-    text: str
-    intent: str
-    urgency: str
-    emotion: str
-    source: str
+class RealRow(CorpusRow):
     session: str
     turn: int | None
     annotator: str

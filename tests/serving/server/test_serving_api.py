@@ -238,7 +238,7 @@ def test_openapi_documents_the_api(client):
 
 def test_the_body_built_without_the_response_model_is_exactly_what_the_model_answers(client):
     """The answer is serialised directly; the documented model must parse it and give it back."""
-    from kefu.serving.server.schemas import ClassifyResponse
+    from kefu.serving.server.response_schemas import ClassifyResponse
 
     response = client.post(
         "/v1/classify",

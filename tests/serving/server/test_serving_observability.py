@@ -9,10 +9,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from support.serving import isolated_settings
 
+from kefu.serving.server.access_log import JsonFormatter, logged_text
 from kefu.serving.server.app import create_app
 from kefu.serving.server.drain import Drain
+from kefu.serving.server.metrics import Metrics
 from kefu.serving.server.middleware import RequestContextMiddleware
-from kefu.serving.server.observability import JsonFormatter, Metrics, logged_text
 
 
 def samples(client):
@@ -237,7 +238,7 @@ def test_access_lines_are_written_by_the_log_thread_and_flushed_on_demand():
     import io
     import threading
 
-    from kefu.serving.server.observability import BackgroundJsonHandler, Deferred
+    from kefu.serving.server.access_log import BackgroundJsonHandler, Deferred
 
     stream = io.StringIO()
     handler = BackgroundJsonHandler(stream)

@@ -1,14 +1,8 @@
-"""Prometheus metrics and structured JSON logs of the server.
+"""Prometheus metrics of the server.
 
 Metrics live in a registry per app (tests build many apps in one process). Under several
 uvicorn workers each process counts for itself; when PROMETHEUS_MULTIPROC_DIR is set (`kefu
 serve --workers N` sets it) /metrics aggregates every worker's files instead.
-
-Logs are one JSON object per line, formatted and written by a log thread (`BackgroundJsonHandler`),
-so the event loop only queues records. The access log writes one line per request: labels, masked
-ids and routing; message text only when KEFU_LOG_TEXT asks for it ("masked": personal data
-replaced, see `kefu/serving/masking.py`; "raw"). Request headers are never logged, so API keys
-and admin tokens cannot leak into logs.
 
 Under several workers, the files of a worker that died without running its shutdown (kill -9,
 out of memory) would keep its live gauges, e.g. `kefu_model_info{pid=...}`, in every scrape;
@@ -17,16 +11,9 @@ out of memory) would keep its live gauges, e.g. `kefu_model_info{pid=...}`, in e
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import json
-import logging
-import logging.handlers
 import os
-import queue
-import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import (
@@ -38,8 +25,6 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-
-from kefu.serving.masking import mask_text
 
 LATENCY_BUCKETS = (
     0.001,
@@ -62,9 +47,6 @@ LATENCY_BUCKETS = (
     10.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
-ACCESS_LOGGER = "kefu.access"
-LOGGED_TEXT_CHARS = 200  # log lines stay short even for 20,000-character messages
-MASK_MARGIN_CHARS = 40
 
 
 class Metrics:
@@ -194,139 +176,6 @@ def _bound(metric: Any) -> Callable[..., Any]:
         return found
 
     return child
-
-
-class Deferred:
-    """A log field computed when the line is written (on the log thread), not when logged."""
-
-    __slots__ = ("build",)
-
-    def __init__(self, build: Callable[[], Any]):
-        self.build = build
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg and the record's `fields` extra."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in (getattr(record, "fields", None) or {}).items():
-            line[key] = value.build() if isinstance(value, Deferred) else value
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
-
-
-class BackgroundJsonHandler(logging.Handler):
-    """JSON lines to `stream`; access-log lines are formatted and written by a log thread.
-
-    For `kefu.access`, one line per request, the event loop only puts the record on a queue:
-    building the line (per-message entries, masking, `json.dumps`) and the write happen on
-    the log thread, which takes whatever has queued up and writes it in one call (under load,
-    one wake-up and one write for many requests). Every other record (start-up, shutdown,
-    errors) is written at once, so it is on disk even when the process ends by a re-raised
-    SIGTERM, which skips `atexit`; `flush()` (the app calls it at shutdown) returns once every
-    line queued before it is written.
-    """
-
-    def __init__(self, stream: Any = None):
-        super().__init__()
-        self.target = logging.StreamHandler(stream)
-        self.target.setFormatter(JsonFormatter())
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._write, name="kefu-log", daemon=True)
-        self.thread.start()
-        atexit.register(self.close)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.name == ACCESS_LOGGER:
-            self.queue.put(record)  # as it is: one process, nothing to pickle or pre-format
-        else:
-            self.target.handle(record)
-
-    def _write(self) -> None:
-        stream, formatter, pending = self.target.stream, self.target.formatter, self.queue
-        while True:
-            batch = [pending.get()]
-            while not pending.empty() and len(batch) < 1024:
-                batch.append(pending.get_nowait())
-            lines, done = [], []
-            for item in batch:
-                if isinstance(item, logging.LogRecord):
-                    try:
-                        lines.append(formatter.format(item) + "\n")  # type: ignore[union-attr]
-                    except Exception:
-                        self.handleError(item)
-                elif item is not None:
-                    done.append(item)  # a flush() waiting for what came before it
-            if lines:
-                with self.target.lock:  # type: ignore[union-attr]
-                    try:
-                        stream.write("".join(lines))
-                        stream.flush()
-                    except Exception:
-                        self.handleError(batch[0])
-            for event in done:
-                event.set()
-            if None in batch:
-                return
-
-    def flush(self) -> None:
-        if self.thread.is_alive():
-            written = threading.Event()
-            self.queue.put(written)
-            written.wait(10)
-        self.target.flush()
-
-    def close(self) -> None:
-        """Write what is queued and stop the log thread (at exit; more calls do nothing)."""
-        if self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join(10)
-        super().close()
-
-
-def flush_logs() -> None:
-    """Write out what the log thread still holds (at shutdown, before the process may die)."""
-    for handler in logging.getLogger("kefu").handlers:
-        handler.flush()
-
-
-def log_config(level: str = "info") -> dict[str, Any]:
-    """A logging.config dict for uvicorn: kefu and uvicorn loggers, JSON to stderr (log thread)."""
-    level = level.upper()
-    handler = {
-        "()": "kefu.serving.server.observability.BackgroundJsonHandler",
-        "stream": "ext://sys.stderr",
-    }
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "handlers": {"json": handler},
-        "loggers": {
-            "kefu": {"handlers": ["json"], "level": level, "propagate": False},
-            "uvicorn": {"handlers": ["json"], "level": level, "propagate": False},
-            "uvicorn.error": {"level": level},
-            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
-        },
-    }
-
-
-def logged_text(text: str, raw: bool = False) -> str:
-    """Text as it may appear in a log line: masked unless `raw`, shortened.
-
-    Only the head is masked (a bounded cost however long the text); the margin past the cut
-    lets a number that straddles it be recognised whole.
-    """
-    if len(text) <= LOGGED_TEXT_CHARS:
-        return text if raw else mask_text(text)
-    head = text if raw else mask_text(text[: LOGGED_TEXT_CHARS + MASK_MARGIN_CHARS])
-    return head[:LOGGED_TEXT_CHARS] + f"...(+{len(text) - LOGGED_TEXT_CHARS} chars)"
 
 
 def sweep_dead_workers(directory: str | None = None) -> list[int]:

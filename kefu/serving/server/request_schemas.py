@@ -1,0 +1,157 @@
+"""HTTP request models of the kefu API (part of the OpenAPI schema at /docs).
+
+Schemas check structure and types only; limits that depend on settings or on the loaded
+model (batch size, text length, metadata size, known intent ids) are checked in `handlers.py`,
+so one schema serves every deployment.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+
+def _encodable(value: str) -> str:
+    """JSON may carry lone UTF-16 surrogates (\\ud800); no tokenizer or reply can hold them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PydanticCustomError(
+            "invalid_text",
+            "contains a lone surrogate {char} at position {position}; send valid UTF-8 text",
+            {"char": repr(value[exc.start]), "position": exc.start},
+        ) from None
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_encodable)]
+Id = Annotated[str, StringConstraints(strict=True, max_length=256), AfterValidator(_encodable)]
+
+
+class Strict(BaseModel):
+    # Unknown fields are refused: a typo such as "txt" must not pass as a missing text.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Context(Strict):
+    """What the caller knows about the conversation; kefu keeps no conversation state."""
+
+    turn: StrictInt | None = Field(
+        default=None, ge=1, description="Customer turn number of this message, 1-based."
+    )
+    previous_intents: list[StrictStr | None] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Intent ids of the earlier customer turns, oldest first; null for a turn "
+        "whose intent abstained (the bot could not tell what the customer wanted).",
+    )
+    clarifications: StrictInt = Field(
+        default=0,
+        ge=0,
+        description="How many times the bot already asked the customer to choose (route.action "
+        "clarify) in this conversation.",
+    )
+
+
+Metadata = dict[str, Any]
+METADATA_DESCRIPTION = (
+    "Caller's own fields (session_id, channel, ...), echoed back unchanged in the result; "
+    "at most KEFU_MAX_METADATA_BYTES as JSON."
+)
+
+
+class Message(Strict):
+    id: Id | None = Field(default=None, description="Caller's id, echoed back; default: position.")
+    text: Text = Field(description="One customer turn, as typed.")
+    context: Context | None = None
+    metadata: Metadata | None = Field(default=None, description=METADATA_DESCRIPTION)
+
+
+class ClassifyRequest(Strict):
+    """Either one message (`text`, optional `id` and `context`) or a batch in `messages`."""
+
+    text: Text | None = None
+    id: Id | None = None
+    context: Context | None = None
+    metadata: Metadata | None = Field(default=None, description=METADATA_DESCRIPTION)
+    messages: list[Message] | None = None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"text": "我的快递三天没动了，急用！"},
+                {
+                    "messages": [
+                        {
+                            "id": "m1",
+                            "text": "转人工",
+                            "context": {"turn": 4},
+                            "metadata": {"session_id": "s-1024"},
+                        },
+                        {
+                            "id": "m2",
+                            "text": "退款怎么还没到账",
+                            "context": {"turn": 2, "previous_intents": ["refund_return"]},
+                        },
+                        {
+                            "id": "m3",
+                            "text": "就是那个",
+                            "context": {"turn": 2, "previous_intents": [None], "clarifications": 1},
+                        },
+                    ]
+                },
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ClassifyRequest:
+        if self.messages is not None and (
+            self.text is not None
+            or self.id is not None
+            or self.context is not None
+            or self.metadata is not None
+        ):
+            raise PydanticCustomError(
+                "ambiguous_request",
+                "send either {'text': ...} for one message or {'messages': [...]} for a batch, "
+                "not both",
+                {"field": "messages"},
+            )
+        if self.messages is None and self.text is None:
+            raise PydanticCustomError(
+                "missing_field",
+                "request needs 'text' (one message) or 'messages' (a batch)",
+                {"field": "text"},
+            )
+        return self
+
+    def as_messages(self) -> list[Message]:
+        """The request as a batch; the single form becomes one message."""
+        if self.messages is not None:
+            return self.messages
+        assert self.text is not None  # guaranteed by _one_form
+        return [Message(id=self.id, text=self.text, context=self.context, metadata=self.metadata)]
+
+    def message_field(self, index: int, name: str) -> str:
+        """Field path of `name` in message `index`, as the client spelt the request."""
+        return name if self.messages is None else f"messages[{index}].{name}"
+
+
+class ReloadRequest(Strict):
+    bundle: StrictStr | None = Field(
+        default=None, description="Bundle directory on the server; default: the current one."
+    )
+    variant: StrictStr | None = Field(default=None, description="fp32 or int8; default: as now.")
