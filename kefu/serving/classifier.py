@@ -94,12 +94,19 @@ class Classifier:
         bundle: Bundle,
         variant: str | None = None,
         intra_op_threads: int | None = None,
+        lone_threads: int | None = None,
         calibration_overrides: Mapping[str, Mapping[str, float]] | None = None,
         max_length: int | None = None,
     ):
         self.bundle = bundle
         self.variant = variant or bundle.manifest.default_variant
         self.session = make_session(bundle.model_path(self.variant), intra_op_threads)
+        # A server runs one-thread calls side by side under load; a call made while the model
+        # is otherwise idle (one client) may take every thread it was given: `logits(lone=True)`.
+        wider = lone_threads is not None and lone_threads > ort_threads(explicit=intra_op_threads)
+        self.lone_session = (
+            make_session(bundle.model_path(self.variant), lone_threads) if wider else None
+        )
         self.encoder = TextEncoder.from_file(
             bundle.tokenizer_path, max_length or bundle.manifest.max_length
         )
@@ -125,9 +132,10 @@ class Classifier:
     def model_version(self) -> str:
         return self.bundle.manifest.model_version
 
-    def logits(self, batch: EncodedBatch) -> dict[str, np.ndarray]:
-        """Raw logits per head, each (n, k_head) float32."""
-        outputs = self.session.run(self._output_names, batch.as_onnx_feed())
+    def logits(self, batch: EncodedBatch, lone: bool = False) -> dict[str, np.ndarray]:
+        """Raw logits per head, each (n, k_head) float32; `lone`: on the wider session, if any."""
+        session = self.lone_session if lone and self.lone_session is not None else self.session
+        outputs = session.run(self._output_names, batch.as_onnx_feed())
         return dict(zip(HEADS, outputs, strict=True))
 
     def probabilities(self, logits: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -138,14 +146,15 @@ class Classifier:
         return self.probabilities(self.logits(self.encoder.encode(list(texts))))
 
     def predict(
-        self, texts: Sequence[str], top_k: int = 3, entities: bool = True
+        self, texts: Sequence[str], top_k: int = 3, entities: bool = True, lone: bool = False
     ) -> list[Prediction]:
         """One model call over `texts`; `entities=False` skips span extraction (bulk scoring)."""
         texts = list(texts)
         if not texts:
             return []
         batch = self.encoder.encode(texts)
-        return self.predict_from_logits(texts, self.logits(batch), batch.truncated, top_k, entities)
+        logits = self.logits(batch, lone=lone)
+        return self.predict_from_logits(texts, logits, batch.truncated, top_k, entities)
 
     def predict_from_logits(
         self,

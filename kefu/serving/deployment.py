@@ -82,6 +82,7 @@ class Deployment:
         variant: str | None = None,
         policy_path: str | Path | None = None,
         threads: int | None = None,
+        lone_threads: int | None = None,
         calibration_overrides: Mapping[str, Mapping[str, float]] | None = None,
         warm: bool = False,
     ) -> Deployment:
@@ -92,11 +93,14 @@ class Deployment:
             bundle,
             variant=variant,
             intra_op_threads=threads,
+            lone_threads=lone_threads,
             calibration_overrides=calibration_overrides,
         )
         deployment = cls(classifier, policy)
         if warm:
             deployment.triage(list(WARMUP_TEXTS))
+            if classifier.lone_session is not None:
+                deployment.triage(list(WARMUP_TEXTS), lone=True)
         deployment.load_seconds = time.perf_counter() - started
         return deployment
 
@@ -123,13 +127,17 @@ class Deployment:
         *,
         top_k: int = 3,
         entities: bool = True,
+        lone: bool = False,
     ) -> list[Triage]:
         """One model call over `texts`, then routing of each message with its context.
 
         `top_k` is how many labels each head reports; routing sees at least the policy's
         `clarify.max_candidates` intents, so a clarify action can offer them whatever `top_k`.
+        `lone`: the model has nothing else to do, so the call may use the wider session.
         """
-        predictions = self.classifier.predict(texts, top_k=self._ranked(top_k), entities=entities)
+        predictions = self.classifier.predict(
+            texts, top_k=self._ranked(top_k), entities=entities, lone=lone
+        )
         return _trimmed(self.route(predictions, contexts), top_k)
 
     def route(

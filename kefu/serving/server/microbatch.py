@@ -59,13 +59,15 @@ class MicroBatcher(Generic[Item, Result]):
 
     `run_batch` must return one result per item, in order; `length_of(item)` is the length
     used for grouping, capped at `length_cap` (texts longer than the model window are
-    truncated to the same size anyway).
+    truncated to the same size anyway). `run_alone`, when given, replaces `run_batch` for a
+    batch that is one group while no other model call runs: it may use every core.
     """
 
     def __init__(
         self,
         run_batch: Callable[[list[Item]], list[Result]],
         *,
+        run_alone: Callable[[list[Item]], list[Result]] | None = None,
         length_of: Callable[[Item], int] = len,  # type: ignore[assignment]
         max_batch_size: int = 32,
         max_wait_ms: float = 2.0,
@@ -79,6 +81,7 @@ class MicroBatcher(Generic[Item, Result]):
         threads: int = 1,
     ):
         self._run_batch = run_batch
+        self._run_alone = run_alone or run_batch
         self._length_of = length_of
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
@@ -251,18 +254,19 @@ class MicroBatcher(Generic[Item, Result]):
                     future.set_result(results[start : start + len(live[owner].items)])
 
         self._in_flight += len(items)
+        alone = len(groups) == 1 and not self._jobs  # nothing else runs: it may take every core
         for group in groups:
             job = loop.run_in_executor(
-                self._executor, self._infer, [items[index] for index in group]
+                self._executor, self._infer, [items[index] for index in group], alone
             )
             job.add_done_callback(functools.partial(deliver, group))
             self._jobs.add(job)
         while len(self._jobs) >= self._threads:
             await asyncio.wait(set(self._jobs), return_when=asyncio.FIRST_COMPLETED)
 
-    def _infer(self, items: list) -> list[Result]:
-        """On the inference thread: one model call."""
+    def _infer(self, items: list, alone: bool = False) -> list[Result]:
+        """On the inference thread: one model call (`run_alone` when nothing else runs)."""
         started = time.perf_counter()
-        outputs = self._run_batch(items)
+        outputs = (self._run_alone if alone else self._run_batch)(items)
         self._on_batch(len(items), time.perf_counter() - started)
         return outputs

@@ -10,6 +10,7 @@ batcher finishes what it holds and stops. Any failure leaves the old model in pl
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,25 +63,32 @@ def load_model(
     # thread, rather than to one call split over ORT's threads: on short messages ORT's own
     # threads mostly wait for each other (measured: the extra thread did a third of the work
     # and, spinning, burned more CPU than the model), while two calls side by side keep both
-    # cores on real work, and a lone message is about as fast (benchmarks/README.md).
+    # cores on real work. A call made while the model is idle (one client) has the cores to
+    # itself and runs on a session with all of them (`lone_threads`): a lone message is
+    # answered about a third sooner (benchmarks/README.md).
     deployment = Deployment.load(
         Path(bundle_dir or settings.bundle),
         variant=variant or settings.variant,
         policy_path=settings.policy,
         threads=1,
+        lone_threads=settings.threads_per_worker,
         calibration_overrides=settings.thresholds,
         warm=True,
     )
     check_labels_in_schema(deployment.bundle.labels, str(deployment.bundle_dir))
     top_k = settings.top_k
 
-    def triage(messages: list[Message]) -> list[Triage]:
+    def triage(messages: list[Message], lone: bool = False) -> list[Triage]:
         return deployment.triage(
-            [text for text, _ in messages], [context for _, context in messages], top_k=top_k
+            [text for text, _ in messages],
+            [context for _, context in messages],
+            top_k=top_k,
+            lone=lone,
         )
 
     batcher: MicroBatcher[Message, Triage] = MicroBatcher(
         triage,
+        run_alone=functools.partial(triage, lone=True),
         length_of=lambda message: len(message[0]),
         max_batch_size=settings.batch_max_size,
         max_wait_ms=settings.batch_max_wait_ms,

@@ -389,3 +389,37 @@ def test_groups_of_one_batch_run_side_by_side_on_the_inference_threads():
         return result
 
     assert run(scenario()) == ["SHORT", "X" * 100]
+
+
+def test_a_batch_alone_on_an_idle_model_runs_on_run_alone_and_busy_ones_do_not():
+    alone, shared = RecordingModel(), RecordingModel(gate=threading.Event())
+
+    async def scenario():
+        batcher = MicroBatcher(shared, run_alone=alone, max_batch_size=8, max_wait_ms=0, threads=2)
+        batcher.start()
+        first = await batcher.submit(["lone"])  # idle model, one group: the wide path
+        shared.gate.set()
+        both = await batcher.submit(["short", "x" * 100])  # two groups: side by side
+        await batcher.close()
+        return first, both
+
+    first, both = run(scenario())
+    assert first == ["LONE"] and both == ["SHORT", "X" * 100]
+    assert alone.calls == [["lone"]]
+    assert sorted(shared.calls) == [["short"], ["x" * 100]]
+
+
+def test_the_lone_session_gives_the_same_predictions_as_the_shared_one(tiny_bundle):
+    classifier = Classifier.from_bundle(tiny_bundle, intra_op_threads=1, lone_threads=2)
+    assert classifier.lone_session is not classifier.session is not None
+    texts = ["在吗", "我的快递三天没动了，急用！", "你们卖假货，我要投诉"]
+    for text in texts:
+        shared, lone = classifier.predict([text])[0], classifier.predict([text], lone=True)[0]
+        for head in ("intent", "urgency", "emotion"):
+            assert lone.heads[head].label == shared.heads[head].label
+            assert lone.heads[head].confidence == pytest.approx(
+                shared.heads[head].confidence, abs=1e-5
+            )
+    assert (
+        Classifier.from_bundle(tiny_bundle, intra_op_threads=2, lone_threads=2).lone_session is None
+    )
