@@ -136,7 +136,7 @@ class Deployment:
         `lone`: the model has nothing else to do, so the call may use the wider session.
         """
         predictions = self.classifier.predict(
-            texts, top_k=self._ranked(top_k), entities=entities, lone=lone
+            texts, top_k=self.ranked(top_k), entities=entities, lone=lone
         )
         return _trimmed(self.route(predictions, contexts), top_k)
 
@@ -177,7 +177,7 @@ class Deployment:
             encoded = self.classifier.encoder.encode(batch_texts)
             batch_logits = self.classifier.logits(encoded)
             predictions = self.classifier.predict_from_logits(
-                batch_texts, batch_logits, encoded.truncated, self._ranked(top_k), entities=entities
+                batch_texts, batch_logits, encoded.truncated, self.ranked(top_k), entities=entities
             )
             routed = _trimmed(self.route(predictions, [contexts[row] for row in rows]), top_k)
             for row, triage in zip(rows, routed, strict=True):
@@ -191,8 +191,13 @@ class Deployment:
             logits=self._unsorted(logits, order, len(texts)) if keep_logits else None,
         )
 
-    def _ranked(self, top_k: int) -> int:
-        return max(top_k, self.policy.max_candidates)
+    def ranked(self, top_k: int) -> int:
+        """Labels ranked per head: routing reads the clarify candidates and every urgency and
+        emotion probability (`high_negative_probability`); results are cut to `top_k` after."""
+        labels = self.bundle.labels
+        return max(
+            top_k, self.policy.max_candidates, len(labels["urgency"]), len(labels["emotion"])
+        )
 
     def _unsorted(
         self, logits: dict[str, list[np.ndarray]], order: list[int], n: int

@@ -6,7 +6,9 @@ conversation context the caller sends (no server-side state) and a validated `Ro
 gold labels, so each rule has exactly one definition:
 
 - `content_reasons(intent, urgency, emotion, asks_for_human, policy)`: the rules that read the
-  message's own labels (human requested, complaint, critical, angry, high urgency + negative);
+  message's own labels (human requested, complaint, critical, angry, high urgency + negative;
+  on a prediction, the last also fires when the model's probability of "high urgency and a
+  negative emotion" reaches the policy's `min_probability`, see `high_negative_probability`);
 - `conversation_reasons(intent, low_confidence, context, policy)`: the rules that read the
   conversation (turn limit, repeated intent, a clarification that already failed);
 - `choose_action(reasons)`: any reason but `low_confidence` hands over to a human; low
@@ -119,6 +121,7 @@ def content_reasons(
     emotion: str | None,
     asks_for_human: bool,
     policy: RoutingPolicy,
+    high_negative: float | None = None,  # the model's P(high urgency and negative emotion)
 ) -> list[Reason]:
     """The content rules on one message's labels (predicted or gold), in `Reason` order."""
     on = policy.enabled
@@ -133,13 +136,36 @@ def content_reasons(
         reasons.append(Reason.CRITICAL_URGENCY)
     if Reason.ANGRY in on and emotion in policy.angry_emotions:
         reasons.append(Reason.ANGRY)
-    if (
-        Reason.HIGH_URGENCY_NEGATIVE in on
-        and urgency in policy.high_urgency
-        and emotion in policy.high_urgency_emotions
+    likely = (
+        high_negative is not None
+        and policy.high_urgency_min_probability is not None
+        and high_negative >= policy.high_urgency_min_probability
+    )
+    if Reason.HIGH_URGENCY_NEGATIVE in on and (
+        (urgency in policy.high_urgency and emotion in policy.high_urgency_emotions) or likely
     ):
         reasons.append(Reason.HIGH_URGENCY_NEGATIVE)
     return reasons
+
+
+def label_probability(head: HeadPrediction, labels: frozenset[str]) -> float:
+    """P(the head's label is one of `labels`), summed over its ranked labels (`top`)."""
+    return sum(confidence for label, confidence in head.top if label in labels)
+
+
+def high_negative_probability(prediction: Prediction, policy: RoutingPolicy) -> float | None:
+    """P(urgency in the rule's urgencies) x P(emotion in its emotions); None if a head is untrained.
+
+    The two heads are read as independent. Each head's best label alone misses a message the
+    model finds fairly likely urgent and fairly likely upset (high 0.4, medium 0.45; anxious
+    0.8): on real traffic most of the messages a person should take are of this kind.
+    """
+    urgency, emotion = prediction.urgency, prediction.emotion
+    if not (urgency.trained and emotion.trained):
+        return None
+    return label_probability(urgency, policy.high_urgency) * label_probability(
+        emotion, policy.high_urgency_emotions
+    )
 
 
 def conversation_reasons(
@@ -201,7 +227,14 @@ def decide(prediction: Prediction, context: ConversationContext, policy: Routing
     )
     assert intent is not None  # the intent head is always trained (read_bundle checks it)
     low_confidence = is_low_confidence(prediction, policy)
-    reasons = content_reasons(intent, urgency, emotion, prediction.asks_for_human, policy)
+    reasons = content_reasons(
+        intent,
+        urgency,
+        emotion,
+        prediction.asks_for_human,
+        policy,
+        high_negative_probability(prediction, policy),
+    )
     if low_confidence:
         reasons.append(Reason.LOW_CONFIDENCE)
     reasons += conversation_reasons(intent, low_confidence, context, policy)

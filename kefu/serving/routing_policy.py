@@ -32,7 +32,11 @@ DEFAULT_POLICY: dict[str, Any] = {
         "complaint": {"intents": ["complaint"]},
         "critical_urgency": {"urgency": ["critical"]},
         "angry": {"emotions": ["angry"]},
-        "high_urgency_negative": {"urgency": ["high"], "emotions": ["anxious", "dissatisfied"]},
+        "high_urgency_negative": {
+            "urgency": ["high"],
+            "emotions": ["anxious", "dissatisfied"],
+            "min_probability": 0.2,
+        },
         "long_conversation": {"max_turns": 3},
         "repeated_intent": {"min_repeats": 1, "ignore_intents": ["greeting"]},
         "clarification_failed": {"after_clarifications": 1, "after_abstained_turns": 1},
@@ -47,7 +51,11 @@ RULE_PARAMETERS: dict[Reason, dict[str, str]] = {
     Reason.COMPLAINT: {"intents": "intent"},
     Reason.CRITICAL_URGENCY: {"urgency": "urgency"},
     Reason.ANGRY: {"emotions": "emotion"},
-    Reason.HIGH_URGENCY_NEGATIVE: {"urgency": "urgency", "emotions": "emotion"},
+    Reason.HIGH_URGENCY_NEGATIVE: {
+        "urgency": "urgency",
+        "emotions": "emotion",
+        "min_probability": "probability or null",
+    },
     Reason.LONG_CONVERSATION: {"max_turns": "count"},
     Reason.REPEATED_INTENT: {"min_repeats": "count", "ignore_intents": "intent"},
     Reason.CLARIFICATION_FAILED: {
@@ -75,6 +83,7 @@ class RoutingPolicy:
     angry_emotions: frozenset[str]
     high_urgency: frozenset[str]
     high_urgency_emotions: frozenset[str]
+    high_urgency_min_probability: float | None  # None: the best labels alone decide
     max_turns: int
     min_repeats: int
     repeat_ignore_intents: frozenset[str]
@@ -132,6 +141,7 @@ class RoutingPolicy:
             angry_emotions=rules[Reason.ANGRY]["emotions"],
             high_urgency=rules[Reason.HIGH_URGENCY_NEGATIVE]["urgency"],
             high_urgency_emotions=rules[Reason.HIGH_URGENCY_NEGATIVE]["emotions"],
+            high_urgency_min_probability=rules[Reason.HIGH_URGENCY_NEGATIVE]["min_probability"],
             max_turns=rules[Reason.LONG_CONVERSATION]["max_turns"],
             min_repeats=rules[Reason.REPEATED_INTENT]["min_repeats"],
             repeat_ignore_intents=rules[Reason.REPEATED_INTENT]["ignore_intents"],
@@ -230,6 +240,8 @@ class _Checker:
                 out[name] = value
             elif kind == "count":
                 out[name] = self.count(where, value)
+            elif kind == "probability or null":
+                out[name] = None if value is None else self.probability(where, value)
             else:
                 out[name] = self.ids(where, value, kind)
         return out

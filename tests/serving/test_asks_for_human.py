@@ -10,7 +10,7 @@ false alarm, no more.
 
 import csv
 
-from conftest import REPO_ROOT
+from support.paths import REPO_ROOT
 
 from kefu.serving.entities import asks_for_human
 

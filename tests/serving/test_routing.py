@@ -272,3 +272,35 @@ def write_policy(tmp_path, text):
     path = tmp_path / "policy.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def likely_urgent_and_upset():
+    """Best labels medium / anxious, but urgency high is nearly as likely: P(high) x P(neg) 0.38."""
+    guess = prediction(urgency="medium", emotion="anxious")
+    guess.urgency.top = [("medium", 0.5), ("high", 0.45), ("low", 0.05)]
+    guess.emotion.top = [("anxious", 0.6), ("dissatisfied", 0.25), ("neutral", 0.15)]
+    return guess
+
+
+def test_a_likely_urgent_and_upset_customer_goes_to_a_person(policy):
+    decision = decide(likely_urgent_and_upset(), ConversationContext(), policy)
+    assert decision.action is HUMAN
+    assert decision.reasons == [Reason.HIGH_URGENCY_NEGATIVE]
+    assert decision.priority == "P2"  # the priority still follows the best urgency label
+    # the gold-label side of evaluation reads labels only: medium + anxious is not a hand-over
+    assert content_reasons("logistics_status", "medium", "anxious", False, policy) == []
+
+
+@pytest.mark.parametrize(("threshold", "action"), [("0.4", BOT), ("0.35", HUMAN), ("null", BOT)])
+def test_min_probability_sets_how_likely_is_enough(bundle, tmp_path, threshold, action):
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        f"rules: {{high_urgency_negative: {{min_probability: {threshold}}}}}\n", encoding="utf-8"
+    )
+    policy = RoutingPolicy.for_bundle(bundle, path)
+    assert decide(likely_urgent_and_upset(), ConversationContext(), policy).action is action
+    # the labels alone still decide when they say high + anxious
+    assert (
+        decide(prediction(urgency="high", emotion="anxious"), ConversationContext(), policy).action
+        is HUMAN
+    )

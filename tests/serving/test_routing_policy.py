@@ -120,6 +120,10 @@ def test_a_first_format_policy_is_still_read(bundle, tmp_path):
             "rules.low_confidence.heads has unknown head names ['sentiment']",
         ),
         (
+            "rules: {high_urgency_negative: {min_probability: 2}}\n",
+            "rules.high_urgency_negative.min_probability must be a number from 0 to 1, got 2",
+        ),
+        (
             "clarify: {min_confidence: 1.5}\n",
             "clarify.min_confidence must be a number from 0 to 1, got 1.5",
         ),

@@ -46,11 +46,14 @@ SCORE_SCHEMA = pa.schema(
 )
 SCORE_COLUMNS = tuple(SCORE_SCHEMA.names)
 # What session routing needs beyond the score columns, carried in the staged parts only.
-INTENT_TOP, TEXT_ASKS_HUMAN = "_kefu_intent_top", "_kefu_asks_human"
+HEAD_TOPS = {head: f"_kefu_{head}_top" for head in HEADS}
+TEXT_ASKS_HUMAN = "_kefu_asks_human"
 ROUTE_INPUT_FIELDS = [
-    pa.field(
-        INTENT_TOP,
-        pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float64())])),
+    *(
+        pa.field(
+            column, pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float64())]))
+        )
+        for column in HEAD_TOPS.values()
     ),
     pa.field(TEXT_ASKS_HUMAN, pa.bool_()),
 ]
@@ -87,10 +90,10 @@ class Scorer:
     def score(self, texts: Sequence[str], *, route_inputs: bool = False) -> pa.Table:
         """A `SCORE_SCHEMA` table with one row per text, in the order given.
 
-        `route_inputs` adds `ROUTE_INPUT_FIELDS` (the intent candidates and whether the text
+        `route_inputs` adds `ROUTE_INPUT_FIELDS` (each head's ranked labels and whether the text
         asks for a person), for session routing to decide again with context after scoring.
         """
-        top_k = self.deployment.policy.max_candidates if route_inputs else 1
+        top_k = self.deployment.ranked(1) if route_inputs else 1
         run = self.deployment.triage_in_batches(texts, batch_size=self.batch_size, top_k=top_k)
         rows = [
             score_row(prediction, decision, self.model_version)
@@ -98,12 +101,15 @@ class Scorer:
         ]
         table = pa.Table.from_pylist(rows, schema=SCORE_SCHEMA)
         if route_inputs:
-            intent_top = [
-                [{"label": label, "confidence": confidence} for label, confidence in p.intent.top]
-                for p, _ in run.results
+            tops = [
+                [
+                    [{"label": label, "confidence": value} for label, value in p.heads[head].top]
+                    for p, _ in run.results
+                ]
+                for head in HEAD_TOPS
             ]
             asks = [p.asks_for_human for p, _ in run.results]
-            for field, values in zip(ROUTE_INPUT_FIELDS, (intent_top, asks), strict=True):
+            for field, values in zip(ROUTE_INPUT_FIELDS, (*tops, asks), strict=True):
                 table = table.append_column(field, pa.array(values, field.type))
         return table
 

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kefu.serving.batch.scoring import INTENT_TOP, SCORE_SCHEMA, TEXT_ASKS_HUMAN
+from kefu.serving.batch.scoring import HEAD_TOPS, SCORE_SCHEMA, TEXT_ASKS_HUMAN
 from kefu.serving.batch.sessions import ORDER_KEY, SESSION_KEY, TURN_KEY, SessionSpec
 from kefu.serving.classifier import HeadPrediction, Prediction
 from kefu.serving.routing import Action, ConversationContext, decide
@@ -49,7 +49,7 @@ SESSION_OUTPUT = ("session_id", "session_turn")
 INPUTS = [
     *(f"{head}{suffix}" for head in HEADS for suffix in ("", "_confidence", "_abstain")),
     "truncated",
-    INTENT_TOP,
+    *HEAD_TOPS.values(),
     TEXT_ASKS_HUMAN,
     SESSION_KEY,
     ORDER_KEY,
@@ -214,7 +214,8 @@ def prediction_of(row: dict[str, Any]) -> Prediction:
         )
         for head in HEADS
     }
-    heads["intent"].top = [(item["label"], item["confidence"]) for item in row[INTENT_TOP]]
+    for head, column in HEAD_TOPS.items():
+        heads[head].top = [(item["label"], item["confidence"]) for item in row[column]]
     return Prediction(
         heads=heads,
         group="",

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO_ROOT
 from support.chat_logs import write_csv, write_jsonl
 from support.conversations import conversations, unsure_bundle
+from support.paths import REPO_ROOT
 from support.serving import free_port
 
 import kefu.serving.batch.session_routing as session_routing
@@ -324,3 +324,26 @@ def test_times(value, expected):
 )
 def test_session_keys(value, expected):
     assert session_key(value) == expected
+
+
+def test_route_inputs_carry_every_urgency_and_emotion_probability_for_the_same_decision(
+    tiny_bundle,
+):
+    from kefu.serving.batch.scoring import HEAD_TOPS, Scorer
+    from kefu.serving.batch.session_routing import prediction_of
+    from kefu.serving.routing import high_negative_probability
+
+    scorer = Scorer.from_bundle(tiny_bundle, variant="fp32", intra_op_threads=1)
+    deployment = scorer.deployment
+    texts = ["在吗", "快递三天没动了，急用！", "你们卖假货，我要投诉", "好的"]
+    rows = scorer.score(texts, route_inputs=True).to_pylist()
+    # fp32 and the same batch: the same floats; every label kept, as routing saw them
+    online = deployment.triage(texts, top_k=deployment.ranked(1))
+    for (prediction, _), row in zip(online, rows, strict=True):
+        for head in ("urgency", "emotion"):
+            top = row[HEAD_TOPS[head]]
+            assert len(top) == len(deployment.bundle.labels[head])
+            assert sum(item["confidence"] for item in top) == pytest.approx(1.0, abs=1e-6)
+        assert high_negative_probability(prediction_of(row), deployment.policy) == pytest.approx(
+            high_negative_probability(prediction, deployment.policy), abs=1e-6
+        )
