@@ -4,9 +4,11 @@ The routing policy's content rules (human requested, complaint, critical urgency
 urgency with a negative emotion: `kefu.serving.routing.content_reasons`) are applied twice to
 each labelled message: to its gold labels, which says whether a person should take it, and to
 the model's predictions, through the same `Deployment.triage` the server runs, which says
-whether kefu hands it over. Both sides read the text's request for a person with the same
-detector (`asks_for_human`), so the numbers measure the model, not the detector (measured on
-its own in tests/serving/test_asks_for_human.py).
+whether kefu hands it over (on predictions `high_urgency_negative` also fires from the heads'
+probabilities, the policy's `min_probability`; gold labels are read as labels). Both sides
+read the text's request for a person with the same detector (`asks_for_human`), so the
+numbers measure the model, not the detector (measured on its own in
+tests/serving/test_asks_for_human.py).
 
 Messages are routed one by one, without conversation context (a test file holds messages,
 not conversations), so the conversation rules never fire here: the action mix is what a first
