@@ -6,7 +6,7 @@ sequence axes are dynamic so serving can batch messages of any length.
 Checks, all on the dev set and all raising ExportCheckError (or reporting) before a bundle is
 written:
 - `check_onnx_parity`: fp32 ONNX vs torch logits, max |diff| <= tolerance and identical argmax,
-  on batches in file order (mixed lengths, so most rows are padded: a graph that traced the
+  on batches in file order (`mixed_batches`: mixed lengths, so most rows are padded: a graph that traced the
   attention mask as a constant fails here);
 - `compare_int8`: macro-F1 per head of the INT8 graph vs the fp32 graph (the caller decides
   what a drop means: training keeps fp32 as the default variant and says so);
@@ -17,6 +17,7 @@ written:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from kefu.serving.classifier import make_session
 from kefu.serving.taxonomy import HEADS
 from kefu.serving.tokenization import HEAD_SHARE, TextEncoder, normalize_text
 from kefu.training.model import MultiHeadClassifier, macro_f1, predict_logits
-from kefu.training.sampling import EncodedSplit, collate, mixed_batches
+from kefu.training.sampling import EncodedSplit, collate
 
 OPSET = 17
 
@@ -126,16 +127,19 @@ class ParityResult:
 
 def check_onnx_parity(
     model: MultiHeadClassifier,
-    onnx_path: Path,
+    onnx: Mapping[str, np.ndarray],
     split: EncodedSplit,
+    batches: list[np.ndarray],
     pad_id: int,
-    batch_size: int = 64,
     tolerance: float = 1e-4,
 ) -> ParityResult:
-    """fp32 ONNX vs torch on `split` in mixed-length batches; raises ExportCheckError if off."""
-    batches = mixed_batches(len(split), batch_size)
+    """fp32 ONNX logits (`onnx_logits` on `batches`) vs torch on the same batches.
+
+    Raises ExportCheckError if off. The caller scores the graph once and hands the logits to
+    every check that needs them (a dev pass over padded batches takes a third of a minute).
+    """
     expected = predict_logits(model, split, batches, pad_id)
-    actual = onnx_logits(onnx_path, split, batches, pad_id)
+    actual = onnx
     diff = max(float(np.abs(expected[h] - actual[h]).max(initial=0.0)) for h in HEADS)
     mismatches = sum(
         int((expected[h].argmax(axis=1) != actual[h].argmax(axis=1)).sum()) for h in HEADS
@@ -167,25 +171,20 @@ class Int8Result:
 
 
 def compare_int8(
-    fp32_path: Path,
-    int8_path: Path,
-    split: EncodedSplit,
-    pad_id: int,
-    batch_size: int = 64,
+    fp32: Mapping[str, np.ndarray],
+    int8: Mapping[str, np.ndarray],
+    labels: Mapping[str, np.ndarray],
     heads: tuple[str, ...] = HEADS,
 ) -> Int8Result:
-    """macro-F1 per head of both ONNX graphs on `split` (rows with the head's label).
+    """macro-F1 per head of both graphs' logits on one split (rows with the head's label).
 
-    Only `heads` (the trained ones) are compared, and only those with dev labels: an untrained
+    Only `heads` (the trained ones) are compared, and only those with labels: an untrained
     head's scores mean nothing and a head without labels has none (NaN would fail the check).
     """
-    batches = mixed_batches(len(split), batch_size)
-    fp32 = onnx_logits(fp32_path, split, batches, pad_id)
-    int8 = onnx_logits(int8_path, split, batches, pad_id)
-    checked = [head for head in heads if (split.labels[head] >= 0).any()]
+    checked = [head for head in heads if (labels[head] >= 0).any()]
     return Int8Result(
-        {head: macro_f1(fp32[head], split.labels[head]) for head in checked},
-        {head: macro_f1(int8[head], split.labels[head]) for head in checked},
+        {head: macro_f1(fp32[head], labels[head]) for head in checked},
+        {head: macro_f1(int8[head], labels[head]) for head in checked},
     )
 
 

@@ -53,6 +53,9 @@ from kefu.training.loop import fit
 from kefu.training.model import MultiHeadLoss, class_weight_tensor, load_classifier
 from kefu.training.sampling import encode_split, mixed_batches, untrained_heads
 
+# rows per batch when the exported graphs score the dev split (mixed lengths: padded rows)
+DEV_BATCH_SIZE = 64
+
 
 @dataclass
 class TrainResult:
@@ -138,16 +141,21 @@ def train(
 
         # 5. export: fp32 must reproduce torch; INT8 becomes the default only if it keeps F1
         onnx_fp32 = export_onnx(model, work / "model.onnx", config.max_length)
+        # each graph scores dev once; parity, the INT8 comparison and calibration share it
+        dev_batches = mixed_batches(len(dev_set), DEV_BATCH_SIZE)
+        fp32_dev = onnx_logits(onnx_fp32, dev_set, dev_batches, encoder.pad_id)
         parity = check_onnx_parity(
-            model, onnx_fp32, dev_set, encoder.pad_id, tolerance=config.parity_tolerance
+            model, fp32_dev, dev_set, dev_batches, encoder.pad_id, config.parity_tolerance
         )
         trained = tuple(head for head in HEADS if head not in untrained)
         onnx_int8, int8, default_variant = None, None, "fp32"
+        dev_logits = fp32_dev
         if config.int8:
             onnx_int8 = quantize_int8(onnx_fp32, work / "model.int8.onnx")
-            int8 = compare_int8(onnx_fp32, onnx_int8, dev_set, encoder.pad_id, heads=trained)
+            int8_dev = onnx_logits(onnx_int8, dev_set, dev_batches, encoder.pad_id)
+            int8 = compare_int8(fp32_dev, int8_dev, dev_set.labels, heads=trained)
             if int8.within(config.int8_max_drop):
-                default_variant = "int8"
+                default_variant, dev_logits = "int8", int8_dev
             else:
                 notes.append(
                     f"INT8 loses more than {config.int8_max_drop} macro-F1 points on a head on "
@@ -157,8 +165,6 @@ def train(
 
         # 6. calibrate what serving runs: temperatures and abstention rules from the default
         # variant's dev logits (INT8 shifts logits a little; thresholds must fit its scores)
-        served = onnx_int8 if default_variant == "int8" else onnx_fp32
-        dev_logits = onnx_logits(served, dev_set, mixed_batches(len(dev_set), 64), encoder.pad_id)
         calibration, calibration_reports = calibrate_heads(
             {head: dev_logits[head] for head in trained},
             dev_set.labels,

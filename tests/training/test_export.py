@@ -21,7 +21,7 @@ from kefu.training.export import (
     quantize_int8,
 )
 from kefu.training.model import MultiHeadClassifier
-from kefu.training.sampling import encode_split
+from kefu.training.sampling import encode_split, mixed_batches
 
 TEXTS = [
     "在吗",
@@ -59,7 +59,9 @@ def exported(base_dir, taxonomy, tmp_path_factory):
 def test_exported_graph_matches_torch_on_padded_mixed_length_batches(exported):
     model, split, text_encoder, fp32, _ = exported
     assert len(set(split.lengths[:8])) >= 3  # the first batch mixes lengths: rows are padded
-    result = check_onnx_parity(model, fp32, split, text_encoder.pad_id, batch_size=8)
+    batches = mixed_batches(len(split), 8)
+    onnx = onnx_logits(fp32, split, batches, text_encoder.pad_id)
+    result = check_onnx_parity(model, onnx, split, batches, text_encoder.pad_id)
     assert result.max_abs_diff <= 1e-4
     assert result.argmax_mismatches == 0
     assert result.rows == len(TEXTS)
@@ -77,11 +79,13 @@ def test_a_row_gives_the_same_logits_alone_and_padded_in_a_batch(exported):
 
 def test_parity_check_fails_loudly_when_the_graph_is_not_the_model(exported):
     model, split, text_encoder, fp32, _ = exported
+    batches = mixed_batches(len(split), 64)
+    onnx = onnx_logits(fp32, split, batches, text_encoder.pad_id)
     with torch.no_grad():
         model.heads["urgency"].bias += 0.5
     try:
         with pytest.raises(ExportCheckError, match=r"max \|logit diff\| 5.00e-01"):
-            check_onnx_parity(model, fp32, split, text_encoder.pad_id)
+            check_onnx_parity(model, onnx, split, batches, text_encoder.pad_id)
     finally:
         with torch.no_grad():
             model.heads["urgency"].bias -= 0.5
@@ -89,7 +93,12 @@ def test_parity_check_fails_loudly_when_the_graph_is_not_the_model(exported):
 
 def test_int8_is_compared_head_by_head(exported):
     _, split, text_encoder, fp32, int8 = exported
-    result = compare_int8(fp32, int8, split, text_encoder.pad_id)
+    batches = mixed_batches(len(split), 64)
+    result = compare_int8(
+        onnx_logits(fp32, split, batches, text_encoder.pad_id),
+        onnx_logits(int8, split, batches, text_encoder.pad_id),
+        split.labels,
+    )
     assert set(result.fp32_macro_f1) == set(result.int8_macro_f1) == set(HEADS)
     assert all(0 <= value <= 1 for value in result.int8_macro_f1.values())
     assert int8.stat().st_size < fp32.stat().st_size
