@@ -48,8 +48,13 @@ How to read it:
   short raw ORT run just before them ("raw ORT just before", in the JSON for batch scoring);
   "best batch" there is the faster of batch 8 and batch 32 on batches of near-equal token
   length, a floor the server, which batches whatever arrives together, cannot reach exactly.
-  In the JSON: `ratios.server_p50_over_raw_b1`, `ratios.server_c32_over_raw_best`,
-  `ratios.server_c32_batch8_over_raw_best`, `ratios.server_c32_workers2_over_workers1`.
+  The server p50 (c=1) and 8-message (c=32) ratios are the median of {rounds} rounds in which
+  raw ORT and the server take turns a few seconds each (on this shared machine absolute times
+  move by half between minutes); the rows below them give the same ratios from the long levels
+  and the raw run before them. In the JSON: `ratios.server_p50_over_raw_b1`,
+  `ratios.server_c32_over_raw_best`, `ratios.server_c32_batch8_over_raw_best`,
+  `ratios.server_c32_workers2_over_workers1`, `ratios.single_shot`, and every round in
+  `parts.server.variants.<variant>.interleaved`.
 - batch scoring can beat raw ORT (above 1.00x): `kefu score` runs one single-threaded ORT
   session per core, which on these short messages uses the cores better than one session with
   {threads} intra-op threads.
@@ -110,6 +115,7 @@ def render_readme(results: dict[str, Any], results_path: Path, readme_path: Path
             threads=results["threads"],
             torch_weights=parts.get("torch", {}).get("weights", "n/a"),
             train_steps=parts.get("training", {}).get("steps", "n/a"),
+            rounds=results.get("plan", {}).get("server_interleaved_rounds", "n/a"),
         ),
         profile_section(readme_path),
     ]

@@ -214,7 +214,7 @@ def _server_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
         run = served.get(variant)
         if run is None:
             return "-"
-        counted = [run[level] for level in labels if level in run]
+        counted = [run[level] for level in [*labels, "interleaved"] if level in run]
         return f"{sum(r['errors'] for r in counted)} / {sum(r['requests'] for r in counted)}"
 
     rows.append(texts_row("HTTP server", "errors / requests", errors))
@@ -299,9 +299,18 @@ def _ratio_rows(results: dict[str, Any]) -> list[Row]:
     def versus_torch(size: int) -> tuple[str, str]:
         return times(ours.get(f"fp32_batch_{size}")), times(ours.get(f"int8_batch_{size}"))
 
+    def single_shot(name: str) -> tuple[str, str]:
+        values = ratios.get("single_shot", {}).get(name, {})
+        return times(values.get("fp32")), times(values.get("int8"))
+
     model_time = " / ".join(times(int8.get(f"model_ms_batch_{s}")) for s in (1, 8, 32))
     return [
         Row("ratio", "server p50 (c=1) / raw ORT batch-1 p50", *pair("server_p50_over_raw_b1")),
+        Row(
+            "ratio",
+            "  the same from the c=1 level and the raw ORT just before it",
+            *single_shot("server_p50_over_raw_b1"),
+        ),
         Row(
             "ratio", "server msgs/s (c=32) / raw ORT best batch", *pair("server_c32_over_raw_best")
         ),
@@ -309,6 +318,11 @@ def _ratio_rows(results: dict[str, Any]) -> list[Row]:
             "ratio",
             "server msgs/s (c=32, 8-message requests) / raw ORT best batch",
             *pair("server_c32_batch8_over_raw_best"),
+        ),
+        Row(
+            "ratio",
+            "  the same from the c=32 8-message level and the raw ORT just before it",
+            *single_shot("server_c32_batch8_over_raw_best"),
         ),
         Row(
             "ratio",

@@ -57,6 +57,7 @@ class BenchPlan:
     server_more_workers: int = 2
     server_seconds: float = 30.0  # per concurrency level
     server_warmup: int = 20
+    server_interleaved_rounds: int = 5  # raw ORT / server rounds for the headline ratios
     score_rows: int = 100_000
     score_engines: tuple[str, ...] = ("local", "ray")
     total_seconds: float = 19 * 60.0  # batch scoring gets what the earlier parts leave
@@ -76,6 +77,7 @@ QUICK = BenchPlan(
     server_floor_requests=200,
     server_seconds=10.0,
     server_warmup=2,
+    server_interleaved_rounds=1,
     score_rows=2_000,
     score_engines=("local",),
     total_seconds=600.0,
@@ -284,6 +286,7 @@ def _server(
         batch_requests=plan.server_batch_requests, floor_requests=plan.server_floor_requests,
         more_workers=plan.server_more_workers or None, seconds_per_level=plan.server_seconds,
         warmup=plan.server_warmup, threads=threads,
+        interleaved_rounds=plan.server_interleaved_rounds,
     )  # fmt: skip
 
 

@@ -4,7 +4,8 @@ For each variant (INT8 and fp32, chosen with `KEFU_VARIANT`) raw ORT is timed br
 reference for this variant's ratios, taken under the same machine load), then the server is
 started, polled on /readyz and loaded by `server_load` (a separate process) at each level:
 single-message requests at c=1, 8 and 32, 8-message requests at c=8 and 32, and GET /healthz at
-c=32 (the framework's own floor); then it is offered twice the message rate it served at c=32
+c=32 (the framework's own floor); then raw ORT and the server take turns for a few rounds
+(`interleaved.py`: the headline ratios from figures taken seconds apart); then it is offered twice the message rate it served at c=32
 by `server_overload` (open loop, 8-message requests, callers that give up after 5 s) and
 stopped. The overload figure is the share of the c=32 message rate still served under that
 load, and how fast the refused requests got their 503. Last, `kefu serve --workers 2` takes
@@ -29,8 +30,10 @@ from typing import Any
 
 import httpx
 
+from kefu.bench.interleaved import interleaved_ratios
 from kefu.bench.ort_raw import reference_point
 from kefu.bench.proctree import tree_cpu_seconds, tree_memory
+from kefu.serving.classifier import Classifier
 
 HOST = "127.0.0.1"
 CLASSIFY_PATH = "/v1/classify"
@@ -233,13 +236,16 @@ def bench_server(
     seconds_per_level: float = 30.0,
     warmup: int = 20,
     threads: int | None = None,
+    interleaved_rounds: int = 0,
 ) -> dict[str, Any]:
     """{"variants": {variant: {"c<n>": load result, "server_rss_mb": ...}}}; errors per variant.
 
     Levels per variant: `c<n>` single-message requests at each concurrency; `c<n>_batch8`
     requests of BATCH_MESSAGES messages at the concurrencies of `batch_requests`;
     `healthz_c32` the same load on GET /healthz (what FastAPI and uvicorn cost on their own);
-    `overload_2x`; and, with `more_workers`, `workers<n>_c32`: c=32 single-message requests
+    `interleaved`: `interleaved_rounds` rounds of raw ORT then server (c=1, and c=32 with
+    8-message requests), the ratios' median (`interleaved.py`); `overload_2x`; and, with
+    `more_workers`, `workers<n>_c32`: c=32 single-message requests
     to `kefu serve --workers n` (the cores shared out between the workers).
     """
     requests = requests or {1: 300, 8: 1000, 32: 2000}
@@ -267,6 +273,16 @@ def bench_server(
                 if floor_requests:
                     levels["healthz_c32"] = measure(
                         concurrency=32, requests=floor_requests, path="/healthz"
+                    )
+                if interleaved_rounds:
+                    levels["interleaved"] = interleaved_ratios(
+                        Classifier.from_bundle(
+                            bundle_dir, variant=variant, intra_op_threads=threads
+                        ),
+                        texts,
+                        measure,
+                        rounds=interleaved_rounds,
+                        batch_messages=BATCH_MESSAGES,
                     )
                 if levels.get("c32", {}).get("throughput_rps"):
                     levels["overload_2x"] = measured_overload(

@@ -237,3 +237,48 @@ def test_batched_and_worker_ratios_use_the_best_raw_batch_just_before():
     ratio = "server msgs/s (c=32, 8-message requests) / raw ORT best batch"
     assert rows[ratio].cells()[3] == "0.88x"
     assert rows["errors / requests"].cells()[3] == "0 / 500"
+
+
+def test_headline_server_ratios_are_the_median_of_the_alternating_rounds():
+    def point(b1: float, c1: float) -> dict:
+        return {
+            "raw_b1_p50_ms": b1,
+            "server_c1_p50_ms": c1,
+            "raw_best_msgs_per_s": 1000.0,
+            "server_c32_batch8_msgs_per_s": 900.0,
+            "requests": 10,
+            "errors": 0,
+        }
+
+    interleaved = {
+        "rounds": [point(1.0, 1.2), point(2.0, 2.6), point(1.0, 3.0)],
+        "requests": 30,
+        "errors": 0,
+        "server_p50_over_raw_b1": 1.3,
+        "server_c32_batch8_over_raw_best": 0.9,
+    }
+    results = {
+        "parts": {
+            "server": {
+                "variants": {
+                    "int8": {
+                        "raw_ort_just_before": {"b1_p50_ms": 1.0, "b8_msgs_per_s": 1000},
+                        "c1": _server_level(2.5, 400),
+                        "c32_batch8": {**_server_level(300, 100), "msgs_per_s": 800},
+                        "interleaved": interleaved,
+                    }
+                }
+            }
+        }
+    }
+    results["ratios"] = ratios = compute_ratios(results, "int8")
+    assert ratios["server_p50_over_raw_b1"]["int8"] == 1.3
+    assert ratios["server_c32_batch8_over_raw_best"]["int8"] == 0.9
+    # the long levels against the raw run before them stay in the results, beside the median
+    assert ratios["single_shot"]["server_p50_over_raw_b1"]["int8"] == pytest.approx(2.5)
+    assert ratios["single_shot"]["server_c32_batch8_over_raw_best"]["int8"] == pytest.approx(0.8)
+    rows = {row.measure: row for section in table_rows(results) for row in section}
+    assert rows["server p50 (c=1) / raw ORT batch-1 p50"].cells()[3] == "1.30x"
+    single = "  the same from the c=1 level and the raw ORT just before it"
+    assert rows[single].cells()[3] == "2.50x"
+    assert rows["errors / requests"].cells()[3] == "0 / 230"

@@ -117,7 +117,7 @@ def test_server_part_measures_batched_requests_the_framework_floor_and_two_worke
     results = bench_server(
         tiny_bundle, texts, tmp_path, variants=("int8",), concurrencies=(1,), requests={1: 6},
         batch_requests={8: 4}, floor_requests=40, more_workers=2, seconds_per_level=20,
-        warmup=2, threads=2,
+        warmup=2, threads=2, interleaved_rounds=2,
     )  # fmt: skip
     levels = results["variants"]["int8"]
     assert "error" not in levels, levels
@@ -131,6 +131,13 @@ def test_server_part_measures_batched_requests_the_framework_floor_and_two_worke
     floor = levels["healthz_c32"]
     assert (floor["path"], floor["ok"], floor["errors"]) == ("/healthz", 40, 0)
     assert floor["server_cpu_ms_per_message"] is None
+    rounds = levels["interleaved"]["rounds"]
+    assert len(rounds) == 2 and levels["interleaved"]["errors"] == 0
+    ratios = [r["server_c1_p50_ms"] / r["raw_b1_p50_ms"] for r in rounds]
+    assert levels["interleaved"]["server_p50_over_raw_b1"] == pytest.approx(sum(ratios) / 2)
+    assert all(
+        r["raw_best_msgs_per_s"] > 0 and r["server_c32_batch8_msgs_per_s"] > 0 for r in rounds
+    )
     two = levels["workers2_c32"]
     assert two["errors"] == 0 and two["ok"] == two["requests"] > 0
 
