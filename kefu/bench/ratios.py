@@ -44,7 +44,8 @@ def lookup(results: dict[str, Any], *path: str) -> Any:
     return node
 
 
-def _div(a: float | None, b: float | None) -> float | None:
+def divided(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is missing or b is 0 (a part that did not run)."""
     if a is None or b is None or b == 0:
         return None
     return a / b
@@ -85,32 +86,32 @@ def compute_ratios(results: dict[str, Any], default_variant: str) -> dict[str, A
         )
         server = lookup(results, "parts", "server", "variants", variant) or {}
         single_shot = ratios["single_shot"]
-        single_shot["server_p50_over_raw_b1"][variant] = _div(server_p50, raw_b1)
+        single_shot["server_p50_over_raw_b1"][variant] = divided(server_p50, raw_b1)
         ratios["server_p50_over_raw_b1"][variant] = lookup(
             server, "interleaved", "server_p50_over_raw_b1"
-        ) or _div(server_p50, raw_b1)
+        ) or divided(server_p50, raw_b1)
         server_rps = lookup(
             results, "parts", "server", "variants", variant, "c32", "throughput_rps"
         )
-        ratios["server_c32_over_raw_best"][variant] = _div(server_rps, raw_best)
+        ratios["server_c32_over_raw_best"][variant] = divided(server_rps, raw_best)
         batch8_msgs = lookup(server, "c32_batch8", "msgs_per_s")
-        single_shot["server_c32_batch8_over_raw_best"][variant] = _div(batch8_msgs, raw_best)
+        single_shot["server_c32_batch8_over_raw_best"][variant] = divided(batch8_msgs, raw_best)
         ratios["server_c32_batch8_over_raw_best"][variant] = lookup(
             server, "interleaved", "server_c32_batch8_over_raw_best"
-        ) or _div(batch8_msgs, raw_best)
-        ratios["server_c32_workers2_over_workers1"][variant] = _div(
+        ) or divided(batch8_msgs, raw_best)
+        ratios["server_c32_workers2_over_workers1"][variant] = divided(
             lookup(server, "workers2_c32", "throughput_rps"), server_rps
         )
         for size in (1, 32):
             # ORT timed in turns with the pipeline (same batches, same load)
             point = lookup(results, "parts", "torch", f"batch_{size}") or {}
             ours = lookup(point, "ort_same_batches", variant)
-            ratios["ours_over_pytorch"][f"{variant}_batch_{size}"] = _div(
+            ratios["ours_over_pytorch"][f"{variant}_batch_{size}"] = divided(
                 ours, point.get("total_ms_per_msg")
             )
     engines = lookup(results, "parts", "batch_scoring", "engines") or {}
     ratios["batch_scoring_over_raw_best"] = {
-        engine: _div(
+        engine: divided(
             run.get("rows_per_s"),
             best_just_before(run.get("raw_ort_just_before")) or best_raw(results, default_variant),
         )
@@ -125,12 +126,12 @@ def int8_over_fp32(results: dict[str, Any]) -> dict[str, Any]:
     def both(part: str, *path: str) -> float | None:
         fp32 = lookup(results, "parts", part, "variants", "fp32", *path)
         int8 = lookup(results, "parts", part, "variants", "int8", *path)
-        return _div(int8, fp32)
+        return divided(int8, fp32)
 
     out: dict[str, Any] = {}
     for size in (1, 8, 32):
         out[f"model_ms_batch_{size}"] = both("ort_raw", f"batch_{size}", "model_ms_per_msg")
-    out["model_mb"] = _div(
+    out["model_mb"] = divided(
         lookup(results, "parts", "ort_raw", "model_mb", "int8"),
         lookup(results, "parts", "ort_raw", "model_mb", "fp32"),
     )

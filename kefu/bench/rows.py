@@ -8,56 +8,12 @@ PyTorch reference) use the fp32 column; batch scoring uses the column of the var
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from kefu.bench.ratios import VARIANTS, best_just_before, lookup
+from kefu.bench.cells import Row, in_column, num, per_variant, texts_row, times
+from kefu.bench.ratio_rows import ratio_rows
+from kefu.bench.ratios import VARIANTS, best_just_before, divided, lookup
 from kefu.serving.taxonomy import HEADS
-
-COLUMNS = ("part", "measure", "fp32", "INT8", "INT8 / fp32")
-
-
-@dataclass
-class Row:
-    part: str
-    measure: str
-    fp32: str = "-"
-    int8: str = "-"
-    ratio: str = "-"
-
-    def cells(self) -> list[str]:
-        return [self.part, self.measure, self.fp32, self.int8, self.ratio]
-
-
-def num(value: float | None, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{digits}f}"
-
-
-def times(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def _div(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or b == 0 else a / b
-
-
-def per_variant(part: str, measure: str, values: dict[str, Any], digits: int = 2) -> Row:
-    """A numeric row with the INT8 / fp32 quotient in the last column."""
-    fp32, int8 = values.get("fp32"), values.get("int8")
-    return Row(part, measure, num(fp32, digits), num(int8, digits), times(_div(int8, fp32)))
-
-
-def texts_row(part: str, measure: str, cell: Callable[[str], str], ratio: str = "-") -> Row:
-    """A row whose fp32 and INT8 cells are preformatted text."""
-    return Row(part, measure, cell("fp32"), cell("int8"), ratio)
-
-
-def in_column(variant: str, value: str) -> tuple[str, str]:
-    """(fp32 cell, INT8 cell) with `value` under `variant` only."""
-    return (value if variant == "fp32" else "-", value if variant == "int8" else "-")
 
 
 def table_rows(results: dict[str, Any]) -> list[list[Row]]:
@@ -82,7 +38,7 @@ def table_rows(results: dict[str, Any]) -> list[list[Row]]:
                 if failed
                 else build(part, results)
             )
-    sections.append(_ratio_rows(results))
+    sections.append(ratio_rows(results))
     return sections
 
 
@@ -100,7 +56,7 @@ def _ort_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
             return f"{num(point['tokenise_ms_per_msg'])} + {num(point['model_ms_per_msg'])}"
 
         model_ms = {v: lookup(variants, v, key, "model_ms_per_msg") for v in VARIANTS}
-        quotient = times(_div(model_ms["int8"], model_ms["fp32"]))
+        quotient = times(divided(model_ms["int8"], model_ms["fp32"]))
         rows.append(texts_row("raw ORT", f"batch {size}: ms/msg tokenise + model", split, quotient))
         throughput = {v: lookup(variants, v, key, "msgs_per_s") for v in VARIANTS}
         rows.append(per_variant("raw ORT", f"batch {size}: msgs/s", throughput, 0))
@@ -163,7 +119,7 @@ def _server_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
             return " / ".join(num(latency.get(p)) for p in ("p50_ms", "p95_ms", "p99_ms"))
 
         p50 = {v: lookup(served, v, level, "latency", "p50_ms") for v in VARIANTS}
-        quotient = times(_div(p50["int8"], p50["fp32"]))
+        quotient = times(divided(p50["int8"], p50["fp32"]))
         rows.append(
             texts_row("HTTP server", f"{labels[level]}: p50 / p95 / p99 ms", spread, quotient)
         )
@@ -275,62 +231,10 @@ def _flops_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
             return "-"
         return f"{num(best[variant]['gflops'], 1)} ({best[variant]['fraction_of_peak']:.0%})"
 
-    quotient = times(_div(lookup(best, "int8", "gflops"), lookup(best, "fp32", "gflops")))
+    quotient = times(divided(lookup(best, "int8", "gflops"), lookup(best, "fp32", "gflops")))
     per_message = f"GFLOP per message (mean {part['mean_tokens']:.0f} tokens)"
     return [
         Row("compute", per_message, num(part["gflop_per_message"], 3)),
         Row("compute", "machine peak GFLOP/s (fp32 numpy matmul)", num(part["peak_gflops"], 1)),
         texts_row("compute", "achieved GFLOP/s, best batch (share of peak)", achieved, quotient),
-    ]
-
-
-def _ratio_rows(results: dict[str, Any]) -> list[Row]:
-    ratios = results.get("ratios", {})
-    scoring = dict(ratios.get("batch_scoring_over_raw_best", {}))
-    variant = scoring.pop("variant", "fp32")
-    engines = " / ".join(f"{engine} {times(value)}" for engine, value in scoring.items()) or "-"
-    ours = ratios.get("ours_over_pytorch", {})
-    int8 = ratios.get("int8_over_fp32", {})
-
-    def pair(name: str) -> tuple[str, str]:
-        values = ratios.get(name, {})
-        return times(values.get("fp32")), times(values.get("int8"))
-
-    def versus_torch(size: int) -> tuple[str, str]:
-        return times(ours.get(f"fp32_batch_{size}")), times(ours.get(f"int8_batch_{size}"))
-
-    def single_shot(name: str) -> tuple[str, str]:
-        values = ratios.get("single_shot", {}).get(name, {})
-        return times(values.get("fp32")), times(values.get("int8"))
-
-    model_time = " / ".join(times(int8.get(f"model_ms_batch_{s}")) for s in (1, 8, 32))
-    return [
-        Row("ratio", "server p50 (c=1) / raw ORT batch-1 p50", *pair("server_p50_over_raw_b1")),
-        Row(
-            "ratio",
-            "  the same from the c=1 level and the raw ORT just before it",
-            *single_shot("server_p50_over_raw_b1"),
-        ),
-        Row(
-            "ratio", "server msgs/s (c=32) / raw ORT best batch", *pair("server_c32_over_raw_best")
-        ),
-        Row(
-            "ratio",
-            "server msgs/s (c=32, 8-message requests) / raw ORT best batch",
-            *pair("server_c32_batch8_over_raw_best"),
-        ),
-        Row(
-            "ratio",
-            "  the same from the c=32 8-message level and the raw ORT just before it",
-            *single_shot("server_c32_batch8_over_raw_best"),
-        ),
-        Row(
-            "ratio",
-            "server msgs/s (c=32): --workers 2 / --workers 1",
-            *pair("server_c32_workers2_over_workers1"),
-        ),
-        Row("ratio", "batch scoring rows/s / raw ORT best batch", *in_column(variant, engines)),
-        Row("ratio", "ours / PyTorch pipeline, time per msg, batch 1", *versus_torch(1)),
-        Row("ratio", "ours / PyTorch pipeline, time per msg, batch 32", *versus_torch(32)),
-        Row("ratio", "INT8 / fp32: model time b1 / b8 / b32", "-", "-", model_time),
     ]

@@ -9,7 +9,8 @@ from typing import Any
 
 from rich.table import Table
 
-from kefu.bench.rows import COLUMNS, table_rows
+from kefu.bench.cells import COLUMNS
+from kefu.bench.rows import table_rows
 
 
 def rich_table(results: dict[str, Any]) -> Table:
