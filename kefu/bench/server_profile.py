@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kefu.bench.server import run_load_generator, running_server
+from kefu.bench.server import run_load_generator
+from kefu.bench.server_process import running_server
 from kefu.bench.workload import load_workload
 
 # (category, code locations that put a sample there); the first that matches a stack wins.

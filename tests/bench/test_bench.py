@@ -12,11 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from kefu.bench.flops import flops_per_message
+from kefu.bench.plan import QUICK
 from kefu.bench.ratios import compute_ratios
 from kefu.bench.reference import Architecture
 from kefu.bench.report import render_readme
 from kefu.bench.rows import table_rows
-from kefu.bench.run import QUICK, run_bench
+from kefu.bench.run import run_bench
 from kefu.bench.table import markdown_table
 from kefu.cli.main import app
 

@@ -16,8 +16,9 @@ import pytest
 
 from kefu.bench.batch_scoring import bench_batch_scoring, last_progress, rows_that_fit
 from kefu.bench.proctree import descendants, tree_memory
-from kefu.bench.server import bench_server, free_port
+from kefu.bench.server import bench_server
 from kefu.bench.server_load import generate_load
+from kefu.bench.server_process import free_port
 from kefu.bench.workload import load_workload
 
 
