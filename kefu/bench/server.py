@@ -5,12 +5,12 @@ reference for this variant's ratios, taken under the same machine load), then th
 started, polled on /readyz and loaded by `server_load` (a separate process) at each level:
 single-message requests at c=1, 8 and 32, 8-message requests at c=8 and 32, and GET /healthz at
 c=32 (the framework's own floor); then raw ORT and the server take turns for a few rounds
-(`interleaved.py`: the headline ratios from figures taken seconds apart); then it is offered twice the message rate it served at c=32
-by `server_overload` (open loop, 8-message requests, callers that give up after 5 s) and
-stopped. The overload figure is the share of the c=32 message rate still served under that
-load, and how fast the refused requests got their 503. Last, `kefu serve --workers 2` takes
-the c=32 load, to compare one worker with two. Server output goes to a log file whose tail is
-quoted when start-up fails.
+(`interleaved.py`: the headline ratios from figures taken seconds apart); then it is offered
+twice the message rate it served at c=32 by `server_overload` (open loop, 8-message requests,
+callers that give up after 5 s) and stopped. The overload figure is the share of the c=32
+message rate still served under that load, and how fast the refused requests got their 503.
+Last, `kefu serve --workers 2` takes the c=32 load, to compare one worker with two. Server
+output goes to a log file whose tail is quoted when start-up fails.
 """
 
 from __future__ import annotations
