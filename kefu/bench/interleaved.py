@@ -9,9 +9,9 @@ process (the server idle) and then the server (the raw session idle), a few seco
 round's ratio compares figures taken seconds apart, and the run reports the median over rounds
 beside every round's figures.
 
-Per round: raw batch-1 p50 then the server's c=1 p50 (single-message requests); raw best-batch
-msgs/s (the faster of batch 8 and 32, as `reference_point`) then the server's msgs/s at c=32
-with 8-message requests.
+Per round: raw ORT's reference point (`raw_reference`: batch-1 p50, and best-batch msgs/s, the
+faster of batch 8 and 32), then the server's c=1 p50 (single-message requests) and its msgs/s at
+c=32 with 8-message requests.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from kefu.bench.ort_raw import time_in_turns
-from kefu.bench.workload import token_length_batches
+from kefu.bench.ort_raw import raw_reference
+from kefu.bench.ratios import best_just_before
 from kefu.serving.classifier import Classifier
 
 ROUNDS = 5
-RAW_SECONDS = 1.0  # per raw point per round
-BEST_BATCH_SIZES = (8, 32)
+RAW_SECONDS = 3.0  # raw ORT per round (a third per point)
 
 # measure(concurrency=..., requests=..., messages=...) -> one load level's result
 MeasureServer = Callable[..., dict[str, Any]]
@@ -45,21 +44,16 @@ def interleaved_ratios(
     """{"rounds": [...], "requests", "errors", "server_p50_over_raw_b1": median,
     "server_c32_batch8_over_raw_best": median}; `measure` loads the running server (a
     `measured_level` with its URL bound)."""
-    single = token_length_batches(classifier.encoder, texts, 1)
-    sized = {
-        size: token_length_batches(classifier.encoder, texts, size) for size in BEST_BATCH_SIZES
-    }
     measured = []
     for _ in range(rounds):
-        raw_b1 = _raw(classifier, single, 1, 256)["batch_latency"]["p50_ms"]
+        raw = raw_reference(classifier, texts, RAW_SECONDS)
         c1 = measure(concurrency=1, requests=c1_requests)
-        raw_best = max(_raw(classifier, sized[size], size, 512)["msgs_per_s"] for size in sized)
         batch8 = measure(concurrency=32, requests=batch8_requests, messages=batch_messages)
         measured.append(
             {
-                "raw_b1_p50_ms": raw_b1,
+                "raw_b1_p50_ms": raw["b1_p50_ms"],
                 "server_c1_p50_ms": c1["latency"]["p50_ms"],
-                "raw_best_msgs_per_s": raw_best,
+                "raw_best_msgs_per_s": best_just_before(raw),
                 "server_c32_batch8_msgs_per_s": batch8["msgs_per_s"],
                 "requests": c1["requests"] + batch8["requests"],
                 "errors": c1["errors"] + batch8["errors"],
@@ -77,8 +71,3 @@ def interleaved_ratios(
             for point in measured
         ),
     }
-
-
-def _raw(classifier: Classifier, batches: list[list[str]], size: int, most: int) -> dict[str, Any]:
-    """One raw ORT point: up to `most` messages or RAW_SECONDS, after a short warm-up."""
-    return time_in_turns({"raw": classifier}, batches, most, RAW_SECONDS)["raw"].summary(size)

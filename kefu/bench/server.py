@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kefu.bench.interleaved import interleaved_ratios
-from kefu.bench.ort_raw import reference_point
+from kefu.bench.ort_raw import raw_reference
 from kefu.bench.proctree import tree_cpu_seconds, tree_memory
 from kefu.bench.server_process import LOG_TAIL_CHARS, ServerStartError, running_server
 from kefu.serving.classifier import Classifier
@@ -35,6 +35,15 @@ OVERLOAD_FACTOR = 2.0
 # Messages per overload request: as in the probe that found the problem (c=256, 8 messages), and
 # it keeps the load generator's own CPU, which shares the machine, to an eighth.
 OVERLOAD_MESSAGES = 8
+REFERENCE_SECONDS = 6.0  # the raw ORT reference taken before the server starts
+
+
+def child_json(command: list[str], timeout: float, what: str) -> dict[str, Any]:
+    """Run a bench child process; its last stdout line is its JSON result."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr[-LOG_TAIL_CHARS:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run_load_generator(
@@ -54,14 +63,7 @@ def run_load_generator(
         "--requests", str(requests), "--max-seconds", str(max_seconds), "--warmup", str(warmup),
         "--messages", str(messages), "--path", path,
     ]  # fmt: skip
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=max_seconds + 120, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"load generator failed ({done.returncode}): {done.stderr[-LOG_TAIL_CHARS:]}"
-        )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return child_json(command, max_seconds + 120, "load generator")
 
 
 def measured_overload(
@@ -75,10 +77,7 @@ def measured_overload(
         "--texts", str(texts_file), "--rate", f"{rate:.3f}", "--seconds", str(seconds),
         "--messages", str(OVERLOAD_MESSAGES),
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
-    if done.returncode != 0:
-        raise RuntimeError(f"overload probe failed ({done.returncode}): {done.stderr[-2000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = child_json(command, seconds + 120, "overload probe")
     result["c32_msgs_per_s"] = c32_msgs
     result["served_over_c32"] = result["served_msgs_per_s"] / c32_msgs if c32_msgs else None
     return result
@@ -148,7 +147,9 @@ def bench_server(
     results: dict[str, Any] = {"variants": {}, "threads": threads}
     for variant in variants:
         log_path = work_dir / f"serve-{variant}.log"
-        reference = reference_point(bundle_dir, variant, texts, threads)
+        # one raw session per variant: the reference before the levels, and the rounds after
+        classifier = Classifier.from_bundle(bundle_dir, variant=variant, intra_op_threads=threads)
+        reference = raw_reference(classifier, texts, REFERENCE_SECONDS)
         try:
             with running_server(bundle_dir, variant, log_path, threads) as (url, pid):
                 levels: dict[str, Any] = {"raw_ort_just_before": reference}
@@ -170,9 +171,7 @@ def bench_server(
                     )
                 if interleaved_rounds:
                     levels["interleaved"] = interleaved_ratios(
-                        Classifier.from_bundle(
-                            bundle_dir, variant=variant, intra_op_threads=threads
-                        ),
+                        classifier,
                         texts,
                         measure,
                         rounds=interleaved_rounds,
