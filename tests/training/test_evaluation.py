@@ -5,7 +5,6 @@ from dataclasses import replace
 import matplotlib.image
 import numpy as np
 import pytest
-from support.paths import REPO_ROOT, SHARED
 from support.public_dev import write_fake_public_dev
 from typer.testing import CliRunner
 
@@ -131,18 +130,6 @@ def test_each_extra_test_set_gets_a_block_of_the_same_shape_with_scores_per_sour
     assert set(real["by_source"]) == {"jd", "alipay"}
     assert sum(part["n"] for part in real["by_source"].values()) == len(EVAL_ROWS)
     assert "by_source" not in metrics  # the first set has no source column
-
-
-def test_macro_f1_averages_only_classes_with_enough_test_rows():
-    from kefu.training.evaluation.head_metrics import supported_macro_f1
-    from kefu.training.evaluation.metrics import head_scores
-
-    labels = ("a", "b", "c")
-    scores = head_scores([0] * 10 + [1] * 10 + [2], [0] * 10 + [1] * 5 + [0] * 5 + [1], labels)
-    f1 = {label: s.f1 for label, s in scores.per_class.items()}
-    assert supported_macro_f1(scores, 10) == pytest.approx((f1["a"] + f1["b"]) / 2)
-    assert supported_macro_f1(scores, 1) == pytest.approx(scores.macro_f1)
-    assert np.isnan(supported_macro_f1(scores, 11))
 
 
 def test_supports_add_up_and_unlabelled_rows_are_skipped_per_head(evaluated):
@@ -361,52 +348,6 @@ def test_data_labelled_for_intent_only_scores_intent_and_leaves_other_heads_empt
     )
 
 
-@pytest.mark.slow
-def test_real_base_model_bundle_evaluates_on_seed_and_public_dev(tmp_path):
-    """The real tokenizer and encoder size (m3e-small, untrained heads) through the whole command."""
-    import torch
-    from transformers import BertModel
-
-    from kefu.serving.bundle import HeadCalibration, Manifest, write_bundle
-    from kefu.serving.taxonomy import load_taxonomy
-    from kefu.training.export import export_onnx, quantize_int8
-    from kefu.training.model import MultiHeadClassifier
-
-    base, public_dev = SHARED / "models" / "m3e-small-zh", SHARED / "data" / "public-dev"
-    if not base.is_dir() or not public_dev.is_dir():
-        pytest.skip("needs ../shared/models/m3e-small-zh and ../shared/data/public-dev")
-    torch.manual_seed(0)
-    taxonomy = load_taxonomy()
-    encoder = BertModel.from_pretrained(str(base), add_pooling_layer=False)
-    model = MultiHeadClassifier(encoder, {head: len(taxonomy.labels(head)) for head in HEADS})
-    fp32 = export_onnx(model, tmp_path / "fp32.onnx")
-    int8 = quantize_int8(fp32, tmp_path / "int8.onnx")
-    bundle_dir = tmp_path / "bundle"
-    write_bundle(
-        bundle_dir,
-        manifest=Manifest(model_version="m3e-untrained", base_model="m3e-small", max_length=128),
-        onnx_fp32=fp32,
-        onnx_int8=int8,
-        tokenizer_json=base / "tokenizer.json",
-        taxonomy=taxonomy,
-        calibration={head: HeadCalibration() for head in HEADS},
-    )
-    seed = REPO_ROOT / "datasets" / "seed"
-    result = run_cli(
-        "--bundle", bundle_dir, "--data", seed / "test.jsonl", "--train-data", seed / "train.jsonl",
-        "-o", bundle_dir, "--public-dev", public_dev, "--public-dev-limit", 200,
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    bundle = read_bundle(bundle_dir)
-    assert set(bundle.metrics["public_dev"]) == {
-        "jd_chat_vs_business",
-        "waimai",
-        "chnsenticorp_hotel",
-        "smp2020_weibo",
-    }
-    assert "non-commercial" in bundle.model_card_path.read_text(encoding="utf-8").lower()
-
-
 def test_length_sorted_batches_come_back_in_input_order(tiny_bundle):
     from kefu.serving.deployment import Deployment
     from kefu.training.evaluation.inference import calibrated_probabilities, run_deployment
@@ -442,45 +383,3 @@ def test_every_set_has_an_escalation_block_against_the_gold_routing(evaluated, t
         assert sum(escalation["actions"].values()) == pytest.approx(1.0)
         assert escalation["actions"]["human"] == pytest.approx(escalation["rate"])
         assert {"precision", "recall", "f1"} <= set(escalation)
-
-
-def test_escalation_precision_and_recall_count_the_right_messages():
-    from kefu.serving.routing import Action, Decision, Reason
-    from kefu.serving.routing_policy import RoutingPolicy
-    from kefu.training.data.loader import LabelledData, LabelledRow
-    from kefu.training.evaluation.escalation import escalation_block
-
-    def row(text, intent, urgency, emotion):
-        labels = {"intent": intent, "urgency": urgency, "emotion": emotion}
-        return LabelledRow(text, text, labels, 1)
-
-    def decided(action, reasons=()):
-        return Decision("q", "P2", Action(action), list(reasons), [])
-
-    rows = [
-        row("我要投诉你们", "complaint", "high", "angry"),  # should go to a person: caught
-        row("转人工", "human_agent", "medium", "neutral"),  # should go: missed (bot)
-        row("在吗", "greeting", "low", "neutral"),  # should not: sent anyway (false alarm)
-        row("发票开了吗", "invoice", "medium", "neutral"),  # should not: clarified
-    ]
-    decisions = [
-        decided("human", [Reason.COMPLAINT]),
-        decided("bot"),
-        decided("human", [Reason.ANGRY]),
-        decided("clarify", [Reason.LOW_CONFIDENCE]),
-    ]
-    from kefu.serving.taxonomy import load_taxonomy
-
-    taxonomy = load_taxonomy()
-    policy = RoutingPolicy.from_layers(
-        [(taxonomy.routing, "taxonomy")],
-        labels=taxonomy.head_labels(),
-        intent_groups=taxonomy.intent_groups(),
-        group_queues=taxonomy.group_queues(),
-        urgency_priorities=taxonomy.urgency_priorities(),
-    )
-    result = escalation_block(LabelledData("t", rows, []), decisions, policy)
-    assert (result["true_human"], result["predicted_human"]) == (2, 2)
-    assert result["precision"] == 0.5 and result["recall"] == 0.5 and result["f1"] == 0.5
-    assert result["actions"] == {"bot": 0.25, "clarify": 0.25, "human": 0.5}
-    assert result["true_reasons"] == {"angry": 1, "complaint": 1, "human_requested": 1}

@@ -114,3 +114,15 @@ def test_report_renders_without_public_dev_or_figures(tmp_path):
         in text
     )
     assert "Public real-text" not in text
+
+
+def test_macro_f1_averages_only_classes_with_enough_test_rows():
+    from kefu.training.evaluation.head_metrics import supported_macro_f1
+    from kefu.training.evaluation.metrics import head_scores
+
+    labels = ("a", "b", "c")
+    scores = head_scores([0] * 10 + [1] * 10 + [2], [0] * 10 + [1] * 5 + [0] * 5 + [1], labels)
+    f1 = {label: s.f1 for label, s in scores.per_class.items()}
+    assert supported_macro_f1(scores, 10) == pytest.approx((f1["a"] + f1["b"]) / 2)
+    assert supported_macro_f1(scores, 1) == pytest.approx(scores.macro_f1)
+    assert np.isnan(supported_macro_f1(scores, 11))

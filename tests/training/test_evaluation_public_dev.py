@@ -1,8 +1,13 @@
 import pytest
+from support.paths import REPO_ROOT, SHARED
 from support.public_dev import write_fake_public_dev
+from typer.testing import CliRunner
 
+from kefu.cli.main import app
 from kefu.errors import DataError
+from kefu.serving.bundle import read_bundle
 from kefu.serving.deployment import Deployment
+from kefu.serving.taxonomy import HEADS
 from kefu.training.evaluation.public_dev import (
     PublicSet,
     evaluate_public_sets,
@@ -117,3 +122,49 @@ def test_default_limits_keep_every_jd_row_and_sample_the_others(public_dev, monk
     assert sizes["waimai"] == (1, 3)
     assert sizes["smp2020_weibo"] == (5, None)  # no default cap listed: all rows
     assert {s.name: len(s.texts) for s in load_public_sets(public_dev, limit=None)}["waimai"] == 3
+
+
+@pytest.mark.slow
+def test_real_base_model_bundle_evaluates_on_seed_and_public_dev(tmp_path):
+    """The real tokenizer and encoder size (m3e-small, untrained heads) through the whole command."""
+    import torch
+    from transformers import BertModel
+
+    from kefu.serving.bundle import HeadCalibration, Manifest, write_bundle
+    from kefu.serving.taxonomy import load_taxonomy
+    from kefu.training.export import export_onnx, quantize_int8
+    from kefu.training.model import MultiHeadClassifier
+
+    base, public_dev = SHARED / "models" / "m3e-small-zh", SHARED / "data" / "public-dev"
+    if not base.is_dir() or not public_dev.is_dir():
+        pytest.skip("needs ../shared/models/m3e-small-zh and ../shared/data/public-dev")
+    torch.manual_seed(0)
+    taxonomy = load_taxonomy()
+    encoder = BertModel.from_pretrained(str(base), add_pooling_layer=False)
+    model = MultiHeadClassifier(encoder, {head: len(taxonomy.labels(head)) for head in HEADS})
+    fp32 = export_onnx(model, tmp_path / "fp32.onnx")
+    int8 = quantize_int8(fp32, tmp_path / "int8.onnx")
+    bundle_dir = tmp_path / "bundle"
+    write_bundle(
+        bundle_dir,
+        manifest=Manifest(model_version="m3e-untrained", base_model="m3e-small", max_length=128),
+        onnx_fp32=fp32,
+        onnx_int8=int8,
+        tokenizer_json=base / "tokenizer.json",
+        taxonomy=taxonomy,
+        calibration={head: HeadCalibration() for head in HEADS},
+    )
+    seed = REPO_ROOT / "datasets" / "seed"
+    result = CliRunner().invoke(app, ["evaluate", *map(str, [
+        "--bundle", bundle_dir, "--data", seed / "test.jsonl", "--train-data", seed / "train.jsonl",
+        "-o", bundle_dir, "--public-dev", public_dev, "--public-dev-limit", 200,
+    ])])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    bundle = read_bundle(bundle_dir)
+    assert set(bundle.metrics["public_dev"]) == {
+        "jd_chat_vs_business",
+        "waimai",
+        "chnsenticorp_hotel",
+        "smp2020_weibo",
+    }
+    assert "non-commercial" in bundle.model_card_path.read_text(encoding="utf-8").lower()
