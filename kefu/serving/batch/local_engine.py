@@ -166,6 +166,9 @@ WORKER_DIED = (
 )
 
 
+MANAGER_EXIT_SECONDS = 10.0
+
+
 class ScorerPool:
     """Scores chunks with `workers` processes (or in this process when workers == 1)."""
 
@@ -225,9 +228,15 @@ class ScorerPool:
         # A broken or interrupted pool: waiting could hang on a worker that died holding the
         # call queue's lock, so stop the remaining workers instead (committed chunks are kept).
         workers = list((getattr(self.executor, "_processes", None) or {}).values())
+        manager = getattr(self.executor, "_executor_manager_thread", None)
         self.executor.shutdown(wait=False, cancel_futures=True)
         for worker in workers:
             worker.kill()
+        # With its workers gone the pool's manager thread closes its wake-up pipe and ends. Let
+        # it finish before the interpreter exits: CPython's exit hook writes to that pipe
+        # without the pool's lock and, racing the close, prints an OSError traceback.
+        if manager is not None:
+            manager.join(timeout=MANAGER_EXIT_SECONDS)
 
 
 def _result(future: Future[pa.Table]) -> pa.Table:
