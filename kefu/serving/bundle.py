@@ -44,6 +44,11 @@ ONNX_METADATA = {"model_version": "kefu.model_version", "labels": "kefu.labels"}
 
 REQUIRED_FILES = (MODEL_FP32, TOKENIZER, LABELS, CALIBRATION, POLICY)
 VARIANTS = {"fp32": MODEL_FP32, "int8": MODEL_INT8}
+# Variants whose graph quantises activations at run time with one scale per call (training's
+# dynamic INT8): rows computed in one call share that scale, so a message's logits would depend
+# on the messages beside it (measured on the default model: 3.5% of real and seed dev messages
+# got another label or route in a call of two than alone). Serving runs them one row per call.
+ROW_BY_ROW_VARIANTS = frozenset({"int8"})
 # ONNX graph contract: inputs and one logits output per head, shapes (batch, seq) / (batch, k).
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 ONNX_OUTPUTS = {head: f"{head}_logits" for head in HEADS}

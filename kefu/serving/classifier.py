@@ -17,7 +17,14 @@ import numpy as np
 import onnxruntime as ort
 
 from kefu.errors import BundleError
-from kefu.serving.bundle import ONNX_METADATA, ONNX_OUTPUTS, Bundle, HeadCalibration, read_bundle
+from kefu.serving.bundle import (
+    ONNX_METADATA,
+    ONNX_OUTPUTS,
+    ROW_BY_ROW_VARIANTS,
+    Bundle,
+    HeadCalibration,
+    read_bundle,
+)
 from kefu.serving.entities import Entity, asks_for_human, find_entities
 from kefu.serving.taxonomy import HEADS
 from kefu.serving.tokenization import EncodedBatch, TextEncoder
@@ -117,6 +124,8 @@ class Classifier:
             for head in HEADS
         }
         self._output_names = [ONNX_OUTPUTS[head] for head in HEADS]
+        # a message's answer must not depend on what else is in its call (see bundle.py)
+        self.row_by_row = self.variant in ROW_BY_ROW_VARIANTS
         outputs = {output.name for output in self.session.get_outputs()}
         missing = set(self._output_names) - outputs
         if missing:
@@ -135,8 +144,13 @@ class Classifier:
     def logits(self, batch: EncodedBatch, lone: bool = False) -> dict[str, np.ndarray]:
         """Raw logits per head, each (n, k_head) float32; `lone`: on the wider session, if any."""
         session = self.lone_session if lone and self.lone_session is not None else self.session
-        outputs = session.run(self._output_names, batch.as_onnx_feed())
-        return dict(zip(HEADS, outputs, strict=True))
+        if not self.row_by_row or len(batch.truncated) == 1:
+            outputs = session.run(self._output_names, batch.as_onnx_feed())
+            return dict(zip(HEADS, outputs, strict=True))
+        rows = [session.run(self._output_names, feed) for feed in batch.row_feeds()]
+        return {
+            head: np.concatenate([row[index] for row in rows]) for index, head in enumerate(HEADS)
+        }
 
     def probabilities(self, logits: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {head: softmax(logits[head], self.calibration[head].temperature) for head in HEADS}

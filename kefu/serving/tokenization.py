@@ -38,6 +38,17 @@ class EncodedBatch:
             "token_type_ids": self.token_type_ids,
         }
 
+    def row_feeds(self) -> list[dict[str, np.ndarray]]:
+        """One ONNX feed per row, (1, its own length): each row as if it were encoded alone."""
+        lengths = self.attention_mask.sum(axis=1).tolist()
+        return [
+            {
+                name: np.ascontiguousarray(values[row : row + 1, :length])
+                for name, values in self.as_onnx_feed().items()
+            }
+            for row, length in enumerate(lengths)
+        ]
+
 
 class TextEncoder:
     """Encode texts to BERT inputs of at most `max_length` tokens, head+tail truncated."""

@@ -79,10 +79,15 @@ def export_onnx(model: MultiHeadClassifier, out_path: Path, max_length: int = 12
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
-    """Dynamic INT8 quantisation: int8 weights, activations quantised per batch at run time.
+    """Dynamic INT8 quantisation: int8 weights, activations quantised per call at run time.
 
-    No calibration data needed. Because activation ranges are taken per batch, a row's INT8
-    logits move slightly (about 1e-3 in probability) with the rows batched beside it.
+    No calibration data needed, and 4-5x faster than fp32 on one core. Activation ranges are
+    taken per call, so rows computed together share them: on the default model a row's INT8
+    probabilities moved by up to 0.17 with its neighbours and 3.5% of dev messages changed label
+    or route; serving therefore runs this graph row by row (bundle.ROW_BY_ROW_VARIANTS). Tried
+    instead: static quantisation (calibrated ranges; 15% slower, 1.3 points less intent and
+    emotion macro-F1 on real dev), 8-bit MatMulNBits (row-invariant, 2-3x slower than this here)
+    and leaving a group of MatMuls in fp32 (2-3% of messages still change; up to 2x slower).
     """
     import logging
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from kefu.serving.bundle import (
+    ROW_BY_ROW_VARIANTS,
     Bundle,
     HeadCalibration,
     Manifest,
@@ -152,7 +153,11 @@ def train(
         dev_logits = fp32_dev
         if config.int8:
             onnx_int8 = quantize_int8(onnx_fp32, work / "model.int8.onnx")
-            int8_dev = onnx_logits(onnx_int8, dev_set, dev_batches, encoder.pad_id)
+            # scored as serving runs it: row by row, if rows of one call share activation scales
+            int8_batches = (
+                mixed_batches(len(dev_set), 1) if "int8" in ROW_BY_ROW_VARIANTS else dev_batches
+            )
+            int8_dev = onnx_logits(onnx_int8, dev_set, int8_batches, encoder.pad_id)
             int8 = compare_int8(fp32_dev, int8_dev, dev_set.labels, heads=trained)
             if int8.within(config.int8_max_drop):
                 default_variant, dev_logits = "int8", int8_dev

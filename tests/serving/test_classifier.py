@@ -3,7 +3,7 @@ import pytest
 from support.paths import SAMPLE_TEXTS
 
 from kefu.errors import BundleError
-from kefu.serving.bundle import read_bundle
+from kefu.serving.bundle import ONNX_OUTPUTS, read_bundle
 from kefu.serving.classifier import Classifier, softmax
 from kefu.serving.taxonomy import HEADS
 
@@ -114,6 +114,20 @@ def test_int8_variant_loads_and_predicts(tiny_bundle):
     int8 = Classifier.from_bundle(tiny_bundle, variant="int8", intra_op_threads=1)
     assert int8.variant == "int8"
     assert len(int8.predict(TEXTS)) == len(TEXTS)
+
+
+def test_int8_answers_do_not_depend_on_the_rest_of_the_call(tiny_bundle):
+    int8 = Classifier.from_bundle(tiny_bundle, variant="int8", intra_op_threads=1)
+    encoded = int8.encoder.encode(TEXTS)
+    together = int8.logits(encoded)
+    alone = [int8.logits(int8.encoder.encode([text])) for text in TEXTS]
+    for head in HEADS:
+        np.testing.assert_array_equal(together[head], np.concatenate([a[head] for a in alone]))
+    # the graph run once over the padded batch shares activation scales between rows: other
+    # numbers, which is why the INT8 variant runs row by row
+    outputs = [ONNX_OUTPUTS[head] for head in HEADS]
+    shared = dict(zip(HEADS, int8.session.run(outputs, encoded.as_onnx_feed()), strict=True))
+    assert max(float(np.abs(shared[h] - together[h]).max()) for h in HEADS) > 1e-4
 
 
 def test_unknown_variant_is_refused(tiny_bundle):
