@@ -157,7 +157,8 @@ def int8_sentence(metrics: Mapping[str, Any]) -> str:
     eces = ", ".join(f"{head} {fmt(int8[head].get('ece'))}" for head in HEADS)
     abstains = ", ".join(f"{head} {fmt(int8[head].get('abstain_rate'))}" for head in HEADS)
     return (
-        f"INT8 (dynamic quantisation) minus fp32 macro-F1, in points: {deltas}. "
+        f"INT8 (dynamic quantisation, one message per call as serving runs it) minus fp32 "
+        f"macro-F1, in points: {deltas}. "
         f"INT8 ECE: {eces}; INT8 abstain rate: {abstains}."
     )
 
