@@ -144,7 +144,7 @@ class Classifier:
     def logits(self, batch: EncodedBatch, lone: bool = False) -> dict[str, np.ndarray]:
         """Raw logits per head, each (n, k_head) float32; `lone`: on the wider session, if any."""
         session = self.lone_session if lone and self.lone_session is not None else self.session
-        if not self.row_by_row or len(batch.truncated) == 1:
+        if not self.row_by_row or len(batch.input_ids) == 1:
             outputs = session.run(self._output_names, batch.as_onnx_feed())
             return dict(zip(HEADS, outputs, strict=True))
         rows = [session.run(self._output_names, feed) for feed in batch.row_feeds()]

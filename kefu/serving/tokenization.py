@@ -40,11 +40,12 @@ class EncodedBatch:
 
     def row_feeds(self) -> list[dict[str, np.ndarray]]:
         """One ONNX feed per row, (1, its own length): each row as if it were encoded alone."""
+        feed = self.as_onnx_feed()
         lengths = self.attention_mask.sum(axis=1).tolist()
         return [
             {
                 name: np.ascontiguousarray(values[row : row + 1, :length])
-                for name, values in self.as_onnx_feed().items()
+                for name, values in feed.items()
             }
             for row, length in enumerate(lengths)
         ]
