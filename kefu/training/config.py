@@ -24,6 +24,7 @@ from kefu.serving.taxonomy import HEADS
 from kefu.tabular.decoding import check_encoding
 
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def _per_head(intent: float, urgency: float, emotion: float) -> Any:
@@ -93,6 +94,9 @@ class TrainConfig:
     # class weights against imbalance: none, sqrt (1/sqrt(freq)) or balanced (1/freq)
     class_weights: str = "none"
     label_smoothing: float = 0.0
+    # arithmetic of the training forward pass: fp32, or bf16 autocast (weights and optimiser
+    # stay fp32); "auto" = bf16 where the CPU has native bf16 matrix units (AMX), else fp32
+    precision: str = "fp32"
     # batches are drawn from pools of this many batches sorted by length (less padding)
     bucket_batches: int = 50
 
@@ -149,6 +153,8 @@ class TrainConfig:
             _bad("max_record_lines", self.max_record_lines, "must be >= 1")
         if not 0 < self.parity_tolerance < 1:
             _bad("parity_tolerance", self.parity_tolerance, "must be in (0, 1)")
+        if self.precision not in PRECISIONS:
+            _bad("precision", self.precision, f"must be one of {list(PRECISIONS)}")
         if self.class_weights not in CLASS_WEIGHTS:
             _bad("class_weights", self.class_weights, f"must be one of {list(CLASS_WEIGHTS)}")
         if not self.train_data:

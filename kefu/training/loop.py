@@ -51,6 +51,7 @@ class History:
     steps: int = 0
     stopped_because: str = ""
     seconds: float = 0.0
+    forward_precision: str = "fp32"  # what `precision` came to on this machine
 
     @property
     def best(self) -> Evaluation:
@@ -128,6 +129,8 @@ def fit(
     history, stopper = History(), EarlyStopping(config.patience)
     best_state = None
     budget = config.time_budget_minutes * 60 or math.inf
+    bf16 = uses_bf16(config.precision)
+    history.forward_precision = "bf16" if bf16 else "fp32"
     losses: list[float] = []
     started = time.perf_counter()
     model.train()
@@ -138,7 +141,9 @@ def fit(
                 train_set.lengths, config.batch_size, rng, config.bucket_batches, train_set.weights
             ):
                 inputs, labels = collate(train_set, rows, pad_id), batch_labels(train_set, rows)
-                loss, _ = loss_fn(model(**inputs), labels)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    logits = model(**inputs)
+                loss, _ = loss_fn(tuple(head.float() for head in logits), labels)
                 if loss.requires_grad:  # False only when no row of the batch has any label
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -188,6 +193,15 @@ def fit(
     model.eval()
     history.seconds = time.perf_counter() - started
     return history
+
+
+def uses_bf16(precision: str) -> bool:
+    """bf16 autocast where asked, or on "auto" where AMX makes it faster (without it, slower)."""
+    if precision == "auto":
+        # torch's own probe (no public one yet); a torch without it counts as "no AMX"
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        return bool(amx())
+    return precision == "bf16"
 
 
 class EarlyStopping:

@@ -136,7 +136,8 @@ def train(
             model, train_set, dev_set, config, encoder.pad_id, loss_fn, log, show_progress
         )
         log(
-            f"training: {history.steps} steps in {history.seconds:.0f}s, {history.stopped_because}; "
+            f"training: {history.steps} steps in {history.seconds:.0f}s "
+            f"({history.forward_precision} forward), {history.stopped_because}; "
             f"best at step {history.best_step}"
         )
 
@@ -190,6 +191,7 @@ def train(
             "seconds_total": round(time.perf_counter() - started, 1),
             "seconds_loop": round(history.seconds, 1),
             "steps": history.steps,
+            "forward_precision": history.forward_precision,
             "best_step": history.best_step,
             "stopped_because": history.stopped_because,
             "threads": torch.get_num_threads(),

@@ -48,6 +48,7 @@ def test_a_partial_head_mapping_keeps_the_other_heads(tmp_path):
             "class_weights=heavy",
             "class_weights = 'heavy' must be one of ['none', 'sqrt', 'balanced']",
         ),
+        ("precision=fp16", "precision = 'fp16' must be one of ['fp32', 'bf16', 'auto']"),
         ("freeze_embeddings=yes please", "freeze_embeddings = 'yes please' is not true/false"),
         ("loss_weights.tone=1", "unknown head 'tone'"),
         ("lr.intent=1", "config key 'lr' has no per-head values"),

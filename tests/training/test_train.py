@@ -13,7 +13,7 @@ from kefu.serving.bundle import MODEL_INT8, read_bundle, sha256_file
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import HEADS
 from kefu.training.config import TrainConfig, load_config
-from kefu.training.loop import EarlyStopping, build_optimizer
+from kefu.training.loop import EarlyStopping, build_optimizer, uses_bf16
 from kefu.training.model import MultiHeadLoss, class_weight_tensor, load_classifier
 from kefu.training.sampling import IGNORE, training_batches
 from kefu.training.train import train
@@ -83,6 +83,31 @@ def test_same_seed_same_model(data_dir, base_dir, tmp_path):
         tmp_path / "b" / "calibration.json"
     )
     assert not (tmp_path / "a" / MODEL_INT8).exists()
+
+
+def test_bf16_autocast_trains_and_still_exports_an_fp32_model(data_dir, base_dir, tmp_path):
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        config = tiny_config(
+            data_dir, base_dir, max_steps=3, int8=False, eval_every=3, precision=precision
+        )
+        summary = train(config, tmp_path / precision, log=lambda line: None, show_progress=False)
+        losses[precision] = summary.summary["evaluations"][0]["train_loss"]
+        assert summary.summary["forward_precision"] == precision
+        card = read_bundle(tmp_path / precision).model_card_path.read_text()
+        assert ("bf16 forward pass" in card) is (precision == "bf16")
+        # the weights stay fp32: the exported graph matches the torch model as tightly as ever
+        assert summary.summary["onnx_parity"]["max_abs_diff"] <= 1e-4
+    assert np.isfinite(losses["bf16"])
+    assert losses["bf16"] != losses["fp32"]  # the forward pass really ran in bf16
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch):
+    assert (uses_bf16("fp32"), uses_bf16("bf16")) == (False, True)
+    for amx in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        assert uses_bf16("auto") is amx
 
 
 def test_the_time_budget_stops_the_loop_and_still_writes_a_bundle(data_dir, base_dir, tmp_path):

@@ -56,7 +56,8 @@ def training_section(bundle: Bundle) -> list[str]:
             [
                 "training time",
                 f"{_duration(summary['seconds_total'])} in all, {_duration(summary.get('seconds_loop', 0))} "
-                f"in the training loop, on {summary.get('threads', '?')} CPU threads",
+                f"in the training loop, on {summary.get('threads', '?')} CPU threads"
+                f"{', bf16 forward pass' if summary.get('forward_precision') == 'bf16' else ''}",
             ]
         )
     if "steps" in summary:
