@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from kefu.cli import base_model, bench, data, evaluate, report, score, serve, train
+from kefu.cli import base_model, bench, data, evaluate, report, score, serve, train, tune
 from kefu.cli.errors import reports_errors
 
 app = typer.Typer(
@@ -42,6 +42,10 @@ COMMANDS = {
     "base-model": (base_model.command, "Resolve and cache the pretrained base encoder."),
     "train": (train.command, "Fine-tune the three-head model and write a bundle."),
     "evaluate": (evaluate.command, "Evaluate a bundle on labelled files; metrics and a report."),
+    "tune-escalation": (
+        tune.command,
+        "Choose high_urgency_negative.min_probability for a bundle on a labelled dev file.",
+    ),
     "serve": (serve.command, "Serve a bundle over HTTP (POST /v1/classify)."),
     "score": (score.command, "Batch-score CSV, TSV, JSONL, Parquet or xlsx files with a bundle."),
     "report": (report.command, "Render an HTML hotspot report from scored files."),

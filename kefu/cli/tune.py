@@ -1,0 +1,114 @@
+"""`kefu tune-escalation`: choose high_urgency_negative.min_probability for a bundle, on dev.
+
+Usage: kefu tune-escalation --bundle models/mine --data datasets/real/dev.jsonl \
+           --min-recall 0.9 --write-policy policy.yaml
+then `kefu serve --bundle models/mine --policy policy.yaml` (or `kefu score --policy`).
+Run it on a dev split, never on the test split the model is reported on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from kefu.errors import InputError
+
+
+def command(
+    bundle: Path = typer.Option(Path("models/default"), "--bundle", help="Bundle directory."),
+    data: Path = typer.Option(
+        ..., "--data", help="Labelled dev file (JSONL, CSV, TSV, Parquet or xlsx), not test."
+    ),
+    policy: Path = typer.Option(
+        None, "--policy", help="The policy file you serve with, if any (the rest stays as set)."
+    ),
+    min_recall: float = typer.Option(
+        None,
+        "--min-recall",
+        min=0.0,
+        max=1.0,
+        help="Choose the value that hands over least while finding this share of the messages "
+        "the labels hand over (default: the best F1).",
+    ),
+    write_policy: Path = typer.Option(
+        None, "--write-policy", help="Write --policy (or an empty one) with the chosen value."
+    ),
+    threads: int = typer.Option(None, "--threads", min=1, help="ONNX Runtime threads."),
+    text_col: str = typer.Option("text", "--text-col"),
+    intent_col: str = typer.Option("intent", "--intent-col"),
+    urgency_col: str = typer.Option("urgency", "--urgency-col"),
+    emotion_col: str = typer.Option("emotion", "--emotion-col"),
+    encoding: str = typer.Option(None, "--encoding", help="Text encoding (default: detected)."),
+) -> None:
+    """Route the dev messages under each candidate value; print precision, recall and rate."""
+    import yaml
+
+    from kefu.serving.deployment import Deployment
+    from kefu.serving.policy_files import read_policy_file
+    from kefu.training.data.loader import load_labelled
+    from kefu.training.evaluation.escalation_sweep import choose, sweep_min_probability
+    from kefu.training.evaluation.report import fmt
+
+    labelled = load_labelled(
+        data,
+        text_col=text_col,
+        intent_col=intent_col,
+        urgency_col=urgency_col,
+        emotion_col=emotion_col,
+        encoding=encoding,
+    )
+    for reject in labelled.rejects[:5]:
+        typer.echo(f"rejected (not scored): {reject.describe()}", err=True)
+    if len(labelled.rejects) > 5:
+        typer.echo(f"... {len(labelled.rejects) - 5} more rejected rows", err=True)
+    if not labelled.rows:
+        raise InputError(f"{data}: no usable labelled rows", field="--data")
+    deployment = Deployment.load(bundle, policy_path=policy, threads=threads)
+    current = deployment.policy.high_urgency_min_probability
+    points = sweep_min_probability(deployment, labelled)
+    if not any(point.escalation.get("true_rate") for point in points):
+        raise InputError(
+            f"{data}: no row's labels call for a person, so there is nothing to tune on",
+            field="--data",
+        )
+    chosen = choose(points, min_recall)
+    typer.echo(f"{data}: escalation by min_probability ({len(labelled.rows)} rows)")
+    typer.echo(
+        f"{'min_probability':>15} {'precision':>9} {'recall':>6} {'F1':>5} {'human':>6} {'clarify':>7}"
+    )
+    for point in points:
+        marks = [
+            mark
+            for mark, hit in (
+                ("chosen", point is chosen),
+                ("current", point.min_probability == current),
+            )
+            if hit
+        ]
+        shown_value = "null" if point.min_probability is None else f"{point.min_probability:g}"
+        typer.echo(
+            f"{shown_value:>15} {fmt(point.escalation['precision']):>9} "
+            f"{fmt(point.escalation['recall']):>6} {fmt(point.escalation['f1']):>5} "
+            f"{point.get('rate'):>6.1%} {point.escalation['actions'].get('clarify', 0):>7.1%}"
+            f"  {', '.join(marks)}".rstrip()
+        )
+    true_rate = points[0].escalation["true_rate"]
+    typer.echo(f"the labels hand over {true_rate:.1%} of the rows")
+    if min_recall is not None and chosen.get("recall") < min_recall:
+        typer.echo(f"no value reaches recall {min_recall:g}; chose the best F1 instead")
+    value = chosen.min_probability
+    typer.echo(f"chosen min_probability: {'null' if value is None else f'{value:g}'}")
+    if write_policy is not None:
+        document = dict(read_policy_file(policy)) if policy is not None else {}
+        rules = document.setdefault("rules", {})
+        rules.setdefault("high_urgency_negative", {})["min_probability"] = value
+        header = (
+            f"# high_urgency_negative.min_probability chosen by `kefu tune-escalation` on {data}\n"
+            f"# for {deployment.model_version}"
+            f"{'' if min_recall is None else f' (least hand-over at recall >= {min_recall:g})'}\n"
+        )
+        write_policy.write_text(
+            header + yaml.safe_dump(document, allow_unicode=True, sort_keys=False), "utf-8"
+        )
+        typer.echo(f"wrote {write_policy}")

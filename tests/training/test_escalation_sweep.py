@@ -1,0 +1,104 @@
+"""Choosing high_urgency_negative.min_probability on dev: the sweep, the choice, the command."""
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from kefu.cli.main import app
+from kefu.serving.deployment import Deployment
+from kefu.training.data.loader import load_labelled
+from kefu.training.evaluation.escalation import escalation_block
+from kefu.training.evaluation.escalation_sweep import (
+    GRID,
+    SweepPoint,
+    choose,
+    sweep_min_probability,
+)
+from kefu.training.evaluation.inference import run_deployment
+
+
+def point(value, precision, recall, rate):
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    escalation = {"precision": precision, "recall": recall, "f1": f1, "rate": rate}
+    return SweepPoint(value, escalation)
+
+
+def test_choose_prefers_the_fewest_hand_overs_that_still_reach_the_recall():
+    points = [
+        point(0.1, 0.30, 0.95, 0.08),
+        point(0.2, 0.40, 0.91, 0.06),
+        point(0.3, 0.50, 0.80, 0.04),
+        point(None, 0.55, 0.60, 0.03),
+    ]
+    assert choose(points, min_recall=0.9).min_probability == 0.2
+    assert choose(points, min_recall=0.5).min_probability is None
+    assert choose(points).min_probability == 0.3  # best F1: 0.615
+    # nothing reaches 0.99: the best F1 rather than nothing
+    assert choose(points, min_recall=0.99).min_probability == 0.3
+
+
+def test_the_sweep_reroutes_one_model_run_as_evaluate_would_route_it(trained, data_dir):
+    _, bundle_dir, _ = trained
+    deployment = Deployment.load(bundle_dir, threads=1)
+    data = load_labelled(data_dir / "dev.jsonl")
+    points = sweep_min_probability(deployment, data)
+    assert [p.min_probability for p in points] == list(GRID)
+    rates = [p.escalation["rate"] for p in points]
+    # a higher bar hands over fewer messages; null (labels only) fewest of all
+    assert rates == sorted(rates, reverse=True)
+    assert rates[0] > rates[-1]  # the tiny model is unsure enough for the bar to matter
+    assert len({p.escalation["true_rate"] for p in points}) == 1  # the labels do not move
+    # the bundle's own value gives exactly what `kefu evaluate` reports
+    current = deployment.policy.high_urgency_min_probability
+    evaluated = escalation_block(
+        data, run_deployment(deployment, data.texts()).decisions, deployment.policy
+    )
+    assert next(p for p in points if p.min_probability == current).escalation == evaluated
+
+
+def test_the_command_prints_the_sweep_and_writes_a_policy_that_serves(trained, data_dir, tmp_path):
+    _, bundle_dir, _ = trained
+    base = tmp_path / "base.yaml"
+    base.write_text("clarify:\n  max_candidates: 2\n", "utf-8")
+    written = tmp_path / "tuned.yaml"
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune-escalation", "--bundle", str(bundle_dir), "--data", str(data_dir / "dev.jsonl"),
+            "--policy", str(base), "--min-recall", "0.5", "--write-policy", str(written),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "current" in result.output and "chosen min_probability:" in result.output
+    chosen = result.output.split("chosen min_probability: ")[1].split()[0]
+    document = yaml.safe_load(written.read_text("utf-8"))
+    assert document["clarify"] == {"max_candidates": 2}  # the rest of --policy is kept
+    value = document["rules"]["high_urgency_negative"]["min_probability"]
+    assert ("null" if value is None else f"{value:g}") == chosen
+    policy = Deployment.load(bundle_dir, policy_path=written, threads=1).policy
+    assert policy.high_urgency_min_probability == value and policy.max_candidates == 2
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            '{"text": "在吗", "intent": "hello", "urgency": "low", "emotion": "neutral"}',
+            "no usable",
+        ),
+        (
+            '{"text": "在吗", "intent": "greeting", "urgency": "low", "emotion": "neutral"}',
+            "no row's labels call for a person",
+        ),
+    ],
+)
+def test_a_file_that_cannot_tune_is_a_clear_error(trained, tmp_path, rows, message):
+    _, bundle_dir, _ = trained
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text(rows + "\n", "utf-8")
+    result = CliRunner().invoke(
+        app, ["tune-escalation", "--bundle", str(bundle_dir), "--data", str(dev)]
+    )
+    assert result.exit_code != 0
+    assert f"{dev}: {message}" in result.output
+    assert "Traceback" not in result.output
