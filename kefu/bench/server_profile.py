@@ -97,7 +97,7 @@ def profile(
     server_code: Path | None = None,
 ) -> dict[str, Any]:
     """One profiled load run; `server_code` runs the server from another checkout (before/after)."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    spy = py_spy()
     work = Path(tempfile.mkdtemp(prefix="kefu-profile-"))
     texts_file = work / "texts.json"
     texts_file.write_text(json.dumps(load_workload().sample(4096, seed=0), ensure_ascii=False))
@@ -142,6 +142,22 @@ def profile(
     }
 
 
+class ProfilerMissing(RuntimeError):
+    pass
+
+
+def py_spy() -> str:
+    """py-spy beside this Python or on PATH; it is a profiling tool, not a kefu dependency."""
+    beside = Path(sys.executable).with_name("py-spy")
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        raise ProfilerMissing(
+            "py-spy is not installed: `pip install py-spy==0.4.3` in this environment "
+            "(it also needs ptrace rights over the server process)"
+        )
+    return found
+
+
 def markdown(result: dict[str, Any]) -> str:
     rows = ["| where | CPU ms / request |", "|---|---:|"]
     rows += [f"| {name} | {ms:.3f} |" for name, ms in result["cpu_ms_per_request"].items()]
@@ -160,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-code", type=Path, help="run the server from this checkout")
     parser.add_argument("--json", action="store_true", help="print the run as JSON too")
     args = parser.parse_args(argv)
+    try:
+        py_spy()
+    except ProfilerMissing as exc:
+        print(f"server_profile: {exc}", file=sys.stderr)
+        return 2
     result = profile(
         args.bundle, args.variant, args.concurrency, args.requests, args.messages, args.threads,
         args.server_code,

@@ -283,3 +283,17 @@ def test_headline_server_ratios_are_the_median_of_the_alternating_rounds():
     single = "  the same from the c=1 level and the raw ORT just before it"
     assert rows[single].cells()[3] == "2.50x"
     assert rows["errors / requests"].cells()[3] == "0 / 230"
+
+
+def test_the_server_profile_names_a_missing_profiler_instead_of_a_traceback(
+    monkeypatch, tmp_path, capsys
+):
+    import shutil
+    import sys
+
+    from kefu.bench import server_profile
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))
+    assert server_profile.main(["--bundle", str(tmp_path)]) == 2
+    assert "py-spy is not installed: `pip install py-spy==0.4.3`" in capsys.readouterr().err
