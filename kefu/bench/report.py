@@ -76,10 +76,11 @@ def shown_path(path: str) -> str:
 
 
 def busy_note(machine: dict[str, Any]) -> str:
-    loads = [machine.get("load_avg_1m_at_start") or 0, machine.get("load_avg_1m_at_end") or 0]
-    if max(loads) <= machine["cores"]:
-        return ""
-    return " (above the core count: other work shared the CPU, absolute numbers are pessimistic)"
+    """Whether other work shared the CPU. Only the load at the start tells: by the end the
+    one-minute average holds the bench's own server and load generator, busy on every core."""
+    if (machine.get("load_avg_1m_at_start") or 0) <= machine["cores"]:
+        return " (the end figure is the bench's own load)"
+    return " (above the core count at the start: other work shared the CPU, absolute numbers are pessimistic)"
 
 
 PROFILE_FILE = "server_profile.md"  # beside the README: kept across runs, written by hand

@@ -297,3 +297,12 @@ def test_the_server_profile_names_a_missing_profiler_instead_of_a_traceback(
     monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))
     assert server_profile.main(["--bundle", str(tmp_path)]) == 2
     assert "py-spy is not installed: `pip install py-spy==0.4.3`" in capsys.readouterr().err
+
+
+def test_only_the_load_before_the_run_says_other_work_shared_the_cpu():
+    from kefu.bench.report import busy_note
+
+    quiet = {"cores": 2, "load_avg_1m_at_start": 0.4, "load_avg_1m_at_end": 2.6}
+    busy = {"cores": 2, "load_avg_1m_at_start": 3.1, "load_avg_1m_at_end": 2.6}
+    assert "other work" not in busy_note(quiet) and "bench's own load" in busy_note(quiet)
+    assert "other work shared the CPU" in busy_note(busy)
