@@ -45,7 +45,7 @@ def command(
     import yaml
 
     from kefu.serving.deployment import Deployment
-    from kefu.serving.policy_files import read_policy_file
+    from kefu.serving.policy_files import read_policy_file, upgrade
     from kefu.training.data.loader import load_labelled
     from kefu.training.evaluation.escalation_sweep import choose, sweep_min_probability
     from kefu.training.evaluation.report import fmt
@@ -100,7 +100,8 @@ def command(
     value = chosen.min_probability
     typer.echo(f"chosen min_probability: {'null' if value is None else f'{value:g}'}")
     if write_policy is not None:
-        document = dict(read_policy_file(policy)) if policy is not None else {}
+        # a first-format policy (flat keys) is written in this format: it may not mix the two
+        document = upgrade(read_policy_file(policy), str(policy))[0] if policy is not None else {}
         rules = document.setdefault("rules", {})
         rules.setdefault("high_urgency_negative", {})["min_probability"] = value
         header = (

@@ -59,7 +59,8 @@ def test_the_sweep_reroutes_one_model_run_as_evaluate_would_route_it(trained, da
 def test_the_command_prints_the_sweep_and_writes_a_policy_that_serves(trained, data_dir, tmp_path):
     _, bundle_dir, _ = trained
     base = tmp_path / "base.yaml"
-    base.write_text("clarify:\n  max_candidates: 2\n", "utf-8")
+    # a first-format policy (flat keys) is upgraded, not mixed with `rules`
+    base.write_text("clarify:\n  max_candidates: 2\nmax_turns: 5\n", "utf-8")
     written = tmp_path / "tuned.yaml"
     result = CliRunner().invoke(
         app,
@@ -77,6 +78,7 @@ def test_the_command_prints_the_sweep_and_writes_a_policy_that_serves(trained, d
     assert ("null" if value is None else f"{value:g}") == chosen
     policy = Deployment.load(bundle_dir, policy_path=written, threads=1).policy
     assert policy.high_urgency_min_probability == value and policy.max_candidates == 2
+    assert policy.max_turns == 5
 
 
 @pytest.mark.parametrize(
