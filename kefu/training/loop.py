@@ -196,7 +196,7 @@ def fit(
 
 
 def uses_bf16(precision: str) -> bool:
-    """bf16 autocast where asked, or on "auto" where AMX makes it faster (without it, slower)."""
+    """bf16 autocast where asked, or on "auto" where the CPU has AMX (where bf16 pays off)."""
     if precision == "auto":
         # torch's own probe (no public one yet); a torch without it counts as "no AMX"
         amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
