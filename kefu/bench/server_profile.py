@@ -176,15 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-code", type=Path, help="run the server from this checkout")
     parser.add_argument("--json", action="store_true", help="print the run as JSON too")
     args = parser.parse_args(argv)
-    try:
-        py_spy()
+    try:  # profile() looks for py-spy before it starts a server
+        result = profile(
+            args.bundle, args.variant, args.concurrency, args.requests, args.messages,
+            args.threads, args.server_code,
+        )  # fmt: skip
     except ProfilerMissing as exc:
         print(f"server_profile: {exc}", file=sys.stderr)
         return 2
-    result = profile(
-        args.bundle, args.variant, args.concurrency, args.requests, args.messages, args.threads,
-        args.server_code,
-    )  # fmt: skip
     print(markdown(result))
     if args.json:
         print(json.dumps(result, indent=1))

@@ -67,7 +67,8 @@ def command(
     deployment = Deployment.load(bundle, policy_path=policy, threads=threads)
     current = deployment.policy.high_urgency_min_probability
     points = sweep_min_probability(deployment, labelled)
-    if not any(point.escalation.get("true_rate") for point in points):
+    true_rate = points[0].escalation["true_rate"]  # the labels' own: the same at every value
+    if not true_rate:
         raise InputError(
             f"{data}: no row's labels call for a person, so there is nothing to tune on",
             field="--data",
@@ -93,7 +94,6 @@ def command(
             f"{point.get('rate'):>6.1%} {point.escalation['actions'].get('clarify', 0):>7.1%}"
             f"  {', '.join(marks)}".rstrip()
         )
-    true_rate = points[0].escalation["true_rate"]
     typer.echo(f"the labels hand over {true_rate:.1%} of the rows")
     if min_recall is not None and chosen.get("recall") < min_recall:
         typer.echo(f"no value reaches recall {min_recall:g}; chose the best F1 instead")
