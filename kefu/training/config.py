@@ -94,6 +94,9 @@ class TrainConfig:
     # class weights against imbalance: none, sqrt (1/sqrt(freq)) or balanced (1/freq)
     class_weights: str = "none"
     label_smoothing: float = 0.0
+    # exponential moving average of the weights, updated every step; dev evaluation, the best
+    # checkpoint and the exported model use the average (0 = off, the raw weights)
+    ema_decay: float = 0.0
     # arithmetic of the training forward pass: fp32, or bf16 autocast (weights and optimiser
     # stay fp32); "auto" = bf16 where the CPU has native bf16 matrix units (AMX), else fp32
     precision: str = "fp32"
@@ -140,7 +143,7 @@ class TrainConfig:
         for name in non_negative:
             if getattr(self, name) < 0:
                 _bad(name, getattr(self, name), "must be >= 0")
-        for name in ("dropout", "warmup_ratio", "label_smoothing"):
+        for name in ("dropout", "warmup_ratio", "label_smoothing", "ema_decay"):
             if not 0 <= getattr(self, name) < 1:
                 _bad(name, getattr(self, name), "must be in [0, 1)")
         if not 0 < self.dev_fraction < 1:

@@ -126,6 +126,8 @@ def fit(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_linear(total_steps, config.warmup_ratio)
     )
+    average = weight_average(model, config.ema_decay)
+    scored = average.module if average else model  # what dev evaluation and export see
     history, stopper = History(), EarlyStopping(config.patience)
     best_state = None
     budget = config.time_budget_minutes * 60 or math.inf
@@ -150,6 +152,8 @@ def fit(
                     if config.max_grad_norm:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                     optimizer.step()
+                    if average:
+                        average.update_parameters(model)
                 schedule.step()
                 history.steps += 1
                 losses.append(float(loss.detach()))
@@ -166,7 +170,7 @@ def fit(
                     history.steps,
                     history.steps / steps_per_epoch,
                     float(np.mean(losses)),
-                    evaluate_dev(model, dev_set, config, pad_id),
+                    evaluate_dev(scored, dev_set, config, pad_id),
                     time.perf_counter() - started,
                 )
                 losses = []
@@ -175,7 +179,7 @@ def fit(
                 progress.update(task, f1=f"{evaluation.mean_f1:.3f}")
                 if stopper.better(evaluation.mean_f1):
                     history.best_step = history.steps
-                    best_state = copy.deepcopy(model.state_dict())
+                    best_state = copy.deepcopy(scored.state_dict())
                 if last:
                     history.stopped_because = "all steps done"
                 elif stopper.exhausted:
@@ -193,6 +197,21 @@ def fit(
     model.eval()
     history.seconds = time.perf_counter() - started
     return history
+
+
+def weight_average(
+    model: MultiHeadClassifier, decay: float
+) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of the weights, or None when `decay` is 0 (off).
+
+    The average sits in its own copy of the model, so evaluating it never disturbs training;
+    buffers are averaged too (BERT's are constant position and token-type ids).
+    """
+    if not decay:
+        return None
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+    )
 
 
 def uses_bf16(precision: str) -> bool:

@@ -94,3 +94,29 @@ def test_an_unknown_label_names_the_file_and_line(tmp_path):
     bad.write_text("id\tintent\turgency\temotion\tnote\nm1\trefund\tlow\tneutral\t\n", "utf-8")
     with pytest.raises(DataError, match=r"b01\.a01\.tsv, line 2, column 'intent'.*'refund'"):
         build_real(RealConfig(folder=tmp_path))
+
+
+def test_handover_agreement_scores_the_second_pass_against_the_first():
+    from kefu.serving.taxonomy import load_taxonomy
+    from kefu.training.data.real import Annotation
+    from kefu.training.data.real_card import handover_agreement
+
+    def read(intent, urgency, emotion):
+        return Annotation({"intent": intent, "urgency": urgency, "emotion": emotion}, "a", "f")
+
+    texts = {"m1": "质量太差了", "m2": "还没发货吗", "m3": "转人工", "m4": "好的"}
+    first = {
+        "m1": read("quality_issue", "high", "dissatisfied"),  # first: hand over
+        "m2": read("urge_shipment", "high", "anxious"),  # first: hand over
+        "m3": read("other", "low", "neutral"),  # the text asks for a person: both hand over
+        "m4": read("greeting", "low", "neutral"),
+    }
+    second = {
+        "m1": read("quality_issue", "medium", "dissatisfied"),  # missed
+        "m2": read("urge_shipment", "high", "dissatisfied"),
+        "m3": read("other", "low", "neutral"),
+        "m4": read("complaint", "low", "neutral"),  # extra
+    }
+    block = handover_agreement(first, second, texts, sorted(texts), load_taxonomy())
+    assert (block["first"], block["second"]) == (3, 3)
+    assert block["precision"] == block["recall"] == round(2 / 3, 4)

@@ -9,11 +9,12 @@ from support.training import tiny_config
 from typer.testing import CliRunner
 
 from kefu.cli.main import app
+from kefu.errors import ConfigError
 from kefu.serving.bundle import MODEL_INT8, read_bundle, sha256_file
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import HEADS
 from kefu.training.config import TrainConfig, load_config
-from kefu.training.loop import EarlyStopping, build_optimizer, uses_bf16
+from kefu.training.loop import EarlyStopping, build_optimizer, uses_bf16, weight_average
 from kefu.training.model import MultiHeadLoss, class_weight_tensor, load_classifier
 from kefu.training.sampling import IGNORE, training_batches
 from kefu.training.train import train
@@ -108,6 +109,34 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
     for amx in (True, False):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
         assert uses_bf16("auto") is amx
+
+
+def test_the_weight_average_follows_each_update_by_its_decay():
+    assert weight_average(torch.nn.Linear(2, 1), 0.0) is None  # off
+    model = torch.nn.Linear(2, 1, bias=False)
+    average = weight_average(model, 0.75)
+    for value in (1.0, 3.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        average.update_parameters(model)
+    # the first update takes the weights as they are, the next moves a quarter of the way
+    assert average.module.weight.tolist() == [[1.5, 1.5]]
+    assert model.weight.tolist() == [[3.0, 3.0]]  # training's own weights are untouched
+
+
+def test_training_with_a_weight_average_exports_the_average(data_dir, base_dir, tmp_path):
+    scores = {}
+    for decay in (0.0, 0.5):
+        config = tiny_config(
+            data_dir, base_dir, max_steps=4, int8=False, eval_every=4, ema_decay=decay
+        )
+        result = train(config, tmp_path / str(decay), log=lambda line: None, show_progress=False)
+        scores[decay] = result.summary["evaluations"][0]["dev_macro_f1"]
+        # the exported graph is the model evaluated on dev, averaged or not
+        assert result.summary["onnx_parity"]["max_abs_diff"] <= 1e-4
+    assert scores[0.5] != scores[0.0]
+    with pytest.raises(ConfigError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
 
 
 def test_the_time_budget_stops_the_loop_and_still_writes_a_bundle(data_dir, base_dir, tmp_path):

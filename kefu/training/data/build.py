@@ -29,7 +29,7 @@ SPLITS = ("train", "dev", "test")
 SPLIT_SHARES = (0.8, 0.1, 0.1)
 HEADER = ["urgency", "emotion", "tags", "text"]
 RARE_URGENCY, RARE_EMOTION, RARE_WEIGHT = {"critical"}, {"positive"}, 2.0
-TAGS = {"hn", "multi", "chip", "card", "frag", "typo", "slang", "dialect", "en", "emoji"}
+TAGS = {"hn", "multi", "chip", "card", "frag", "typo", "slang", "dialect", "en", "emoji", "chat"}
 
 
 @dataclass(frozen=True)

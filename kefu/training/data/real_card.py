@@ -2,7 +2,8 @@
 
 `datasets/real/README.md` is written by hand except the block between the markers, which
 `kefu data real` regenerates from the committed annotations: counts per label, source and
-split, and the agreement of the independent second annotation (accuracy and Cohen's kappa).
+split, and the agreement of the independent second annotation (accuracy and Cohen's kappa, and
+whether the two passes' labels hand the same messages to a person).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
+from kefu.serving.entities import asks_for_human
+from kefu.serving.routing import Action, choose_action, content_reasons
+from kefu.serving.routing_policy import RoutingPolicy
 from kefu.serving.taxonomy import HEADS, Taxonomy
 from kefu.training.data.card import BEGIN, END
 from kefu.training.data.overlap import THRESHOLD, max_jaccard
@@ -37,9 +41,50 @@ def agreement(first: dict, second: dict, ids: list[str]) -> dict[str, dict[str, 
     return out
 
 
+def handover_agreement(
+    first: dict, second: dict, texts: dict[str, str], ids: list[str], taxonomy: Taxonomy
+) -> dict[str, Any]:
+    """The second pass's hand-overs scored against the first's, as `kefu evaluate` scores a model.
+
+    Both label sets go through the taxonomy's default routing content rules; the result is the
+    human reference for the escalation targets: how far two careful readers agree on who needs a
+    person.
+    """
+    policy = RoutingPolicy.from_layers(
+        [(taxonomy.routing, "taxonomy")],
+        labels=taxonomy.head_labels(),
+        intent_groups=taxonomy.intent_groups(),
+        group_queues=taxonomy.group_queues(),
+        urgency_priorities=taxonomy.urgency_priorities(),
+    )
+
+    def human(annotation, text: str) -> bool:
+        labels = annotation.labels
+        reasons = content_reasons(
+            labels["intent"], labels["urgency"], labels["emotion"], asks_for_human(text), policy
+        )
+        return choose_action(reasons) == Action.HUMAN
+
+    pairs = [(human(first[i], texts[i]), human(second[i], texts[i])) for i in ids]
+    both = sum(a and b for a, b in pairs)
+    first_n, second_n = sum(a for a, _ in pairs), sum(b for _, b in pairs)
+    precision = both / second_n if second_n else 0.0
+    recall = both / first_n if first_n else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "n": len(ids),
+        "first": first_n,
+        "second": second_n,
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+    }
+
+
 def real_stats(rows: list, first: dict, second: dict, taxonomy: Taxonomy) -> dict[str, Any]:
     by_id = {row.id: row for row in rows}
     double = sorted(i for i in second if i in by_id)
+    texts = {row.id: row.text for row in rows}
     lengths = np.array([len(row.text) for row in rows])
     jd_test = [r.text for r in rows if r.split == "test" and r.source == "jddc2019"]
     earlier = [r.text for r in rows if r.split != "test"]
@@ -70,6 +115,11 @@ def real_stats(rows: list, first: dict, second: dict, taxonomy: Taxonomy) -> dic
         | {
             source: agreement(first, second, [i for i in double if by_id[i].source == source])
             for source in SOURCES
+        },
+        "handover_agreement": {
+            name: handover_agreement(first, second, texts, subset, taxonomy)
+            for name, subset in [("all", double)]
+            + [(source, [i for i in double if by_id[i].source == source]) for source in SOURCES]
         },
         "moved_to_train": dict(sorted(Counter(r.moved for r in rows if r.moved).items())),
         "jd_test_near_duplicates_of_other_splits": round(
@@ -128,6 +178,22 @@ def render(stats: dict[str, Any], taxonomy: Taxonomy) -> str:
         cells = [f"{block[h]['accuracy']:.3f} | {block[h]['kappa']:.3f}" for h in HEADS]
         label = "all" if name == "all" else SOURCES[name]
         lines.append(f"| {label} | {block['intent']['n']:,} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Handing over to a person: the taxonomy's routing content rules (human requested, "
+        "complaint, critical, angry, high urgency with a negative emotion) applied to each pass's "
+        "labels, the second pass scored against the first as `kefu evaluate` scores a model. The "
+        "sample holds every critical and angry message, so it has more hand-overs than traffic.",
+        "",
+        "| sample | n | hand-overs, first pass | second pass | precision | recall | F1 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, block in stats["handover_agreement"].items():
+        label = "all" if name == "all" else SOURCES[name]
+        lines.append(
+            f"| {label} | {block['n']:,} | {block['first']} | {block['second']} | "
+            f"{block['precision']:.2f} | {block['recall']:.2f} | {block['f1']:.2f} |"
+        )
     for head in HEADS:
         names = taxonomy.names(head)
         lines += [
