@@ -42,6 +42,9 @@ class BuildConfig:
     # Greetings and unclear fragments dominate real chat logs; give them more rows.
     intent_rows: tuple[tuple[str, int], ...] = (("greeting", 1200), ("other", 1000))
     max_variants: int = 5  # augmented variants per written message at most
+    # ...and at least this many for a message with a rare label, even in an intent that has
+    # reached its target with written rows alone (the rare classes still need their 5%)
+    rare_min_variants: int = 2
     combine_share: float = 0.12  # share of augmented rows that join two requests
 
 
@@ -168,7 +171,9 @@ def allocate_variants(messages: list[Message], config: BuildConfig) -> dict[str,
     """family -> number of augmented variants, so each intent reaches `rows_per_intent`.
 
     Rare labels weigh more (critical urgency, positive emotion): the corpus needs at least 5%
-    of each class, and those classes live in a few intents only. Remainders go by family hash.
+    of each class, and those classes live in a few intents only, so a rare-label message gets
+    `rare_min_variants` even where written rows alone fill its intent. Remainders go by family
+    hash.
     """
     by_intent: dict[str, list[Message]] = defaultdict(list)
     for message in messages:
@@ -186,7 +191,9 @@ def allocate_variants(messages: list[Message], config: BuildConfig) -> dict[str,
         counts = [int(share) for share in shares]
         for index in range(missing - sum(counts)):
             counts[index % len(counts)] += 1
-        for message, count in zip(group, counts, strict=True):
+        for message, count, weight in zip(group, counts, weights, strict=True):
+            if weight > 1.0:
+                count = max(count, config.rare_min_variants)
             wanted[message.family] = min(config.max_variants, count)
     return wanted
 
