@@ -75,8 +75,10 @@ def test_scores_are_the_classifier_and_router_output(tmp_path, tiny_bundle):
     scored = pq.read_table(tmp_path / "out.parquet").to_pylist()
     classifier = Classifier.from_bundle(tiny_bundle, intra_op_threads=1)
     policy = RoutingPolicy.for_bundle(classifier.bundle)
+    every_label = max(len(labels) for labels in classifier.bundle.labels.values())
     for row in scored[:10]:
-        (prediction,) = classifier.predict([row["text"]])
+        # every label ranked: the high-urgency rule reads P(urgency) x P(emotion) over all of them
+        (prediction,) = classifier.predict([row["text"]], top_k=every_label)
         decision = decide(prediction, ConversationContext(), policy)
         assert (row["intent"], row["urgency"], row["emotion"]) == (
             prediction.intent.label,

@@ -10,9 +10,17 @@ from kefu.serving.server.app import create_app
 
 
 @pytest.fixture(scope="module")
-def unsure(tiny_bundle):
-    """A server whose intent head always abstains (threshold 1.0): every message is unsure."""
-    settings = isolated_settings(tiny_bundle, thresholds={"intent": {"threshold": 1.0}})
+def unsure(tiny_bundle, tmp_path_factory):
+    """A server whose intent head always abstains (threshold 1.0): every message is unsure.
+
+    The random model's near-uniform probabilities would make "high urgency and upset likely
+    enough" fire on almost any text, so its probability bar is off here (labels only).
+    """
+    policy = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    policy.write_text("rules: {high_urgency_negative: {min_probability: null}}\n", "utf-8")
+    settings = isolated_settings(
+        tiny_bundle, thresholds={"intent": {"threshold": 1.0}}, policy=policy
+    )
     with TestClient(create_app(settings)) as client:
         yield client
 
