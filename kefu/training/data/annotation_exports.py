@@ -96,7 +96,7 @@ def _doccano(
             if record.values is None:
                 yield record
                 continue
-            labels = next(
+            labels: Any = next(
                 (
                     record.values[key]
                     for key in ("label", "labels", "cats")

@@ -43,8 +43,10 @@ def escalation_block(
     predicted_reasons: Counter[str] = Counter()
     for row, decision in rows:
         labels = row.labels
+        intent = labels["intent"]
+        assert intent is not None  # rows lacking a gold label were left out above
         reasons = content_reasons(
-            labels["intent"], labels["urgency"], labels["emotion"], asks_for_human(row.text), policy
+            intent, labels["urgency"], labels["emotion"], asks_for_human(row.text), policy
         )
         true_human.append(choose_action(reasons) == Action.HUMAN)
         predicted_human.append(decision.action == Action.HUMAN)
