@@ -173,6 +173,18 @@ class RoutingPolicy:
             intent_names=bundle.label_names.get("intent", {}),
         )
 
+    @classmethod
+    def for_taxonomy(cls, taxonomy) -> RoutingPolicy:
+        """The taxonomy's default policy, the one a new bundle ships: for routing labels that
+        no bundle produced (annotations, gold test labels)."""
+        return cls.from_layers(
+            [(taxonomy.routing, "taxonomy")],
+            labels=taxonomy.head_labels(),
+            intent_groups=taxonomy.intent_groups(),
+            group_queues=taxonomy.group_queues(),
+            urgency_priorities=taxonomy.urgency_priorities(),
+        )
+
     def describe(self) -> dict[str, Any]:
         """The policy in effect, as a policy file would spell it (for GET /v1/model)."""
         return copy.deepcopy(dict(self.document))

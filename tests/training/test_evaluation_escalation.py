@@ -30,13 +30,7 @@ def test_escalation_precision_and_recall_count_the_right_messages():
     from kefu.serving.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
-    policy = RoutingPolicy.from_layers(
-        [(taxonomy.routing, "taxonomy")],
-        labels=taxonomy.head_labels(),
-        intent_groups=taxonomy.intent_groups(),
-        group_queues=taxonomy.group_queues(),
-        urgency_priorities=taxonomy.urgency_priorities(),
-    )
+    policy = RoutingPolicy.for_taxonomy(taxonomy)
     result = escalation_block(LabelledData("t", rows, []), decisions, policy)
     assert (result["true_human"], result["predicted_human"]) == (2, 2)
     assert result["precision"] == 0.5 and result["recall"] == 0.5 and result["f1"] == 0.5

@@ -181,18 +181,16 @@ def allocate_variants(messages: list[Message], config: BuildConfig) -> dict[str,
     wanted: dict[str, int] = {}
     for group in by_intent.values():
         group = sorted(group, key=lambda m: stable_hash("extra", m.family))
-        weights = [
-            1.0 + RARE_WEIGHT * (m.urgency in RARE_URGENCY or m.emotion in RARE_EMOTION)
-            for m in group
-        ]
+        rare = [m.urgency in RARE_URGENCY or m.emotion in RARE_EMOTION for m in group]
+        weights = [1.0 + RARE_WEIGHT * is_rare for is_rare in rare]
         target = dict(config.intent_rows).get(group[0].intent, config.rows_per_intent)
         missing = max(0, target - len(group))
         shares = [missing * weight / sum(weights) for weight in weights]
         counts = [int(share) for share in shares]
         for index in range(missing - sum(counts)):
             counts[index % len(counts)] += 1
-        for message, count, weight in zip(group, counts, weights, strict=True):
-            if weight > 1.0:
+        for message, count, is_rare in zip(group, counts, rare, strict=True):
+            if is_rare:
                 count = max(count, config.rare_min_variants)
             wanted[message.family] = min(config.max_variants, count)
     return wanted

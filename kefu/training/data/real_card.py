@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-from kefu.serving.entities import asks_for_human
-from kefu.serving.routing import Action, choose_action, content_reasons
+from kefu.serving.routing import Action, choose_action
 from kefu.serving.routing_policy import RoutingPolicy
 from kefu.serving.taxonomy import HEADS, Taxonomy
 from kefu.training.data.card import BEGIN, END
 from kefu.training.data.overlap import THRESHOLD, max_jaccard
+from kefu.training.evaluation.escalation import gold_reasons
 
 SPLITS = ("train", "dev", "test")
 SOURCES = {"jddc2019": "JD chat turns", "atec": "Alipay questions"}
@@ -50,20 +50,10 @@ def handover_agreement(
     human reference for the escalation targets: how far two careful readers agree on who needs a
     person.
     """
-    policy = RoutingPolicy.from_layers(
-        [(taxonomy.routing, "taxonomy")],
-        labels=taxonomy.head_labels(),
-        intent_groups=taxonomy.intent_groups(),
-        group_queues=taxonomy.group_queues(),
-        urgency_priorities=taxonomy.urgency_priorities(),
-    )
+    policy = RoutingPolicy.for_taxonomy(taxonomy)
 
     def human(annotation, text: str) -> bool:
-        labels = annotation.labels
-        reasons = content_reasons(
-            labels["intent"], labels["urgency"], labels["emotion"], asks_for_human(text), policy
-        )
-        return choose_action(reasons) == Action.HUMAN
+        return choose_action(gold_reasons(annotation.labels, text, policy)) == Action.HUMAN
 
     pairs = [(human(first[i], texts[i]), human(second[i], texts[i])) for i in ids]
     both = sum(a and b for a, b in pairs)

@@ -18,14 +18,25 @@ message gets. Rows lacking any head's gold label are left out.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kefu.serving.entities import asks_for_human
-from kefu.serving.routing import Action, Decision, choose_action, content_reasons
+from kefu.serving.routing import Action, Decision, Reason, choose_action, content_reasons
 from kefu.serving.routing_policy import RoutingPolicy
 from kefu.serving.taxonomy import HEADS
 from kefu.training.data.loader import LabelledData
+
+
+def gold_reasons(
+    labels: Mapping[str, str | None], text: str, policy: RoutingPolicy
+) -> list[Reason]:
+    """The content rules on a message's gold labels: why a person should take it, if at all."""
+    intent = labels["intent"]
+    assert intent is not None  # callers leave out rows lacking a gold label
+    return content_reasons(
+        intent, labels["urgency"], labels["emotion"], asks_for_human(text), policy
+    )
 
 
 def escalation_block(
@@ -42,12 +53,7 @@ def escalation_block(
     true_reasons: Counter[str] = Counter()
     predicted_reasons: Counter[str] = Counter()
     for row, decision in rows:
-        labels = row.labels
-        intent = labels["intent"]
-        assert intent is not None  # rows lacking a gold label were left out above
-        reasons = content_reasons(
-            intent, labels["urgency"], labels["emotion"], asks_for_human(row.text), policy
-        )
+        reasons = gold_reasons(row.labels, row.text, policy)
         true_human.append(choose_action(reasons) == Action.HUMAN)
         predicted_human.append(decision.action == Action.HUMAN)
         actions[decision.action.value] += 1
