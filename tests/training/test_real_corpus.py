@@ -63,9 +63,16 @@ def test_splits_are_about_70_15_15_and_every_jd_session_sits_in_one(rebuilt):
 def test_adjudicated_rows_take_the_adjudicators_labels(rebuilt):
     folder, stats = rebuilt
     adjudication = {r["id"]: r for r in read_tsv(folder / "annotations" / "adjudication.j01.tsv")}
+    decided_again = {
+        r["id"]
+        for path in folder.glob("annotations/reread-adjudication.*.tsv")
+        for r in read_tsv(path)
+    }
     labelled = {row["id"]: row for row in rows_of(folder / "labelled.jsonl")}
-    assert stats["adjudicated"] == len(adjudication) > 0
+    assert stats["adjudicated"] == len(set(adjudication) | decided_again) > 0
     for row_id, decided in adjudication.items():
+        if row_id in decided_again:
+            continue  # adjudicated again after the re-read: see the re-read test
         row = labelled[row_id]
         assert row["adjudicated"] and row["double_annotated"] and row["annotator"] == "j01"
         assert (row["intent"], row["urgency"], row["emotion"]) == (
@@ -84,6 +91,18 @@ def test_second_annotation_agreement_meets_the_targets(rebuilt):
     assert agreement["emotion"]["kappa"] >= 0.75
 
 
+def test_every_message_was_read_again_and_every_disagreement_adjudicated(rebuilt):
+    folder, stats = rebuilt
+    labelled = rows_of(folder / "labelled.jsonl")
+    assert all(row["reread"] for row in labelled)  # the data card says the whole corpus
+    block = stats["reread"]
+    assert block["agreement"]["all"]["intent"]["n"] == len(labelled)
+    decided_again = sum(
+        len(read_tsv(path)) for path in folder.glob("annotations/reread-adjudication.*.tsv")
+    )
+    assert block["disagreed"] == decided_again > 0
+
+
 def test_an_unknown_label_names_the_file_and_line(tmp_path):
     (tmp_path / "annotations" / "pass1").mkdir(parents=True)
     (tmp_path / "annotations" / "pass2").mkdir()
@@ -94,6 +113,56 @@ def test_an_unknown_label_names_the_file_and_line(tmp_path):
     bad.write_text("id\tintent\turgency\temotion\tnote\nm1\trefund\tlow\tneutral\t\n", "utf-8")
     with pytest.raises(DataError, match=r"b01\.a01\.tsv, line 2, column 'intent'.*'refund'"):
         build_real(RealConfig(folder=tmp_path))
+
+
+def write_corpus(folder, messages, **annotations):
+    """messages: id -> text (Alipay); annotations: relative path -> {id: (intent, urgency, emotion)}."""
+    (folder / "annotations" / "pass1").mkdir(parents=True)
+    (folder / "annotations" / "pass2").mkdir()
+    lines = "".join(f"{i}\tatec\t\t\t{text}\n" for i, text in messages.items())
+    (folder / "messages.tsv").write_text("id\tsource\tsession\tturn\ttext\n" + lines, "utf-8")
+    for path, labels in annotations.items():
+        file = folder / "annotations" / path.replace("__", "/")
+        file.parent.mkdir(parents=True, exist_ok=True)
+        rows = "".join(f"{i}\t{a}\t{b}\t{c}\t\n" for i, (a, b, c) in labels.items())
+        file.write_text("id\tintent\turgency\temotion\tnote\n" + rows, "utf-8")
+
+
+MESSAGES = {f"m{i}": text for i, text in enumerate(["花呗怎么还", "借呗不能借了", "你好", "谢谢"])}
+FIRST = {
+    "m0": ("payment", "low", "neutral"),
+    "m1": ("payment", "low", "neutral"),
+    "m2": ("greeting", "low", "neutral"),
+    "m3": ("greeting", "low", "positive"),
+}
+
+
+def test_a_reread_that_differs_needs_a_new_adjudication_which_then_decides(tmp_path):
+    reread = {
+        "m0": ("payment", "low", "neutral"),  # agrees: labels kept
+        "m1": ("account_security", "medium", "neutral"),  # differs
+        "m3": ("greeting", "low", "positive"),
+    }
+    write_corpus(tmp_path, MESSAGES, pass1__b01_a01_tsv=FIRST, reread__b01_v01_tsv=reread)
+    for path in tmp_path.glob("annotations/**/*_tsv"):
+        path.rename(path.with_name(path.name.replace("_", ".")))
+    with pytest.raises(DataError, match=r"b01\.v01\.tsv.*re-read of m1 differs"):
+        build_real(RealConfig(folder=tmp_path))
+
+    decided = "id\tintent\turgency\temotion\trule\nm1\taccount_security\tmedium\tneutral\tC11\n"
+    (tmp_path / "annotations" / "reread-adjudication.k01.tsv").write_text(decided, "utf-8")
+    stats = build_real(RealConfig(folder=tmp_path))
+    labelled = {row["id"]: row for row in rows_of(tmp_path / "labelled.jsonl")}
+    assert (labelled["m1"]["intent"], labelled["m1"]["urgency"]) == ("account_security", "medium")
+    assert labelled["m1"]["annotator"] == "k01" and labelled["m1"]["adjudicated"]
+    assert labelled["m0"]["annotator"] == "a01" and labelled["m0"]["reread"]
+    assert not labelled["m2"]["reread"]
+    block = stats["reread"]
+    assert block["agreement"]["all"]["intent"]["n"] == 3
+    assert block["agreement"]["all"]["intent"]["accuracy"] == round(2 / 3, 4)
+    assert block["disagreed"] == 1
+    assert block["changed"] == {"intent": 1, "urgency": 1, "emotion": 0}
+    assert "Re-read under the current guidelines" in (tmp_path / "README.md").read_text("utf-8")
 
 
 def test_handover_agreement_scores_the_second_pass_against_the_first():

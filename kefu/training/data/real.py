@@ -6,12 +6,17 @@ Usage: `build_real(RealConfig())` reads `datasets/real/`:
   `<batch>.<annotator>.tsv` (id, intent, urgency, emotion, note);
 - `annotations/pass2/*.tsv`: the independent second annotation of a stratified sample;
 - `annotations/adjudication.<annotator>.tsv`: the third read of every disagreement;
+- `annotations/reread/*.tsv`: a blind re-read, under the current guidelines, of batches first
+  labelled under an older version;
+- `annotations/reread-adjudication.<annotator>.tsv`: the third read of every re-read row whose
+  labels differ from the labels it had before;
 and writes `labelled.jsonl` (every message with its final labels, who gave them, whether they
 were adjudicated, and its split), `train/dev/test.jsonl`, `stats.json` and the numbers section
 of `README.md`, byte-identically for the same inputs.
 
 Final labels: the adjudicated ones where a disagreement was adjudicated, else the first pass
-(on the double-annotated rows that agreed, both passes say the same). The split is 70/15/15 by
+(on the double-annotated rows that agreed, both passes say the same). A re-read that agrees
+keeps those labels; one that differs must have been adjudicated again, and that decision wins. The split is 70/15/15 by
 a hash: of the session for JD chat turns, so every turn of a conversation sits in one split,
 and of the id for the Alipay questions. An Alipay dev or test question that is a near-duplicate
 (character 5-gram Jaccard >= 0.8) of a training question moves to train, so the held-out
@@ -59,6 +64,7 @@ class RealRow(CorpusRow):
     annotator: str
     adjudicated: bool
     double_annotated: bool
+    reread: bool  # read again under the current guidelines (agreeing, or adjudicated again)
     split: str = ""
     moved: str = field(default="", repr=False)  # why a row left its hash split (not written)
 
@@ -94,12 +100,24 @@ def final_rows(
     first: dict[str, Annotation],
     second: dict[str, Annotation],
     adjudicated: dict[str, Annotation],
+    reread: dict[str, Annotation] | None = None,
+    readjudicated: dict[str, Annotation] | None = None,
 ) -> list[RealRow]:
+    reread, readjudicated = reread or {}, readjudicated or {}
     rows = []
     for message in messages:
         if message["id"] not in first:
             continue  # not annotated (yet): not part of the corpus
         chosen = adjudicated.get(message["id"]) or first[message["id"]]
+        again = reread.get(message["id"])
+        if again and again.labels != chosen.labels:
+            if message["id"] not in readjudicated:
+                raise DataError(
+                    f"re-read of {message['id']} differs from its labels and is not adjudicated",
+                    again.file,
+                    column="id",
+                )
+            chosen = readjudicated[message["id"]]
         rows.append(
             RealRow(
                 id=message["id"],
@@ -109,8 +127,9 @@ def final_rows(
                 session=message["session"],
                 turn=int(message["turn"]) if message["turn"] else None,
                 annotator=chosen.annotator,
-                adjudicated=message["id"] in adjudicated,
+                adjudicated=message["id"] in adjudicated or message["id"] in readjudicated,
                 double_annotated=message["id"] in second,
+                reread=again is not None,
             )
         )
     return rows
@@ -144,10 +163,16 @@ def build_real(config: RealConfig = RealConfig(), taxonomy: Taxonomy | None = No
     adjudicated = read_annotations(
         sorted((folder / "annotations").glob("adjudication.*.tsv")), taxonomy
     )
-    unknown = sorted((set(first) | set(second) | set(adjudicated)) - {m["id"] for m in messages})
+    reread = read_annotations(sorted((folder / "annotations" / "reread").glob("*.tsv")), taxonomy)
+    readjudicated = read_annotations(
+        sorted((folder / "annotations").glob("reread-adjudication.*.tsv")), taxonomy
+    )
+    annotated = set(first) | set(second) | set(adjudicated) | set(reread) | set(readjudicated)
+    unknown = sorted(annotated - {m["id"] for m in messages})
     if unknown:
         raise DataError(f"annotations name ids not in messages.tsv: {unknown[:5]}", str(folder))
-    rows = final_rows(messages, first, second, adjudicated)
+    prior = first | adjudicated  # the labels each message had before the re-read
+    rows = final_rows(messages, first, second, adjudicated, reread, readjudicated)
     assign_splits(rows)
     rows.sort(key=lambda row: row.id)
     (folder / "labelled.jsonl").write_text("".join(row.to_json() + "\n" for row in rows), "utf-8")
@@ -155,7 +180,7 @@ def build_real(config: RealConfig = RealConfig(), taxonomy: Taxonomy | None = No
         (folder / f"{split}.jsonl").write_text(
             "".join(row.to_json() + "\n" for row in rows if row.split == split), "utf-8"
         )
-    stats = real_stats(rows, first, second, taxonomy)
+    stats = real_stats(rows, first, second, taxonomy, prior, reread)
     (folder / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n")
     update_real_card(config.card, stats, taxonomy)
     return stats

@@ -2,8 +2,9 @@
 
 `datasets/real/README.md` is written by hand except the block between the markers, which
 `kefu data real` regenerates from the committed annotations: counts per label, source and
-split, and the agreement of the independent second annotation (accuracy and Cohen's kappa, and
-whether the two passes' labels hand the same messages to a person).
+split, the agreement of the independent second annotation (accuracy and Cohen's kappa, and
+whether the two passes' labels hand the same messages to a person), and how far a blind re-read
+under the current guidelines agrees with labels given under an older version.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ def agreement(first: dict, second: dict, ids: list[str]) -> dict[str, dict[str, 
     """Per head: share of identical labels and Cohen's kappa, first vs second annotation."""
     out = {}
     for head in HEADS:
+        if not ids:  # no second annotation yet
+            out[head] = {"n": 0, "accuracy": 0.0, "kappa": 0.0}
+            continue
         a = [first[i].labels[head] for i in ids]
         b = [second[i].labels[head] for i in ids]
         out[head] = {
             "n": len(ids),
             "accuracy": round(float(np.mean([x == y for x, y in zip(a, b, strict=True)])), 4),
-            "kappa": round(float(cohen_kappa_score(a, b)), 4),
+            "kappa": round(float(np.nan_to_num(cohen_kappa_score(a, b), nan=1.0)), 4),
         }
     return out
 
@@ -71,7 +75,35 @@ def handover_agreement(
     }
 
 
-def real_stats(rows: list, first: dict, second: dict, taxonomy: Taxonomy) -> dict[str, Any]:
+def reread_stats(rows: list, prior: dict, reread: dict) -> dict[str, Any]:
+    """The re-read against the labels before it, and how many final labels it changed per head."""
+    by_id = {row.id: row for row in rows}
+    ids = sorted(i for i in reread if i in by_id)
+    if not ids:
+        return {}
+    return {
+        "agreement": {"all": agreement(prior, reread, ids)}
+        | {
+            source: agreement(prior, reread, subset)
+            for source in SOURCES
+            if (subset := [i for i in ids if by_id[i].source == source])
+        },
+        "disagreed": sum(prior[i].labels != reread[i].labels for i in ids),
+        "changed": {
+            head: sum(getattr(by_id[i], head) != prior[i].labels[head] for i in ids)
+            for head in HEADS
+        },
+    }
+
+
+def real_stats(
+    rows: list,
+    first: dict,
+    second: dict,
+    taxonomy: Taxonomy,
+    prior: dict | None = None,
+    reread: dict | None = None,
+) -> dict[str, Any]:
     by_id = {row.id: row for row in rows}
     double = sorted(i for i in second if i in by_id)
     texts = {row.id: row.text for row in rows}
@@ -111,6 +143,7 @@ def real_stats(rows: list, first: dict, second: dict, taxonomy: Taxonomy) -> dic
             for name, subset in [("all", double)]
             + [(source, [i for i in double if by_id[i].source == source]) for source in SOURCES]
         },
+        "reread": reread_stats(rows, prior or {}, reread or {}),
         "moved_to_train": dict(sorted(Counter(r.moved for r in rows if r.moved).items())),
         "jd_test_near_duplicates_of_other_splits": round(
             float((max_jaccard(jd_test, earlier) >= THRESHOLD).mean()) if jd_test else 0.0, 4
@@ -160,15 +193,7 @@ def render(stats: dict[str, Any], taxonomy: Taxonomy) -> str:
         f"max {stats['length']['max']}.",
         "",
         "#### Agreement of the second annotation (before adjudication)",
-        "",
-        "| sample | n | intent acc | intent kappa | urgency acc | urgency kappa | emotion acc | emotion kappa |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, block in stats["agreement"].items():
-        cells = [f"{block[h]['accuracy']:.3f} | {block[h]['kappa']:.3f}" for h in HEADS]
-        label = "all" if name == "all" else SOURCES[name]
-        lines.append(f"| {label} | {block['intent']['n']:,} | " + " | ".join(cells) + " |")
-    lines += [
+        *agreement_table(stats["agreement"]),
         "",
         "Handing over to a person: the taxonomy's routing content rules (human requested, "
         "complaint, critical, angry, high urgency with a negative emotion) applied to each pass's "
@@ -184,6 +209,7 @@ def render(stats: dict[str, Any], taxonomy: Taxonomy) -> str:
             f"| {label} | {block['n']:,} | {block['first']} | {block['second']} | "
             f"{block['precision']:.2f} | {block['recall']:.2f} | {block['f1']:.2f} |"
         )
+    lines += render_reread(stats["reread"])
     for head in HEADS:
         names = taxonomy.names(head)
         lines += [
@@ -206,6 +232,37 @@ def render(stats: dict[str, Any], taxonomy: Taxonomy) -> str:
     ]
     lines += ["", "Rare in real traffic (all splits): " + ", ".join(rare) + "."]
     return "\n".join(lines)
+
+
+def render_reread(block: dict[str, Any]) -> list[str]:
+    if not block:
+        return []
+    lines = [
+        "",
+        "#### Re-read under the current guidelines (before adjudication)",
+        "",
+        f"{block['agreement']['all']['intent']['n']:,} messages read again, blind, by other "
+        "annotators under the current guidelines, scored against the labels they had (first "
+        "pass or adjudication). "
+        f"{block['disagreed']:,} differed on some head and were adjudicated again; final labels "
+        "changed: " + ", ".join(f"{head} {n:,}" for head, n in block["changed"].items()) + ".",
+        *agreement_table(block["agreement"]),
+    ]
+    return lines
+
+
+def agreement_table(agreement: dict[str, Any]) -> list[str]:
+    """Per-source accuracy and kappa of one annotation against another, each head side by side."""
+    lines = [
+        "",
+        "| sample | n | intent acc | intent kappa | urgency acc | urgency kappa | emotion acc | emotion kappa |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, heads in agreement.items():
+        cells = [f"{heads[h]['accuracy']:.3f} | {heads[h]['kappa']:.3f}" for h in HEADS]
+        label = "all" if name == "all" else SOURCES[name]
+        lines.append(f"| {label} | {heads['intent']['n']:,} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def update_real_card(card: Path, stats: dict[str, Any], taxonomy: Taxonomy) -> None:
