@@ -10,6 +10,7 @@ import pytest
 from support.paths import REPO_ROOT
 
 from kefu.errors import DataError
+from kefu.serving.taxonomy import HEADS
 from kefu.training.data.real import RealConfig, build_real, read_tsv
 
 REAL = REPO_ROOT / "datasets" / "real"
@@ -65,14 +66,18 @@ def test_adjudicated_rows_take_the_adjudicators_labels(rebuilt):
     adjudication = {r["id"]: r for r in read_tsv(folder / "annotations" / "adjudication.j01.tsv")}
     decided_again = {
         r["id"]
-        for path in folder.glob("annotations/reread-adjudication.*.tsv")
+        for pattern in (
+            "annotations/reread-adjudication.*.tsv",
+            "annotations/revisions/*/adjudication.*.tsv",
+        )
+        for path in folder.glob(pattern)
         for r in read_tsv(path)
     }
     labelled = {row["id"]: row for row in rows_of(folder / "labelled.jsonl")}
     assert stats["adjudicated"] == len(set(adjudication) | decided_again) > 0
     for row_id, decided in adjudication.items():
         if row_id in decided_again:
-            continue  # adjudicated again after the re-read: see the re-read test
+            continue  # adjudicated again after the re-read or a revision: see their tests
         row = labelled[row_id]
         assert row["adjudicated"] and row["double_annotated"] and row["annotator"] == "j01"
         assert (row["intent"], row["urgency"], row["emotion"]) == (
@@ -80,6 +85,27 @@ def test_adjudicated_rows_take_the_adjudicators_labels(rebuilt):
             decided["urgency"],
             decided["emotion"],
         )
+
+
+def test_the_committed_revisions_decide_the_labels_they_read(rebuilt):
+    folder, stats = rebuilt
+    labelled = {row["id"]: row for row in rows_of(folder / "labelled.jsonl")}
+    latest, decided = {}, {}  # id -> the last revision that read it, and its adjudication
+    for revision in sorted(folder.glob("annotations/revisions/*")):
+        read = {r["id"] for path in revision.glob("read.*.tsv") for r in read_tsv(path)}
+        assert read
+        latest |= dict.fromkeys(read, revision.name)
+        for row_id in read:
+            decided.pop(row_id, None)
+        for path in revision.glob("adjudication.*.tsv"):
+            decided |= {r["id"]: r for r in read_tsv(path)}
+    assert {i for i, row in labelled.items() if row["revision"]} == set(latest)
+    assert all(labelled[i]["revision"] == name for i, name in latest.items())
+    for row_id, labels in decided.items():
+        row = labelled[row_id]
+        assert row["adjudicated"]
+        assert [row[h] for h in HEADS] == [labels[h] for h in HEADS]
+    assert [block["name"] for block in stats["revisions"]] == ["v6-c1"]
 
 
 def test_second_annotation_agreement_meets_the_targets(rebuilt):
@@ -163,6 +189,44 @@ def test_a_reread_that_differs_needs_a_new_adjudication_which_then_decides(tmp_p
     assert block["disagreed"] == 1
     assert block["changed"] == {"intent": 1, "urgency": 1, "emotion": 0}
     assert "Re-read under the current guidelines" in (tmp_path / "README.md").read_text("utf-8")
+
+
+def test_a_revision_read_after_the_reread_needs_an_adjudication_where_it_differs(tmp_path):
+    revision = "revisions__v6-c1__read_m01_tsv"
+    read = {
+        "m0": ("payment", "high", "neutral"),  # differs from the re-read labels
+        "m1": ("payment", "low", "neutral"),  # agrees with the first pass: nothing changes
+    }
+    reread = {"m0": ("payment", "low", "neutral")}
+    write_corpus(
+        tmp_path, MESSAGES, pass1__b01_a01_tsv=FIRST, reread__b01_v01_tsv=reread, **{revision: read}
+    )
+    for path in tmp_path.glob("annotations/**/*_tsv"):
+        path.rename(path.with_name(path.name.replace("_", ".")))
+    with pytest.raises(DataError, match=r"read\.m01\.tsv.*revision v6-c1: read of m0 differs"):
+        build_real(RealConfig(folder=tmp_path))
+
+    decided = "id\tintent\turgency\temotion\trule\nm0\tpayment\thigh\tneutral\tC1\n"
+    (tmp_path / "annotations" / "revisions" / "v6-c1" / "adjudication.n01.tsv").write_text(
+        decided, "utf-8"
+    )
+    stats = build_real(RealConfig(folder=tmp_path))
+    labelled = {row["id"]: row for row in rows_of(tmp_path / "labelled.jsonl")}
+    assert (labelled["m0"]["urgency"], labelled["m0"]["annotator"]) == ("high", "n01")
+    assert labelled["m0"]["adjudicated"] and labelled["m0"]["revision"] == "v6-c1"
+    assert (labelled["m1"]["urgency"], labelled["m1"]["annotator"]) == ("low", "a01")
+    assert labelled["m1"]["revision"] == "v6-c1" and not labelled["m1"]["adjudicated"]
+    assert labelled["m2"]["revision"] == ""
+    assert stats["revisions"] == [
+        {
+            "name": "v6-c1",
+            "read": 2,
+            "disagreed": 1,
+            "changed": {"intent": 0, "urgency": 1, "emotion": 0},
+        }
+    ]
+    card = (tmp_path / "README.md").read_text("utf-8")
+    assert "| v6-c1 | 2 | 1 | 0 | 1 | 0 |" in card
 
 
 def test_handover_agreement_scores_the_second_pass_against_the_first():

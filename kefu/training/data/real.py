@@ -10,13 +10,18 @@ Usage: `build_real(RealConfig())` reads `datasets/real/`:
   labelled under an older version;
 - `annotations/reread-adjudication.<annotator>.tsv`: the third read of every re-read row whose
   labels differ from the labels it had before;
+- `annotations/revisions/<name>/read.<annotator>.tsv` and `adjudication.<annotator>.tsv`: after
+  a guideline ruling, a blind read of the messages it may concern (found by keyword: keywords
+  only choose what is read) and the third read of every row whose read differs, applied in
+  name order after the re-read;
 and writes `labelled.jsonl` (every message with its final labels, who gave them, whether they
 were adjudicated, and its split), `train/dev/test.jsonl`, `stats.json` and the numbers section
 of `README.md`, byte-identically for the same inputs.
 
 Final labels: the adjudicated ones where a disagreement was adjudicated, else the first pass
 (on the double-annotated rows that agreed, both passes say the same). A re-read that agrees
-keeps those labels; one that differs must have been adjudicated again, and that decision wins. The split is 70/15/15 by
+keeps those labels; one that differs must have been adjudicated again, and that decision wins;
+a revision's read is handled the same way, after the re-read. The split is 70/15/15 by
 a hash: of the session for JD chat turns, so every turn of a conversation sits in one split,
 and of the id for the Alipay questions. An Alipay dev or test question that is a near-duplicate
 (character 5-gram Jaccard >= 0.8) of a training question moves to train, so the held-out
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -57,6 +63,15 @@ class Annotation:
     file: str
 
 
+@dataclass(frozen=True)
+class Revision:
+    """A targeted read after a guideline ruling (`annotations/revisions/<name>/`)."""
+
+    name: str  # e.g. v6-c1: the guideline version and the entry it ruled
+    read: dict[str, Annotation]
+    adjudicated: dict[str, Annotation]
+
+
 @dataclass
 class RealRow(CorpusRow):
     session: str
@@ -65,6 +80,7 @@ class RealRow(CorpusRow):
     adjudicated: bool
     double_annotated: bool
     reread: bool  # read again under the current guidelines (agreeing, or adjudicated again)
+    revision: str = ""  # the latest revision that read it ("" = none)
     split: str = ""
     moved: str = field(default="", repr=False)  # why a row left its hash split (not written)
 
@@ -102,6 +118,7 @@ def final_rows(
     adjudicated: dict[str, Annotation],
     reread: dict[str, Annotation] | None = None,
     readjudicated: dict[str, Annotation] | None = None,
+    revisions: Sequence[Revision] = (),
 ) -> list[RealRow]:
     reread, readjudicated = reread or {}, readjudicated or {}
     rows = []
@@ -118,6 +135,21 @@ def final_rows(
                     column="id",
                 )
             chosen = readjudicated[message["id"]]
+        revised, revision_adjudicated = "", False
+        for revision in revisions:
+            read = revision.read.get(message["id"])
+            if read is None:
+                continue
+            revised = revision.name
+            if read.labels != chosen.labels:
+                if message["id"] not in revision.adjudicated:
+                    raise DataError(
+                        f"revision {revision.name}: read of {message['id']} differs from its "
+                        "labels and is not adjudicated",
+                        read.file,
+                        column="id",
+                    )
+                chosen, revision_adjudicated = revision.adjudicated[message["id"]], True
         rows.append(
             RealRow(
                 id=message["id"],
@@ -127,12 +159,27 @@ def final_rows(
                 session=message["session"],
                 turn=int(message["turn"]) if message["turn"] else None,
                 annotator=chosen.annotator,
-                adjudicated=message["id"] in adjudicated or message["id"] in readjudicated,
+                adjudicated=message["id"] in adjudicated
+                or message["id"] in readjudicated
+                or revision_adjudicated,
                 double_annotated=message["id"] in second,
                 reread=again is not None,
+                revision=revised,
             )
         )
     return rows
+
+
+def read_revisions(folder: Path, taxonomy: Taxonomy) -> list[Revision]:
+    return [
+        Revision(
+            name=path.name,
+            read=read_annotations(sorted(path.glob("read.*.tsv")), taxonomy),
+            adjudicated=read_annotations(sorted(path.glob("adjudication.*.tsv")), taxonomy),
+        )
+        for path in sorted((folder / "annotations" / "revisions").glob("*"))
+        if path.is_dir()
+    ]
 
 
 def assign_splits(rows: list[RealRow]) -> None:
@@ -153,7 +200,7 @@ def assign_splits(rows: list[RealRow]) -> None:
 
 
 def build_real(config: RealConfig = RealConfig(), taxonomy: Taxonomy | None = None) -> dict:
-    from kefu.training.data.real_card import real_stats, update_real_card
+    from kefu.training.data.real_card import real_stats, revision_stats, update_real_card
 
     taxonomy = taxonomy or load_taxonomy()
     folder = config.folder
@@ -167,12 +214,20 @@ def build_real(config: RealConfig = RealConfig(), taxonomy: Taxonomy | None = No
     readjudicated = read_annotations(
         sorted((folder / "annotations").glob("reread-adjudication.*.tsv")), taxonomy
     )
+    revisions = read_revisions(folder, taxonomy)
     annotated = set(first) | set(second) | set(adjudicated) | set(reread) | set(readjudicated)
+    for revision in revisions:
+        annotated |= set(revision.read) | set(revision.adjudicated)
     unknown = sorted(annotated - {m["id"] for m in messages})
     if unknown:
         raise DataError(f"annotations name ids not in messages.tsv: {unknown[:5]}", str(folder))
     prior = first | adjudicated  # the labels each message had before the re-read
-    rows = final_rows(messages, first, second, adjudicated, reread, readjudicated)
+    rows = final_rows(messages, first, second, adjudicated, reread, readjudicated, revisions)
+    # each revision is scored against the labels it found (those after the revisions before it)
+    before = [
+        final_rows(messages, first, second, adjudicated, reread, readjudicated, revisions[:k])
+        for k in range(len(revisions))
+    ]
     assign_splits(rows)
     rows.sort(key=lambda row: row.id)
     (folder / "labelled.jsonl").write_text("".join(row.to_json() + "\n" for row in rows), "utf-8")
@@ -181,6 +236,10 @@ def build_real(config: RealConfig = RealConfig(), taxonomy: Taxonomy | None = No
             "".join(row.to_json() + "\n" for row in rows if row.split == split), "utf-8"
         )
     stats = real_stats(rows, first, second, taxonomy, prior, reread)
+    stats["revisions"] = [
+        revision_stats(revision, earlier, rows)
+        for revision, earlier in zip(revisions, before, strict=True)
+    ]
     (folder / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n")
     update_real_card(config.card, stats, taxonomy)
     return stats

@@ -4,7 +4,8 @@
 `kefu data real` regenerates from the committed annotations: counts per label, source and
 split, the agreement of the independent second annotation (accuracy and Cohen's kappa, and
 whether the two passes' labels hand the same messages to a person), and how far a blind re-read
-under the current guidelines agrees with labels given under an older version.
+under the current guidelines agrees with labels given under an older version, and what each
+revision after a guideline ruling read and changed.
 """
 
 from __future__ import annotations
@@ -91,6 +92,25 @@ def reread_stats(rows: list, prior: dict, reread: dict) -> dict[str, Any]:
         "disagreed": sum(prior[i].labels != reread[i].labels for i in ids),
         "changed": {
             head: sum(getattr(by_id[i], head) != prior[i].labels[head] for i in ids)
+            for head in HEADS
+        },
+    }
+
+
+def revision_stats(revision: Any, before: list, after: list) -> dict[str, Any]:
+    """A revision's read against the labels it found, and the final labels it changed."""
+    found = {row.id: row for row in before}
+    final = {row.id: row for row in after}
+    ids = sorted(revision.read)
+    return {
+        "name": revision.name,
+        "read": len(ids),
+        "disagreed": sum(
+            any(revision.read[i].labels[head] != getattr(found[i], head) for head in HEADS)
+            for i in ids
+        ),
+        "changed": {
+            head: sum(getattr(final[i], head) != getattr(found[i], head) for i in ids)
             for head in HEADS
         },
     }
@@ -210,6 +230,7 @@ def render(stats: dict[str, Any], taxonomy: Taxonomy) -> str:
             f"{block['precision']:.2f} | {block['recall']:.2f} | {block['f1']:.2f} |"
         )
     lines += render_reread(stats["reread"])
+    lines += render_revisions(stats.get("revisions", []))
     for head in HEADS:
         names = taxonomy.names(head)
         lines += [
@@ -248,6 +269,26 @@ def render_reread(block: dict[str, Any]) -> list[str]:
         "changed: " + ", ".join(f"{head} {n:,}" for head, n in block["changed"].items()) + ".",
         *agreement_table(block["agreement"]),
     ]
+    return lines
+
+
+def render_revisions(blocks: list[dict[str, Any]]) -> list[str]:
+    if not blocks:
+        return []
+    lines = [
+        "",
+        "#### Revisions after a guideline ruling",
+        "",
+        "The messages a ruling may concern (found by keyword; the keywords only chose what was "
+        "read) read again, blind, under it (`annotations/revisions/`); every read that differed "
+        "from the labels was adjudicated.",
+        "",
+        "| revision | read | differed | intent changed | urgency changed | emotion changed |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for block in blocks:
+        changed = " | ".join(str(block["changed"][head]) for head in HEADS)
+        lines.append(f"| {block['name']} | {block['read']} | {block['disagreed']} | {changed} |")
     return lines
 
 
