@@ -59,6 +59,8 @@ def write_jsonl(path, rows, extra_lines=(), sources=None):
             }
             if sources:
                 record["source"] = sources[number % len(sources)]
+                if record["source"] == "jd":  # chat turns: three per conversation
+                    record["session"], record["turn"] = f"s{number // 6}", number % 6 // 2 + 1
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         for line in extra_lines:
             handle.write(line + "\n")
@@ -130,6 +132,20 @@ def test_each_extra_test_set_gets_a_block_of_the_same_shape_with_scores_per_sour
     assert set(real["by_source"]) == {"jd", "alipay"}
     assert sum(part["n"] for part in real["by_source"].values()) == len(EVAL_ROWS)
     assert "by_source" not in metrics  # the first set has no source column
+
+
+def test_a_test_set_with_sessions_is_also_scored_per_conversation(evaluated):
+    out, metrics = evaluated
+    conversations = metrics["real"]["conversations"]
+    jd_rows = (len(EVAL_ROWS) + 1) // 2  # every other row of the real file is a JD turn
+    assert conversations["turns"] == jd_rows
+    assert conversations["conversations"] == -(-jd_rows // 3)
+    assert conversations["handed_over"] <= conversations["conversations"]
+    assert conversations["need_person"] >= 1  # the complaint and angry rows need a person
+    assert "conversations" not in metrics  # the seed file has no sessions
+    assert "Conversations: each session routed turn by turn" in (out / "report.md").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_supports_add_up_and_unlabelled_rows_are_skipped_per_head(evaluated):

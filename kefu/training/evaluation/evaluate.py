@@ -30,6 +30,7 @@ from kefu.training.calibration_metrics import ECE_BINS
 from kefu.training.data.loader import LabelledData
 from kefu.training.evaluation import plots
 from kefu.training.evaluation.baseline import HeadBaseline, fit_head_baseline
+from kefu.training.evaluation.conversations import conversation_block
 from kefu.training.evaluation.escalation import escalation_block
 from kefu.training.evaluation.head_metrics import (
     MIN_SUPPORT,
@@ -208,6 +209,9 @@ def _evaluate_set(
     if sources:
         block["by_source"] = sources
     block["escalation"] = escalation_block(data, outputs.decisions, models.fp32.policy)
+    conversations = conversation_block(data, models.fp32)
+    if conversations is not None:
+        block["conversations"] = conversations
     return block, figures
 
 

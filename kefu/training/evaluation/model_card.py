@@ -25,6 +25,7 @@ from kefu.training.evaluation.card_sections import (
 )
 from kefu.training.evaluation.report import (
     by_source_table,
+    conversation_table,
     escalation_table,
     public_dev_table,
     set_blocks,
@@ -142,6 +143,8 @@ def _evaluation(bundle: Bundle, metrics: Mapping[str, Any], report_link: str | N
             lines += ["", *by_source_table(block)]
         if block.get("escalation"):
             lines += ["", *escalation_table(block)]
+        if block.get("conversations"):
+            lines += ["", *conversation_table(block)]
         lines += ["", int8_sentence(block)]
     if report_link:
         lines += [

@@ -166,6 +166,36 @@ def escalation_table(block: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def conversation_table(block: Mapping[str, Any]) -> list[str]:
+    """Handing over whole conversations (test sets with session and turn columns)."""
+    conv = block.get("conversations")
+    if not conv:
+        return []
+    header = ["conversations", "need a person", "handed over", "precision", "recall", "on time"]
+    row = [
+        fmt(conv["conversations"]),
+        fmt(conv["need_person"]),
+        fmt(conv["handed_over_for_content"]),
+        fmt(conv["precision"]),
+        fmt(conv["recall"]),
+        fmt(conv["on_time"]),
+    ]
+    reasons = ", ".join(f"{reason} {n}" for reason, n in conv["first_handover_reasons"].items())
+    return [
+        "Conversations: each session routed turn by turn with its context, as the server and "
+        "`kefu score --session-col` route; a conversation needs a person when the content rules "
+        "fire on a turn's gold labels, and counts as handed over at its first turn routed to a "
+        "human for a content reason (on time: no later than the first turn that needs it).",
+        "",
+        *table(header, [row]),
+        "",
+        f"With every rule (turn limit, repeated intent, failed clarification too) "
+        f"{fmt(conv['handed_over'])} of {fmt(conv['conversations'])} conversations reach a "
+        f"person, the first hand-over at customer turn {fmt(conv['first_handover_turn_median'])} "
+        f"(median); reasons of those first hand-overs: {reasons or 'none'}.",
+    ]
+
+
 def by_source_table(block: Mapping[str, Any]) -> list[str]:
     rows = [
         [source, fmt(part["n"]), *(fmt(part[head]["macro_f1"]) for head in HEADS)]
@@ -210,6 +240,8 @@ def render_report(
             lines += ["", *by_source_table(block)]
         if block.get("escalation"):
             lines += ["", *escalation_table(block)]
+        if block.get("conversations"):
+            lines += ["", *conversation_table(block)]
         for head in HEADS:
             lines += [
                 "",
