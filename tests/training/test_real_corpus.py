@@ -14,7 +14,15 @@ from kefu.serving.taxonomy import HEADS
 from kefu.training.data.real import RealConfig, build_real, read_tsv
 
 REAL = REPO_ROOT / "datasets" / "real"
-GENERATED = ("labelled.jsonl", "train.jsonl", "dev.jsonl", "test.jsonl", "stats.json", "README.md")
+GENERATED = (
+    "labelled.jsonl",
+    "train.jsonl",
+    "dev.jsonl",
+    "test.jsonl",
+    "train_paraphrases.jsonl",
+    "stats.json",
+    "README.md",
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +31,7 @@ def rebuilt(tmp_path_factory):
     for name in ("messages.tsv", "README.md"):
         shutil.copy(REAL / name, folder / name)
     shutil.copytree(REAL / "annotations", folder / "annotations")
+    shutil.copytree(REAL / "paraphrases", folder / "paraphrases")
     stats = build_real(RealConfig(folder=folder))
     return folder, stats
 
@@ -227,6 +236,44 @@ def test_a_revision_read_after_the_reread_needs_an_adjudication_where_it_differs
     ]
     card = (tmp_path / "README.md").read_text("utf-8")
     assert "| v6-c1 | 2 | 1 | 0 | 1 | 0 |" in card
+
+
+def test_paraphrases_take_their_messages_labels_and_only_training_messages_are_rephrased(
+    tmp_path,
+):
+    messages = {f"m{i}": f"花呗第{i}期怎么还款" for i in range(30)}
+    first = {i: ("payment", "low", "neutral") for i in messages}
+    first["m0"] = ("payment", "high", "anxious")
+    write_corpus(tmp_path, messages, pass1__b01_a01_tsv=first)
+    for path in tmp_path.glob("annotations/**/*_tsv"):
+        path.rename(path.with_name(path.name.replace("_", ".")))
+    build_real(RealConfig(folder=tmp_path))
+    split = {row["id"]: row["split"] for row in rows_of(tmp_path / "labelled.jsonl")}
+    train = sorted(i for i, s in split.items() if s == "train")
+    held = sorted(i for i, s in split.items() if s != "train")
+    assert train and held
+    folder = tmp_path / "paraphrases"
+    folder.mkdir()
+    lines = [f"{train[0]}\t还款日到了钱还没扣怎么办", f"{train[1]}\t-"]
+    (folder / "p1.w01.tsv").write_text("source_id\ttext\n" + "\n".join(lines) + "\n", "utf-8")
+    stats = build_real(RealConfig(folder=tmp_path))
+    (kept,) = rows_of(tmp_path / "train_paraphrases.jsonl")
+    labels = {row["id"]: row for row in rows_of(tmp_path / "labelled.jsonl")}[train[0]]
+    assert kept["paraphrase_of"] == train[0] and kept["writer"] == "w01"
+    assert [kept[h] for h in HEADS] == [labels[h] for h in HEADS]
+    assert stats["paraphrases"] == {
+        "writers": 1,
+        "written": 2,
+        "skipped": 1,
+        "near_duplicates_of_held_out": 0,
+        "kept": 1,
+    }
+    assert "1 in `train_paraphrases.jsonl`" in (tmp_path / "README.md").read_text("utf-8")
+
+    lines.append(f"{held[0]}\t改写的测试消息")  # a dev or test message: would leak it
+    (folder / "p1.w01.tsv").write_text("source_id\ttext\n" + "\n".join(lines) + "\n", "utf-8")
+    with pytest.raises(DataError, match=r"p1\.w01\.tsv, line 4.*only training messages"):
+        build_real(RealConfig(folder=tmp_path))
 
 
 def test_handover_agreement_scores_the_second_pass_against_the_first():

@@ -14,6 +14,8 @@ Usage: `build_real(RealConfig())` reads `datasets/real/`:
   a guideline ruling, a blind read of the messages it may concern (found by keyword: keywords
   only choose what is read) and the third read of every row whose read differs, applied in
   name order after the re-read;
+- `paraphrases/<batch>.<writer>.tsv`: written paraphrases of training messages
+  (`real_paraphrases.py`, output `train_paraphrases.jsonl`);
 and writes `labelled.jsonl` (every message with its final labels, who gave them, whether they
 were adjudicated, and its split), `train/dev/test.jsonl`, `stats.json` and the numbers section
 of `README.md`, byte-identically for the same inputs.
@@ -201,6 +203,7 @@ def assign_splits(rows: list[RealRow]) -> None:
 
 def build_real(config: RealConfig = RealConfig(), taxonomy: Taxonomy | None = None) -> dict:
     from kefu.training.data.real_card import real_stats, revision_stats, update_real_card
+    from kefu.training.data.real_paraphrases import build_paraphrases
 
     taxonomy = taxonomy or load_taxonomy()
     folder = config.folder
@@ -240,6 +243,7 @@ def build_real(config: RealConfig = RealConfig(), taxonomy: Taxonomy | None = No
         revision_stats(revision, earlier, rows)
         for revision, earlier in zip(revisions, before, strict=True)
     ]
+    stats["paraphrases"] = build_paraphrases(folder, rows)
     (folder / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n")
     update_real_card(config.card, stats, taxonomy)
     return stats

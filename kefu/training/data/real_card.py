@@ -231,6 +231,7 @@ def render(stats: dict[str, Any], taxonomy: Taxonomy) -> str:
         )
     lines += render_reread(stats["reread"])
     lines += render_revisions(stats.get("revisions", []))
+    lines += render_paraphrases(stats.get("paraphrases") or {})
     for head in HEADS:
         names = taxonomy.names(head)
         lines += [
@@ -290,6 +291,21 @@ def render_revisions(blocks: list[dict[str, Any]]) -> list[str]:
         changed = " | ".join(str(block["changed"][head]) for head in HEADS)
         lines.append(f"| {block['name']} | {block['read']} | {block['disagreed']} | {changed} |")
     return lines
+
+
+def render_paraphrases(block: dict[str, Any]) -> list[str]:
+    if not block.get("written"):
+        return []
+    return [
+        "",
+        "#### Written paraphrases of training messages",
+        "",
+        f"{block['written']:,} training messages rephrased by {block['writers']} writers "
+        f"(`paraphrases/`), each taking its message's labels: {block['skipped']} left as `-` "
+        "(no faithful rewording), "
+        f"{block['near_duplicates_of_held_out']} dropped as near-duplicates of a dev or test "
+        f"message, {block['kept']:,} in `train_paraphrases.jsonl` (training only).",
+    ]
 
 
 def agreement_table(agreement: dict[str, Any]) -> list[str]:
