@@ -279,7 +279,7 @@ def test_paraphrases_take_their_messages_labels_and_only_training_messages_are_r
 def test_handover_agreement_scores_the_second_pass_against_the_first():
     from kefu.serving.taxonomy import load_taxonomy
     from kefu.training.data.real import Annotation
-    from kefu.training.data.real_card import handover_agreement
+    from kefu.training.data.real_stats import handover_agreement
 
     def read(intent, urgency, emotion):
         return Annotation({"intent": intent, "urgency": urgency, "emotion": emotion}, "a", "f")

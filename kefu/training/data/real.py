@@ -202,8 +202,9 @@ def assign_splits(rows: list[RealRow]) -> None:
 
 
 def build_real(config: RealConfig = RealConfig(), taxonomy: Taxonomy | None = None) -> dict:
-    from kefu.training.data.real_card import real_stats, revision_stats, update_real_card
+    from kefu.training.data.real_card import update_real_card
     from kefu.training.data.real_paraphrases import build_paraphrases
+    from kefu.training.data.real_stats import real_stats, revision_stats
 
     taxonomy = taxonomy or load_taxonomy()
     folder = config.folder
