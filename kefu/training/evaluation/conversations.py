@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from kefu.serving.batch.sessions import turn_number
 from kefu.serving.classifier import Prediction
 from kefu.serving.deployment import Deployment
 from kefu.serving.routing import (
@@ -47,8 +48,8 @@ def conversations_of(data: LabelledData) -> dict[str, list[LabelledRow]]:
         session = row.extra.get("session")
         if session in (None, ""):
             continue
-        turn = row.extra.get("turn")
-        order = float(turn) if isinstance(turn, int | float) else float("inf")
+        turn = turn_number(row.extra.get("turn"))
+        order = float(turn) if turn is not None else float("inf")
         sessions[str(session)].append((order, position, row))
     return {key: [row for *_, row in sorted(turns)] for key, turns in sessions.items()}
 
@@ -124,9 +125,8 @@ def _walk(
     clarifications = 0
     for position, row in enumerate(turns, start=1):
         prediction = next(predictions)
-        turn = row.extra.get("turn")
         context = ConversationContext(
-            turn if isinstance(turn, int) else position, tuple(previous), clarifications
+            turn_number(row.extra.get("turn")) or position, tuple(previous), clarifications
         )
         decision = decide(prediction, context, policy)
         previous.append(None if prediction.intent.abstain else prediction.intent.label)
