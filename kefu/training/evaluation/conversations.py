@@ -5,8 +5,8 @@ conversations: on a test set whose rows carry `session` and `turn` (the real JD 
 each conversation is routed turn by turn with the context a server caller sends (turn number,
 earlier intents, None where the intent abstained, and how often the bot already asked the
 customer to choose), through `routing.decide`, as `kefu score --session-col` routes a log.
-Model predictions do not depend on context, so the texts are triaged once and only the routing
-walks the turns.
+Model predictions do not depend on context, so the predictions of evaluation's one pass over
+the texts are reused and only the routing walks the turns.
 
 A conversation *needs a person* when the content rules fire on any turn's gold labels
 (`gold_reasons`). Precision, recall and *on time* (handed over no later than the first turn
@@ -21,13 +21,12 @@ its conversation but never counts as needing a person.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kefu.serving.batch.sessions import turn_number
 from kefu.serving.classifier import Prediction
-from kefu.serving.deployment import Deployment
 from kefu.serving.routing import (
     CONTENT_REASONS,
     Action,
@@ -43,31 +42,36 @@ from kefu.training.evaluation.escalation import gold_reasons
 
 def conversations_of(data: LabelledData) -> dict[str, list[LabelledRow]]:
     """session -> its labelled rows in turn order (file order where turns tie or are missing)."""
-    sessions: dict[str, list[tuple[float, int, LabelledRow]]] = defaultdict(list)
+    return {
+        session: [data.rows[position] for position in positions]
+        for session, positions in _session_positions(data).items()
+    }
+
+
+def _session_positions(data: LabelledData) -> dict[str, list[int]]:
+    """session -> the positions of its rows in `data.rows`, in turn order."""
+    sessions: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for position, row in enumerate(data.rows):
         session = row.extra.get("session")
         if session in (None, ""):
             continue
         turn = turn_number(row.extra.get("turn"))
-        order = float(turn) if turn is not None else float("inf")
-        sessions[str(session)].append((order, position, row))
-    return {key: [row for *_, row in sorted(turns)] for key, turns in sessions.items()}
+        sessions[str(session)].append((float(turn) if turn is not None else float("inf"), position))
+    return {key: [position for _, position in sorted(turns)] for key, turns in sessions.items()}
 
 
-def conversation_block(data: LabelledData, deployment: Deployment) -> dict[str, Any] | None:
+def conversation_block(
+    data: LabelledData, predictions: Sequence[Prediction], policy: RoutingPolicy
+) -> dict[str, Any] | None:
     """{"conversations", "need_person", "precision", "recall", "on_time", "handed_over", ...};
-    None when the data has no sessions."""
-    sessions = conversations_of(data)
-    if not sessions:
+    None when the data has no sessions. `predictions`: one per row of `data`, every label ranked
+    (`EvaluationRun.predictions`), so routing reads the probabilities the server reads."""
+    positions = _session_positions(data)
+    if not positions:
         return None
-    rows = [row for turns in sessions.values() for row in turns]
-    # every label ranked, as the server routes; results are not cut
-    run = deployment.triage_in_batches(
-        [row.text for row in rows], top_k=deployment.ranked(1), entities=False
-    )
-    return score_conversations(
-        sessions, [triage.prediction for triage in run.results], deployment.policy
-    )
+    sessions = {key: [data.rows[i] for i in rows] for key, rows in positions.items()}
+    ordered = [predictions[i] for rows in positions.values() for i in rows]
+    return score_conversations(sessions, ordered, policy)
 
 
 def score_conversations(

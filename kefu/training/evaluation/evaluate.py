@@ -209,7 +209,7 @@ def _evaluate_set(
     if sources:
         block["by_source"] = sources
     block["escalation"] = escalation_block(data, outputs.decisions, models.fp32.policy)
-    conversations = conversation_block(data, models.fp32)
+    conversations = conversation_block(data, outputs.predictions, models.fp32.policy)
     if conversations is not None:
         block["conversations"] = conversations
     return block, figures

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kefu.serving.classifier import Classifier, softmax
+from kefu.serving.classifier import Classifier, Prediction, softmax
 from kefu.serving.deployment import Deployment
 from kefu.serving.routing import ConversationContext, Decision
 from kefu.serving.taxonomy import HEADS
@@ -33,6 +33,8 @@ class HeadOutputs:
 class EvaluationRun:
     heads: dict[str, HeadOutputs]
     decisions: list[Decision]  # routing of each text, input order
+    # each text's prediction with every label ranked (what routing read), input order
+    predictions: list[Prediction]
 
     def __getitem__(self, head: str) -> HeadOutputs:
         return self.heads[head]
@@ -48,7 +50,11 @@ def run_deployment(
 ) -> EvaluationRun:
     """Triage every text; per-head outputs and decisions with rows in input order."""
     run = deployment.triage_in_batches(
-        texts, contexts, batch_size=batch_size, top_k=1, keep_logits=with_logits
+        texts,
+        contexts,
+        batch_size=batch_size,
+        top_k=deployment.ranked(1),  # not cut: conversations re-route these predictions
+        keep_logits=with_logits,
     )
     labels = deployment.bundle.labels
     heads = {}
@@ -58,7 +64,11 @@ def run_deployment(
         abstain = np.array([p.heads[head].abstain for p, _ in run.results], dtype=bool)
         head_logits = run.logits[head] if run.logits is not None else None
         heads[head] = HeadOutputs(predicted, abstain, head_logits)
-    return EvaluationRun(heads, [decision for _, decision in run.results])
+    return EvaluationRun(
+        heads,
+        [decision for _, decision in run.results],
+        [prediction for prediction, _ in run.results],
+    )
 
 
 def calibrated_probabilities(
