@@ -52,6 +52,10 @@ ROW_BY_ROW_VARIANTS = frozenset({"int8"})
 # ONNX graph contract: inputs and one logits output per head, shapes (batch, seq) / (batch, k).
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 ONNX_OUTPUTS = {head: f"{head}_logits" for head in HEADS}
+# Graphs that blend in training's lexical model (kefu/training/lexical.py) also output the
+# encoder's own logits under these names, the numbers the `hf/` copy reproduces; serving reads
+# only ONNX_OUTPUTS.
+ENCODER_OUTPUTS = {head: f"{head}_encoder_logits" for head in HEADS}
 
 
 @dataclass

@@ -119,6 +119,10 @@ class TrainConfig:
     max_abstain_rate: dict[str, float] = _per_head(1.0, 1.0, 1.0)
 
     # --- export
+    # share of the served probabilities that comes from a TF-IDF + logistic regression model of
+    # the messages' token n-grams, built into the ONNX graph (kefu/training/lexical.py); 0 = the
+    # encoder alone
+    lexical_weight: float = 0.3
     # also write the INT8 model
     int8: bool = True
     # INT8 may lose at most this many macro-F1 points per head, else fp32 stays the default
@@ -143,7 +147,7 @@ class TrainConfig:
         for name in non_negative:
             if getattr(self, name) < 0:
                 _bad(name, getattr(self, name), "must be >= 0")
-        for name in ("dropout", "warmup_ratio", "label_smoothing", "ema_decay"):
+        for name in ("dropout", "warmup_ratio", "label_smoothing", "ema_decay", "lexical_weight"):
             if not 0 <= getattr(self, name) < 1:
                 _bad(name, getattr(self, name), "must be in [0, 1)")
         if not 0 < self.dev_fraction < 1:

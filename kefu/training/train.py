@@ -50,6 +50,7 @@ from kefu.training.export import (
     quantize_int8,
 )
 from kefu.training.hf_export import save_hf, stamp_onnx_metadata
+from kefu.training.lexical import blend_into_graph, check_blend, fit_lexical
 from kefu.training.loop import fit
 from kefu.training.model import MultiHeadLoss, class_weight_tensor, load_classifier
 from kefu.training.sampling import encode_split, mixed_batches, untrained_heads
@@ -142,7 +143,7 @@ def train(
         )
 
         # 5. export: fp32 must reproduce torch; INT8 becomes the default only if it keeps F1
-        onnx_fp32 = export_onnx(model, work / "model.onnx", config.max_length)
+        onnx_fp32 = export_onnx(model, work / "encoder.onnx", config.max_length)
         # each graph scores dev once; parity, the INT8 comparison and calibration share it
         dev_batches = mixed_batches(len(dev_set), DEV_BATCH_SIZE)
         fp32_dev = onnx_logits(onnx_fp32, dev_set, dev_batches, encoder.pad_id)
@@ -150,6 +151,32 @@ def train(
             model, fp32_dev, dev_set, dev_batches, encoder.pad_id, config.parity_tolerance
         )
         trained = tuple(head for head in HEADS if head not in untrained)
+        # 5b. the lexical model joins the graph; everything after scores the blend
+        lexical_summary = None
+        if config.lexical_weight > 0:
+            lexical_started = time.perf_counter()
+            lexical = fit_lexical(train_set, head_sizes, trained)
+            if lexical is not None:
+                onnx_fp32 = blend_into_graph(
+                    onnx_fp32, lexical, config.lexical_weight, work / "model.onnx"
+                )
+                encoder_dev, fp32_dev = (
+                    fp32_dev,
+                    onnx_logits(onnx_fp32, dev_set, dev_batches, encoder.pad_id),
+                )
+                lexical_summary = {
+                    "weight": config.lexical_weight,
+                    "ngrams": len(lexical.ngrams),
+                    "heads": list(lexical.heads),
+                    "max_abs_diff": check_blend(
+                        fp32_dev, encoder_dev, lexical, dev_set.ids, config.lexical_weight
+                    ),
+                    "seconds": round(time.perf_counter() - lexical_started, 1),
+                }
+                log(
+                    f"lexical model: {len(lexical.ngrams)} token n-grams, "
+                    f"{config.lexical_weight:.0%} of the served probabilities"
+                )
         onnx_int8, int8, default_variant = None, None, "fp32"
         dev_logits = fp32_dev
         if config.int8:
@@ -203,6 +230,7 @@ def train(
             "evaluations": [asdict(e) for e in history.evaluations],
             "calibration": {head: asdict(report) for head, report in calibration_reports.items()},
             "onnx_parity": asdict(parity),
+            "lexical": lexical_summary,
             "tokenizer_parity_texts": parity_texts,
             "int8_dev_macro_f1": asdict(int8) if int8 else None,
             "default_variant": default_variant,

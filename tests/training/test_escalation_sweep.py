@@ -2,6 +2,7 @@
 
 import pytest
 import yaml
+from support.training import tiny_config
 from typer.testing import CliRunner
 
 from kefu.cli.main import app
@@ -15,6 +16,7 @@ from kefu.training.evaluation.escalation_sweep import (
     sweep_min_probability,
 )
 from kefu.training.evaluation.inference import run_deployment
+from kefu.training.train import train
 
 
 def point(value, precision, recall, rate):
@@ -37,8 +39,17 @@ def test_choose_prefers_the_fewest_hand_overs_that_still_reach_the_recall():
     assert choose(points, min_recall=0.99).min_probability == 0.3
 
 
-def test_the_sweep_reroutes_one_model_run_as_evaluate_would_route_it(trained, data_dir):
-    _, bundle_dir, _ = trained
+@pytest.fixture(scope="module")
+def unsure_bundle(data_dir, base_dir, tmp_path_factory):
+    """The tiny encoder alone: the lexical model memorises the tiny data and is never unsure."""
+    out = tmp_path_factory.mktemp("unsure") / "tiny"
+    config = tiny_config(data_dir, base_dir, lexical_weight=0.0, int8=False)
+    train(config, out, log=lambda line: None, show_progress=False)
+    return out
+
+
+def test_the_sweep_reroutes_one_model_run_as_evaluate_would_route_it(unsure_bundle, data_dir):
+    bundle_dir = unsure_bundle
     deployment = Deployment.load(bundle_dir, threads=1)
     data = load_labelled(data_dir / "dev.jsonl")
     points = sweep_min_probability(deployment, data)

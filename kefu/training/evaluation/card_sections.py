@@ -84,6 +84,17 @@ def training_section(bundle: Bundle) -> list[str]:
                 f"{summary.get('tokenizer_parity_texts', '?')} texts",
             ]
         )
+    lexical = summary.get("lexical")
+    if lexical:
+        rows.append(
+            [
+                "lexical model",
+                f"TF-IDF + logistic regression of {lexical['ngrams']:,} token n-grams, "
+                f"{lexical['weight']:.0%} of the served probabilities of "
+                f"{', '.join(lexical['heads'])}; graph vs fitted model max probability diff "
+                f"{lexical['max_abs_diff']:.1e} on dev",
+            ]
+        )
     rows += [["note", note.replace("|", "/")] for note in bundle.manifest.notes]
     test_sets = set(bundle.metrics.get("test_sets") or [])
     for section, value in bundle.metrics.items():
@@ -265,11 +276,26 @@ def hf_usage(bundle: Bundle) -> list[str]:
     """How to load the bundle's `hf/` copy with transformers and get the ONNX logits back."""
     if bundle.hf_path is None:
         return ["This bundle has no `hf/` folder (it was not exported by `kefu train`)."]
+    lexical = (bundle.metrics.get("training") or {}).get("lexical")
+    if lexical:
+        same = (
+            "The bundle's `hf/` folder is the model's encoder and heads for `transformers` "
+            "(encoder, tokenizer, a config with the label maps of all three heads, head weights "
+            "in `heads.safetensors`). The served graph blends their probabilities with a lexical "
+            f"model of token n-grams (weight {lexical['weight']}), which has no `transformers` "
+            "form; the ONNX graph also outputs the encoder's own logits as `<head>_encoder_logits`."
+        )
+        match = "the logits then match those `<head>_encoder_logits` within 1e-4:"
+    else:
+        same = (
+            "The bundle's `hf/` folder is the same model for `transformers` (encoder, tokenizer, "
+            "a config with the label maps of all three heads, head weights in "
+            "`heads.safetensors`)."
+        )
+        match = "the logits then match the ONNX graph within 1e-4:"
     return [
-        "The bundle's `hf/` folder is the same model for `transformers` (encoder, tokenizer, a "
-        "config with the label maps of all three heads, head weights in `heads.safetensors`). "
-        "Apply kefu's text normalisation (`kefu.serving.normalize.normalize_text`: NFKC, chat "
-        "artefacts to placeholders) first; the logits then match the ONNX graph within 1e-4:",
+        f"{same} Apply kefu's text normalisation (`kefu.serving.normalize.normalize_text`: "
+        f"NFKC, chat artefacts to placeholders) first; {match}",
         "",
         "```python",
         "import torch",
