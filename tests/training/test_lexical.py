@@ -113,6 +113,14 @@ def test_row_weights_move_the_fit():
     assert heavy.predict_proba(probe)["intent"][0, 0] > even.predict_proba(probe)["intent"][0, 0]
 
 
+def test_a_token_id_beyond_the_key_width_is_refused_by_name():
+    too_large = EncodedSplit(
+        [""] * 2, [[1, 7, 2], [1, (1 << 20) - 1, 2]], {"intent": np.array([0, 1])}, None
+    )
+    with pytest.raises(LexicalCheckError, match=r"token id 1048575 .*lexical_weight=0"):
+        fit_lexical(too_large, SIZES, ["intent"])
+
+
 def test_the_graph_blends_exactly_what_was_fitted_on_padded_batches(tmp_path):
     lexical = fit_lexical(split(), SIZES, HEADS)
     encoder = encoder_graph(tmp_path / "encoder.onnx")
