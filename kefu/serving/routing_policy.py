@@ -35,7 +35,7 @@ DEFAULT_POLICY: dict[str, Any] = {
         "high_urgency_negative": {
             "urgency": ["high"],
             "emotions": ["anxious", "dissatisfied"],
-            "min_probability": 0.05,
+            "min_probability": 0.10,
         },
         "long_conversation": {"max_turns": 3},
         "repeated_intent": {"min_repeats": 1, "ignore_intents": ["greeting"]},

@@ -121,8 +121,8 @@ class TrainConfig:
     # --- export
     # share of the served probabilities that comes from a TF-IDF + logistic regression model of
     # the messages' token n-grams, built into the ONNX graph (kefu/training/lexical.py); 0 = the
-    # encoder alone
-    lexical_weight: float = 0.3
+    # encoder alone (the default: README, run Z)
+    lexical_weight: float = 0.0
     # also write the INT8 model
     int8: bool = True
     # INT8 may lose at most this many macro-F1 points per head, else fp32 stays the default

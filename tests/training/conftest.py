@@ -31,6 +31,8 @@ def base_dir(data_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained(data_dir, base_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "tiny"
-    config = tiny_config(data_dir, base_dir)
+    # the opt-in lexical blend, so the tests of the shared bundle cover the graph it builds; the
+    # default (no blend) is test_lexical.py's test_lexical_weight_zero_trains_the_encoder_alone
+    config = tiny_config(data_dir, base_dir, lexical_weight=0.3)
     result = train(config, out, log=lambda line: None, show_progress=False)
     return config, out, result

@@ -194,7 +194,8 @@ def test_lexical_weight_zero_trains_the_encoder_alone(data_dir, base_dir, tmp_pa
 
     from kefu.training.train import train
 
-    config = tiny_config(data_dir, base_dir, lexical_weight=0.0, epochs=1, int8=False)
+    config = tiny_config(data_dir, base_dir, epochs=1, int8=False)
+    assert config.lexical_weight == 0  # the blend is opt-in
     result = train(config, tmp_path / "b", log=lambda line: None, show_progress=False)
     assert result.summary["lexical"] is None
     session = ort.InferenceSession(str(read_bundle(tmp_path / "b").model_path("fp32")))
