@@ -160,10 +160,8 @@ def train(
                 onnx_fp32 = blend_into_graph(
                     onnx_fp32, lexical, config.lexical_weight, work / "model.onnx"
                 )
-                encoder_dev, fp32_dev = (
-                    fp32_dev,
-                    onnx_logits(onnx_fp32, dev_set, dev_batches, encoder.pad_id),
-                )
+                encoder_dev = fp32_dev
+                fp32_dev = onnx_logits(onnx_fp32, dev_set, dev_batches, encoder.pad_id)
                 lexical_summary = {
                     "weight": config.lexical_weight,
                     "ngrams": len(lexical.ngrams),
