@@ -69,7 +69,7 @@ test-slow: install base-model
 lint: install
 	$(BIN)/ruff check kefu tests
 	$(BIN)/ruff format --check kefu tests
-	$(BIN)/mypy kefu/serving kefu/tabular
+	$(BIN)/mypy kefu
 
 clean:
 	rm -rf $(VENV) .pytest_cache scored

@@ -41,10 +41,9 @@ def bench_accuracy(
             labels = classifier.bundle.labels[head]
             index = {label: i for i, label in enumerate(labels)}
             gold = data.labels(head)
-            keep = [i for i, label in enumerate(gold) if label in index]
-            scores = head_scores(
-                [index[gold[i]] for i in keep], predicted[variant][head][keep], labels
-            )
+            known = [(i, index[label]) for i, label in enumerate(gold) if label in index]
+            keep = [i for i, _ in known]
+            scores = head_scores([g for _, g in known], predicted[variant][head][keep], labels)
             results["variants"][variant][head] = {
                 "macro_f1": scores.macro_f1,
                 "accuracy": scores.accuracy,

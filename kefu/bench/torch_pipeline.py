@@ -34,23 +34,34 @@ BATCH_SIZES = (1, 32)
 
 
 class MultiHeadPipeline(Pipeline):
-    """text -> {head: logits row}; batching and padding are the Pipeline's own."""
+    """text -> {head: logits row}; batching and padding are the Pipeline's own.
+
+    Its steps take and return plain tensor dicts, narrower than `Pipeline`'s generic
+    signatures (hence the `override` ignores).
+    """
+
+    max_length: int = 128
 
     def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
         return {}, {}, {}
 
-    def preprocess(self, text: str, **_: Any) -> dict[str, torch.Tensor]:
+    def preprocess(self, text: str, **_: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        assert self.tokenizer is not None
         return self.tokenizer(
             text, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
 
-    def _forward(self, inputs: dict[str, torch.Tensor], **_: Any) -> dict[str, torch.Tensor]:
+    def _forward(  # type: ignore[override]
+        self, inputs: dict[str, torch.Tensor], **_: Any
+    ) -> dict[str, torch.Tensor]:
         input_ids = inputs["input_ids"]
         token_type_ids = inputs.get("token_type_ids", torch.zeros_like(input_ids))
         logits = self.model(input_ids, inputs["attention_mask"], token_type_ids)
         return dict(zip(HEADS, logits, strict=True))
 
-    def postprocess(self, outputs: dict[str, torch.Tensor], **_: Any) -> dict[str, list[float]]:
+    def postprocess(  # type: ignore[override]
+        self, outputs: dict[str, torch.Tensor], **_: Any
+    ) -> dict[str, list[float]]:
         return {head: outputs[head][0].tolist() for head in HEADS}
 
 
@@ -74,9 +85,9 @@ def build_pipeline(bundle_dir: Path, threads: int) -> tuple[MultiHeadPipeline, s
     model = MultiHeadClassifier(encoder, {head: len(bundle.labels[head]) for head in HEADS}).eval()
     tokenizer = reference_tokenizer(bundle)
     # Pipeline expects a PreTrainedModel; these are the attributes it reads from one.
-    model.config = model.encoder.config
-    model.device = torch.device("cpu")
-    pipeline = MultiHeadPipeline(model=model, tokenizer=tokenizer, device=-1)
+    model.config = model.encoder.config  # type: ignore[assignment]
+    model.device = torch.device("cpu")  # type: ignore[assignment]
+    pipeline = MultiHeadPipeline(model=model, tokenizer=tokenizer, device=-1)  # type: ignore[arg-type]
     pipeline.max_length = bundle.manifest.max_length
     return pipeline, weights, model.encoder.config
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -29,7 +30,7 @@ def build(
     from kefu.training.data.build import build as build_corpus
 
     config = BuildConfig()
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v for k, v in {"sources": sources, "out": out, "seed": seed}.items() if v is not None
     }
     if out is not None:

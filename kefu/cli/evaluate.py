@@ -126,6 +126,9 @@ def command(
     for position, name in enumerate(metrics["test_sets"]):
         block = metrics if position == 0 else metrics[name]
         for head, scores in block["model"].items():
+            if not scores["trained"]:
+                log(f"{name:6s} {head:8s} not trained (its training data had no labels for it)")
+                continue
             baseline, int8 = block["baseline"][head], block["int8"][head]
             log(
                 f"{name:6s} {head:8s} macro-F1 {fmt(scores['macro_f1'])} (baseline "

@@ -6,6 +6,9 @@ Each subcommand lives in its own module of `kefu/cli/`, which keeps heavy import
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
 from kefu.cli import base_model, bench, data, evaluate, report, score, serve, train, tune
@@ -38,7 +41,7 @@ def _options(
 
 
 app.add_typer(data.app, name="data")
-COMMANDS = {
+COMMANDS: dict[str, tuple[Callable[..., Any], str]] = {
     "base-model": (base_model.command, "Resolve and cache the pretrained base encoder."),
     "train": (train.command, "Fine-tune the three-head model and write a bundle."),
     "evaluate": (evaluate.command, "Evaluate a bundle on labelled files; metrics and a report."),

@@ -142,7 +142,13 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 _bad(name, getattr(self, name), "must be > 0")
-        non_negative = ("max_steps", "weight_decay", "max_grad_norm", "eval_every", "patience")
+        non_negative: tuple[str, ...] = (
+            "max_steps",
+            "weight_decay",
+            "max_grad_norm",
+            "eval_every",
+            "patience",
+        )
         non_negative += ("time_budget_minutes", "int8_max_drop", "threads", "label_smoothing")
         for name in non_negative:
             if getattr(self, name) < 0:

@@ -54,9 +54,8 @@ def save_hf(
     AutoTokenizer.from_pretrained(str(base_model_dir)).save_pretrained(out_dir)
     weights = {}
     for head in HEADS:
-        layer = model.heads[head]
-        weights[f"{head}.weight"] = layer.weight.detach().contiguous().clone()
-        weights[f"{head}.bias"] = layer.bias.detach().contiguous().clone()
+        for name, tensor in model.heads[head].state_dict().items():  # weight, bias
+            weights[f"{head}.{name}"] = tensor.detach().contiguous().clone()
     save_file(weights, str(out_dir / HF_HEADS), metadata={"heads": ",".join(HEADS)})
     return out_dir
 

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -127,7 +128,8 @@ def fit(
         optimizer, warmup_linear(total_steps, config.warmup_ratio)
     )
     average = weight_average(model, config.ema_decay)
-    scored = average.module if average else model  # what dev evaluation and export see
+    # what dev evaluation and export see
+    scored = cast(MultiHeadClassifier, average.module) if average else model
     history, stopper = History(), EarlyStopping(config.patience)
     best_state = None
     budget = config.time_budget_minutes * 60 or math.inf

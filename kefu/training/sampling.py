@@ -56,7 +56,7 @@ def encode_split(
     for head in HEADS:
         index = {label: i for i, label in enumerate(taxonomy.labels(head))}
         label_arrays[head] = np.array(
-            [index[row[head]] if row.get(head) is not None else IGNORE for row in labels],
+            [IGNORE if (label := row.get(head)) is None else index[label] for row in labels],
             dtype=np.int64,
         )
     row_weights = np.asarray(weights, dtype=np.float64) if weights is not None else None
@@ -91,7 +91,7 @@ def training_batches(
     drawn = epoch_rows(len(lengths), weights, rng)
     order = drawn[rng.permutation(len(drawn))]
     pool = batch_size * pool_batches
-    batches = []
+    batches: list[np.ndarray] = []
     for start in range(0, len(order), pool):
         chunk = order[start : start + pool]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]

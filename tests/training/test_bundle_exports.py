@@ -8,7 +8,9 @@ import onnxruntime as ort
 import pytest
 import torch
 from support.training import tiny_config, write_jsonl
+from typer.testing import CliRunner
 
+from kefu.cli.main import app
 from kefu.errors import DataError
 from kefu.serving.bundle import ENCODER_OUTPUTS, HF_HEADS, ONNX_METADATA, read_bundle
 from kefu.serving.classifier import Classifier
@@ -60,7 +62,9 @@ def test_both_onnx_graphs_name_their_labels_and_version(trained):
         }
 
 
-def test_heads_without_labels_are_marked_untrained_and_skipped(data_dir, base_dir, tmp_path):
+def test_heads_without_labels_are_marked_untrained_skipped_and_not_scored(
+    data_dir, base_dir, tmp_path
+):
     for name in ("train.jsonl", "dev.jsonl"):
         rows = [json.loads(line) for line in (data_dir / name).read_text().splitlines()]
         write_jsonl(tmp_path / name, [row | {"urgency": None, "emotion": None} for row in rows])
@@ -75,6 +79,20 @@ def test_heads_without_labels_are_marked_untrained_and_skipped(data_dir, base_di
         "not trained" in note and "urgency, emotion" in note for note in bundle.manifest.notes
     )
     assert "not trained" in bundle.model_card_path.read_text(encoding="utf-8")
+
+    # `kefu evaluate` scores the trained head and reports the others as not trained
+    evaluated = CliRunner().invoke(
+        app,
+        ["evaluate", "--bundle", str(tmp_path / "bundle"), "--data", str(data_dir / "dev.jsonl"),
+         "-o", str(tmp_path / "evaluation")],
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert metrics["model"]["intent"]["trained"] and metrics["model"]["intent"]["n"] > 0
+    for head in ("urgency", "emotion"):
+        assert not metrics["model"][head]["trained"]
+        assert metrics["model"][head]["n"] == 0 and metrics["model"][head]["accuracy"] is None
+        assert f"{head:8s} not trained" in evaluated.output
 
 
 def test_too_few_intent_labels_is_a_clear_error(data_dir, base_dir, tmp_path):

@@ -85,7 +85,7 @@ class Augmenter:
         names = list(self.operations)
         rng.shuffle(names)
         wanted = rng.choice([1, 1, 2, 2, 3])
-        text, applied = message.text, []
+        text, applied = message.text, list[str]()
         for name in names:
             if len(applied) == wanted:
                 break

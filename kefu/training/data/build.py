@@ -15,6 +15,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -92,7 +93,7 @@ def read_written(folder: Path, taxonomy: Taxonomy) -> list[Message]:
                     line=number,
                 )
             urg, emo, tags, text = (value.strip() for value in fields)
-            where = {"file": str(path), "line": number}
+            where: dict[str, Any] = {"file": str(path), "line": number}
             if urg not in urgency:
                 raise DataError(f"unknown urgency {urg!r}", column="urgency", **where)
             if emo not in emotion:

@@ -62,7 +62,7 @@ def build_paraphrases(folder: Path, rows: list) -> dict[str, Any]:
                     "writer": writer,
                 }
             )
-    scores = max_jaccard([row["text"] for row in written], held_out) if written else []
+    scores = max_jaccard([row["text"] for row in written], held_out)
     kept = [row for row, score in zip(written, scores, strict=True) if score < THRESHOLD]
     (folder / OUTPUT).write_text(
         "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in kept),

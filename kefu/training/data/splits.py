@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from kefu.errors import DataError
 from kefu.serving.bundle import sha256_file
@@ -27,7 +28,7 @@ def load_splits(
     Without dev files, dev is `dev_fraction` of train chosen by a hash of the normalised text,
     so that copies of one message never land on both sides.
     """
-    columns = {
+    columns: dict[str, Any] = {
         "text_col": config.text_column,
         "intent_col": config.intent_column,
         "urgency_col": config.urgency_column,

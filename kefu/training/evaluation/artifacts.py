@@ -39,8 +39,8 @@ def parse_test_set(value: str) -> tuple[str, Path]:
     name, sep, path = value.partition("=")
     if sep and name and "/" not in name:
         return name, Path(path)
-    path = Path(value)
-    return (path.parent.name or path.stem), path
+    bare = Path(value)
+    return (bare.parent.name or bare.stem), bare
 
 
 @dataclass
@@ -174,7 +174,7 @@ def training_data(
 
 def _load(
     path: Path,
-    columns: Mapping[str, str],
+    columns: Mapping[str, Any],  # load_labelled's *_col keywords
     reading: tuple[str | None, int],  # (encoding, max_record_lines)
     rejects_dir: Path | None,
     log: Callable[[str], None],

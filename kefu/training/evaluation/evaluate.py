@@ -163,7 +163,7 @@ def _evaluate_set(
 ) -> tuple[dict[str, Any], dict[str, dict[str, Path]]]:
     data, labels = test_set.data, bundle.labels
     texts = data.texts()
-    golds = {head: head_gold(data, head, labels[head]) for head in HEADS}
+    golds = {head: head_gold(data, head, labels[head], bundle.trained(head)) for head in HEADS}
     outputs = run_deployment(models.fp32, texts, with_logits=True)
     calibrated = calibrated_probabilities(models.fp32.classifier, outputs)
     uncalibrated = raw_probabilities(outputs)
@@ -175,7 +175,7 @@ def _evaluate_set(
         block["model"][head] = model_head(
             scores, gold, outputs[head], (calibrated[head], uncalibrated[head]),
             models.fp32.classifier.calibration[head], min_support,
-        )  # fmt: skip
+        ) | {"trained": bundle.trained(head)}  # fmt: skip
         block["baseline"][head] = baseline_head(
             models.baselines[head], texts, gold, labels[head], min_support
         )

@@ -35,10 +35,15 @@ class HeadGold:
     unknown: int  # rows whose label the bundle does not know (skipped)
 
 
-def head_gold(data: LabelledData, head: str, labels: Sequence[str]) -> HeadGold:
+def head_gold(
+    data: LabelledData, head: str, labels: Sequence[str], trained: bool = True
+) -> HeadGold:
+    """The rows scored for `head`: none when the bundle never trained it (its scores are null)."""
     index = {label: i for i, label in enumerate(labels)}
-    rows, gold, unknown = [], [], 0
-    for row_number, label in enumerate(data.labels(head)):
+    rows: list[int] = []
+    gold: list[int] = []
+    unknown = 0
+    for row_number, label in enumerate(data.labels(head) if trained else ()):
         if label is None:
             continue
         if label not in index:

@@ -60,7 +60,10 @@ def run_deployment(
     heads = {}
     for head in HEADS:
         index = {label: i for i, label in enumerate(labels[head])}
-        predicted = np.array([index[p.heads[head].label] for p, _ in run.results], dtype=np.int64)
+        # an untrained head predicts no label: -1, which no gold row is scored against
+        predicted = np.array(
+            [index.get(p.heads[head].label or "", -1) for p, _ in run.results], dtype=np.int64
+        )
         abstain = np.array([p.heads[head].abstain for p, _ in run.results], dtype=bool)
         head_logits = run.logits[head] if run.logits is not None else None
         heads[head] = HeadOutputs(predicted, abstain, head_logits)

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def confusion_matrix(gold: Sequence[int], predicted: Sequence[int], n_labels: int) -> np.ndarray:
+def confusion_matrix(
+    gold: Sequence[int] | np.ndarray, predicted: Sequence[int] | np.ndarray, n_labels: int
+) -> np.ndarray:
     """(n_labels, n_labels) int64 counts: [i, j] = rows of gold label i predicted as j."""
     matrix = np.zeros((n_labels, n_labels), dtype=np.int64)
     np.add.at(matrix, (np.asarray(gold, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
@@ -76,7 +78,9 @@ def scores_from_confusion(matrix: np.ndarray, labels: Sequence[str]) -> HeadScor
     )
 
 
-def head_scores(gold: Sequence[int], predicted: Sequence[int], labels: Sequence[str]) -> HeadScores:
+def head_scores(
+    gold: Sequence[int] | np.ndarray, predicted: Sequence[int] | np.ndarray, labels: Sequence[str]
+) -> HeadScores:
     """Scores of label indices `predicted` against `gold` (both into `labels`)."""
     return scores_from_confusion(confusion_matrix(gold, predicted, len(labels)), labels)
 
