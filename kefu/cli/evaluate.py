@@ -14,6 +14,11 @@ from pathlib import Path
 
 import typer
 
+COLUMN_HELP = (
+    "Column of the test files holding the {} (default: the one the bundle was trained on, "
+    "as its training config names it)."
+)
+
 
 def command(
     bundle: Path = typer.Option(
@@ -58,11 +63,11 @@ def command(
     threads: int = typer.Option(
         None, "--threads", min=1, help="ONNX Runtime threads (default all cores)."
     ),
-    text_col: str = typer.Option("text", "--text-col"),
-    intent_col: str = typer.Option("intent", "--intent-col"),
-    urgency_col: str = typer.Option("urgency", "--urgency-col"),
-    emotion_col: str = typer.Option("emotion", "--emotion-col"),
-    id_col: str = typer.Option("id", "--id-col"),
+    text_col: str = typer.Option(None, "--text-col", help=COLUMN_HELP.format("text")),
+    intent_col: str = typer.Option(None, "--intent-col", help=COLUMN_HELP.format("intent")),
+    urgency_col: str = typer.Option(None, "--urgency-col", help=COLUMN_HELP.format("urgency")),
+    emotion_col: str = typer.Option(None, "--emotion-col", help=COLUMN_HELP.format("emotion")),
+    id_col: str = typer.Option(None, "--id-col", help=COLUMN_HELP.format("id")),
     encoding: str = typer.Option(
         None, "--encoding", help="Text encoding of the data files (default: detected per file)."
     ),
@@ -111,11 +116,15 @@ def command(
         update_bundle=update,
         threads=threads,
         columns={
-            "text_col": text_col,
-            "intent_col": intent_col,
-            "urgency_col": urgency_col,
-            "emotion_col": emotion_col,
-            "id_col": id_col,
+            keyword: name
+            for keyword, name in {
+                "text_col": text_col,
+                "intent_col": intent_col,
+                "urgency_col": urgency_col,
+                "emotion_col": emotion_col,
+                "id_col": id_col,
+            }.items()
+            if name is not None
         },
         encoding=encoding,
         max_record_lines=max_record_lines,

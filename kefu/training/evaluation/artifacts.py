@@ -55,7 +55,8 @@ class EvaluationRequest:
     public_dev_limit: int | None = PER_SET_DEFAULTS  # rows per set; None = all
     update_bundle: bool = False
     threads: int | None = None
-    columns: dict[str, str] = field(default_factory=dict)  # load_labelled keyword -> column name
+    # load_labelled keyword -> column name, as given; the rest: the bundle's training columns
+    columns: dict[str, str] = field(default_factory=dict)
     encoding: str | None = None  # text encoding of the data files; None: detected per file
     max_record_lines: int = 5  # a CSV/TSV record over more physical lines is rejected
 
@@ -79,12 +80,14 @@ def run_evaluation(
     if len(set(names)) != len(names):
         raise DataError(f"two test sets are named alike ({names}); name them with --data NAME=FILE")
     reading = (request.encoding, request.max_record_lines)
+    # a team's test files come from the same export as its training files: same column names
+    test_columns = _config_columns(bundle.training_config) | request.columns
     test_sets = [
         TestSet(
             name,
             _load(
                 path,
-                request.columns,
+                test_columns,
                 reading,
                 report_dir,
                 log,
@@ -196,12 +199,18 @@ def _train_columns(
     request: EvaluationRequest, training_config: Mapping[str, Any]
 ) -> dict[str, str]:
     """The training run's column names for its own split (unless --train-data names another file)."""
-    columns = dict(request.columns)
     if request.train_data is None:
-        for field_name in ("text", "intent", "urgency", "emotion", "id"):
-            value = training_config.get(f"{field_name}_column")
-            if isinstance(value, str) and value:
-                columns[f"{field_name}_col"] = value
+        return dict(request.columns) | _config_columns(training_config)
+    return dict(request.columns)
+
+
+def _config_columns(training_config: Mapping[str, Any]) -> dict[str, str]:
+    """The column names the bundle was trained with, as load_labelled keywords (those it set)."""
+    columns = {}
+    for field_name in ("text", "intent", "urgency", "emotion", "id"):
+        value = training_config.get(f"{field_name}_column")
+        if isinstance(value, str) and value:
+            columns[f"{field_name}_col"] = value
     return columns
 
 
