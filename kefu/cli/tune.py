@@ -9,10 +9,16 @@ Run it on a dev split, never on the test split the model is reported on.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from kefu.errors import InputError
+
+COLUMN_HELP = (
+    "Column of the dev file holding the {} (default: the one the bundle was trained on, as its "
+    "training config names it)."
+)
 
 
 def command(
@@ -35,29 +41,29 @@ def command(
         None, "--write-policy", help="Write --policy (or an empty one) with the chosen value."
     ),
     threads: int = typer.Option(None, "--threads", min=1, help="ONNX Runtime threads."),
-    text_col: str = typer.Option("text", "--text-col"),
-    intent_col: str = typer.Option("intent", "--intent-col"),
-    urgency_col: str = typer.Option("urgency", "--urgency-col"),
-    emotion_col: str = typer.Option("emotion", "--emotion-col"),
+    text_col: str = typer.Option(None, "--text-col", help=COLUMN_HELP.format("text")),
+    intent_col: str = typer.Option(None, "--intent-col", help=COLUMN_HELP.format("intent")),
+    urgency_col: str = typer.Option(None, "--urgency-col", help=COLUMN_HELP.format("urgency")),
+    emotion_col: str = typer.Option(None, "--emotion-col", help=COLUMN_HELP.format("emotion")),
     encoding: str = typer.Option(None, "--encoding", help="Text encoding (default: detected)."),
 ) -> None:
     """Route the dev messages under each candidate value; print precision, recall and rate."""
     import yaml
 
+    from kefu.serving.bundle import read_bundle
     from kefu.serving.deployment import Deployment
     from kefu.serving.policy_files import read_policy_file, upgrade
-    from kefu.training.data.loader import load_labelled
+    from kefu.training.data.loader import load_labelled, trained_columns
     from kefu.training.evaluation.escalation_sweep import choose, sweep_min_probability
     from kefu.training.evaluation.report import fmt
 
-    labelled = load_labelled(
-        data,
-        text_col=text_col,
-        intent_col=intent_col,
-        urgency_col=urgency_col,
-        emotion_col=emotion_col,
-        encoding=encoding,
-    )
+    given = {"text_col": text_col, "intent_col": intent_col}
+    given |= {"urgency_col": urgency_col, "emotion_col": emotion_col}
+    columns: dict[str, Any] = trained_columns(read_bundle(bundle).training_config) | {
+        keyword: name for keyword, name in given.items() if name is not None
+    }
+    columns.pop("id_col", None)  # rows are routed, not reported by id
+    labelled = load_labelled(data, encoding=encoding, **columns)
     for reject in labelled.rejects[:5]:
         typer.echo(f"rejected (not scored): {reject.describe()}", err=True)
     if len(labelled.rejects) > 5:

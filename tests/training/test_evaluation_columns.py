@@ -1,4 +1,5 @@
-"""`kefu evaluate` reads test files with the column names the bundle was trained on, unless told."""
+"""`kefu evaluate` and `kefu tune-escalation` read files with the column names the bundle was
+trained on, unless told otherwise."""
 
 import csv
 import json
@@ -68,3 +69,13 @@ def test_column_flags_override_the_training_columns(own_export, data_dir, tmp_pa
     flagged = evaluate(own_export, test_file, tmp_path / "b", *flags)
     assert flagged.exit_code == 0, flagged.output
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["n"] == len(rows)
+
+
+def test_tune_escalation_reads_the_dev_file_with_the_training_columns(own_export, tmp_path):
+    args = ["tune-escalation", "--bundle", own_export / "bundle", "--data", own_export / "dev.csv"]
+    result = CliRunner().invoke(app, [str(arg) for arg in args])
+    assert result.exit_code == 0, result.output
+    assert (
+        "escalation by min_probability" in result.output
+        and "chosen min_probability" in result.output
+    )

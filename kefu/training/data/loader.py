@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,3 +232,15 @@ def _labels(
 
 def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
+
+
+def trained_columns(training_config: Mapping[str, Any]) -> dict[str, str]:
+    """The column names a bundle was trained with (its training config's `text_column`, ...), as
+    `load_labelled` keywords: a team's dev and test files come from the same export as its
+    training files, so they are read with the same names unless a `--*-col` flag says otherwise."""
+    columns = {}
+    for field_name in ("text", "intent", "urgency", "emotion", "id"):
+        value = training_config.get(f"{field_name}_column")
+        if isinstance(value, str) and value:
+            columns[f"{field_name}_col"] = value
+    return columns

@@ -14,7 +14,7 @@ from typing import Any
 
 from kefu.errors import DataError
 from kefu.serving.bundle import read_bundle, update_bundle
-from kefu.training.data.loader import LabelledData, load_labelled, write_rejects
+from kefu.training.data.loader import LabelledData, load_labelled, trained_columns, write_rejects
 from kefu.training.evaluation.card_sections import EVALUATION_KEYS
 from kefu.training.evaluation.evaluate import (
     TestSet,
@@ -81,7 +81,7 @@ def run_evaluation(
         raise DataError(f"two test sets are named alike ({names}); name them with --data NAME=FILE")
     reading = (request.encoding, request.max_record_lines)
     # a team's test files come from the same export as its training files: same column names
-    test_columns = _config_columns(bundle.training_config) | request.columns
+    test_columns = trained_columns(bundle.training_config) | request.columns
     test_sets = [
         TestSet(
             name,
@@ -200,18 +200,8 @@ def _train_columns(
 ) -> dict[str, str]:
     """The training run's column names for its own split (unless --train-data names another file)."""
     if request.train_data is None:
-        return dict(request.columns) | _config_columns(training_config)
+        return dict(request.columns) | trained_columns(training_config)
     return dict(request.columns)
-
-
-def _config_columns(training_config: Mapping[str, Any]) -> dict[str, str]:
-    """The column names the bundle was trained with, as load_labelled keywords (those it set)."""
-    columns = {}
-    for field_name in ("text", "intent", "urgency", "emotion", "id"):
-        value = training_config.get(f"{field_name}_column")
-        if isinstance(value, str) and value:
-            columns[f"{field_name}_col"] = value
-    return columns
 
 
 def _nested_get(config: Mapping[str, Any], key: str) -> Any:
