@@ -129,12 +129,16 @@ router = APIRouter()
     response_model=ClassifyResponse,
     response_model_exclude_unset=True,  # `metadata` is answered only when it was sent
     responses=ERRORS,
-    dependencies=[Depends(require_api_key)],
+    # The gate (gate.py) checks X-API-Key from the request head before anything else runs; the
+    # scheme (defined by /v1/model's dependency) is attached here for the docs only. On the
+    # hottest path FastAPI's dependency solving (the key, the state, the model) cost about
+    # 0.08 ms a request, measured in process: the handler reads the state and model itself.
+    openapi_extra={"security": [{api_key_header.scheme_name: []}]},
     summary="Classify one message or a batch and route it",
 )
-async def classify(
-    body: ClassifyRequest, request: Request, state: StateDep, model: ModelDep
-) -> Response:
+async def classify(body: ClassifyRequest, request: Request) -> Response:
+    state: AppState = request.app.state.kefu
+    model = state.models.require()
     messages = body.as_messages()
     check_messages(body, messages, state.settings, model.deployment.bundle.labels["intent"])
     watcher = watch_disconnect(request.scope, request.receive)
