@@ -1,87 +1,23 @@
 import json
-import shutil
-from dataclasses import replace
 
 import matplotlib.image
 import numpy as np
 import pytest
-from support.public_dev import write_fake_public_dev
-from typer.testing import CliRunner
+from support.evaluation import EVAL_ROWS, TRAIN_ROWS, run_cli, write_evaluation_data, write_jsonl
 
-from kefu.cli.main import app
 from kefu.errors import DataError
-from kefu.serving.bundle import read_bundle, update_bundle
+from kefu.serving.bundle import read_bundle
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import HEADS
 from kefu.training.calibration_metrics import expected_calibration_error
 from kefu.training.evaluation.artifacts import resolve_train_data
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-EVAL_ROWS = [
-    ("我的快递三天没动了", "logistics_issue", "high", "anxious"),
-    ("退款怎么还没到账！！", "refund_return", "high", "dissatisfied"),
-    ("转人工", "human_agent", "medium", "neutral"),
-    ("在吗", "greeting", "low", "neutral"),
-    ("你们卖假货，我要打12315投诉你们", "complaint", "critical", "angry"),
-    ("发票开了没", "invoice", None, "neutral"),  # no urgency label: skipped for urgency only
-    ("谢谢亲，收到了很满意", "greeting", "low", "positive"),
-    ("账号被盗了怎么办", "account_security", "critical", "anxious"),
-    ("快递到哪了", "logistics_status", "medium", None),
-    ("屏幕碎了", "quality_issue", "high", "dissatisfied"),
-]
-TRAIN_ROWS = [
-    ("物流三天没更新", "logistics_issue", "high", "anxious"),
-    ("快递丢了吧", "logistics_issue", "high", "dissatisfied"),
-    ("退款还没到", "refund_return", "high", "dissatisfied"),
-    ("我要退货退款", "refund_return", "medium", "neutral"),
-    ("人工客服", "human_agent", "medium", "neutral"),
-    ("转人工谢谢", "human_agent", "medium", "neutral"),
-    ("你好", "greeting", "low", "neutral"),
-    ("谢谢", "greeting", "low", "positive"),
-    ("我要投诉你们", "complaint", "critical", "angry"),
-    ("垃圾店铺骗子", "complaint", "high", "angry"),
-    ("发票怎么开", "invoice", "medium", "neutral"),
-    ("账号登不上", "account_security", "high", "anxious"),
-    ("快递到哪了呢", "logistics_status", "medium", "neutral"),
-    ("收到的东西坏了", "quality_issue", "high", "dissatisfied"),
-]
-
-
-def write_jsonl(path, rows, extra_lines=(), sources=None):
-    with path.open("w", encoding="utf-8") as handle:
-        for number, (text, intent, urgency, emotion) in enumerate(rows):
-            record = {
-                "id": f"r{number}",
-                "text": text,
-                "intent": intent,
-                "urgency": urgency,
-                "emotion": emotion,
-            }
-            if sources:
-                record["source"] = sources[number % len(sources)]
-                if record["source"] == "jd":  # chat turns: three per conversation
-                    record["session"], record["turn"] = f"s{number // 6}", number % 6 // 2 + 1
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        for line in extra_lines:
-            handle.write(line + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("evaluation-data")
-    bad = json.dumps({"id": "bad", "text": "随便", "intent": "no_such_intent"}, ensure_ascii=False)
-    write_jsonl(folder / "test.jsonl", EVAL_ROWS, extra_lines=[bad])
-    write_jsonl(folder / "train.jsonl", TRAIN_ROWS)
-    (folder / "real").mkdir()
-    write_jsonl(folder / "real" / "test.jsonl", EVAL_ROWS[::-1], sources=["jd", "alipay"])
-    write_fake_public_dev(folder / "public-dev")
-    return folder
-
-
-def run_cli(*args):
-    result = CliRunner().invoke(app, ["evaluate", *map(str, args)])
-    return result
+    return write_evaluation_data(tmp_path_factory.mktemp("evaluation-data"))
 
 
 @pytest.fixture(scope="module")
@@ -225,81 +161,6 @@ def test_public_dev_sets_are_scored(evaluated):
         "smp2020_weibo": 5,
     }
     assert public["jd_chat_vs_business"]["asks_human_rows"] == 2
-
-
-def test_evaluating_into_the_bundle_updates_metrics_and_card_and_keeps_it_valid(
-    tiny_bundle, data_dir, tmp_path
-):
-    bundle_dir = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, bundle_dir)
-    bundle = read_bundle(bundle_dir)
-    # An abstain-always rule and a temperature: abstain rate 1, ECE differs before/after scaling.
-    calibration = {
-        head: replace(bundle.calibration[head], temperature=3.0, threshold=1.01) for head in HEADS
-    }
-    training = {
-        "seconds_total": 750.4,
-        "seconds_loop": 701.0,
-        "threads": 2,
-        "rows": {"train": 14, "dev": 3},
-        "base_model_licence": "TEST LICENCE: non-commercial research use only",
-        "calibration": {"intent": {"target_precision": 0.95, "answered_precision": 0.96}},
-    }
-    update_bundle(
-        bundle_dir, calibration=calibration, metrics={"training": training, "custom": {"x": 1}}
-    )
-    for _ in range(2):  # re-evaluating an evaluated bundle must keep its seal valid
-        result = run_cli(
-            "--bundle",
-            bundle_dir,
-            "--data",
-            data_dir / "test.jsonl",
-            "-o",
-            bundle_dir,
-            "--no-public-dev",
-        )
-        assert result.exit_code == 0, result.output
-    updated = read_bundle(bundle_dir)  # hashes verified
-    report_metrics = json.loads(
-        (bundle_dir / "evaluation" / "metrics.json").read_text(encoding="utf-8")
-    )
-    assert updated.metrics == report_metrics | {"training": training, "custom": {"x": 1}}
-    assert "public_dev" not in updated.metrics
-    for head in HEADS:
-        assert updated.metrics["model"][head]["abstain_rate"] == 1.0
-        assert (
-            updated.metrics["model"][head]["ece"]
-            != updated.metrics["model"][head]["ece_uncalibrated"]
-        )
-    card = updated.model_card_path.read_text(encoding="utf-8")
-    assert card.startswith("---\n")  # Hugging Face metadata first
-    assert "\n# kefu triage model tiny-0\n" in card
-    for expected in (
-        "| base model licence | TEST LICENCE: non-commercial research use only |",
-        "| training time | 12 min 30 s in all, 11 min 41 s in the training loop, on 2 CPU threads |",
-        "| dev data | `?` (3 rows) |",
-        "| custom: x | 1 |",
-        "weights are for non-commercial research use only",
-        "[evaluation/report.md](evaluation/report.md)",
-        "## Calibration and abstention",
-        "| intent | 3.000 | 1.010 | 0.000 | 0.950 | 0.960 |",
-        "## Intended use",
-        "## Known limits",
-    ):
-        assert expected in card, expected
-
-
-def test_update_bundle_flag_writes_the_card_when_out_is_elsewhere(tiny_bundle, data_dir, tmp_path):
-    bundle_dir = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, bundle_dir)
-    result = run_cli(
-        "--bundle", bundle_dir, "--data", data_dir / "test.jsonl", "-o", tmp_path / "out",
-        "--public-dev", data_dir / "public-dev", "--update-bundle",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    card = read_bundle(bundle_dir).model_card_path.read_text(encoding="utf-8")
-    assert "| jd_chat_vs_business | chitchat_vs_business | 5 |" in card
-    assert "reviews and social posts" in card
 
 
 def test_train_split_is_found_beside_the_data_or_asked_for(data_dir, tmp_path):
