@@ -57,8 +57,12 @@ def command(
     from kefu.training.evaluation.escalation_sweep import choose, sweep_min_probability
     from kefu.training.evaluation.report import fmt
 
-    given = {"text_col": text_col, "intent_col": intent_col}
-    given |= {"urgency_col": urgency_col, "emotion_col": emotion_col}
+    given = {
+        "text_col": text_col,
+        "intent_col": intent_col,
+        "urgency_col": urgency_col,
+        "emotion_col": emotion_col,
+    }
     columns: dict[str, Any] = trained_columns(read_bundle(bundle).training_config) | {
         keyword: name for keyword, name in given.items() if name is not None
     }
