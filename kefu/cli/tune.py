@@ -66,7 +66,6 @@ def command(
     columns: dict[str, Any] = trained_columns(read_bundle(bundle).training_config) | {
         keyword: name for keyword, name in given.items() if name is not None
     }
-    columns.pop("id_col", None)  # rows are routed, not reported by id
     labelled = load_labelled(data, encoding=encoding, **columns)
     for reject in labelled.rejects[:5]:
         typer.echo(f"rejected (not scored): {reject.describe()}", err=True)

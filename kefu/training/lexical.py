@@ -4,8 +4,9 @@ The fine-tuned encoder and a linear model over the message's token n-grams make 
 mistakes: averaging their probabilities, the encoder weighted 0.7, gained on the real dev split
 with each of three training seeds, where averaging two encoders did not help. The gain did not
 carry to real test or to the public transfer sets, so it is opt-in (`lexical_weight`; README,
-run Z): for retraining where the traffic looks like the training data. The linear model works on the ids the graph already receives (`input_ids`, [CLS]
-and [SEP] included, so first and last tokens form n-grams of their own), and its whole pipeline
+run Z): for retraining where the traffic looks like the training data. The linear model works
+on the ids the graph already receives (`input_ids`, [CLS] and [SEP] included, so first and last
+tokens form n-grams of their own), and its whole pipeline
 is standard ONNX operators appended to the exported graph: serving keeps running one ONNX
 Runtime session and needs no other library, and the graph's outputs keep their names (they
 become blended log-probabilities, which the calibrated temperatures are then fitted on like any
@@ -27,12 +28,11 @@ from onnx import helper, numpy_helper
 from kefu.errors import KefuError
 from kefu.serving.bundle import ENCODER_OUTPUTS, ONNX_INPUTS, ONNX_OUTPUTS
 from kefu.serving.classifier import softmax
+from kefu.training.evaluation.baseline import REGULARISATION_C, SEED  # sparse n-grams alike
 from kefu.training.sampling import IGNORE, EncodedSplit
 
 MAX_NGRAM = 3
 MIN_DOCUMENT_FREQUENCY = 2  # an n-gram of a single training row is noise, and halves the pool
-REGULARISATION_C = 10.0  # as the TF-IDF baseline: sparse n-gram features want weak regularisation
-SEED = 0
 # keeps log() finite where a class has (numerically) no probability under either model
 PROBABILITY_FLOOR = 1e-30
 PREFIX = "lexical_"  # every node and initialiser this module adds, so quantisation can skip them
