@@ -32,7 +32,6 @@ from kefu.bench.table import rich_table
 from kefu.bench.workload import load_workload, token_counts
 from kefu.errors import BundleError
 from kefu.serving.bundle import Bundle, read_bundle
-from kefu.serving.tokenization import TextEncoder
 
 RESULTS_DIR = Path("benchmarks/results")  # the bench runs from the project root
 README = Path("benchmarks/README.md")
@@ -67,7 +66,7 @@ def run_bench(
     threads = threads or usable_cores()
     bundle = read_bundle(bundle_dir)
     workload = load_workload(data)
-    encoder = TextEncoder.from_file(bundle.tokenizer_path, bundle.manifest.max_length)
+    encoder = bundle.text_encoder()
     texts = workload.sample(SAMPLE_TEXTS, seed=0)
     variants = available_variants(bundle)
     started = time.perf_counter()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, BertConfig, Pipeline, PreTrainedTokenizerFast
+from transformers import BertConfig, Pipeline, PreTrainedTokenizerFast
 
 from kefu.bench.ort_raw import BLOCK_MESSAGES, SWITCH_PAUSE_SECONDS, PointTimer
 from kefu.bench.reference import base_model_dir, build_encoder, is_tiny
@@ -27,7 +27,7 @@ from kefu.bench.workload import token_length_batches
 from kefu.serving.bundle import Bundle, read_bundle
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import HEADS
-from kefu.serving.tokenization import TextEncoder
+from kefu.training.base_tokenizer import load_base_tokenizer
 from kefu.training.model import MultiHeadClassifier
 
 BATCH_SIZES = (1, 32)
@@ -66,7 +66,7 @@ class MultiHeadPipeline(Pipeline):
 
 
 def reference_tokenizer(bundle: Bundle) -> Any:
-    """The tokenizer a transformers user loads: the base model's own (AutoTokenizer)."""
+    """The tokenizer a transformers user loads: the base model's own, as training set it up."""
     if is_tiny(bundle):
         return PreTrainedTokenizerFast(
             tokenizer_file=str(bundle.tokenizer_path),
@@ -75,7 +75,7 @@ def reference_tokenizer(bundle: Bundle) -> Any:
             cls_token="[CLS]",
             sep_token="[SEP]",
         )
-    return AutoTokenizer.from_pretrained(str(base_model_dir(bundle)))
+    return load_base_tokenizer(base_model_dir(bundle))
 
 
 def build_pipeline(bundle_dir: Path, threads: int) -> tuple[MultiHeadPipeline, str, BertConfig]:
@@ -111,7 +111,7 @@ def bench_torch_pipeline(
     bundle = read_bundle(bundle_dir)
     classifiers = {v: Classifier(bundle, variant=v, intra_op_threads=threads) for v in variants}
     # batches grouped by length exactly as for raw ORT, so padding costs both sides the same
-    encoder = TextEncoder.from_file(bundle.tokenizer_path, bundle.manifest.max_length)
+    encoder = bundle.text_encoder()
     results: dict[str, Any] = {"weights": weights, "threads": threads}
     for size in batch_sizes:
         results[f"batch_{size}"] = time_pipeline(

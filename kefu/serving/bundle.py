@@ -21,7 +21,9 @@ from typing import Any
 import yaml
 
 from kefu.errors import BundleError
+from kefu.serving.normalize import NORMALIZATION_VERSION
 from kefu.serving.taxonomy import HEADS, Taxonomy
+from kefu.serving.tokenization import TextEncoder
 
 SCHEMA_VERSION = 1
 
@@ -81,6 +83,8 @@ class Manifest:
     # heads trained on too few labels to use: serving returns no label for them (abstains) and
     # routing ignores them
     untrained_heads: list[str] = field(default_factory=list)
+    # the text normalisation the model was trained with, and is served with (normalize.py)
+    text_normalization: int = NORMALIZATION_VERSION
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
@@ -92,6 +96,7 @@ class Manifest:
         unknown = set(raw) - known
         if unknown:
             raise BundleError(f"manifest has unknown fields {sorted(unknown)}")
+        raw.setdefault("text_normalization", 1)  # bundles from before the field: version 1
         return cls(**raw)
 
 
@@ -125,6 +130,14 @@ class Bundle:
     @property
     def tokenizer_path(self) -> Path:
         return self.path / TOKENIZER
+
+    def text_encoder(self, max_length: int | None = None) -> TextEncoder:
+        """The bundle's tokenizer with the normalisation its model was trained with."""
+        return TextEncoder.from_file(
+            self.tokenizer_path,
+            max_length or self.manifest.max_length,
+            self.manifest.text_normalization,
+        )
 
     @property
     def model_card_path(self) -> Path:
@@ -252,6 +265,12 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
             raise BundleError(f"{path}: required file {name} is missing")
         if name not in manifest.files:
             raise BundleError(f"{path}: {name} is not listed in {MANIFEST}")
+    if manifest.text_normalization not in range(1, NORMALIZATION_VERSION + 1):
+        raise BundleError(
+            f"{path}: the model was trained with text normalisation version "
+            f"{manifest.text_normalization}; this kefu knows versions 1 to "
+            f"{NORMALIZATION_VERSION}; serve it with the kefu that trained it or a newer one"
+        )
     if manifest.default_variant not in VARIANTS:
         raise BundleError(f"{path}: unknown default_variant {manifest.default_variant!r}")
     if verify_hashes:

@@ -27,7 +27,7 @@ from kefu.serving.bundle import (
 )
 from kefu.serving.entities import Entity, asks_for_human, find_entities
 from kefu.serving.taxonomy import HEADS
-from kefu.serving.tokenization import EncodedBatch, TextEncoder
+from kefu.serving.tokenization import EncodedBatch
 
 
 @dataclass
@@ -114,9 +114,7 @@ class Classifier:
         self.lone_session = (
             make_session(bundle.model_path(self.variant), lone_threads) if wider else None
         )
-        self.encoder = TextEncoder.from_file(
-            bundle.tokenizer_path, max_length or bundle.manifest.max_length
-        )
+        self.encoder = bundle.text_encoder(max_length)
         self.calibration: dict[str, HeadCalibration] = {
             head: replace(
                 bundle.calibration[head], **dict((calibration_overrides or {}).get(head, {}))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from kefu.serving.normalize import normalize_text
+from kefu.serving.normalize import NORMALIZATION_VERSION, normalize_text
 
 __all__ = ["EncodedBatch", "TextEncoder", "normalize_text"]
 
@@ -54,25 +54,37 @@ class EncodedBatch:
 class TextEncoder:
     """Encode texts to BERT inputs of at most `max_length` tokens, head+tail truncated."""
 
-    def __init__(self, tokenizer: Tokenizer, max_length: int = 128):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        max_length: int = 128,
+        normalization: int = NORMALIZATION_VERSION,
+    ):
         if max_length < 4:
             raise ValueError(f"max_length must be >= 4, got {max_length}")
         self.tokenizer = tokenizer
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
         self.max_length = max_length
+        self.normalization = normalization  # a bundle's own version (see normalize.py)
         self.cls_id = self._token_id("[CLS]")
         self.sep_id = self._token_id("[SEP]")
         self.pad_id = self._token_id("[PAD]")
 
     @classmethod
-    def from_file(cls, tokenizer_json: str | Path, max_length: int = 128) -> TextEncoder:
-        return cls(Tokenizer.from_file(str(tokenizer_json)), max_length)
+    def from_file(
+        cls,
+        tokenizer_json: str | Path,
+        max_length: int = 128,
+        normalization: int = NORMALIZATION_VERSION,
+    ) -> TextEncoder:
+        return cls(Tokenizer.from_file(str(tokenizer_json)), max_length, normalization)
 
     def token_ids(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
         """Per text: ids with [CLS]/[SEP], and whether head+tail truncation cut it."""
         encodings = self.tokenizer.encode_batch(
-            [normalize_text(text) for text in texts], add_special_tokens=False
+            [normalize_text(text, self.normalization) for text in texts],
+            add_special_tokens=False,
         )
         window = self.max_length - 2
         head = int(window * HEAD_SHARE)

@@ -29,6 +29,7 @@ from kefu.serving.bundle import ONNX_INPUTS, ONNX_OUTPUTS
 from kefu.serving.classifier import make_session
 from kefu.serving.taxonomy import HEADS
 from kefu.serving.tokenization import HEAD_SHARE, TextEncoder, normalize_text
+from kefu.training.base_tokenizer import load_base_tokenizer
 from kefu.training.lexical import lexical_node_names
 from kefu.training.model import MultiHeadClassifier, macro_f1, predict_logits
 from kefu.training.sampling import EncodedSplit, collate
@@ -208,9 +209,7 @@ def check_tokenizer_parity(base_model_dir: Path, encoder: TextEncoder, texts: li
     truncation for the tail), so the head+tail rule is checked, not just re-run. Returns the
     number of texts checked.
     """
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir))
+    tokenizer = load_base_tokenizer(base_model_dir)
     window = encoder.max_length - 2
     head = int(window * HEAD_SHARE)
     normalized = [normalize_text(text) for text in texts]

@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from kefu.serving.bundle import HF_HEADS, ONNX_METADATA
 from kefu.serving.taxonomy import HEADS
+from kefu.training.base_tokenizer import load_base_tokenizer
 from kefu.training.model import MultiHeadClassifier
 
 
@@ -35,8 +36,6 @@ def save_hf(
     untrained_heads: Sequence[str] = (),
 ) -> Path:
     """Encoder + tokenizer + label maps + head weights in `out_dir` (created afresh)."""
-    from transformers import AutoTokenizer
-
     shutil.rmtree(out_dir, ignore_errors=True)
     encoder = model.encoder
     config = encoder.config
@@ -51,7 +50,7 @@ def save_hf(
     config.kefu_model_version = model_version
     config.kefu_untrained_heads = list(untrained_heads)
     encoder.save_pretrained(out_dir, safe_serialization=True)
-    AutoTokenizer.from_pretrained(str(base_model_dir)).save_pretrained(out_dir)
+    load_base_tokenizer(base_model_dir).save_pretrained(out_dir)
     weights = {}
     for head in HEADS:
         for name, tensor in model.heads[head].state_dict().items():  # weight, bias

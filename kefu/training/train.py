@@ -37,6 +37,7 @@ from kefu.serving.bundle import (
 from kefu.serving.taxonomy import HEADS, Taxonomy, load_taxonomy
 from kefu.serving.tokenization import TextEncoder
 from kefu.training.base_model import resolve_base_model
+from kefu.training.base_tokenizer import base_tokenizer_json
 from kefu.training.calibrate import calibrate_heads
 from kefu.training.config import TrainConfig
 from kefu.training.data.splits import load_splits
@@ -271,17 +272,6 @@ def train(
         f"{time.perf_counter() - started:.0f}s"
     )
     return TrainResult(bundle, summary)
-
-
-def base_tokenizer_json(base_model_dir: Path, work: Path) -> Path:
-    """The base model's tokenizer.json; a vocab.txt-only model gets one built by transformers."""
-    if (base_model_dir / "tokenizer.json").is_file():
-        return base_model_dir / "tokenizer.json"
-    from transformers import AutoTokenizer
-
-    target = work / "tokenizer.json"
-    AutoTokenizer.from_pretrained(str(base_model_dir)).backend_tokenizer.save(str(target))
-    return target
 
 
 def default_version(data_hash: str) -> str:

@@ -7,6 +7,7 @@ from kefu.errors import BundleError
 from kefu.serving import bundle as bundle_format
 from kefu.serving.bundle import Manifest, read_bundle, update_bundle
 from kefu.serving.classifier import Classifier
+from kefu.serving.normalize import NORMALIZATION_VERSION
 
 
 def test_manifest_json_round_trip():
@@ -51,6 +52,29 @@ def test_unknown_schema_version_is_refused(bundle_copy):
     raw["schema_version"] = 99
     path.write_text(json.dumps(raw))
     with pytest.raises(BundleError, match="schema version 99 is not supported"):
+        read_bundle(bundle_copy)
+
+
+def test_a_manifest_from_before_normalisation_versions_reads_as_version_1(bundle_copy):
+    path = bundle_copy / bundle_format.MANIFEST
+    raw = json.loads(path.read_text())
+    assert raw.pop("text_normalization") == NORMALIZATION_VERSION  # what training writes
+    path.write_text(json.dumps(raw))
+    loaded = read_bundle(bundle_copy)
+    assert loaded.manifest.text_normalization == 1
+    assert loaded.text_encoder().normalization == 1
+
+
+def test_a_normalisation_newer_than_this_kefu_is_refused(bundle_copy):
+    path = bundle_copy / bundle_format.MANIFEST
+    raw = json.loads(path.read_text())
+    raw["text_normalization"] = NORMALIZATION_VERSION + 1
+    path.write_text(json.dumps(raw))
+    with pytest.raises(
+        BundleError,
+        match=f"trained with text normalisation version {NORMALIZATION_VERSION + 1}; "
+        f"this kefu knows versions 1 to {NORMALIZATION_VERSION}",
+    ):
         read_bundle(bundle_copy)
 
 

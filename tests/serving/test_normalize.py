@@ -25,6 +25,12 @@ from kefu.serving.tokenization import TextEncoder
         ("链接 <url> 价格 <num> 元", "链接 [链接x] 价格 [数字x] 元"),
         ("a < b 且 c > d", "a < b 且 c > d"),  # not tags
         ("  \n在吗\t\t亲  ", "在吗 亲"),
+        ("气死了😡😡 什么破快递🙄", "气死了[怒火中烧][怒火中烧] 什么破快递[翻白眼]"),
+        ("好的🙂", "好的[呵呵]"),
+        ("谢谢👍🏻", "谢谢[拇指向上]"),  # skin tone dropped
+        ("❤️❤️收到", "[红心][红心]收到"),  # with the variation selector
+        ("〰好的〰", "〰好的〰"),  # a CJK symbol that is also plain text
+        ("显示“已签收”——可我没收到", '显示"已签收"--可我没收到'),
     ],
 )
 def test_artefacts_become_placeholders_and_the_message_stays(raw, normalized):
@@ -35,3 +41,16 @@ def test_the_encoder_tokenises_the_normalized_text(tiny_bundle):
     encoder = TextEncoder.from_file(tiny_bundle / "tokenizer.json", 64)
     raw = "咨询订单号:[订单x] 订单金额:[金额x] 下单时间:[日期x] 在吗#E-s[数字x]"
     assert encoder.token_ids([raw])[0] == encoder.token_ids(["[订单x] 在吗[表情]"])[0]
+
+
+def test_an_earlier_version_reads_as_its_models_learned_it():
+    assert normalize_text("气死了😡 “好” #E-s12", version=1) == "气死了😡 “好” [表情]"
+
+
+def test_the_encoder_normalises_with_the_version_it_was_given(tiny_bundle):
+    text = "气死了😡"
+    before = TextEncoder.from_file(tiny_bundle / "tokenizer.json", 64, 1)
+    after = TextEncoder.from_file(tiny_bundle / "tokenizer.json", 64, 2)
+    assert before.token_ids([text])[0] == before.token_ids(["气死了😡"])[0]
+    assert after.token_ids([text])[0] == after.token_ids(["气死了[怒火中烧]"])[0]
+    assert before.token_ids([text])[0] != after.token_ids([text])[0]

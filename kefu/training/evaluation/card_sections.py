@@ -294,8 +294,10 @@ def hf_usage(bundle: Bundle) -> list[str]:
         )
         match = "the logits then match the ONNX graph within 1e-4:"
     return [
-        f"{same} Apply kefu's text normalisation (`kefu.serving.normalize.normalize_text`: "
-        f"NFKC, chat artefacts to placeholders) first; {match}",
+        f"{same} Apply kefu's text normalisation first, at the version this model was trained "
+        f"with (`kefu.serving.normalize.normalize_text(text, "
+        f"version={bundle.manifest.text_normalization})`: NFKC, chat artefacts to placeholders, "
+        f"emoji to their names from version 2); {match}",
         "",
         "```python",
         "import torch",
