@@ -43,7 +43,7 @@ _ORDER_CARD = re.compile(
 _SPACE = re.compile(r"\s+")
 
 
-def _emoji_starts() -> re.Pattern[str]:
+def _emoji_starts() -> str:
     """A character class of the first characters of emoji, as ranges (a scan of a message
     without any then costs about a microsecond, a tenth of the full emoji scan). ASCII starts
     (keycaps) and 〰 〽 ㊗ ㊙, which are also plain text, are left out."""
@@ -60,12 +60,15 @@ def _emoji_starts() -> re.Pattern[str]:
             runs[-1][1] = point
         else:
             runs.append([point, point])
-    return re.compile("[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in runs) + "]")
+    return "".join(f"{chr(low)}-{chr(high)}" for low, high in runs)
 
 
-_EMOJI_START = _emoji_starts()
-_SKIN_TONE = re.compile("[\U0001f3fb-\U0001f3ff]")  # tone modifiers: no meaning here
 _TYPOGRAPHY = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "—": "-", "–": "-", "―": "-"})
+_EMOJI_STARTS = _emoji_starts()
+_EMOJI_START = re.compile(f"[{_EMOJI_STARTS}]")
+# one scan finds the messages version 2 changes (most change nothing and skip the rest)
+_VERSION_2_CHANGES = re.compile(f"[{''.join(map(chr, _TYPOGRAPHY))}{_EMOJI_STARTS}]")
+_SKIN_TONE = re.compile("[\U0001f3fb-\U0001f3ff]")  # tone modifiers: no meaning here
 
 
 def normalize_text(text: str, version: int = NORMALIZATION_VERSION) -> str:
@@ -75,7 +78,7 @@ def normalize_text(text: str, version: int = NORMALIZATION_VERSION) -> str:
     if "<" in text or "&" in text:
         text = html.unescape(_TAG.sub(" ", text))
     text = _EMOTICON.sub("[表情]", text)
-    if version >= 2:
+    if version >= 2 and _VERSION_2_CHANGES.search(text):
         text = text.translate(_TYPOGRAPHY)
         if _EMOJI_START.search(text):
             text = emoji.demojize(_SKIN_TONE.sub("", text), language="zh", delimiters=("[", "]"))
