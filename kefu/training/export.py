@@ -212,7 +212,7 @@ def check_tokenizer_parity(base_model_dir: Path, encoder: TextEncoder, texts: li
     tokenizer = load_base_tokenizer(base_model_dir)
     window = encoder.max_length - 2
     head = int(window * HEAD_SHARE)
-    normalized = [normalize_text(text) for text in texts]
+    normalized = [normalize_text(text, encoder.normalization) for text in texts]
     served, _ = encoder.token_ids(texts)
     full = tokenizer(normalized, add_special_tokens=False)["input_ids"]
     for index, (text, ids) in enumerate(zip(normalized, full, strict=True)):
