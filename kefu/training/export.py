@@ -88,8 +88,13 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
     probabilities moved by up to 0.17 with its neighbours and 3.5% of dev messages changed label
     or route; serving therefore runs this graph row by row (bundle.ROW_BY_ROW_VARIANTS). Tried
     instead: static quantisation (calibrated ranges; 15% slower, 1.3 points less intent and
-    emotion macro-F1 on real dev), 8-bit MatMulNBits (row-invariant, 2-3x slower than this here)
-    and leaving a group of MatMuls in fp32 (2-3% of messages still change; up to 2x slower).
+    emotion macro-F1 on real dev), 8-bit MatMulNBits (row-invariant, 2-3x slower than this here),
+    leaving a group of MatMuls in fp32 (2-3% of messages still change; up to 2x slower), and one
+    range per token (the graph rewritten to quantise each row itself, zero point 128, then
+    MatMulIntegerToFloat): row-invariant and as close to fp32, but the unfused quantising ops
+    cost what batching saves (one thread: 1.57 ms a message in groups of 8, 1.58 row by row with
+    this graph, 2.0 alone). ORT also fuses a per-row scale into MatMulIntegerToFloat wrongly
+    (it reads the scale per column), so such a graph must keep the row scale out of the product.
     """
     import logging
 
