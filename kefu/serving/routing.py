@@ -175,7 +175,12 @@ def conversation_reasons(
     on = policy.enabled
     previous = list(context.previous_intents)
     reasons = []
-    long = context.turn is not None and context.turn > policy.max_turns
+    # a closing turn (谢谢, 好的, 没有了) past the limit has nothing for a person to take over
+    long = (
+        context.turn is not None
+        and context.turn > policy.max_turns
+        and intent not in policy.long_ignore_intents
+    )
     if Reason.LONG_CONVERSATION in on and long:
         reasons.append(Reason.LONG_CONVERSATION)
     repeated = (

@@ -37,7 +37,7 @@ DEFAULT_POLICY: dict[str, Any] = {
             "emotions": ["anxious", "dissatisfied"],
             "min_probability": 0.10,
         },
-        "long_conversation": {"max_turns": 3},
+        "long_conversation": {"max_turns": 3, "ignore_intents": ["greeting"]},
         "repeated_intent": {"min_repeats": 1, "ignore_intents": ["greeting"]},
         "clarification_failed": {"after_clarifications": 1, "after_abstained_turns": 1},
         "low_confidence": {"heads": ["intent"]},
@@ -56,7 +56,7 @@ RULE_PARAMETERS: dict[Reason, dict[str, str]] = {
         "emotions": "emotion",
         "min_probability": "probability or null",
     },
-    Reason.LONG_CONVERSATION: {"max_turns": "count"},
+    Reason.LONG_CONVERSATION: {"max_turns": "count", "ignore_intents": "intent"},
     Reason.REPEATED_INTENT: {"min_repeats": "count", "ignore_intents": "intent"},
     Reason.CLARIFICATION_FAILED: {
         "after_clarifications": "count",
@@ -85,6 +85,7 @@ class RoutingPolicy:
     high_urgency_emotions: frozenset[str]
     high_urgency_min_probability: float | None  # None: the best labels alone decide
     max_turns: int
+    long_ignore_intents: frozenset[str]  # a turn with one of these never counts as too long
     min_repeats: int
     repeat_ignore_intents: frozenset[str]
     after_clarifications: int
@@ -143,6 +144,7 @@ class RoutingPolicy:
             high_urgency_emotions=rules[Reason.HIGH_URGENCY_NEGATIVE]["emotions"],
             high_urgency_min_probability=rules[Reason.HIGH_URGENCY_NEGATIVE]["min_probability"],
             max_turns=rules[Reason.LONG_CONVERSATION]["max_turns"],
+            long_ignore_intents=rules[Reason.LONG_CONVERSATION]["ignore_intents"],
             min_repeats=rules[Reason.REPEATED_INTENT]["min_repeats"],
             repeat_ignore_intents=rules[Reason.REPEATED_INTENT]["ignore_intents"],
             after_clarifications=rules[Reason.CLARIFICATION_FAILED]["after_clarifications"],

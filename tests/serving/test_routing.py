@@ -123,6 +123,18 @@ RULES = [
     ),
     ("3 customer turns: not yet long", {}, {"turn": 3}, ("物流组", "P2", BOT, [])),
     (
+        "a thanks or goodbye past the turn limit closes the chat: nothing to hand over",
+        {"intent": "greeting", "urgency": "low"},
+        {"turn": 6},
+        ("机器人自助", "P3", BOT, []),
+    ),
+    (
+        "a closing turn that is angry still goes to a person",
+        {"intent": "greeting", "urgency": "low", "emotion": "angry"},
+        {"turn": 6},
+        ("机器人自助", "P1", HUMAN, ["angry"]),
+    ),
+    (
         "same intent as an earlier turn",
         {},
         {"previous_intents": ("order_status", "logistics_status")},
@@ -304,3 +316,19 @@ def test_min_probability_sets_how_likely_is_enough(bundle, tmp_path, threshold, 
         decide(prediction(urgency="high", emotion="anxious"), ConversationContext(), policy).action
         is HUMAN
     )
+
+
+def test_long_conversation_ignores_only_the_listed_intents(bundle):
+    """With `ignore_intents: []` a closing turn past the limit counts as long like any other."""
+    strict = RoutingPolicy.from_layers(
+        [
+            (bundle.policy, "bundle"),
+            ({"rules": {"long_conversation": {"ignore_intents": []}}}, "f"),
+        ],
+        labels=bundle.labels,
+        intent_groups=bundle.intent_groups,
+        group_queues=bundle.group_queues,
+        urgency_priorities=bundle.urgency_priorities,
+    )
+    closing = prediction(intent="greeting", urgency="low")
+    assert decide(closing, ConversationContext(turn=6), strict).reasons == ["long_conversation"]

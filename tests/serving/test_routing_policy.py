@@ -108,6 +108,10 @@ def test_a_first_format_policy_is_still_read(bundle, tmp_path):
             "rules.long_conversation.max_turns must be an integer >= 1, got 0",
         ),
         (
+            "rules: {long_conversation: {ignore_intents: [thanks]}}\n",
+            "rules.long_conversation.ignore_intents has unknown intent ids ['thanks']",
+        ),
+        (
             "rules: {repeated_intent: {enabled: 'no'}}\n",
             "rules.repeated_intent.enabled must be true or false, got 'no'",
         ),

@@ -205,7 +205,10 @@ def test_model_endpoint_lists_manifest_labels_thresholds_policy_limits(client, t
     assert info["labels"]["intent"][0] == {"label": "product_info", "name": "商品咨询"}
     assert info["intent_groups"]["complaint"] == "escalation"
     assert info["queues"]["escalation"] == "投诉专席"
-    assert info["policy"]["rules"]["long_conversation"] == {"max_turns": 3}
+    assert info["policy"]["rules"]["long_conversation"] == {
+        "max_turns": 3,
+        "ignore_intents": ["greeting"],
+    }
     assert info["policy"]["rules"]["complaint"] == {"intents": ["complaint"]}
     assert info["policy"]["clarify"] == {"max_candidates": 3, "min_confidence": 0.1}
     assert info["limits"] == {
