@@ -167,6 +167,11 @@ WORKER_DIED = (
 
 
 MANAGER_EXIT_SECONDS = 10.0
+# How often a wait for a chunk looks for a dead worker. A worker killed while it wrote a result
+# leaves half a message in the pool's result pipe: the pool's manager thread then waits for the
+# rest forever and never marks the pool broken, and the other worker waits forever for the
+# pipe's lock, so without this look the run would hang instead of stopping.
+WORKER_CHECK_SECONDS = 1.0
 
 
 class ScorerPool:
@@ -214,10 +219,25 @@ class ScorerPool:
             in_flight.append((chunk, future))
             if len(in_flight) >= 2 * self.job.workers:
                 done, future = in_flight.popleft()
-                yield done, _result(future)
+                yield done, self._result(future)
         while in_flight:
             done, future = in_flight.popleft()
-            yield done, _result(future)
+            yield done, self._result(future)
+
+    def _result(self, future: Future[pa.Table]) -> pa.Table:
+        while True:
+            try:
+                return future.result(timeout=WORKER_CHECK_SECONDS)
+            except BrokenProcessPool:
+                raise KefuError(WORKER_DIED) from None
+            except TimeoutError:
+                if self._a_worker_died():
+                    raise KefuError(WORKER_DIED) from None
+
+    def _a_worker_died(self) -> bool:
+        """Workers only end at shutdown, so one that ended while chunks are out has died."""
+        workers = (getattr(self.executor, "_processes", None) or {}).values()
+        return any(worker.exitcode is not None for worker in list(workers))
 
     def __exit__(self, exc_type: object, *exc_info: object) -> None:
         if self.executor is None:
@@ -229,21 +249,24 @@ class ScorerPool:
         # call queue's lock, so stop the remaining workers instead (committed chunks are kept).
         workers = list((getattr(self.executor, "_processes", None) or {}).values())
         manager = getattr(self.executor, "_executor_manager_thread", None)
+        results = getattr(self.executor, "_result_queue", None)  # shutdown forgets it
         self.executor.shutdown(wait=False, cancel_futures=True)
         for worker in workers:
             worker.kill()
+        for worker in workers:
+            worker.join(timeout=MANAGER_EXIT_SECONDS)
+        # A manager thread stuck on half a result (see WORKER_CHECK_SECONDS) would also hang the
+        # interpreter's exit, which joins it. With every worker gone, this process holds the last
+        # write end of the result pipe: closing it ends that read (EOF), the pool counts itself
+        # broken and the thread ends.
+        writer = getattr(results, "_writer", None)
+        if writer is not None:
+            writer.close()
         # With its workers gone the pool's manager thread closes its wake-up pipe and ends. Let
         # it finish before the interpreter exits: CPython's exit hook writes to that pipe
         # without the pool's lock and, racing the close, prints an OSError traceback.
         if manager is not None:
             manager.join(timeout=MANAGER_EXIT_SECONDS)
-
-
-def _result(future: Future[pa.Table]) -> pa.Table:
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        raise KefuError(WORKER_DIED) from None
 
 
 def _make_scorer(

@@ -8,8 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future
+from multiprocessing import get_context
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
@@ -17,8 +21,9 @@ from support.chat_logs import chat_log, expected_bad, write_jsonl
 
 import kefu.serving.batch.staging as staging_module
 import kefu.serving.batch.writers as writers
-from kefu.errors import ConfigError, OutputError
+from kefu.errors import ConfigError, KefuError, OutputError
 from kefu.serving.batch import ScoreJob, run_local
+from kefu.serving.batch.local_engine import ScorerPool
 from kefu.serving.batch.staging import STATE_VERSION
 
 ROWS, CHUNK = 8_000, 200
@@ -161,6 +166,33 @@ def test_a_killed_worker_stops_the_run_cleanly_and_resume_finishes(
     stdout, stderr = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, stderr
     assert_same_as_reference(output, reference, stdout)
+
+
+def test_a_wait_for_a_chunk_ends_when_a_worker_died_though_the_pool_never_noticed(
+    tmp_path, tiny_bundle
+):
+    """A worker killed while it wrote a result leaves half a message in the pool's result pipe;
+    the pool's manager thread then waits for the rest forever and never breaks the pool (the
+    test above hung that way about once in five runs on a busy machine). The wait for a chunk
+    must see the dead worker itself. The pool here is a stand-in holding one real process that
+    has ended; the chunk's future never completes, as in that hang."""
+    pool = ScorerPool(ScoreJob(inputs=[], output=tmp_path / "o.parquet", bundle=tiny_bundle))
+    ended = get_context("spawn").Process(target=os.getpid)
+    ended.start()
+    ended.join()
+    pool.executor = SimpleNamespace(_processes={ended.pid: ended})  # type: ignore[assignment]
+    outcome: dict[str, str] = {}
+
+    def wait_for_a_chunk() -> None:
+        try:
+            pool._result(Future())
+        except KefuError as error:
+            outcome["error"] = str(error)
+
+    waiter = threading.Thread(target=wait_for_a_chunk, daemon=True)  # a hang fails, not blocks
+    waiter.start()
+    waiter.join(timeout=10)
+    assert outcome.get("error", "").startswith("a scoring worker process died"), outcome
 
 
 def score_job(source: Path, output: Path, bundle: Path) -> ScoreJob:
