@@ -260,3 +260,16 @@ def test_every_set_has_an_escalation_block_against_the_gold_routing(evaluated, t
         assert sum(escalation["actions"].values()) == pytest.approx(1.0)
         assert escalation["actions"]["human"] == pytest.approx(escalation["rate"])
         assert {"precision", "recall", "f1"} <= set(escalation)
+
+
+def test_every_set_reports_bootstrap_intervals_and_the_report_says_them(evaluated):
+    out, metrics = evaluated
+    real, seed = metrics["real"]["uncertainty"], metrics["uncertainty"]
+    assert real["unit"] == "session"  # the real file's JD turns carry sessions
+    assert real["units"] < len(EVAL_ROWS) and seed["unit"] == "message"
+    for head in HEADS:
+        low, high = real[head]["macro_f1"]
+        assert low <= metrics["real"]["model"][head]["macro_f1"] <= high
+        assert len(real[head]["lead_points"]) == 2
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert report.count("bootstrap intervals") == 2

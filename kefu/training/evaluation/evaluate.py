@@ -30,12 +30,14 @@ from kefu.training.calibration_metrics import ECE_BINS
 from kefu.training.data.loader import LabelledData
 from kefu.training.evaluation import plots
 from kefu.training.evaluation.baseline import HeadBaseline, fit_head_baseline
+from kefu.training.evaluation.bootstrap import uncertainty_block
 from kefu.training.evaluation.conversations import conversation_block
 from kefu.training.evaluation.escalation import escalation_block
 from kefu.training.evaluation.head_metrics import (
     MIN_SUPPORT,
     HeadGold,
     baseline_head,
+    baseline_predictions,
     by_source,
     head_gold,
     int8_head,
@@ -168,6 +170,9 @@ def _evaluate_set(
     calibrated = calibrated_probabilities(models.fp32.classifier, outputs)
     uncalibrated = raw_probabilities(outputs)
     block: dict[str, Any] = {"model": {}, "baseline": {}, "confusion": {}}
+    baseline_predicted = {
+        head: baseline_predictions(models.baselines[head], texts, labels[head]) for head in HEADS
+    }
     figures: dict[str, dict[str, Path]] = {"confusion": {}, "reliability": {}}
     for head in HEADS:
         gold = golds[head]
@@ -177,7 +182,7 @@ def _evaluate_set(
             models.fp32.classifier.calibration[head], min_support,
         ) | {"trained": bundle.trained(head)}  # fmt: skip
         block["baseline"][head] = baseline_head(
-            models.baselines[head], texts, gold, labels[head], min_support
+            models.baselines[head], baseline_predicted[head], gold, labels[head], min_support
         )
         block["confusion"][head] = {
             "labels": list(labels[head]),
@@ -205,6 +210,13 @@ def _evaluate_set(
         "rejected": len(data.rejects),
         "hash": data.content_hash(),
     }
+    block["uncertainty"] = uncertainty_block(
+        data,
+        golds,
+        {head: outputs[head].predicted for head in HEADS},
+        baseline_predicted,
+        min_support,
+    )
     sources = by_source(data, golds, outputs.heads, labels, min_support)
     if sources:
         block["by_source"] = sources

@@ -116,17 +116,27 @@ def int8_head(
     }
 
 
+def baseline_predictions(
+    baseline: HeadBaseline | None,
+    texts: Sequence[str],  # every text of the set
+    labels: Sequence[str],
+) -> np.ndarray | None:
+    """(n,) the baseline's label index per text; None without a baseline for the head."""
+    if baseline is None:
+        return None
+    index = {label: i for i, label in enumerate(labels)}
+    return np.asarray([index[label] for label in baseline.predict(texts)], dtype=np.int64)
+
+
 def baseline_head(
     baseline: HeadBaseline | None,
-    texts: Sequence[str],  # every text of the set; `gold` picks the labelled rows
+    predicted: np.ndarray | None,  # `baseline_predictions` of every text; `gold` picks the rows
     gold: HeadGold,
     labels: Sequence[str],
     min_support: int,
 ) -> dict[str, Any]:
-    if baseline is None:  # e.g. logs labelled for intent only: nothing to fit or compare
+    if baseline is None or predicted is None:  # e.g. logs labelled for intent only
         return {"accuracy": None, "macro_f1": None, "macro_f1_all": None, "n_train": 0}
-    index = {label: i for i, label in enumerate(labels)}
-    predicted = np.asarray([index[label] for label in baseline.predict(texts)], dtype=np.int64)
     scores = scored(gold, predicted, labels)
     return {
         "accuracy": scores.accuracy,

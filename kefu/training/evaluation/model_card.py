@@ -31,6 +31,7 @@ from kefu.training.evaluation.report import (
     set_blocks,
     summary_table,
     table,
+    uncertainty_sentence,
 )
 
 INTENDED_USE = [
@@ -139,6 +140,9 @@ def _evaluation(bundle: Bundle, metrics: Mapping[str, Any], report_link: str | N
             "",
             *summary_table(block),
         ]
+        spread = uncertainty_sentence(block)
+        if spread:
+            lines += ["", spread]
         if block.get("by_source"):
             lines += ["", *by_source_table(block)]
         if block.get("escalation"):

@@ -74,6 +74,33 @@ def summary_table(metrics: Mapping[str, Any]) -> list[str]:
     return table(header, rows)
 
 
+def uncertainty_sentence(block: Mapping[str, Any]) -> str | None:
+    """The bootstrap intervals of a set's macro-F1 and of the gain over the baseline, in words."""
+    spread = block.get("uncertainty")
+    if not spread:
+        return None
+
+    def span(values: list[float] | None, signed: bool = False) -> str:
+        if values is None:
+            return "—"
+        low, high = values
+        return f"{low:+.1f} to {high:+.1f}" if signed else f"{low:.3f}-{high:.3f}"
+
+    scores = ", ".join(f"{head} {span(spread[head]['macro_f1'])}" for head in HEADS)
+    gains = ", ".join(f"{head} {span(spread[head]['lead_points'], True)}" for head in HEADS)
+    units = (
+        f"{spread['units']} messages"
+        if spread["unit"] == "message"
+        else f"{spread['units']} units (rows of one `{spread['unit']}` drawn together)"
+    )
+    return (
+        f"How much another draw of such messages could move these ({spread['level']:.0%} "
+        f"bootstrap intervals, {spread['resamples']} resamples of the set's {units}, model and "
+        f"baseline on the same draws): macro-F1 {scores}; gain over the baseline, points, "
+        f"{gains}."
+    )
+
+
 def public_dev_table(public_dev: Mapping[str, Any]) -> list[str]:
     """One row per public set; the extra column holds what matters for that set's task."""
     rows = []
@@ -236,6 +263,9 @@ def render_report(
             "Gain and INT8 Δ are macro-F1 differences in points (x100): the model minus the baseline, "
             "INT8 minus fp32. Answered accuracy is the accuracy on rows where the head does not abstain.",
         ]
+        spread = uncertainty_sentence(block)
+        if spread:
+            lines += ["", spread]
         if block.get("by_source"):
             lines += ["", *by_source_table(block)]
         if block.get("escalation"):
