@@ -271,5 +271,7 @@ def test_every_set_reports_bootstrap_intervals_and_the_report_says_them(evaluate
         low, high = real[head]["macro_f1"]
         assert low <= metrics["real"]["model"][head]["macro_f1"] <= high
         assert len(real[head]["lead_points"]) == 2
+    hand_over = metrics["real"]["escalation"]["intervals"]
+    assert set(hand_over) == {"precision", "recall", "rate_ratio"}
     report = (out / "report.md").read_text(encoding="utf-8")
-    assert report.count("bootstrap intervals") == 2
+    assert report.count("How much another draw") == 2

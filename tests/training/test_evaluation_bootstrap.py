@@ -7,6 +7,7 @@ from kefu.serving.taxonomy import HEADS
 from kefu.training.data.loader import LabelledData, LabelledRow
 from kefu.training.evaluation.bootstrap import (
     draw_weights,
+    escalation_intervals,
     macro_f1_draws,
     resampling_units,
     uncertainty_block,
@@ -111,3 +112,17 @@ def test_chats_read_alike_widen_the_interval_when_drawn_whole():
 def test_a_head_without_labels_or_averaged_classes_has_no_interval():
     block = block_for(data_of([{}] * 5), [0, 1, 0, 1, 0], [0, 1, 0, 1, 0], None)
     assert block["emotion"] == {"macro_f1": None, "baseline_macro_f1": None, "lead_points": None}
+
+
+def test_hand_over_intervals_hold_the_measured_rates_and_are_empty_without_customers():
+    true = [True] * 20 + [False] * 180
+    predicted = [True] * 16 + [False] * 4 + [True] * 24 + [False] * 156  # recall 0.8, prec. 0.4
+    spread = escalation_intervals(np.arange(200), true, predicted, resamples=400)
+    assert spread["recall"][0] < 0.8 < spread["recall"][1]
+    assert spread["precision"][0] < 0.4 < spread["precision"][1]
+    assert spread["rate_ratio"][0] < 2.0 < spread["rate_ratio"][1]
+    perfect = escalation_intervals(np.arange(200), true, true, resamples=100)
+    assert perfect == {"precision": [1.0, 1.0], "recall": [1.0, 1.0], "rate_ratio": [1.0, 1.0]}
+    nobody = escalation_intervals(np.arange(5), [False] * 5, [False] * 5, resamples=50)
+    assert nobody == {"precision": None, "recall": None, "rate_ratio": None}
+    assert escalation_intervals(np.arange(0), [], [])["recall"] is None

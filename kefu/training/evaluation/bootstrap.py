@@ -143,3 +143,39 @@ def uncertainty_block(
                 entry["lead_points"] = percentile_interval(100 * (model_draws - reference_draws))
         block[head] = entry
     return block
+
+
+def escalation_intervals(
+    units: np.ndarray,
+    true_human: Sequence[bool],
+    predicted_human: Sequence[bool],
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> dict[str, list[float] | None]:
+    """{"precision", "recall", "rate_ratio"}: intervals of the hand-over's precision and recall
+    and of the predicted human rate over the true one (draws where one is undefined, e.g. no
+    customer to hand over, are left out). `units`: the resampling unit of each row given."""
+    if not len(units):
+        return {"precision": None, "recall": None, "rate_ratio": None}
+    dense = np.unique(np.asarray(units), return_inverse=True)[1].reshape(-1)
+    true = np.asarray(true_human, dtype=bool)
+    predicted = np.asarray(predicted_human, dtype=bool)
+    parts: dict[str, list[np.ndarray]] = {"precision": [], "recall": [], "rate_ratio": []}
+    for weights in draw_weights(dense, resamples, seed):
+        hits = weights[:, true & predicted].sum(axis=1)
+        needed = weights[:, true].sum(axis=1)
+        handed = weights[:, predicted].sum(axis=1)
+        for name, top, bottom in (
+            ("precision", hits, handed),
+            ("recall", hits, needed),
+            ("rate_ratio", handed, needed),
+        ):
+            ratio = np.full(len(weights), np.nan)
+            np.divide(top, bottom, out=ratio, where=bottom > 0)
+            parts[name].append(ratio)
+    out: dict[str, list[float] | None] = {}
+    for name, chunks in parts.items():
+        values = np.concatenate(chunks) if chunks else np.empty(0)
+        out[name] = percentile_interval(values[~np.isnan(values)])
+    return out

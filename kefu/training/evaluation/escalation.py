@@ -26,6 +26,7 @@ from kefu.serving.routing import Action, Decision, Reason, choose_action, conten
 from kefu.serving.routing_policy import RoutingPolicy
 from kefu.serving.taxonomy import HEADS
 from kefu.training.data.loader import LabelledData
+from kefu.training.evaluation.bootstrap import escalation_intervals, resampling_units
 
 
 def gold_reasons(
@@ -42,12 +43,17 @@ def gold_reasons(
 def escalation_block(
     data: LabelledData, decisions: Sequence[Decision], policy: RoutingPolicy
 ) -> dict[str, Any]:
-    """{"precision", "recall", "f1", "rate", "true_rate", "n", "actions", "true_reasons", ...}."""
-    rows = [
-        (row, decision)
-        for row, decision in zip(data.rows, decisions, strict=True)
+    """{"precision", "recall", "f1", "rate", "true_rate", "n", "actions", "true_reasons",
+    "intervals", ...}; "intervals" holds 95% bootstrap intervals (bootstrap.py) of precision,
+    recall and the predicted over the true human rate."""
+    kept = [
+        position
+        for position, row in enumerate(data.rows)
         if all(row.labels.get(head) for head in HEADS)
     ]
+    rows = [(data.rows[position], decisions[position]) for position in kept]
+    if len(decisions) != len(data.rows):
+        raise ValueError(f"{len(decisions)} decisions for {len(data.rows)} rows")
     true_human, predicted_human = [], []
     actions: Counter[str] = Counter()
     true_reasons: Counter[str] = Counter()
@@ -80,4 +86,7 @@ def escalation_block(
         "actions": {action.value: actions[action.value] / n if n else None for action in Action},
         "true_reasons": dict(sorted(true_reasons.items())),
         "predicted_reasons": dict(sorted(predicted_reasons.items())),
+        "intervals": escalation_intervals(
+            resampling_units(data)[0][kept], true_human, predicted_human
+        ),
     }

@@ -190,6 +190,22 @@ def escalation_table(block: Mapping[str, Any]) -> list[str]:
         "three columns are the action mix.",
         "",
         *table(header, [row]),
+        *_escalation_spread(esc.get("intervals")),
+    ]
+
+
+def _escalation_spread(intervals: Mapping[str, Any] | None) -> list[str]:
+    if not intervals or intervals.get("recall") is None:
+        return []
+
+    def span(name: str) -> str:
+        values = intervals.get(name)
+        return "—" if values is None else f"{values[0]:.2f}-{values[1]:.2f}"
+
+    return [
+        "",
+        f"95% bootstrap intervals (as for macro-F1 above): precision {span('precision')}, "
+        f"recall {span('recall')}, human rate over the true rate {span('rate_ratio')}.",
     ]
 
 
