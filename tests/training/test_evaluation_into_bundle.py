@@ -75,7 +75,7 @@ def test_evaluating_into_the_bundle_updates_metrics_and_card_and_keeps_it_valid(
         "| intent | 3.000 | 1.010 | 0.000 | 0.950 | 0.960 |",
         "## Intended use",
         "## Known limits",
-        "95% bootstrap intervals, 1000 resamples",
+        "95% bootstrap intervals from 1000 resamples",
     ):
         assert expected in card, expected
     assert "| custom: uncertainty" not in card  # an evaluation block, not a training record

@@ -91,13 +91,13 @@ def uncertainty_sentence(block: Mapping[str, Any]) -> str | None:
     units = (
         f"{spread['units']} messages"
         if spread["unit"] == "message"
-        else f"{spread['units']} units (rows of one `{spread['unit']}` drawn together)"
+        else f"{spread['units']} units (rows sharing a `{spread['unit']}` count as one)"
     )
     return (
-        f"How much another draw of such messages could move these ({spread['level']:.0%} "
-        f"bootstrap intervals, {spread['resamples']} resamples of the set's {units}, model and "
-        f"baseline on the same draws): macro-F1 {scores}; gain over the baseline, points, "
-        f"{gains}."
+        f"How much another draw of such messages could move these: {spread['level']:.0%} "
+        f"bootstrap intervals from {spread['resamples']} resamples of the set's {units}, model "
+        f"and baseline scored on the same draws. Macro-F1: {scores}. Gain over the baseline, in "
+        f"points: {gains}."
     )
 
 
