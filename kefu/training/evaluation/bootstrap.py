@@ -6,9 +6,10 @@ baseline as loosely; a difference between two models or against a target is only
 that. Each resample draws the set's units with replacement and scores model and baseline on
 the same draw (a paired interval for the lead). The unit is the conversation where rows carry
 a `session` (turns of one chat are read alike, so resampling turns would understate the
-spread), the written family where they carry a `family`, and the message otherwise. Macro-F1 keeps the classes the full set averages (at least
-`min_support` gold rows), so every draw averages the same classes. Percentile intervals from
-a fixed seed: the same data and predictions give the same metrics.json.
+spread), the written family where they carry a `family`, and the message otherwise. Macro-F1
+keeps the classes the full set averages (at least `min_support` gold rows), so every draw
+averages the same classes. Percentile intervals from a fixed seed: the same data and
+predictions give the same metrics.json.
 
 What this does not cover: a retrained model moves too (another seed moved real-dev macro-F1 by
 1-2 points, README), so a difference between two trainings needs both kinds of spread.
@@ -16,7 +17,7 @@ What this does not cover: a retrained model moves too (another seed moved real-d
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,9 @@ def resampling_units(data: LabelledData) -> tuple[np.ndarray, str]:
     return units, column
 
 
-def draw_weights(units: np.ndarray, resamples: int, seed: int, chunk: int = CHUNK):
+def draw_weights(
+    units: np.ndarray, resamples: int, seed: int, chunk: int = CHUNK
+) -> Iterator[np.ndarray]:
     """Yields (m, n_rows) int32 arrays, m <= `chunk`, `resamples` rows in all: how often each
     row is drawn, its unit's count in one resample (chunks keep a large test set's draws small)."""
     n_units = int(units.max()) + 1 if len(units) else 0
