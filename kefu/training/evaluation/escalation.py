@@ -46,14 +46,9 @@ def escalation_block(
     """{"precision", "recall", "f1", "rate", "true_rate", "n", "actions", "true_reasons",
     "intervals", ...}; "intervals" holds 95% bootstrap intervals (bootstrap.py) of precision,
     recall and the predicted over the true human rate."""
-    kept = [
-        position
-        for position, row in enumerate(data.rows)
-        if all(row.labels.get(head) for head in HEADS)
-    ]
-    rows = [(data.rows[position], decisions[position]) for position in kept]
-    if len(decisions) != len(data.rows):
-        raise ValueError(f"{len(decisions)} decisions for {len(data.rows)} rows")
+    pairs = list(zip(data.rows, decisions, strict=True))
+    kept = [i for i, (row, _) in enumerate(pairs) if all(row.labels.get(head) for head in HEADS)]
+    rows = [pairs[i] for i in kept]
     true_human, predicted_human = [], []
     actions: Counter[str] = Counter()
     true_reasons: Counter[str] = Counter()
