@@ -27,6 +27,9 @@ import numpy as np
 import torch
 
 from kefu.serving.bundle import (
+    HF_DIR,
+    MODEL_FP32,
+    MODEL_INT8,
     ROW_BY_ROW_VARIANTS,
     Bundle,
     HeadCalibration,
@@ -159,7 +162,7 @@ def train(
             lexical = fit_lexical(train_set, head_sizes, trained)
             if lexical is not None:
                 onnx_fp32 = blend_into_graph(
-                    onnx_fp32, lexical, config.lexical_weight, work / "model.onnx"
+                    onnx_fp32, lexical, config.lexical_weight, work / MODEL_FP32
                 )
                 encoder_dev = fp32_dev
                 fp32_dev = onnx_logits(onnx_fp32, dev_set, dev_batches, encoder.pad_id)
@@ -179,7 +182,7 @@ def train(
         onnx_int8, int8, default_variant = None, None, "fp32"
         dev_logits = fp32_dev
         if config.int8:
-            onnx_int8 = quantize_int8(onnx_fp32, work / "model.int8.onnx")
+            onnx_int8 = quantize_int8(onnx_fp32, work / MODEL_INT8)
             # scored as serving runs it: row by row, if rows of one call share activation scales
             int8_batches = (
                 mixed_batches(len(dev_set), 1) if "int8" in ROW_BY_ROW_VARIANTS else dev_batches
@@ -248,7 +251,7 @@ def train(
             if graph is not None:
                 stamp_onnx_metadata(graph, labels, manifest.model_version)
         hf_dir = save_hf(
-            model, base.path, labels, work / "hf",
+            model, base.path, labels, work / HF_DIR,
             model_version=manifest.model_version, untrained_heads=untrained,
         )  # fmt: skip
         bundle = write_bundle(

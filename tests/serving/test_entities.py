@@ -60,6 +60,10 @@ HUMAN_REQUESTS = [
     "找个真人说话",
     "有没有人工客服？",
     "有人工吗",
+    "有没有人工客服",  # the A-not-A question needs no 吗
+    "人工客服在吗",  # asks where the person is: names one, unlike 在吗
+    "人工呢",
+    "真人客服在不在",
     "不要机器人，叫个人来",
     "别用自动回复敷衍我",
     "换个客服",
@@ -124,6 +128,9 @@ NOT_HUMAN_REQUESTS = [
     "怎么找到人工智能的设置",
     "你们领导说的可以退",
     "有没有人啊",
+    "有没有真人试穿图",  # product photos, not a person
+    "安装有没有人工费",
+    "人工费呢",
 ]
 
 
