@@ -247,7 +247,9 @@ def decide(prediction: Prediction, context: ConversationContext, policy: Routing
     action = choose_action(reasons)
     # an untrained urgency head says nothing: the ordinary priority, neither rushed nor parked
     priority = policy.urgency_priorities.get(urgency, "P3") if urgency is not None else "P2"
-    if emotion == "angry":  # "P0" < "P1": the lower string is the higher priority
+    # the policy's angry emotions, as for the `angry` rule; "P0" < "P1": the lower string is the
+    # higher priority
+    if emotion in policy.angry_emotions:
         priority = min(priority, policy.angry_priority)
     return Decision(
         queue=policy.group_queues[policy.intent_groups[intent]],

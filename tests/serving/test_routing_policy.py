@@ -64,6 +64,7 @@ def test_a_policy_file_is_laid_over_the_bundle_policy_key_by_key(bundle, tmp_pat
     )
     dissatisfied = decide(prediction(emotion="dissatisfied"), ConversationContext(turn=5), policy)
     assert (dissatisfied.action, dissatisfied.reasons) == (Action.HUMAN, ["angry"])
+    assert dissatisfied.priority == "P1"  # angry by this policy: raised from medium's P2
     complaint = decide(prediction("complaint"), ConversationContext(), policy)
     assert (complaint.action, complaint.reasons) == (Action.BOT, [])
 
