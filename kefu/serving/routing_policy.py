@@ -3,8 +3,9 @@
 A policy is a YAML mapping. The default is the `routing:` section of `datasets/taxonomy.yaml`,
 which training copies into each bundle as `policy.yaml`; a policy file given at serve or score
 time (`--policy`, `KEFU_POLICY`) is laid over the bundle's, key by key (lists are replaced, not
-merged), so it only needs the keys it changes. `DEFAULT_POLICY` fills keys a file leaves out and
-must equal the taxonomy's section (a test holds them together).
+merged), so it only needs the keys it changes. `DEFAULT_POLICY`, read from the packaged
+taxonomy (not from `KEFU_TAXONOMY`: a custom taxonomy's policy reaches serving through the
+bundle), fills keys a file leaves out.
 
 Rules are keyed by the reason code they emit (`Reason` in `routing.py`); each may carry
 `enabled: false`. Policies written before the three actions existed (flat keys such as
@@ -21,30 +22,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import yaml
+
 from kefu.errors import PolicyError
 from kefu.serving.policy_files import LEGACY_KEYS, merge_layer, read_policy_file, upgrade
 from kefu.serving.routing import Reason
-from kefu.serving.taxonomy import PRIORITIES
+from kefu.serving.taxonomy import DEFAULT_TAXONOMY_PATH, PRIORITIES
 
-DEFAULT_POLICY: dict[str, Any] = {
-    "rules": {
-        "human_requested": {"intents": ["human_agent"], "detect_in_text": True},
-        "complaint": {"intents": ["complaint"]},
-        "critical_urgency": {"urgency": ["critical"]},
-        "angry": {"emotions": ["angry"]},
-        "high_urgency_negative": {
-            "urgency": ["high"],
-            "emotions": ["anxious", "dissatisfied"],
-            "min_probability": 0.10,
-        },
-        "long_conversation": {"max_turns": 3, "ignore_intents": ["greeting"]},
-        "repeated_intent": {"min_repeats": 1, "ignore_intents": ["greeting"]},
-        "clarification_failed": {"after_clarifications": 1, "after_abstained_turns": 1},
-        "low_confidence": {"heads": ["intent"]},
-    },
-    "clarify": {"max_candidates": 3, "min_confidence": 0.1},
-    "angry_priority": "P1",
-}
+
+def _packaged_routing_section() -> dict[str, Any]:
+    """The packaged taxonomy's `routing:` section: the rules are written once, in that file."""
+    raw = yaml.safe_load(DEFAULT_TAXONOMY_PATH.read_text(encoding="utf-8"))
+    return raw["routing"]
+
+
+DEFAULT_POLICY: dict[str, Any] = _packaged_routing_section()
 # The parameters each rule takes, and what kind of value each is.
 RULE_PARAMETERS: dict[Reason, dict[str, str]] = {
     Reason.HUMAN_REQUESTED: {"intents": "intent", "detect_in_text": "bool"},
