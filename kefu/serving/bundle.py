@@ -132,12 +132,23 @@ class Bundle:
         return self.path / TOKENIZER
 
     def text_encoder(self, max_length: int | None = None) -> TextEncoder:
-        """The bundle's tokenizer with the normalisation its model was trained with."""
-        return TextEncoder.from_file(
-            self.tokenizer_path,
-            max_length or self.manifest.max_length,
-            self.manifest.text_normalization,
-        )
+        """The bundle's tokenizer with the normalisation its model was trained with.
+
+        A tokenizer that matches its hash can still be unusable (written by another tool, not
+        WordPiece): `tokenizers` raises a bare `Exception` for a file it cannot parse, so any
+        failure here is the bundle's, and says so.
+        """
+        try:
+            return TextEncoder.from_file(
+                self.tokenizer_path,
+                max_length or self.manifest.max_length,
+                self.manifest.text_normalization,
+            )
+        except Exception as exc:
+            raise BundleError(
+                f"bundle {self.path}: {TOKENIZER} cannot be used: {exc}; a bundle needs the "
+                "BERT WordPiece tokenizer its model was trained with"
+            ) from None
 
     @property
     def model_card_path(self) -> Path:

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import pytest
@@ -89,6 +90,24 @@ def test_labels_that_do_not_match_the_model_are_refused(bundle_copy):
     with pytest.raises(
         BundleError, match="head 'emotion' outputs 5 classes but labels.json lists 4"
     ):
+        Classifier.from_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize(
+    ("tokenizer_text", "found"),
+    [
+        ("not json", "expected ident"),
+        ('{"version": "1.0", "model": {"type": "WordLevel", "vocab": {"a": 0}, '
+         '"unk_token": "a"}}', "tokenizer has no [CLS] token"),
+    ],
+)  # fmt: skip
+def test_an_unusable_tokenizer_is_a_bundle_error(bundle_copy, tokenizer_text, found):
+    tokenizer_path = bundle_copy / bundle_format.TOKENIZER
+    tokenizer_path.write_text(tokenizer_text)
+    manifest = Manifest.from_json((bundle_copy / bundle_format.MANIFEST).read_text())
+    manifest.files[bundle_format.TOKENIZER] = bundle_format.sha256_file(tokenizer_path)
+    (bundle_copy / bundle_format.MANIFEST).write_text(manifest.to_json())
+    with pytest.raises(BundleError, match=rf"tokenizer.json cannot be used: .*{re.escape(found)}"):
         Classifier.from_bundle(bundle_copy)
 
 
