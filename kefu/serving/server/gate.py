@@ -12,13 +12,12 @@ run the same checks again for the OpenAPI security schemes.
 from __future__ import annotations
 
 import hmac
-import json
 
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kefu.errors import Forbidden, KefuError, Unauthorized
-from kefu.serving.server.error_responses import error_body, kefu_error_response
+from kefu.errors import Forbidden, KefuError, Overloaded, Unauthorized
+from kefu.serving.server.error_responses import kefu_error_response
 from kefu.serving.server.model_holder import ModelHolder
 from kefu.serving.settings import Settings
 
@@ -67,17 +66,13 @@ class GateMiddleware:
         self.models = models
         self.routes = routes  # paths of the API's endpoints: the metrics label of a refusal
         # The overload answer is built once: shedding must stay the cheapest path there is.
-        self._busy_body = json.dumps(
-            error_body(
-                "overloaded",
-                "server busy: the model's queue is full; retry after a short pause",
-            )
-        ).encode()
-        self._busy_headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(self._busy_body)).encode()),
-            (b"retry-after", str(settings.retry_after_seconds).encode()),
-        ]
+        busy = kefu_error_response(
+            Overloaded("server busy: the model's queue is full; retry after a short pause"),
+            settings.retry_after_seconds,
+        )
+        self._busy_status = busy.status_code
+        self._busy_headers = busy.raw_headers
+        self._busy_body = bytes(busy.body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -88,7 +83,11 @@ class GateMiddleware:
             scope.setdefault("state", {})["route"] = path
         if path == CLASSIFY_PATH and self._overloaded():
             await send(
-                {"type": "http.response.start", "status": 503, "headers": self._busy_headers}
+                {
+                    "type": "http.response.start",
+                    "status": self._busy_status,
+                    "headers": self._busy_headers,
+                }
             )
             await send({"type": "http.response.body", "body": self._busy_body})
             return

@@ -162,7 +162,7 @@ def test_a_sealed_but_unreadable_tokenizer_is_refused_not_a_500(client, tiny_bun
     assert response.status_code == 422
     body = response.json()["error"]
     assert (body["code"], body["field"]) == ("bundle_invalid", "bundle")
-    assert body["message"].startswith(f"{broken}: cannot load the bundle: ")
+    assert body["message"].startswith(f"bundle {broken}: tokenizer.json cannot be used: ")
     assert version(client) == "tiny-0"
 
 
