@@ -15,6 +15,7 @@ from __future__ import annotations
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 class KefuError(Exception):
@@ -144,6 +145,17 @@ class RunFailed(KefuError):
 
     code = "run_failed"
     http_status = 422
+
+
+class Interrupted(KefuError):
+    """Ctrl-C or SIGINT stopped a command; the message says what was kept. CLI only."""
+
+    code = "interrupted"
+    http_status = 503  # never served: a request is not interrupted this way
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, kept: str | None = None):
+        super().__init__(f"interrupted: {kept}" if kept else "interrupted")
 
 
 class PolicyError(KefuError):

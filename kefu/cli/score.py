@@ -85,7 +85,7 @@ def command(
     """Score every row; rows that cannot be scored go to OUTPUT.rejects.jsonl with a reason."""
     from rich.console import Console
 
-    from kefu.errors import InputError, RunFailed
+    from kefu.errors import InputError, Interrupted, RunFailed
     from kefu.serving.batch.job import ScoreJob
 
     console = Console(stderr=True)
@@ -124,10 +124,7 @@ def command(
 
             summary = run_local(job, console=console)
     except KeyboardInterrupt:
-        typer.echo(
-            "interrupted: committed chunks are kept; rerun with --resume to continue", err=True
-        )
-        raise typer.Exit(130) from None
+        raise Interrupted("committed chunks are kept; rerun with --resume to continue") from None
     for line in summary.lines():
         typer.echo(line)
     for warning in summary.warnings():

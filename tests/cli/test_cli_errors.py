@@ -25,7 +25,7 @@ def every_error_class() -> list[type[errors.KefuError]]:
 @pytest.mark.parametrize("cls", every_error_class(), ids=lambda cls: cls.__name__)
 def test_every_error_says_its_status_and_exit_code(cls):
     assert 400 <= cls.http_status < 500 or cls.http_status == 503
-    assert cls.exit_code in (errors.EXIT_FAILED, errors.EXIT_USAGE)
+    assert cls.exit_code in (errors.EXIT_FAILED, errors.EXIT_USAGE, errors.EXIT_INTERRUPTED)
     assert cls.code and cls.code == cls.code.lower()
 
 
@@ -36,6 +36,7 @@ def test_every_error_says_its_status_and_exit_code(cls):
         (errors.BundleError("bundle directory x does not exist"), 2),
         (errors.InputError("--engine must be 'local' or 'ray'", field="--engine"), 2),
         (errors.ConfigError("config epochs = 0 must be > 0"), 2),
+        (errors.Interrupted("committed chunks are kept"), 130),
     ],
 )
 def test_the_cli_wrapper_prints_one_line_and_the_errors_exit_code(error, exit_code):
@@ -49,6 +50,18 @@ def test_the_cli_wrapper_prints_one_line_and_the_errors_exit_code(error, exit_co
     result = CliRunner().invoke(app, ["--name", "y"])
     assert result.exit_code == exit_code
     assert result.output == f"kefu demo: {error}\n"
+
+
+def test_ctrl_c_is_one_line_and_exit_130():
+    app = typer.Typer()
+
+    @app.command()
+    @reports_errors("demo")
+    def demo(name: str = typer.Option("x")) -> None:
+        raise KeyboardInterrupt
+
+    result = CliRunner().invoke(app, ["--name", "y"])
+    assert (result.exit_code, result.output) == (130, "kefu demo: interrupted\n")
 
 
 def test_an_unexpected_exception_is_not_swallowed():
