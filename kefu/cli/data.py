@@ -12,6 +12,7 @@ from rich.table import Table
 
 from kefu.cli.errors import reports_errors
 from kefu.errors import DataError
+from kefu.serving.taxonomy import HEADS
 
 app = typer.Typer(no_args_is_help=True, help="Build the seed corpus or validate a labelled file.")
 
@@ -108,7 +109,7 @@ def validate(
     for column in ("head", "label", "rows"):
         table.add_column(column)
 
-    for head in ("intent", "urgency", "emotion"):
+    for head in HEADS:
         for label, count in sorted(Counter(data.labels(head)).items(), key=lambda kv: str(kv[0])):
             table.add_row(head, label or "(unlabelled)", str(count))
     console.print(table)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from kefu.serving.report import charts
-from kefu.serving.report.aggregate import ReportData
+from kefu.serving.report.aggregate import NEGATIVE_EMOTIONS, ReportData
 from kefu.serving.report.clusters import QuestionCluster
 from kefu.serving.report.html import img as _img
 from kefu.serving.report.html import num as _num
@@ -82,7 +82,7 @@ def _header(data: ReportData, title: str) -> str:
     versions = (
         ", ".join(f"{escape(v)} ({n:,})" for v, n in data.model_versions.most_common()) or "unknown"
     )
-    negative = sum(data.emotions[e] for e in ("angry", "dissatisfied"))
+    negative = sum(data.emotions[e] for e in NEGATIVE_EMOTIONS)
     top_intent = data.intents.most_common(1)[0][0] if data.intents else "-"
     cards = [
         ("messages", f"{data.rows:,}"),

@@ -16,7 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-URGENCY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+from kefu.serving.taxonomy import load_taxonomy
+
+# the taxonomy lists urgency from least to most urgent
+URGENCY_RANK = {label: rank for rank, label in enumerate(load_taxonomy().labels("urgency"))}
 MAX_CHARS = 120
 HUMAN_SHARE = 0.35  # how often the "human" operation applies when drawn
 # Groups whose messages concern an existing order: an order card fits them.

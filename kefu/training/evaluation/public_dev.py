@@ -26,6 +26,7 @@ import numpy as np
 
 from kefu.errors import DataError
 from kefu.serving.deployment import Deployment
+from kefu.serving.taxonomy import load_taxonomy
 from kefu.training.evaluation.inference import run_deployment
 from kefu.training.evaluation.metrics import scores_from_confusion
 
@@ -214,8 +215,7 @@ def _score_polarity(public_set: PublicSet, emotions: list[str]) -> dict[str, Any
 
 
 def _score_emotion5(public_set: PublicSet, emotions: list[str]) -> dict[str, Any]:
-    labels = ("neutral", "positive", "anxious", "dissatisfied", "angry")
-    result = _scores(public_set.gold, emotions, labels)
+    result = _scores(public_set.gold, emotions, load_taxonomy().labels("emotion"))
     result["predicted_emotions"] = _shares(emotions)
     return result
 
