@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kefu.serving.bundle import TOKENIZER
+
 
 def load_base_tokenizer(base_model_dir: Path) -> Any:
     """`AutoTokenizer` of the base model, lowercasing when its vocabulary has no capitals."""
@@ -35,7 +37,8 @@ def vocabulary_is_uncased(vocabulary: dict[str, int]) -> bool:
 
 
 def base_tokenizer_json(base_model_dir: Path, work: Path) -> Path:
-    """The tokenizer the bundle ships (`tokenizer.json` in `work`), as `load_base_tokenizer` has it."""
-    target = work / "tokenizer.json"
+    """The tokenizer the bundle ships (its `TOKENIZER` file in `work`), as `load_base_tokenizer`
+    has it."""
+    target = work / TOKENIZER
     load_base_tokenizer(base_model_dir).backend_tokenizer.save(str(target))
     return target

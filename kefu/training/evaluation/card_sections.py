@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from kefu.serving.bundle import Bundle
+from kefu.serving.bundle import HF_DIR, HF_HEADS, Bundle
 from kefu.serving.taxonomy import HEADS
 from kefu.training.evaluation.report import fmt, points, table
 
@@ -273,24 +273,24 @@ def front_matter(bundle: Bundle, metrics: Mapping[str, Any] | None, licence: str
 
 
 def hf_usage(bundle: Bundle) -> list[str]:
-    """How to load the bundle's `hf/` copy with transformers and get the ONNX logits back."""
+    """How to load the bundle's transformers copy (`hf/`) with transformers and get the ONNX logits back."""
     if bundle.hf_path is None:
-        return ["This bundle has no `hf/` folder (it was not exported by `kefu train`)."]
+        return [f"This bundle has no `{HF_DIR}/` folder (it was not exported by `kefu train`)."]
     lexical = (bundle.metrics.get("training") or {}).get("lexical")
     if lexical:
         same = (
-            "The bundle's `hf/` folder is the model's encoder and heads for `transformers` "
+            f"The bundle's `{HF_DIR}/` folder is the model's encoder and heads for `transformers` "
             "(encoder, tokenizer, a config with the label maps of all three heads, head weights "
-            "in `heads.safetensors`). The served graph blends their probabilities with a lexical "
+            f"in `{HF_HEADS}`). The served graph blends their probabilities with a lexical "
             f"model of token n-grams (weight {lexical['weight']}), which has no `transformers` "
             "form; the ONNX graph also outputs the encoder's own logits as `<head>_encoder_logits`."
         )
         match = "the logits then match those `<head>_encoder_logits` within 1e-4:"
     else:
         same = (
-            "The bundle's `hf/` folder is the same model for `transformers` (encoder, tokenizer, "
+            f"The bundle's `{HF_DIR}/` folder is the same model for `transformers` (encoder, tokenizer, "
             "a config with the label maps of all three heads, head weights in "
-            "`heads.safetensors`)."
+            f"`{HF_HEADS}`)."
         )
         match = "the logits then match the ONNX graph within 1e-4:"
     return [
@@ -304,9 +304,9 @@ def hf_usage(bundle: Bundle) -> list[str]:
         "from safetensors.torch import load_file",
         "from transformers import AutoModel, AutoTokenizer",
         "",
-        'tokenizer = AutoTokenizer.from_pretrained("models/default/hf")',
-        'encoder = AutoModel.from_pretrained("models/default/hf").eval()',
-        'heads = load_file("models/default/hf/heads.safetensors")',
+        f'tokenizer = AutoTokenizer.from_pretrained("models/default/{HF_DIR}")',
+        f'encoder = AutoModel.from_pretrained("models/default/{HF_DIR}").eval()',
+        f'heads = load_file("models/default/{HF_DIR}/{HF_HEADS}")',
         'batch = tokenizer(["我的快递三天没动了"], padding=True, return_tensors="pt")',
         "with torch.no_grad():",
         "    hidden = encoder(**batch).last_hidden_state",
