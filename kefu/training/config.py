@@ -1,6 +1,6 @@
 """The training configuration: one frozen dataclass whose defaults train the default model.
 
-Usage: `load_config("training/configs/default.yaml", ["epochs=2", "lr=3e-5"])`.
+Usage: `load_config("kefu/training/configs/default.yaml", ["epochs=2", "lr=3e-5"])`.
 
 Values come from the dataclass defaults, then the YAML file, then `key=value` overrides (the
 CLI's `--set`); a per-head mapping is overridden one head at a time with `key.head=value`
@@ -84,6 +84,7 @@ class TrainConfig:
     layer_lr_decay: float = 1.0
     # learning rate of the three linear heads (new weights learn faster)
     head_lr: float = 1e-3
+    # AdamW's decoupled weight decay (the usual BERT fine-tuning value; not tuned here)
     weight_decay: float = 0.01
     # share of steps with a linear warm-up, then linear decay to 0
     warmup_ratio: float = 0.06
@@ -93,6 +94,8 @@ class TrainConfig:
     loss_weights: dict[str, float] = _per_head(1.0, 1.0, 1.0)
     # class weights against imbalance: none, sqrt (1/sqrt(freq)) or balanced (1/freq)
     class_weights: str = "none"
+    # cross-entropy label smoothing; 0.1 read a little better but made the escalation rule's
+    # probabilities softer (README, run H), so the default keeps hard targets
     label_smoothing: float = 0.0
     # exponential moving average of the weights, updated every step; dev evaluation, the best
     # checkpoint and the exported model use the average (0 = off, the raw weights)
@@ -131,6 +134,8 @@ class TrainConfig:
     parity_tolerance: float = 1e-4
 
     # --- run
+    # seeds the seed-row draw, the batch order, dropout and the heads' initial weights: one
+    # seed, one model (training is deterministic on a given machine)
     seed: int = 13
     # torch threads; 0 = all cores
     threads: int = 0
