@@ -1,7 +1,10 @@
 """Serving settings: one pydantic-settings object, read from `KEFU_*` environment variables.
 
 Usage: `Settings(bundle="models/default")` in tests, `Settings()` (environment only) in each
-uvicorn worker. `create_app(settings)` receives it, so nothing else reads the environment.
+uvicorn worker. `create_app(settings)` receives it, so nothing else reads the environment, with
+two exceptions that must exist before any settings object: `KEFU_TAXONOMY`, read once at import
+to build the API's label enums (`server/label_enums.py`), and `PROMETHEUS_MULTIPROC_DIR`,
+prometheus-client's own switch to multi-process metrics, which `kefu serve --workers N` sets.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""API enums built from the packaged taxonomy: label ids and priorities as schema types.
+"""API enums built from the taxonomy (the packaged one, or `KEFU_TAXONOMY`): label ids and
+priorities as schema types, fixed at import because the OpenAPI schema's types are.
 
 Generated clients get label ids and priorities as types; a bundle whose labels are not in the
 taxonomy is refused at load (`check_labels_in_schema`), never answered with a 500.
