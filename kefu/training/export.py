@@ -30,7 +30,7 @@ from kefu.serving.classifier import make_session
 from kefu.serving.taxonomy import HEADS
 from kefu.serving.tokenization import HEAD_SHARE, TextEncoder, normalize_text
 from kefu.training.base_tokenizer import load_base_tokenizer
-from kefu.training.lexical import lexical_node_names
+from kefu.training.lexical_graph import lexical_node_names
 from kefu.training.model import MultiHeadClassifier, macro_f1, predict_logits
 from kefu.training.sampling import EncodedSplit, collate
 

@@ -33,7 +33,8 @@ from kefu.training.export import (
     quantize_int8,
 )
 from kefu.training.hf_export import save_hf, stamp_onnx_metadata
-from kefu.training.lexical import blend_into_graph, check_blend, fit_lexical
+from kefu.training.lexical import fit_lexical
+from kefu.training.lexical_graph import blend_into_graph, check_blend
 from kefu.training.model import MultiHeadClassifier
 from kefu.training.sampling import EncodedSplit, mixed_batches
 

@@ -11,14 +11,12 @@ from onnx import TensorProto, helper
 from kefu.serving.bundle import ENCODER_OUTPUTS, ONNX_INPUTS, ONNX_OUTPUTS, read_bundle
 from kefu.serving.taxonomy import HEADS
 from kefu.training.export import quantize_int8
-from kefu.training.lexical import (
-    LexicalCheckError,
+from kefu.training.lexical import LexicalCheckError, fit_lexical, token_ngrams
+from kefu.training.lexical_graph import (
     blend_into_graph,
     check_blend,
-    fit_lexical,
     lexical_node_names,
     ngram_key,
-    token_ngrams,
 )
 from kefu.training.sampling import IGNORE, EncodedSplit
 
