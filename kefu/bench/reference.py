@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kefu.serving.bundle import Bundle
 
@@ -67,7 +68,7 @@ def architecture(bundle: Bundle) -> Architecture:
     )
 
 
-def build_encoder(bundle: Bundle):
+def build_encoder(bundle: Bundle) -> tuple[Any, str]:
     """(BertModel, what its weights are): pretrained base weights, or random tiny ones."""
     from transformers import BertModel
 

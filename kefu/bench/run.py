@@ -29,9 +29,10 @@ from kefu.bench.plan import FULL, QUICK, BenchPlan
 from kefu.bench.ratios import compute_ratios
 from kefu.bench.report import write_readme
 from kefu.bench.table import rich_table
-from kefu.bench.workload import load_workload, token_counts
+from kefu.bench.workload import Workload, load_workload, token_counts
 from kefu.errors import BundleError
 from kefu.serving.bundle import Bundle, read_bundle
+from kefu.serving.tokenization import TextEncoder
 
 RESULTS_DIR = Path("benchmarks/results")  # the bench runs from the project root
 README = Path("benchmarks/README.md")
@@ -186,7 +187,11 @@ def _ort(
 
 
 def _flops(
-    bundle, encoder, texts: list[str], plan: BenchPlan, results: dict[str, Any]
+    bundle: Bundle,
+    encoder: TextEncoder,
+    texts: list[str],
+    plan: BenchPlan,
+    results: dict[str, Any],
 ) -> dict[str, Any]:
     from kefu.bench.flops import efficiency, measured_peak_gflops
     from kefu.bench.reference import architecture
@@ -198,7 +203,7 @@ def _flops(
 
 
 def _accuracy(
-    bundle_dir: Path, workload, threads: int, variants: tuple[str, ...]
+    bundle_dir: Path, workload: Workload, threads: int, variants: tuple[str, ...]
 ) -> dict[str, Any]:
     from kefu.bench.accuracy import bench_accuracy
 
@@ -216,7 +221,9 @@ def _torch(
     )  # fmt: skip
 
 
-def _training(bundle_dir: Path, workload, plan: BenchPlan, threads: int) -> dict[str, Any]:
+def _training(
+    bundle_dir: Path, workload: Workload, plan: BenchPlan, threads: int
+) -> dict[str, Any]:
     from kefu.bench.training_speed import bench_training
 
     return bench_training(
@@ -246,7 +253,7 @@ def _server(
 
 def _scoring(
     bundle_dir: Path,
-    workload,
+    workload: Workload,
     work_dir: Path,
     plan: BenchPlan,
     seconds_left: float,

@@ -13,8 +13,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:  # settings load lazily: `kefu --help` stays fast
+    from kefu.serving.settings import Settings
 
 
 def command(
@@ -59,7 +63,7 @@ def command(
     run(settings)
 
 
-def check_before_start(settings) -> None:
+def check_before_start(settings: Settings) -> None:
     """Bundle readable, variant present, policy valid: the cheap checks, before any worker."""
     from kefu.serving.deployment import check_deployable
 
@@ -71,12 +75,12 @@ def check_before_start(settings) -> None:
 FINAL_SHUTDOWN_SECONDS = 5
 
 
-def run(settings) -> None:
+def run(settings: Settings) -> None:
     import uvicorn
 
     from kefu.serving.server.access_log import log_config
 
-    options = {
+    options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_config": log_config(settings.log_level),

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -132,7 +133,7 @@ class Classifier:
         self._check_onnx_labels()
 
     @classmethod
-    def from_bundle(cls, bundle_dir: str | Path, **kwargs) -> Classifier:
+    def from_bundle(cls, bundle_dir: str | Path, **kwargs: Any) -> Classifier:
         return cls(read_bundle(bundle_dir), **kwargs)
 
     @property

@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
@@ -28,6 +28,10 @@ from kefu.errors import PolicyError
 from kefu.serving.policy_files import LEGACY_KEYS, merge_layer, read_policy_file, upgrade
 from kefu.serving.routing import Reason
 from kefu.serving.taxonomy import DEFAULT_TAXONOMY_PATH, PRIORITIES
+
+if TYPE_CHECKING:  # the bundle module reads policies through this one
+    from kefu.serving.bundle import Bundle
+    from kefu.serving.taxonomy import Taxonomy
 
 
 def _packaged_routing_section() -> dict[str, Any]:
@@ -151,7 +155,7 @@ class RoutingPolicy:
         )
 
     @classmethod
-    def for_bundle(cls, bundle, override_path: str | Path | None = None) -> RoutingPolicy:
+    def for_bundle(cls, bundle: Bundle, override_path: str | Path | None = None) -> RoutingPolicy:
         """The bundle's policy, with a policy file given at serve or score time laid over it."""
         layers: list[tuple[Mapping[str, Any], str]] = [
             (bundle.policy, f"{bundle.path}/policy.yaml")
@@ -168,7 +172,7 @@ class RoutingPolicy:
         )
 
     @classmethod
-    def for_taxonomy(cls, taxonomy) -> RoutingPolicy:
+    def for_taxonomy(cls, taxonomy: Taxonomy) -> RoutingPolicy:
         """The taxonomy's default policy, the one a new bundle ships: for routing labels that
         no bundle produced (annotations, gold test labels)."""
         return cls.from_layers(

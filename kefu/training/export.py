@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -235,7 +236,7 @@ def check_tokenizer_parity(base_model_dir: Path, encoder: TextEncoder, texts: li
     return len(texts)
 
 
-def _truncated(tokenizer, text: str, side: str, length: int) -> list[int]:
+def _truncated(tokenizer: Any, text: str, side: str, length: int) -> list[int]:
     tokenizer.truncation_side = side
     encoded = tokenizer(text, add_special_tokens=False, truncation=True, max_length=length)
     return list(encoded["input_ids"])

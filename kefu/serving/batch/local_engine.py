@@ -25,6 +25,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -277,7 +278,7 @@ def _make_scorer(
     )
 
 
-def _start_worker(parent_pid: int, *args) -> None:
+def _start_worker(parent_pid: int, *args: Any) -> None:
     """Worker set-up: ignore Ctrl-C (the parent decides), die with the parent, load the model."""
     global _WORKER_SCORER
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -9,7 +9,7 @@ a guideline ruling read and changed. `real_card.py` renders them into the data c
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
@@ -19,6 +19,9 @@ from kefu.serving.routing_policy import RoutingPolicy
 from kefu.serving.taxonomy import HEADS, Taxonomy
 from kefu.training.data.overlap import THRESHOLD, max_jaccard
 from kefu.training.evaluation.escalation import gold_reasons
+
+if TYPE_CHECKING:  # real.py imports this module when it writes the data card
+    from kefu.training.data.real import Annotation
 
 SPLITS = ("train", "dev", "test")
 SOURCES = {"jddc2019": "JD chat turns", "atec": "Alipay questions"}
@@ -53,7 +56,7 @@ def handover_agreement(
     """
     policy = RoutingPolicy.for_taxonomy(taxonomy)
 
-    def human(annotation, text: str) -> bool:
+    def human(annotation: Annotation, text: str) -> bool:
         return choose_action(gold_reasons(annotation.labels, text, policy)) == Action.HUMAN
 
     pairs = [(human(first[i], texts[i]), human(second[i], texts[i])) for i in ids]
