@@ -256,9 +256,8 @@ async def reload_model(state: StateDep, body: ReloadRequest | None = None) -> Re
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """A kefu app for `settings` (default: from KEFU_* environment variables)."""
-    settings = settings or load_settings()
+def create_app(settings: Settings) -> FastAPI:
+    """A kefu app for `settings`; `app_from_env` is the one caller that reads the environment."""
     metrics = Metrics()
     holder = ModelHolder(settings, metrics)
     drain = Drain(settings.drain_seconds)
