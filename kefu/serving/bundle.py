@@ -257,6 +257,43 @@ def update_bundle(
 def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
     """Load and validate a bundle; every problem raises BundleError saying what to do."""
     path = Path(bundle_dir)
+    manifest = _read_manifest(path)
+    if verify_hashes:
+        _verify_hashes(path, manifest)
+    labels_doc = _read_json(path / LABELS)
+    calibration_doc = _read_json(path / CALIBRATION)
+    try:
+        heads = {head: tuple(labels_doc["heads"][head]) for head in HEADS}
+        calibration = {head: HeadCalibration(**calibration_doc[head]) for head in HEADS}
+        names = {head: dict(labels_doc["names"][head]) for head in HEADS}
+        intent_groups = dict(labels_doc["intent_groups"])
+        group_queues = dict(labels_doc["group_queues"])
+        urgency_priorities = dict(labels_doc["urgency_priorities"])
+    except (KeyError, TypeError) as exc:
+        raise BundleError(f"{path}: {LABELS} or {CALIBRATION} lacks {exc}") from None
+    _check_heads(path, manifest, heads, calibration, intent_groups)
+    try:
+        policy = yaml.safe_load((path / POLICY).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise BundleError(f"{path}: {POLICY} is not valid YAML: {exc}") from None
+    metrics_path = path / METRICS
+    metrics = _read_json(metrics_path) if metrics_path.exists() else {}
+    return Bundle(
+        path=path,
+        manifest=manifest,
+        labels=heads,
+        label_names=names,
+        intent_groups=intent_groups,
+        group_queues=group_queues,
+        urgency_priorities=urgency_priorities,
+        calibration=calibration,
+        policy=policy,
+        metrics=metrics,
+    )
+
+
+def _read_manifest(path: Path) -> Manifest:
+    """The manifest, if this kefu can serve what it describes (schema, files, normalisation)."""
     if not path.is_dir():
         raise BundleError(f"bundle directory {path} does not exist; build one with `make model`")
     manifest_path = path / MANIFEST
@@ -284,28 +321,29 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
         )
     if manifest.default_variant not in VARIANTS:
         raise BundleError(f"{path}: unknown default_variant {manifest.default_variant!r}")
-    if verify_hashes:
-        for name, expected in manifest.files.items():
-            file_path = path / name
-            if not file_path.exists():
-                raise BundleError(f"{path}: {name} is listed in {MANIFEST} but missing")
-            actual = sha256_file(file_path)
-            if actual != expected:
-                raise BundleError(
-                    f"{path}: sha256 of {name} is {actual[:12]}..., manifest says {expected[:12]}...; "
-                    "the file was changed or corrupted after export; re-export the bundle"
-                )
-    labels_doc = _read_json(path / LABELS)
-    calibration_doc = _read_json(path / CALIBRATION)
-    try:
-        heads = {head: tuple(labels_doc["heads"][head]) for head in HEADS}
-        calibration = {head: HeadCalibration(**calibration_doc[head]) for head in HEADS}
-        names = {head: dict(labels_doc["names"][head]) for head in HEADS}
-        intent_groups = dict(labels_doc["intent_groups"])
-        group_queues = dict(labels_doc["group_queues"])
-        urgency_priorities = dict(labels_doc["urgency_priorities"])
-    except (KeyError, TypeError) as exc:
-        raise BundleError(f"{path}: {LABELS} or {CALIBRATION} lacks {exc}") from None
+    return manifest
+
+
+def _verify_hashes(path: Path, manifest: Manifest) -> None:
+    for name, expected in manifest.files.items():
+        file_path = path / name
+        if not file_path.exists():
+            raise BundleError(f"{path}: {name} is listed in {MANIFEST} but missing")
+        actual = sha256_file(file_path)
+        if actual != expected:
+            raise BundleError(
+                f"{path}: sha256 of {name} is {actual[:12]}..., manifest says {expected[:12]}...; "
+                "the file was changed or corrupted after export; re-export the bundle"
+            )
+
+
+def _check_heads(
+    path: Path,
+    manifest: Manifest,
+    heads: dict[str, tuple[str, ...]],
+    calibration: dict[str, HeadCalibration],
+    intent_groups: dict[str, str],
+) -> None:
     unknown_heads = set(manifest.untrained_heads) - set(HEADS)
     if "intent" in manifest.untrained_heads:
         raise BundleError(f"{path}: {MANIFEST} marks the intent head untrained; routing needs it")
@@ -321,24 +359,6 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
     missing_groups = set(heads["intent"]) - set(intent_groups)
     if missing_groups:
         raise BundleError(f"{path}: intents without a group in {LABELS}: {sorted(missing_groups)}")
-    try:
-        policy = yaml.safe_load((path / POLICY).read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise BundleError(f"{path}: {POLICY} is not valid YAML: {exc}") from None
-    metrics_path = path / METRICS
-    metrics = _read_json(metrics_path) if metrics_path.exists() else {}
-    return Bundle(
-        path=path,
-        manifest=manifest,
-        labels=heads,
-        label_names=names,
-        intent_groups=intent_groups,
-        group_queues=group_queues,
-        urgency_priorities=urgency_priorities,
-        calibration=calibration,
-        policy=policy,
-        metrics=metrics,
-    )
 
 
 def _seal(out: Path, manifest: Manifest) -> Bundle:
