@@ -95,7 +95,7 @@ class TrainConfig:
     # class weights against imbalance: none, sqrt (1/sqrt(freq)) or balanced (1/freq)
     class_weights: str = "none"
     # cross-entropy label smoothing; 0.1 read a little better but made the escalation rule's
-    # probabilities softer (README, run H), so the default keeps hard targets
+    # probabilities softer (docs/experiments.md, run H), so the default keeps hard targets
     label_smoothing: float = 0.0
     # exponential moving average of the weights, updated every step; dev evaluation, the best
     # checkpoint and the exported model use the average (0 = off, the raw weights)
@@ -124,7 +124,7 @@ class TrainConfig:
     # --- export
     # share of the served probabilities that comes from a TF-IDF + logistic regression model of
     # the messages' token n-grams, built into the ONNX graph (kefu/training/lexical.py); 0 = the
-    # encoder alone (the default: README, run Z)
+    # encoder alone (the default: docs/experiments.md, run Z)
     lexical_weight: float = 0.0
     # also write the INT8 model
     int8: bool = True

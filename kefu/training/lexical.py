@@ -3,14 +3,14 @@
 The fine-tuned encoder and a linear model over the message's token n-grams make different
 mistakes: averaging their probabilities, the encoder weighted 0.7, gained on the real dev split
 with each of three training seeds, where averaging two encoders did not help. The gain did not
-carry to real test or to the public transfer sets, so it is opt-in (`lexical_weight`; README,
-run Z): for retraining where the traffic looks like the training data. The linear model works
-on the ids the graph already receives (`input_ids`, [CLS] and [SEP] included, so first and last
-tokens form n-grams of their own), and its whole pipeline
-is standard ONNX operators appended to the exported graph (`lexical_graph.py`): serving keeps running one ONNX
-Runtime session and needs no other library, and the graph's outputs keep their names (they
-become blended log-probabilities, which the calibrated temperatures are then fitted on like any
-other logits).
+carry to real test or to the public transfer sets, so it is opt-in (`lexical_weight`;
+docs/experiments.md, run Z): for retraining where the traffic looks like the training data. The
+linear model works on the ids the graph already receives (`input_ids`, [CLS] and [SEP]
+included, so first and last tokens form n-grams of their own), and its whole pipeline is
+standard ONNX operators appended to the exported graph (`lexical_graph.py`): serving keeps
+running one ONNX Runtime session and needs no other library, and the graph's outputs keep their
+names (they become blended log-probabilities, which the calibrated temperatures are then fitted
+on like any other logits).
 """
 
 from __future__ import annotations
