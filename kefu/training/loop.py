@@ -145,20 +145,11 @@ def fit(
                 train_set.lengths, config.batch_size, rng, config.bucket_batches, train_set.weights
             ):
                 inputs, labels = collate(train_set, rows, pad_id), batch_labels(train_set, rows)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    logits = model(**inputs)
-                loss, _ = loss_fn(tuple(head.float() for head in logits), labels)
-                if loss.requires_grad:  # False only when no row of the batch has any label
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if config.max_grad_norm:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    if average:
-                        average.update_parameters(model)
+                losses.append(
+                    _train_step(model, inputs, labels, loss_fn, optimizer, average, config, bf16)
+                )
                 schedule.step()
                 history.steps += 1
-                losses.append(float(loss.detach()))
                 progress.update(task, advance=1, loss=float(np.mean(losses[-50:])))
                 if not progress.console.is_terminal and history.steps % LOG_EVERY == 0:
                     log(
@@ -182,16 +173,7 @@ def fit(
                 if stopper.better(evaluation.mean_f1):
                     history.best_step = history.steps
                     best_state = copy.deepcopy(scored.state_dict())
-                if last:
-                    history.stopped_because = "all steps done"
-                elif stopper.exhausted:
-                    history.stopped_because = (
-                        f"early stop: no better dev F1 in {stopper.waited} evaluations"
-                    )
-                elif out_of_time:
-                    history.stopped_because = (
-                        f"time budget of {config.time_budget_minutes} min used"
-                    )
+                history.stopped_because = _stop_reason(last, stopper, out_of_time, config)
                 if history.stopped_because:
                     break
     if best_state is not None:  # None only if dev F1 was never a number
@@ -199,6 +181,42 @@ def fit(
     model.eval()
     history.seconds = time.perf_counter() - started
     return history
+
+
+def _train_step(
+    model: MultiHeadClassifier,
+    inputs: dict[str, torch.Tensor],
+    labels: dict[str, torch.Tensor],
+    loss_fn: MultiHeadLoss,
+    optimizer: torch.optim.Optimizer,
+    average: torch.optim.swa_utils.AveragedModel | None,
+    config: TrainConfig,
+    bf16: bool,
+) -> float:
+    """One optimiser step on one batch; returns its loss (heads' losses summed, weighted)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(**inputs)
+    loss, _ = loss_fn(tuple(head.float() for head in logits), labels)
+    if loss.requires_grad:  # False only when no row of the batch has any label
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        if average:
+            average.update_parameters(model)
+    return float(loss.detach())
+
+
+def _stop_reason(last: bool, stopper: EarlyStopping, out_of_time: bool, config: TrainConfig) -> str:
+    """Why training stops after this evaluation; "" to go on."""
+    if last:
+        return "all steps done"
+    if stopper.exhausted:
+        return f"early stop: no better dev F1 in {stopper.waited} evaluations"
+    if out_of_time:
+        return f"time budget of {config.time_budget_minutes} min used"
+    return ""
 
 
 def weight_average(
