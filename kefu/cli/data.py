@@ -1,4 +1,5 @@
-"""`kefu data build` rebuilds the seed corpus; `kefu data validate FILE` checks a labelled file."""
+"""`kefu data build` rebuilds the seed corpus; `kefu data real` rebuilds the real corpus's splits
+and card numbers from its annotations; `kefu data validate FILE` checks a labelled file."""
 
 from __future__ import annotations
 
