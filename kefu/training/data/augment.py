@@ -9,6 +9,7 @@ most needs action, as the taxonomy's rule for several requests says).
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import string
@@ -18,8 +19,6 @@ from typing import Any
 
 from kefu.serving.taxonomy import load_taxonomy
 
-# the taxonomy lists urgency from least to most urgent
-URGENCY_RANK = {label: rank for rank, label in enumerate(load_taxonomy().labels("urgency"))}
 MAX_CHARS = 120
 HUMAN_SHARE = 0.35  # how often the "human" operation applies when drawn
 # Groups whose messages concern an existing order: an order card fits them.
@@ -32,6 +31,12 @@ EMOTION_MARKS = {
     "dissatisfied": ["？？？", "。。。", "…"],
     "angry": ["！！！", "!!!"],
 }
+
+
+@functools.cache
+def urgency_rank(urgency: str) -> int:
+    """0 for the least urgent: the taxonomy lists urgency from least to most urgent."""
+    return load_taxonomy().labels("urgency").index(urgency)
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ class Augmenter:
         # A concrete request plus "转人工" takes the request's intent, so human_agent never leads.
         if not (
             first.intent not in ("human_agent", "greeting", "other")
-            and URGENCY_RANK[second.urgency] < URGENCY_RANK[first.urgency]
+            and urgency_rank(second.urgency) < urgency_rank(first.urgency)
             and second.emotion == "neutral"
             and second.intent not in (first.intent, "human_agent", "complaint", "greeting", "other")
         ):
