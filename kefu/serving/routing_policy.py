@@ -22,25 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import yaml
-
 from kefu.errors import PolicyError
 from kefu.serving.policy_files import LEGACY_KEYS, merge_layer, read_policy_file, upgrade
 from kefu.serving.routing import Reason
-from kefu.serving.taxonomy import DEFAULT_TAXONOMY_PATH, PRIORITIES
+from kefu.serving.taxonomy import DEFAULT_TAXONOMY_PATH, PRIORITIES, Taxonomy, load_taxonomy
 
 if TYPE_CHECKING:  # the bundle module reads policies through this one
     from kefu.serving.bundle import Bundle
-    from kefu.serving.taxonomy import Taxonomy
 
 
-def _packaged_routing_section() -> dict[str, Any]:
-    """The packaged taxonomy's `routing:` section: the rules are written once, in that file."""
-    raw = yaml.safe_load(DEFAULT_TAXONOMY_PATH.read_text(encoding="utf-8"))
-    return raw["routing"]
+# The packaged taxonomy's `routing:` section: the rules are written once, in that file.
+DEFAULT_POLICY: dict[str, Any] = load_taxonomy(DEFAULT_TAXONOMY_PATH).routing
 
-
-DEFAULT_POLICY: dict[str, Any] = _packaged_routing_section()
 # The parameters each rule takes, and what kind of value each is.
 RULE_PARAMETERS: dict[Reason, dict[str, str]] = {
     Reason.HUMAN_REQUESTED: {"intents": "intent", "detect_in_text": "bool"},

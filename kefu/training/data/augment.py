@@ -9,15 +9,12 @@ most needs action, as the taxonomy's rule for several requests says).
 
 from __future__ import annotations
 
-import functools
 import random
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from kefu.serving.taxonomy import load_taxonomy
 
 MAX_CHARS = 120
 HUMAN_SHARE = 0.35  # how often the "human" operation applies when drawn
@@ -31,12 +28,6 @@ EMOTION_MARKS = {
     "dissatisfied": ["？？？", "。。。", "…"],
     "angry": ["！！！", "!!!"],
 }
-
-
-@functools.cache
-def urgency_rank(urgency: str) -> int:
-    """0 for the least urgent: the taxonomy lists urgency from least to most urgent."""
-    return load_taxonomy().labels("urgency").index(urgency)
 
 
 @dataclass(frozen=True)
@@ -73,8 +64,10 @@ def fill_template(template: str, rng: random.Random) -> str:
 class Augmenter:
     """Applies one to three operations to a message; returns None when nothing applies."""
 
-    def __init__(self, lexicon: dict[str, Any]):
+    def __init__(self, lexicon: dict[str, Any], urgency_order: Sequence[str]):
         self.lexicon = lexicon
+        # the taxonomy lists urgency from least to most urgent
+        self.urgency_rank = {urgency: rank for rank, urgency in enumerate(urgency_order)}
         self.swap_classes = [words for words in lexicon["swaps"].values()]
         self.operations: dict[str, Callable[[Message, random.Random], str | None]] = {
             "placeholder": self.placeholder,
@@ -107,7 +100,7 @@ class Augmenter:
         # A concrete request plus "转人工" takes the request's intent, so human_agent never leads.
         if not (
             first.intent not in ("human_agent", "greeting", "other")
-            and urgency_rank(second.urgency) < urgency_rank(first.urgency)
+            and self.urgency_rank[second.urgency] < self.urgency_rank[first.urgency]
             and second.emotion == "neutral"
             and second.intent not in (first.intent, "human_agent", "complaint", "greeting", "other")
         ):

@@ -231,7 +231,7 @@ def build(config: BuildConfig = BuildConfig(), taxonomy: Taxonomy | None = None)
     messages = read_written(config.sources / "written", taxonomy)
     assignment = split_families(messages)
     variants_wanted = allocate_variants(messages, config)
-    augmenter = Augmenter(lexicon)
+    augmenter = Augmenter(lexicon, taxonomy.labels("urgency"))
     taken = {message.text for message in messages}
     rows_by_split = {
         split: augment_split(
