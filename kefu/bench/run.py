@@ -55,7 +55,10 @@ def run_bench(
     console: Console | None = None,
     output: Console | None = None,
 ) -> tuple[dict[str, Any], Path]:
-    """Run every part not in `skip`; write `<results_dir>/<date>[-quick].json` (and `readme`).
+    """Run every part not in `skip`; write `<results_dir>/<date>[-quick][-partial].json`.
+
+    A run that skips a part is named `-partial` so that it never replaces the day's full run,
+    whose file the benchmarks README links to; `readme` is rewritten only when given.
 
     Progress goes to `console` (stderr), the table and the file names to `output` (stdout).
     """
@@ -75,6 +78,7 @@ def run_bench(
         "schema": 1,
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "quick": quick,
+        "skipped": sorted(skip),
         "plan": asdict(plan),
         "bundle": {
             "path": str(bundle_dir),
@@ -145,7 +149,11 @@ def wide_console(stderr: bool = False) -> Console:
 
 def write_results(results: dict[str, Any], results_dir: Path) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
-    stem = results["date"][:10] + ("-quick" if results["quick"] else "")
+    stem = (
+        results["date"][:10]
+        + ("-quick" if results["quick"] else "")
+        + ("-partial" if results.get("skipped") else "")
+    )
     path = results_dir / f"{stem}.json"
     path.write_text(
         json.dumps(results, ensure_ascii=False, indent=2, default=_plain) + "\n", encoding="utf-8"

@@ -4,7 +4,8 @@ Usage: kefu bench --bundle models/default                 # full run, under 20 m
        kefu bench --bundle models/default --quick         # smoke run, about a minute
        kefu bench --skip server,batch_scoring --data my_labelled.jsonl
 
-Writes benchmarks/results/<date>.json, prints one table, and (full runs) rewrites
+Writes benchmarks/results/<date>.json (`<date>-quick.json`, `<date>-partial.json` when parts are
+skipped), prints one table, and (full runs: not quick, nothing skipped) rewrites
 benchmarks/README.md. It reports; it does not pass or fail (exit 0 even when a part failed,
 whose error is in the table and the JSON). Exit 1 only when nothing can run (no bundle, no
 texts).
@@ -27,7 +28,9 @@ def command(
         None, "--results-dir", help="Where <date>.json goes (default: benchmarks/results)."
     ),
     readme: bool = typer.Option(
-        None, "--readme/--no-readme", help="Rewrite benchmarks/README.md (default: full runs only)."
+        None,
+        "--readme/--no-readme",
+        help="Rewrite benchmarks/README.md (default: full runs only, nothing skipped).",
     ),
     skip: str = typer.Option(
         "",
@@ -54,7 +57,7 @@ def command(
         raise InputError(
             f"unknown part(s) {unknown} in --skip; parts are {', '.join(PARTS)}", field="--skip"
         )
-    write_readme = (not quick) if readme is None else readme
+    write_readme = (not quick and not skipped) if readme is None else readme
     run_bench(
         bundle,
         quick=quick,

@@ -53,6 +53,7 @@ def command(
     from kefu.serving.bundle import read_bundle
     from kefu.serving.deployment import Deployment
     from kefu.serving.policy_files import read_policy_file, upgrade
+    from kefu.serving.routing import Reason
     from kefu.training.data.loader import load_labelled, trained_columns
     from kefu.training.evaluation.escalation_sweep import choose, sweep_min_probability
     from kefu.training.evaluation.report import fmt
@@ -74,6 +75,13 @@ def command(
     if not labelled.rows:
         raise InputError(f"{data}: no usable labelled rows", field="--data")
     deployment = Deployment.load(bundle, policy_path=policy, threads=threads)
+    if Reason.HIGH_URGENCY_NEGATIVE not in deployment.policy.enabled:
+        source = policy if policy is not None else f"the policy of {bundle}"
+        raise InputError(
+            f"{source}: rules.high_urgency_negative is disabled, so min_probability changes "
+            "nothing; tune with a policy that leaves the rule on (enabled: true)",
+            field="--policy",
+        )
     current = deployment.policy.high_urgency_min_probability
     points = sweep_min_probability(deployment, labelled)
     true_rate = points[0].escalation["true_rate"]  # the labels' own: the same at every value
@@ -104,8 +112,12 @@ def command(
             f"  {', '.join(marks)}".rstrip()
         )
     typer.echo(f"the labels hand over {true_rate:.1%} of the rows")
+    criterion = "best F1"
     if min_recall is not None and chosen.get("recall") < min_recall:
         typer.echo(f"no value reaches recall {min_recall:g}; chose the best F1 instead")
+        criterion = f"best F1: no value reached recall {min_recall:g}"
+    elif min_recall is not None:
+        criterion = f"least hand-over at recall >= {min_recall:g}"
     value = chosen.min_probability
     typer.echo(f"chosen min_probability: {'null' if value is None else f'{value:g}'}")
     if write_policy is not None:
@@ -115,8 +127,7 @@ def command(
         rules.setdefault("high_urgency_negative", {})["min_probability"] = value
         header = (
             f"# high_urgency_negative.min_probability chosen by `kefu tune-escalation` on {data}\n"
-            f"# for {deployment.model_version}"
-            f"{'' if min_recall is None else f' (least hand-over at recall >= {min_recall:g})'}\n"
+            f"# for {deployment.model_version} ({criterion})\n"
         )
         write_policy.write_text(
             header + yaml.safe_dump(document, allow_unicode=True, sort_keys=False), "utf-8"

@@ -39,7 +39,8 @@ def quick_run(tiny_bundle, tmp_path_factory):
 
 def test_quick_run_writes_one_results_file_with_every_part(quick_run):
     results, path = quick_run
-    assert path.name.endswith("-quick.json")
+    assert path.name.endswith("-quick-partial.json")  # never the day's full run's file
+    assert results["skipped"] == ["batch_scoring", "server"]
     on_disk = json.loads(path.read_text(encoding="utf-8"))
     assert set(on_disk["parts"]) == set(IN_PROCESS)
     assert all("error" not in on_disk["parts"][part] for part in IN_PROCESS), on_disk["parts"]
@@ -306,3 +307,23 @@ def test_only_the_load_before_the_run_says_other_work_shared_the_cpu():
     busy = {"cores": 2, "load_avg_1m_at_start": 3.1, "load_avg_1m_at_end": 2.6}
     assert "other work" not in busy_note(quiet) and "bench's own load" in busy_note(quiet)
     assert "other work shared the CPU" in busy_note(busy)
+
+
+@pytest.mark.parametrize("readme_flag", [[], ["--readme"]])
+def test_a_run_that_skips_parts_keeps_the_full_runs_files(
+    tiny_bundle, tmp_path, monkeypatch, readme_flag
+):
+    readme = tmp_path / "README.md"
+    monkeypatch.setattr("kefu.bench.run.README", readme)
+    results_dir = tmp_path / "results"
+    skip = ",".join(part for part in ("ort_raw", "accuracy", "torch", "training", "server",
+                                      "batch_scoring"))  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        ["bench", "--bundle", str(tiny_bundle), "--skip", skip, "--results-dir", str(results_dir)]
+        + readme_flag,
+    )
+    assert result.exit_code == 0, result.output
+    [written] = results_dir.iterdir()
+    assert written.name.endswith("-partial.json") and "quick" not in written.name
+    assert readme.exists() == bool(readme_flag)  # rewritten only when asked for

@@ -80,7 +80,8 @@ def test_every_runtime_module_imports_without_torch_transformers_or_ray(installe
     assert report["modules"] > 30
     # the one module that needs an extra says which, instead of an ImportError
     assert report["refused"] == {
-        "kefu.serving.batch.ray_engine": "--engine ray needs the ray extra: pip install 'kefu[ray]'"
+        "kefu.serving.batch.ray_engine": "--engine ray needs the ray extra: "
+        "pip install 'ray[data]>=2.30,<3' (from a checkout: pip install -e '.[ray]')"
     }
     assert report["absent"] == ["torch", "transformers", "ray"]
 

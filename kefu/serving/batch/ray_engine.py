@@ -51,7 +51,10 @@ try:
     from ray.data import ActorPoolStrategy, Datasource, ReadTask
     from ray.data.block import BlockMetadata
 except ImportError:  # pragma: no cover - the ray extra is installed in CI
-    raise ConfigError("--engine ray needs the ray extra: pip install 'kefu[ray]'") from None
+    raise ConfigError(
+        "--engine ray needs the ray extra: pip install 'ray[data]>=2.30,<3' "
+        "(from a checkout: pip install -e '.[ray]')"
+    ) from None
 
 # Columns of a chunk row. ROWS holds the chunk's table in Arrow IPC stream form: before
 # scoring the input rows plus TEXT, after scoring the output rows; SCHEMA is its schema alone,

@@ -90,6 +90,46 @@ def test_the_command_prints_the_sweep_and_writes_a_policy_that_serves(trained, d
     policy = Deployment.load(bundle_dir, policy_path=written, threads=1).policy
     assert policy.high_urgency_min_probability == value and policy.max_candidates == 2
     assert policy.max_turns == 5
+    header = written.read_text("utf-8").splitlines()[1]
+    if "no value reaches recall 0.5" in result.output:
+        assert header.endswith("(best F1: no value reached recall 0.5)")
+    else:
+        assert header.endswith("(least hand-over at recall >= 0.5)")
+
+
+def test_the_written_policy_names_the_criterion_that_chose_it(trained, data_dir, tmp_path):
+    _, bundle_dir, _ = trained
+    written = tmp_path / "tuned.yaml"
+    # recall 1.0 at precision > 0 is out of a tiny random model's reach: the best F1 is taken
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune-escalation", "--bundle", str(bundle_dir), "--data", str(data_dir / "dev.jsonl"),
+            "--min-recall", "1.0", "--write-policy", str(written),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    header = written.read_text("utf-8").splitlines()[1]
+    reached = "no value reaches recall 1" not in result.output
+    assert header.endswith(
+        "(least hand-over at recall >= 1)" if reached else "(best F1: no value reached recall 1)"
+    )
+
+
+def test_tuning_a_disabled_rule_is_refused(trained, data_dir, tmp_path):
+    _, bundle_dir, _ = trained
+    policy = tmp_path / "off.yaml"
+    policy.write_text("rules:\n  high_urgency_negative:\n    enabled: false\n", "utf-8")
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune-escalation", "--bundle", str(bundle_dir), "--data", str(data_dir / "dev.jsonl"),
+            "--policy", str(policy),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"{policy}: rules.high_urgency_negative is disabled" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(
