@@ -4,8 +4,8 @@ Usage: kefu bench --bundle models/default                 # full run, under 20 m
        kefu bench --bundle models/default --quick         # smoke run, about a minute
        kefu bench --skip server,batch_scoring --data my_labelled.jsonl
 
-Writes benchmarks/results/<date>.json (`<date>-quick.json`, `<date>-partial.json` when parts are
-skipped), prints one table, and (full runs: not quick, nothing skipped) rewrites
+Writes benchmarks/results/<date>.json (`-quick` and/or `-partial`, when parts are skipped, in
+the name), prints one table, and (full runs: not quick, nothing skipped) rewrites
 benchmarks/README.md. It reports; it does not pass or fail (exit 0 even when a part failed,
 whose error is in the table and the JSON). Exit 1 only when nothing can run (no bundle, no
 texts).
