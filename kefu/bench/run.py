@@ -152,7 +152,7 @@ def write_results(results: dict[str, Any], results_dir: Path) -> Path:
     stem = (
         results["date"][:10]
         + ("-quick" if results["quick"] else "")
-        + ("-partial" if results.get("skipped") else "")
+        + ("-partial" if results["skipped"] else "")
     )
     path = results_dir / f"{stem}.json"
     path.write_text(
