@@ -60,6 +60,13 @@ class PayloadTooLarge(InputError):
     http_status = 413
 
 
+class UnsupportedMediaType(KefuError):
+    """A body kefu cannot read as sent: not JSON, or compressed (Content-Encoding)."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
 class Unauthorized(KefuError):
     """Missing or wrong X-API-Key or X-Admin-Token."""
 

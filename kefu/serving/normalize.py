@@ -69,6 +69,8 @@ _EMOJI_START = re.compile(f"[{_EMOJI_STARTS}]")
 # one scan finds the messages version 2 changes (most change nothing and skip the rest)
 _VERSION_2_CHANGES = re.compile(f"[{''.join(map(chr, _TYPOGRAPHY))}{_EMOJI_STARTS}]")
 _SKIN_TONE = re.compile("[\U0001f3fb-\U0001f3ff]")  # tone modifiers: no meaning here
+# what BERT's text cleaning drops besides white space (private-use characters become [UNK])
+_UNREAD_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
 def normalize_text(text: str, version: int = NORMALIZATION_VERSION) -> str:
@@ -85,3 +87,18 @@ def normalize_text(text: str, version: int = NORMALIZATION_VERSION) -> str:
     text = _NUMBERED.sub(r"[\1x]", text)
     text = _ORDER_CARD.sub("[订单x]", text)
     return _SPACE.sub(" ", text).strip()
+
+
+def _unread(char: str) -> bool:
+    """A character the tokenizer drops: white space, control and format characters (zero-width
+    space, BOM, soft hyphen, NUL) and U+FFFD, the mark of bytes that did not decode."""
+    return char.isspace() or unicodedata.category(char) in _UNREAD_CATEGORIES or char == "\ufffd"
+
+
+def has_content(text: str) -> bool:
+    """True when the model would read something: a text of nothing but white space, invisible or
+    control characters, or markup that normalises away ("<br>") reads as an empty message, and
+    would get a confident answer about nothing. The server and batch scoring both refuse it."""
+    if text and not _unread(text[0]) and text[0] != "<":  # nearly every message: one look
+        return True
+    return not all(_unread(char) for char in normalize_text(text))

@@ -24,7 +24,7 @@ REASONS = {
     # the message text
     "missing_text": "the text field is absent or null",
     "not_text": "the text field holds a number, boolean, list or object, not a string",
-    "empty_text": "the text is empty or whitespace only",
+    "empty_text": "the text is empty or holds only white space, markup or invisible characters",
     "undecodable_text": "the text holds bytes that are not valid in the file's encoding",
     # labelled data (kefu data validate, train, evaluate)
     "unknown_label": "a label is not in the taxonomy",

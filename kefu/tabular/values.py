@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from kefu.serving.normalize import normalize_text
+from kefu.serving.normalize import has_content
 from kefu.tabular.decoding import encoding_hint
 
 SURROGATE = re.compile("[\ud800-\udfff]")  # undecodable bytes, kept by errors="surrogateescape"
@@ -52,8 +52,11 @@ def text_problem(
     bad = SURROGATE.search(value)
     if bad:
         return "undecodable_text", undecodable_detail(bad.group(), bad.start(), encoding)
-    if not normalize_text(value):  # what the model would read: nothing
-        return "empty_text", "text is empty or whitespace only"
+    if not has_content(value):  # what the model would read: nothing
+        return (
+            "empty_text",
+            "text is empty or holds only white space, markup or invisible characters",
+        )
     if max_chars is not None and len(value) > max_chars:
         return "text_too_long", f"text has {len(value)} characters; the limit is {max_chars}"
     return None

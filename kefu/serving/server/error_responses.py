@@ -63,6 +63,7 @@ _VALIDATION_CODES = {
     "greater_than_equal": "out_of_range",
     "too_long": "too_long",
     "string_too_long": "too_long",
+    "string_unicode": "invalid_text",  # a lone surrogate where a constrained string is expected
 }
 
 
@@ -104,6 +105,9 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
     message = str(error["msg"])
     if kind == "missing" and not ctx.get("field"):
         message = f"{field} is required"
+    elif kind == "string_unicode":
+        where = f"{field} contains" if field else "the body contains"
+        message = f"{where} a lone UTF-16 surrogate; send valid UTF-8 text"
     elif kind == "extra_forbidden":
         message = f"unknown field {field}; check the spelling against the API docs at /docs"
     elif field and not ctx.get("field"):
@@ -123,8 +127,11 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
             exc.status_code, f"http_{exc.status_code}"
         )
         message = str(exc.detail)
-        if exc.status_code == 400:
-            message = "request body could not be read as UTF-8 JSON"
+        if exc.status_code == 400:  # what json.loads raised on was not a syntax error
+            message = (
+                "request body could not be read as JSON: not UTF-8, nested too deeply, "
+                "or a number too long"
+            )
         elif exc.status_code == 404:
             message = f"no endpoint at {shown(request.url.path)}; see /docs"
         elif exc.status_code == 405:

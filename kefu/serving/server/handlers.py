@@ -11,7 +11,7 @@ access-log fields.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pydantic_core import to_json
@@ -20,6 +20,7 @@ from kefu.errors import InputError, PayloadTooLarge
 from kefu.serving.classifier import HeadPrediction
 from kefu.serving.deployment import Triage
 from kefu.serving.masking import mask_text
+from kefu.serving.normalize import has_content
 from kefu.serving.routing import ConversationContext, Decision
 from kefu.serving.server.access_log import Deferred, logged_text
 from kefu.serving.server.error_responses import shown
@@ -27,6 +28,10 @@ from kefu.serving.server.metrics import Metrics
 from kefu.serving.server.request_schemas import ClassifyRequest, Message
 from kefu.serving.settings import Settings
 from kefu.serving.taxonomy import HEADS
+from kefu.tabular.values import SURROGATE
+
+# pydantic-core refuses to serialise deeper than about 250 levels; real metadata is flat
+MAX_METADATA_DEPTH = 32
 
 
 def check_messages(
@@ -50,11 +55,24 @@ def check_messages(
             "too_many_messages",
         )
     known_intents = set(intents)
+    first_with_id: dict[str, int] = {}
     for index, message in enumerate(messages):
-        text_field = request.message_field(index, "text")
-        if not message.text.strip():
+        answered_id = message.id if message.id is not None else str(index)
+        if answered_id in first_with_id:
+            field = request.message_field(index, "id")
             raise InputError(
-                f"{text_field} is empty or whitespace only; send the customer's message text",
+                f"{field} is {shown(repr(answered_id))}, the id of "
+                f"{request.message_field(first_with_id[answered_id], 'id')} too (a message "
+                "without an id is answered under its position); give each message its own id",
+                field,
+                "duplicate_id",
+            )
+        first_with_id[answered_id] = index
+        text_field = request.message_field(index, "text")
+        if not has_content(message.text):
+            raise InputError(
+                f"{text_field} is empty or holds only white space, markup or invisible "
+                "characters; send the customer's message text",
                 text_field,
                 "empty_text",
             )
@@ -80,7 +98,24 @@ def check_messages(
 
 
 def check_metadata(metadata: dict[str, Any], field: str, settings: Settings) -> None:
-    """Metadata is echoed, never read: only its size is checked (as compact UTF-8 JSON)."""
+    """Metadata is echoed, never read: it must be answerable (valid Unicode, nested at most
+    MAX_METADATA_DEPTH deep, which JSON encoders cap) and small (as compact UTF-8 JSON)."""
+    for path, value, depth in metadata_values(metadata, field):
+        if depth > MAX_METADATA_DEPTH:
+            raise InputError(
+                f"{field} is nested more than {MAX_METADATA_DEPTH} levels deep (at {path}); "
+                "keep ids and references there, not documents",
+                field,
+                "metadata_too_deep",
+            )
+        if isinstance(value, str) and (bad := SURROGATE.search(value)):
+            position = bad.start()
+            raise InputError(
+                f"{path} contains a lone surrogate {value[position]!r} at position {position}; "
+                "send valid UTF-8 text",
+                path,
+                "invalid_text",
+            )
     size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode())
     if size > settings.max_metadata_bytes:
         raise InputError(
@@ -89,6 +124,25 @@ def check_metadata(metadata: dict[str, Any], field: str, settings: Settings) -> 
             field,
             "metadata_too_large",
         )
+
+
+def metadata_values(value: Any, path: str, depth: int = 1) -> Iterator[tuple[str, Any, int]]:
+    """Every key and value inside `value` with its JSON path and nesting depth; stops going
+    deeper past MAX_METADATA_DEPTH, so a body nested a thousand deep costs no recursion."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            # a key is input too: cut, and a lone surrogate spelt out (no answer can hold one)
+            item_path = f"{path}.{shown(key.encode('utf-8', 'backslashreplace').decode())}"
+            yield item_path, key, depth
+            yield item_path, item, depth
+            if depth <= MAX_METADATA_DEPTH:
+                yield from metadata_values(item, item_path, depth + 1)
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            item_path = f"{path}[{position}]"
+            yield item_path, item, depth
+            if depth <= MAX_METADATA_DEPTH:
+                yield from metadata_values(item, item_path, depth + 1)
 
 
 def conversation_context(message: Message) -> ConversationContext:

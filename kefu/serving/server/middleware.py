@@ -19,10 +19,10 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kefu.errors import KefuError, PayloadTooLarge, RequestTimeout
+from kefu.errors import KefuError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from kefu.serving.server.access_log import ACCESS_LOGGER
 from kefu.serving.server.drain import Drain
-from kefu.serving.server.error_responses import error_response, kefu_error_response
+from kefu.serving.server.error_responses import error_response, kefu_error_response, shown
 from kefu.serving.server.metrics import Metrics
 
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -163,8 +163,8 @@ class BodyReadMiddleware:
     413 for bodies over `max_bytes` (by Content-Length, or by counting a chunked body, so an
     oversized upload stops at the limit instead of filling memory); 408 with `Connection:
     close` when the body has not fully arrived within `timeout_seconds` of the request head
-    (a slow or stalled client holds a connection and a task, never more); 400 for UTF-16/32
-    bodies. The body is then replayed to the app in one message.
+    (a slow or stalled client holds a connection and a task, never more); 415 for compressed
+    bodies (their bytes would otherwise be misread as UTF-16); 400 for UTF-16/32 bodies. The body is then replayed to the app in one message.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout_seconds: float, retry_after: int):
@@ -202,6 +202,12 @@ class BodyReadMiddleware:
         await self.app(scope, replay, send)
 
     async def _read(self, scope: Scope, receive: Receive) -> bytes | Exception | None:
+        encoding = _header(scope, b"content-encoding")
+        if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+            return UnsupportedMediaType(
+                f"request body is compressed (Content-Encoding: {shown(encoding)}); "
+                "send it uncompressed as UTF-8 JSON"
+            )
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return self._too_large()

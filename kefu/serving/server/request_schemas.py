@@ -37,6 +37,7 @@ def _encodable(value: str) -> str:
 
 Text = Annotated[StrictStr, AfterValidator(_encodable)]
 Id = Annotated[str, StringConstraints(strict=True, max_length=256), AfterValidator(_encodable)]
+ServerPath = Annotated[StrictStr, Field(max_length=4096), AfterValidator(_encodable)]  # PATH_MAX
 
 
 class Strict(BaseModel):
@@ -151,7 +152,7 @@ class ClassifyRequest(Strict):
 
 
 class ReloadRequest(Strict):
-    bundle: StrictStr | None = Field(
+    bundle: ServerPath | None = Field(
         default=None, description="Bundle directory on the server; default: the current one."
     )
-    variant: StrictStr | None = Field(default=None, description="fp32 or int8; default: as now.")
+    variant: Text | None = Field(default=None, description="fp32 or int8; default: as now.")

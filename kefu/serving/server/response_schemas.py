@@ -64,7 +64,7 @@ class EmotionResult(HeadResult):
 
 
 class Candidate(BaseModel):
-    intent: str = Field(description="Intent id.")
+    intent: IntentId = Field(description="Intent id.")  # type: ignore[valid-type]
     name: str = Field(description="Chinese display name, to show the customer.")
     confidence: float = Field(description="Calibrated probability of the intent.")
 

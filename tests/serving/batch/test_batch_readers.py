@@ -63,7 +63,7 @@ def test_csv_rows_rejects_and_line_numbers(tmp_path):
         "id": "3",
         "column": "text",
         "reason": "empty_text",
-        "detail": "text is empty or whitespace only",
+        "detail": "text is empty or holds only white space, markup or invisible characters",
     }
     assert (chunk.rejects[1]["column"], chunk.rejects[1]["detail"]) == (
         None,

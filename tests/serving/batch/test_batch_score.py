@@ -63,7 +63,7 @@ def test_jsonl_to_parquet_scores_every_good_row_and_rejects_the_rest(tmp_path, t
         "id": "m000000",
         "column": "text",
         "reason": "empty_text",
-        "detail": "text is empty or whitespace only",
+        "detail": "text is empty or holds only white space, markup or invisible characters",
     }
     assert rejects[-1]["reason"] == "invalid_json" and rejects[-1]["line"] == 401
     assert not (tmp_path / "out.parquet.partial").exists()

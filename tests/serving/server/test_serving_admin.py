@@ -292,3 +292,22 @@ def test_reload_is_refused_when_several_workers_run(tiny_bundle):
             "restart the server (or run one worker per container) to change models",
         ),
     )
+
+
+def test_reload_paths_are_checked(client):
+    surrogate = client.post(
+        "/v1/admin/reload",
+        content=b'{"bundle": "/tmp/\\ud800"}',
+        headers=ADMIN | {"content-type": "application/json"},
+    )
+    assert (surrogate.status_code, surrogate.json()) == (
+        422,
+        error(
+            "invalid_text",
+            "bundle contains a lone UTF-16 surrogate; send valid UTF-8 text",
+            "bundle",
+        ),
+    )
+    too_long = client.post("/v1/admin/reload", json={"bundle": "/" + "x" * 4096}, headers=ADMIN)
+    assert (too_long.status_code, too_long.json()["error"]["code"]) == (422, "too_long")
+    assert version(client) == "tiny-0"

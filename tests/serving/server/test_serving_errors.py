@@ -52,7 +52,11 @@ CASES = [
         "GBK bytes",
         '{"text": "在吗"}'.encode("gbk"),
         400,
-        error("invalid_json", "request body could not be read as UTF-8 JSON"),
+        error(
+            "invalid_json",
+            "request body could not be read as JSON: not UTF-8, nested too deeply, "
+            "or a number too long",
+        ),
     ),
     (
         "empty body",
@@ -76,7 +80,7 @@ CASES = [
         422,
         error(
             "empty_text",
-            "text is empty or whitespace only; send the customer's message text",
+            "text is empty or holds only white space, markup or invisible characters; send the customer's message text",
             "text",
         ),
     ),
@@ -86,7 +90,7 @@ CASES = [
         422,
         error(
             "empty_text",
-            "text is empty or whitespace only; send the customer's message text",
+            "text is empty or holds only white space, markup or invisible characters; send the customer's message text",
             "text",
         ),
     ),
@@ -98,6 +102,100 @@ CASES = [
             "invalid_text",
             "text: contains a lone surrogate '\\ud800' at position 1; send valid UTF-8 text",
             "text",
+        ),
+    ),
+    (
+        "text of invisible characters only",
+        json.dumps({"text": "\u200b\x00\ufeff\u00ad"}).encode(),
+        422,
+        error(
+            "empty_text",
+            "text is empty or holds only white space, markup or invisible characters; "
+            "send the customer's message text",
+            "text",
+        ),
+    ),
+    (
+        "text of markup only",
+        json.dumps({"messages": [{"text": "好的"}, {"text": "<br> <p></p>"}]}).encode(),
+        422,
+        error(
+            "empty_text",
+            "messages[1].text is empty or holds only white space, markup or invisible "
+            "characters; send the customer's message text",
+            "messages[1].text",
+        ),
+    ),
+    (
+        "id with a lone surrogate",
+        b'{"text": "a", "id": "\\ud800"}',
+        422,
+        error("invalid_text", "id contains a lone UTF-16 surrogate; send valid UTF-8 text", "id"),
+    ),
+    (
+        "metadata value with a lone surrogate",
+        b'{"text": "a", "metadata": {"shop": ["ok", "x\\udc80"]}}',
+        422,
+        error(
+            "invalid_text",
+            "metadata.shop[1] contains a lone surrogate '\\udc80' at position 1; "
+            "send valid UTF-8 text",
+            "metadata.shop[1]",
+        ),
+    ),
+    (
+        "metadata key with a lone surrogate",
+        b'{"messages": [{"text": "a", "metadata": {"\\ud800": 1}}]}',
+        422,
+        error(
+            "invalid_text",
+            "messages[0].metadata.\\ud800 contains a lone surrogate '\\ud800' at position 0; "
+            "send valid UTF-8 text",
+            "messages[0].metadata.\\ud800",
+        ),
+    ),
+    (
+        "metadata nested too deep",
+        b'{"text": "a", "metadata": {"a": ' + b"[" * 300 + b"]" * 300 + b"}}",
+        422,
+        error(
+            "metadata_too_deep",
+            "metadata is nested more than 32 levels deep (at metadata.a"
+            + "[0]" * 32
+            + "); keep ids and references there, not documents",
+            "metadata",
+        ),
+    ),
+    (
+        "two messages with one id",
+        b'{"messages": [{"id": "a", "text": "x"}, {"id": "b", "text": "y"}, {"id": "a", "text": "z"}]}',
+        422,
+        error(
+            "duplicate_id",
+            "messages[2].id is 'a', the id of messages[0].id too (a message without an id is "
+            "answered under its position); give each message its own id",
+            "messages[2].id",
+        ),
+    ),
+    (
+        "an id equal to another message's position",
+        b'{"messages": [{"id": "1", "text": "x"}, {"text": "y"}]}',
+        422,
+        error(
+            "duplicate_id",
+            "messages[1].id is '1', the id of messages[0].id too (a message without an id is "
+            "answered under its position); give each message its own id",
+            "messages[1].id",
+        ),
+    ),
+    (
+        "JSON nested deeper than the parser goes",
+        b'{"text": "a", "metadata": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+        400,
+        error(
+            "invalid_json",
+            "request body could not be read as JSON: not UTF-8, nested too deeply, "
+            "or a number too long",
         ),
     ),
     (
@@ -154,7 +252,7 @@ CASES = [
         422,
         error(
             "empty_text",
-            "messages[1].text is empty or whitespace only; send the customer's message text",
+            "messages[1].text is empty or holds only white space, markup or invisible characters; send the customer's message text",
             "messages[1].text",
         ),
     ),
@@ -314,3 +412,32 @@ def test_unknown_path_and_wrong_method(client):
         405,
         error("method_not_allowed", "GET is not allowed on /v1/classify"),
     )
+
+
+def test_compressed_body(client):
+    import gzip
+
+    response = client.post(
+        "/v1/classify",
+        content=gzip.compress(b'{"text": "a"}'),
+        headers=JSON | {"content-encoding": "gzip"},
+    )
+    assert (response.status_code, response.json()) == (
+        415,
+        error(
+            "unsupported_media_type",
+            "request body is compressed (Content-Encoding: gzip); send it uncompressed as "
+            "UTF-8 JSON",
+        ),
+    )
+    plain = client.post(
+        "/v1/classify", content=b'{"text": "a"}', headers=JSON | {"content-encoding": "identity"}
+    )
+    assert plain.status_code == 200
+
+
+def test_ids_are_answered_distinct(client):
+    response = client.post(
+        "/v1/classify", json={"messages": [{"id": "m1", "text": "退款"}, {"text": "转人工"}]}
+    )
+    assert [result["id"] for result in response.json()["results"]] == ["m1", "1"]

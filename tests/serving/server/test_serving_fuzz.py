@@ -31,12 +31,16 @@ context = st.fixed_dictionaries(
         ),
     },
 )
+# Metadata is echoed back: odd keys and values, and nesting far deeper than any encoder goes.
+deep = st.integers(1, 400).map(lambda depth: json.loads("[" * depth + "]" * depth))
+metadata = st.dictionaries(any_text, any_json | deep, max_size=3) | any_json
 message = st.fixed_dictionaries(
     {},
     optional={
         "id": any_text | any_json,
         "text": any_text | any_json,
         "context": context | any_json,
+        "metadata": metadata,
     },
 )
 request = st.fixed_dictionaries(
@@ -45,17 +49,21 @@ request = st.fixed_dictionaries(
         "text": any_text | any_json,
         "id": any_text,
         "context": context,
+        "metadata": metadata,
         "messages": st.lists(message, max_size=5) | any_json,
     },
 )
 
 # Close to valid: the right shape with odd texts, contexts and sizes, so 200s are fuzzed too.
 plausible = st.fixed_dictionaries(
-    {"text": any_text}, optional={"context": context}
+    {"text": any_text}, optional={"context": context, "metadata": metadata}
 ) | st.fixed_dictionaries(
     {
         "messages": st.lists(
-            st.fixed_dictionaries({"text": any_text}, optional={"context": context}), max_size=6
+            st.fixed_dictionaries(
+                {"text": any_text}, optional={"context": context, "metadata": metadata}
+            ),
+            max_size=6,
         )
     }
 )

@@ -71,7 +71,7 @@ def test_bad_input_over_http(http):
         {
             "error": {
                 "code": "empty_text",
-                "message": "messages[1].text is empty or whitespace only; send the customer's message text",
+                "message": "messages[1].text is empty or holds only white space, markup or invisible characters; send the customer's message text",
                 "field": "messages[1].text",
             }
         },

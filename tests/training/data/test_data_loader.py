@@ -35,8 +35,8 @@ def test_jsonl_rows_and_partial_labels(tmp_path):
 @pytest.mark.parametrize(
     ("row", "column", "reason", "detail"),
     [
-        ({"id": "b", "text": "   ", "intent": "other"}, "text", "empty_text", "text is empty or whitespace only"),
-        ({"id": "b", "text": "", "intent": "other"}, "text", "empty_text", "text is empty or whitespace only"),
+        ({"id": "b", "text": "   ", "intent": "other"}, "text", "empty_text", "text is empty or holds only white space, markup or invisible characters"),
+        ({"id": "b", "text": "", "intent": "other"}, "text", "empty_text", "text is empty or holds only white space, markup or invisible characters"),
         ({"id": "b", "text": 42, "intent": "other"}, "text", "not_text", "text is a number, expected a string"),
         ({"id": "b", "intent": "other"}, "text", "missing_text", "text is null or absent"),
         ({"id": "b", "text": "hi", "intent": "refund"}, "intent", "unknown_label", "unknown intent label 'refund'"),
@@ -130,7 +130,7 @@ def test_rejects_file_and_validate_command(tmp_path):
         "id": "z",
         "column": "text",
         "reason": "empty_text",
-        "detail": "text is empty or whitespace only",
+        "detail": "text is empty or holds only white space, markup or invisible characters",
     }
     runner = CliRunner()
     result = runner.invoke(app, ["data", "validate", str(path)])
