@@ -154,6 +154,13 @@ class RunFailed(KefuError):
     http_status = 422
 
 
+class TrainingDiverged(KefuError):
+    """The training loss stopped being a number; nothing is written."""
+
+    code = "training_diverged"
+    http_status = 422
+
+
 class Interrupted(KefuError):
     """Ctrl-C or SIGINT stopped a command; the message says what was kept. CLI only."""
 

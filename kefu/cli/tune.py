@@ -54,6 +54,7 @@ def command(
     from kefu.serving.deployment import Deployment
     from kefu.serving.policy_files import read_policy_file, upgrade
     from kefu.serving.routing import Reason
+    from kefu.tabular.output import replacing
     from kefu.training.data.loader import load_labelled, trained_columns
     from kefu.training.evaluation.escalation_sweep import choose, sweep_min_probability
     from kefu.training.evaluation.report import fmt
@@ -81,6 +82,13 @@ def command(
             f"{source}: rules.high_urgency_negative is disabled, so min_probability changes "
             "nothing; tune with a policy that leaves the rule on (enabled: true)",
             field="--policy",
+        )
+    untrained = [head for head in ("urgency", "emotion") if not deployment.bundle.trained(head)]
+    if untrained:
+        raise InputError(
+            f"{bundle}: the model has no trained {' or '.join(untrained)} head, so "
+            "high_urgency_negative never fires and min_probability changes nothing",
+            field="--bundle",
         )
     current = deployment.policy.high_urgency_min_probability
     points = sweep_min_probability(deployment, labelled)
@@ -129,7 +137,8 @@ def command(
             f"# high_urgency_negative.min_probability chosen by `kefu tune-escalation` on {data}\n"
             f"# for {deployment.model_version} ({criterion})\n"
         )
-        write_policy.write_text(
-            header + yaml.safe_dump(document, allow_unicode=True, sort_keys=False), "utf-8"
-        )
+        with replacing(write_policy) as tmp:
+            tmp.write_text(
+                header + yaml.safe_dump(document, allow_unicode=True, sort_keys=False), "utf-8"
+            )
         typer.echo(f"wrote {write_policy}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from kefu.errors import BundleError
+from kefu.errors import BundleError, InputError
 from kefu.serving.normalize import NORMALIZATION_VERSION
 from kefu.serving.taxonomy import HEADS, Taxonomy
 from kefu.serving.tokenization import TextEncoder
@@ -41,10 +41,17 @@ TRAINING_CONFIG = "training_config.json"
 # encoder, its tokenizer, a config carrying the label maps, and the three heads' weights.
 HF_DIR = "hf"
 HF_HEADS = "heads.safetensors"
+# `kefu evaluate -o BUNDLE` writes its report here, inside the bundle
+EVALUATION_DIR = "evaluation"
 # ONNX metadata_props written into both graphs, so an ONNX file read alone names its outputs.
 ONNX_METADATA = {"model_version": "kefu.model_version", "labels": "kefu.labels"}
 
 REQUIRED_FILES = (MODEL_FP32, TOKENIZER, LABELS, CALIBRATION, POLICY)
+# every name a bundle directory may hold (a training run replaces them all)
+BUNDLE_ENTRIES = frozenset(
+    {MANIFEST, MODEL_FP32, MODEL_INT8, TOKENIZER, LABELS, CALIBRATION, POLICY, METRICS}
+    | {MODEL_CARD, TRAINING_CONFIG, HF_DIR, EVALUATION_DIR}
+)
 VARIANTS = {"fp32": MODEL_FP32, "int8": MODEL_INT8}
 # Variants whose graph quantises activations at run time with one scale per call (training's
 # dynamic INT8): rows computed in one call share that scale, so a message's logits would depend
@@ -189,6 +196,28 @@ def labels_document(taxonomy: Taxonomy) -> dict[str, Any]:
     }
 
 
+def check_bundle_target(out_dir: str | Path) -> None:
+    """Refuse, before hours of training, a target that is a file or a folder of other things.
+
+    A new or empty folder, or one holding only bundle files (an earlier bundle, or one whose
+    writing was cut short), is replaced; anything else would be overwritten or mixed in.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for the bundle", "--out")
+    foreign = (
+        sorted(entry.name for entry in out.iterdir() if entry.name not in BUNDLE_ENTRIES)
+        if out.is_dir()
+        else []
+    )
+    if foreign:
+        raise InputError(
+            f"--out {out} holds files that are not part of a bundle ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); give a new or empty folder",
+            "--out",
+        )
+
+
 def write_bundle(
     out_dir: str | Path,
     *,
@@ -206,8 +235,10 @@ def write_bundle(
 ) -> Bundle:
     """Write a complete bundle into `out_dir` (replacing its files) and return it validated."""
     out = Path(out_dir)
+    check_bundle_target(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
+    shutil.rmtree(out / EVALUATION_DIR, ignore_errors=True)  # the report of the model replaced
     _copy_if_different(onnx_fp32, out / MODEL_FP32)
     if onnx_int8 is not None:
         _copy_if_different(onnx_int8, out / MODEL_INT8)

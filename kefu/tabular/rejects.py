@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from kefu.tabular.output import replacing
+
 REASONS = {
     # the record itself
     "invalid_json": "the JSONL line is not valid JSON",
@@ -59,7 +61,7 @@ class Reject:
 def write_rejects(rejects: Iterable[Reject], path: str | Path) -> int:
     """Write rejects as JSON Lines (the fields of `Reject`, in order); returns how many."""
     count = 0
-    with Path(path).open("w", encoding="utf-8") as handle:
+    with replacing(Path(path)) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for reject in rejects:
             handle.write(json.dumps(reject.to_dict(), ensure_ascii=False) + "\n")
             count += 1

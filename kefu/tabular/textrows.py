@@ -48,7 +48,7 @@ class JsonRows:
                 )
             self.arrays_allowed = True
             try:
-                record = json.loads(text)
+                record = json.loads(text.rstrip("\r\n"))  # a cut-off line fails at its end
             except json.JSONDecodeError as exc:
                 yield Record(
                     number, number, None, ("invalid_json", f"{exc.msg} at column {exc.colno}")

@@ -11,6 +11,7 @@ the field and the value. `TrainConfig.to_dict()` is what the bundle stores.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -143,6 +144,16 @@ class TrainConfig:
     model_version: str = ""
 
     def __post_init__(self) -> None:
+        # NaN passes every range check below (each comparison is false) and trains a model of
+        # NaNs; infinity is no learning rate or weight either
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, dict):
+                numbers = list(value.values())
+            else:
+                numbers = value if isinstance(value, list) else [value]
+            if any(isinstance(number, float) and not math.isfinite(number) for number in numbers):
+                _bad(spec.name, value, "must be a finite number")
         positive = ("epochs", "batch_size", "eval_batch_size", "lr", "head_lr", "bucket_batches")
         for name in positive:
             if getattr(self, name) <= 0:

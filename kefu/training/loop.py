@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from kefu.errors import TrainingDiverged
 from kefu.serving.taxonomy import HEADS
 from kefu.training.config import TrainConfig
 from kefu.training.model import MultiHeadClassifier, MultiHeadLoss, macro_f1, predict_logits
@@ -197,6 +198,12 @@ def _train_step(
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         logits = model(**inputs)
     loss, _ = loss_fn(tuple(head.float() for head in logits), labels)
+    if not torch.isfinite(loss):  # one step more would spread NaN through every weight
+        raise TrainingDiverged(
+            f"training diverged: the loss is {float(loss.detach())} at a step of lr {config.lr:g} and "
+            f"head_lr {config.head_lr:g}; lower them (--set lr=..., --set head_lr=...) or "
+            "check the labelled data"
+        )
     if loss.requires_grad:  # False only when no row of the batch has any label
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

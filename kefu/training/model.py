@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from transformers import BertConfig, BertModel
 
 from kefu.serving.bundle import ONNX_OUTPUTS
 from kefu.serving.taxonomy import HEADS
+from kefu.training.packaged_model import BaseModelError
 from kefu.training.sampling import IGNORE, EncodedSplit, collate
 
 
@@ -66,7 +68,22 @@ def load_classifier(
 
     The pooler (if the checkpoint has one) is dropped: heads read mean-pooled states.
     """
-    encoder = BertModel.from_pretrained(str(base_model_dir), add_pooling_layer=False)
+    try:
+        loaded: Any = BertModel.from_pretrained(
+            str(base_model_dir), add_pooling_layer=False, output_loading_info=True
+        )
+        encoder, loading = loaded
+    except Exception as exc:  # safetensors, torch and transformers each raise their own types
+        raise BaseModelError(
+            f"base model {base_model_dir}: its weights cannot be loaded "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    missing = sorted(loading["missing_keys"])
+    if missing:  # weights of another architecture: the encoder would be random
+        raise BaseModelError(
+            f"base model {base_model_dir}: {len(missing)} encoder weights are missing from its "
+            f"checkpoint (e.g. {missing[0]}); it is not a pretrained BERT encoder"
+        )
     return MultiHeadClassifier(encoder, head_sizes, dropout)
 
 

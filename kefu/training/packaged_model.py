@@ -86,6 +86,19 @@ def check_model_dir(path: Path) -> None:
             f"base model directory {path} lacks {', '.join(missing)}; kefu needs a BERT-style "
             "encoder saved with save_pretrained plus its tokenizer (tokenizer.json or vocab.txt)"
         )
+    try:
+        model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get(
+            "model_type"
+        )
+    except (ValueError, AttributeError) as exc:
+        raise BaseModelError(
+            f"base model {path}: config.json is not a JSON object ({exc})"
+        ) from None
+    if model_type != "bert":  # any other architecture would load as a random BERT, silently
+        raise BaseModelError(
+            f"base model {path} is a {model_type!r} model; kefu fine-tunes BERT encoders "
+            "(model_type 'bert' in config.json, e.g. m3e-small or uer/chinese_roberta_L-4_H-512)"
+        )
 
 
 def provision_packaged(

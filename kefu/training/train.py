@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from kefu.serving.bundle import Bundle, HeadCalibration, Manifest
+from kefu.serving.bundle import Bundle, HeadCalibration, Manifest, check_bundle_target
 from kefu.serving.taxonomy import HEADS, Taxonomy, load_taxonomy
 from kefu.serving.tokenization import TextEncoder
 from kefu.training.base_model import ResolvedBaseModel, resolve_base_model
@@ -62,6 +62,7 @@ def train(
     show_progress: bool = True,
 ) -> TrainResult:
     started = time.perf_counter()
+    check_bundle_target(out_dir)  # now, not after the training it would throw away
     # 1. config: everything random is seeded; torch uses every core unless told otherwise
     _seed_and_set_threads(config)
     taxonomy = taxonomy or load_taxonomy()

@@ -30,14 +30,21 @@ def isolated_settings(bundle: Path, **overrides) -> Settings:
         return Settings(**values)
 
 
-def copy_bundle(source: Path, target: Path, model_version: str | None = None) -> Path:
-    """A copy of a bundle; a new model_version keeps it valid (the manifest is not hashed)."""
+def copy_bundle(
+    source: Path,
+    target: Path,
+    model_version: str | None = None,
+    untrained_heads: list[str] | None = None,
+) -> Path:
+    """A copy of a bundle; a new model_version or untrained_heads keeps it valid (the manifest
+    is not hashed)."""
     shutil.copytree(source, target)
-    if model_version is not None:
+    changes = {"model_version": model_version, "untrained_heads": untrained_heads}
+    changes = {key: value for key, value in changes.items() if value is not None}
+    if changes:
         manifest_path = target / MANIFEST
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        manifest["model_version"] = model_version
-        manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+        manifest_path.write_text(json.dumps(manifest | changes), encoding="utf-8")
     return target
 
 

@@ -48,6 +48,17 @@ def test_score_train_and_report_give_the_same_rejects_for_the_same_file(tmp_path
     )
 
 
+def test_a_cut_off_json_line_is_rejected_where_it_ends(tmp_path):
+    path = tmp_path / "cut.jsonl"
+    path.write_text('{"id": "b", "text": "在吗", "intent": "greeting"\n', encoding="utf-8")
+    (reject,) = load_labelled(path).rejects
+    assert (reject.line, reject.reason, reject.detail) == (
+        1,
+        "invalid_json",
+        "Expecting ',' delimiter at column 47",
+    )
+
+
 def test_blocks_account_for_every_physical_line(tmp_path):
     path = tmp_path / "log.csv"
     path.write_text(

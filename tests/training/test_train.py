@@ -1,6 +1,7 @@
 """Training end to end on a tiny random BERT (seconds), plus the parts: batches, loss, CLI."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -229,6 +230,53 @@ def test_cli_reports_a_missing_data_file(tmp_path, base_dir):
     )
     assert result.exit_code == 1
     assert "kefu train: " in result.output and "train.jsonl" in result.output
+
+
+def test_a_diverging_run_stops_with_one_line_and_writes_nothing(data_dir, base_dir, tmp_path):
+    out = tmp_path / "diverged"
+    result = CliRunner().invoke(
+        app,
+        ["train", "--out", str(out), "-q", "--data-dir", str(data_dir)]
+        + ["--base-model", str(base_dir), "--set", "lr=1e6", "--set", "head_lr=1e6"]
+        + ["--set", "max_length=32", "--set", "threads=1"],
+    )
+    assert result.exit_code == 1, result.output
+    assert "kefu train: training diverged: the loss is nan" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_the_bundle_folder_is_checked_before_training(base_dir, tmp_path):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine", "utf-8")
+    mixed = tmp_path / "mine"
+    mixed.mkdir()
+    (mixed / "analysis.ipynb").write_text("{}", "utf-8")
+    (mixed / "README.md").write_text("my notes", "utf-8")
+    for out, message in [
+        (taken, f"--out {taken} is a file; give a folder for the bundle"),
+        (mixed, f"--out {mixed} holds files that are not part of a bundle (analysis.ipynb)"),
+    ]:
+        result = CliRunner().invoke(
+            app,
+            ["train", "--out", str(out), "-q", "--data-dir", str(tmp_path / "no-data")]
+            + ["--base-model", str(base_dir)],
+        )
+        assert result.exit_code == 2, result.output  # before the missing data is even looked for
+        assert message in result.output
+    assert (mixed / "README.md").read_text("utf-8") == "my notes"
+
+
+def test_retraining_into_a_bundle_replaces_its_evaluation(trained, data_dir, base_dir, tmp_path):
+    _, first, _ = trained
+    out = tmp_path / "again"
+    shutil.copytree(first, out)
+    (out / "evaluation").mkdir(exist_ok=True)
+    (out / "evaluation" / "report.md").write_text("the model before", "utf-8")
+    train(
+        tiny_config(data_dir, base_dir, max_steps=2), out, log=lambda _: None, show_progress=False
+    )
+    assert not (out / "evaluation").exists()
+    read_bundle(out)
 
 
 @pytest.mark.slow

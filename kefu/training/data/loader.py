@@ -148,7 +148,7 @@ def _check_columns(name: str, found: list[str] | None, columns: Columns) -> None
     if columns.text not in found:
         raise DataError(
             f"text column {columns.text!r} is missing; found columns {sorted(found)}; "
-            "name the text column with --text-col",
+            "name the text column with --text-col (kefu train: --set text_column=NAME)",
             file=name,
             column=columns.text,
         )

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kefu.errors import DataError
-from kefu.serving.bundle import read_bundle, update_bundle
+from kefu.errors import DataError, InputError
+from kefu.serving.bundle import EVALUATION_DIR, read_bundle, update_bundle
 from kefu.training.data.loader import LabelledData, load_labelled, trained_columns, write_rejects
 from kefu.training.evaluation.card_sections import EVALUATION_KEYS
 from kefu.training.evaluation.evaluate import (
@@ -29,7 +29,7 @@ from kefu.training.evaluation.report import write_report
 
 # When -o names the bundle itself the report goes one level down: files directly in a bundle are
 # sealed into its manifest, and a later evaluation rewriting them would break the seal.
-REPORT_SUBDIR = "evaluation"
+REPORT_SUBDIR = EVALUATION_DIR
 REJECTS_FILE = "rejects.jsonl"
 TRAIN_CONFIG_KEYS = ("train_data", "train_file", "train_path", "train")
 
@@ -74,11 +74,19 @@ def run_evaluation(
     request: EvaluationRequest, log: Callable[[str], None] = lambda _: None
 ) -> EvaluationOutcome:
     bundle = read_bundle(request.bundle)
+    if request.out.exists() and not request.out.is_dir():
+        raise InputError(f"-o {request.out} is a file; give a folder for the report", "--out")
     report_dir = request.out / REPORT_SUBDIR if _same(request.out, bundle.path) else request.out
     report_dir.mkdir(parents=True, exist_ok=True)
     names = [name for name, _ in request.data]
     if len(set(names)) != len(names):
-        raise DataError(f"two test sets are named alike ({names}); name them with --data NAME=FILE")
+        raise InputError(
+            f"two test sets are named alike ({names}); name them with --data NAME=FILE", "--data"
+        )
+    if request.lead is not None and request.lead not in names:
+        raise InputError(
+            f"--lead {request.lead!r} names no test set; the sets are {names}", "--lead"
+        )
     reading = (request.encoding, request.max_record_lines)
     # a team's test files come from the same export as its training files: same column names
     test_columns = trained_columns(bundle.training_config) | request.columns
@@ -138,9 +146,12 @@ def resolve_train_data(
     its `train_weights`), else train.* beside the first test file."""
     if explicit is not None:
         return [(explicit, 1.0)]
+    named: list[str] = []
     for key in TRAIN_CONFIG_KEYS:
         value = _nested_get(training_config, key)
         files = [value] if isinstance(value, str) else value
+        if isinstance(files, list):
+            named += [str(f) for f in files if not Path(str(f)).is_file()]
         if isinstance(files, list) and files and all(Path(str(f)).is_file() for f in files):
             weights = training_config.get("train_weights") or [1.0] * len(files)
             # a relative path is read from where training ran
@@ -148,9 +159,15 @@ def resolve_train_data(
     sibling = data_path.with_name("train" + data_path.suffix)
     if sibling.is_file() and sibling.resolve() != data_path.resolve():
         return [(sibling, 1.0)]
+    config_says = (
+        f"the bundle's training config names {', '.join(named[:3])}, not found from "
+        f"{Path.cwd()} (relative paths are read from where training ran)"
+        if named
+        else "the bundle's training config names none"
+    )
     raise DataError(
-        "no training split found for the TF-IDF baseline: the bundle's training config names none "
-        f"and there is no {sibling.name} beside the evaluated file; pass --train-data FILE",
+        f"no training split found for the TF-IDF baseline: {config_says}, and there is no "
+        f"{sibling.name} beside the evaluated file; pass --train-data FILE",
         file=str(data_path),
     )
 

@@ -1,20 +1,15 @@
 """A bundle trained without urgency/emotion labels: those heads say nothing and route nothing."""
 
-import json
-
 from fastapi.testclient import TestClient
 from support.serving import copy_bundle, isolated_settings
 
-from kefu.serving.bundle import MANIFEST
 from kefu.serving.server.app import create_app
 
 
 def untrained_copy(tiny_bundle, tmp_path):
-    bundle = copy_bundle(tiny_bundle, tmp_path / "intent-only")
-    manifest = json.loads((bundle / MANIFEST).read_text(encoding="utf-8"))
-    manifest["untrained_heads"] = ["urgency", "emotion"]
-    (bundle / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-    return bundle
+    return copy_bundle(
+        tiny_bundle, tmp_path / "intent-only", untrained_heads=["urgency", "emotion"]
+    )
 
 
 def test_untrained_heads_return_no_label_and_never_drive_routing(tiny_bundle, tmp_path):

@@ -139,3 +139,8 @@ def test_rejects_file_and_validate_command(tmp_path):
     strict = runner.invoke(app, ["data", "validate", str(path), "--strict"])
     assert strict.exit_code == 1
     assert "line 2, column 'text'" in strict.output
+    nowhere = tmp_path / "no" / "rejects.jsonl"
+    unwritable = runner.invoke(app, ["data", "validate", str(path), "--rejects", str(nowhere)])
+    assert unwritable.exit_code == 1
+    assert f"cannot write {nowhere}: No such file or directory" in unwritable.output
+    assert "Traceback" not in unwritable.output

@@ -2,6 +2,7 @@
 
 import pytest
 import yaml
+from support.serving import copy_bundle
 from support.training import tiny_config
 from typer.testing import CliRunner
 
@@ -155,3 +156,32 @@ def test_a_file_that_cannot_tune_is_a_clear_error(trained, tmp_path, rows, messa
     assert result.exit_code != 0
     assert f"{dev}: {message}" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_policy_that_cannot_be_written_is_one_line(trained, data_dir, tmp_path):
+    _, bundle_dir, _ = trained
+    for target, reason in [
+        (tmp_path / "no" / "such" / "policy.yaml", "No such file or directory"),
+        (tmp_path, "Is a directory"),
+    ]:
+        result = CliRunner().invoke(
+            app,
+            [
+                "tune-escalation", "--bundle", str(bundle_dir), "--data",
+                str(data_dir / "dev.jsonl"), "--write-policy", str(target),
+            ],
+        )  # fmt: skip
+        assert result.exit_code == 1, result.output
+        assert f"cannot write {target}: {reason}" in result.output
+        assert "Traceback" not in result.output
+
+
+def test_a_model_without_urgency_or_emotion_cannot_tune(tiny_bundle, data_dir, tmp_path):
+    bundle_dir = copy_bundle(tiny_bundle, tmp_path / "intent-only", untrained_heads=["emotion"])
+    result = CliRunner().invoke(
+        app, ["tune-escalation", "--bundle", str(bundle_dir), "--data", str(data_dir / "dev.jsonl")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "the model has no trained emotion head, so high_urgency_negative never fires" in (
+        result.output
+    )

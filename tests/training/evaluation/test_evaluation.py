@@ -176,6 +176,33 @@ def test_train_split_is_found_beside_the_data_or_asked_for(data_dir, tmp_path):
     lonely.write_text("", "utf-8")
     with pytest.raises(DataError, match="pass --train-data FILE"):
         resolve_train_data(None, lonely, {})
+    with pytest.raises(DataError, match="names elsewhere/train.jsonl, not found from"):
+        resolve_train_data(None, lonely, {"train_data": ["elsewhere/train.jsonl"]})
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--lead", "reel"], "--lead 'reel' names no test set; the sets are ['seed', 'real']"),
+        (["--data", "seed=x.jsonl"], "two test sets are named alike (['seed', 'real', 'seed'])"),
+    ],
+)
+def test_bad_test_set_options_exit_2(tiny_bundle, data_dir, tmp_path, extra, message):
+    result = run_cli(
+        "--bundle", tiny_bundle, "--data", f"seed={data_dir / 'test.jsonl'}", "-o", tmp_path,
+        "--data", f"real={data_dir / 'real' / 'test.jsonl'}", *extra,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_a_report_folder_that_is_a_file_is_refused(tiny_bundle, data_dir, tmp_path):
+    taken = tmp_path / "report"
+    taken.write_text("mine", "utf-8")
+    result = run_cli("--bundle", tiny_bundle, "--data", data_dir / "test.jsonl", "-o", taken)
+    assert result.exit_code == 2, result.output
+    assert f"-o {taken} is a file; give a folder for the report" in result.output
+    assert taken.read_text("utf-8") == "mine"
 
 
 def test_missing_data_file_is_a_clear_error(tiny_bundle, tmp_path):
