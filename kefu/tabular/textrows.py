@@ -62,7 +62,11 @@ class JsonRows:
 
 
 def json_columns(lines: Iterator[tuple[int, str]]) -> list[str] | None:
-    """Keys of the first JSON object among the first lines (None: no object found)."""
+    """Keys of the JSON objects among the first lines, in order of first use (None: no object
+    found). All of them, not the first object's: one record without a key is that record's
+    problem (a reject), not proof that the file lacks the column."""
+    keys: dict[str, None] = {}
+    found = False
     for number, text in lines:
         if number > COLUMN_SCAN_LINES:
             break
@@ -71,7 +75,8 @@ def json_columns(lines: Iterator[tuple[int, str]]) -> list[str] | None:
         try:
             record = json.loads(text)
         except json.JSONDecodeError:
-            continue  # a bad line becomes a reject later; the next line shows the columns
+            continue  # a bad line becomes a reject later; the next lines show the columns
         if isinstance(record, dict):
-            return list(record)
-    return None
+            found = True
+            keys.update(dict.fromkeys(record))
+    return list(keys) if found else None

@@ -56,7 +56,9 @@ class XlsxRows:
                 continue
             if len(values) > width:
                 detail = f"expected {width} fields, found {len(values)}"
-                yield Record(number, number, None, ("malformed_row", detail))
+                # what the row still tells (its id, mostly), by position, as for CSV
+                kept = dict(zip(self.header, values, strict=False))
+                yield Record(number, number, kept, ("malformed_row", detail))
                 continue
             values += [None] * (width - len(values))
             yield Record(number, number, dict(zip(self.header, values, strict=True)))

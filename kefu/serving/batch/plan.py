@@ -46,8 +46,17 @@ class RunPlan:
         ]
 
 
+# A CSV/TSV record holds the text and the other columns; its length limit guards against a
+# quote that never closed, and must never refuse a text the text limit allows.
+OTHER_COLUMNS_CHARS = 10_000
+
+
 def plan_run(job: ScoreJob, engine: str) -> RunPlan:
-    read_options = ReadOptions(encoding=job.encoding, max_record_lines=job.max_record_lines)
+    read_options = ReadOptions(
+        encoding=job.encoding,
+        max_record_lines=job.max_record_lines,
+        max_record_chars=job.max_text_chars + OTHER_COLUMNS_CHARS,
+    )
     inputs = resolve_files(job.inputs)
     output_format = check_output(job.output, inputs, job.output_format, job.excel_csv)
     columns: dict[str, None] = {}
@@ -65,6 +74,7 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
         "inputs": [source.fingerprint() for source in inputs],
         "output": str(job.output.resolve()),
         "read_options": read_options.fingerprint(),
+        "max_text_chars": job.max_text_chars,
         "text_col": job.text_col,
         "id_col": job.id_col,
         "chunk_size": job.chunk_size,

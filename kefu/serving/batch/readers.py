@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from kefu.serving.batch.job import ReadCounts
+from kefu.serving.batch.sources import INTERNAL_PREFIX
 from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 from kefu.tabular import (
     DEFAULT_OPTIONS,
@@ -80,17 +81,34 @@ def _build_chunk(
     texts: list[str] = []
     rejects: list[dict[str, Any]] = []
     for i, record in enumerate(block.records):
-        problem = record.problem or text_problem(
-            text_values[i], block.encoding or "utf-8", max_text_chars
+        problem = (
+            record.problem
+            or reserved_key(record.values)
+            or text_problem(text_values[i], block.encoding or "utf-8", max_text_chars)
         )
         if problem is None:
             keep.append(i)
             texts.append(as_text(text_values[i]))
             continue
-        column = None if record.problem else text_col
+        column = text_col if problem[0] in TEXT_REASONS else None
         reject = Reject(
             file, record.line, record.end_line, json_safe(id_values[i]), column, *problem
         )
         rejects.append(reject.to_dict())
     counts = ReadCounts(file, len(block), block.lines, block.record_lines, block.multiline_records)
     return Chunk(index, block.take(keep), texts, rejects, counts)
+
+
+# rejects that are the text column's fault (the others are the whole record's)
+TEXT_REASONS = frozenset(
+    {"missing_text", "not_text", "empty_text", "undecodable_text", "text_too_long"}
+)
+
+
+def reserved_key(values: dict[str, Any] | None) -> tuple[str, str] | None:
+    """A JSONL record past the first ones (whose keys `check_input` refuses up front) may still
+    carry a key the engines use in flight; scored, it would be dropped or take over a column."""
+    for key in values or ():
+        if isinstance(key, str) and key.startswith(INTERNAL_PREFIX):
+            return "reserved_column", f"key {key[:64]!r} starts with {INTERNAL_PREFIX!r} (reserved)"
+    return None

@@ -106,20 +106,27 @@ def session_key(value: Any) -> str | None:
     return text or None
 
 
+# No conversation has a million customer turns; a larger number is an id or a corrupt cell,
+# and the output's turn column is a 64-bit integer.
+MAX_TURN = 1_000_000
+
+
 def turn_number(value: Any) -> int | None:
-    """A customer turn number: an integer >= 1 (3, 3.0, "3"); None when unreadable."""
+    """A customer turn number: an integer in [1, MAX_TURN] (3, 3.0, "3"); None when unreadable.
+
+    Only ASCII digits: "①" and "²" are digits to `str.isdigit` but not to `int`."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, str):
         value = value.strip()
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             return None
         value = int(value)
     if isinstance(value, float):
         if not value.is_integer():
             return None
         value = int(value)
-    return value if isinstance(value, int) and value >= 1 else None
+    return value if isinstance(value, int) and 1 <= value <= MAX_TURN else None
 
 
 def epoch_seconds(value: Any) -> float | None:
@@ -133,14 +140,17 @@ def epoch_seconds(value: Any) -> float | None:
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            return None
         if not math.isfinite(seconds):
             return None
         return seconds / 1000.0 if seconds > 1e11 else seconds  # > 1e11: milliseconds
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit() and len(text) in (10, 13):
+    if text.isascii() and text.isdigit() and len(text) in (10, 13):
         return epoch_seconds(int(text))
     try:
         return epoch_seconds(datetime.fromisoformat(text.replace("/", "-")))

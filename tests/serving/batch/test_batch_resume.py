@@ -24,6 +24,7 @@ import kefu.serving.batch.writers as writers
 from kefu.errors import ConfigError, KefuError, OutputError
 from kefu.serving.batch import ScoreJob, run_local
 from kefu.serving.batch.local_engine import ScorerPool
+from kefu.serving.batch.plan import plan_run
 from kefu.serving.batch.staging import STATE_VERSION
 
 ROWS, CHUNK = 8_000, 200
@@ -305,3 +306,19 @@ def test_resume_refuses_a_changed_input(tmp_path, tiny_bundle):
         ConfigError, match="cannot resume: the run changed since it was interrupted"
     ):
         run_local(ScoreJob(**{**job.__dict__, "resume": True}))
+
+
+def test_resume_refuses_a_changed_text_limit(tmp_path, tiny_bundle):
+    source = write_jsonl(chat_log(30), tmp_path / "log.jsonl")
+    output = tmp_path / "out.parquet"
+    job = ScoreJob(
+        inputs=[str(source)], output=output, bundle=tiny_bundle, chunk_size=10, progress=False
+    )
+    staging = Path(f"{output}.partial")
+    staging.mkdir()  # a run that stopped before its first commit, under the default limit
+    fingerprint = plan_run(job, "local").fingerprint
+    (staging / "state.json").write_text(
+        json.dumps({"version": STATE_VERSION, "fingerprint": fingerprint})
+    )
+    with pytest.raises(ConfigError, match="cannot resume: the run changed"):
+        run_local(ScoreJob(**{**job.__dict__, "resume": True, "max_text_chars": 10}))

@@ -271,3 +271,45 @@ def test_empty_input_gives_an_empty_output_with_the_score_schema(tmp_path, tiny_
     table = pq.read_table(tmp_path / "out.parquet")
     assert table.num_rows == 0 and table.column_names == list(SCORE_COLUMNS)
     assert isinstance(table.schema.field("reasons").type, pa.ListType)
+
+
+def test_a_first_jsonl_record_without_text_is_a_reject_not_a_refused_file(tmp_path, tiny_bundle):
+    source = tmp_path / "log.jsonl"
+    lines = [
+        {"id": "a", "body": "我的快递呢"},
+        {"id": "b", "text": "在吗"},
+        {"id": "c", "text": "退款"},
+    ]
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines), "utf-8")
+    summary = score(tmp_path, tiny_bundle, [source], "out.jsonl")
+    assert (summary.rows_read, summary.scored, summary.rejected) == (3, 2, 1)
+    assert [(r["line"], r["reason"]) for r in read_rejects(tmp_path / "out.jsonl")] == [
+        (1, "missing_text")
+    ]
+
+
+def test_a_reserved_key_late_in_a_jsonl_file_rejects_that_row(tmp_path, tiny_bundle):
+    rows = [{"id": f"r{i}", "text": "在吗"} for i in range(1_001)]
+    rows.append({"id": "late", "text": "退款", "_kefu_order": 5})
+    source = tmp_path / "log.jsonl"
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    summary = score(tmp_path, tiny_bundle, [source], "out.parquet", id_col="id", chunk_size=512)
+    assert (summary.scored, summary.rejected) == (1_001, 1)
+    (reject,) = read_rejects(tmp_path / "out.parquet")
+    assert (reject["line"], reject["id"], reject["reason"]) == (1_002, "late", "reserved_column")
+    assert pq.read_table(tmp_path / "out.parquet").column_names[:2] == ["id", "text"]
+
+
+def test_a_csv_record_is_refused_for_its_length_only_past_the_text_limit(tmp_path, tiny_bundle):
+    source = tmp_path / "log.csv"
+    source.write_text(
+        "id,channel,text\n"
+        + f"a,{'x' * 40},{'长' * 19_990}\n"  # a text within the default limit, a record over it
+        + f"b,web,{'长' * 25_000}\n",
+        "utf-8",
+    )
+    default = score(tmp_path, tiny_bundle, [source], "a.jsonl")
+    assert (default.scored, default.rejected) == (1, 1)
+    assert read_rejects(tmp_path / "a.jsonl")[0]["reason"] == "text_too_long"
+    raised = score(tmp_path, tiny_bundle, [source], "b.jsonl", max_text_chars=50_000)
+    assert (raised.scored, raised.rejected) == (2, 0)

@@ -296,6 +296,11 @@ def test_the_ray_engine_refuses_session_columns(tmp_path, tiny_bundle, chats):
         ("", None),
         (None, None),
         (True, None),
+        ("①", None),  # a digit to str.isdigit, not to int
+        ("²", None),
+        ("99999999999999999999", None),  # beyond any conversation, and beyond int64
+        (1e19, None),
+        (1_000_000, 1_000_000),
     ],
 )
 def test_turn_numbers(value, expected):
@@ -311,6 +316,8 @@ def test_turn_numbers(value, expected):
         ("1709287205000", 1709287205.0),
         (datetime(2024, 3, 1, 10, 0, 5), datetime(2024, 3, 1, 10, 0, 5, tzinfo=UTC).timestamp()),
         ("yesterday", None),
+        ("²²²²²²²²²²", None),
+        (10**400, None),
         (float("nan"), None),
         (None, None),
     ],
