@@ -24,7 +24,10 @@ def command(
         None, help="Text encoding of CSV/TSV/JSONL inputs (default: detected per file)."
     ),
     max_record_lines: int = typer.Option(
-        5, min=1, help="Reject a CSV/TSV record over more physical lines (a broken quote)."
+        1_000,
+        min=1,
+        help="Reject a CSV/TSV record over more physical lines (a broken quote); scored texts "
+        "keep their line breaks.",
     ),
 ) -> None:
     """Intent, urgency and emotion distributions, escalations, repeated questions and trends."""

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from kefu.errors import DataError
+from kefu.tabular.options import MAX_RECORD_CHARS
 from kefu.tabular.textrows import Record
 from kefu.tabular.values import SURROGATE, undecodable_detail
 
@@ -75,7 +76,7 @@ class CsvRows:
         file: str,
         encoding: str,
         max_lines: int = 5,
-        max_chars: int = 20_000,
+        max_chars: int = MAX_RECORD_CHARS,
     ):
         self.file, self.encoding, self.delimiter = file, encoding, delimiter
         self.max_lines, self.max_chars = max_lines, max_chars

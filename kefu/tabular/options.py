@@ -8,8 +8,11 @@ from kefu.errors import ConfigError
 from kefu.tabular.decoding import check_encoding
 
 # A CSV record longer than this is suspicious: a quote that never closed swallows the lines
-# after it. The serving default of KEFU_MAX_TEXT_CHARS, the longest text the API accepts.
-MAX_RECORD_CHARS = 20_000
+# after it. A record holds the text, at most the serving default of KEFU_MAX_TEXT_CHARS (the
+# longest text the API accepts), and the other columns: a text the limit allows must never be
+# refused for its record's length.
+OTHER_COLUMNS_CHARS = 10_000
+MAX_RECORD_CHARS = 20_000 + OTHER_COLUMNS_CHARS
 # Messages with line breaks span a few physical lines; a record over more is a broken quote far
 # more often than a message (raise it for data with long pasted order cards).
 MAX_RECORD_LINES = 5

@@ -20,6 +20,7 @@ from kefu.serving.batch.sources import check_input, check_output, output_paths
 from kefu.serving.deployment import check_deployable
 from kefu.serving.routing_policy import RoutingPolicy
 from kefu.tabular import ReadOptions, TableFile, resolve_files
+from kefu.tabular.options import OTHER_COLUMNS_CHARS
 
 
 @dataclass
@@ -46,16 +47,11 @@ class RunPlan:
         ]
 
 
-# A CSV/TSV record holds the text and the other columns; its length limit guards against a
-# quote that never closed, and must never refuse a text the text limit allows.
-OTHER_COLUMNS_CHARS = 10_000
-
-
 def plan_run(job: ScoreJob, engine: str) -> RunPlan:
     read_options = ReadOptions(
         encoding=job.encoding,
         max_record_lines=job.max_record_lines,
-        max_record_chars=job.max_text_chars + OTHER_COLUMNS_CHARS,
+        max_record_chars=job.max_text_chars + OTHER_COLUMNS_CHARS,  # as the text limit moves
     )
     inputs = resolve_files(job.inputs)
     output_format = check_output(job.output, inputs, job.output_format, job.excel_csv)

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kefu.errors import ConfigError, DataError, KefuError
+from kefu.errors import ConfigError, DataError, KefuError, OutputError
 from kefu.serving.report.aggregate import ReportData
 from kefu.serving.report.charts import cjk_font
 from kefu.serving.report.load import read_scored, scored_files
 from kefu.serving.report.render import Labels, render
 from kefu.serving.taxonomy import load_taxonomy
 from kefu.tabular import ReadOptions
-from kefu.tabular.options import MAX_RECORD_LINES
-from kefu.tabular.output import replacing
+from kefu.tabular.output import replacing, write_error
 
 PERIODS = ("auto", "day", "week")
+# kefu score writes a text's line breaks as they came (a JSONL or Parquet input holds messages
+# of any number of lines), so a record of its CSV output may span far more lines than the
+# inputs' broken-quote guard allows; the quote of kefu's own output always closes.
+SCORED_RECORD_LINES = 1_000
 
 
 def build_report(
@@ -35,7 +38,7 @@ def build_report(
     period: str = "auto",
     title: str = "kefu hotspot report 客服热点报告",
     encoding: str | None = None,
-    max_record_lines: int = MAX_RECORD_LINES,
+    max_record_lines: int = SCORED_RECORD_LINES,
 ) -> ReportData:
     if period not in PERIODS:
         raise ConfigError(f"--period must be one of {PERIODS}, got {period!r}")
@@ -60,7 +63,10 @@ def build_report(
         period=period,
         labels=Labels(taxonomy, cjk_font() is not None),
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(write_error(output, exc)) from None
     with replacing(output) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return data

@@ -78,6 +78,7 @@ def _style() -> Any:  # an rcParams mapping; matplotlib types its keys as litera
         "font.sans-serif": fonts,
         "axes.spines.top": False,
         "axes.spines.right": False,
+        "text.parse_math": False,  # labels come from the data: "$...$" is text, not TeX
     }
 
 

@@ -9,7 +9,7 @@ with probability 0.99, at 0.7 with 0.9999), and a collision joins two forms only
 bigram Jaccard is at least `JACCARD`. A cluster's count is the sum of its forms' counts; its example is the original
 text of its most frequent form.
 
-Memory: one entry per distinct normalised form. Past `MAX_FORMS` forms, forms seen once are
+Memory: one entry per distinct normalised form, cut to `MAX_FORM_CHARS`. Past `MAX_FORMS` forms, forms seen once are
 dropped (a repeated question is by definition seen more than once), so the count is exact for
 every form that reaches the top unless it was pruned while still a singleton.
 """
@@ -28,6 +28,9 @@ JACCARD = 0.6
 BANDS, ROWS_PER_BAND = 20, 3
 MAX_FORMS = 200_000
 EXAMPLE_CHARS = 120
+# A repeated question is short; the head of a 20,000-character paste still tells its repeats,
+# and memory (the form as a key, its bigrams in MinHash) stays bounded per form.
+MAX_FORM_CHARS = 300
 _PRIME = (1 << 61) - 1
 _PLACEHOLDER = re.compile(r"\[[^\[\]]{1,20}\]")  # [订单x], [数字x], [链接x], pasted card fields
 _URL = re.compile(r"https?://\S+|www\.\S+")
@@ -40,7 +43,8 @@ def normalise_question(text: str) -> str:
     text = _URL.sub("url", text)
     text = _PLACEHOLDER.sub("#", text)
     text = _DIGITS.sub("0", text)
-    return "".join(ch for ch in text if ch == "#" or unicodedata.category(ch)[0] in "LN")
+    kept = "".join(ch for ch in text if ch == "#" or unicodedata.category(ch)[0] in "LN")
+    return kept[:MAX_FORM_CHARS]
 
 
 @dataclass

@@ -36,8 +36,9 @@ class ConversationStats:
         record.clarified |= action == "clarify"
         if action != "human":
             return
-        known = turn or 0
-        if record.handover_turn is None or 0 < known < record.handover_turn:
+        known, first = turn or 0, record.handover_turn
+        # the earliest known turn; a known turn beats an unknown one (0), whatever the row order
+        if first is None or (known > 0 and (first == 0 or known < first)):
             record.handover_turn, record.handover_reasons = known, tuple(reasons)
 
     @property

@@ -65,12 +65,20 @@ def scored_files(
     """Resolve the inputs and check each has the score columns (plus text and time columns)."""
     files = resolve_files(patterns)
     for source in files:
+        if _is_empty(source, options):  # an empty run's output: nothing to check or count
+            continue
         columns = set(read_columns(source, options) or [])
         missing = [name for name in (*REQUIRED, text_col, time_col) if name and name not in columns]
         if missing:
             hint = "; score it first with kefu score" if any(m in REQUIRED for m in missing) else ""
             raise DataError(f"missing columns {missing}{hint}", file=str(source.path))
     return files
+
+
+def _is_empty(source: TableFile, options: ReadOptions) -> bool:
+    """No record at all (header-only, 0 bytes): `kefu score` writes such a file for an empty
+    input, with its score columns only, and a day without traffic must not stop a report."""
+    return not any(len(block) for block in read_blocks(source, 1, options=options))
 
 
 def read_scored(

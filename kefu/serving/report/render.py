@@ -91,11 +91,20 @@ def _header(data: ReportData, title: str) -> str:
         ("angry or dissatisfied", _pct(negative / data.rows if data.rows else 0.0)),
     ]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    left_out = (
+        f'<p class="meta"><b>{data.rejected:,} unreadable record(s) left out</b> (not in any '
+        "number below), e.g. "
+        + "; ".join(escape(reject.describe()) for reject in data.reject_examples[:3])
+        + "</p>"
+        if data.rejected
+        else ""
+    )
     return (
         f"<h1>{escape(title)}</h1>"
         f'<p class="meta">generated {generated} from {len(data.files)} file(s): '
         f"{escape(', '.join(data.files))}; model version {versions}</p>"
-        '<div class="cards">'
+        + left_out
+        + '<div class="cards">'
         + "".join(f'<div class="card"><b>{value}</b>{escape(name)}</div>' for name, value in cards)
         + "</div>"
     )

@@ -43,9 +43,16 @@ def routing_section(data: ReportData, labels: Names) -> str:
         parts.append(table("actions", ["action", "动作", "messages", "share"], rows, {2, 3}))
     if data.priorities:
         total = sum(data.priorities.values())
+        # a file from another policy may hold other levels: listed after P0-P3, never dropped
         order = [p for p in PRIORITIES if p in data.priorities]
+        order += sorted(p for p in data.priorities if p not in PRIORITIES)
         rows = [
-            [p, PRIORITY_NAMES[p], num(data.priorities[p]), pct(data.priorities[p] / total)]
+            [
+                escape(p),
+                PRIORITY_NAMES.get(p, ""),
+                num(data.priorities[p]),
+                pct(data.priorities[p] / total),
+            ]
             for p in order
         ]
         parts.append(table("priorities", ["priority", "优先级", "messages", "share"], rows, {2, 3}))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from datetime import date
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from support.html_tables import Tables
@@ -186,3 +189,56 @@ def test_cli_report_summary_line(tmp_path, scored):
         result.output.strip()
         == f"report: {out} (10 messages from 1 file(s), escalation rate 20.0%)"
     )
+
+
+def test_an_empty_scored_file_adds_nothing_and_stops_nothing(tmp_path, scored, tiny_bundle):
+    empty_input = tmp_path / "quiet-day.csv"
+    empty_input.write_text("id,text\n", encoding="utf-8")
+    empty = tmp_path / "quiet-day.parquet"
+    runner.invoke(app, ["score", str(empty_input), "-o", str(empty), "--bundle", str(tiny_bundle)])
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text("", encoding="utf-8")
+    data = build_report([str(scored), str(empty), str(blank)], tmp_path / "r.html")
+    assert (data.rows, len(data.files)) == (10, 3)
+
+
+def test_unwritable_report_path_is_one_line(tmp_path, scored):
+    target = scored / "r.html"  # under a file
+    result = runner.invoke(app, ["report", str(scored), "-o", str(target)])
+    assert result.exit_code == 1 and f"kefu report: cannot write {target}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_texts_of_many_lines_long_texts_and_odd_labels_are_reported(tmp_path):
+    table = scored_table()
+    texts = table.column("text").to_pylist()
+    texts[0] = "\n".join(["第一行", *["又一行"] * 12])  # a JSONL input's message, CSV-written
+    texts[1] = "长" * 19_990  # within the text limit, plus the score columns
+    table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts))
+    reasons = table.column("reasons").to_pylist()
+    reasons[6] = ["cost_$\\foo{$"]  # a label with TeX syntax is text in a chart
+    table = table.set_column(
+        table.schema.get_field_index("reasons"), "reasons", pa.array(reasons, pa.list_(pa.string()))
+    )
+    path = tmp_path / "scored.csv"
+    for index, column in enumerate(table.schema):  # lists as kefu score writes them in CSV
+        if pa.types.is_list(column.type):
+            joined = [";".join(map(str, v or [])) for v in table.column(index).to_pylist()]
+            table = table.set_column(index, column.name, pa.array(joined))
+    pacsv.write_csv(table, path)
+    data = build_report([str(path)], tmp_path / "r.html")
+    assert (data.rows, data.rejected) == (10, 0)
+
+
+def test_unreadable_records_are_named_on_the_page(tmp_path, scored):
+    path = tmp_path / "scored.jsonl"
+    rows = pq.read_table(scored).to_pylist()
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows] + ['{"broken']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = build_report([str(path)], tmp_path / "r.html")
+    assert data.rejected == 1
+    assert "1 unreadable record(s) left out" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+def test_question_forms_are_bounded_whatever_the_text_length():
+    assert len(normalise_question("长" * 20_000)) == 300

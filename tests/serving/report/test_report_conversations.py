@@ -172,3 +172,29 @@ def test_kefu_score_sessions_feed_the_conversation_view(tmp_path, tiny_bundle):
     human = {r["session_id"] for r in out.to_pylist() if r["action"] == "human"}
     assert data.conversations.count == len({row["session"] for row in rows}) == 12
     assert data.conversations.handed_over == len(human)
+
+
+def test_a_known_hand_over_turn_wins_over_an_unknown_one_in_any_order():
+    from kefu.serving.report.conversations import ConversationStats
+
+    rows = [("s1", None, "human", ["complaint"]), ("s1", 2, "human", ["human_requested"])]
+    for order in (rows, rows[::-1]):
+        stats = ConversationStats()
+        for row in order:
+            stats.add(*row)
+        assert stats.handover_turns() == {"2": 1}
+        assert stats.handover_reasons() == {"human_requested": 1}
+
+
+def test_priorities_of_another_policy_are_listed_not_dropped(tmp_path):
+    table = routed_table()
+    priorities = ["P4" if p == "P3" else p for p in table.column("priority").to_pylist()]
+    table = table.set_column(
+        table.schema.get_field_index("priority"), "priority", pa.array(priorities)
+    )
+    path = tmp_path / "p4.parquet"
+    pq.write_table(table, path)
+    build_report([str(path)], tmp_path / "r.html")
+    rows = Tables((tmp_path / "r.html").read_text(encoding="utf-8")).tables["priorities"]
+    assert [row[0] for row in rows[1:]] == ["P1", "P2", "P4"]  # under the header row
+    assert sum(int(row[2].replace(",", "")) for row in rows[1:]) == len(ROUTES)
