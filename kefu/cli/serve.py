@@ -98,9 +98,25 @@ def run(settings: Settings) -> None:
     os.environ.update(settings.env())
     with tempfile.TemporaryDirectory(prefix="kefu-metrics-") as metrics_dir:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+        prepare_metrics_dir(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
         uvicorn.run(
             "kefu.serving.server.app:app_from_env",
             factory=True,
             workers=settings.workers,
             **options,
         )
+
+
+def prepare_metrics_dir(path: Path) -> None:
+    """The workers' shared metrics folder must exist and start empty: prometheus-client adds up
+    every file in it, so a previous run's files would carry its counts over, and a missing
+    folder kills each worker at its first metric (and uvicorn restarts it, forever)."""
+    from kefu.errors import ConfigError
+
+    if not path.is_dir() or not os.access(path, os.W_OK):
+        raise ConfigError(
+            f"PROMETHEUS_MULTIPROC_DIR={path} is not a writable directory; create it, or unset "
+            "it and kefu serve uses a temporary one"
+        )
+    for stale in path.glob("*.db"):
+        stale.unlink()

@@ -325,6 +325,8 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
 
 def _read_manifest(path: Path) -> Manifest:
     """The manifest, if this kefu can serve what it describes (schema, files, normalisation)."""
+    if path.exists() and not path.is_dir():
+        raise BundleError(f"{path} is a file; a bundle is a directory (e.g. models/default)")
     if not path.is_dir():
         raise BundleError(f"bundle directory {path} does not exist; build one with `make model`")
     manifest_path = path / MANIFEST

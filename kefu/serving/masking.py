@@ -7,7 +7,7 @@ regex pass however many kinds there are. What is masked:
 
 - e-mail addresses; QQ numbers and WeChat ids after their keyword (QQ, 扣扣, 微信, vx, wx, ...);
 - card security codes (CVV, CVC, 安全码, 验证码) and expiry dates (有效期 12/27, exp 12/2027);
-- names after a label (收件人, 联系人, 姓名, 我叫, ...) and street addresses (province .. road,
+- names after a label (收件人, 联系人, 姓名, 我叫, ...; Chinese or Latin) and street addresses (province .. road,
   number, building, room, with a trailing "张三收");
 - mobile numbers with spaces, dashes or dots (`138.1234.5678`), with +86, and written in
   Chinese numerals (`一三八一二三四五六七八`); tracking numbers; order ids (10-20 digits);
@@ -42,7 +42,9 @@ MASKS: tuple[tuple[str, str], ...] = (
     ),
     (
         "name",
-        rf"(?:收件人|收货人|联系人|寄件人|姓名|名字|我叫|本人){_SEP}(?P<v>[{_HAN}]{{2,4}})",
+        rf"(?:收件人|收货人|联系人|寄件人|姓名|名字|我叫|本人){_SEP}"
+        # 2-5 characters (欧阳娜娜娜), a space allowed between them (张 三), or a Latin name
+        rf"(?P<v>[{_HAN}](?:\s?[{_HAN}]){{1,4}}|[A-Za-z][a-z]+(?:\s+[A-Za-z][a-z]+){{0,2}})",
     ),
     (
         "address",
@@ -53,7 +55,7 @@ MASKS: tuple[tuple[str, str], ...] = (
         rf"|[{_HAN}A-Za-z0-9]{{1,12}}?(?:小区|大厦|公寓|广场|花园|中心|苑)))*"
         rf"(?:\s*[{_HAN}]{{2,3}}\s*收)?",
     ),
-    ("phone", r"(?<!\d)(?:\+?86[-. ]?)?1[3-9]\d[-. ]?\d{4}[-. ]?\d{4}(?!\d)"),
+    ("phone", r"(?<!\d)(?:\+?86[-. ]?)?\(?1[3-9]\d\)?[-. ]?\d{4}[-. ]?\d{4}(?!\d)"),
     ("phone", rf"(?<![{_CN_DIGIT}])[一幺][三四五六七八九][{_CN_DIGIT}]{{9}}(?![{_CN_DIGIT}])"),
     (
         "tracking_number",

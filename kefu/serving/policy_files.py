@@ -32,8 +32,14 @@ def read_policy_file(path: str | Path) -> Mapping[str, Any]:
         policy = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise PolicyError(f"policy file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(
+            f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:  # a directory, no permission
+        raise PolicyError(f"policy file {path} cannot be read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:  # yaml's message spans lines: one line, as every error
+        raise PolicyError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(policy, dict):
         raise PolicyError(f"{path}: expected a mapping of policy keys")
     return policy

@@ -9,12 +9,15 @@ prometheus-client's own switch to multi-process metrics, which `kefu serve --wor
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from kefu.errors import ConfigError
 from kefu.serving.classifier import ort_threads
@@ -122,8 +125,8 @@ class Settings(BaseSettings):
     def _check_limits(self) -> Settings:
         if self.queue_size < self.max_batch:
             raise ValueError(
-                f"queue_size ({self.queue_size}) must be >= max_batch ({self.max_batch}), "
-                "or a full-size request could never be queued"
+                f"KEFU_QUEUE_SIZE ({self.queue_size}) must be >= KEFU_MAX_BATCH "
+                f"({self.max_batch}), or a full-size request could never be queued"
             )
         return self
 
@@ -148,22 +151,54 @@ class Settings(BaseSettings):
         return out
 
 
+# KEFU_* variables that are not serving settings: the taxonomy (read at import), and the
+# training, evaluation and model-cache folders other commands read
+OTHER_VARIABLES = frozenset(
+    {"KEFU_TAXONOMY", "KEFU_SHARED_MODELS", "KEFU_PUBLIC_DEV", "KEFU_CACHE"}
+)
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment plus explicit overrides; a bad value raises ConfigError."""
+    """Settings from the environment plus explicit overrides; a bad value raises ConfigError,
+    and so does an unknown KEFU_ variable: a typo (KEFU_MAX_BATH) would otherwise leave the
+    default in force without a word."""
+    check_variable_names(os.environ)
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except SettingsError as exc:  # a value pydantic-settings could not even parse (JSON)
+        cause = exc.__cause__
+        field = str(exc).split('"')[1] if '"' in str(exc) else "settings"
+        raise ConfigError(
+            f"invalid settings: KEFU_{field.upper()} cannot be read ({cause or exc}); "
+            'it takes JSON, e.g. {"intent": {"threshold": 0.5, "margin": 0.05}}'
+        ) from None
+
+
+def check_variable_names(environ: Mapping[str, str]) -> None:
+    known = {f"KEFU_{name.upper()}" for name in Settings.model_fields} | OTHER_VARIABLES
+    for name in sorted(environ):
+        if name.startswith("KEFU_") and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(
+                f"invalid settings: unknown variable {name}{hint} (the settings are listed in "
+                "the README, Settings)"
+            )
 
 
 def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem, naming the KEFU_ variable, the value found and what is expected."""
     lines = []
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "settings"
-        name = f"KEFU_{field.split('.')[0].upper()}" if error["loc"] else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:  # a rule over several settings: its message names them
+            lines.append(message)  # the input is every setting, secrets included: not shown
+            continue
+        field = ".".join(str(part) for part in error["loc"])
+        name = f"KEFU_{field.split('.')[0].upper()}"
         found = error.get("input")
         shown = "<hidden>" if field.startswith(("api_keys", "admin_token")) else repr(found)
-        message = str(error["msg"]).removeprefix("Value error, ")
         lines.append(f"{name} ({field}): {message}; found {shown}")
     return "invalid settings: " + "; ".join(lines)

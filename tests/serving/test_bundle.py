@@ -117,3 +117,12 @@ def test_update_reseals_hashes(bundle_copy):
     assert read_bundle(bundle_copy).manifest.files[
         bundle_format.METRICS
     ] == bundle_format.sha256_file(bundle_copy / bundle_format.METRICS)
+
+
+def test_a_file_given_as_bundle_is_named_as_a_file(tmp_path):
+    from kefu.serving.bundle import read_bundle
+
+    notes = tmp_path / "README.md"
+    notes.write_text("notes", "utf-8")
+    with pytest.raises(BundleError, match="README.md is a file; a bundle is a directory"):
+        read_bundle(notes)

@@ -40,6 +40,10 @@ CASES = [
     # names and addresses
     ("收件人：张三", "收件人：<name>"),
     ("我叫王小明，订单有问题", "我叫<name>，订单有问题"),
+    ("联系人：欧阳娜娜娜", "联系人：<name>"),
+    ("姓名:张 三", "姓名:<name>"),
+    ("我叫 Li Lei", "我叫 <name>"),
+    ("收货人 Zhang San，电话(138)12345678", "收货人 <name>，电话<phone>"),
     # the words before a province may go with it: more is masked, never less
     ("寄到浙江省杭州市西湖区文三路478号华星时代广场A座1201室", "<address>"),
     ("地址：北京市朝阳区建国路88号3号楼2单元502室 李四收，谢谢", "地址：<address>，谢谢"),

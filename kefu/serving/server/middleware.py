@@ -37,6 +37,14 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 _UTF16_OR_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 
+def _documentation_route(path: str) -> str:
+    """The schema and docs pages (FastAPI's own routes and the docs' static files) under their
+    own bounded labels, not among the 404 scans of "unmatched"."""
+    if path == "/openapi.json":
+        return path
+    return "/docs" if path == "/docs" or path.startswith("/docs/") else "unmatched"
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
@@ -119,7 +127,11 @@ class RequestContextMiddleware:
             if not response["started"] and (response["gone"] or state.get("client_gone")):
                 response["status"] = CLIENT_CLOSED_REQUEST
             seconds = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or state.get("route", "unmatched")
+            route = (
+                getattr(scope.get("route"), "path", None)
+                or state.get("route")
+                or _documentation_route(scope["path"])
+            )
             self.metrics.observe_request(route, scope["method"], response["status"], seconds)
             fields = {
                 "request_id": request_id,

@@ -52,11 +52,17 @@ def test_metrics_count_requests_batches_predictions_abstentions_and_escalations(
         routes += [result["route"] for result in response.json()["results"]]
     assert client.post("/v1/classify", json={"text": ""}).status_code == 422
     assert client.get("/nowhere").status_code == 404
+    assert client.get("/openapi.json").status_code == 200
+    assert client.get("/docs").status_code == 200
     scrape = samples(client)
     route = {"route": "/v1/classify", "method": "POST"}
     assert value(scrape, "kefu_requests_total", status="200", **route) == 2
     assert value(scrape, "kefu_requests_total", status="422", **route) == 1
     assert value(scrape, "kefu_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert (
+        value(scrape, "kefu_requests_total", route="/openapi.json", method="GET", status="200") == 1
+    )
+    assert value(scrape, "kefu_requests_total", route="/docs", method="GET", status="200") == 1
     assert value(scrape, "kefu_request_duration_seconds_count", status="200", **route) == 2
     assert (
         value(scrape, "kefu_request_duration_seconds_bucket", status="200", le="+Inf", **route) == 2

@@ -78,7 +78,7 @@ def test_ort_threads_share_the_cores_between_workers(env):
             {"max_batch": 0},
             "KEFU_MAX_BATCH (max_batch): Input should be greater than or equal to 1; found 0",
         ),
-        ({"queue_size": 8}, "queue_size (8) must be >= max_batch (64)"),
+        ({"queue_size": 8}, "KEFU_QUEUE_SIZE (8) must be >= KEFU_MAX_BATCH (64)"),
         ({"thresholds": {"sentiment": {"threshold": 0.5}}}, "unknown head 'sentiment'"),
         ({"thresholds": {"intent": {"temperature": 2.0}}}, "intent: unknown key 'temperature'"),
         (
@@ -99,6 +99,65 @@ def test_secrets_are_hidden_in_setting_errors(env):
     with pytest.raises(ConfigError) as caught:
         load_settings(api_keys=12345)
     assert "12345" not in str(caught.value)
+
+
+def test_a_rule_over_several_settings_shows_no_secret(env):
+    env.setenv("KEFU_ADMIN_TOKEN", "s3cr3t-admin")
+    env.setenv("KEFU_API_KEYS", "supersecret")
+    env.setenv("KEFU_MAX_BATCH", "500")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "KEFU_QUEUE_SIZE (256) must be >= KEFU_MAX_BATCH (500)" in str(caught.value)
+    assert "s3cr3t" not in str(caught.value) and "supersecret" not in str(caught.value)
+
+
+def test_an_unknown_kefu_variable_is_refused_with_a_suggestion(env):
+    env.setenv("KEFU_MAX_BATH", "5")
+    with pytest.raises(
+        ConfigError, match="unknown variable KEFU_MAX_BATH; did you mean KEFU_MAX_BATCH"
+    ):
+        load_settings()
+    env.delenv("KEFU_MAX_BATH")
+    env.setenv("KEFU_SHARED_MODELS", "/models")  # read by other commands: known
+    assert load_settings().max_batch == 64
+
+
+def test_thresholds_that_are_not_json_are_one_line(env):
+    env.setenv("KEFU_THRESHOLDS", "notjson")
+    with pytest.raises(ConfigError, match="KEFU_THRESHOLDS cannot be read .*it takes JSON"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe\x00bad", r"is not UTF-8 text \(byte 0\)"),
+        (None, "cannot be read: Is a directory"),
+        (b"rules:\n  a: [\n", "is not valid YAML: while parsing a flow node"),
+    ],
+)
+def test_an_unreadable_policy_file_is_one_line(tmp_path, content, message):
+    from kefu.serving.policy_files import read_policy_file
+
+    path = tmp_path / "policy.yaml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(PolicyError, match=message) as caught:
+        read_policy_file(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_workers_metrics_folder_must_exist_and_starts_empty(tmp_path):
+    from kefu.cli.serve import prepare_metrics_dir
+
+    with pytest.raises(ConfigError, match="is not a writable directory"):
+        prepare_metrics_dir(tmp_path / "missing")
+    (tmp_path / "counter_123.db").write_bytes(b"old run")
+    (tmp_path / "notes.txt").write_text("mine")
+    prepare_metrics_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
 def test_a_bad_policy_file_stops_start_up_naming_the_problem(tiny_bundle, tmp_path):
