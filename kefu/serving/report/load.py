@@ -126,12 +126,12 @@ def parse_day(value: Any) -> date | None:
     if isinstance(value, date):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return _epoch_day(float(value))
+        return _epoch_day(value)
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit() and len(text) in (10, 13):
-        return _epoch_day(float(text))
+    if text.isascii() and text.isdigit() and len(text) in (10, 13):  # not "²" or "①"
+        return _epoch_day(int(text))
     try:
         return datetime.fromisoformat(text.replace("/", "-")).date()
     except ValueError:
@@ -144,10 +144,12 @@ def parse_day(value: Any) -> date | None:
             return None
 
 
-def _epoch_day(seconds: float) -> date | None:
-    if seconds > 1e11:  # milliseconds
-        seconds /= 1000.0
+def _epoch_day(value: float) -> date | None:
+    """The UTC day of epoch seconds or milliseconds (an epoch carries no zone of its own)."""
     try:
+        seconds = float(value)
+        if seconds > 1e11:  # milliseconds
+            seconds /= 1000.0
         return datetime.fromtimestamp(seconds, tz=UTC).date()
     except (OverflowError, OSError, ValueError):
         return None

@@ -96,6 +96,9 @@ def test_question_counter_keeps_memory_bounded():
         (1709251200, date(2024, 3, 1)),
         ("1709251200000", date(2024, 3, 1)),
         ("yesterday", None),
+        ("²²²²²²²²²²", None),  # digits to str.isdigit, not to float
+        (10**400, None),
+        (float("inf"), None),
         (None, None),
     ],
 )
