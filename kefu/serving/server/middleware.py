@@ -221,7 +221,12 @@ class BodyReadMiddleware:
                 "send it uncompressed as UTF-8 JSON"
             )
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if (
+            declared is not None
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > self.max_bytes
+        ):
             return self._too_large()
         chunks, size, more = [], 0, True
         while more:
