@@ -100,10 +100,9 @@ def validate(
         urgency_col=urgency_col,
         emotion_col=emotion_col,
         id_col=id_col,
-        strict=strict,
         encoding=encoding,
         max_record_lines=max_record_lines,
-    )
+    )  # --strict fails below, after the rejects are listed and written
     console = Console()
     typer.echo(f"{file}: {len(data.rows)} usable rows, {len(data.rejects)} rejected")
     table = Table()
@@ -121,6 +120,9 @@ def validate(
     if rejects is not None:
         written = write_rejects(data.rejects, rejects)
         typer.echo(f"wrote {written} rejects to {rejects}")
+    if strict and data.rejects:
+        where = f"; every one is in {rejects}" if rejects is not None else ""
+        raise DataError(f"{len(data.rejects)} rejected rows (strict mode){where}", file=str(file))
     if not data.rows:
         reasons = Counter(reject.reason for reject in data.rejects)
         shown = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))

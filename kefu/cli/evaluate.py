@@ -68,6 +68,10 @@ def command(
     urgency_col: str = typer.Option(None, "--urgency-col", help=COLUMN_HELP.format("urgency")),
     emotion_col: str = typer.Option(None, "--emotion-col", help=COLUMN_HELP.format("emotion")),
     id_col: str = typer.Option(None, "--id-col", help=COLUMN_HELP.format("id")),
+    session_col: str = typer.Option(
+        "session", "--session-col", help="Conversation id column (conversation view, intervals)."
+    ),
+    turn_col: str = typer.Option("turn", "--turn-col", help="Customer turn number column."),
     encoding: str = typer.Option(
         None, "--encoding", help="Text encoding of the data files (default: detected per file)."
     ),
@@ -115,6 +119,8 @@ def command(
         else (public_dev_limit or None),
         update_bundle=update,
         threads=threads,
+        session_col=session_col,
+        turn_col=turn_col,
         columns={
             keyword: name
             for keyword, name in {

@@ -74,6 +74,7 @@ def train(
     try:
         data = _encode_data(splits, base.path, work, config, taxonomy, log)
         config, trained, untrained, notes = _plan_heads(config, data.train_set, log)
+        notes += _thin_classes(data.train_set, taxonomy, trained, log)
 
         # 3. model: pretrained encoder, new heads, loss weighted per head (and per class)
         head_sizes = {head: len(taxonomy.labels(head)) for head in HEADS}
@@ -189,6 +190,37 @@ def _plan_heads(
         log(f"warning: {notes[-1]}")
     trained = tuple(head for head in HEADS if head not in untrained)
     return _HeadPlan(config, trained, untrained, notes)
+
+
+# A class with fewer training rows than this is named in the log and the model card.
+MIN_CLASS_ROWS = 5
+
+
+def _thin_classes(
+    train_set: EncodedSplit,
+    taxonomy: Taxonomy,
+    trained: tuple[str, ...],
+    log: Callable[[str], None],
+) -> list[str]:
+    """Classes the model can barely or never predict, said before anyone relies on them: with
+    no `critical` or `angry` row, the routing rules on them never fire."""
+    thin = []
+    for head in trained:
+        labels = train_set.labels[head]
+        counts = np.bincount(labels[labels >= 0], minlength=len(taxonomy.labels(head)))
+        thin += [
+            f"{head} {label} {count}"
+            for label, count in zip(taxonomy.labels(head), counts, strict=True)
+            if count < MIN_CLASS_ROWS
+        ]
+    if not thin:
+        return []
+    note = (
+        f"classes with fewer than {MIN_CLASS_ROWS} training rows, which the model rarely or "
+        f"never predicts (rules on them rarely fire): {', '.join(thin)}"
+    )
+    log(f"warning: {note}")
+    return [note]
 
 
 def _build_model(

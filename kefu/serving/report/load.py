@@ -70,7 +70,10 @@ def scored_files(
         columns = set(read_columns(source, options) or [])
         missing = [name for name in (*REQUIRED, text_col, time_col) if name and name not in columns]
         if missing:
-            hint = "; score it first with kefu score" if any(m in REQUIRED for m in missing) else ""
+            if any(name in REQUIRED for name in missing):
+                hint = "; score it first with kefu score"
+            else:  # the score columns are there: the caller's text or time column is not
+                hint = f"; name the columns with --text-col / --time-col (found {sorted(columns)[:20]})"
             raise DataError(f"missing columns {missing}{hint}", file=str(source.path))
     return files
 

@@ -8,6 +8,7 @@ hash of the normalised text so that copies of one message never land on both sid
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,15 @@ from kefu.serving.taxonomy import Taxonomy
 from kefu.serving.tokenization import normalize_text
 from kefu.training.config import TrainConfig
 from kefu.training.data.loader import LabelledRow, load_labelled
+
+# `kefu data validate`'s column names, for the command a warning suggests
+VALIDATE_DEFAULT_COLUMNS = {
+    "text_col": "text",
+    "intent_col": "intent",
+    "urgency_col": "urgency",
+    "emotion_col": "emotion",
+    "id_col": "id",
+}
 
 
 def load_splits(
@@ -54,9 +64,16 @@ def load_splits(
         )
         if data.rejects:
             shown = "; ".join(reject.describe() for reject in data.rejects[:3])
+            # the validate command that reads this file as training did: same column names
+            flags = "".join(
+                f" --{flag.replace('_', '-')} {shlex.quote(str(name))}"
+                for flag, name in columns.items()
+                if name is not None and name != VALIDATE_DEFAULT_COLUMNS[flag]
+            )
             log(
                 f"warning: {len(data.rejects)} rows of {data.source} rejected and not used "
-                f"({shown}); `kefu data validate {data.source}` lists them all"
+                f"({shown}); `kefu data validate {data.source}{flags} --rejects FILE` lists "
+                "them all"
             )
         if not data.rows:
             raise DataError("no usable rows", file=str(path))

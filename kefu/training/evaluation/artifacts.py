@@ -59,6 +59,9 @@ class EvaluationRequest:
     columns: dict[str, str] = field(default_factory=dict)
     encoding: str | None = None  # text encoding of the data files; None: detected per file
     max_record_lines: int = 5  # a CSV/TSV record over more physical lines is rejected
+    # the columns of a conversation id and customer turn number, as the test files name them
+    session_col: str = "session"
+    turn_col: str = "turn"
 
 
 @dataclass
@@ -104,6 +107,8 @@ def run_evaluation(
         )
         for i, (name, path) in enumerate(request.data)
     ]
+    for test_set in test_sets:
+        name_conversations(test_set.data, request.session_col, request.turn_col)
     train_data = training_data(request, bundle.training_config, log)
     public_sets = None
     if request.public_dev is not None:
@@ -243,3 +248,17 @@ def _relative_link(path: Path, bundle_dir: Path) -> str | None:
     if not _inside(path, bundle_dir):
         return None
     return path.resolve().relative_to(bundle_dir.resolve()).as_posix()
+
+
+def name_conversations(data: LabelledData, session_col: str, turn_col: str) -> None:
+    """Copy the caller's conversation columns to the names the conversation view and the
+    bootstrap read (`session`, `turn`). A named column no row holds is an error: silently,
+    the conversation view would vanish and the intervals narrow to per-message ones."""
+    if (session_col, turn_col) == ("session", "turn"):
+        return
+    for column, option in ((session_col, "--session-col"), (turn_col, "--turn-col")):
+        if data.rows and not any(column in row.extra for row in data.rows):
+            raise InputError(f"{data.source}: no column {column!r} ({option})", option)
+    for row in data.rows:
+        row.extra["session"] = row.extra.get(session_col)
+        row.extra["turn"] = row.extra.get(turn_col)

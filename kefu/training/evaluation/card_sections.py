@@ -72,7 +72,12 @@ def training_section(bundle: Bundle) -> list[str]:
         rows.append(["settings", ", ".join(settings)])
     if summary.get("dev_macro_f1"):
         rows.append(
-            ["dev macro-F1", ", ".join(f"{h} {fmt(v)}" for h, v in summary["dev_macro_f1"].items())]
+            [
+                # what early stopping read: every class present in dev, however few its rows
+                "dev macro-F1 (training's early stopping, all classes; the test tables "
+                "average classes with enough rows)",
+                ", ".join(f"{h} {fmt(v)}" for h, v in summary["dev_macro_f1"].items()),
+            ]
         )
     parity = summary.get("onnx_parity")
     if parity:

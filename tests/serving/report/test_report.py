@@ -163,7 +163,7 @@ def test_charts_have_no_missing_glyphs(tmp_path, scored):
     ("args", "message", "exit_code"),
     [
         (["--time-col", "when"], "missing columns ['when']", 1),
-        (["--text-col", "body"], "missing columns ['body']", 1),
+        (["--text-col", "body"], "missing columns ['body']; name the columns with --text-col", 1),
         (["-o", "report.pdf"], "the report is HTML; name the output *.html", 1),
         (["--period", "month"], "--period must be one of", 2),
     ],

@@ -144,3 +144,10 @@ def test_rejects_file_and_validate_command(tmp_path):
     assert unwritable.exit_code == 1
     assert f"cannot write {nowhere}: No such file or directory" in unwritable.output
     assert "Traceback" not in unwritable.output
+    strict_out = tmp_path / "strict-rejects.jsonl"
+    strict_written = runner.invoke(
+        app, ["data", "validate", str(path), "--strict", "--rejects", str(strict_out)]
+    )
+    assert strict_written.exit_code == 1
+    assert f"1 rejected rows (strict mode); every one is in {strict_out}" in strict_written.output
+    assert len(strict_out.read_text().splitlines()) == 1  # written before failing

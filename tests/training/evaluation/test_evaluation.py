@@ -302,3 +302,22 @@ def test_every_set_reports_bootstrap_intervals_and_the_report_says_them(evaluate
     assert set(hand_over) == {"precision", "recall", "rate_ratio"}
     report = (out / "report.md").read_text(encoding="utf-8")
     assert report.count("How much another draw") == 2
+
+
+def test_conversation_columns_of_another_name_are_read_when_named(tiny_bundle, data_dir, tmp_path):
+    renamed = tmp_path / "test.jsonl"
+    lines = (data_dir / "real" / "test.jsonl").read_text(encoding="utf-8").splitlines()
+    with renamed.open("w", encoding="utf-8") as handle:
+        for line in lines:
+            row = json.loads(line)
+            if "session" in row:
+                row["会话ID"], row["轮次"] = row.pop("session"), row.pop("turn")
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    common = ["--bundle", tiny_bundle, "--data", f"real={renamed}", "--threads", 1]
+    common += ["--train-data", data_dir / "train.jsonl", "--min-support", 1]
+    named = run_cli(*common, "-o", tmp_path / "a", "--session-col", "会话ID", "--turn-col", "轮次")
+    assert named.exit_code == 0, named.output
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["conversations"]["turns"] == (len(EVAL_ROWS) + 1) // 2
+    wrong = run_cli(*common, "-o", tmp_path / "b", "--session-col", "chat")
+    assert wrong.exit_code == 2 and "no column 'chat' (--session-col)" in wrong.output
