@@ -85,6 +85,11 @@ def run_score(
             except subprocess.TimeoutExpired:
                 stop_group(process)
                 returncode = None
+            except (
+                BaseException
+            ):  # Ctrl-C or an error here: the run (and its Ray) must not outlive us
+                stop_group(process)
+                raise
         seconds = time.perf_counter() - started
     text = log_path.read_text(encoding="utf-8", errors="replace")
     result: dict[str, Any] = {

@@ -19,7 +19,8 @@ INTRO = """\
 raw ONNX Runtime (the floor), a Hugging Face `transformers` PyTorch pipeline (the reference), the
 real HTTP server under load, batch scoring, training speed, INT8 accuracy cost and compute
 efficiency. Numbers from different machines do not compare; the ratios within one run mostly do.
-Every run writes `benchmarks/results/<date>.json`; this file shows the latest full run.
+Every run writes `benchmarks/results/<date>[-quick][-partial].json` (`-partial`: parts skipped
+or failed); this file shows the latest full run.
 """
 
 NOTES = """\
@@ -105,7 +106,8 @@ def render_readme(results: dict[str, Any], results_path: Path, readme_path: Path
         INTRO,
         "## Latest run",
         "",
-        f"- date: {results['date']}{' (quick mode: tiny sizes, not representative)' if results['quick'] else ''}; "
+        f"- date: {results['date']}{' (quick mode: tiny sizes, not representative)' if results['quick'] else ''}"
+        f"{'; partial: ' + ', '.join(results['skipped']) + ' skipped' if results.get('skipped') else ''}; "
         f"total {results['total_seconds'] / 60:.1f} min; results: [{link}]({link})",
         f"- machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, "
         f"{machine['os']}; load average {machine['load_avg_1m_at_start']} at start, "

@@ -30,7 +30,7 @@ from kefu.bench.ratios import compute_ratios
 from kefu.bench.report import write_readme
 from kefu.bench.table import rich_table
 from kefu.bench.workload import Workload, load_workload, token_counts
-from kefu.errors import BundleError
+from kefu.errors import BundleError, InputError
 from kefu.serving.bundle import Bundle, read_bundle
 from kefu.serving.tokenization import TextEncoder
 
@@ -68,6 +68,7 @@ def run_bench(
     if score_rows is not None:
         plan = replace(plan, score_rows=score_rows)
     threads = threads or usable_cores()
+    check_results_dir(results_dir)  # now, not after the minutes of measuring it would hold
     bundle = read_bundle(bundle_dir)
     workload = load_workload(data)
     encoder = bundle.text_encoder()
@@ -108,7 +109,8 @@ def run_bench(
             work_dir,
             plan,
             plan.total_seconds - (time.perf_counter() - started),
-            results,
+            bundle.manifest.default_variant,
+            threads,
         ),
     }
     try:
@@ -127,16 +129,30 @@ def run_bench(
             console.print(f"  {name}: {results['seconds'][name]:.0f} s")
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+    results["failed"] = sorted(name for name, part in results["parts"].items() if "error" in part)
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     results["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     results["ratios"] = compute_ratios(results, bundle.manifest.default_variant)
     path = write_results(results, results_dir)
     output.print(rich_table(results))
     output.print(f"results: {path}")
-    if readme is not None:
+    if readme is not None and results["failed"]:  # the last complete run's summary stays
+        output.print(f"{readme} left as it was: {', '.join(results['failed'])} failed")
+    elif readme is not None:
         write_readme(results, path, readme)
         output.print(f"summary: {readme}")
     return results, path
+
+
+def check_results_dir(results_dir: Path) -> None:
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"--results-dir {results_dir} cannot be created: {exc.strerror or exc}", "--results-dir"
+        ) from None
+    if not os.access(results_dir, os.W_OK):
+        raise InputError(f"--results-dir {results_dir} is not writable", "--results-dir")
 
 
 def wide_console(stderr: bool = False) -> Console:
@@ -152,7 +168,7 @@ def write_results(results: dict[str, Any], results_dir: Path) -> Path:
     stem = (
         results["date"][:10]
         + ("-quick" if results["quick"] else "")
-        + ("-partial" if results["skipped"] else "")
+        + ("-partial" if results["skipped"] or results.get("failed") else "")
     )
     path = results_dir / f"{stem}.json"
     path.write_text(
@@ -265,11 +281,13 @@ def _scoring(
     work_dir: Path,
     plan: BenchPlan,
     seconds_left: float,
-    results: dict[str, Any],
+    variant: str,
+    threads: int,
 ) -> dict[str, Any]:
     from kefu.bench.batch_scoring import bench_batch_scoring
 
     return bench_batch_scoring(
         bundle_dir, workload.sample(plan.score_rows, seed=1), work_dir,
         engines=plan.score_engines, budget_seconds=max(60.0, seconds_left - FINISH_SECONDS),
+        variant=variant, threads=threads,  # what `kefu score` runs: the bundle's default
     )  # fmt: skip

@@ -4,11 +4,12 @@ Usage: kefu bench --bundle models/default                 # full run, under 20 m
        kefu bench --bundle models/default --quick         # smoke run, about a minute
        kefu bench --skip server,batch_scoring --data my_labelled.jsonl
 
-Writes benchmarks/results/<date>.json (`-quick` and/or `-partial`, when parts are skipped, in
-the name), prints one table, and (full runs: not quick, nothing skipped) rewrites
-benchmarks/README.md. It reports; it does not pass or fail (exit 0 even when a part failed,
-whose error is in the table and the JSON). Exit 1 only when nothing can run (no bundle, no
-texts).
+Writes benchmarks/results/<date>.json (`-quick` and/or `-partial`, when parts are skipped or
+failed, in the name), prints one table, and (full runs: not quick, nothing skipped) rewrites
+benchmarks/README.md, unless a part failed. It reports; it does not pass or fail (exit 0 even
+when a part failed, whose error is in the table and the JSON). Exit 2 when it cannot run as
+asked (no bundle, an unwritable --results-dir, an unknown --skip part), 1 when the texts cannot
+be read.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def command(
         raise InputError(
             f"unknown part(s) {unknown} in --skip; parts are {', '.join(PARTS)}", field="--skip"
         )
+    if set(skipped) == set(PARTS):
+        raise InputError("--skip names every part; nothing would run", field="--skip")
     write_readme = (not quick and not skipped) if readme is None else readme
     run_bench(
         bundle,

