@@ -113,6 +113,9 @@ def run(settings: Settings) -> None:
         )
 
 
+PROMETHEUS_FILE_KINDS = ("counter", "gauge", "histogram", "summary")
+
+
 def prepare_metrics_dir(path: Path) -> None:
     """The workers' shared metrics folder must exist and start empty: prometheus-client adds up
     every file in it, so a previous run's files would carry its counts over, and a missing
@@ -124,5 +127,6 @@ def prepare_metrics_dir(path: Path) -> None:
             f"PROMETHEUS_MULTIPROC_DIR={path} is not a writable directory; create it, or unset "
             "it and kefu serve uses a temporary one"
         )
-    for stale in path.glob("*.db"):
-        stale.unlink()
+    for kind in PROMETHEUS_FILE_KINDS:  # prometheus-client's own files, nothing else there
+        for stale in path.glob(f"{kind}_*.db"):
+            stale.unlink()

@@ -69,6 +69,9 @@ _EMOJI_START = re.compile(f"[{_EMOJI_STARTS}]")
 # one scan finds the messages version 2 changes (most change nothing and skip the rest)
 _VERSION_2_CHANGES = re.compile(f"[{''.join(map(chr, _TYPOGRAPHY))}{_EMOJI_STARTS}]")
 _SKIN_TONE = re.compile("[\U0001f3fb-\U0001f3ff]")  # tone modifiers: no meaning here
+# a first character no rule removes (a CJK ideograph, an ASCII letter or digit): the message
+# has content; anything else (markup, entities, emoji modifiers) takes the full normalisation
+_KEPT_START = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]")
 # what BERT's text cleaning drops besides white space (private-use characters become [UNK])
 _UNREAD_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
@@ -99,6 +102,6 @@ def has_content(text: str) -> bool:
     """True when the model would read something: a text of nothing but white space, invisible or
     control characters, or markup that normalises away ("<br>") reads as an empty message, and
     would get a confident answer about nothing. The server and batch scoring both refuse it."""
-    if text and not _unread(text[0]) and text[0] != "<":  # nearly every message: one look
+    if text and _KEPT_START.match(text):  # nearly every message: one look at its start
         return True
     return not all(_unread(char) for char in normalize_text(text))

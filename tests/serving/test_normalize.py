@@ -54,3 +54,29 @@ def test_the_encoder_normalises_with_the_version_it_was_given(tiny_bundle):
     assert before.token_ids([text])[0] == before.token_ids(["气死了😡"])[0]
     assert after.token_ids([text])[0] == after.token_ids(["气死了[怒火中烧]"])[0]
     assert before.token_ids([text])[0] != after.token_ids([text])[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "readable"),
+    [
+        ("好", True),
+        ("ok", True),
+        (" 在吗", True),
+        ("[表情]", True),
+        ("#E-s12", True),  # an emoticon code: [表情]
+        ("😡", True),  # its Chinese name
+        ("<3", True),
+        ("", False),
+        ("\u3000 \t", False),
+        ("\u200b\x00\ufeff\u00ad", False),  # zero-width, NUL, BOM, soft hyphen
+        ("<br> <p></p>", False),  # markup only
+        ("&nbsp;&nbsp;", False),  # an entity of white space
+        ("🏻", False),  # a skin-tone modifier alone
+        ("\ufffd", False),  # bytes that did not decode
+    ],
+)
+def test_has_content_is_what_the_model_would_read(text, readable):
+    from kefu.serving.normalize import has_content, normalize_text
+
+    assert has_content(text) is readable
+    assert bool(normalize_text(text).strip("\u200b\x00\ufeff\u00ad\ufffd")) is readable

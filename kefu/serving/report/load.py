@@ -78,6 +78,11 @@ def scored_files(
     return files
 
 
+def _strings(values: list[Any]) -> list[str | None]:
+    """Label-like cells as text (a JSONL file may hold `"priority": 2`); empty stays None."""
+    return [None if value is None or value == "" else str(value) for value in values]
+
+
 def _is_empty(source: TableFile, options: ReadOptions) -> bool:
     """No record at all (header-only, 0 bytes): `kefu score` writes such a file for an empty
     input, with its score columns only, and a day without traffic must not stop a report."""
@@ -104,10 +109,10 @@ def read_scored(
                 reasons=[_reasons(v) for v in columns["reasons"]],
                 text=[repair(v) if isinstance(v, str) else None for v in columns[text_col]],
                 day=[parse_day(v) for v in columns[time_col]] if time_col else None,
-                queue=columns["queue"],
-                model_version=columns["model_version"],
-                priority=columns["priority"],
-                action=columns["action"],
+                queue=_strings(columns["queue"]),
+                model_version=_strings(columns["model_version"]),
+                priority=_strings(columns["priority"]),
+                action=_strings(columns["action"]),
                 session=[session_key(v) for v in columns["session_id"]],
                 session_turn=[turn_number(v) for v in columns["session_turn"]],
                 rejects=[

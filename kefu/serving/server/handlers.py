@@ -69,19 +69,19 @@ def check_messages(
             )
         first_with_id[answered_id] = index
         text_field = request.message_field(index, "text")
+        if len(message.text) > settings.max_text_chars:  # first: never normalise a huge text
+            raise InputError(
+                f"{text_field} has {len(message.text)} characters; the limit is "
+                f"{settings.max_text_chars} (KEFU_MAX_TEXT_CHARS)",
+                text_field,
+                "text_too_long",
+            )
         if not has_content(message.text):
             raise InputError(
                 f"{text_field} is empty or holds only white space, markup or invisible "
                 "characters; send the customer's message text",
                 text_field,
                 "empty_text",
-            )
-        if len(message.text) > settings.max_text_chars:
-            raise InputError(
-                f"{text_field} has {len(message.text)} characters; the limit is "
-                f"{settings.max_text_chars} (KEFU_MAX_TEXT_CHARS)",
-                text_field,
-                "text_too_long",
             )
         if message.metadata is not None:
             check_metadata(message.metadata, request.message_field(index, "metadata"), settings)
@@ -98,8 +98,21 @@ def check_messages(
 
 
 def check_metadata(metadata: dict[str, Any], field: str, settings: Settings) -> None:
-    """Metadata is echoed, never read: it must be answerable (valid Unicode, nested at most
-    MAX_METADATA_DEPTH deep, which JSON encoders cap) and small (as compact UTF-8 JSON)."""
+    """Metadata is echoed, never read: it must be small (as compact UTF-8 JSON, measured first,
+    so a large object is refused before it is walked) and answerable: valid Unicode, nested at
+    most MAX_METADATA_DEPTH deep (JSON encoders cap the depth)."""
+    try:
+        encoded = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
+        size = len(encoded.encode("utf-8", "surrogatepass"))
+    except RecursionError:
+        size = 0  # deeper than the encoder goes: the depth check below names it
+    if size > settings.max_metadata_bytes:
+        raise InputError(
+            f"{field} is {size} bytes as JSON; the limit is {settings.max_metadata_bytes} "
+            "(KEFU_MAX_METADATA_BYTES); keep ids and references there, not message data",
+            field,
+            "metadata_too_large",
+        )
     for path, value, depth in metadata_values(metadata, field):
         if depth > MAX_METADATA_DEPTH:
             raise InputError(
@@ -116,14 +129,6 @@ def check_metadata(metadata: dict[str, Any], field: str, settings: Settings) -> 
                 path,
                 "invalid_text",
             )
-    size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode())
-    if size > settings.max_metadata_bytes:
-        raise InputError(
-            f"{field} is {size} bytes as JSON; the limit is {settings.max_metadata_bytes} "
-            "(KEFU_MAX_METADATA_BYTES); keep ids and references there, not message data",
-            field,
-            "metadata_too_large",
-        )
 
 
 def metadata_values(value: Any, path: str, depth: int = 1) -> Iterator[tuple[str, Any, int]]:

@@ -245,3 +245,12 @@ def test_unreadable_records_are_named_on_the_page(tmp_path, scored):
 
 def test_question_forms_are_bounded_whatever_the_text_length():
     assert len(normalise_question("长" * 20_000)) == 300
+
+
+def test_label_cells_of_another_type_are_read_as_text(tmp_path, scored):
+    rows = pq.read_table(scored).to_pylist()
+    rows[0]["priority"], rows[1]["queue"] = 2, 7  # a hand-edited or foreign JSONL export
+    path = tmp_path / "scored.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    data = build_report([str(path)], tmp_path / "r.html")
+    assert (data.priorities["2"], data.queues["7"], data.rows) == (1, 1, 10)

@@ -334,6 +334,8 @@ def test_text_over_the_hard_cap(client):
         "messages[1].text has 20001 characters; the limit is 20000 (KEFU_MAX_TEXT_CHARS)",
         "messages[1].text",
     )
+    blank_and_long = client.post("/v1/classify", json={"text": " " * 20_001})
+    assert blank_and_long.json()["error"]["code"] == "text_too_long"  # measured before read
     at_cap = client.post("/v1/classify", json={"text": "长" * 20_000})
     assert at_cap.status_code == 200
     assert at_cap.json()["results"][0]["truncated"] is True

@@ -118,6 +118,12 @@ def test_an_unknown_kefu_variable_is_refused_with_a_suggestion(env):
     ):
         load_settings()
     env.delenv("KEFU_MAX_BATH")
+    env.setenv("kefu_max_bath", "5")  # pydantic-settings reads any case, so the check does too
+    with pytest.raises(
+        ConfigError, match="unknown variable kefu_max_bath; did you mean KEFU_MAX_BATCH"
+    ):
+        load_settings()
+    env.delenv("kefu_max_bath")
     env.setenv("KEFU_SHARED_MODELS", "/models")  # read by other commands: known
     assert load_settings().max_batch == 64
 
@@ -155,9 +161,11 @@ def test_the_workers_metrics_folder_must_exist_and_starts_empty(tmp_path):
     with pytest.raises(ConfigError, match="is not a writable directory"):
         prepare_metrics_dir(tmp_path / "missing")
     (tmp_path / "counter_123.db").write_bytes(b"old run")
+    (tmp_path / "gauge_livesum_123.db").write_bytes(b"old run")
     (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "inventory.db").write_bytes(b"someone else's")
     prepare_metrics_dir(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inventory.db", "notes.txt"]
 
 
 def test_a_bad_policy_file_stops_start_up_naming_the_problem(tiny_bundle, tmp_path):
