@@ -68,9 +68,9 @@ def run_bench(
     if score_rows is not None:
         plan = replace(plan, score_rows=score_rows)
     threads = threads or usable_cores()
-    check_results_dir(results_dir)  # now, not after the minutes of measuring it would hold
     bundle = read_bundle(bundle_dir)
     workload = load_workload(data)
+    check_results_dir(results_dir)  # now, not after the minutes of measuring it would hold
     encoder = bundle.text_encoder()
     texts = workload.sample(SAMPLE_TEXTS, seed=0)
     variants = available_variants(bundle)

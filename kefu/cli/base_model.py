@@ -21,7 +21,10 @@ def command(
 ) -> None:
     import time
 
+    from kefu.cli.extras import require_train_extra
     from kefu.training.base_model import resolve_base_model
+
+    require_train_extra(("torch", "safetensors", "transformers"))  # before any download
 
     started = time.perf_counter()
     resolved = resolve_base_model(

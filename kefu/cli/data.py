@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kefu.cli.errors import reports_errors
-from kefu.errors import DataError
+from kefu.errors import DataError, InputError
 from kefu.serving.taxonomy import HEADS
 
 app = typer.Typer(no_args_is_help=True, help="Build the seed corpus or validate a labelled file.")
@@ -28,10 +28,17 @@ def build(
     """Rebuild datasets/seed/ from datasets/sources/ (byte-identical for the same sources)."""
     from dataclasses import replace
 
+    from kefu.cli.extras import require_train_extra
     from kefu.training.data.build import BuildConfig
     from kefu.training.data.build import build as build_corpus
 
+    require_train_extra(("sklearn", "scipy"))
     config = BuildConfig()
+    if sources is None and not config.sources.is_dir():
+        raise InputError(
+            f"no {config.sources} here ({Path.cwd()}): run from the project root, or pass --sources",
+            field="--sources",
+        )
     overrides: dict[str, Any] = {
         k: v for k, v in {"sources": sources, "out": out, "seed": seed}.items() if v is not None
     }
@@ -53,8 +60,16 @@ def real(
     ),
 ) -> None:
     """Rebuild datasets/real/ splits, stats and card numbers from its annotations."""
+    from kefu.cli.extras import require_train_extra
     from kefu.training.data.real import RealConfig, build_real
 
+    require_train_extra(("sklearn", "scipy"))
+    if not (folder / "messages.tsv").is_file():
+        raise InputError(
+            f"no {folder / 'messages.tsv'} here ({Path.cwd()}): run from the project root, or "
+            "pass --folder",
+            field="--folder",
+        )
     stats = build_real(RealConfig(folder=folder))
     rows, agree = stats["rows"], stats["agreement"]["all"]
     typer.echo(

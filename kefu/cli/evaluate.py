@@ -81,6 +81,10 @@ def command(
 ) -> None:
     import time
 
+    from kefu.cli.extras import require_train_extra
+
+    require_train_extra(("sklearn", "scipy"))
+
     from kefu.errors import InputError
     from kefu.training.evaluation.artifacts import (
         EvaluationRequest,

@@ -37,7 +37,12 @@ def command(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
+    from kefu.cli.extras import require_train_extra
+    from kefu.errors import DataError
+    from kefu.serving.bundle import check_bundle_target
     from kefu.training.config import load_config
+
+    require_train_extra()
 
     settings = list(overrides)
     if data_dir is not None:
@@ -47,6 +52,16 @@ def command(
     if encoding is not None:
         settings.append(f"data_encoding={encoding}")
     train_config = load_config(config, settings)
+    check_bundle_target(out)
+    for key in ("train_data", "dev_data"):
+        missing = [name for name in getattr(train_config, key) if not Path(name).is_file()]
+        if missing:  # before the base model loads; the default config's paths are relative
+            raise DataError(
+                f"config {key} names {missing[0]}, not found from {Path.cwd()}: run from the "
+                "project root, or pass --data-dir DIR (train.jsonl and dev.jsonl) or "
+                "--set train_data=FILE --set dev_data=FILE",
+                file=missing[0],
+            )
     _quiet_libraries()
     from kefu.training.train import train
 

@@ -50,6 +50,10 @@ def command(
     """Route the dev messages under each candidate value; print precision, recall and rate."""
     import yaml
 
+    from kefu.cli.extras import require_train_extra
+
+    require_train_extra(("sklearn", "scipy"))
+
     from kefu.serving.bundle import read_bundle
     from kefu.serving.deployment import Deployment
     from kefu.serving.policy_files import read_policy_file, upgrade

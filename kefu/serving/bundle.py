@@ -328,7 +328,10 @@ def _read_manifest(path: Path) -> Manifest:
     if path.exists() and not path.is_dir():
         raise BundleError(f"{path} is a file; a bundle is a directory (e.g. models/default)")
     if not path.is_dir():
-        raise BundleError(f"bundle directory {path} does not exist; build one with `make model`")
+        raise BundleError(
+            f"bundle directory {path} does not exist; pass --bundle DIR (or KEFU_BUNDLE), or "
+            "build one (`make model` in a checkout, or `kefu train`)"
+        )
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
         raise BundleError(f"{path} is not a kefu bundle: {MANIFEST} is missing")

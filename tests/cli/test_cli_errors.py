@@ -83,3 +83,57 @@ def test_version_comes_from_the_package_metadata():
         timeout=60,
     )
     assert (done.returncode, done.stdout) == (0, f"kefu {version('kefu')}\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--out", "m"],
+        ["evaluate", "--data", "t.jsonl", "-o", "e"],
+        ["tune-escalation", "--data", "d.jsonl"],
+        ["base-model"],
+        ["data", "real"],
+    ],
+)
+def test_training_commands_in_a_serving_install_name_the_extra(monkeypatch, tmp_path, args):
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from kefu.cli.main import app
+
+    real_find_spec = importlib.util.find_spec
+    absent = {"torch", "transformers", "sklearn", "scipy"}
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in absent else real_find_spec(name, *a),
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert (
+        "needs the training extra" in result.output and "pip install -e '.[train]'" in result.output
+    )
+    assert "Traceback" not in result.output and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data", "build"], "no datasets/sources here"),
+        (["data", "real"], "no datasets/real/messages.tsv here"),
+        (["train", "--out", "m"], "config train_data names datasets/seed/train.jsonl, not found"),
+    ],
+)
+def test_project_commands_outside_the_checkout_say_where_to_run(
+    monkeypatch, tmp_path, args, message
+):
+    from typer.testing import CliRunner
+
+    from kefu.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code in (1, 2) and message in result.output, result.output
+    assert "Traceback" not in result.output

@@ -132,4 +132,4 @@ def test_the_model_card_opens_with_hugging_face_metadata_and_shows_how_to_load_i
     assert meta["language"] == ["zh"] and meta["pipeline_tag"] == "text-classification"
     assert meta["datasets"] == config.train_data  # the data it was really trained on
     assert {"license", "metrics", "base_model"} <= set(meta)
-    assert 'AutoModel.from_pretrained("models/default/hf")' in card
+    assert 'hf = "path/to/this/bundle/hf"' in card and "AutoModel.from_pretrained(hf)" in card

@@ -188,7 +188,7 @@ def test_broken_bundle_is_refused_and_the_old_model_keeps_serving(client, tiny_b
             {"bundle": "/nonexistent/bundle"},
             "bundle_invalid",
             "bundle",
-            "bundle directory /nonexistent/bundle does not exist; build one with `make model`",
+            "bundle directory /nonexistent/bundle does not exist; pass --bundle DIR (or KEFU_BUNDLE), or build one (`make model` in a checkout, or `kefu train`)",
         ),
         (
             "copy",

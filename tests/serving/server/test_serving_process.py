@@ -178,7 +178,7 @@ def test_a_missing_bundle_stops_kefu_serve_with_a_named_error(tmp_path):
     )
     assert completed.returncode == 2
     assert completed.stderr.strip() == (
-        f"kefu serve: bundle directory {tmp_path / 'none'} does not exist; build one with `make model`"
+        f"kefu serve: bundle directory {tmp_path / 'none'} does not exist; pass --bundle DIR (or KEFU_BUNDLE), or build one (`make model` in a checkout, or `kefu train`)"
     )
 
 
