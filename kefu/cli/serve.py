@@ -99,6 +99,8 @@ def run(settings: Settings) -> None:
         # shut down gracefully; the default handler would then end an orderly stop, every
         # request answered, with status 143. Exit 0, as the supervisor of several workers does.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # set by the caller: multi-process mode
+            prepare_metrics_dir(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
         uvicorn.run(create_app(settings), **options)
         return
     os.environ.update(settings.env())

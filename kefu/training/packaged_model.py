@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kefu.errors import KefuError
+from kefu.errors import ConfigError, KefuError
 from kefu.serving.bundle import sha256_file
 
 DEFAULT_BASE_MODEL = "m3e-small"
@@ -153,8 +153,8 @@ def _install(target: Path, build: Callable[[Path], None]) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    except OSError as exc:
-        raise BaseModelError(
+    except OSError as exc:  # a setting that cannot work: exit 2, as any bad option
+        raise ConfigError(
             f"cannot use the cache folder {target.parent}: {exc.strerror or exc}; pass a "
             "writable --cache-dir (or set KEFU_CACHE)"
         ) from None

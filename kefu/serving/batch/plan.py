@@ -16,7 +16,7 @@ from typing import Any
 from kefu.errors import DataError
 from kefu.serving.batch.job import ScoreJob
 from kefu.serving.batch.scoring import SCORE_COLUMNS
-from kefu.serving.batch.sources import check_input, check_output, output_paths
+from kefu.serving.batch.sources import check_input, check_output, found_columns, output_paths
 from kefu.serving.deployment import check_deployable
 from kefu.serving.routing_policy import RoutingPolicy
 from kefu.tabular import ReadOptions, TableFile, resolve_files
@@ -98,7 +98,8 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
 
 
 def _check_session_columns(source: TableFile, columns: list[str] | None, job: ScoreJob) -> None:
-    """The session columns must exist (JSONL: in the first record) before any row is scored."""
+    """The session columns must exist (JSONL: in its first 1,000 records) before any row is
+    scored."""
     spec = job.sessions
     if spec is None or columns is None:
         return
@@ -109,7 +110,7 @@ def _check_session_columns(source: TableFile, columns: list[str] | None, job: Sc
     ):
         if name is not None and name not in columns:
             raise DataError(
-                f"{option} column {name!r} is missing; found columns {list(columns)[:20]}",
+                f"{option} column {name!r} is missing; {found_columns(source, columns)}",
                 file=str(source.path),
                 column=name,
             )

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from kefu.errors import ConfigError, DataError
 from kefu.tabular import DEFAULT_OPTIONS, ReadOptions, TableFile, estimate_records, read_columns
+from kefu.tabular.textrows import COLUMN_SCAN_LINES
 from kefu.tabular.xlsx import MAX_ROWS as XLSX_MAX_ROWS
 
 OUTPUT_SUFFIXES = {
@@ -55,7 +56,7 @@ def check_input(
     for role, name in (("text", text_col), ("id", id_col)):
         if name is not None and name not in columns:
             raise DataError(
-                f"{role} column {name!r} is missing; found columns {list(columns)[:20]}; "
+                f"{role} column {name!r} is missing; {found_columns(source, columns)}; "
                 f"name it with --{role}-col",
                 file=str(source.path),
                 column=name,
@@ -69,6 +70,17 @@ def check_input(
                 column=text_col,
             )
     return columns
+
+
+def found_columns(source: TableFile, columns: list[str]) -> str:
+    """The columns a missing-column error lists: all of them up to 30, and where they came from
+    when that is not obvious (a JSONL file has no header)."""
+    listed = f"found columns {columns[:30]}" + (
+        f" and {len(columns) - 30} more" if len(columns) > 30 else ""
+    )
+    if source.format == "jsonl":
+        listed += f" (the keys of its first {COLUMN_SCAN_LINES:,} lines)"
+    return listed
 
 
 def output_paths(output: Path) -> tuple[Path, Path]:

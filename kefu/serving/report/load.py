@@ -73,7 +73,11 @@ def scored_files(
             if any(name in REQUIRED for name in missing):
                 hint = "; score it first with kefu score"
             else:  # the score columns are there: the caller's text or time column is not
-                hint = f"; name the columns with --text-col / --time-col (found {sorted(columns)[:20]})"
+                found = sorted(columns)
+                shown = f"{found[:30]}" + (
+                    f" and {len(found) - 30} more" if len(found) > 30 else ""
+                )
+                hint = f"; name the columns with --text-col / --time-col (found {shown})"
             raise DataError(f"missing columns {missing}{hint}", file=str(source.path))
     return files
 

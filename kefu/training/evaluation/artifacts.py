@@ -258,7 +258,11 @@ def name_conversations(data: LabelledData, session_col: str, turn_col: str) -> N
         return
     for column, option in ((session_col, "--session-col"), (turn_col, "--turn-col")):
         if data.rows and not any(column in row.extra for row in data.rows):
-            raise InputError(f"{data.source}: no column {column!r} ({option})", option)
+            found = sorted({key for row in data.rows[:1000] for key in row.extra})
+            raise InputError(
+                f"{data.source}: no column {column!r} ({option}); other columns: {found[:30]}",
+                option,
+            )
     for row in data.rows:
         row.extra["session"] = row.extra.get(session_col)
         row.extra["turn"] = row.extra.get(turn_col)

@@ -313,3 +313,13 @@ def test_a_csv_record_is_refused_for_its_length_only_past_the_text_limit(tmp_pat
     assert read_rejects(tmp_path / "a.jsonl")[0]["reason"] == "text_too_long"
     raised = score(tmp_path, tiny_bundle, [source], "b.jsonl", max_text_chars=50_000)
     assert (raised.scored, raised.rejected) == (2, 0)
+
+
+def test_a_missing_jsonl_column_says_which_records_were_read(tmp_path, tiny_bundle):
+    source = tmp_path / "log.jsonl"
+    source.write_text('{"id": "a", "body": "在吗"}\n', encoding="utf-8")
+    result = runner.invoke(
+        app, ["score", str(source), "-o", str(tmp_path / "o.jsonl"), "--bundle", str(tiny_bundle)]
+    )
+    assert result.exit_code == 1
+    assert "found columns ['id', 'body'] (the keys of its first 1,000 lines)" in result.output

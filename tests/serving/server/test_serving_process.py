@@ -182,6 +182,26 @@ def test_a_missing_bundle_stops_kefu_serve_with_a_named_error(tmp_path):
     )
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_missing_metrics_folder_stops_kefu_serve_whatever_the_workers(
+    tiny_bundle, tmp_path, workers
+):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
+    completed = subprocess.run(
+        [str(KEFU), "serve", "--bundle", str(tiny_bundle), "--workers", workers],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env | {"HF_HUB_OFFLINE": "1", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "none")},
+    )
+    assert completed.returncode == 2, completed.stderr
+    assert completed.stderr.strip() == (
+        f"kefu serve: PROMETHEUS_MULTIPROC_DIR={tmp_path / 'none'} is not a writable directory; "
+        "create it, or unset it and kefu serve uses a temporary one"
+    )
+
+
 def test_two_workers_serve_and_aggregate_metrics(tiny_bundle, tmp_path):
     server = Server(tiny_bundle, tmp_path / "workers.log", "--workers", "2")
     try:
