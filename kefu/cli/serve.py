@@ -99,13 +99,14 @@ def run(settings: Settings) -> None:
         # shut down gracefully; the default handler would then end an orderly stop, every
         # request answered, with status 143. Exit 0, as the supervisor of several workers does.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # set by the caller: multi-process mode
-            prepare_metrics_dir(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # the caller's: checked, never emptied
+            prepare_metrics_dir(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]), empty=False)
         uvicorn.run(create_app(settings), **options)
         return
     os.environ.update(settings.env())
     with tempfile.TemporaryDirectory(prefix="kefu-metrics-") as metrics_dir:
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # unset or empty
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         prepare_metrics_dir(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
         uvicorn.run(
             "kefu.serving.server.app:app_from_env",
@@ -118,10 +119,11 @@ def run(settings: Settings) -> None:
 PROMETHEUS_FILE_KINDS = ("counter", "gauge", "histogram", "summary")
 
 
-def prepare_metrics_dir(path: Path) -> None:
-    """The workers' shared metrics folder must exist and start empty: prometheus-client adds up
-    every file in it, so a previous run's files would carry its counts over, and a missing
-    folder kills each worker at its first metric (and uvicorn restarts it, forever)."""
+def prepare_metrics_dir(path: Path, empty: bool = True) -> None:
+    """The workers' shared metrics folder must exist, and for a new set of workers start empty:
+    prometheus-client adds up every file in it, so a previous run's files would carry its counts
+    over, and a missing folder kills each worker at its first metric (and uvicorn restarts it,
+    forever). One worker only checks it: it may be another live process's."""
     from kefu.errors import ConfigError
 
     if not path.is_dir() or not os.access(path, os.W_OK):
@@ -129,6 +131,8 @@ def prepare_metrics_dir(path: Path) -> None:
             f"PROMETHEUS_MULTIPROC_DIR={path} is not a writable directory; create it, or unset "
             "it and kefu serve uses a temporary one"
         )
+    if not empty:
+        return
     for kind in PROMETHEUS_FILE_KINDS:  # prometheus-client's own files, nothing else there
         for stale in path.glob(f"{kind}_*.db"):
             stale.unlink()

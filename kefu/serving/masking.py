@@ -43,9 +43,9 @@ MASKS: tuple[tuple[str, str], ...] = (
     (
         "name",
         rf"(?:收件人|收货人|联系人|寄件人|姓名|名字|我叫|本人){_SEP}"
-        # 2-5 characters (欧阳娜娜娜), a surname and a given name split by a space (张 三),
-        # or a Latin name; never past a space into the next word (李四 电话)
-        rf"(?P<v>[{_HAN}]{{2,5}}|[{_HAN}]\s[{_HAN}]{{1,2}}|[A-Za-z][a-z]+(?:\s+[A-Za-z][a-z]+){{0,2}})",
+        # 2-5 characters (欧阳娜娜娜), spaces allowed between them (张 三, 欧阳 娜娜), or a
+        # Latin name; a space-separated next word may go too (李四 电话): more masked, never less
+        rf"(?P<v>[{_HAN}](?:\s?[{_HAN}]){{1,4}}|[A-Za-z][a-z]+(?:\s+[A-Za-z][a-z]+){{0,2}})",
     ),
     (
         "address",

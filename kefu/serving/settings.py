@@ -179,6 +179,8 @@ def load_settings(**overrides: object) -> Settings:
 def check_variable_names(environ: Mapping[str, str]) -> None:
     known = {f"KEFU_{name.upper()}" for name in Settings.model_fields} | OTHER_VARIABLES
     for name in sorted(environ):  # pydantic-settings reads names in any case: so does this
+        if name.upper() in OTHER_VARIABLES and name != name.upper():  # read as written: upper
+            raise ConfigError(f"invalid settings: write {name} as {name.upper()}")
         if name.upper().startswith("KEFU_") and name.upper() not in known:
             close = difflib.get_close_matches(name.upper(), sorted(known), n=1)
             hint = f"; did you mean {close[0]}?" if close else ""

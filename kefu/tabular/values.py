@@ -52,13 +52,13 @@ def text_problem(
     bad = SURROGATE.search(value)
     if bad:
         return "undecodable_text", undecodable_detail(bad.group(), bad.start(), encoding)
+    if max_chars is not None and len(value) > max_chars:  # first, as the server does
+        return "text_too_long", f"text has {len(value)} characters; the limit is {max_chars}"
     if not has_content(value):  # what the model would read: nothing
         return (
             "empty_text",
             "text is empty or holds only white space, markup or invisible characters",
         )
-    if max_chars is not None and len(value) > max_chars:
-        return "text_too_long", f"text has {len(value)} characters; the limit is {max_chars}"
     return None
 
 

@@ -155,8 +155,8 @@ def _install(target: Path, build: Callable[[Path], None]) -> None:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     except OSError as exc:  # a setting that cannot work: exit 2, as any bad option
         raise ConfigError(
-            f"cannot use the cache folder {target.parent}: {exc.strerror or exc}; pass a "
-            "writable --cache-dir (or set KEFU_CACHE)"
+            f"cannot use the cache folder {target.parent}: {exc.strerror or exc}; set KEFU_CACHE "
+            "(or kefu base-model --cache-dir) to a writable folder"
         ) from None
     try:
         build(staging)

@@ -42,7 +42,9 @@ CASES = [
     ("我叫王小明，订单有问题", "我叫<name>，订单有问题"),
     ("联系人：欧阳娜娜娜", "联系人：<name>"),
     ("姓名:张 三", "姓名:<name>"),
-    ("收件人：李四 电话 138-1234-5678", "收件人：<name> 电话 <phone>"),
+    ("姓名: 欧阳 娜娜", "姓名: <name>"),
+    ("姓名:王 小 明", "姓名:<name>"),
+    ("收件人：李四 电话 138-1234-5678", "收件人：<name> <phone>"),  # more masked, never less
     ("我叫 Li Lei", "我叫 <name>"),
     ("收货人 Zhang San，电话(138)12345678", "收货人 <name>，电话<phone>"),
     # the words before a province may go with it: more is masked, never less

@@ -258,7 +258,7 @@ def build(config: BuildConfig = BuildConfig(), taxonomy: Taxonomy | None = None)
     from kefu.training.data.card import corpus_stats, update_card
 
     stats = corpus_stats(rows_by_split, taxonomy, near_duplicates_before, near_duplicates_after)
-    update_card(config.card, stats, rows_by_split, taxonomy)
+    update_card(config.card, stats, rows_by_split, taxonomy, config.out / "stats.json")
     return stats
 
 

@@ -122,7 +122,11 @@ def render(stats: dict[str, Any], rows_by_split: dict[str, list[Any]], taxonomy:
 
 
 def update_card(
-    card: Path, stats: dict[str, Any], rows_by_split: dict[str, list[Any]], taxonomy: Taxonomy
+    card: Path,
+    stats: dict[str, Any],
+    rows_by_split: dict[str, list[Any]],
+    taxonomy: Taxonomy,
+    stats_path: Path,
 ) -> None:
     block = render(stats, rows_by_split, taxonomy)
     text = (
@@ -133,7 +137,6 @@ def update_card(
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
     card.write_text(head + block + tail, encoding="utf-8")
-    stats_path = card.parent / "seed" / "stats.json"
     stats_path.write_text(
         json.dumps(stats, ensure_ascii=False, indent=2, sort_keys=True) + "\n", "utf-8"
     )

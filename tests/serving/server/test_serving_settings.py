@@ -126,6 +126,9 @@ def test_an_unknown_kefu_variable_is_refused_with_a_suggestion(env):
     env.delenv("kefu_max_bath")
     env.setenv("KEFU_SHARED_MODELS", "/models")  # read by other commands: known
     assert load_settings().max_batch == 64
+    env.setenv("kefu_cache", "/tmp/cache")  # read with os.environ, as written: upper case only
+    with pytest.raises(ConfigError, match="write kefu_cache as KEFU_CACHE"):
+        load_settings()
 
 
 def test_thresholds_that_are_not_json_are_one_line(env):
@@ -164,6 +167,8 @@ def test_the_workers_metrics_folder_must_exist_and_starts_empty(tmp_path):
     (tmp_path / "gauge_livesum_123.db").write_bytes(b"old run")
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "inventory.db").write_bytes(b"someone else's")
+    prepare_metrics_dir(tmp_path, empty=False)  # one worker: the folder may be in use
+    assert len(list(tmp_path.iterdir())) == 4
     prepare_metrics_dir(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inventory.db", "notes.txt"]
 
