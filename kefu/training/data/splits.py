@@ -18,16 +18,7 @@ from kefu.serving.bundle import sha256_file
 from kefu.serving.taxonomy import Taxonomy
 from kefu.serving.tokenization import normalize_text
 from kefu.training.config import TrainConfig
-from kefu.training.data.loader import LabelledRow, load_labelled
-
-# `kefu data validate`'s column names, for the command a warning suggests
-VALIDATE_DEFAULT_COLUMNS = {
-    "text_col": "text",
-    "intent_col": "intent",
-    "urgency_col": "urgency",
-    "emotion_col": "emotion",
-    "id_col": "id",
-}
+from kefu.training.data.loader import Columns, LabelledRow, load_labelled
 
 
 def load_splits(
@@ -64,11 +55,12 @@ def load_splits(
         )
         if data.rejects:
             shown = "; ".join(reject.describe() for reject in data.rejects[:3])
-            # the validate command that reads this file as training did: same column names
+            # the validate command that reads this file as training did: the columns that are
+            # not the defaults (`Columns`, as validate's options) named
             flags = "".join(
                 f" --{flag.replace('_', '-')} {shlex.quote(str(name))}"
                 for flag, name in columns.items()
-                if name is not None and name != VALIDATE_DEFAULT_COLUMNS[flag]
+                if name is not None and name != getattr(Columns(), flag.removesuffix("_col"))
             )
             log(
                 f"warning: {len(data.rejects)} rows of {data.source} rejected and not used "

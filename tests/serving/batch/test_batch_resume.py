@@ -291,13 +291,18 @@ def test_a_full_disk_in_a_real_process_then_resume(tmp_path, tiny_bundle, log_an
     assert_same_as_reference(output, reference, stdout)
 
 
-def test_resume_refuses_a_changed_input(tmp_path, tiny_bundle):
-    source = write_jsonl(chat_log(50), tmp_path / "log.jsonl")
+def small_job(tmp_path, tiny_bundle, rows):
+    """A job over a small chat log, and its staging folder (not created)."""
+    source = write_jsonl(chat_log(rows), tmp_path / "log.jsonl")
     output = tmp_path / "out.parquet"
     job = ScoreJob(
         inputs=[str(source)], output=output, bundle=tiny_bundle, chunk_size=10, progress=False
     )
-    staging = Path(f"{output}.partial")
+    return job, Path(f"{output}.partial")
+
+
+def test_resume_refuses_a_changed_input(tmp_path, tiny_bundle):
+    job, staging = small_job(tmp_path, tiny_bundle, 50)
     run_local(job)
     staging.mkdir()  # pretend a run stopped before its first commit, then the input changed
     state = {"version": STATE_VERSION, "fingerprint": {"inputs": []}}
@@ -309,12 +314,7 @@ def test_resume_refuses_a_changed_input(tmp_path, tiny_bundle):
 
 
 def test_resume_refuses_a_changed_text_limit(tmp_path, tiny_bundle):
-    source = write_jsonl(chat_log(30), tmp_path / "log.jsonl")
-    output = tmp_path / "out.parquet"
-    job = ScoreJob(
-        inputs=[str(source)], output=output, bundle=tiny_bundle, chunk_size=10, progress=False
-    )
-    staging = Path(f"{output}.partial")
+    job, staging = small_job(tmp_path, tiny_bundle, 30)
     staging.mkdir()  # a run that stopped before its first commit, under the default limit
     fingerprint = plan_run(job, "local").fingerprint
     (staging / "state.json").write_text(
