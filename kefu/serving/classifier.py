@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,12 @@ from kefu.serving.bundle import (
     read_bundle,
 )
 from kefu.serving.entities import Entity, asks_for_human, find_entities
+from kefu.serving.inputs import (
+    checked_calibration_overrides,
+    checked_max_length,
+    checked_texts,
+    checked_top_k,
+)
 from kefu.serving.taxonomy import HEADS
 from kefu.serving.tokenization import EncodedBatch
 
@@ -106,6 +112,13 @@ class Classifier:
         calibration_overrides: Mapping[str, Mapping[str, float]] | None = None,
         max_length: int | None = None,
     ):
+        if not isinstance(bundle, Bundle):
+            raise TypeError(
+                f"Classifier takes a loaded Bundle, got {type(bundle).__name__}; load a bundle "
+                "folder with Classifier.from_bundle(path)"
+            )
+        max_length = checked_max_length(max_length)
+        overrides = checked_calibration_overrides(calibration_overrides)
         self.bundle = bundle
         self.variant = variant or bundle.manifest.default_variant
         self.session = make_session(bundle.model_path(self.variant), intra_op_threads)
@@ -117,10 +130,7 @@ class Classifier:
         )
         self.encoder = bundle.text_encoder(max_length)
         self.calibration: dict[str, HeadCalibration] = {
-            head: replace(
-                bundle.calibration[head], **dict((calibration_overrides or {}).get(head, {}))
-            )
-            for head in HEADS
+            head: replace(bundle.calibration[head], **overrides.get(head, {})) for head in HEADS
         }
         self._output_names = [ONNX_OUTPUTS[head] for head in HEADS]
         # a message's answer must not depend on what else is in its call (see bundle.py)
@@ -131,6 +141,8 @@ class Classifier:
             raise BundleError(f"{bundle.path}: ONNX model lacks outputs {sorted(missing)}")
         self._check_output_widths()
         self._check_onnx_labels()
+        if self.encoder.max_length > bundle.manifest.max_length:
+            self._check_longest_input()
 
     @classmethod
     def from_bundle(cls, bundle_dir: str | Path, **kwargs: Any) -> Classifier:
@@ -154,15 +166,26 @@ class Classifier:
     def probabilities(self, logits: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {head: softmax(logits[head], self.calibration[head].temperature) for head in HEADS}
 
-    def predict_proba(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """Calibrated probabilities per head, each (n, k_head), rows in bundle label order."""
-        return self.probabilities(self.logits(self.encoder.encode(list(texts))))
+    def predict_proba(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
+        """Calibrated probabilities per head, each (n, k_head), rows in bundle label order.
+
+        `texts` is a list (or any iterable) of message texts, never one str: a TypeError or an
+        `InputError` names the first text that is not a string, not valid Unicode, or empty.
+        """
+        texts = checked_texts(texts)
+        if not texts:
+            return {head: np.zeros((0, len(self.bundle.labels[head]))) for head in HEADS}
+        return self.probabilities(self.logits(self.encoder.encode(texts)))
 
     def predict(
-        self, texts: Sequence[str], top_k: int = 3, entities: bool = True, lone: bool = False
+        self, texts: Iterable[str], top_k: int = 3, entities: bool = True, lone: bool = False
     ) -> list[Prediction]:
-        """One model call over `texts`; `entities=False` skips span extraction (bulk scoring)."""
-        texts = list(texts)
+        """One model call over `texts`; `entities=False` skips span extraction (bulk scoring).
+
+        `texts` is checked as for `predict_proba`; `top_k` labels per head are listed in `top`.
+        """
+        texts = checked_texts(texts)
+        top_k = checked_top_k(top_k)
         if not texts:
             return []
         batch = self.encoder.encode(texts)
@@ -242,6 +265,21 @@ class Classifier:
                 f"{self.bundle.path}: the {self.variant} ONNX graph was exported with other labels "
                 "than labels.json lists; re-export the bundle"
             )
+
+    def _check_longest_input(self) -> None:
+        """A `max_length` above the bundle's must fit the graph (its position embeddings)."""
+        longest = self.encoder.encode(["检查" * self.encoder.max_length])
+        quiet = ort.RunOptions()
+        quiet.log_severity_level = 4  # the failure is reported below, not logged by ORT too
+        for session in filter(None, (self.session, self.lone_session)):
+            try:
+                session.run(self._output_names, longest.as_onnx_feed(), quiet)
+            except Exception:  # ORT's own exception types
+                raise ValueError(
+                    f"max_length {self.encoder.max_length} is more tokens than the model of "
+                    f"{self.bundle.path} takes; it was trained with "
+                    f"{self.bundle.manifest.max_length}: pass that or less"
+                ) from None
 
     def _check_output_widths(self) -> None:
         """A model whose head widths differ from the bundle's label lists would decode wrongly."""

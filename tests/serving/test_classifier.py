@@ -1,3 +1,5 @@
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from support.paths import SAMPLE_TEXTS
@@ -137,3 +139,30 @@ def test_unknown_variant_is_refused(tiny_bundle):
 
 def test_model_version_comes_from_the_manifest(classifier):
     assert classifier.model_version == "tiny-0"
+
+
+def test_predict_proba_of_no_texts_has_no_rows(classifier, tiny_bundle):
+    for variant in ("fp32", "int8"):
+        model = Classifier.from_bundle(tiny_bundle, variant=variant, intra_op_threads=1)
+        probs = model.predict_proba([])
+        assert {head: probs[head].shape for head in HEADS} == {
+            head: (0, len(model.bundle.labels[head])) for head in HEADS
+        }
+
+
+def test_one_classifier_answers_several_threads_as_it_answers_one(classifier):
+    texts = TEXTS * 4
+    expected = [(p.intent.label, p.intent.confidence) for p in classifier.predict(texts)]
+
+    def every_third(start):
+        rows = range(start, len(texts), 3)
+        answers = classifier.predict([texts[row] for row in rows])
+        return [
+            (row, p.intent.label, p.intent.confidence) for row, p in zip(rows, answers, strict=True)
+        ]
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = [item for chunk in pool.map(every_third, [0, 1, 2] * 4) for item in chunk]
+    for row, label, confidence in results:
+        assert label == expected[row][0]
+        assert confidence == pytest.approx(expected[row][1], abs=1e-5)

@@ -1,0 +1,138 @@
+"""What a Python caller hands the `Classifier`, checked before a tokenizer or a model sees it.
+
+The server's request schema and batch scoring's readers check their own inputs; a caller in a
+notebook has only these checks between a pandas column and ONNX Runtime. Without them a str
+is read as a list of one-character texts, a missing value (None, NaN) fails deep inside the
+normaliser, and an empty text gets a confident answer about nothing. Each error names the
+position of the offending text and what to do about it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from typing import Any
+
+from kefu.errors import InputError
+from kefu.serving.bundle import HeadCalibration
+from kefu.serving.normalize import has_content
+from kefu.serving.taxonomy import HEADS
+
+CALIBRATION_KEYS = tuple(item.name for item in fields(HeadCalibration))
+
+
+def checked_texts(texts: Iterable[str]) -> list[str]:
+    """`texts` as a list, each a usable message text; TypeError or InputError otherwise."""
+    if isinstance(texts, str | bytes | bytearray):
+        raise TypeError(
+            f"texts must be a list of strings, got a single {type(texts).__name__}; "
+            "wrap one text in a list: predict([text])"
+        )
+    try:
+        listed = list(texts)
+    except TypeError:
+        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}") from None
+    for index, text in enumerate(listed):
+        where = f"texts[{index}]"
+        if not isinstance(text, str):
+            raise TypeError(f"{where} is {_kind(text)}, expected a string; {_fix(text)}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputError(
+                f"{where} contains a lone surrogate {text[exc.start]!r} at character "
+                f"{exc.start}, which is not text (undecodable bytes read with "
+                "errors='surrogateescape'?); repair or drop it",
+                where,
+                "invalid_text",
+            ) from None
+        if not has_content(text):
+            raise InputError(
+                f"{where} is empty or holds only white space, markup or invisible characters, "
+                "and would get a confident answer about nothing; drop such texts first "
+                "(kefu.serving.normalize.has_content tells them apart)",
+                where,
+                "empty_text",
+            )
+    return listed
+
+
+def checked_top_k(top_k: Any) -> int:
+    if not isinstance(top_k, int) or isinstance(top_k, bool):
+        raise TypeError(f"top_k must be an integer >= 1, got {top_k!r}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be an integer >= 1, got {top_k}")
+    return top_k
+
+
+def checked_max_length(max_length: Any) -> int | None:
+    """None (the bundle's own) or a token count a BERT input can hold ([CLS], text, [SEP])."""
+    if max_length is None:
+        return None
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 4:
+        raise ValueError(
+            f"max_length must be an integer >= 4 (tokens, [CLS] and [SEP] included), got "
+            f"{max_length!r}; leave it out to use the bundle's"
+        )
+    return max_length
+
+
+def checked_calibration_overrides(
+    overrides: Mapping[str, Mapping[str, float]] | None,
+) -> dict[str, dict[str, float]]:
+    """Per head, the calibration values to use instead of the bundle's, each checked."""
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, Mapping):
+        raise TypeError(
+            "calibration_overrides must map a head to its values, e.g. "
+            f"{{'intent': {{'threshold': 0.5}}}}, got {type(overrides).__name__}"
+        )
+    checked: dict[str, dict[str, float]] = {}
+    for head, values in overrides.items():
+        if head not in HEADS:
+            raise ValueError(
+                f"calibration_overrides names unknown head {head!r}; the heads are {list(HEADS)}"
+            )
+        if not isinstance(values, Mapping):
+            raise TypeError(
+                f"calibration_overrides[{head!r}] must map {list(CALIBRATION_KEYS)} to numbers, "
+                f"got {values!r}"
+            )
+        for key, number in values.items():
+            where = f"calibration_overrides[{head!r}][{key!r}]"
+            if key not in CALIBRATION_KEYS:
+                raise ValueError(f"{where}: unknown key; expected one of {list(CALIBRATION_KEYS)}")
+            real = isinstance(number, int | float) and not isinstance(number, bool)
+            if not real or not math.isfinite(number):
+                raise ValueError(f"{where} must be a finite number, got {number!r}")
+            if key == "temperature" and number <= 0:
+                raise ValueError(f"{where} must be > 0, got {number}")
+            if key != "temperature" and not 0.0 <= number <= 1.0:
+                raise ValueError(f"{where} must be within [0, 1], got {number}")
+        checked[head] = {key: float(number) for key, number in values.items()}
+    return checked
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, or pandas' NA and NaT: what an empty cell of a data frame holds."""
+    return (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or type(value).__name__ in {"NAType", "NaTType"}
+    )
+
+
+def _kind(value: Any) -> str:
+    if _missing(value):
+        return f"{value!r} (a missing value)"
+    return f"{type(value).__name__} {value!r:.40}"
+
+
+def _fix(value: Any) -> str:
+    if _missing(value):
+        return "drop missing texts first (a pandas column: .dropna())"
+    if isinstance(value, bytes | bytearray):
+        return "decode it first (value.decode('utf-8'))"
+    return "pass the message text itself"

@@ -1,0 +1,106 @@
+"""What a Python caller hands the Classifier: each mistake is one clear error, never a deep
+traceback from the normaliser, the tokenizer or ONNX Runtime, and never a quiet answer."""
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from kefu.errors import InputError
+from kefu.serving.classifier import Classifier
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_bundle):
+    return Classifier.from_bundle(tiny_bundle, intra_op_threads=1)
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_one_text_instead_of_a_list_is_refused_not_read_letter_by_letter(classifier, method):
+    with pytest.raises(TypeError, match=re.escape("got a single str; wrap one text in a list")):
+        getattr(classifier, method)("我的快递三天没动了")
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        (None, "texts[1] is None (a missing value), expected a string; drop missing texts"),
+        (math.nan, "texts[1] is nan (a missing value), expected a string; drop missing texts"),
+        (3, "texts[1] is int 3, expected a string"),
+        (b"abc", "texts[1] is bytes b'abc', expected a string; decode it first"),
+    ],
+)
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_an_item_that_is_not_a_string_is_named(classifier, method, item, message):
+    with pytest.raises(TypeError, match=re.escape(message)):
+        getattr(classifier, method)(["在吗", item])
+
+
+@pytest.mark.parametrize("texts", [None, 5])
+def test_texts_that_are_no_collection_are_named(classifier, texts):
+    with pytest.raises(
+        TypeError, match=f"texts must be a list of strings, got {type(texts).__name__}$"
+    ):
+        classifier.predict(texts)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "<br>", "\u200b\x00"])
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_an_empty_text_is_refused_as_the_server_refuses_it(classifier, method, text):
+    with pytest.raises(InputError, match=re.escape("texts[1] is empty or holds only white")) as e:
+        getattr(classifier, method)(["在吗", text])
+    assert (e.value.code, e.value.field) == ("empty_text", "texts[1]")
+
+
+def test_a_lone_surrogate_is_refused_before_the_tokenizer(classifier):
+    with pytest.raises(InputError, match=re.escape("texts[0] contains a lone surrogate")) as e:
+        classifier.predict(["退款\udce4"])
+    assert e.value.code == "invalid_text"
+
+
+def test_any_iterable_of_strings_is_read(classifier):
+    texts = ["在吗", "转人工"]
+    expected = [p.intent.label for p in classifier.predict(texts)]
+    assert [p.intent.label for p in classifier.predict(iter(texts))] == expected
+    assert [p.intent.label for p in classifier.predict(np.array(texts))] == expected
+    assert classifier.predict_proba(t for t in texts)["intent"].shape[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("top_k", "error"), [(0, ValueError), (-1, ValueError), ("3", TypeError), (True, TypeError)]
+)
+def test_top_k_must_be_a_positive_integer(classifier, top_k, error):
+    with pytest.raises(error, match="top_k must be an integer >= 1"):
+        classifier.predict(["在吗"], top_k=top_k)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ({"intnet": {"threshold": 0.5}}, ValueError, "unknown head 'intnet'"),
+        ({"intent": {"temp": 2.0}}, ValueError, "['intent']['temp']: unknown key"),
+        ({"intent": {"temperature": 0}}, ValueError, "['intent']['temperature'] must be > 0"),
+        ({"intent": {"threshold": 1.5}}, ValueError, "must be within [0, 1], got 1.5"),
+        ({"intent": {"margin": math.nan}}, ValueError, "must be a finite number, got nan"),
+        ({"intent": 0.5}, TypeError, "calibration_overrides['intent'] must map"),
+    ],
+)
+def test_calibration_overrides_are_checked(tiny_bundle, overrides, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        Classifier.from_bundle(tiny_bundle, calibration_overrides=overrides)
+
+
+def test_max_length_must_fit_the_model(tiny_bundle):
+    with pytest.raises(ValueError, match=re.escape("max_length must be an integer >= 4")):
+        Classifier.from_bundle(tiny_bundle, max_length=2)
+    # the tiny model has 256 positions; the bundle was exported with 64
+    with pytest.raises(ValueError, match="max_length 300 is more tokens than the model of .* 64"):
+        Classifier.from_bundle(tiny_bundle, max_length=300)
+    longer = Classifier.from_bundle(tiny_bundle, max_length=128, intra_op_threads=1)
+    assert longer.predict(["快递" * 100])[0].truncated is True
+
+
+def test_a_path_given_to_the_constructor_points_to_from_bundle(tiny_bundle):
+    with pytest.raises(TypeError, match=re.escape("got PosixPath; load a bundle folder with")):
+        Classifier(tiny_bundle)
