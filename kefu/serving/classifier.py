@@ -43,8 +43,17 @@ class HeadPrediction:
     name: str | None
     confidence: float | None
     abstain: bool  # always True for an untrained head: nothing to act on
-    top: list[tuple[str, float]]  # (label, confidence), best first
+    top: list[tuple[str, float]]  # (label, confidence), best first, as many as asked (top_k)
     trained: bool = True
+    # Every label of the head, best first: what routing reads (clarify candidates, the
+    # probability of high urgency and a negative emotion), so a route never depends on how many
+    # labels the caller asked to see. Empty in predictions built by hand: routing reads `top`.
+    ranked: list[tuple[str, float]] = field(default_factory=list, repr=False)
+
+    @property
+    def ranking(self) -> list[tuple[str, float]]:
+        """The longest ranking this prediction holds: `ranked` if set, else `top`."""
+        return self.ranked or self.top
 
 
 @dataclass
@@ -234,22 +243,23 @@ class Classifier:
         names = self.bundle.label_names[head]
         rule = self.calibration[head]
         keep = max(1, top_k)
-        order = np.argsort(-probs, axis=1, kind="stable")[:, : max(2, keep)]
+        order = np.argsort(-probs, axis=1, kind="stable")
         ranked = np.take_along_axis(probs, order, axis=1)
         predictions = []
         for indices, confidences in zip(order.tolist(), ranked.tolist(), strict=True):
             label, confidence = labels[indices[0]], confidences[0]
             second = confidences[1] if len(confidences) > 1 else 0.0
+            every = [
+                (labels[index], value) for index, value in zip(indices, confidences, strict=True)
+            ]
             predictions.append(
                 HeadPrediction(
                     label=label,
                     name=names.get(label, label),
                     confidence=confidence,
                     abstain=confidence < rule.threshold or confidence - second < rule.margin,
-                    top=[
-                        (labels[index], value)
-                        for index, value in zip(indices[:keep], confidences[:keep], strict=True)
-                    ],
+                    top=every[:keep],
+                    ranked=every,
                 )
             )
         return predictions

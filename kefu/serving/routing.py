@@ -149,8 +149,8 @@ def content_reasons(
 
 
 def label_probability(head: HeadPrediction, labels: frozenset[str]) -> float:
-    """P(the head's label is one of `labels`), summed over its ranked labels (`top`)."""
-    return sum(confidence for label, confidence in head.top if label in labels)
+    """P(the head's label is one of `labels`), summed over its ranked labels."""
+    return sum(confidence for label, confidence in head.ranking if label in labels)
 
 
 def high_negative_probability(prediction: Prediction, policy: RoutingPolicy) -> float | None:
@@ -266,7 +266,7 @@ def clarify_candidates(intent: HeadPrediction, policy: RoutingPolicy) -> list[Ca
     """The intents to offer: the best one always, then those at `min_confidence` or above."""
     chosen = [
         (label, confidence)
-        for rank, (label, confidence) in enumerate(intent.top)
+        for rank, (label, confidence) in enumerate(intent.ranking)
         if rank == 0 or confidence >= policy.min_candidate_confidence
     ][: policy.max_candidates]
     return [

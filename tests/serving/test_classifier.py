@@ -150,6 +150,16 @@ def test_predict_proba_of_no_texts_has_no_rows(classifier, tiny_bundle):
         }
 
 
+def test_every_label_is_ranked_whatever_top_k(classifier):
+    prediction = classifier.predict(["我的快递三天没动了"], top_k=1)[0]
+    for head in HEADS:
+        ranked = prediction.heads[head].ranked
+        assert len(prediction.heads[head].top) == 1
+        assert sorted(label for label, _ in ranked) == sorted(classifier.bundle.labels[head])
+        assert ranked[0] == prediction.heads[head].top[0]
+        assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
+
+
 def test_one_classifier_answers_several_threads_as_it_answers_one(classifier):
     texts = TEXTS * 4
     expected = [(p.intent.label, p.intent.confidence) for p in classifier.predict(texts)]

@@ -1,9 +1,10 @@
 """One table row per routing rule of spec/taxonomy.md ("Routing"): action, reasons, priority."""
 
 import pytest
+from support.paths import SAMPLE_TEXTS
 
 from kefu.serving.bundle import read_bundle
-from kefu.serving.classifier import HeadPrediction, Prediction
+from kefu.serving.classifier import Classifier, HeadPrediction, Prediction
 from kefu.serving.routing import (
     Action,
     Candidate,
@@ -332,3 +333,42 @@ def test_long_conversation_ignores_only_the_listed_intents(bundle):
     )
     closing = prediction(intent="greeting", urgency="low")
     assert decide(closing, ConversationContext(turn=6), strict).reasons == ["long_conversation"]
+
+
+def test_a_route_reads_every_label_not_only_the_top_k_the_caller_asked_for(policy):
+    """A prediction made with top_k=1 lists one label per head; routing reads the ranking."""
+    guess = likely_urgent_and_upset()
+    for head in ("urgency", "emotion"):
+        guess.heads[head].ranked = guess.heads[head].top
+        guess.heads[head].top = guess.heads[head].top[:1]
+    decision = decide(guess, ConversationContext(), policy)
+    assert (decision.action, decision.reasons) == (HUMAN, [Reason.HIGH_URGENCY_NEGATIVE])
+    unsure = prediction(abstain=("intent",), top=TOP_INTENTS[:1])
+    unsure.intent.ranked = TOP_INTENTS
+    assert [c.intent for c in decide(unsure, ConversationContext(), policy).candidates] == [
+        "logistics_status",
+        "logistics_issue",
+    ]
+
+
+def test_predictions_route_alike_whatever_their_top_k(tiny_bundle, bundle):
+    classifier = Classifier.from_bundle(tiny_bundle, intra_op_threads=1)
+    every = classifier.predict(SAMPLE_TEXTS, top_k=50)
+    # a rule on each head's second label, met exactly by the first message's probabilities:
+    # its best labels alone never meet it
+    (urgency, p_urgency), (emotion, p_emotion) = every[0].urgency.top[1], every[0].emotion.top[1]
+    rule = {"urgency": [urgency], "emotions": [emotion], "min_probability": p_urgency * p_emotion}
+    policy = RoutingPolicy.from_layers(
+        [(bundle.policy, "bundle"), ({"rules": {"high_urgency_negative": rule}}, "test")],
+        labels=bundle.labels,
+        intent_groups=bundle.intent_groups,
+        group_queues=bundle.group_queues,
+        urgency_priorities=bundle.urgency_priorities,
+    )
+    routes = [decide(p, ConversationContext(), policy) for p in every]
+    assert Reason.HIGH_URGENCY_NEGATIVE in routes[0].reasons
+    for top_k in (1, 3):
+        assert [
+            decide(p, ConversationContext(), policy)
+            for p in classifier.predict(SAMPLE_TEXTS, top_k=top_k)
+        ] == routes
