@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -287,6 +288,11 @@ def update_bundle(
 
 def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
     """Load and validate a bundle; every problem raises BundleError saying what to do."""
+    if not isinstance(bundle_dir, str | os.PathLike):
+        raise TypeError(
+            f"a bundle is named by the path of its folder (str or Path), got "
+            f"{type(bundle_dir).__name__}"
+        )
     path = Path(bundle_dir)
     manifest = _read_manifest(path)
     if verify_hashes:

@@ -145,7 +145,7 @@ class Deployment:
         predictions: Sequence[Prediction],
         contexts: Sequence[ConversationContext] | None = None,
     ) -> list[Triage]:
-        contexts = contexts if contexts is not None else [NO_CONTEXT] * len(predictions)
+        contexts = _contexts_for(predictions, contexts)
         return [
             Triage(prediction, decide(prediction, context, self.policy))
             for prediction, context in zip(predictions, contexts, strict=True)
@@ -168,7 +168,7 @@ class Deployment:
         Entities are off by default: bulk callers keep labels and routes, not spans.
         """
         texts = list(texts)
-        contexts = list(contexts) if contexts is not None else [NO_CONTEXT] * len(texts)
+        contexts = _contexts_for(texts, contexts)
         results: list[Triage | None] = [None] * len(texts)
         logits: dict[str, list[np.ndarray]] = {}
         order: list[int] = []
@@ -211,6 +211,21 @@ class Deployment:
             restored[order] = stacked
             out[head] = restored
         return out
+
+
+def _contexts_for(
+    messages: Sequence[object], contexts: Sequence[ConversationContext] | None
+) -> Sequence[ConversationContext]:
+    """One context per message, in the same order (no context: `NO_CONTEXT` for each)."""
+    if contexts is None:
+        return [NO_CONTEXT] * len(messages)
+    contexts = list(contexts)
+    if len(contexts) != len(messages):
+        raise ValueError(
+            f"{len(contexts)} contexts for {len(messages)} messages; pass one "
+            "ConversationContext per message, in the same order (None: no context for any)"
+        )
+    return contexts
 
 
 def _trimmed(results: list[Triage], top_k: int) -> list[Triage]:

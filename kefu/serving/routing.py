@@ -19,7 +19,8 @@ Reasons are the stable machine-readable codes of `Reason`; the README documents 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -73,12 +74,42 @@ _ORDER = {reason: index for index, reason in enumerate(Reason)}
 
 @dataclass(frozen=True)
 class ConversationContext:
-    """What the caller knows about the conversation so far (kefu keeps no conversation state)."""
+    """What the caller knows about the conversation so far (kefu keeps no conversation state).
+
+    Checked when built, as the server's request schema checks its JSON: a str given as
+    `previous_intents` would otherwise be read letter by letter and never repeat an intent.
+    """
 
     turn: int | None = None  # customer turn number of this message, 1-based
     # intents of the earlier customer turns, oldest first; None where the intent abstained
     previous_intents: Sequence[str | None] = ()
     clarifications: int = 0  # clarifying questions the bot already asked in this conversation
+
+    def __post_init__(self) -> None:
+        if self.turn is not None:
+            if not _is_int(self.turn) or self.turn < 1:
+                raise ValueError(f"turn must be None or an integer >= 1, got {self.turn!r}")
+            object.__setattr__(self, "turn", int(self.turn))  # numpy's integers too
+        if not _is_int(self.clarifications) or self.clarifications < 0:
+            raise ValueError(f"clarifications must be an integer >= 0, got {self.clarifications!r}")
+        object.__setattr__(self, "clarifications", int(self.clarifications))
+        given = self.previous_intents
+        if isinstance(given, str | bytes | Mapping) or not isinstance(given, Iterable):
+            raise TypeError(
+                "previous_intents must be a list of intent ids (None for a turn whose intent "
+                f"abstained), oldest first, got {type(given).__name__} {given!r:.40}"
+            )
+        previous = tuple(given)
+        for index, intent in enumerate(previous):
+            if intent is not None and not isinstance(intent, str):
+                raise TypeError(
+                    f"previous_intents[{index}] must be an intent id or None, got {intent!r}"
+                )
+        object.__setattr__(self, "previous_intents", previous)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -225,6 +256,8 @@ def is_low_confidence(prediction: Prediction, policy: RoutingPolicy) -> bool:
 
 
 def decide(prediction: Prediction, context: ConversationContext, policy: RoutingPolicy) -> Decision:
+    """The route of one message: its prediction, what came before it, and the policy's rules."""
+    _check_decide_arguments(prediction, context, policy)
     intent, urgency, emotion = (
         prediction.intent.label,
         prediction.urgency.label,
@@ -260,6 +293,35 @@ def decide(prediction: Prediction, context: ConversationContext, policy: Routing
         if action is Action.CLARIFY
         else [],
     )
+
+
+def _check_decide_arguments(
+    prediction: Prediction, context: ConversationContext, policy: RoutingPolicy
+) -> None:
+    """Wrong types, and earlier intents the policy does not know, named before any rule runs."""
+    from kefu.serving.routing_policy import RoutingPolicy  # routing_policy imports this module
+
+    if not isinstance(prediction, Prediction):
+        raise TypeError(
+            f"prediction must be one Prediction (an item of Classifier.predict's list), got "
+            f"{type(prediction).__name__}"
+        )
+    if not isinstance(context, ConversationContext):
+        raise TypeError(
+            f"context must be a ConversationContext (ConversationContext() when there is "
+            f"none), got {type(context).__name__}"
+        )
+    if not isinstance(policy, RoutingPolicy):
+        raise TypeError(
+            f"policy must be a RoutingPolicy, e.g. RoutingPolicy.for_bundle(classifier.bundle), "
+            f"got {type(policy).__name__}"
+        )
+    for index, previous in enumerate(context.previous_intents):
+        if previous is not None and previous not in policy.intent_groups:
+            raise ValueError(
+                f"context.previous_intents[{index}] is {previous!r}, not an intent id; the ids "
+                f"are {sorted(policy.intent_groups)}"
+            )
 
 
 def clarify_candidates(intent: HeadPrediction, policy: RoutingPolicy) -> list[Candidate]:

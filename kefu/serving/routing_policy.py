@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,23 @@ class RoutingPolicy:
     @classmethod
     def for_bundle(cls, bundle: Bundle, override_path: str | Path | None = None) -> RoutingPolicy:
         """The bundle's policy, with a policy file given at serve or score time laid over it."""
+        from kefu.serving.bundle import Bundle  # the bundle module reads policies through this one
+
+        if not isinstance(bundle, Bundle):
+            hint = (
+                "classifier.bundle"
+                if hasattr(bundle, "bundle")
+                else "read_bundle(path) or classifier.bundle"
+            )
+            raise TypeError(
+                f"RoutingPolicy.for_bundle takes a loaded Bundle ({hint}), got "
+                f"{type(bundle).__name__}"
+            )
+        if override_path is not None and not isinstance(override_path, str | os.PathLike):
+            raise TypeError(
+                "override_path must be the path of a YAML policy file, got "
+                f"{type(override_path).__name__}"
+            )
         layers: list[tuple[Mapping[str, Any], str]] = [
             (bundle.policy, f"{bundle.path}/policy.yaml")
         ]

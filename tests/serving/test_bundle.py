@@ -126,3 +126,8 @@ def test_a_file_given_as_bundle_is_named_as_a_file(tmp_path):
     notes.write_text("notes", "utf-8")
     with pytest.raises(BundleError, match="README.md is a file; a bundle is a directory"):
         read_bundle(notes)
+
+
+def test_a_bundle_path_that_is_not_a_path_is_named():
+    with pytest.raises(TypeError, match=r"path of its folder \(str or Path\), got NoneType"):
+        read_bundle(None)

@@ -1,5 +1,8 @@
 """One table row per routing rule of spec/taxonomy.md ("Routing"): action, reasons, priority."""
 
+import re
+
+import numpy as np
 import pytest
 from support.paths import SAMPLE_TEXTS
 
@@ -372,3 +375,46 @@ def test_predictions_route_alike_whatever_their_top_k(tiny_bundle, bundle):
             decide(p, ConversationContext(), policy)
             for p in classifier.predict(SAMPLE_TEXTS, top_k=top_k)
         ] == routes
+
+
+@pytest.mark.parametrize(
+    ("context", "error", "message"),
+    [
+        ({"previous_intents": "refund_return"}, TypeError, "previous_intents must be a list of"),
+        ({"previous_intents": [3]}, TypeError, "previous_intents[0] must be an intent id or None"),
+        ({"turn": 0}, ValueError, "turn must be None or an integer >= 1, got 0"),
+        ({"turn": "5"}, ValueError, "turn must be None or an integer >= 1, got '5'"),
+        ({"clarifications": None}, ValueError, "clarifications must be an integer >= 0"),
+    ],
+)
+def test_a_context_is_checked_when_built(context, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        ConversationContext(**context)
+
+
+def test_a_context_takes_numpy_integers_and_any_sequence_of_intents():
+    context = ConversationContext(
+        turn=np.int64(2), previous_intents=np.array(["refund_return"]), clarifications=np.int64(1)
+    )
+    assert context == ConversationContext(2, ("refund_return",), 1)
+    assert type(context.turn) is int
+
+
+def test_an_earlier_intent_the_policy_does_not_know_is_named(policy):
+    context = ConversationContext(turn=2, previous_intents=["refund_return", "refund"])
+    with pytest.raises(ValueError, match=re.escape("previous_intents[1] is 'refund', not an")):
+        decide(prediction(), context, policy)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"context": None}, "context must be a ConversationContext (ConversationContext() when"),
+        ({"policy": None}, "policy must be a RoutingPolicy, e.g. RoutingPolicy.for_bundle("),
+        ({"prediction": []}, "prediction must be one Prediction (an item of Classifier.predict"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_named(policy, arguments, message):
+    given = {"prediction": prediction(), "context": ConversationContext(), "policy": policy}
+    with pytest.raises(TypeError, match=re.escape(message)):
+        decide(**(given | arguments))

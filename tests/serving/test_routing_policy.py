@@ -164,3 +164,23 @@ def test_bad_policy_names_the_file_the_key_and_the_value(bundle, tmp_path, text,
 def test_missing_policy_file_is_named(bundle, tmp_path):
     with pytest.raises(PolicyError, match="policy file .*nope.yaml does not exist"):
         RoutingPolicy.for_bundle(bundle, tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("classifier", "takes a loaded Bundle (classifier.bundle), got Classifier"),
+        ("path", "takes a loaded Bundle (read_bundle(path) or classifier.bundle), got PosixPath"),
+    ],
+)
+def test_what_is_not_a_bundle_is_named(tiny_bundle, given, message):
+    from kefu.serving.classifier import Classifier
+
+    wrong = Classifier.from_bundle(tiny_bundle) if given == "classifier" else tiny_bundle
+    with pytest.raises(TypeError, match=re.escape(message)):
+        RoutingPolicy.for_bundle(wrong)
+
+
+def test_a_policy_given_as_a_mapping_is_not_taken_for_a_path(bundle):
+    with pytest.raises(TypeError, match="override_path must be the path of a YAML policy file"):
+        RoutingPolicy.for_bundle(bundle, {"rules": {}})
