@@ -76,6 +76,26 @@ class Prediction:
     def emotion(self) -> HeadPrediction:
         return self.heads["emotion"]
 
+    def as_plain(self) -> dict[str, Any]:
+        """One flat row of JSON values (a data frame row): per head its label, name,
+        confidence and abstain flag, then group, truncation, the request for a person and the
+        entities. `Decision.as_plain()` holds the route's columns."""
+        row: dict[str, Any] = {}
+        for head, prediction in self.heads.items():
+            row[head] = prediction.label
+            row[f"{head}_name"] = prediction.name
+            row[f"{head}_confidence"] = prediction.confidence
+            row[f"{head}_abstain"] = prediction.abstain
+        return row | {
+            "group": self.group,
+            "truncated": self.truncated,
+            "asks_for_human": self.asks_for_human,
+            "entities": [
+                {"kind": entity.kind, "text": entity.text, "start": entity.start, "end": entity.end}
+                for entity in self.entities
+            ],
+        }
+
 
 # What an untrained head says: no label, nothing to act on (routing skips it).
 UNTRAINED = HeadPrediction(None, None, None, True, [], trained=False)

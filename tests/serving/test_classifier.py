@@ -1,3 +1,4 @@
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -158,6 +159,24 @@ def test_every_label_is_ranked_whatever_top_k(classifier):
         assert sorted(label for label, _ in ranked) == sorted(classifier.bundle.labels[head])
         assert ranked[0] == prediction.heads[head].top[0]
         assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
+
+
+def test_a_prediction_is_one_flat_row_of_plain_values(classifier):
+    prediction = classifier.predict(["转人工 13812345678"])[0]
+    row = prediction.as_plain()
+    assert list(row) == [
+        *(
+            f"{head}{suffix}"
+            for head in HEADS
+            for suffix in ("", "_name", "_confidence", "_abstain")
+        ),
+        *("group", "truncated", "asks_for_human", "entities"),
+    ]
+    assert row["intent"] == prediction.intent.label
+    assert row["emotion_confidence"] == prediction.emotion.confidence
+    assert row["asks_for_human"] is True
+    assert row["entities"] == [{"kind": "phone", "text": "13812345678", "start": 4, "end": 15}]
+    assert json.loads(json.dumps(row, ensure_ascii=False)) == row
 
 
 def test_one_classifier_answers_several_threads_as_it_answers_one(classifier):

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from support.paths import REPO_ROOT
 
 PROBE = """
@@ -35,3 +36,35 @@ def test_importing_the_server_does_not_import_torch_or_transformers():
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["heavy"] == []
     assert report["modules"] > 10
+
+
+PYTHON_API = """
+import json, sys
+import kefu.serving
+light = sorted(name for name in ("numpy", "onnxruntime", "tokenizers", "fastapi") if name in sys.modules)
+from kefu.serving import *  # noqa: F403
+names = {name: getattr(kefu.serving, name).__module__ for name in kefu.serving.__all__}
+print(json.dumps({"light": light, "names": names}))
+"""
+
+
+def test_the_python_api_is_named_by_kefu_serving_and_loaded_on_first_use():
+    completed = subprocess.run(
+        [sys.executable, "-c", PYTHON_API],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["light"] == []  # `import kefu.serving` alone loads no runtime library
+    assert {"Classifier", "ConversationContext", "RoutingPolicy", "decide"} <= set(report["names"])
+    import kefu.serving
+
+    assert sorted(kefu.serving.__all__) == sorted(kefu.serving._MODULES)
+    for name, module in report["names"].items():
+        assert module.startswith("kefu.serving.")
+        assert getattr(sys.modules[module], name) is getattr(kefu.serving, name)
+    with pytest.raises(AttributeError, match="has no attribute 'Classifer'"):
+        kefu.serving.Classifer  # noqa: B018
