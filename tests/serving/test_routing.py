@@ -418,3 +418,85 @@ def test_arguments_of_the_wrong_type_are_named(policy, arguments, message):
     given = {"prediction": prediction(), "context": ConversationContext(), "policy": policy}
     with pytest.raises(TypeError, match=re.escape(message)):
         decide(**(given | arguments))
+
+
+def test_clarify_offers_at_most_max_candidates(bundle, tmp_path):
+    """Four intents over `min_confidence`: the default offers the best 3, `max_candidates: 2` two."""
+    top = [("logistics_status", 0.3), ("logistics_issue", 0.25), ("order_status", 0.2)]
+    top += [("urge_shipment", 0.15), ("other", 0.1)]
+    unsure = prediction(abstain=("intent",), top=top)
+    offered = decide(unsure, ConversationContext(), RoutingPolicy.for_bundle(bundle)).candidates
+    assert [c.intent for c in offered] == ["logistics_status", "logistics_issue", "order_status"]
+    two = RoutingPolicy.for_bundle(bundle, write_policy(tmp_path, "clarify: {max_candidates: 2}\n"))
+    offered = decide(unsure, ConversationContext(), two).candidates
+    assert [c.intent for c in offered] == ["logistics_status", "logistics_issue"]
+
+
+def test_an_intent_exactly_at_min_confidence_is_offered(policy):
+    top = [("logistics_status", 0.5), ("logistics_issue", 0.1), ("order_status", 0.0999)]
+    decision = decide(prediction(abstain=("intent",), top=top), ConversationContext(), policy)
+    assert [c.intent for c in decision.candidates] == ["logistics_status", "logistics_issue"]
+
+
+def test_a_probability_exactly_at_min_probability_hands_over(policy):
+    """P(high) 0.4 x P(anxious or dissatisfied) 0.25 is 0.1, the default `min_probability`."""
+    guess = prediction(urgency="medium", emotion="neutral")
+    guess.urgency.top = [("medium", 0.6), ("high", 0.4)]
+    guess.emotion.top = [("neutral", 0.75), ("anxious", 0.25)]
+    assert 0.4 * 0.25 == policy.high_urgency_min_probability == 0.1
+    decision = decide(guess, ConversationContext(), policy)
+    assert (decision.action, decision.reasons) == (HUMAN, [Reason.HIGH_URGENCY_NEGATIVE])
+    guess.emotion.top = [("neutral", 0.76), ("anxious", 0.24)]  # 0.096: under it
+    assert decide(guess, ConversationContext(), policy).action is BOT
+
+
+def test_detect_in_text_false_honours_only_the_intents(bundle, tmp_path):
+    path = write_policy(tmp_path, "rules: {human_requested: {detect_in_text: false}}\n")
+    policy = RoutingPolicy.for_bundle(bundle, path)
+    asking = prediction(intent="refund_return", asks_for_human=True)
+    assert (decide(asking, ConversationContext(), policy).action, policy.human_request_in_text) == (
+        BOT,
+        False,
+    )
+    bare = decide(prediction(intent="human_agent"), ConversationContext(), policy)
+    assert (bare.action, bare.reasons) == (HUMAN, [Reason.HUMAN_REQUESTED])
+
+
+# a prediction and context that raise exactly one reason under the default policy
+ONE_REASON = {
+    Reason.HUMAN_REQUESTED: ({"intent": "refund_return", "asks_for_human": True}, {}),
+    Reason.COMPLAINT: ({"intent": "complaint"}, {}),
+    Reason.CRITICAL_URGENCY: ({"urgency": "critical"}, {}),
+    Reason.ANGRY: ({"emotion": "angry"}, {}),
+    Reason.HIGH_URGENCY_NEGATIVE: ({"urgency": "high", "emotion": "anxious"}, {}),
+    Reason.LOW_CONFIDENCE: ({"abstain": ("intent",)}, {}),
+    Reason.LONG_CONVERSATION: ({}, {"turn": 4}),
+    Reason.REPEATED_INTENT: ({}, {"previous_intents": ("logistics_status",)}),
+    Reason.CLARIFICATION_FAILED: ({"abstain": ("intent",)}, {"clarifications": 1}),
+}
+
+
+@pytest.mark.parametrize("reason", list(Reason), ids=[reason.value for reason in Reason])
+def test_every_rule_is_switched_off_by_enabled_false(policy, bundle, tmp_path, reason):
+    kwargs, context = ONE_REASON[reason]
+    on = decide(prediction(**kwargs), ConversationContext(**context), policy)
+    assert reason in on.reasons
+    path = write_policy(tmp_path, f"rules: {{{reason.value}: {{enabled: false}}}}\n")
+    off = decide(
+        prediction(**kwargs), ConversationContext(**context), RoutingPolicy.for_bundle(bundle, path)
+    )
+    assert reason not in off.reasons
+    assert off.reasons == [r for r in on.reasons if r is not reason]
+
+
+def test_an_untrained_head_never_asks_the_customer_to_choose(bundle, tmp_path):
+    """A policy that watches the urgency head as well: an untrained urgency head abstains on
+    every message, yet routing ignores it (README, "Partial labels")."""
+    path = write_policy(tmp_path, "rules: {low_confidence: {heads: [intent, urgency]}}\n")
+    policy = RoutingPolicy.for_bundle(bundle, path)
+    guess = prediction()
+    guess.heads["urgency"] = HeadPrediction(None, None, None, True, [], trained=False)
+    decision = decide(guess, ConversationContext(), policy)
+    assert (decision.action, decision.reasons, decision.priority) == (BOT, [], "P2")
+    guess.heads["intent"].abstain = True
+    assert decide(guess, ConversationContext(), policy).reasons == [Reason.LOW_CONFIDENCE]

@@ -47,6 +47,32 @@ def test_the_bundle_carries_the_default_policy(bundle):
     assert (policy.max_turns, policy.max_candidates, policy.min_candidate_confidence) == (3, 3, 0.1)
 
 
+# The defaults as the README's routing table lists them ("policy keys (default)").
+DOCUMENTED_DEFAULTS = {
+    "rules": {
+        "human_requested": {"intents": ["human_agent"], "detect_in_text": True},
+        "complaint": {"intents": ["complaint"]},
+        "critical_urgency": {"urgency": ["critical"]},
+        "angry": {"emotions": ["angry"]},
+        "high_urgency_negative": {
+            "urgency": ["high"],
+            "emotions": ["anxious", "dissatisfied"],
+            "min_probability": 0.10,
+        },
+        "low_confidence": {"heads": ["intent"]},
+        "long_conversation": {"max_turns": 3, "ignore_intents": ["greeting"]},
+        "repeated_intent": {"min_repeats": 1, "ignore_intents": ["greeting"]},
+        "clarification_failed": {"after_clarifications": 1, "after_abstained_turns": 1},
+    },
+    "clarify": {"max_candidates": 3, "min_confidence": 0.1},
+    "angry_priority": "P1",
+}
+
+
+def test_the_default_policy_is_the_documented_one():
+    assert DEFAULT_POLICY == DOCUMENTED_DEFAULTS
+
+
 def test_a_policy_file_is_laid_over_the_bundle_policy_key_by_key(bundle, tmp_path):
     path = write_policy(
         tmp_path,
