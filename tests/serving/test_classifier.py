@@ -195,3 +195,36 @@ def test_one_classifier_answers_several_threads_as_it_answers_one(classifier):
     for row, label, confidence in results:
         assert label == expected[row][0]
         assert confidence == pytest.approx(expected[row][1], abs=1e-5)
+
+
+def test_softmax_divides_the_logits_by_the_temperature():
+    logits = np.array([[0.0, 2 * np.log(3.0)], [1.0, 1.0]])
+    np.testing.assert_allclose(softmax(logits, 2.0), [[0.25, 0.75], [0.5, 0.5]], atol=1e-12)
+    np.testing.assert_allclose(softmax(logits[:1], 1.0), [[0.1, 0.9]], atol=1e-12)
+
+
+def test_probabilities_use_each_heads_own_temperature(tiny_bundle, classifier):
+    """exp(logit / T) normalised with each head's T, written out without `softmax`."""
+    temperatures = {"intent": 0.5, "urgency": 2.0, "emotion": 4.0}
+    hot = Classifier.from_bundle(
+        tiny_bundle,
+        intra_op_threads=1,
+        calibration_overrides={head: {"temperature": t} for head, t in temperatures.items()},
+    )
+    logits = classifier.logits(classifier.encoder.encode(["退款"]))
+    for head, temperature in temperatures.items():
+        scaled = np.exp(logits[head].astype(np.float64) / temperature)
+        expected = scaled / scaled.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(hot.predict_proba(["退款"])[head], expected, atol=1e-9)
+
+
+def test_a_confidence_exactly_at_the_threshold_or_margin_does_not_abstain(tiny_bundle, classifier):
+    """A head abstains when its top probability or top-1/top-2 gap is *under* the rule."""
+    intent = classifier.predict(["在吗"])[0].intent
+    gap = intent.top[0][1] - intent.top[1][1]
+    at_both = Classifier.from_bundle(
+        tiny_bundle,
+        intra_op_threads=1,
+        calibration_overrides={"intent": {"threshold": intent.confidence, "margin": gap}},
+    )
+    assert at_both.predict(["在吗"])[0].intent.abstain is False
