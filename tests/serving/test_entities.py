@@ -21,6 +21,11 @@ from kefu.serving.entities import asks_for_human, find_entities
         ("退款120块钱", [("amount", "120块钱")]),
         ("2024-01-01 发的货", []),
         ("138123456789", [("order_id", "138123456789")]),  # 12 digits: not a phone number
+        # every mobile prefix 13x to 19x; 11 digits otherwise read as an order id
+        ("打19912345678", [("phone", "19912345678")]),
+        ("14712345678到了吗", [("phone", "14712345678")]),
+        ("电话16612345678", [("phone", "16612345678")]),
+        ("12345678901", [("order_id", "12345678901")]),
         ("没有实体", []),
     ],
 )
@@ -104,8 +109,12 @@ NOT_HUMAN_REQUESTS = [
     "是人工吗",
     "你好，是人工客服吗？",
     "是不是机器人回复的",
+    "你是人工呢还是机器人",  # 人工呢 inside a question whether
+    "是转到人工了吗",  # 转人工 inside a question whether
+    "我是不是转到人工客服了？",
     "人工客服态度太差了",  # talks about agents
     "人工客服说可以退款",
+    "转人工客服的态度太差了",  # 转人工 inside talk about agents
     "之前人工客服也不知道",
     "客服还没给我打电话",
     "机器人听不懂",

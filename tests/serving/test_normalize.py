@@ -23,6 +23,11 @@ from kefu.serving.tokenization import TextEncoder
         ("看看<br/>这个&nbsp;https://item.jd.com/123.html 怎么样", "看看 这个 [链接x] 怎么样"),
         ("<p>好的</p>", "好的"),
         ("链接 <url> 价格 <num> 元", "链接 [链接x] 价格 [数字x] 元"),
+        (
+            "[订单1][数字2][金额3][日期4][姓名5][地址6][电话7][链接8][时间9][邮箱10]",
+            "[订单x][数字x][金额x][日期x][姓名x][地址x][电话x][链接x][时间x][邮箱x]",
+        ),
+        ("[商品1] [数字]", "[商品1] [数字]"),  # not a numbered placeholder of the data: kept
         ("a < b 且 c > d", "a < b 且 c > d"),  # not tags
         ("  \n在吗\t\t亲  ", "在吗 亲"),
         ("气死了😡😡 什么破快递🙄", "气死了[怒火中烧][怒火中烧] 什么破快递[翻白眼]"),
