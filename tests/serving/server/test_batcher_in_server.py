@@ -92,7 +92,9 @@ def test_a_full_queue_refuses_before_reading_the_body(tiny_bundle):
         refused = client.post(
             "/v1/classify", content=b"{not json", headers={"content-type": "application/json"}
         )
+        model_info = client.get("/v1/model")  # only POST /v1/classify is shed
         gate.set()
+        assert (model_info.status_code, model_info.json()["model_version"]) == (200, "tiny-0")
         assert (refused.status_code, refused.json()["error"]["code"]) == (503, "overloaded")
         assert first.result().status_code == second.result().status_code == 200
 

@@ -382,6 +382,31 @@ def test_chunked_body_over_max_body_bytes(client):
     assert (response.status_code, response.json()) == (413, TOO_LARGE)
 
 
+def body_of(size):
+    """A JSON body of exactly `size` bytes: one short message padded with white space."""
+    body = '{"text": "在吗"}'.encode()
+    return body + b" " * (size - len(body))
+
+
+def test_a_body_of_exactly_max_body_bytes_is_read(client):
+    at_limit = client.post("/v1/classify", content=body_of(1 << 20), headers=JSON)
+    assert at_limit.status_code == 200, at_limit.text
+    over = client.post("/v1/classify", content=body_of((1 << 20) + 1), headers=JSON)
+    assert (over.status_code, over.json()) == (413, TOO_LARGE)
+
+
+def test_a_chunked_body_of_exactly_max_body_bytes_is_read(client):
+    def chunks(size):
+        body = body_of(size)
+        for start in range(0, len(body), 100_000):
+            yield body[start : start + 100_000]
+
+    at_limit = client.post("/v1/classify", content=chunks(1 << 20), headers=JSON)
+    assert at_limit.status_code == 200, at_limit.text
+    over = client.post("/v1/classify", content=chunks((1 << 20) + 1), headers=JSON)
+    assert (over.status_code, over.json()) == (413, TOO_LARGE)
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, {"content-type": "text/plain"}, {"content-type": "application/x-www-form-urlencoded"}],

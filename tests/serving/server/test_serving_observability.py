@@ -271,3 +271,27 @@ def test_access_lines_are_written_by_the_log_thread_and_flushed_on_demand():
         ("model ready", None),
     ]
     assert built_on and built_on[0] is not threading.current_thread()
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("a" * 128, True),
+        ("req-1.2:3_X", True),
+        ("a" * 129, False),  # longer than 128 characters
+        ("req 1", False),  # a space: not of A-Za-z0-9._:-
+        ("请求-1", False),
+    ],
+)
+def test_a_callers_request_id_is_kept_only_when_short_and_plain(client, sent, kept):
+    response = client.post(
+        "/v1/classify",
+        json={"text": "在吗"},
+        headers={"X-Request-ID": sent.encode()},
+    )
+    answered = response.headers["X-Request-ID"]
+    assert answered == response.json()["request_id"]
+    if kept:
+        assert answered == sent
+    else:
+        assert answered != sent and len(answered) == 32  # a fresh random id, in hex

@@ -108,6 +108,15 @@ def test_metadata_is_size_capped_and_belongs_to_messages(client):
     assert (both.status_code, both.json()["error"]["code"]) == (422, "ambiguous_request")
 
 
+def test_metadata_of_exactly_the_limit_is_accepted(client):
+    at_limit = {"k": "v" * 56}  # {"k":"vv...v"}: 64 bytes as compact JSON
+    accepted = client.post("/v1/classify", json={"text": "在吗", "metadata": at_limit})
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["results"][0]["metadata"] == at_limit
+    over = client.post("/v1/classify", json={"text": "在吗", "metadata": {"k": "v" * 57}})
+    assert over.json()["error"]["message"].startswith("metadata is 65 bytes as JSON")
+
+
 def test_model_info_holds_no_filesystem_path(client, tiny_bundle):
     info = client.get("/v1/model")
     assert info.json()["bundle"] == tiny_bundle.name
