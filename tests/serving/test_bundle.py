@@ -131,3 +131,84 @@ def test_a_file_given_as_bundle_is_named_as_a_file(tmp_path):
 def test_a_bundle_path_that_is_not_a_path_is_named():
     with pytest.raises(TypeError, match=r"path of its folder \(str or Path\), got NoneType"):
         read_bundle(None)
+
+
+def edit_json(bundle_dir, name, change):
+    """Apply `change` to one JSON file of the bundle and re-seal its hash in the manifest."""
+    path = bundle_dir / name
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    change(raw)
+    path.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    if name != bundle_format.MANIFEST:
+        edit_json(
+            bundle_dir,
+            bundle_format.MANIFEST,
+            lambda manifest: manifest["files"].update({name: bundle_format.sha256_file(path)}),
+        )
+
+
+def _duplicate_intent(labels):
+    labels["heads"]["intent"][1] = labels["heads"]["intent"][0]
+
+
+def _set(*keys, value):
+    def change(raw):
+        for key in keys[:-1]:
+            raw = raw[key]
+        raw[keys[-1]] = value
+
+    return change
+
+
+BAD_BUNDLES = [
+    (
+        bundle_format.LABELS,
+        _duplicate_intent,
+        "head 'intent' has empty or duplicate labels in labels.json",
+    ),
+    (
+        bundle_format.LABELS,
+        lambda labels: labels["intent_groups"].pop("other"),
+        "intents without a group in labels.json: ['other']",
+    ),
+    (
+        bundle_format.CALIBRATION,
+        _set("urgency", "temperature", value=0.0),
+        "head 'urgency' temperature must be > 0",
+    ),
+    (
+        bundle_format.MANIFEST,
+        _set("untrained_heads", value=["intent"]),
+        "manifest.json marks the intent head untrained; routing needs it",
+    ),
+    (
+        bundle_format.MANIFEST,
+        _set("colour", value="blue"),
+        "manifest has unknown fields ['colour']",
+    ),
+    (
+        bundle_format.MANIFEST,
+        _set("text_normalization", value=0),
+        "trained with text normalisation version 0; this kefu knows versions 1 to",
+    ),
+    (
+        bundle_format.MANIFEST,
+        _set("default_variant", value="fp16"),
+        "unknown default_variant 'fp16'",
+    ),
+    (
+        bundle_format.MANIFEST,
+        lambda manifest: manifest["files"].pop(bundle_format.POLICY),
+        "policy.yaml is not listed in manifest.json",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"), BAD_BUNDLES, ids=[case[2] for case in BAD_BUNDLES]
+)
+def test_an_inconsistent_bundle_is_refused_naming_the_problem(bundle_copy, name, change, message):
+    read_bundle(bundle_copy)  # valid before the change
+    edit_json(bundle_copy, name, change)
+    with pytest.raises(BundleError, match=re.escape(message)):
+        read_bundle(bundle_copy)
