@@ -33,6 +33,23 @@ def test_text_problem_names_each_reason():
     assert text_problem("ab\udcff")[0] == "undecodable_text"
 
 
+def test_a_text_of_exactly_the_limit_is_scored():
+    """As the server: over KEFU_MAX_TEXT_CHARS is rejected, at it is not."""
+    assert text_problem("在" * 5, max_chars=5) is None
+    assert text_problem("在" * 6, max_chars=5) == (
+        "text_too_long",
+        "text has 6 characters; the limit is 5",
+    )
+
+
+def test_reject_ids_keep_their_json_value(tmp_path):
+    path = tmp_path / "ids.jsonl"
+    ids = [7, 2.5, "a7", True, None, [1, 2]]
+    path.write_text("".join(json.dumps({"id": i, "text": None}) + "\n" for i in ids), "utf-8")
+    (chunk,) = chunks_of(path, id_col="id")
+    assert [reject["id"] for reject in chunk.rejects] == [7, 2.5, "a7", True, None, "[1, 2]"]
+
+
 def test_csv_rows_rejects_and_line_numbers(tmp_path):
     path = tmp_path / "log.csv"
     path.write_bytes(

@@ -322,3 +322,20 @@ def test_resume_refuses_a_changed_text_limit(tmp_path, tiny_bundle):
     )
     with pytest.raises(ConfigError, match="cannot resume: the run changed"):
         run_local(ScoreJob(**{**job.__dict__, "resume": True, "max_text_chars": 10}))
+
+
+def test_resume_refuses_a_changed_policy_file(tmp_path, tiny_bundle):
+    """Routes of committed chunks came from the policy as it was: an edited file at the same
+    path would mix two policies in one output."""
+    job, staging = small_job(tmp_path, tiny_bundle, 30)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("rules: {long_conversation: {max_turns: 5}}\n", encoding="utf-8")
+    job = ScoreJob(**{**job.__dict__, "policy": policy})
+    staging.mkdir()  # a run that stopped before its first commit
+    fingerprint = plan_run(job, "local").fingerprint
+    (staging / "state.json").write_text(
+        json.dumps({"version": STATE_VERSION, "fingerprint": fingerprint})
+    )
+    policy.write_text("rules: {long_conversation: {max_turns: 9}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="cannot resume: the run changed .*policy: was"):
+        run_local(ScoreJob(**{**job.__dict__, "resume": True}))
