@@ -131,14 +131,12 @@ class Deployment:
     ) -> list[Triage]:
         """One model call over `texts`, then routing of each message with its context.
 
-        `top_k` is how many labels each head reports; routing sees at least the policy's
-        `clarify.max_candidates` intents, so a clarify action can offer them whatever `top_k`.
+        `top_k` is how many labels each head reports; routing reads every label whatever
+        `top_k` (`HeadPrediction.ranked`), so a clarify action can offer `max_candidates`.
         `lone`: the model has nothing else to do, so the call may use the wider session.
         """
-        predictions = self.classifier.predict(
-            texts, top_k=self.ranked(top_k), entities=entities, lone=lone
-        )
-        return _trimmed(self.route(predictions, contexts), top_k)
+        predictions = self.classifier.predict(texts, top_k=top_k, entities=entities, lone=lone)
+        return self.route(predictions, contexts)
 
     def route(
         self,
@@ -177,9 +175,9 @@ class Deployment:
             encoded = self.classifier.encoder.encode(batch_texts)
             batch_logits = self.classifier.logits(encoded)
             predictions = self.classifier.predict_from_logits(
-                batch_texts, batch_logits, encoded.truncated, self.ranked(top_k), entities=entities
+                batch_texts, batch_logits, encoded.truncated, top_k, entities=entities
             )
-            routed = _trimmed(self.route(predictions, [contexts[row] for row in rows]), top_k)
+            routed = self.route(predictions, [contexts[row] for row in rows])
             for row, triage in zip(rows, routed, strict=True):
                 results[row] = triage
             if keep_logits:
@@ -192,8 +190,9 @@ class Deployment:
         )
 
     def ranked(self, top_k: int) -> int:
-        """Labels ranked per head: routing reads the clarify candidates and every urgency and
-        emotion probability (`high_negative_probability`); results are cut to `top_k` after."""
+        """How many labels per head to list in `top` for predictions routed again later from
+        what was kept of them (a batch's sessions, evaluation's conversations): the clarify
+        candidates and every urgency and emotion probability (`high_negative_probability`)."""
         labels = self.bundle.labels
         return max(
             top_k, self.policy.max_candidates, len(labels["urgency"]), len(labels["emotion"])
@@ -226,11 +225,3 @@ def _contexts_for(
             "ConversationContext per message, in the same order (None: no context for any)"
         )
     return contexts
-
-
-def _trimmed(results: list[Triage], top_k: int) -> list[Triage]:
-    """Each head's `top` cut back to the `top_k` the caller asked for, after routing used more."""
-    for prediction, _ in results:
-        for head in prediction.heads.values():
-            del head.top[max(1, top_k) :]
-    return results
