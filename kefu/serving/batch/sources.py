@@ -8,7 +8,7 @@ visible at the start.
 
 from __future__ import annotations
 
-import os
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -127,6 +127,12 @@ def check_output(
         raise DataError(
             f"cannot create the output directory {parent}: {exc}", file=str(output)
         ) from None
-    if not os.access(parent, os.W_OK):
-        raise DataError(f"the output directory {parent} is not writable", file=str(output))
+    try:  # a real file: os.access says yes to root where writes still fail (/proc, root squash)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise DataError(
+            f"the output directory {parent} is not writable ({exc.strerror or exc})",
+            file=str(output),
+        ) from None
     return fmt
