@@ -61,7 +61,9 @@ def command(
     fresh: bool = typer.Option(False, "--fresh", help="Discard an interrupted run and start over."),
     engine: str = typer.Option("local", help="local (process pool) or ray (Ray Data)."),
     ray_address: str = typer.Option(
-        None, help="Ray cluster address (default: a local Ray instance)."
+        None,
+        help="Ray cluster to join: host:port, ray://host:10001, auto or local "
+        "(default: RAY_ADDRESS when set, else a local Ray instance).",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     session_col: str = typer.Option(

@@ -3,6 +3,7 @@
 Usage: `run_ray(job, ray_address=None)` starts a local Ray instance with `job.workers` CPUs for
 scoring (plus one for reading and writing); `ray_address="auto"` or "ray://head:10001" joins a
 cluster (kefu must be installed on its nodes and the inputs and output on storage they share).
+`ray_cluster.py` starts Ray or joins the cluster.
 
 Pipeline: read (a Datasource with one task per input file, running kefu's streaming readers so
 rejects, line numbers and column types match the local engine) -> `map_batches` over a pool of
@@ -15,7 +16,7 @@ A chunk travels as one row holding its rows in Arrow IPC form, so Ray can bundle
 chunks across actors freely but never cut one; each actor scores whole chunks with the same
 micro-batches as the local engine, so the confidences are bit-identical, not merely close.
 
-Ray is the optional extra `ray`, imported only in this module. Memory is bounded by Ray's
+Ray is the optional extra `ray`, imported only here and in `ray_cluster.py`. Memory is bounded by Ray's
 streaming executor (backpressure and object-store spilling) and by the merge, which holds one
 staged batch (`MERGE_BATCH_CHUNKS` chunks) at a time. Resuming a killed driver is left to the
 local engine; Ray itself retries failed tasks and restarts failed actors.
@@ -56,14 +57,13 @@ except ImportError:  # pragma: no cover - the ray extra is installed in CI
         "(from a checkout: pip install -e '.[ray]')"
     ) from None
 
+from kefu.serving.batch.ray_cluster import READ_WRITE_CPUS, start_ray
+
 # Columns of a chunk row. ROWS holds the chunk's table in Arrow IPC stream form: before
 # scoring the input rows plus TEXT, after scoring the output rows; SCHEMA is its schema alone,
 # so the merge can plan the output schema without decoding every chunk twice.
 FILE_INDEX, CHUNK_INDEX, ROWS, SCHEMA = "_kefu_file", "_kefu_chunk", "_kefu_rows", "_kefu_schema"
 REJECTS, COUNTS, TEXT = "_kefu_rejects", "_kefu_counts", "_kefu_text"  # COUNTS: ReadCounts JSON
-# Reading and writing are light next to scoring; with a whole CPU each they could wait forever
-# for CPUs the scoring actors hold.
-READ_WRITE_CPUS = 0.25
 MERGE_BATCH_CHUNKS = 8
 
 
@@ -89,7 +89,7 @@ def run_ray(
             )
         shutil.rmtree(plan.staging_dir)
     staged = plan.staging_dir / "ray"
-    started_ray = _start_ray(job, ray_address)
+    started_ray = start_ray(job.workers, ray_address)
     try:
         _run_pipeline(job, plan, staged)
     except KefuError:
@@ -106,28 +106,6 @@ def run_ray(
     summary.seconds = time.monotonic() - started
     summary.rows_this_run = summary.rows_read
     return summary
-
-
-def _start_ray(job: ScoreJob, ray_address: str | None) -> bool:
-    """Connect to `ray_address` or start a local instance; True when this call started Ray."""
-    if ray.is_initialized():
-        return False
-    local = ray_address is None
-    ray.init(
-        address=ray_address,
-        num_cpus=job.workers + 1 if local else None,  # +1 logical CPU for reading and writing
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    cpus = ray.cluster_resources().get("CPU", 0)
-    if cpus < job.workers + 2 * READ_WRITE_CPUS:  # else the actors wait forever for CPUs
-        ray.shutdown()
-        raise ConfigError(
-            f"the Ray cluster has {cpus:g} CPUs; --workers {job.workers} needs "
-            f"{job.workers + 2 * READ_WRITE_CPUS:g} (1 per scoring actor + reading and writing)"
-        )
-    return True
 
 
 def _run_pipeline(job: ScoreJob, plan: RunPlan, staged: Path) -> None:

@@ -1,0 +1,122 @@
+"""Joining Ray for `kefu score --engine ray`: a local instance, or a cluster that answers.
+
+Usage: `started = start_ray(workers=2, address=None)` starts a local instance (address None or
+"local"); "host:port", "ray://host:10001" or "auto" joins a cluster, which is first reached
+over TCP within `CONNECT_SECONDS`, so a wrong address fails in seconds with one line instead of
+waiting on Ray's own retries (minutes). `RAY_ADDRESS` is honoured when no address is given, as
+by `ray.init` (a `ray job submit` entrypoint gets it).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from kefu.errors import ConfigError, KefuError
+
+ADDRESS_ENV = "RAY_ADDRESS"
+CONNECT_SECONDS = 5.0
+# Reading and writing are light next to scoring; with a whole CPU each they could wait forever
+# for CPUs the scoring actors hold.
+READ_WRITE_CPUS = 0.25
+ADDRESS_FORMS = "the head's host:port (port 6379 by default), ray://host:10001, auto or local"
+
+
+def start_ray(workers: int, address: str | None = None) -> bool:
+    """Connect to `address` or start a local instance; True when this call initialised Ray."""
+    import ray  # here, not at the top: without the ray extra, ray_engine says what to install
+
+    if ray.is_initialized():
+        return False
+    option = "--ray-address"
+    if address is None and os.environ.get(ADDRESS_ENV):
+        address, option = os.environ[ADDRESS_ENV], ADDRESS_ENV
+    cluster = cluster_address(address, option)
+    where = f"the Ray cluster at {cluster}" if cluster else "a local Ray instance"
+    try:
+        ray.init(
+            address=cluster or "local",  # never a cluster found by chance (a stale `ray start`)
+            num_cpus=workers + 1 if cluster is None else None,  # +1 for reading and writing
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    except Exception as exc:
+        error = ConfigError if cluster else KefuError  # a bad address is a bad option
+        causes = [one_line(exc)]  # Ray's "failed to connect", then why (a missing auth token)
+        cause = exc.__cause__
+        while cause is not None and len(causes) < 3:
+            causes.append(one_line(cause))
+            cause = cause.__cause__
+        raise error(f"cannot start or join {where}: {'; '.join(causes)}") from None
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus < workers + 2 * READ_WRITE_CPUS:  # else the actors wait forever for CPUs
+        ray.shutdown()
+        raise ConfigError(
+            f"the Ray cluster has {cpus:g} CPUs; --workers {workers} needs "
+            f"{workers + 2 * READ_WRITE_CPUS:g} (1 per scoring actor + reading and writing)"
+        )
+    return True
+
+
+def cluster_address(address: str | None, option: str = "--ray-address") -> str | None:
+    """The address to give `ray.init`, once the cluster answers there; None: start locally.
+
+    "auto" stays "auto" (with it, Ray also picks up the local cluster's auth token) once what it
+    finds answers. `option` names where the address came from in errors: --ray-address or
+    RAY_ADDRESS."""
+    if address is None or address.strip().lower() in ("", "local"):
+        return None
+    given = address.strip()
+    address = _find_local_cluster() if given.lower() == "auto" else given
+    if address is None:  # a Ray without the lookup: ray.init looks for itself
+        return given
+    host, port = _host_port(address, option)
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address} within {CONNECT_SECONDS:g} s "
+            f"({reason}); is it up? {option} takes {ADDRESS_FORMS}",
+            field=option,
+        ) from None
+    return given
+
+
+def _host_port(address: str, option: str) -> tuple[str, int]:
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = rest.rstrip("/").rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"{option} {address!r} is not an address; it takes {ADDRESS_FORMS}",
+            field=option,
+        )
+    return host, int(port)
+
+
+def _find_local_cluster() -> str | None:
+    """What `ray.init(address="auto")` would join: the latest `ray start` on this machine."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+    except ImportError:  # a private helper: another Ray version may move it
+        return None
+    try:
+        return canonicalize_bootstrap_address_or_die("auto")
+    except (ConnectionError, ValueError) as exc:
+        raise ConfigError(
+            f"--ray-address auto found no Ray cluster ({one_line(exc)}); start one with "
+            "`ray start --head`, or leave out --ray-address for a local instance",
+            field="--ray-address",
+        ) from None
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: message` on one line; of a message holding a traceback, its last line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[-1] if "Traceback (most recent call last)" in str(exc) else lines[0]
+    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
