@@ -126,6 +126,8 @@ def command(
 
             summary = run_local(job, console=console)
     except KeyboardInterrupt:
+        if engine == "ray":  # its staged chunks are removed: there is nothing to resume
+            raise Interrupted("--engine ray keeps nothing; rerun the same command") from None
         raise Interrupted("committed chunks are kept; rerun with --resume to continue") from None
     for line in summary.lines():
         typer.echo(line)

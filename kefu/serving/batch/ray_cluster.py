@@ -1,10 +1,11 @@
-"""Joining Ray for `kefu score --engine ray`: a local instance, or a cluster that answers.
+"""Joining Ray for `kefu score --engine ray`, and Ray's errors made kefu's.
 
 Usage: `started = start_ray(workers=2, address=None)` starts a local instance (address None or
 "local"); "host:port", "ray://host:10001" or "auto" joins a cluster, which is first reached
 over TCP within `CONNECT_SECONDS`, so a wrong address fails in seconds with one line instead of
 waiting on Ray's own retries (minutes). `RAY_ADDRESS` is honoured when no address is given, as
-by `ray.init` (a `ray job submit` entrypoint gets it).
+by `ray.init` (a `ray job submit` entrypoint gets it). `user_error(exc)` turns an exception
+raised through Ray into the one-line `KefuError` the CLI prints.
 """
 
 from __future__ import annotations
@@ -111,6 +112,27 @@ def _find_local_cluster() -> str | None:
             "`ray start --head`, or leave out --ray-address for a local instance",
             field="--ray-address",
         ) from None
+
+
+def user_error(exc: BaseException) -> KefuError:
+    """kefu's own error when a task raised one (a file that stops reading mid-way); else one
+    line naming the root cause. Ray wraps a task's exception in a `RayTaskError` whose message is
+    the remote traceback, and subclasses the original type, so it must be unwrapped, not printed."""
+    from ray.exceptions import RayTaskError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    root = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        root = current
+        if isinstance(current, RayTaskError):
+            current = current.cause
+            continue
+        if isinstance(current, KefuError):
+            return current
+        current = current.__cause__
+    return KefuError(f"the Ray run failed: {one_line(root)}")
 
 
 def one_line(exc: BaseException) -> str:

@@ -3,7 +3,7 @@
 Usage: `run_ray(job, ray_address=None)` starts a local Ray instance with `job.workers` CPUs for
 scoring (plus one for reading and writing); `ray_address="auto"` or "ray://head:10001" joins a
 cluster (kefu must be installed on its nodes and the inputs and output on storage they share).
-`ray_cluster.py` starts Ray or joins the cluster.
+`ray_cluster.py` starts Ray or joins the cluster and turns its errors into kefu's.
 
 Pipeline: read (a Datasource with one task per input file, running kefu's streaming readers so
 rejects, line numbers and column types match the local engine) -> `map_batches` over a pool of
@@ -18,8 +18,9 @@ micro-batches as the local engine, so the confidences are bit-identical, not mer
 
 Ray is the optional extra `ray`, imported only here and in `ray_cluster.py`. Memory is bounded by Ray's
 streaming executor (backpressure and object-store spilling) and by the merge, which holds one
-staged batch (`MERGE_BATCH_CHUNKS` chunks) at a time. Resuming a killed driver is left to the
-local engine; Ray itself retries failed tasks and restarts failed actors.
+staged batch (`MERGE_BATCH_CHUNKS` chunks) at a time. Nothing is resumed: Ray retries failed
+tasks and restarts failed actors itself, and a run that stops (an error, Ctrl-C) removes its
+staged chunks, so the same command simply runs again; `--resume` belongs to the local engine.
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
-from kefu.errors import ConfigError, KefuError
+from kefu.errors import ConfigError, DataError, KefuError
 from kefu.serving.batch.job import ReadCounts, ScoreJob, Summary
 from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.readers import read_chunks
 from kefu.serving.batch.scoring import Scorer, attach_scores
+from kefu.serving.batch.staging import STATE
 from kefu.serving.batch.writers import unified_schema, write_output
 from kefu.serving.classifier import ort_threads
 from kefu.tabular import ReadOptions, TableFile
@@ -57,7 +59,7 @@ except ImportError:  # pragma: no cover - the ray extra is installed in CI
         "(from a checkout: pip install -e '.[ray]')"
     ) from None
 
-from kefu.serving.batch.ray_cluster import READ_WRITE_CPUS, start_ray
+from kefu.serving.batch.ray_cluster import READ_WRITE_CPUS, start_ray, user_error
 
 # Columns of a chunk row. ROWS holds the chunk's table in Arrow IPC stream form: before
 # scoring the input rows plus TEXT, after scoring the output rows; SCHEMA is its schema alone,
@@ -73,7 +75,10 @@ def run_ray(
     console = console or Console(stderr=True)
     started = time.monotonic()
     if job.resume:
-        raise ConfigError("--resume is supported by the local engine only; rerun with --fresh")
+        raise ConfigError(
+            "--resume continues a run of the local engine (--engine local); a Ray run keeps "
+            "nothing when it stops: rerun without --resume"
+        )
     if job.sessions is not None:
         raise ConfigError(
             "--session-col is supported by the local engine only (conversations are routed in "
@@ -82,30 +87,43 @@ def run_ray(
     plan = plan_run(job, engine="ray")
     for warning in plan.warnings():
         console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
-    if plan.staging_dir.exists():
-        if not job.fresh:
-            raise ConfigError(
-                f"{plan.staging_dir} holds an unfinished run; pass --fresh to start over"
-            )
-        shutil.rmtree(plan.staging_dir)
+    _clear_staging(plan.staging_dir, job.fresh)
     staged = plan.staging_dir / "ray"
-    started_ray = start_ray(job.workers, ray_address)
     try:
-        _run_pipeline(job, plan, staged)
-    except KefuError:
-        raise
-    except Exception as exc:  # Ray wraps task errors; show the cause, not a Ray traceback
-        raise KefuError(f"the Ray run failed: {_root_cause(exc)}") from None
-    finally:
-        if started_ray:
-            ray.shutdown()
-    summary = _merge(staged, job.output, plan)
-    shutil.rmtree(plan.staging_dir, ignore_errors=True)
+        staged.mkdir(parents=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot create {staged}: {exc.strerror or exc}", file=str(job.output)
+        ) from None
+    try:
+        started_ray = start_ray(job.workers, ray_address)
+        try:
+            _run_pipeline(job, plan, staged)
+        finally:
+            if started_ray:
+                ray.shutdown()
+        summary = _merge(staged, job.output, plan)
+    except Exception as exc:  # Ray wraps a task's errors: kefu's own error or the cause, one line
+        raise user_error(exc) from None
+    finally:  # nothing here can be resumed: never make the next run ask for --fresh
+        shutil.rmtree(plan.staging_dir, ignore_errors=True)
     summary.files, summary.engine = len(plan.inputs), "ray"
     summary.output, summary.rejects_file = str(job.output), str(plan.rejects_path)
     summary.seconds = time.monotonic() - started
     summary.rows_this_run = summary.rows_read
     return summary
+
+
+def _clear_staging(staging_dir: Path, fresh: bool) -> None:
+    """Refuse to run over the local engine's unfinished run unless --fresh; drop the rest."""
+    if not staging_dir.exists():
+        return
+    if not fresh and (staging_dir / STATE).exists():
+        raise ConfigError(
+            f"{staging_dir} holds an unfinished run of the local engine; continue it with "
+            "--engine local --resume, or pass --fresh to discard it"
+        )
+    shutil.rmtree(staging_dir)  # --fresh, or what a killed Ray run left (nothing to resume)
 
 
 def _run_pipeline(job: ScoreJob, plan: RunPlan, staged: Path) -> None:
@@ -231,7 +249,7 @@ def _merge(staged: Path, output: Path, plan: RunPlan) -> Summary:
     )
     schema = unified_schema(schemas)
     summary = Summary()
-    hint = "rerun the same command with --fresh"
+    hint = "rerun the same command"
     with (
         replacing(plan.rejects_path, hint) as rejects_tmp,
         rejects_tmp.open("w", encoding="utf-8") as rejects_out,
@@ -274,9 +292,3 @@ def _chunk_rows_in_order(files: list[Path]) -> Iterator[dict[str, Any]]:
                     )
                 expected = (key[0], key[1] + 1)
                 yield row
-
-
-def _root_cause(exc: BaseException) -> str:
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    return f"{type(exc).__name__}: {exc}"

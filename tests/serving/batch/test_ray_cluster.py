@@ -1,4 +1,5 @@
-"""Joining Ray: a bad --ray-address fails in seconds with one line, before Ray starts."""
+"""Joining Ray: a bad --ray-address fails in seconds with one line, before Ray starts; errors
+raised inside Ray tasks reach the user as kefu's one-line errors, not Ray's tracebacks."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from support.chat_logs import chat_log, write_csv
 from typer.testing import CliRunner
 
 from kefu.cli.main import app
+from kefu.errors import DataError
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+
+from ray.exceptions import RayTaskError  # noqa: E402
+
+from kefu.serving.batch.ray_cluster import user_error  # noqa: E402
 
 runner = CliRunner()
 FORMS = "the head's host:port (port 6379 by default), ray://host:10001, auto or local"
@@ -53,3 +59,24 @@ def test_a_bad_ray_address_fails_in_seconds_with_one_line(tmp_path, tiny_bundle,
     assert time.monotonic() - started < 10
     assert not ray.is_initialized()
     assert not (tmp_path / "out.parquet.partial").exists()
+
+
+@pytest.mark.ray
+def test_an_error_raised_in_a_ray_task_is_kefus_own_one_line_error():
+    error = DataError("cannot decompress (gzip): Not a gzipped file (b'ga')", file="log.jsonl.gz")
+    remote = "Traceback (most recent call last):\n  File ...\nkefu.errors.DataError: ..."
+    wrapped = RayTaskError("ReadChunk", remote, error).as_instanceof_cause()
+    # why it must be unwrapped: Ray's wrapper is a DataError too, whose text is the traceback
+    assert isinstance(wrapped, DataError) and "  File ...\n" in str(wrapped)
+    assert user_error(wrapped) is error
+    assert str(user_error(RuntimeError("stopped"))) == "the Ray run failed: RuntimeError: stopped"
+
+    crash = RayTaskError("MapBatches(ScoringActor)", remote, ValueError("boom"))
+    assert str(user_error(crash.as_instanceof_cause())) == "the Ray run failed: ValueError: boom"
+    connect = RuntimeError(
+        "Failed to connect to GCS. Last connection error: Traceback (most recent call last):\n"
+        "  File x\nray.exceptions.AuthenticationError: token is missing"
+    )
+    assert str(user_error(connect)) == (
+        "the Ray run failed: RuntimeError: ray.exceptions.AuthenticationError: token is missing"
+    )
