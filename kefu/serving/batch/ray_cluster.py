@@ -1,25 +1,31 @@
-"""Joining Ray for `kefu score --engine ray`, and Ray's errors made kefu's.
+"""Joining Ray for `kefu score --engine ray`, and Ray's errors and chatter made kefu's.
 
 Usage: `started = start_ray(workers=2, address=None)` starts a local instance (address None or
 "local"); "host:port", "ray://host:10001" or "auto" joins a cluster, which is first reached
 over TCP within `CONNECT_SECONDS`, so a wrong address fails in seconds with one line instead of
 waiting on Ray's own retries (minutes). `RAY_ADDRESS` is honoured when no address is given, as
-by `ray.init` (a `ray job submit` entrypoint gets it). `user_error(exc)` turns an exception
-raised through Ray into the one-line `KefuError` the CLI prints.
+by `ray.init` (a `ray job submit` entrypoint gets it). `with quiet_console():` keeps Ray Data's
+console logs and Ray's warnings (dataset INFO lines, progress counted in chunks, retry
+tracebacks) off the terminal for a run; Ray's session log files keep them. `user_error(exc)`
+turns an exception raised through Ray into the one-line `KefuError` the CLI prints.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from kefu.errors import ConfigError, KefuError
 
 ADDRESS_ENV = "RAY_ADDRESS"
 CONNECT_SECONDS = 5.0
-# Reading and writing are light next to scoring; with a whole CPU each they could wait forever
-# for CPUs the scoring actors hold.
-READ_WRITE_CPUS = 0.25
+# Reading is light next to scoring; with a whole CPU each, read tasks could wait forever for CPUs
+# the scoring actors hold.
+READ_CPUS = 0.25
 ADDRESS_FORMS = "the head's host:port (port 6379 by default), ray://host:10001, auto or local"
 
 
@@ -37,10 +43,10 @@ def start_ray(workers: int, address: str | None = None) -> bool:
     try:
         ray.init(
             address=cluster or "local",  # never a cluster found by chance (a stale `ray start`)
-            num_cpus=workers + 1 if cluster is None else None,  # +1 for reading and writing
+            num_cpus=workers + 1 if cluster is None else None,  # +1 for reading
             include_dashboard=False,
             log_to_driver=False,
-            configure_logging=False,
+            logging_level=logging.ERROR,  # not Ray's notices (token auth, "connecting to ...")
         )
     except Exception as exc:
         error = ConfigError if cluster else KefuError  # a bad address is a bad option
@@ -51,11 +57,11 @@ def start_ray(workers: int, address: str | None = None) -> bool:
             cause = cause.__cause__
         raise error(f"cannot start or join {where}: {'; '.join(causes)}") from None
     cpus = ray.cluster_resources().get("CPU", 0)
-    if cpus < workers + 2 * READ_WRITE_CPUS:  # else the actors wait forever for CPUs
+    if cpus < workers + READ_CPUS:  # else the actors or the readers wait forever for CPUs
         ray.shutdown()
         raise ConfigError(
             f"the Ray cluster has {cpus:g} CPUs; --workers {workers} needs "
-            f"{workers + 2 * READ_WRITE_CPUS:g} (1 per scoring actor + reading and writing)"
+            f"{workers + READ_CPUS:g} (1 per scoring actor + {READ_CPUS:g} for reading)"
         )
     return True
 
@@ -112,6 +118,32 @@ def _find_local_cluster() -> str | None:
             "`ray start --head`, or leave out --ray-address for a local instance",
             field="--ray-address",
         ) from None
+
+
+@contextmanager
+def quiet_console() -> Iterator[None]:
+    """Ray Data logs to its files only, and Ray's Python warnings are not shown, while inside."""
+    mute = _MuteAll()
+    handlers = [
+        handler
+        for handler in logging.getLogger("ray.data").handlers
+        if isinstance(handler, logging.StreamHandler)
+        and not isinstance(handler, logging.FileHandler)
+    ]
+    for handler in handlers:
+        handler.addFilter(mute)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"ray\.")
+            yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(mute)
+
+
+class _MuteAll(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
 
 
 def user_error(exc: BaseException) -> KefuError:

@@ -3,24 +3,25 @@
 Usage: `run_ray(job, ray_address=None)` starts a local Ray instance with `job.workers` CPUs for
 scoring (plus one for reading and writing); `ray_address="auto"` or "ray://head:10001" joins a
 cluster (kefu must be installed on its nodes and the inputs and output on storage they share).
-`ray_cluster.py` starts Ray or joins the cluster and turns its errors into kefu's.
+`ray_cluster.py` starts or joins Ray and turns its errors into kefu's.
 
 Pipeline: read (a Datasource with one task per input file, running kefu's streaming readers so
 rejects, line numbers and column types match the local engine) -> `map_batches` over a pool of
 `ScoringActor`s (ActorPoolStrategy), each holding one ONNX Runtime session with
-`cores // workers` threads -> `write_parquet` into `OUTPUT.partial/ray/` -> a driver-side merge
-into the output file and `OUTPUT.rejects.jsonl`, in input order.
+`cores // workers` threads -> the driver streams the scored chunks, in input order, into
+`OUTPUT.partial/ray/chunks.parquet` while its progress bar counts their rows -> a merge into
+the output file and `OUTPUT.rejects.jsonl`, in input order.
 
 Why one Ray row per chunk: Ray merges small blocks and splits large ones by rows as it sees fit.
 A chunk travels as one row holding its rows in Arrow IPC form, so Ray can bundle and balance
 chunks across actors freely but never cut one; each actor scores whole chunks with the same
 micro-batches as the local engine, so the confidences are bit-identical, not merely close.
 
-Ray is the optional extra `ray`, imported only here and in `ray_cluster.py`. Memory is bounded by Ray's
-streaming executor (backpressure and object-store spilling) and by the merge, which holds one
-staged batch (`MERGE_BATCH_CHUNKS` chunks) at a time. Nothing is resumed: Ray retries failed
-tasks and restarts failed actors itself, and a run that stops (an error, Ctrl-C) removes its
-staged chunks, so the same command simply runs again; `--resume` belongs to the local engine.
+Ray is the optional extra `ray`, imported only here and in `ray_cluster.py`. Memory is bounded
+by Ray's streaming executor (backpressure and object-store spilling) and by the merge, which
+holds one staged batch (`MERGE_BATCH_CHUNKS` chunks) at a time. Nothing is resumed: Ray retries
+failed tasks and restarts failed actors itself, and a run that stops (an error, Ctrl-C) removes
+its staged chunks, so the same command simply runs again; `--resume` belongs to the local engine.
 """
 
 from __future__ import annotations
@@ -41,12 +42,13 @@ from rich.console import Console
 from kefu.errors import ConfigError, DataError, KefuError
 from kefu.serving.batch.job import ReadCounts, ScoreJob, Summary
 from kefu.serving.batch.plan import RunPlan, plan_run
+from kefu.serving.batch.progress import ProgressReporter
 from kefu.serving.batch.readers import read_chunks
 from kefu.serving.batch.scoring import Scorer, attach_scores
 from kefu.serving.batch.staging import STATE
 from kefu.serving.batch.writers import unified_schema, write_output
 from kefu.serving.classifier import ort_threads
-from kefu.tabular import ReadOptions, TableFile
+from kefu.tabular import ReadOptions, TableFile, estimate_records
 from kefu.tabular.output import replacing
 
 try:
@@ -59,14 +61,25 @@ except ImportError:  # pragma: no cover - the ray extra is installed in CI
         "(from a checkout: pip install -e '.[ray]')"
     ) from None
 
-from kefu.serving.batch.ray_cluster import READ_WRITE_CPUS, start_ray, user_error
+from kefu.serving.batch.ray_cluster import READ_CPUS, quiet_console, start_ray, user_error
 
 # Columns of a chunk row. ROWS holds the chunk's table in Arrow IPC stream form: before
 # scoring the input rows plus TEXT, after scoring the output rows; SCHEMA is its schema alone,
 # so the merge can plan the output schema without decoding every chunk twice.
 FILE_INDEX, CHUNK_INDEX, ROWS, SCHEMA = "_kefu_file", "_kefu_chunk", "_kefu_rows", "_kefu_schema"
 REJECTS, COUNTS, TEXT = "_kefu_rejects", "_kefu_counts", "_kefu_text"  # COUNTS: ReadCounts JSON
+CHUNK_SCHEMA = pa.schema(
+    [
+        (FILE_INDEX, pa.int32()),
+        (CHUNK_INDEX, pa.int64()),
+        (ROWS, pa.large_binary()),
+        (SCHEMA, pa.binary()),
+        (REJECTS, pa.large_string()),
+        (COUNTS, pa.string()),
+    ]
+)
 MERGE_BATCH_CHUNKS = 8
+STAGED = "chunks.parquet"  # under OUTPUT.partial/ray/
 
 
 def run_ray(
@@ -88,20 +101,21 @@ def run_ray(
     for warning in plan.warnings():
         console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     _clear_staging(plan.staging_dir, job.fresh)
-    staged = plan.staging_dir / "ray"
+    staged = plan.staging_dir / "ray" / STAGED
     try:
-        staged.mkdir(parents=True)
+        staged.parent.mkdir(parents=True)
     except OSError as exc:
         raise DataError(
-            f"cannot create {staged}: {exc.strerror or exc}", file=str(job.output)
+            f"cannot create {staged.parent}: {exc.strerror or exc}", file=str(job.output)
         ) from None
     try:
-        started_ray = start_ray(job.workers, ray_address)
-        try:
-            _run_pipeline(job, plan, staged)
-        finally:
-            if started_ray:
-                ray.shutdown()
+        with quiet_console():
+            started_ray = start_ray(job.workers, ray_address)
+            try:
+                _stage(job, plan, staged, console)
+            finally:
+                if started_ray:
+                    ray.shutdown()
         summary = _merge(staged, job.output, plan)
     except Exception as exc:  # Ray wraps a task's errors: kefu's own error or the cause, one line
         raise user_error(exc) from None
@@ -126,13 +140,14 @@ def _clear_staging(staging_dir: Path, fresh: bool) -> None:
     shutil.rmtree(staging_dir)  # --fresh, or what a killed Ray run left (nothing to resume)
 
 
-def _run_pipeline(job: ScoreJob, plan: RunPlan, staged: Path) -> None:
+def _stage(job: ScoreJob, plan: RunPlan, staged: Path, console: Console) -> None:
+    """Score every chunk on Ray; write the scored chunk rows to `staged`, in input order."""
     context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # staged rows come back in input order
-    context.enable_progress_bars = job.progress
+    context.execution_options.preserve_order = True  # chunks come back in input order
+    context.enable_progress_bars = False  # Ray counts chunks; kefu's bar counts rows
     chunks = ray.data.read_datasource(
         ChunkDatasource(plan.inputs, job, plan.read_options),
-        num_cpus=READ_WRITE_CPUS,  # unlike the actors' 1 CPU, so Ray does not fuse the two
+        num_cpus=READ_CPUS,  # unlike the actors' 1 CPU, so Ray does not fuse the two
     )
     scored = chunks.map_batches(
         ScoringActor,
@@ -148,7 +163,15 @@ def _run_pipeline(job: ScoreJob, plan: RunPlan, staged: Path) -> None:
         compute=ActorPoolStrategy(size=job.workers),
         num_cpus=1,
     )
-    scored.write_parquet(str(staged), ray_remote_args={"num_cpus": READ_WRITE_CPUS})
+    total = sum(estimate_records(source) for source in plan.inputs) if job.progress else None
+    with (
+        ProgressReporter(total, 0, job.progress, console) as progress,
+        pq.ParquetWriter(staged, CHUNK_SCHEMA) as writer,
+    ):
+        for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+            writer.write_table(batch.select(CHUNK_SCHEMA.names).cast(CHUNK_SCHEMA))
+            for counts in batch.column(COUNTS).to_pylist():
+                progress.advance(json.loads(counts)["rows"])
 
 
 class ChunkDatasource(Datasource):
@@ -216,16 +239,8 @@ class ScoringActor:
 
 
 def _chunk_row(file: int, chunk: int, rows: pa.Table, rejects: str, counts: str) -> pa.Table:
-    return pa.table(
-        {
-            FILE_INDEX: pa.array([file], pa.int32()),
-            CHUNK_INDEX: pa.array([chunk], pa.int64()),
-            ROWS: pa.array([_to_ipc(rows)], pa.large_binary()),
-            SCHEMA: pa.array([rows.schema.serialize().to_pybytes()], pa.binary()),
-            REJECTS: pa.array([rejects], pa.large_string()),
-            COUNTS: pa.array([counts], pa.string()),
-        }
-    )
+    values = [file, chunk, _to_ipc(rows), rows.schema.serialize().to_pybytes(), rejects, counts]
+    return pa.table([[value] for value in values], schema=CHUNK_SCHEMA)
 
 
 def _to_ipc(table: pa.Table) -> bytes:
@@ -241,13 +256,8 @@ def _from_ipc(data: bytes) -> pa.Table:
 
 def _merge(staged: Path, output: Path, plan: RunPlan) -> Summary:
     """Staged chunk rows -> the output file and the rejects file, in (file, chunk) order."""
-    files = sorted(staged.glob("*.parquet"), key=_first_key)
-    schemas = (
-        pa.ipc.read_schema(pa.py_buffer(raw))
-        for path in files
-        for raw in pq.read_table(path, columns=[SCHEMA]).column(0).to_pylist()
-    )
-    schema = unified_schema(schemas)
+    schemas = pq.read_table(staged, columns=[SCHEMA]).column(0).to_pylist()
+    schema = unified_schema(pa.ipc.read_schema(pa.py_buffer(raw)) for raw in schemas)
     summary = Summary()
     hint = "rerun the same command"
     with (
@@ -256,7 +266,7 @@ def _merge(staged: Path, output: Path, plan: RunPlan) -> Summary:
     ):
 
         def scored_parts() -> Iterator[pa.Table]:
-            for row in _chunk_rows_in_order(files):
+            for row in _chunk_rows_in_order(staged):
                 rows = _from_ipc(row[ROWS])
                 rejects_out.write(row[REJECTS])
                 rejects = [json.loads(line) for line in row[REJECTS].splitlines()]
@@ -270,25 +280,19 @@ def _merge(staged: Path, output: Path, plan: RunPlan) -> Summary:
     return summary
 
 
-def _first_key(path: Path) -> tuple[int, int]:
-    keys = pq.read_table(path, columns=[FILE_INDEX, CHUNK_INDEX])
-    return (keys.column(0)[0].as_py(), keys.column(1)[0].as_py()) if keys.num_rows else (-1, -1)
-
-
-def _chunk_rows_in_order(files: list[Path]) -> Iterator[dict[str, Any]]:
+def _chunk_rows_in_order(staged: Path) -> Iterator[dict[str, Any]]:
     """Every staged chunk row, checked to be in (file, chunk) order with no gap inside a file.
 
     `preserve_order` makes Ray keep input order; the check turns a broken promise into an
     error rather than an output whose row order quietly differs from the local engine's.
     """
     expected = (0, 0)
-    for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=MERGE_BATCH_CHUNKS):
-            for row in batch.to_pylist():
-                key = (row[FILE_INDEX], row[CHUNK_INDEX])
-                if key != expected and not (key[0] > expected[0] and key[1] == 0):
-                    raise KefuError(
-                        f"Ray returned chunk {key} where {expected} was expected; rerun with --engine local"
-                    )
-                expected = (key[0], key[1] + 1)
-                yield row
+    for batch in pq.ParquetFile(staged).iter_batches(batch_size=MERGE_BATCH_CHUNKS):
+        for row in batch.to_pylist():
+            key = (row[FILE_INDEX], row[CHUNK_INDEX])
+            if key != expected and not (key[0] > expected[0] and key[1] == 0):
+                raise KefuError(
+                    f"Ray returned chunk {key} where {expected} was expected; rerun with --engine local"
+                )
+            expected = (key[0], key[1] + 1)
+            yield row

@@ -3,10 +3,12 @@ the local engine; without one, what a run that stops leaves and what Ray refuses
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from rich.console import Console
 from support.chat_logs import chat_log, expected_bad, write_csv, write_jsonl
 from typer.testing import CliRunner
 
@@ -18,7 +20,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
 
 @pytest.mark.ray
-def test_ray_engine_matches_the_local_engine(tmp_path, tiny_bundle):
+def test_ray_engine_matches_the_local_engine(tmp_path, tiny_bundle, capfd):
     from kefu.serving.batch.ray_engine import run_ray
 
     rows = chat_log(2_400, seed=3)
@@ -31,13 +33,18 @@ def test_ray_engine_matches_the_local_engine(tmp_path, tiny_bundle):
         ScoreJob(inputs=inputs, output=tmp_path / "local.parquet", progress=False, **options)
     )
     (tmp_path / "ray.parquet.partial" / "ray").mkdir(parents=True)  # what a killed Ray run leaves
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=120)
     # workers=2: two scoring actors; the local Ray instance gets 2 + 1 logical CPUs
     remote = run_ray(
-        ScoreJob(
-            inputs=inputs, output=tmp_path / "ray.parquet", workers=2, progress=False, **options
-        )
+        ScoreJob(inputs=inputs, output=tmp_path / "ray.parquet", workers=2, **options),
+        console=terminal,
     )
     assert not ray.is_initialized()  # the engine shut down the instance it started
+    # kefu's progress bar counts rows, as the local engine's; Ray's own, counting chunks, and
+    # Ray Data's log lines stay off the terminal
+    assert "2401/2401" in terminal.file.getvalue()
+    chatter = capfd.readouterr().err
+    assert "Dataset" not in chatter and "Token authentication" not in chatter, chatter
 
     assert (remote.rows_read, remote.scored, remote.rejected) == (
         local.rows_read,
@@ -58,7 +65,7 @@ def test_ray_engine_matches_the_local_engine(tmp_path, tiny_bundle):
 
 def _stops(error: BaseException):
     def stage(*args, **kwargs):
-        (Path(args[2]) / "some.tmp").write_text("staged")  # what a run had staged
+        (Path(args[2]).parent / "some.tmp").write_text("staged")  # what a run had staged
         raise error
 
     return stage
@@ -81,7 +88,7 @@ def test_a_ray_run_that_stops_removes_what_it_staged(tmp_path, tiny_bundle, monk
         else RayTaskError("ReadChunk", "Traceback ...", error).as_instanceof_cause()
     )
     monkeypatch.setattr(ray_engine, "start_ray", lambda workers, address: False)
-    monkeypatch.setattr(ray_engine, "_run_pipeline", _stops(raised))
+    monkeypatch.setattr(ray_engine, "_stage", _stops(raised))
     with pytest.raises(type(error) if stop != "Ctrl-C" else KeyboardInterrupt) as caught:
         ray_engine.run_ray(job)
     if stop != "Ctrl-C":
