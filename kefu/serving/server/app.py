@@ -5,7 +5,8 @@ connection, and reached by handlers through typed dependencies. Handlers stay th
 parse, `handlers.py` checks and shapes, the micro-batcher runs `Deployment.triage` (model and
 routing), `error_responses.py` maps every error to `{"error": {"code", "message", "field"}}`.
 Before FastAPI, middleware refuses what the request head alone decides (`gate.py`: overload,
-credentials) and reads the body under size and time limits (`middleware.py`); `drain.py` turns
+credentials), reads the body under size and time limits (`middleware.py`) and keeps the unread
+body of a refused request from holding the connection (`unread_body.py`); `drain.py` turns
 SIGTERM into a graceful shutdown. `/docs` is served from a pinned package (`docs.py`).
 """
 
@@ -49,6 +50,7 @@ from kefu.serving.server.response_schemas import (
     ModelInfo,
     ReloadResponse,
 )
+from kefu.serving.server.unread_body import UnreadBodyMiddleware
 from kefu.serving.settings import Settings, load_settings
 from kefu.serving.taxonomy import HEADS
 
@@ -295,6 +297,11 @@ def create_app(settings: Settings) -> FastAPI:
     )
     routes = frozenset(getattr(route, "path", "") for route in router.routes)
     app.add_middleware(GateMiddleware, settings=settings, models=holder, routes=routes)
+    app.add_middleware(
+        UnreadBodyMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.body_timeout_seconds,
+    )
     app.add_middleware(RequestContextMiddleware, metrics=metrics, drain=drain)  # outermost
     return app
 

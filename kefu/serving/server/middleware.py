@@ -2,7 +2,8 @@
 
 Plain ASGI classes rather than `@app.middleware("http")`: they add a few microseconds, not a
 task per request, and they see every response, including the errors of other middleware.
-Outermost first: `RequestContextMiddleware` (ids, 499, nosniff, drain), `GateMiddleware`
+Outermost first: `RequestContextMiddleware` (ids, 499, nosniff, drain), `UnreadBodyMiddleware`
+(`unread_body.py`: the body left over by an early answer), `GateMiddleware`
 (`gate.py`: load shedding and credentials from the request head), `BodyReadMiddleware` (size,
 time limit and encoding of the body), then FastAPI.
 """

@@ -237,3 +237,81 @@ def test_a_killed_worker_leaves_no_model_info_behind(tiny_bundle, tmp_path):
             assert victim not in model_info_pids(server.url)
     finally:
         server.stop()
+
+
+def refused_head(port: int, declared: int, extra: str = "") -> socket.socket:
+    """A connection that sent only the head of a request the gate refuses (no X-API-Key)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(
+        f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}"
+        f"Content-Length: {declared}\r\n\r\n".encode()
+    )
+    return sock
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True when the server closes `sock` within `seconds` while the client trickles a byte
+    every 0.1 s (each byte would restart uvicorn's keep-alive timer)."""
+    deadline = time.monotonic() + seconds
+    sock.settimeout(0.1)
+    while time.monotonic() < deadline:
+        try:
+            sock.send(b" ")
+            if sock.recv(65536) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except OSError:  # reset or broken pipe: closed as well
+            return True
+    return False
+
+
+def test_a_body_trickled_after_an_early_refusal_is_cut_off_at_the_body_timeout(server):
+    # The gate answers 401 from the head; the body the client still owes is then read only
+    # until KEFU_BODY_TIMEOUT_SECONDS (1 s here), and the answer closes the connection.
+    sock = refused_head(server.port, declared=100_000)
+    try:
+        sock.sendall(b"{")
+        status, headers, body = read_response(sock)
+        assert (status, headers["connection"]) == (401, "close")
+        assert json.loads(body)["error"]["code"] == "unauthorized"
+        assert closed_within(sock, 3.0)
+    finally:
+        sock.close()
+
+
+def test_a_declared_body_over_the_limit_is_refused_at_once_and_the_connection_closed(server):
+    sock = raw_request(server.port, b"", declared=100 << 20)
+    try:
+        started = time.monotonic()
+        status, headers, body = read_response(sock)
+        assert time.monotonic() - started < 0.5  # not held until the body timeout
+        assert (status, headers["connection"]) == (413, "close")
+        assert json.loads(body)["error"]["code"] == "body_too_large"
+        assert closed_within(sock, 3.0)
+    finally:
+        sock.close()
+
+
+def test_a_refusal_before_100_continue_closes_the_connection(server):
+    # The client waits for "100 Continue" before sending the body; a refusal from the head
+    # never asks for it, so the connection cannot carry another request: it is closed.
+    sock = refused_head(server.port, declared=len(BODY), extra="Expect: 100-continue\r\n")
+    try:
+        status, headers, _ = read_response(sock)
+        assert (status, headers["connection"]) == (401, "close")
+        assert sock.recv(1) == b""
+    finally:
+        sock.close()
+
+
+def test_a_refused_request_whose_body_arrived_keeps_its_connection(server):
+    sock = refused_head(server.port, declared=len(BODY))
+    try:
+        sock.sendall(BODY)
+        status, headers, _ = read_response(sock)
+        assert status == 401 and "connection" not in headers
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock)[0] == 200
+    finally:
+        sock.close()
