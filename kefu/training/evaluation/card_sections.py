@@ -43,12 +43,14 @@ def training_section(bundle: Bundle) -> list[str]:
     rows_count = summary.get("rows", {})
     rows = []
     for split in ("train", "dev"):
-        source = config.get(f"{split}_data") or (
+        named = config.get(f"{split}_data")
+        files = named if isinstance(named, list) else [named] if named else []
+        source = ", ".join(f"`{path}`" for path in files) or (
             "held out from train" if split == "dev" and config else None
         )
         if source or split in rows_count:
             rows.append(
-                [f"{split} data", f"`{source or '?'}` ({fmt(rows_count.get(split, '?'))} rows)"]
+                [f"{split} data", f"{source or '`?`'} ({fmt(rows_count.get(split, '?'))} rows)"]
             )
     rows.append(["data hash", f"`{bundle.manifest.data_hash or 'not recorded'}`"])
     if "seconds_total" in summary:
@@ -191,16 +193,22 @@ def limits(bundle: Bundle, metrics: Mapping[str, Any] | None, licence: str) -> l
         "- Calibration was fitted on the dev split of the same corpus; on text unlike it confidences "
         "can be too high, so abstention catches fewer errors there.",
     ]
-    missing = [
-        head
+    missing = {
+        head: [
+            label
+            for label, scores in metrics["model"][head]["per_class"].items()
+            if scores["support"] == 0
+        ]
         for head in HEADS
-        if metrics is not None
-        and any(scores["support"] == 0 for scores in metrics["model"][head]["per_class"].values())
-    ]
-    if missing:
-        limits.append(
-            f"- Some labels have no test rows ({', '.join(missing)}): their scores are unmeasured here."
-        )
+        if metrics is not None and metrics["model"][head]["n"]
+    }
+    named = "; ".join(
+        f"{head}: {', '.join(f'`{label}`' for label in labels)}"
+        for head, labels in missing.items()
+        if labels
+    )
+    if named:
+        limits.append(f"- Labels with no test rows, so unmeasured here: {named}.")
     if any("datasets/real" in str(path) for path in bundle.training_config.get("train_data") or []):
         limits.append(
             "- Trained on kefu's annotated real messages (datasets/real: JD and Alipay chat logs "

@@ -188,6 +188,8 @@ def _evaluate_set(
             "labels": list(labels[head]),
             "matrix": scores.confusion.tolist(),
         }
+        if not scores.n:  # no labelled row: an empty matrix and curve would read as data
+            continue
         title = f"{test_set.name} {head} (n={scores.n})"
         figures["confusion"][head] = plots.plot_confusion(
             scores.confusion,

@@ -144,7 +144,7 @@ def _evaluation(bundle: Bundle, metrics: Mapping[str, Any], report_link: str | N
         if spread:
             lines += ["", spread]
         if block.get("by_source"):
-            lines += ["", *by_source_table(block)]
+            lines += ["", *by_source_table(block, metrics.get("min_support", 1))]
         if block.get("escalation"):
             lines += ["", *escalation_table(block)]
         if block.get("conversations"):

@@ -135,19 +135,37 @@ def _sampled(result: Mapping[str, Any]) -> str:
     return fmt(result["n"]) if total == result["n"] else f"{result['n']} of {total}"
 
 
-def per_class_table(head_metrics: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
-    rows = [
-        [
-            f"`{label}`",
-            names.get(label, ""),
-            fmt(scores["precision"]),
-            fmt(scores["recall"]),
-            fmt(scores["f1"]),
-            fmt(scores["support"]),
-        ]
-        for label, scores in head_metrics["per_class"].items()
-    ]
+def per_class_table(
+    head_metrics: Mapping[str, Any],
+    names: Mapping[str, str],
+    predicted: Mapping[str, int] | None = None,  # label -> rows predicted as it
+) -> list[str]:
+    """Undefined scores are dashes: recall and F1 of a label with no gold row, precision of a
+    label never predicted (metrics.json stores 0 for both, as scikit-learn does)."""
+    rows = []
+    for label, scores in head_metrics["per_class"].items():
+        unpredicted = predicted is not None and predicted.get(label, 0) == 0
+        ungold = scores["support"] == 0
+        rows.append(
+            [
+                f"`{label}`",
+                names.get(label, ""),
+                "—" if unpredicted else fmt(scores["precision"]),
+                "—" if ungold else fmt(scores["recall"]),
+                "—" if ungold else fmt(scores["f1"]),
+                fmt(scores["support"]),
+            ]
+        )
     return table(["label", "name", "precision", "recall", "F1", "support"], rows)
+
+
+def predicted_counts(block: Mapping[str, Any], head: str) -> dict[str, int] | None:
+    """label -> rows predicted as it, read off the set's confusion matrix (columns)."""
+    confusion = block.get("confusion", {}).get(head)
+    if not confusion:
+        return None
+    columns = [sum(column) for column in zip(*confusion["matrix"], strict=True)]
+    return dict(zip(confusion["labels"], columns, strict=True))
 
 
 def set_blocks(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -163,6 +181,11 @@ def escalation_table(block: Mapping[str, Any]) -> list[str]:
     esc = block.get("escalation")
     if not esc:
         return []
+    if not esc["n"]:
+        return [
+            "Escalation: not measured on this set; it compares the routing of the gold labels "
+            "with kefu's, so it needs rows labelled for every head, and none is."
+        ]
     actions = esc["actions"]
     header = [
         "n",
@@ -239,12 +262,24 @@ def conversation_table(block: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def by_source_table(block: Mapping[str, Any]) -> list[str]:
+def by_source_table(block: Mapping[str, Any], min_support: int = 1) -> list[str]:
+    """One row per source with at least `min_support` messages; smaller ones (whose macro-F1
+    averages no class) are counted in one line, their scores left to metrics.json."""
+    sources = block.get("by_source", {})
+    shown = {source: part for source, part in sources.items() if part["n"] >= min_support}
     rows = [
         [source, fmt(part["n"]), *(fmt(part[head]["macro_f1"]) for head in HEADS)]
-        for source, part in block.get("by_source", {}).items()
+        for source, part in shown.items()
     ]
-    return table(["source", "n", *(f"{head} macro-F1" for head in HEADS)], rows) if rows else []
+    lines = table(["source", "n", *(f"{head} macro-F1" for head in HEADS)], rows) if rows else []
+    small = [part["n"] for source, part in sources.items() if source not in shown]
+    if small:
+        lines += [
+            "",
+            f"{len(small)} sources with fewer than {min_support} messages ({sum(small)} in all) "
+            "are left out of this table (`by_source` in metrics.json holds them).",
+        ]
+    return lines
 
 
 def render_report(
@@ -283,17 +318,25 @@ def render_report(
         if spread:
             lines += ["", spread]
         if block.get("by_source"):
-            lines += ["", *by_source_table(block)]
+            lines += ["", *by_source_table(block, metrics.get("min_support", 1))]
         if block.get("escalation"):
             lines += ["", *escalation_table(block)]
         if block.get("conversations"):
             lines += ["", *conversation_table(block)]
         for head in HEADS:
+            lines += ["", f"### {name}: {head}", ""]
+            if not block["model"][head]["n"]:
+                why = (
+                    f"no row of this set carries a {head} label the bundle knows"
+                    if block["model"][head].get("trained", True)
+                    else "the bundle never trained this head"
+                )
+                lines += [f"Not scored: {why}.", ""]
+                continue
             lines += [
-                "",
-                f"### {name}: {head}",
-                "",
-                *per_class_table(block["model"][head], label_names.get(head, {})),
+                *per_class_table(
+                    block["model"][head], label_names.get(head, {}), predicted_counts(block, head)
+                ),
                 "",
             ]
             for kind in ("confusion", "reliability"):

@@ -1,0 +1,100 @@
+"""What a reader of report.md and the model card sees: no table or figure that reads as a score
+where nothing was measured, and no table that buries the rows that were."""
+
+import json
+from types import SimpleNamespace
+
+from support.evaluation import EVAL_ROWS, TRAIN_ROWS, run_cli, write_jsonl
+
+from kefu.training.evaluation.card_sections import limits, training_section
+from kefu.training.evaluation.report import by_source_table, per_class_table
+
+
+def test_a_head_without_labels_is_said_unscored_not_drawn_nor_tabled_as_zeros(
+    tiny_bundle, tmp_path
+):
+    write_jsonl(tmp_path / "train.jsonl", TRAIN_ROWS)
+    write_jsonl(tmp_path / "test.jsonl", [(text, i, None, e) for text, i, _, e in EVAL_ROWS])
+    out = tmp_path / "out"
+    result = run_cli(
+        "--bundle", tiny_bundle, "--data", f"test={tmp_path / 'test.jsonl'}", "-o", out,
+        "--no-public-dev", "--min-support", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text(encoding="utf-8")
+    urgency = report.split("### test: urgency")[1].split("###")[0]
+    assert "Not scored: no row of this set carries a urgency label the bundle knows." in urgency
+    assert "| `low` |" not in urgency and "png" not in urgency
+    assert not list(out.glob("*urgency*.png")) and (out / "confusion_intent.png").is_file()
+    # escalation needs all three gold labels: no row has them, so no table of dashes
+    assert json.loads((out / "metrics.json").read_text())["escalation"]["n"] == 0
+    assert "Escalation: not measured on this set" in report
+    assert "\n| 0 | — | — |" not in report
+
+
+def test_per_class_scores_that_are_undefined_are_dashes():
+    head = {
+        "per_class": {
+            "a": {"precision": 0.5, "recall": 1.0, "f1": 0.667, "support": 1},
+            "b": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0},  # predicted once
+            "c": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0},  # never seen
+            "d": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2},  # always missed
+        }
+    }
+    rows = per_class_table(head, {}, {"a": 2, "b": 1, "c": 0, "d": 0})[2:]
+    assert rows == [
+        "| `a` |  | 0.500 | 1.000 | 0.667 | 1 |",
+        "| `b` |  | 0.000 | — | — | 0 |",
+        "| `c` |  | — | — | — | 0 |",
+        "| `d` |  | — | 0.000 | 0.000 | 2 |",
+    ]
+
+
+def test_sources_too_small_to_average_a_class_are_counted_not_listed():
+    part = {head: {"macro_f1": None} for head in ("intent", "urgency", "emotion")}
+    block = {
+        "by_source": {
+            "written": {"n": 937, **part},
+            "augmented:card": {"n": 30, **part},
+            "augmented:card+chip": {"n": 9, **part},
+            "augmented:swap": {"n": 2, **part},
+        }
+    }
+    lines = by_source_table(block, min_support=10)
+    assert [line.split(" | ")[0] for line in lines[2:4]] == ["| written", "| augmented:card"]
+    assert not any("augmented:swap" in line for line in lines)
+    assert lines[-1] == (
+        "2 sources with fewer than 10 messages (11 in all) are left out of this table "
+        "(`by_source` in metrics.json holds them)."
+    )
+
+
+def fake_bundle(config):
+    manifest = SimpleNamespace(data_hash="abc", notes=[])
+    return SimpleNamespace(training_config=config, metrics={}, manifest=manifest)
+
+
+def test_the_card_lists_training_files_not_a_python_list():
+    bundle = fake_bundle({"train_data": ["a/train.jsonl", "b/train.jsonl"], "dev_data": "d.jsonl"})
+    rows = training_section(bundle)
+    assert "| train data | `a/train.jsonl`, `b/train.jsonl` (? rows) |" in rows
+    assert "| dev data | `d.jsonl` (? rows) |" in rows
+
+
+def test_the_card_names_the_labels_without_test_rows():
+    def head(supports, n=5):
+        per_class = {label: {"support": s} for label, s in supports.items()}
+        return {"n": n, "per_class": per_class}
+
+    metrics = {
+        "model": {
+            "intent": head({"payment": 5, "counterfeit": 0, "bulk_purchase": 0}),
+            "urgency": head({"low": 5, "critical": 0}),
+            "emotion": head({"neutral": 0, "angry": 0}, n=0),  # unlabelled head: not a label gap
+        }
+    }
+    lines = limits(fake_bundle({}), metrics, "MIT")
+    assert (
+        "- Labels with no test rows, so unmeasured here: intent: `counterfeit`, "
+        "`bulk_purchase`; urgency: `critical`."
+    ) in lines
