@@ -148,6 +148,9 @@ def command(
             if not scores["trained"]:
                 log(f"{name:6s} {head:8s} not trained (its training data had no labels for it)")
                 continue
+            if not scores["n"]:
+                log(f"{name:6s} {head:8s} not scored (no row carries a {head} label it knows)")
+                continue
             baseline, int8 = block["baseline"][head], block["int8"][head]
             log(
                 f"{name:6s} {head:8s} macro-F1 {fmt(scores['macro_f1'])} (baseline "
