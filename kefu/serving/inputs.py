@@ -10,7 +10,8 @@ position of the offending text and what to do about it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import numbers
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import fields
 from typing import Any
 
@@ -29,6 +30,8 @@ def checked_texts(texts: Iterable[str]) -> list[str]:
             f"texts must be a list of strings, got a single {type(texts).__name__}; "
             "wrap one text in a list: predict([text])"
         )
+    if isinstance(texts, Mapping | Set) or hasattr(texts, "columns"):
+        raise TypeError(_unordered(texts))
     try:
         listed = list(texts)
     except TypeError:
@@ -59,23 +62,23 @@ def checked_texts(texts: Iterable[str]) -> list[str]:
 
 
 def checked_top_k(top_k: Any) -> int:
-    if not isinstance(top_k, int) or isinstance(top_k, bool):
+    if not _is_int(top_k):
         raise TypeError(f"top_k must be an integer >= 1, got {top_k!r}")
     if top_k < 1:
         raise ValueError(f"top_k must be an integer >= 1, got {top_k}")
-    return top_k
+    return int(top_k)  # numpy's integers too
 
 
 def checked_max_length(max_length: Any) -> int | None:
     """None (the bundle's own) or a token count a BERT input can hold ([CLS], text, [SEP])."""
     if max_length is None:
         return None
-    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 4:
+    if not _is_int(max_length) or max_length < 4:
         raise ValueError(
             f"max_length must be an integer >= 4 (tokens, [CLS] and [SEP] included), got "
             f"{max_length!r}; leave it out to use the bundle's"
         )
-    return max_length
+    return int(max_length)
 
 
 def checked_calibration_overrides(
@@ -104,7 +107,7 @@ def checked_calibration_overrides(
             where = f"calibration_overrides[{head!r}][{key!r}]"
             if key not in CALIBRATION_KEYS:
                 raise ValueError(f"{where}: unknown key; expected one of {list(CALIBRATION_KEYS)}")
-            real = isinstance(number, int | float) and not isinstance(number, bool)
+            real = isinstance(number, numbers.Real) and not isinstance(number, bool)
             if not real or not math.isfinite(number):
                 raise ValueError(f"{where} must be a finite number, got {number!r}")
             if key == "temperature" and number <= 0:
@@ -113,6 +116,30 @@ def checked_calibration_overrides(
                 raise ValueError(f"{where} must be within [0, 1], got {number}")
         checked[head] = {key: float(number) for key, number in values.items()}
     return checked
+
+
+def _is_int(value: Any) -> bool:
+    """An integer, numpy's included, but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _unordered(texts: Any) -> str:
+    """Why a data frame, a mapping or a set is no list of texts, and what to pass instead."""
+    kind = type(texts).__name__
+    if hasattr(texts, "columns"):
+        return (
+            f"texts must be a list of strings, got a {kind}, whose items are its column names; "
+            "pass its text column: df['text']"
+        )
+    if isinstance(texts, Mapping):
+        return (
+            f"texts must be a list of strings, got a {kind}, whose items are its keys; "
+            "pass the texts themselves: list(mapping.values())"
+        )
+    return (
+        f"texts must be a list of strings, got a {kind}, which has no order, so the answers "
+        "could not be matched to their texts; pass a list: sorted(texts)"
+    )
 
 
 def _missing(value: Any) -> bool:

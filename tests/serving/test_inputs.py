@@ -68,6 +68,39 @@ def test_any_iterable_of_strings_is_read(classifier):
 
 
 @pytest.mark.parametrize(
+    ("texts", "message"),
+    [
+        ({"a": "在吗"}, "got a dict, whose items are its keys; "),
+        ({"在吗", "转人工"}, "got a set, which has no order, so the answers could not be matched"),
+    ],
+)
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_a_collection_whose_items_are_not_its_texts_is_refused(classifier, method, texts, message):
+    # a data frame iterates over its column names and a dict over its keys: both would be
+    # classified quietly in place of the texts
+    with pytest.raises(TypeError, match=re.escape(f"texts must be a list of strings, {message}")):
+        getattr(classifier, method)(texts)
+
+
+def test_a_data_frame_is_refused_not_read_as_its_column_names(classifier):
+    pd = pytest.importorskip("pandas")  # with the ray extra
+    frame = pd.DataFrame({"text": ["在吗", "转人工"]})
+    with pytest.raises(TypeError, match=re.escape("got a DataFrame, whose items are its column")):
+        classifier.predict(frame)
+    assert len(classifier.predict(frame["text"])) == 2
+
+
+def test_numpy_numbers_are_read_as_python_ones(tiny_bundle, classifier):
+    (prediction,) = classifier.predict(["在吗"], top_k=np.int64(2))
+    assert len(prediction.intent.top) == 2
+    overrides = {"intent": {"threshold": np.float32(0.25)}}
+    tuned = Classifier.from_bundle(
+        tiny_bundle, max_length=np.int64(32), calibration_overrides=overrides
+    )
+    assert (tuned.encoder.max_length, tuned.calibration["intent"].threshold) == (32, 0.25)
+
+
+@pytest.mark.parametrize(
     ("top_k", "error"), [(0, ValueError), (-1, ValueError), ("3", TypeError), (True, TypeError)]
 )
 def test_top_k_must_be_a_positive_integer(classifier, top_k, error):
