@@ -75,7 +75,7 @@ def cluster_address(address: str | None, option: str = "--ray-address") -> str |
     if address is None or address.strip().lower() in ("", "local"):
         return None
     given = address.strip()
-    address = _find_local_cluster() if given.lower() == "auto" else given
+    address = _find_local_cluster(option) if given.lower() == "auto" else given
     if address is None:  # a Ray without the lookup: ray.init looks for itself
         return given
     host, port = _host_port(address, option)
@@ -95,7 +95,14 @@ def cluster_address(address: str | None, option: str = "--ray-address") -> str |
 def _host_port(address: str, option: str) -> tuple[str, int]:
     rest = address.split("://", 1)[1] if "://" in address else address
     host, _, port = rest.rstrip("/").rpartition(":")
-    host = host.strip("[]")  # [::1]:6379
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host  # [::1]:6379
+    if ":" in host and not bracketed:  # ::1 or fe80::1:6379: where would the port be?
+        raise ConfigError(
+            f"{option} {address!r} is not an address; an IPv6 host goes in brackets, "
+            "before the port: [::1]:6379",
+            field=option,
+        )
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(
             f"{option} {address!r} is not an address; it takes {ADDRESS_FORMS}",
@@ -104,8 +111,9 @@ def _host_port(address: str, option: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _find_local_cluster() -> str | None:
-    """What `ray.init(address="auto")` would join: the latest `ray start` on this machine."""
+def _find_local_cluster(option: str) -> str | None:
+    """What `ray.init(address="auto")` would join: the latest `ray start` on this machine.
+    `option` names where "auto" came from: --ray-address or RAY_ADDRESS."""
     try:
         from ray._private.services import canonicalize_bootstrap_address_or_die
     except ImportError:  # a private helper: another Ray version may move it
@@ -113,10 +121,11 @@ def _find_local_cluster() -> str | None:
     try:
         return canonicalize_bootstrap_address_or_die("auto")
     except (ConnectionError, ValueError) as exc:
+        leave_out = "unset RAY_ADDRESS" if option == ADDRESS_ENV else f"leave out {option}"
         raise ConfigError(
-            f"--ray-address auto found no Ray cluster ({one_line(exc)}); start one with "
-            "`ray start --head`, or leave out --ray-address for a local instance",
-            field="--ray-address",
+            f"{option} auto found no Ray cluster ({one_line(exc)}); start one with "
+            f"`ray start --head`, or {leave_out} for a local instance",
+            field=option,
         ) from None
 
 

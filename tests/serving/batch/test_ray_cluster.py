@@ -11,13 +11,13 @@ from support.chat_logs import chat_log, write_csv
 from typer.testing import CliRunner
 
 from kefu.cli.main import app
-from kefu.errors import DataError
+from kefu.errors import ConfigError, DataError
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
 from ray.exceptions import RayTaskError  # noqa: E402
 
-from kefu.serving.batch.ray_cluster import user_error  # noqa: E402
+from kefu.serving.batch.ray_cluster import cluster_address, user_error  # noqa: E402
 
 runner = CliRunner()
 FORMS = "the head's host:port (port 6379 by default), ray://host:10001, auto or local"
@@ -79,4 +79,43 @@ def test_an_error_raised_in_a_ray_task_is_kefus_own_one_line_error():
     )
     assert str(user_error(connect)) == (
         "the Ray run failed: RuntimeError: ray.exceptions.AuthenticationError: token is missing"
+    )
+
+
+@pytest.mark.parametrize("address", ["::1", "fe80::1:6379", "ray://::1:10001"])
+def test_an_ipv6_host_without_brackets_is_not_an_address(address):
+    with pytest.raises(ConfigError) as caught:
+        cluster_address(address)
+    assert str(caught.value) == (
+        f"--ray-address {address!r} is not an address; an IPv6 host goes in brackets, "
+        "before the port: [::1]:6379"
+    )
+
+
+def test_an_ipv6_host_in_brackets_is_reached():
+    with socket.socket(socket.AF_INET6) as head:
+        head.bind(("::1", 0))
+        head.listen()
+        port = head.getsockname()[1]
+        for address in (f"[::1]:{port}", f"ray://[::1]:{port}"):
+            assert cluster_address(address) == address
+
+
+@pytest.mark.parametrize(
+    ("option", "fix"),
+    [("--ray-address", "leave out --ray-address"), ("RAY_ADDRESS", "unset RAY_ADDRESS")],
+)
+def test_auto_without_a_cluster_names_where_auto_came_from(monkeypatch, option, fix):
+    import ray._private.services as services
+
+    def no_cluster(address):
+        raise ConnectionError("Could not find any running Ray instance.")
+
+    monkeypatch.setattr(services, "canonicalize_bootstrap_address_or_die", no_cluster)
+    with pytest.raises(ConfigError) as caught:
+        cluster_address("auto", option)
+    assert (str(caught.value), caught.value.field) == (
+        f"{option} auto found no Ray cluster (ConnectionError: Could not find any running Ray "
+        f"instance.); start one with `ray start --head`, or {fix} for a local instance",
+        option,
     )
