@@ -6,8 +6,9 @@ with no time limit: each byte restarts its keep-alive timer, so a client could t
 of a refused request for as long as it liked, past `KEFU_BODY_TIMEOUT_SECONDS`. This layer holds
 such an answer until the body is in (as it nearly always is already: it comes in the head's
 packet) and sends it as it was, connection kept; when the body does not arrive in full within
-the body timeout of the head, when it is declared larger than `KEFU_MAX_BODY_BYTES` (never worth
-reading), or when the client waits for `100 Continue` (a refusal never asks for the body, so the
+the body timeout of the head, when it is declared or counted larger than `KEFU_MAX_BODY_BYTES`
+(never worth reading on: a chunked body the reader stopped at the limit is not read further),
+or when the client waits for `100 Continue` (a refusal never asks for the body, so the
 connection cannot carry another request), the answer goes out with `Connection: close` and
 uvicorn closes the connection after it.
 """
@@ -51,12 +52,13 @@ class UnreadBodyMiddleware:
             await self.app(scope, receive, send)
             return
         head_seen = time.monotonic()
-        body = {"asked": False, "done": False}
+        body = {"asked": False, "done": False, "bytes": 0}  # bytes: received so far
         held: list[Message] = []
 
         async def receive_tracked() -> Message:
             body["asked"] = True
             message = await receive()
+            body["bytes"] += len(message.get("body", b""))
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body["done"] = True
             return message
@@ -70,7 +72,7 @@ class UnreadBodyMiddleware:
                 return
             start = held.pop()
             if message.get("more_body", False) or not await self._drop_rest(
-                receive_tracked, length, expect and not body["asked"], head_seen
+                receive_tracked, body, length, expect and not body["asked"], head_seen
             ):
                 MutableHeaders(scope=start)["Connection"] = "close"
             await send(start)
@@ -79,22 +81,27 @@ class UnreadBodyMiddleware:
         await self.app(scope, receive_tracked, send_settled)
 
     async def _drop_rest(
-        self, receive: Receive, length: int | None, awaits_continue: bool, head_seen: float
+        self,
+        receive: Receive,
+        body: dict[str, int],
+        length: int | None,
+        awaits_continue: bool,
+        head_seen: float,
     ) -> bool:
-        """Read and drop the rest of the body; False when the connection must close instead."""
-        if awaits_continue or (length is not None and length > self.max_bytes):
+        """Read and drop the rest of the body (`receive` counts its bytes in `body["bytes"]`);
+        False when the connection must close instead: a body over `max_bytes`, declared or
+        already counted (a chunked body the reader stopped at the limit), is never read on."""
+        if awaits_continue or max(length or 0, body["bytes"]) > self.max_bytes:
             return False
-        dropped = 0
         try:
             async with asyncio.timeout(head_seen + self.timeout_seconds - time.monotonic()):
                 while True:
                     message = await receive()
                     if message["type"] != "http.request":
                         return False  # the client hung up
-                    dropped += len(message.get("body", b""))
                     if not message.get("more_body", False):
                         return True
-                    if dropped > self.max_bytes:
+                    if body["bytes"] > self.max_bytes:
                         return False
         except TimeoutError:
             return False
