@@ -274,10 +274,15 @@ def by_source_table(block: Mapping[str, Any], min_support: int = 1) -> list[str]
     lines = table(["source", "n", *(f"{head} macro-F1" for head in HEADS)], rows) if rows else []
     small = [part["n"] for source, part in sources.items() if source not in shown]
     if small:
+        counted = (
+            f"{len(small)} sources with fewer than {min_support} messages ({sum(small)} in all) are"
+            if len(small) > 1
+            else f"1 source with fewer than {min_support} messages ({small[0]}) is"
+        )
         lines += [
             "",
-            f"{len(small)} sources with fewer than {min_support} messages ({sum(small)} in all) "
-            "are left out of this table (`by_source` in metrics.json holds them).",
+            f"{counted} left out of this table (`by_source` in metrics.json holds "
+            f"{'them' if len(small) > 1 else 'it'}).",
         ]
     return lines
 

@@ -68,6 +68,11 @@ def test_sources_too_small_to_average_a_class_are_counted_not_listed():
         "2 sources with fewer than 10 messages (11 in all) are left out of this table "
         "(`by_source` in metrics.json holds them)."
     )
+    del block["by_source"]["augmented:swap"]
+    assert by_source_table(block, min_support=10)[-1] == (
+        "1 source with fewer than 10 messages (9) is left out of this table "
+        "(`by_source` in metrics.json holds it)."
+    )
 
 
 def fake_bundle(config):
