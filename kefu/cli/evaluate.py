@@ -3,9 +3,12 @@
 Usage: `kefu evaluate --bundle models/default --data datasets/seed/test.jsonl -o reports/x`
        `kefu evaluate --bundle models/default --data datasets/seed/test.jsonl \
             --data real=datasets/real/test.jsonl --lead real -o models/default`
+       `kefu evaluate --bundle models/mine --data my/test.jsonl --policy tuned.yaml -o reports/tuned`
 (`-o models/default` writes the report under models/default/evaluation/ and updates the bundle's
 metrics.json and model card). The first --data is metrics.json's top-level block; each further
-set gets a block of the same shape under its name.
+set gets a block of the same shape under its name. `--policy` is read as `kefu serve --policy`
+and `kefu score --policy` read it, so the escalation and conversation numbers describe the
+routing a deployment serves beside the bundle (e.g. `kefu tune-escalation --write-policy`'s).
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ def command(
     ),
     lead: str = typer.Option(
         None, "--lead", help="Test set the model card leads with (default: the first)."
+    ),
+    policy: Path = typer.Option(
+        None,
+        "--policy",
+        help="Routing policy YAML laid over the bundle's policy.yaml, as kefu serve and kefu "
+        "score take it; the escalation and conversation blocks are routed with it.",
     ),
     min_support: int = typer.Option(
         10, "--min-support", min=1, help="Macro-F1 averages classes with at least this many rows."
@@ -123,6 +132,7 @@ def command(
         else (public_dev_limit or None),
         update_bundle=update,
         threads=threads,
+        policy=policy,
         session_col=session_col,
         turn_col=turn_col,
         columns={

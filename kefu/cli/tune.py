@@ -2,7 +2,8 @@
 
 Usage: kefu tune-escalation --bundle models/mine --data datasets/real/dev.jsonl \
            --min-recall 0.9 --write-policy policy.yaml
-then `kefu serve --bundle models/mine --policy policy.yaml` (or `kefu score --policy`).
+then `kefu serve --bundle models/mine --policy policy.yaml` (or `kefu score --policy`), and
+`kefu evaluate --policy policy.yaml` for what it hands over on the test split.
 Run it on a dev split, never on the test split the model is reported on.
 """
 

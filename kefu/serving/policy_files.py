@@ -16,6 +16,8 @@ import yaml
 
 from kefu.errors import PolicyError
 
+BUNDLE_SOURCE = "bundle"  # the source of a policy read from the bundle's policy.yaml alone
+
 # Flat keys of the first policy format -> (rule, parameter) of this one.
 LEGACY_KEYS = {
     "escalate_urgency": ("critical_urgency", "urgency"),
@@ -25,6 +27,13 @@ LEGACY_KEYS = {
     "repeated_intent_count": ("repeated_intent", "min_repeats"),
     "low_confidence_heads": ("low_confidence", "heads"),
 }
+
+
+def policy_source(path: str | Path | None) -> str:
+    """How the policy in effect is named where it is shown (`GET /v1/model`, evaluation's
+    routing blocks): the file laid over the bundle's, by its name only (a path would tell a
+    server's layout or a workstation's folders), or "bundle" when none was given."""
+    return Path(path).name if path else BUNDLE_SOURCE
 
 
 def read_policy_file(path: str | Path) -> Mapping[str, Any]:

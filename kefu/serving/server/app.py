@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from kefu import __version__
 from kefu.errors import Conflict, NotReady
+from kefu.serving.policy_files import policy_source
 from kefu.serving.server.access_log import flush_logs
 from kefu.serving.server.docs import install_docs
 from kefu.serving.server.drain import Drain
@@ -206,8 +207,7 @@ async def model_info(model: ModelDep, state: StateDep) -> ModelInfo:
         intent_groups=dict(bundle.intent_groups),
         queues=dict(policy.group_queues),
         calibration={head: asdict(classifier.calibration[head]) for head in HEADS},
-        policy=policy.describe()
-        | {"source": Path(settings.policy).name if settings.policy else "bundle"},
+        policy=policy.describe() | {"source": policy_source(settings.policy)},
         limits={
             "max_batch": settings.max_batch,
             "max_text_chars": settings.max_text_chars,

@@ -1,6 +1,8 @@
 """From command-line choices to files: metrics.json, report.md, PNGs, and the bundle's card.
 
-`kefu evaluate` is a thin shell over `run_evaluation`. When the output folder is the bundle (or
+`kefu evaluate` is a thin shell over `run_evaluation`. A policy file (`--policy`) is laid over
+the bundle's policy.yaml as `kefu serve --policy` lays it, and checked before any file is read,
+so a typo stops the run at once instead of after the baseline is fitted. When the output folder is the bundle (or
 inside it), or `update_bundle=True`, the metrics and the model card are also written into the
 bundle through `kefu.serving.bundle.update_bundle`, which re-seals its hashes.
 """
@@ -14,6 +16,7 @@ from typing import Any
 
 from kefu.errors import DataError, InputError
 from kefu.serving.bundle import EVALUATION_DIR, read_bundle, update_bundle
+from kefu.serving.routing_policy import RoutingPolicy
 from kefu.training.data.loader import LabelledData, load_labelled, trained_columns, write_rejects
 from kefu.training.evaluation.card_sections import EVALUATION_KEYS
 from kefu.training.evaluation.evaluate import (
@@ -55,6 +58,8 @@ class EvaluationRequest:
     public_dev_limit: int | None = PER_SET_DEFAULTS  # rows per set; None = all
     update_bundle: bool = False
     threads: int | None = None
+    # a policy file laid over the bundle's policy.yaml (None: the bundle's alone), as served
+    policy: Path | None = None
     # load_labelled keyword -> column name, as given; the rest: the bundle's training columns
     columns: dict[str, str] = field(default_factory=dict)
     encoding: str | None = None  # text encoding of the data files; None: detected per file
@@ -77,6 +82,7 @@ def run_evaluation(
     request: EvaluationRequest, log: Callable[[str], None] = lambda _: None
 ) -> EvaluationOutcome:
     bundle = read_bundle(request.bundle)
+    RoutingPolicy.for_bundle(bundle, request.policy)  # PolicyError names file, key and value
     if request.out.exists() and not request.out.is_dir():
         raise InputError(f"-o {request.out} is a file; give a folder for the report", "--out")
     report_dir = request.out / REPORT_SUBDIR if _same(request.out, bundle.path) else request.out
@@ -125,6 +131,7 @@ def run_evaluation(
         threads=request.threads,
         min_support=request.min_support,
         lead=request.lead,
+        policy=request.policy,
     )
     metrics_path = write_metrics(result.metrics, report_dir)
     report_path = write_report(result.metrics, bundle.label_names, result.figures, report_dir)

@@ -8,6 +8,9 @@ its name, plus `test_sets` (their order) and `lead` (the set the model card lead
 
 Everything runs on the bundle's ONNX files through `kefu.serving.deployment.Deployment`, the
 code serving runs, so the numbers describe the deployed model and not a torch twin of it.
+The routing blocks (`escalation`, `conversations`) route with the bundle's policy, or with a
+policy file laid over it as a deployment serves it (`policy`), and name which (`"policy"`:
+the file's name or "bundle", as `GET /v1/model` does): a tuned policy hands over other messages.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from kefu.errors import BundleError, DataError
 from kefu.serving.bundle import METRICS, Bundle, read_bundle
 from kefu.serving.deployment import Deployment
+from kefu.serving.policy_files import policy_source
 from kefu.serving.taxonomy import HEADS
 from kefu.training.calibration_metrics import ECE_BINS
 from kefu.training.data.loader import LabelledData
@@ -83,6 +87,7 @@ class Models:
     fp32: Deployment
     int8: Deployment | None
     baselines: dict[str, HeadBaseline | None]
+    policy_source: str  # names the routing policy: its file, or "bundle" (`policy_source`)
 
 
 def evaluate_bundle(
@@ -95,6 +100,7 @@ def evaluate_bundle(
     threads: int | None = None,
     min_support: int = MIN_SUPPORT,
     lead: str | None = None,
+    policy: str | Path | None = None,
 ) -> EvaluationResult:
     """Score the bundle on every set, fit and score the baseline, draw figures into `out_dir`."""
     out = Path(out_dir)
@@ -111,7 +117,7 @@ def evaluate_bundle(
     if len(set(names)) != len(names):
         raise DataError(f"test set names must differ, got {names}")
     seconds: dict[str, float] = {}
-    models = _timed(seconds, "load", _load_models, bundle, train_data, threads)
+    models = _timed(seconds, "load", _load_models, bundle, train_data, threads, policy)
     blocks, figures = {}, {}
     for position, test_set in enumerate(test_sets):
         prefix = "" if position == 0 else f"{test_set.name}_"
@@ -142,10 +148,12 @@ def evaluate_bundle(
     return EvaluationResult(metrics=json_safe(metrics), figures=figures)
 
 
-def _load_models(bundle: Bundle, train_data: TrainingData, threads: int | None) -> Models:
+def _load_models(
+    bundle: Bundle, train_data: TrainingData, threads: int | None, policy: str | Path | None
+) -> Models:
     try:
         bundle.model_path("int8")
-        int8 = Deployment.load(bundle.path, variant="int8", threads=threads)
+        int8 = Deployment.load(bundle.path, variant="int8", policy_path=policy, threads=threads)
     except BundleError:
         int8 = None
     baselines: dict[str, HeadBaseline | None] = {}
@@ -157,7 +165,8 @@ def _load_models(bundle: Bundle, train_data: TrainingData, threads: int | None) 
             if any(labels)
             else None
         )
-    return Models(Deployment.load(bundle.path, variant="fp32", threads=threads), int8, baselines)
+    fp32 = Deployment.load(bundle.path, variant="fp32", policy_path=policy, threads=threads)
+    return Models(fp32, int8, baselines, policy_source(policy))
 
 
 def _evaluate_set(
@@ -222,10 +231,13 @@ def _evaluate_set(
     sources = by_source(data, golds, outputs.heads, labels, min_support)
     if sources:
         block["by_source"] = sources
-    block["escalation"] = escalation_block(data, outputs.decisions, models.fp32.policy)
+    routed_with = {"policy": models.policy_source}
+    block["escalation"] = (
+        escalation_block(data, outputs.decisions, models.fp32.policy) | routed_with
+    )
     conversations = conversation_block(data, outputs.predictions, models.fp32.policy)
     if conversations is not None:
-        block["conversations"] = conversations
+        block["conversations"] = conversations | routed_with
     return block, figures
 
 

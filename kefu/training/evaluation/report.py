@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kefu.serving.policy_files import BUNDLE_SOURCE
 from kefu.serving.taxonomy import HEADS
 
 REPORT_FILE = "report.md"
@@ -176,6 +177,18 @@ def set_blocks(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]
     return sorted(blocks, key=lambda item: item[0] != lead)
 
 
+def routed_with(routing: Mapping[str, Any]) -> str:
+    """Which policy a routing block was routed with, as a clause: a tuned policy file hands
+    over other messages than the bundle's own, so the numbers mean nothing without it. Blocks
+    written before evaluation recorded it say nothing."""
+    source = routing.get("policy")
+    if source is None:
+        return ""
+    if source == BUNDLE_SOURCE:
+        return " Routed with the bundle's policy.yaml."
+    return f" Routed with the policy file `{source}` laid over the bundle's policy.yaml."
+
+
 def escalation_table(block: Mapping[str, Any]) -> list[str]:
     """Handing over to people: the model's routing against the routing of the gold labels."""
     esc = block.get("escalation")
@@ -210,7 +223,7 @@ def escalation_table(block: Mapping[str, Any]) -> list[str]:
     return [
         "Escalation: the policy's content rules on the predicted labels (what kefu does) against "
         "the same rules on the gold labels (what should happen), one message at a time; the last "
-        "three columns are the action mix.",
+        f"three columns are the action mix.{routed_with(esc)}",
         "",
         *table(header, [row]),
         *_escalation_spread(esc.get("intervals")),
@@ -251,7 +264,8 @@ def conversation_table(block: Mapping[str, Any]) -> list[str]:
         "Conversations: each session routed turn by turn with its context, as the server and "
         "`kefu score --session-col` route; a conversation needs a person when the content rules "
         "fire on a turn's gold labels, and counts as handed over at its first turn routed to a "
-        "human for a content reason (on time: no later than the first turn that needs it).",
+        "human for a content reason (on time: no later than the first turn that needs it)."
+        f"{routed_with(conv)}",
         "",
         *table(header, [row]),
         "",
