@@ -140,9 +140,15 @@ def per_class_table(
     head_metrics: Mapping[str, Any],
     names: Mapping[str, str],
     predicted: Mapping[str, int] | None = None,  # label -> rows predicted as it
+    *,
+    min_support: int,
 ) -> list[str]:
     """Undefined scores are dashes: recall and F1 of a label with no gold row, precision of a
-    label never predicted (metrics.json stores 0 for both, as scikit-learn does)."""
+    label never predicted (metrics.json stores 0 for both, as scikit-learn does).
+
+    Every class is listed, however rare, but the head's macro-F1 averages only those with at
+    least `min_support` gold rows (`supported_macro_f1`); the `averaged` column marks them, so
+    a reader can tell which F1s the headline number is made of."""
     rows = []
     for label, scores in head_metrics["per_class"].items():
         unpredicted = predicted is not None and predicted.get(label, 0) == 0
@@ -155,9 +161,26 @@ def per_class_table(
                 "—" if ungold else fmt(scores["recall"]),
                 "—" if ungold else fmt(scores["f1"]),
                 fmt(scores["support"]),
+                "yes" if scores["support"] >= min_support else "no",
             ]
         )
-    return table(["label", "name", "precision", "recall", "F1", "support"], rows)
+    header = ["label", "name", "precision", "recall", "F1", "support", "averaged"]
+    return [*table(header, rows), "", _averaged_legend(head_metrics["per_class"], min_support)]
+
+
+def _averaged_legend(per_class: Mapping[str, Mapping[str, Any]], min_support: int) -> str:
+    """One line under a per-class table: what `averaged` means, and how many classes it is."""
+    averaged = sum(scores["support"] >= min_support for scores in per_class.values())
+    if not averaged:
+        return (
+            f"averaged: no class has {min_support} or more test rows, so the head's macro-F1 "
+            "averages none and is undefined (—)."
+        )
+    return (
+        f"averaged: the head's macro-F1 averages the F1 of these {averaged} of "
+        f"{len(per_class)} classes, those with at least {min_support} test rows; the others are "
+        "listed, not averaged."
+    )
 
 
 def predicted_counts(block: Mapping[str, Any], head: str) -> dict[str, int] | None:
@@ -316,7 +339,8 @@ def render_report(
         f"1-3-gram TF-IDF + logistic regression fitted on the same training data "
         f"(`{metrics['train_data']['file']}`, {metrics['train_data']['n']} rows, with the training "
         f"run's file weights). Macro-F1 averages the classes with at least "
-        f"{metrics.get('min_support', 1)} test rows (every class is in the per-class tables). ECE uses "
+        f"{metrics.get('min_support', 1)} test rows (every class is in the per-class tables, the "
+        f"averaged ones marked). ECE uses "
         f"{metrics['ece_bins']} equal-width bins; `ECE T=1` is before temperature scaling. Rows lacking "
         "a head's label are skipped for that head.",
     ]
@@ -354,7 +378,10 @@ def render_report(
                 continue
             lines += [
                 *per_class_table(
-                    block["model"][head], label_names.get(head, {}), predicted_counts(block, head)
+                    block["model"][head],
+                    label_names.get(head, {}),
+                    predicted_counts(block, head),
+                    min_support=metrics.get("min_support", 1),
                 ),
                 "",
             ]

@@ -4,6 +4,7 @@ where nothing was measured, and no table that buries the rows that were."""
 import json
 from types import SimpleNamespace
 
+import pytest
 from support.evaluation import EVAL_ROWS, TRAIN_ROWS, run_cli, write_jsonl
 
 from kefu.training.evaluation.card_sections import limits, training_section
@@ -42,13 +43,55 @@ def test_per_class_scores_that_are_undefined_are_dashes():
             "d": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2},  # always missed
         }
     }
-    rows = per_class_table(head, {}, {"a": 2, "b": 1, "c": 0, "d": 0})[2:]
+    rows = per_class_table(head, {}, {"a": 2, "b": 1, "c": 0, "d": 0}, min_support=1)[2:6]
     assert rows == [
-        "| `a` |  | 0.500 | 1.000 | 0.667 | 1 |",
-        "| `b` |  | 0.000 | — | — | 0 |",
-        "| `c` |  | — | — | — | 0 |",
-        "| `d` |  | — | 0.000 | 0.000 | 2 |",
+        "| `a` |  | 0.500 | 1.000 | 0.667 | 1 | yes |",
+        "| `b` |  | 0.000 | — | — | 0 | no |",
+        "| `c` |  | — | — | — | 0 | no |",
+        "| `d` |  | — | 0.000 | 0.000 | 2 | yes |",
     ]
+
+
+def test_the_per_class_table_marks_the_classes_macro_f1_averages():
+    def head(*supports):
+        scores = {"precision": 0.5, "recall": 0.5, "f1": 0.5}
+        return {"per_class": {f"c{i}": scores | {"support": s} for i, s in enumerate(supports)}}
+
+    lines = per_class_table(head(12, 10, 9, 0), {}, min_support=10)
+    assert lines[0].endswith("| support | averaged |")
+    assert [line.rsplit(" | ", 1)[1] for line in lines[2:6]] == ["yes |", "yes |", "no |", "no |"]
+    assert lines[-1] == (
+        "averaged: the head's macro-F1 averages the F1 of these 2 of 4 classes, those with at "
+        "least 10 test rows; the others are listed, not averaged."
+    )
+    assert per_class_table(head(9, 3), {}, min_support=10)[-1] == (
+        "averaged: no class has 10 or more test rows, so the head's macro-F1 averages none and "
+        "is undefined (—)."
+    )
+
+
+def test_the_classes_marked_averaged_are_the_ones_macro_f1_is_the_mean_of(tiny_bundle, tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", TRAIN_ROWS)
+    write_jsonl(tmp_path / "test.jsonl", EVAL_ROWS * 2)  # some classes 2 x 1 rows, some 2 x 2+
+    out = tmp_path / "out"
+    result = run_cli(
+        "--bundle", tiny_bundle, "--data", f"test={tmp_path / 'test.jsonl'}", "-o", out,
+        "--no-public-dev", "--min-support", 3, "--threads", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    report = (out / "report.md").read_text(encoding="utf-8")
+    left_out = 0
+    for head in ("intent", "urgency", "emotion"):
+        section = report.split(f"### test: {head}\n")[1].split("###")[0]
+        rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `")]
+        marked = [row[0].strip("| `") for row in rows if row[-1] == "yes |"]
+        per_class = metrics["model"][head]["per_class"]
+        assert marked and len(rows) == len(per_class), head
+        left_out += len(per_class) - len(marked)
+        mean = sum(per_class[label]["f1"] for label in marked) / len(marked)
+        assert metrics["model"][head]["macro_f1"] == pytest.approx(mean), head
+    assert left_out  # some classes are too rare to average: the marks tell them apart
 
 
 def test_sources_too_small_to_average_a_class_are_counted_not_listed():
