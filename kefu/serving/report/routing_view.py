@@ -92,7 +92,8 @@ def conversation_section(data: ReportData) -> str:
         f"<p>{num(stats.count)} conversations ({num(stats.messages)} messages): "
         f"{num(handed)} handed to a person ({pct(handed / stats.count)}); the bot asked "
         f"{num(stats.clarified)} to clarify ({pct(stats.clarified / stats.count)}), and "
-        f"{num(stats.clarified_then_bot())} of them needed no person afterwards.</p>",
+        f"{num(stats.clarified_then_bot())} of them went on with the bot and needed no person "
+        "afterwards.</p>",
     ]
     turns = stats.handover_turns()
     order = [str(t) for t in range(1, LAST_TURN_BUCKET)] + [f"{LAST_TURN_BUCKET}+", "unknown"]

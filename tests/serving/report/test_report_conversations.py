@@ -35,9 +35,9 @@ ROUTES = [
 ]
 
 
-def routed_table() -> pa.Table:
+def routed_table(routes=ROUTES) -> pa.Table:
     rows = []
-    for i, (session, turn, intent, queue, priority, action, reasons) in enumerate(ROUTES):
+    for i, (session, turn, intent, queue, priority, action, reasons) in enumerate(routes):
         rows.append(
             {
                 "msg_id": f"m{i}",
@@ -101,7 +101,10 @@ def test_conversation_view_hand_over_share_turn_and_why(tmp_path, routed):
     html = out.read_text(encoding="utf-8")
     page = Tables(html)
     assert "5 conversations (16 messages): 4 handed to a person (80.0%)" in html
-    assert "the bot asked 2 to clarify (40.0%), and 1 of them needed no person afterwards" in html
+    assert (
+        "the bot asked 2 to clarify (40.0%), and 1 of them went on with the bot and needed no "
+        "person afterwards" in html
+    )
     assert page.tables["handover-turns"][1:] == [
         ["1", "1", "25.0%"],  # c4: the earliest human turn, whatever the file order
         ["2", "1", "25.0%"],
@@ -122,6 +125,57 @@ def test_conversation_view_hand_over_share_turn_and_why(tmp_path, routed):
     }
     assert "chart-handover-turn" in page.images
     assert data.conversations.count == 5
+
+
+def orders(session: str, *actions: str) -> list[tuple]:
+    """One session's routes, turn 1 first: each action with the reasons it carries."""
+    reasons = {"bot": [], "clarify": ["low_confidence"], "human": ["human_requested"]}
+    return [
+        (session, turn, "payment", "订单支付组", "P2", action, reasons[action])
+        for turn, action in enumerate(actions, start=1)
+    ]
+
+
+def test_clarified_then_bot_counts_a_clarify_followed_by_the_bot_and_no_person(tmp_path):
+    routes = [
+        *orders("a1", "clarify", "bot"),  # counted
+        *orders("b1", "bot", "clarify"),  # the customer left after the question: not counted
+        *orders("b2", "bot", "clarify"),
+        *orders("c1", "clarify", "human"),  # a person after the question: not counted
+        *orders("d1", "human", "clarify", "bot"),  # the person came before it: counted
+        *orders("d2", "human", "clarify", "bot"),
+        *orders("d3", "human", "clarify", "bot", "bot"),
+    ]
+    path = tmp_path / "orders.parquet"
+    pq.write_table(routed_table(routes), path)  # rows shuffled: file order is not turn order
+    build_report([str(path)], tmp_path / "orders.html")
+    html = (tmp_path / "orders.html").read_text(encoding="utf-8")
+    assert (
+        "the bot asked 7 to clarify (100.0%), and 4 of them went on with the bot and needed no "
+        "person afterwards" in html
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "counted"),
+    [
+        ([(1, "clarify"), (2, "bot"), (3, "clarify")], True),  # after the first: bot, no person
+        ([(1, "clarify"), (2, "bot"), (3, "human")], False),
+        ([(1, "clarify"), (2, "human"), (3, "clarify"), (4, "bot")], False),
+        ([(2, "clarify"), (1, "bot")], False),  # placed by turn number, not by row order
+        ([(1, "clarify"), (2, "bot"), (None, "human")], False),  # may be after the clarify
+        ([(1, "clarify"), (None, "bot")], False),  # an unplaced bot turn shows nothing
+        ([(None, "clarify"), (2, "bot")], False),
+    ],
+)
+def test_clarified_then_bot_reads_the_turn_numbers(rows, counted):
+    from kefu.serving.report.conversations import ConversationStats
+
+    for order in (rows, rows[::-1]):
+        stats = ConversationStats()
+        for turn, action in order:
+            stats.add("s", turn, action, [])
+        assert stats.clarified_then_bot() == int(counted), order
 
 
 def test_csv_scored_file_gives_the_same_conversations(tmp_path, routed):
