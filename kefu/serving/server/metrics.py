@@ -7,13 +7,19 @@ serve --workers N` sets it) /metrics aggregates every worker's files instead.
 Under several workers, the files of a worker that died without running its shutdown (kill -9,
 out of memory) would keep its live gauges, e.g. `kefu_model_info{pid=...}`, in every scrape;
 `sweep_dead_workers` drops them at start-up and at each scrape.
+
+`kefu_model_info` shows the live model only: a hot reload removes the replaced model's series
+(a dashboard counting series, or alerting on a version, would otherwise see every model ever
+loaded). Several workers refuse a reload, but one worker may run with the caller's
+PROMETHEUS_MULTIPROC_DIR: its file keeps every series it wrote (prometheus_client cannot remove
+one from a file), so the replaced model is set to 0 there and the scrape leaves out 0 values.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -24,7 +30,9 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (
     0.001,
@@ -47,6 +55,7 @@ LATENCY_BUCKETS = (
     10.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+MODEL_INFO = "kefu_model_info"
 
 
 class Metrics:
@@ -119,8 +128,8 @@ class Metrics:
             "kefu_escalated_messages", "Messages escalated to a human.", registry=registry
         )
         self.model_info = Gauge(
-            "kefu_model_info",
-            "The serving model (value 1; 0 after it was replaced).",
+            MODEL_INFO,
+            "The serving model (value 1); a replaced model's series is removed.",
             ["model_version", "variant"],
             registry=registry,
             multiprocess_mode="liveall",
@@ -129,6 +138,7 @@ class Metrics:
         # Children bound once per label set: `labels()` checks and locks on every call, several
         # times per message; a dict lookup does not.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._model_labels: tuple[str, str] | None = None
         self.predicted = _bound(self.predictions)
         self.abstained = _bound(self.abstentions)
         self.routed = _bound(self.routes)
@@ -138,6 +148,17 @@ class Metrics:
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.batch_duration.observe(seconds)
+
+    def serving_model(self, model_version: str, variant: str) -> None:
+        """Show `model_version`/`variant` as the one model of this process in `kefu_model_info`."""
+        labels = (model_version, variant)
+        previous, self._model_labels = self._model_labels, labels
+        if previous is not None and previous != labels:
+            if _multiprocess():
+                self.model_info.labels(*previous).set(0)  # left out of the scrape
+            else:
+                self.model_info.remove(*previous)
+        self.model_info.labels(*labels).set(1)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -152,17 +173,35 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The Prometheus text format, across worker processes when running multi-process."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if _multiprocess():
             sweep_dead_workers()
             merged = CollectorRegistry()
-            MultiProcessCollector(merged)
+            merged.register(_LiveModelsOnly(MultiProcessCollector(None)))
             return generate_latest(merged)
         return generate_latest(self.registry)
 
     def close(self) -> None:
         """Drop this process's live gauges from a multi-process scrape when the worker exits."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if _multiprocess():
             mark_process_dead(os.getpid())
+
+
+def _multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class _LiveModelsOnly(Collector):
+    """The workers' merged metrics without the 0-valued `kefu_model_info` series: the models a
+    reload replaced, which stay in the worker's file."""
+
+    def __init__(self, merged: MultiProcessCollector):
+        self.merged = merged
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self.merged.collect():
+            if metric.name == MODEL_INFO:
+                metric.samples = [sample for sample in metric.samples if sample.value != 0]
+            yield metric
 
 
 def _bound(metric: Any) -> Callable[..., Any]:

@@ -163,7 +163,6 @@ class ModelHolder:
                     raise
                 # tokenizers or ORT failing on a file whose hash is fine: still the bundle's fault
                 raise BundleError(f"{target}: cannot load the bundle: {exc}") from None
-            self.metrics.model_info.labels(old.model_version, old.variant).set(0)
             self._install(new)
             await old.batcher.close()
             log.info(
@@ -187,4 +186,4 @@ class ModelHolder:
     def _install(self, loaded: LoadedModel) -> None:
         loaded.batcher.start()
         self.current = loaded  # the atomic swap: requests read `current` once
-        self.metrics.model_info.labels(loaded.model_version, loaded.variant).set(1)
+        self.metrics.serving_model(loaded.model_version, loaded.variant)

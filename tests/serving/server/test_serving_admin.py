@@ -4,9 +4,11 @@ on any failure)."""
 import json
 import threading
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
-from support.serving import copy_bundle, isolated_settings
+from prometheus_client.parser import text_string_to_metric_families
+from support.serving import Server, copy_bundle, isolated_settings
 
 from kefu.serving import bundle as bundle_format
 from kefu.serving.routing import ConversationContext
@@ -124,7 +126,7 @@ def test_reload_swaps_in_a_new_bundle(client, tiny_bundle, tmp_path):
     assert (info["model_version"], info["bundle"]) == ("tiny-1", new_bundle.name)
     metrics = client.get("/metrics").text
     assert 'kefu_model_info{model_version="tiny-1",variant="fp32"} 1.0' in metrics
-    assert 'kefu_model_info{model_version="tiny-0",variant="fp32"} 0.0' in metrics
+    assert 'model_version="tiny-0"' not in metrics  # the replaced model leaves the scrape
 
 
 def test_reload_without_a_body_reloads_the_current_bundle_and_can_switch_variant(client):
@@ -132,6 +134,52 @@ def test_reload_without_a_body_reloads_the_current_bundle_and_can_switch_variant
     switched = client.post("/v1/admin/reload", json={"variant": "int8"}, headers=ADMIN).json()
     assert switched["variant"] == "int8"
     assert client.get("/v1/model", headers={"X-API-Key": "key-one"}).json()["variant"] == "int8"
+    info = model_info(client.get("/metrics").text)
+    assert info == {(None, "tiny-0", "int8"): 1.0}  # the same model reloaded, then replaced
+
+
+def model_info(scrape: str) -> dict[tuple[str | None, str, str], float]:
+    """{(pid or None, model_version, variant): value} of the `kefu_model_info` series."""
+    return {
+        (
+            sample.labels.get("pid"),
+            sample.labels["model_version"],
+            sample.labels["variant"],
+        ): sample.value
+        for family in text_string_to_metric_families(scrape)
+        if family.name == "kefu_model_info"
+        for sample in family.samples
+    }
+
+
+def test_a_replaced_model_leaves_the_scrape_of_a_server_with_shared_metric_files(
+    tiny_bundle, tmp_path
+):
+    """One worker with the caller's PROMETHEUS_MULTIPROC_DIR (several workers refuse a reload):
+    the worker's file keeps the replaced model's series, which the scrape must leave out."""
+    new_bundle = copy_bundle(tiny_bundle, tmp_path / "new", model_version="tiny-1")
+    (tmp_path / "metrics").mkdir()
+    server = Server(
+        tiny_bundle,
+        tmp_path / "serve.log",
+        env={
+            "KEFU_ADMIN_TOKEN": "admin-secret",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        },
+    )
+    try:
+        server.wait_ready()
+        pid = str(server.process.pid)
+        before = model_info(httpx.get(f"{server.url}/metrics").text)
+        assert before == {(pid, "tiny-0", "fp32"): 1.0}
+        reloaded = httpx.post(
+            f"{server.url}/v1/admin/reload", json={"bundle": str(new_bundle)}, headers=ADMIN
+        )
+        assert reloaded.status_code == 200, reloaded.text
+        after = model_info(httpx.get(f"{server.url}/metrics").text)
+        assert after == {(pid, "tiny-1", "fp32"): 1.0}  # before: tiny-0 stayed, at 0.0
+    finally:
+        server.stop()
 
 
 def corrupt_model(bundle_dir):
