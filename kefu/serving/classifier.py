@@ -97,8 +97,13 @@ class Prediction:
         }
 
 
-# What an untrained head says: no label, nothing to act on (routing skips it).
-UNTRAINED = HeadPrediction(None, None, None, True, [], trained=False)
+def untrained_head() -> HeadPrediction:
+    """What an untrained head says: no label, nothing to act on (routing skips it).
+
+    A new one per message: predictions are mutable (`top` is a list), so one shared instance
+    would carry a caller's change to one result into every other untrained result.
+    """
+    return HeadPrediction(None, None, None, True, [], trained=False)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -234,7 +239,7 @@ class Classifier:
         heads = {
             head: self._head_predictions(head, probs[head], top_k)
             if self.bundle.trained(head)
-            else [UNTRAINED] * len(texts)
+            else [untrained_head() for _ in texts]
             for head in HEADS
         }
         predictions = []

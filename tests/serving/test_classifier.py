@@ -4,6 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from support.paths import SAMPLE_TEXTS
+from support.serving import copy_bundle
 
 from kefu.errors import BundleError
 from kefu.serving.bundle import ONNX_OUTPUTS, read_bundle
@@ -228,3 +229,15 @@ def test_a_confidence_exactly_at_the_threshold_or_margin_does_not_abstain(tiny_b
         calibration_overrides={"intent": {"threshold": intent.confidence, "margin": gap}},
     )
     assert at_both.predict(["在吗"])[0].intent.abstain is False
+
+
+def test_a_caller_changing_one_untrained_head_changes_no_other_result(tiny_bundle, tmp_path):
+    untrained = copy_bundle(tiny_bundle, tmp_path / "intent-only", untrained_heads=["emotion"])
+    classifier = Classifier.from_bundle(untrained, intra_op_threads=1)
+    first, second = classifier.predict(["在吗", "发票"])
+    first.emotion.top.append(("angry", 1.0))
+    first.emotion.ranked.append(("angry", 1.0))
+    (later,) = classifier.predict(["在吗"])
+    for prediction in (second, later):
+        assert (prediction.emotion.top, prediction.emotion.ranking) == ([], [])
+        assert prediction.emotion.label is None and not prediction.emotion.trained
