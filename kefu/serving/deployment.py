@@ -189,10 +189,11 @@ class Deployment:
             logits=self._unsorted(logits, order, len(texts)) if keep_logits else None,
         )
 
-    def ranked(self, top_k: int) -> int:
+    def top_k_for_rerouting(self, top_k: int) -> int:
         """How many labels per head to list in `top` for predictions routed again later from
         what was kept of them (a batch's sessions, evaluation's conversations): the clarify
-        candidates and every urgency and emotion probability (`high_negative_probability`)."""
+        candidates and every urgency and emotion probability (`high_negative_probability`).
+        A count, named apart from `HeadPrediction.ranked`, the list of every label."""
         labels = self.bundle.labels
         return max(
             top_k, self.policy.max_candidates, len(labels["urgency"]), len(labels["emotion"])

@@ -93,7 +93,7 @@ class Scorer:
         `route_inputs` adds `ROUTE_INPUT_FIELDS` (each head's ranked labels and whether the text
         asks for a person), for session routing to decide again with context after scoring.
         """
-        top_k = self.deployment.ranked(1) if route_inputs else 1
+        top_k = self.deployment.top_k_for_rerouting(1) if route_inputs else 1
         run = self.deployment.triage_in_batches(texts, batch_size=self.batch_size, top_k=top_k)
         rows = [
             score_row(prediction, decision, self.model_version)

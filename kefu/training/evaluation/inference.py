@@ -53,7 +53,9 @@ def run_deployment(
         texts,
         contexts,
         batch_size=batch_size,
-        top_k=deployment.ranked(1),  # not cut: conversations re-route these predictions
+        top_k=deployment.top_k_for_rerouting(
+            1
+        ),  # not cut: conversations re-route these predictions
         keep_logits=with_logits,
     )
     labels = deployment.bundle.labels

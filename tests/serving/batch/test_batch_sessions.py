@@ -345,7 +345,7 @@ def test_route_inputs_carry_every_urgency_and_emotion_probability_for_the_same_d
     texts = ["在吗", "快递三天没动了，急用！", "你们卖假货，我要投诉", "好的"]
     rows = scorer.score(texts, route_inputs=True).to_pylist()
     # fp32 and the same batch: the same floats; every label kept, as routing saw them
-    online = deployment.triage(texts, top_k=deployment.ranked(1))
+    online = deployment.triage(texts, top_k=deployment.top_k_for_rerouting(1))
     for (prediction, _), row in zip(online, rows, strict=True):
         for head in ("urgency", "emotion"):
             top = row[HEAD_TOPS[head]]
