@@ -62,7 +62,10 @@ def command(
     engine: str = typer.Option("local", help="local (process pool) or ray (Ray Data)."),
     ray_address: str = typer.Option(
         None,
-        help="Ray cluster to join: host:port, ray://host:10001, auto or local "
+        # the forms of kefu.serving.batch.ray_cluster.ADDRESS_FORMS (not imported: --help stays
+        # fast), which a test holds equal
+        help="Ray cluster to join: the head's host:port, port included (head:6379), "
+        "ray://host:port (ray://head:10001), auto or local "
         "(default: RAY_ADDRESS when set, else a local Ray instance).",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),

@@ -1,7 +1,7 @@
 """Joining Ray for `kefu score --engine ray`, and Ray's errors and chatter made kefu's.
 
 Usage: `started = start_ray(workers=2, address=None)` starts a local instance (address None or
-"local"); "host:port", "ray://host:10001" or "auto" joins a cluster, which is first reached
+"local"); "host:port", "ray://host:port" (both with the port) or "auto" joins a cluster, which is first reached
 over TCP within `CONNECT_SECONDS`, so a wrong address fails in seconds with one line instead of
 waiting on Ray's own retries (minutes). `RAY_ADDRESS` is honoured when no address is given, as
 by `ray.init` (a `ray job submit` entrypoint gets it). `with quiet_console():` keeps Ray Data's
@@ -26,7 +26,12 @@ CONNECT_SECONDS = 5.0
 # Reading is light next to scoring; with a whole CPU each, read tasks could wait forever for CPUs
 # the scoring actors hold.
 READ_CPUS = 0.25
-ADDRESS_FORMS = "the head's host:port (port 6379 by default), ray://host:10001, auto or local"
+# What `cluster_address` accepts, as errors and `kefu score --help` say it. The port is never
+# filled in: "head" alone is refused, as is "ray://head".
+ADDRESS_FORMS = (
+    "the head's host:port, port included (head:6379), ray://host:port (ray://head:10001), "
+    "auto or local"
+)
 
 
 def start_ray(workers: int, address: str | None = None) -> bool:

@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+import typer
 from support.chat_logs import chat_log, write_csv
 from typer.testing import CliRunner
 
@@ -17,10 +18,17 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
 from ray.exceptions import RayTaskError  # noqa: E402
 
-from kefu.serving.batch.ray_cluster import cluster_address, user_error  # noqa: E402
+from kefu.serving.batch.ray_cluster import (  # noqa: E402
+    ADDRESS_FORMS,
+    cluster_address,
+    user_error,
+)
 
 runner = CliRunner()
-FORMS = "the head's host:port (port 6379 by default), ray://host:10001, auto or local"
+FORMS = (
+    "the head's host:port, port included (head:6379), ray://host:port (ray://head:10001), "
+    "auto or local"
+)
 
 
 def closed_port() -> int:
@@ -80,6 +88,24 @@ def test_an_error_raised_in_a_ray_task_is_kefus_own_one_line_error():
     assert str(user_error(connect)) == (
         "the Ray run failed: RuntimeError: ray.exceptions.AuthenticationError: token is missing"
     )
+
+
+@pytest.mark.parametrize("address", ["head", "ray://head", "head:", "ray://head:port"])
+def test_an_address_without_its_port_is_refused_and_the_error_says_the_port_is_needed(address):
+    with pytest.raises(ConfigError) as caught:
+        cluster_address(address)
+    assert str(caught.value) == f"--ray-address {address!r} is not an address; it takes {FORMS}"
+    assert "port included" in str(caught.value) and "by default" not in str(caught.value)
+
+
+def test_the_score_help_lists_the_address_forms_the_errors_list():
+    score = typer.main.get_command(app).commands["score"]  # type: ignore[attr-defined]
+    (option,) = [param for param in score.params if param.name == "ray_address"]
+    assert option.help == (
+        f"Ray cluster to join: {ADDRESS_FORMS} "
+        "(default: RAY_ADDRESS when set, else a local Ray instance)."
+    )
+    assert ADDRESS_FORMS == FORMS
 
 
 @pytest.mark.parametrize("address", ["::1", "fe80::1:6379", "ray://::1:10001"])
