@@ -18,6 +18,7 @@ from typing import Any
 from kefu.errors import InputError
 from kefu.serving.bundle import HeadCalibration
 from kefu.serving.normalize import has_content
+from kefu.serving.preview import preview
 from kefu.serving.taxonomy import HEADS
 
 CALIBRATION_KEYS = tuple(item.name for item in fields(HeadCalibration))
@@ -154,7 +155,7 @@ def _missing(value: Any) -> bool:
 def _kind(value: Any) -> str:
     if _missing(value):
         return f"{value!r} (a missing value)"
-    return f"{type(value).__name__} {value!r:.40}"
+    return f"{type(value).__name__} {preview(value)}"
 
 
 def _fix(value: Any) -> str:

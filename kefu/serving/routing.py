@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from kefu.serving.classifier import HeadPrediction, Prediction
+from kefu.serving.preview import preview
 
 if TYPE_CHECKING:
     from kefu.serving.routing_policy import RoutingPolicy
@@ -97,7 +98,7 @@ class ConversationContext:
         if isinstance(given, str | bytes | Mapping) or not isinstance(given, Iterable):
             raise TypeError(
                 "previous_intents must be a list of intent ids (None for a turn whose intent "
-                f"abstained), oldest first, got {type(given).__name__} {given!r:.40}"
+                f"abstained), oldest first, got {type(given).__name__} {preview(given)}"
             )
         previous = tuple(given)
         for index, intent in enumerate(previous):

@@ -37,6 +37,14 @@ def test_an_item_that_is_not_a_string_is_named(classifier, method, item, message
         getattr(classifier, method)(["在吗", item])
 
 
+def test_a_long_item_that_is_not_a_string_is_shown_cut_between_characters(classifier):
+    with pytest.raises(TypeError) as caught:
+        classifier.predict(["在吗", ["🇨🇳" * 40]])
+    # a flag is two code points: a cut at 40 code points would end on half of one
+    shown = "['" + "🇨🇳" * 18 + "…"
+    assert str(caught.value).startswith(f"texts[1] is list {shown}, expected a string")
+
+
 @pytest.mark.parametrize("texts", [None, 5])
 def test_texts_that_are_no_collection_are_named(classifier, texts):
     with pytest.raises(

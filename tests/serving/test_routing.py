@@ -392,6 +392,14 @@ def test_a_context_is_checked_when_built(context, error, message):
         ConversationContext(**context)
 
 
+def test_a_long_wrong_previous_intents_is_shown_cut_between_characters():
+    family = "👨\u200d👩\u200d👧"  # one emoji of five code points; repr escapes the joiners
+    with pytest.raises(TypeError) as caught:
+        ConversationContext(previous_intents=family * 10)
+    shown = "'" + "👨\\u200d👩\\u200d👧" * 2 + "…"  # not cut inside the third, and marked
+    assert str(caught.value).endswith(f"oldest first, got str {shown}")
+
+
 def test_a_context_takes_numpy_integers_and_any_sequence_of_intents():
     context = ConversationContext(
         turn=np.int64(2), previous_intents=np.array(["refund_return"]), clarifications=np.int64(1)

@@ -1,0 +1,42 @@
+"""Values quoted in error messages: cut to PREVIEW_CHARS between whole characters and whole
+escapes, with "…" where the cut is."""
+
+import pytest
+
+from kefu.serving.preview import PREVIEW_CHARS, preview
+
+FAMILY = (
+    "👨\u200d👩\u200d👧"  # one character on screen, five code points (repr escapes the joiners)
+)
+FAMILY_SHOWN = "👨\\u200d👩\\u200d👧"  # 15 characters of repr
+
+
+def test_a_short_value_is_its_repr():
+    assert preview("在吗") == "'在吗'"
+    assert preview(["a", 1]) == "['a', 1]"
+    assert preview("x" * (PREVIEW_CHARS - 2)) == repr("x" * (PREVIEW_CHARS - 2))
+
+
+def test_a_long_value_is_cut_with_an_ellipsis_within_the_limit():
+    assert PREVIEW_CHARS == 40
+    assert preview("x" * 100) == "'" + "x" * 38 + "…"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        # 1 + 15 + 15 = 31 characters; a third family would end at 46 (a plain cut at 39 would
+        # stop at its second joiner's escape, "\u2")
+        (FAMILY * 10, "'" + FAMILY_SHOWN * 2),
+        ("x" + "🇨🇳" * 30, "'x" + "🇨🇳" * 18),  # a flag is two code points: never half of one
+        ("👍🏽" * 30, "'" + "👍🏽" * 19),  # hand and skin tone
+        ("1️⃣" * 30, "'" + "1️⃣" * 12),  # digit, variation selector, keycap: 3 code points
+        ("e\u0301" * 30, "'" + "e\u0301" * 19),  # a letter and its combining accent
+        ("a" * 30 + "\ud83d\ude00" * 5, "'" + "a" * 30),  # a surrogate pair (12 characters)
+        (b"\xf0\x9f\x98\x80" * 10, "b'" + "\\xf0\\x9f\\x98\\x80" * 2 + "\\xf0"),  # whole escapes
+        ("ab\r\n" * 20, "'" + "ab\\r\\n" * 6 + "ab"),  # \r\n is one line end
+    ],
+)
+def test_a_cut_never_splits_a_character_or_an_escape(value, shown):
+    assert preview(value) == shown + "…"
+    assert len(shown) < PREVIEW_CHARS
