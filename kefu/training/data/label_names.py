@@ -26,6 +26,7 @@ class LabelNames:
 
     def __init__(self, taxonomy: Taxonomy):
         self.ids = {head: tuple(taxonomy.labels(head)) for head in HEADS}
+        self.names = {head: taxonomy.names(head) for head in HEADS}
         self.spellings: dict[str, dict[str, str]] = {}
         for head in HEADS:
             names = taxonomy.names(head)
@@ -61,9 +62,14 @@ class LabelNames:
         return list(dict.fromkeys(ordered))[:limit]
 
     def unknown_message(self, head: str, value: str) -> str:
+        """Names what is accepted: each id with its Chinese name, as both resolve."""
         suggestions = self.suggest(head, value)
         hint = f"did you mean {' or '.join(repr(s) for s in suggestions)}? " if suggestions else ""
+        names = self.names[head]
+        accepted = ", ".join(
+            f"{label} ({names[label]})" if label in names else label for label in self.ids[head]
+        )
         return (
-            f"unknown {head} label {value!r}; {hint}expected an id or Chinese name of "
-            f"{list(self.ids[head])}"
+            f"unknown {head} label {value!r}; {hint}expected an id or its Chinese name (or one "
+            f"part of a name with /): {accepted}"
         )

@@ -48,6 +48,23 @@ def test_an_unknown_label_gets_the_closest_ids_suggested(tmp_path, value, sugges
     assert f"did you mean {suggested}" in reject.detail
 
 
+def test_an_unknown_label_lists_the_ids_with_the_chinese_names_that_are_accepted(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        json.dumps({"text": "钱呢", "intent": "other", "urgency": "urgent"}) + "\n", "utf-8"
+    )
+    (reject,) = load_labelled(path).rejects
+    assert reject.detail == (
+        "unknown urgency label 'urgent'; expected an id or its Chinese name (or one part of a "
+        "name with /): low (低), medium (中), high (高), critical (紧急)"
+    )
+    path.write_text(json.dumps({"text": "钱呢", "intent": "费用"}) + "\n", "utf-8")
+    (reject,) = load_labelled(path).rejects
+    assert "price_protection (价保/差价), " in reject.detail
+    accepted = reject.detail.split(": ", 1)[1].split(", ")
+    assert len(accepted) == 21 and all(" (" in one for one in accepted)
+
+
 def label_studio_export(path):
     def task(number, text, intent, urgency, emotion, cancelled=False):
         result = [
