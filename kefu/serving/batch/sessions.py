@@ -18,6 +18,7 @@ session columns hold, and the run reports how many rows could not be placed.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -111,17 +112,23 @@ def session_key(value: Any) -> str | None:
 MAX_TURN = 1_000_000
 
 
+# A whole number as text, also as a float column writes it: pandas saves an integer column with
+# a missing cell as floats, so a CSV of turns reads "1.0", "2.0", ...
+_WHOLE_NUMBER = re.compile(r"([0-9]+)(?:\.0*)?", re.ASCII)
+
+
 def turn_number(value: Any) -> int | None:
-    """A customer turn number: an integer in [1, MAX_TURN] (3, 3.0, "3"); None when unreadable.
+    """A customer turn number: an integer in [1, MAX_TURN] (3, 3.0, "3", "3.0"); None when
+    unreadable.
 
     Only ASCII digits: "①" and "²" are digits to `str.isdigit` but not to `int`."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, str):
-        value = value.strip()
-        if not (value.isascii() and value.isdigit()):
+        whole = _WHOLE_NUMBER.fullmatch(value.strip())
+        if whole is None:
             return None
-        value = int(value)
+        value = int(whole.group(1))
     if isinstance(value, float):
         if not value.is_integer():
             return None

@@ -232,6 +232,36 @@ def test_resume_after_a_crash_in_the_merge_gives_the_same_routes(
     assert not Path(f"{job.output}.partial").exists()
 
 
+def test_turns_written_as_floats_route_as_whole_numbers(tmp_path, bundle, policy, chats):
+    """pandas writes an integer column with a missing cell as floats, so a CSV of turns holds
+    "1.0", "2.0": the same turns as "1", "2", not unplaceable rows with no turn number."""
+    rows, _ = chats
+    base = dict(
+        bundle=bundle,
+        chunk_size=4,
+        progress=False,
+        session_col="session",
+        turn_col="turn",
+        policy=policy,
+    )
+    outputs = {}
+    for name, turn in (("whole", str), ("floats", lambda t: f"{t}.0")):
+        source = write_csv(
+            [{**row, "turn": turn(row["turn"])} for row in rows], tmp_path / f"{name}.csv"
+        )
+        summary = run_local(
+            ScoreJob(inputs=[str(source)], output=tmp_path / f"{name}.parquet", **base)
+        )
+        assert not any("no readable" in line for line in summary.lines()), summary.lines()
+        outputs[name] = by_id(tmp_path / f"{name}.parquet")
+    for msg_id, row in outputs["whole"].items():
+        mine = outputs["floats"][msg_id]
+        assert {k: mine[k] for k in (*ROUTE, "session_turn")} == {
+            k: row[k] for k in (*ROUTE, "session_turn")
+        }, msg_id
+    assert {row["session_turn"] for row in outputs["floats"].values()} >= {1, 2, 3, 4}
+
+
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
@@ -291,7 +321,11 @@ def test_the_ray_engine_refuses_session_columns(tmp_path, tiny_bundle, chats):
         (3, 3),
         (3.0, 3),
         (" 3 ", 3),
+        ("3.0", 3),  # a float column written as text
+        ("3.", 3),
         ("3.5", None),
+        ("3.0e0", None),
+        ("-3.0", None),
         (0, None),
         ("", None),
         (None, None),
