@@ -262,6 +262,39 @@ def test_turns_written_as_floats_route_as_whole_numbers(tmp_path, bundle, policy
     assert {row["session_turn"] for row in outputs["floats"].values()} >= {1, 2, 3, 4}
 
 
+def test_spreadsheet_and_epoch_text_times_order_every_turn(tmp_path, bundle, chats):
+    """Excel on Chinese Windows exports 2024/3/1 9:58 (no leading zeros) and a Python log
+    writes epoch seconds with a fraction: every such time orders its turn. Unpadded, a session
+    from 9:58 to 10:01 read only its 10:xx rows and put them first."""
+    rows, _ = chats
+
+    def when(row: dict) -> str:
+        minutes = 9 * 60 + 57 + row["turn"]  # 9:58, 9:59, 10:00, ...
+        day = 1 + int(row["session"][1:]) % 9
+        if int(row["session"][1:]) % 2:
+            moment = datetime(2024, 3, day, minutes // 60, minutes % 60, tzinfo=UTC)
+            return f"{moment.timestamp():.3f}"
+        return f"2024/3/{day} {minutes // 60}:{minutes % 60:02d}"
+
+    source = write_csv([{**row, "sent_at": when(row)} for row in rows], tmp_path / "excel.csv")
+    summary = run_local(
+        ScoreJob(
+            inputs=[str(source)],
+            output=tmp_path / "o.parquet",
+            bundle=bundle,
+            chunk_size=4,
+            progress=False,
+            session_col="session",
+            time_col="sent_at",
+        )
+    )
+    assert not any("no readable" in line for line in summary.lines()), summary.lines()
+    scored = by_id(tmp_path / "o.parquet")
+    for row in rows:
+        if row["session"] != "s003":  # turn 3 missing: its later turns are one place earlier
+            assert scored[row["msg_id"]]["session_turn"] == row["turn"], row["msg_id"]
+
+
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
@@ -349,6 +382,13 @@ def test_turn_numbers(value, expected):
         (1709287205, 1709287205.0),
         ("1709287205000", 1709287205.0),
         (datetime(2024, 3, 1, 10, 0, 5), datetime(2024, 3, 1, 10, 0, 5, tzinfo=UTC).timestamp()),
+        ("2024/3/1 9:58", datetime(2024, 3, 1, 9, 58, tzinfo=UTC).timestamp()),
+        ("2024-3-1 9:58:07+08:00", datetime(2024, 3, 1, 1, 58, 7, tzinfo=UTC).timestamp()),
+        ("2024/3/1", datetime(2024, 3, 1, tzinfo=UTC).timestamp()),
+        ("1709287205.25", 1709287205.25),
+        ("1709287205250.0", 1709287205.25),
+        ("2024-13-01 10:00", None),
+        ("12345678901.5", None),
         ("yesterday", None),
         ("²²²²²²²²²²", None),
         (10**400, None),
