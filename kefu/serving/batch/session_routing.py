@@ -211,6 +211,9 @@ def prediction_of(row: dict[str, Any]) -> Prediction:
             confidence=row[f"{head}_confidence"],
             abstain=row[f"{head}_abstain"],
             top=[(row[head], row[f"{head}_confidence"])],
+            # only a head the bundle marks untrained has no label; routing ignores such a head
+            # (a policy may name it in low_confidence.heads, where it always abstains)
+            trained=row[head] is not None,
         )
         for head in HEADS
     }

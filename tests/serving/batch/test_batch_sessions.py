@@ -17,7 +17,7 @@ import pytest
 from support.chat_logs import write_csv, write_jsonl
 from support.conversations import conversations, unsure_bundle
 from support.paths import REPO_ROOT
-from support.serving import free_port
+from support.serving import copy_bundle, free_port
 
 import kefu.serving.batch.session_routing as session_routing
 from kefu.errors import ConfigError, DataError, OutputError
@@ -428,3 +428,29 @@ def test_route_inputs_carry_every_urgency_and_emotion_probability_for_the_same_d
         assert high_negative_probability(prediction_of(row), deployment.policy) == pytest.approx(
             high_negative_probability(prediction, deployment.policy), abs=1e-6
         )
+
+
+def test_an_untrained_head_drives_no_session_route(tmp_path, tiny_bundle):
+    """An untrained head always abstains: online it never makes a message low-confidence, even
+    when the policy names it in low_confidence.heads, and a session's routes agree."""
+    untrained = copy_bundle(tiny_bundle, tmp_path / "bundle", untrained_heads=["urgency"])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("rules:\n  low_confidence: {heads: [intent, urgency]}\n", encoding="utf-8")
+    rows = [{**row, "turn": 1, "session": row["msg_id"]} for row in conversations()]
+    source = write_jsonl(rows, tmp_path / "alone.jsonl")
+    outputs = {}
+    for name, session_col in (("alone", None), ("sessions", "session")):
+        outputs[name] = tmp_path / f"{name}.parquet"
+        run_local(
+            ScoreJob(
+                inputs=[str(source)],
+                output=outputs[name],
+                bundle=untrained,
+                policy=policy,
+                progress=False,
+                session_col=session_col,
+            )
+        )
+    alone, sessions = by_id(outputs["alone"]), by_id(outputs["sessions"])
+    for msg_id, row in alone.items():  # one message per session: no conversation rule fires
+        assert {k: sessions[msg_id][k] for k in ROUTE} == {k: row[k] for k in ROUTE}, msg_id
