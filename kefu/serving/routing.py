@@ -73,6 +73,11 @@ HUMAN_REASONS = frozenset(Reason) - {Reason.LOW_CONFIDENCE}
 _ORDER = {reason: index for index, reason in enumerate(Reason)}
 
 
+# The most earlier intents one context carries (the API refuses a longer previous_intents), so a
+# caller of a longer conversation sends the latest ones; batch scoring routes the same way.
+MAX_PREVIOUS_INTENTS = 1000
+
+
 @dataclass(frozen=True)
 class ConversationContext:
     """What the caller knows about the conversation so far (kefu keeps no conversation state).

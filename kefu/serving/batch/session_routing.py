@@ -9,9 +9,12 @@ send, in three passes over the committed parts:
    `ceil(rows / BUCKET_ROWS)` bucket files by a hash of the session key, so a session's rows
    share a bucket wherever they were in the input;
 2. route: one bucket at a time, rows sorted by (session, order key, input row), each session
-   is walked in order: turn number, previous intents (null where the intent abstained) and the
-   count of earlier clarify actions make the `ConversationContext`, and `routing.decide`, the
-   function the server calls, gives the decision; decisions are stored sorted by input row;
+   is walked in order: turn number, previous intents (null where the intent abstained; the
+   latest MAX_PREVIOUS_INTENTS, the most a server request carries, which also keeps a session
+   of a million rows, a constant or placeholder id, from costing time quadratic in its length)
+   and the count of earlier clarify actions make the `ConversationContext`, and
+   `routing.decide`, the function the server calls, gives the decision; decisions are stored
+   sorted by input row;
 3. merge: the parts are read again in order and their route columns replaced by the stored
    decisions, taken from every bucket up to the part's last row.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import math
 import shutil
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +41,7 @@ import pyarrow.parquet as pq
 from kefu.serving.batch.scoring import HEAD_TOPS, SCORE_SCHEMA, TEXT_ASKS_HUMAN
 from kefu.serving.batch.sessions import ORDER_KEY, SESSION_KEY, TURN_KEY, SessionSpec
 from kefu.serving.classifier import HeadPrediction, Prediction
-from kefu.serving.routing import Action, ConversationContext, decide
+from kefu.serving.routing import MAX_PREVIOUS_INTENTS, Action, ConversationContext, decide
 from kefu.serving.routing_policy import RoutingPolicy
 from kefu.serving.taxonomy import HEADS
 
@@ -62,6 +66,7 @@ class SessionStats:
     conversations: int = 0
     without_session: int = 0  # routed as a conversation of one message
     without_order: int = 0  # turn or time unreadable: routed after the session's other rows
+    long_history: int = 0  # conversations past MAX_PREVIOUS_INTENTS earlier messages
 
     def lines(self, spec: SessionSpec) -> list[str]:
         lines = [
@@ -74,6 +79,12 @@ class SessionStats:
             lines.append(
                 f"{self.without_order:,} rows with no readable {column!r}, routed after their "
                 "session's other rows"
+            )
+        if self.long_history:
+            lines.append(
+                f"conversations of more than {MAX_PREVIOUS_INTENTS + 1:,} messages: "
+                f"{self.long_history:,}; their later messages were routed with the latest "
+                f"{MAX_PREVIOUS_INTENTS:,} intents, the most a server request carries"
             )
         return lines
 
@@ -174,7 +185,8 @@ class _Walk:
     def __init__(self, spec: SessionSpec, policy: RoutingPolicy, stats: SessionStats):
         self.spec, self.policy, self.stats = spec, policy, stats
         self.session: str | None = None
-        self.previous: list[str | None] = []
+        self.previous: deque[str | None] = deque(maxlen=MAX_PREVIOUS_INTENTS)
+        self.position = 0  # earlier messages of the session, however many `previous` keeps
         self.clarifications = 0
 
     def route(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -184,15 +196,18 @@ class _Walk:
             context, turn = ConversationContext(), None
         else:
             if session != self.session:
-                self.session, self.previous, self.clarifications = session, [], 0
+                self.session, self.position, self.clarifications = session, 0, 0
+                self.previous.clear()
                 self.stats.conversations += 1
             if row[ORDER_KEY] is None and self.spec.mode != "input":
                 self.stats.without_order += 1
-            turn = row[TURN_KEY] if self.spec.mode == "turn" else len(self.previous) + 1
+            turn = row[TURN_KEY] if self.spec.mode == "turn" else self.position + 1
+            self.stats.long_history += self.position == MAX_PREVIOUS_INTENTS + 1
             context = ConversationContext(turn, tuple(self.previous), self.clarifications)
         decision = decide(prediction_of(row), context, self.policy)
         if session is not None:
             self.previous.append(None if row["intent_abstain"] else row["intent"])
+            self.position += 1
             self.clarifications += decision.action is Action.CLARIFY
         return {
             ROW: row[ROW],

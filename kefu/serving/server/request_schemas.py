@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from kefu.serving.routing import MAX_PREVIOUS_INTENTS
+
 
 def _encodable(value: str) -> str:
     """JSON may carry lone UTF-16 surrogates (\\ud800); no tokenizer or reply can hold them."""
@@ -53,7 +55,7 @@ class Context(Strict):
     )
     previous_intents: list[StrictStr | None] = Field(
         default_factory=list,
-        max_length=1000,
+        max_length=MAX_PREVIOUS_INTENTS,
         description="Intent ids of the earlier customer turns, oldest first; null for a turn "
         "whose intent abstained (the bot could not tell what the customer wanted).",
     )

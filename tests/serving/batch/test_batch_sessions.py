@@ -454,3 +454,62 @@ def test_an_untrained_head_drives_no_session_route(tmp_path, tiny_bundle):
     alone, sessions = by_id(outputs["alone"]), by_id(outputs["sessions"])
     for msg_id, row in alone.items():  # one message per session: no conversation rule fires
         assert {k: sessions[msg_id][k] for k in ROUTE} == {k: row[k] for k in ROUTE}, msg_id
+
+
+def test_a_session_longer_than_a_request_carries_is_routed_with_its_latest_intents(
+    tmp_path, bundle, policy, capfd
+):
+    """The API takes at most MAX_PREVIOUS_INTENTS earlier intents, so a caller of a longer
+    conversation sends the latest ones: batch routes each message with what the server could
+    be sent (and in time linear in the session's length, not quadratic)."""
+    from kefu.serving.batch.job import ScoreJob as Job
+    from kefu.serving.bundle import read_bundle
+    from kefu.serving.routing import (
+        MAX_PREVIOUS_INTENTS,
+        ConversationContext,
+        Reason,
+        conversation_reasons,
+    )
+    from kefu.serving.routing_policy import RoutingPolicy
+
+    texts = [row["text"] for row in conversations()]
+    count = MAX_PREVIOUS_INTENTS + 5
+    rows = [
+        {"msg_id": f"m{i:05d}", "session": "same", "text": texts[i % len(texts)]}
+        for i in range(count)
+    ]
+    source = write_jsonl(rows, tmp_path / "long.jsonl")
+    job = Job(
+        inputs=[str(source)],
+        output=tmp_path / "alone.parquet",
+        bundle=bundle,
+        policy=policy,
+        progress=False,
+    )
+    run_local(job)
+    capfd.readouterr()
+    run_local(
+        Job(**{**job.__dict__, "output": tmp_path / "long.parquet", "session_col": "session"})
+    )
+    line = f"conversations of more than {MAX_PREVIOUS_INTENTS + 1:,} messages: 1;"
+    assert line in capfd.readouterr().err
+    alone = pq.read_table(tmp_path / "alone.parquet").to_pylist()
+    scored = pq.read_table(tmp_path / "long.parquet").to_pylist()
+    assert [row["session_turn"] for row in scored] == list(range(1, count + 1))
+    routing_policy = RoutingPolicy.for_bundle(read_bundle(bundle), policy)
+    previous = [None if row["intent_abstain"] else row["intent"] for row in scored]
+    for index in range(MAX_PREVIOUS_INTENTS - 2, count):
+        context = ConversationContext(
+            index + 1,
+            previous[max(0, index - MAX_PREVIOUS_INTENTS) : index],
+            sum(row["action"] == "clarify" for row in scored[:index]),
+        )
+        plain = alone[index]["reasons"]
+        added = conversation_reasons(
+            scored[index]["intent"],
+            Reason.LOW_CONFIDENCE.value in plain,
+            context,
+            routing_policy,
+        )
+        expected = sorted({*plain, *added}, key=[reason.value for reason in Reason].index)
+        assert scored[index]["reasons"] == expected, index
