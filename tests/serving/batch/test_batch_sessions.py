@@ -72,6 +72,14 @@ def by_id(path: Path) -> dict[str, dict]:
     return {row["msg_id"]: row for row in pq.read_table(path).to_pylist()}
 
 
+def score_here(source: Path, output: Path, bundle: Path, **options):
+    """`run_local` in this process on one real file, in chunks of 4 rows; its summary."""
+    job = ScoreJob(
+        inputs=[str(source)], output=output, bundle=bundle, chunk_size=4, progress=False, **options
+    )
+    return run_local(job)
+
+
 def serve(bundle: Path, policy: Path, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("KEFU_")}
@@ -236,24 +244,16 @@ def test_turns_written_as_floats_route_as_whole_numbers(tmp_path, bundle, policy
     """pandas writes an integer column with a missing cell as floats, so a CSV of turns holds
     "1.0", "2.0": the same turns as "1", "2", not unplaceable rows with no turn number."""
     rows, _ = chats
-    base = dict(
-        bundle=bundle,
-        chunk_size=4,
-        progress=False,
-        session_col="session",
-        turn_col="turn",
-        policy=policy,
-    )
     outputs = {}
     for name, turn in (("whole", str), ("floats", lambda t: f"{t}.0")):
         source = write_csv(
             [{**row, "turn": turn(row["turn"])} for row in rows], tmp_path / f"{name}.csv"
         )
-        summary = run_local(
-            ScoreJob(inputs=[str(source)], output=tmp_path / f"{name}.parquet", **base)
-        )
+        output = tmp_path / f"{name}.parquet"
+        options = dict(session_col="session", turn_col="turn", policy=policy)
+        summary = score_here(source, output, bundle, **options)
         assert not any("no readable" in line for line in summary.lines()), summary.lines()
-        outputs[name] = by_id(tmp_path / f"{name}.parquet")
+        outputs[name] = by_id(output)
     for msg_id, row in outputs["whole"].items():
         mine = outputs["floats"][msg_id]
         assert {k: mine[k] for k in (*ROUTE, "session_turn")} == {
@@ -277,16 +277,8 @@ def test_spreadsheet_and_epoch_text_times_order_every_turn(tmp_path, bundle, cha
         return f"2024/3/{day} {minutes // 60}:{minutes % 60:02d}"
 
     source = write_csv([{**row, "sent_at": when(row)} for row in rows], tmp_path / "excel.csv")
-    summary = run_local(
-        ScoreJob(
-            inputs=[str(source)],
-            output=tmp_path / "o.parquet",
-            bundle=bundle,
-            chunk_size=4,
-            progress=False,
-            session_col="session",
-            time_col="sent_at",
-        )
+    summary = score_here(
+        source, tmp_path / "o.parquet", bundle, session_col="session", time_col="sent_at"
     )
     assert not any("no readable" in line for line in summary.lines()), summary.lines()
     scored = by_id(tmp_path / "o.parquet")
@@ -441,16 +433,7 @@ def test_an_untrained_head_drives_no_session_route(tmp_path, tiny_bundle):
     outputs = {}
     for name, session_col in (("alone", None), ("sessions", "session")):
         outputs[name] = tmp_path / f"{name}.parquet"
-        run_local(
-            ScoreJob(
-                inputs=[str(source)],
-                output=outputs[name],
-                bundle=untrained,
-                policy=policy,
-                progress=False,
-                session_col=session_col,
-            )
-        )
+        score_here(source, outputs[name], untrained, policy=policy, session_col=session_col)
     alone, sessions = by_id(outputs["alone"]), by_id(outputs["sessions"])
     for msg_id, row in alone.items():  # one message per session: no conversation rule fires
         assert {k: sessions[msg_id][k] for k in ROUTE} == {k: row[k] for k in ROUTE}, msg_id
@@ -462,7 +445,6 @@ def test_a_session_longer_than_a_request_carries_is_routed_with_its_latest_inten
     """The API takes at most MAX_PREVIOUS_INTENTS earlier intents, so a caller of a longer
     conversation sends the latest ones: batch routes each message with what the server could
     be sent (and in time linear in the session's length, not quadratic)."""
-    from kefu.serving.batch.job import ScoreJob as Job
     from kefu.serving.bundle import read_bundle
     from kefu.serving.routing import (
         MAX_PREVIOUS_INTENTS,
@@ -479,18 +461,9 @@ def test_a_session_longer_than_a_request_carries_is_routed_with_its_latest_inten
         for i in range(count)
     ]
     source = write_jsonl(rows, tmp_path / "long.jsonl")
-    job = Job(
-        inputs=[str(source)],
-        output=tmp_path / "alone.parquet",
-        bundle=bundle,
-        policy=policy,
-        progress=False,
-    )
-    run_local(job)
+    score_here(source, tmp_path / "alone.parquet", bundle, policy=policy)
     capfd.readouterr()
-    run_local(
-        Job(**{**job.__dict__, "output": tmp_path / "long.parquet", "session_col": "session"})
-    )
+    score_here(source, tmp_path / "long.parquet", bundle, policy=policy, session_col="session")
     line = f"conversations of more than {MAX_PREVIOUS_INTENTS + 1:,} messages: 1;"
     assert line in capfd.readouterr().err
     alone = pq.read_table(tmp_path / "alone.parquet").to_pylist()
