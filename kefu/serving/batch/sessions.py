@@ -98,9 +98,14 @@ def _column(table: pa.Table, name: str) -> list[Any]:
 
 
 def session_key(value: Any) -> str | None:
-    """The session id as text; None when absent or blank (the row is a conversation alone)."""
+    """The session id as text; None when absent or blank (the row is a conversation alone).
+
+    A whole float is its integer: pandas stores an id column with a missing cell as floats, so
+    a Parquet or JSONL export holds 1001.0 where the CSV of the same log holds "1001"."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     text = str(value).strip()

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from support.chat_logs import write_csv, write_jsonl
@@ -287,6 +288,32 @@ def test_spreadsheet_and_epoch_text_times_order_every_turn(tmp_path, bundle, cha
             assert scored[row["msg_id"]]["session_turn"] == row["turn"], row["msg_id"]
 
 
+def test_a_session_in_a_csv_and_a_float_id_column_is_one_conversation(
+    tmp_path, bundle, policy, chats
+):
+    """One log exported twice: a CSV with the id "1003" and a Parquet file where pandas stored
+    the id column (it had a missing cell) as floats, 1003.0: the session's turns in the two
+    files are still one conversation."""
+    rows, _ = chats
+    numbered = [{**row, "session": str(1000 + int(row["session"][1:]))} for row in rows]
+    half = len(numbered) // 2
+    together = write_csv(numbered, tmp_path / "all.csv")
+    first = write_csv(numbered[:half], tmp_path / "first.csv")
+    later = pa.Table.from_pylist(numbered[half:]).set_column(
+        1, "session", pa.array([float(row["session"]) for row in numbered[half:]], pa.float64())
+    )
+    second = tmp_path / "second.parquet"
+    pq.write_table(later, second)
+    options = ("--session-col", "session", "--turn-col", "turn", "--policy", str(policy))
+    kefu_score([together], tmp_path / "one.parquet", bundle, *options)
+    printed = kefu_score([first, second], tmp_path / "two.parquet", bundle, *options)
+    assert "conversations 12 " in printed, printed
+    one, two = by_id(tmp_path / "one.parquet"), by_id(tmp_path / "two.parquet")
+    for msg_id, row in one.items():
+        names = (*ROUTE, "session_id", "session_turn")
+        assert {k: two[msg_id][k] for k in names} == {k: row[k] for k in names}, msg_id
+
+
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
@@ -393,7 +420,17 @@ def test_times(value, expected):
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [("abc", "abc"), (" abc ", "abc"), (42, "42"), ("", None), (None, None)]
+    ("value", "expected"),
+    [
+        ("abc", "abc"),
+        (" abc ", "abc"),
+        (42, "42"),
+        (42.0, "42"),  # an id column with a missing cell, stored as floats
+        (42.5, "42.5"),
+        ("42.0", "42.0"),  # text is kept as written
+        ("", None),
+        (None, None),
+    ],
 )
 def test_session_keys(value, expected):
     assert session_key(value) == expected
