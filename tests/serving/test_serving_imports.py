@@ -1,6 +1,7 @@
 """The serving runtime never imports torch or transformers, not even indirectly (with or
 without the ray extra; tests/cli/test_installed_package.py checks a venv without it)."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -65,6 +66,7 @@ def test_the_python_api_is_named_by_kefu_serving_and_loaded_on_first_use():
     assert sorted(kefu.serving.__all__) == sorted(kefu.serving._MODULES)
     for name, module in report["names"].items():
         assert module.startswith("kefu.serving.")
-        assert getattr(sys.modules[module], name) is getattr(kefu.serving, name)
+        # import_module, not sys.modules: run alone, this process has loaded none of them yet
+        assert getattr(importlib.import_module(module), name) is getattr(kefu.serving, name)
     with pytest.raises(AttributeError, match="has no attribute 'Classifer'"):
         kefu.serving.Classifer  # noqa: B018
