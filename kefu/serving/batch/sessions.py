@@ -20,13 +20,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
 
 from kefu.errors import ConfigError
 from kefu.serving.batch.sources import INTERNAL_PREFIX
+from kefu.serving.timestamps import epoch_seconds
 
 SESSION_KEY, ORDER_KEY, TURN_KEY = "_kefu_session", "_kefu_order", "_kefu_turn"
 KEY_FIELDS = [
@@ -139,56 +139,3 @@ def turn_number(value: Any) -> int | None:
             return None
         value = int(value)
     return value if isinstance(value, int) and 1 <= value <= MAX_TURN else None
-
-
-def epoch_seconds(value: Any) -> float | None:
-    """A time as epoch seconds: datetimes, ISO strings (2024-03-01 10:00:05, 2024/03/01T10:00,
-    also without leading zeros: 2024/3/1 9:58), epoch seconds or milliseconds (also as text,
-    with a fraction); times without a zone are read as UTC. None when unreadable."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.timestamp()
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
-    if isinstance(value, int | float):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an integer of hundreds of digits
-            return None
-        if not math.isfinite(seconds):
-            return None
-        return seconds / 1000.0 if seconds > 1e11 else seconds  # > 1e11: milliseconds
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    epoch = _EPOCH_TEXT.fullmatch(text)
-    if epoch is not None:
-        return epoch_seconds(float(text) if epoch.group(1) else int(text))
-    try:
-        return epoch_seconds(datetime.fromisoformat(_zero_padded(text)))
-    except ValueError:
-        return None
-
-
-# Epoch seconds (10 digits) or milliseconds (13), as `time.time()` logs them: maybe a fraction.
-_EPOCH_TEXT = re.compile(r"(?:[0-9]{10}|[0-9]{13})(\.[0-9]+)?", re.ASCII)
-# The date and hour as a spreadsheet writes them without leading zeros: Excel on Chinese
-# Windows exports 2024/3/1 9:58 for 2024-03-01 09:58. Left unpadded, only some rows of a day
-# (2024/10/12 10:01, not 2024/10/12 9:59) would read, and a session's turns would be reordered.
-_DATE_TIME = re.compile(
-    r"([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})(?:([ T])([0-9]{1,2})(?=:))?", re.ASCII
-)
-
-
-def _zero_padded(text: str) -> str:
-    """`text` with the ISO form of its leading date and hour: 2024/3/1 9:58 -> 2024-03-01 09:58."""
-    found = _DATE_TIME.match(text)
-    if found is None:
-        return text
-    year, month, day, separator, hour = found.groups()
-    padded = f"{year}-{int(month):02d}-{int(day):02d}"
-    if hour is not None:
-        padded += f"{separator}{int(hour):02d}"
-    return padded + text[found.end() :]

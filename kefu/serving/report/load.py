@@ -11,14 +11,14 @@ value cannot be read as a time; undecodable bytes in a text become U+FFFD.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from kefu.errors import DataError
 from kefu.serving.batch.sessions import session_key, turn_number
+from kefu.serving.timestamps import calendar_day
 from kefu.tabular import (
     DEFAULT_OPTIONS,
     ReadOptions,
@@ -35,7 +35,6 @@ REQUIRED = ("intent", "urgency", "emotion", "escalate", "reasons")
 # conversation a message was routed in (`kefu score --session-col`).
 OPTIONAL = ("queue", "model_version", "priority", "action", "session_id", "session_turn")
 BATCH_ROWS = 65_536
-_YMD = re.compile(r"(\d{4})\D{1,3}(\d{1,2})\D{1,3}(\d{1,2})")  # 2024/3/1, 2024年3月1日
 
 
 @dataclass
@@ -112,7 +111,7 @@ def read_scored(
                 escalate=[_bool(v) for v in columns["escalate"]],
                 reasons=[_reasons(v) for v in columns["reasons"]],
                 text=[repair(v) if isinstance(v, str) else None for v in columns[text_col]],
-                day=[parse_day(v) for v in columns[time_col]] if time_col else None,
+                day=[calendar_day(v) for v in columns[time_col]] if time_col else None,
                 queue=_strings(columns["queue"]),
                 model_version=_strings(columns["model_version"]),
                 priority=_strings(columns["priority"]),
@@ -127,44 +126,6 @@ def read_scored(
             )
     except ValueError as exc:  # a reasons cell that is not the JSON list it starts like
         raise DataError(f"cannot read the scored file: {exc}", file=str(source.path)) from None
-
-
-def parse_day(value: Any) -> date | None:
-    """The calendar day of a timestamp: ISO strings, datetimes, epoch seconds or milliseconds."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return _epoch_day(value)
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    if text.isascii() and text.isdigit() and len(text) in (10, 13):  # not "²" or "①"
-        return _epoch_day(int(text))
-    try:
-        return datetime.fromisoformat(text.replace("/", "-")).date()
-    except ValueError:
-        match = _YMD.match(text)
-        if not match:
-            return None
-        try:
-            return date(int(match[1]), int(match[2]), int(match[3]))
-        except ValueError:
-            return None
-
-
-def _epoch_day(value: float) -> date | None:
-    """The UTC day of epoch seconds or milliseconds (an epoch carries no zone of its own)."""
-    try:
-        seconds = float(value)
-        if seconds > 1e11:  # milliseconds
-            seconds /= 1000.0
-        return datetime.fromtimestamp(seconds, tz=UTC).date()
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def _pick(values: list[Any], indices: list[int]) -> list[Any]:

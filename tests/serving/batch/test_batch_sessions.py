@@ -23,7 +23,7 @@ from support.serving import copy_bundle, free_port
 import kefu.serving.batch.session_routing as session_routing
 from kefu.errors import ConfigError, DataError, OutputError
 from kefu.serving.batch import ScoreJob, run_local
-from kefu.serving.batch.sessions import epoch_seconds, session_key, turn_number
+from kefu.serving.batch.sessions import session_key, turn_number
 
 ROUTE = ("queue", "priority", "action", "escalate", "reasons", "candidates")
 
@@ -391,32 +391,6 @@ def test_the_ray_engine_refuses_session_columns(tmp_path, tiny_bundle, chats):
 )
 def test_turn_numbers(value, expected):
     assert turn_number(value) == expected
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("2024-03-01 10:00:05", datetime(2024, 3, 1, 10, 0, 5, tzinfo=UTC).timestamp()),
-        ("2024/03/01T10:00:05+08:00", datetime(2024, 3, 1, 2, 0, 5, tzinfo=UTC).timestamp()),
-        (1709287205, 1709287205.0),
-        ("1709287205000", 1709287205.0),
-        (datetime(2024, 3, 1, 10, 0, 5), datetime(2024, 3, 1, 10, 0, 5, tzinfo=UTC).timestamp()),
-        ("2024/3/1 9:58", datetime(2024, 3, 1, 9, 58, tzinfo=UTC).timestamp()),
-        ("2024-3-1 9:58:07+08:00", datetime(2024, 3, 1, 1, 58, 7, tzinfo=UTC).timestamp()),
-        ("2024/3/1", datetime(2024, 3, 1, tzinfo=UTC).timestamp()),
-        ("1709287205.25", 1709287205.25),
-        ("1709287205250.0", 1709287205.25),
-        ("2024-13-01 10:00", None),
-        ("12345678901.5", None),
-        ("yesterday", None),
-        ("²²²²²²²²²²", None),
-        (10**400, None),
-        (float("nan"), None),
-        (None, None),
-    ],
-)
-def test_times(value, expected):
-    assert epoch_seconds(value) == expected
 
 
 @pytest.mark.parametrize(

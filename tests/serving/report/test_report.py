@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,7 +18,6 @@ from typer.testing import CliRunner
 from kefu.cli.main import app
 from kefu.serving.report import build_report
 from kefu.serving.report.clusters import QuestionCounter, normalise_question
-from kefu.serving.report.load import parse_day
 
 runner = CliRunner()
 
@@ -83,29 +81,6 @@ def test_question_counter_keeps_memory_bounded():
         counter.add("重复的问题", "other")
     assert len(counter.forms) <= 10 and counter.pruned > 0
     assert counter.top(1)[0].count == 50
-
-
-@pytest.mark.parametrize(
-    ("value", "day"),
-    [
-        ("2024-03-01 10:00:00", date(2024, 3, 1)),
-        ("2024-03-01T23:59:59+08:00", date(2024, 3, 1)),
-        ("2024/3/1 10:00", None),
-        ("2024/03/01", date(2024, 3, 1)),
-        ("2024年3月1日 10点", date(2024, 3, 1)),
-        (1709251200, date(2024, 3, 1)),
-        ("1709251200000", date(2024, 3, 1)),
-        ("yesterday", None),
-        ("²²²²²²²²²²", None),  # digits to str.isdigit, not to float
-        (10**400, None),
-        (float("inf"), None),
-        (None, None),
-    ],
-)
-def test_parse_day(value, day):
-    if value == "2024/3/1 10:00":
-        day = date(2024, 3, 1)  # read by the year-month-day fallback
-    assert parse_day(value) == day
 
 
 def test_csv_and_jsonl_scored_files_give_the_same_report_data(tmp_path, scored, tiny_bundle):
