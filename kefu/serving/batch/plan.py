@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import kefu
 from kefu.errors import DataError
 from kefu.serving.batch.job import ScoreJob
 from kefu.serving.batch.scoring import SCORE_COLUMNS
@@ -66,6 +67,9 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
         json.dumps(bundle.manifest.files, sort_keys=True).encode()
     ).hexdigest()
     fingerprint = {
+        # Committed chunks were scored by this code: an upgrade between runs would mix two
+        # versions' outputs (routes, columns, cleaning) in one file.
+        "kefu_version": kefu.__version__,
         "engine": engine,
         "inputs": [source.fingerprint() for source in inputs],
         "output": str(job.output.resolve()),

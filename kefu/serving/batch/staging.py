@@ -10,7 +10,7 @@ fsynced and renamed), then `state.json` (same). A kill before the state rename l
 that the next run overwrites, because `state.json` still says the chunk is not committed; a kill
 after it loses nothing. A write that fails (a full disk) removes its temp file and raises an
 `OutputError` naming the file; the commit log still says where to resume. `state.json` also records a fingerprint of the inputs, the bundle and
-the options: `--resume` refuses to continue a run whose inputs or model have changed.
+the options: `--resume` refuses to continue a run whose inputs, model or kefu version have changed.
 """
 
 from __future__ import annotations
@@ -154,12 +154,17 @@ class Staging:
 
     @staticmethod
     def _check_same_run(before: dict[str, Any], now: dict[str, Any]) -> None:
-        changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
+        # The kefu version first: an upgrade explains the other differences it brings.
+        changed = sorted(
+            (key for key in set(before) | set(now) if before.get(key) != now.get(key)),
+            key=lambda key: (key != "kefu_version", key),
+        )
         if changed:
             details = "; ".join(
                 f"{key}: was {before.get(key)!r}, now {now.get(key)!r}" for key in changed[:3]
             )
             raise ConfigError(
                 f"cannot resume: the run changed since it was interrupted ({details}); "
-                "resume with the same inputs, bundle and options, or pass --fresh to start over"
+                "resume with the same kefu version, inputs, bundle and options, or pass --fresh to "
+                "start over"
             )

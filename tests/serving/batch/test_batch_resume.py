@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from support.chat_logs import chat_log, expected_bad, write_jsonl
 
+import kefu
 import kefu.serving.batch.staging as staging_module
 import kefu.serving.batch.writers as writers
 from kefu.errors import ConfigError, KefuError, OutputError
@@ -339,3 +340,23 @@ def test_resume_refuses_a_changed_policy_file(tmp_path, tiny_bundle):
     policy.write_text("rules: {long_conversation: {max_turns: 9}}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="cannot resume: the run changed .*policy: was"):
         run_local(ScoreJob(**{**job.__dict__, "resume": True}))
+
+
+def test_resume_refuses_a_run_started_by_another_kefu_version(tmp_path, tiny_bundle, monkeypatch):
+    """Committed chunks were scored by the code that started the run: resuming after an upgrade
+    would mix two versions' outputs in one file."""
+    job, staging = small_job(tmp_path, tiny_bundle, 30)
+    monkeypatch.setattr("kefu.__version__", "0.0.9")
+    fingerprint = plan_run(job, "local").fingerprint
+    monkeypatch.undo()
+    staging.mkdir()  # a run that stopped before its first commit, under kefu 0.0.9
+    (staging / "state.json").write_text(
+        json.dumps({"version": STATE_VERSION, "fingerprint": fingerprint})
+    )
+    with pytest.raises(ConfigError) as raised:
+        run_local(ScoreJob(**{**job.__dict__, "resume": True}))
+    assert str(raised.value) == (
+        "cannot resume: the run changed since it was interrupted (kefu_version: was '0.0.9', "
+        f"now {kefu.__version__!r}); resume with the same kefu version, inputs, bundle and "
+        "options, or pass --fresh to start over"
+    )
