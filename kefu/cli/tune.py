@@ -55,8 +55,8 @@ def command(
 
     require_train_extra(("sklearn", "scipy"))
 
-    from kefu.serving.bundle import read_bundle
-    from kefu.serving.deployment import Deployment
+    from kefu.serving.classifier import Classifier
+    from kefu.serving.deployment import Deployment, check_deployable
     from kefu.serving.policy_files import read_policy_file, upgrade
     from kefu.serving.routing import Reason
     from kefu.tabular.output import replacing
@@ -64,13 +64,32 @@ def command(
     from kefu.training.evaluation.escalation_sweep import choose, sweep_min_probability
     from kefu.training.evaluation.report import fmt
 
+    # Every option first (bundle, policy, the rule and heads it tunes, the file to write): a
+    # bad one fails in a second, not after the dev set is read and scored.
+    model, routing_policy = check_deployable(bundle, policy_path=policy)
+    if Reason.HIGH_URGENCY_NEGATIVE not in routing_policy.enabled:
+        source = policy if policy is not None else f"the policy of {bundle}"
+        raise InputError(
+            f"{source}: rules.high_urgency_negative is disabled, so min_probability changes "
+            "nothing; tune with a policy that leaves the rule on (enabled: true)",
+            field="--policy",
+        )
+    untrained = [head for head in ("urgency", "emotion") if not model.trained(head)]
+    if untrained:
+        raise InputError(
+            f"{bundle}: the model has no trained {' or '.join(untrained)} head, so "
+            "high_urgency_negative never fires and min_probability changes nothing",
+            field="--bundle",
+        )
+    if write_policy is not None:
+        _check_policy_target(write_policy)
     given = {
         "text_col": text_col,
         "intent_col": intent_col,
         "urgency_col": urgency_col,
         "emotion_col": emotion_col,
     }
-    columns: dict[str, Any] = trained_columns(read_bundle(bundle).training_config) | {
+    columns: dict[str, Any] = trained_columns(model.training_config) | {
         keyword: name for keyword, name in given.items() if name is not None
     }
     labelled = load_labelled(data, encoding=encoding, **columns)
@@ -80,21 +99,7 @@ def command(
         typer.echo(f"... {len(labelled.rejects) - 5} more rejected rows", err=True)
     if not labelled.rows:
         raise InputError(f"{data}: no usable labelled rows", field="--data")
-    deployment = Deployment.load(bundle, policy_path=policy, threads=threads)
-    if Reason.HIGH_URGENCY_NEGATIVE not in deployment.policy.enabled:
-        source = policy if policy is not None else f"the policy of {bundle}"
-        raise InputError(
-            f"{source}: rules.high_urgency_negative is disabled, so min_probability changes "
-            "nothing; tune with a policy that leaves the rule on (enabled: true)",
-            field="--policy",
-        )
-    untrained = [head for head in ("urgency", "emotion") if not deployment.bundle.trained(head)]
-    if untrained:
-        raise InputError(
-            f"{bundle}: the model has no trained {' or '.join(untrained)} head, so "
-            "high_urgency_negative never fires and min_probability changes nothing",
-            field="--bundle",
-        )
+    deployment = Deployment(Classifier(model, intra_op_threads=threads), routing_policy)
     current = deployment.policy.high_urgency_min_probability
     points = sweep_min_probability(deployment, labelled)
     true_rate = points[0].escalation["true_rate"]  # the labels' own: the same at every value
@@ -147,3 +152,18 @@ def command(
                 header + yaml.safe_dump(document, allow_unicode=True, sort_keys=False), "utf-8"
             )
         typer.echo(f"wrote {write_policy}")
+
+
+def _check_policy_target(path: Path) -> None:
+    """--write-policy names a file in a folder that exists (it is written after the sweep)."""
+    if path.is_dir():
+        raise InputError(
+            f"--write-policy {path} is a directory; give the path of a YAML file to write",
+            field="--write-policy",
+        )
+    if not path.parent.is_dir():
+        raise InputError(
+            f"--write-policy {path}: the folder {path.parent} does not exist; create it or "
+            "choose another path",
+            field="--write-policy",
+        )

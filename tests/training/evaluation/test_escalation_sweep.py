@@ -158,22 +158,54 @@ def test_a_file_that_cannot_tune_is_a_clear_error(trained, tmp_path, rows, messa
     assert "Traceback" not in result.output
 
 
-def test_a_policy_that_cannot_be_written_is_one_line(trained, data_dir, tmp_path):
-    _, bundle_dir, _ = trained
-    for target, reason in [
-        (tmp_path / "no" / "such" / "policy.yaml", "No such file or directory"),
-        (tmp_path, "Is a directory"),
+def test_a_policy_that_cannot_be_written_stops_before_the_dev_set_is_read(tiny_bundle, tmp_path):
+    never_read = tmp_path / "missing-dev.jsonl"  # reading it would be an error of its own
+    for target, message in [
+        (
+            tmp_path / "no" / "such" / "policy.yaml",
+            f"the folder {tmp_path / 'no' / 'such'} does not exist; create it",
+        ),
+        (tmp_path, "is a directory; give the path of a YAML file to write"),
     ]:
         result = CliRunner().invoke(
             app,
             [
-                "tune-escalation", "--bundle", str(bundle_dir), "--data",
-                str(data_dir / "dev.jsonl"), "--write-policy", str(target),
+                "tune-escalation", "--bundle", str(tiny_bundle), "--data", str(never_read),
+                "--write-policy", str(target),
             ],
         )  # fmt: skip
-        assert result.exit_code == 1, result.output
-        assert f"cannot write {target}: {reason}" in result.output
+        assert result.exit_code == 2, result.output
+        assert f"kefu tune-escalation: --write-policy {target}" in result.output
+        assert message in result.output
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("policy_text", "message"),
+    [
+        (None, "policy file {policy} does not exist"),
+        ("rules: [\n", "{policy} is not valid YAML"),
+        ("rules:\n  high_urgency_negative:\n    enabled: false\n", "{policy}: rules.high_urgency"),
+    ],
+    ids=["missing", "not-yaml", "rule-off"],
+)
+def test_a_bad_policy_stops_tuning_before_the_dev_set_is_read(
+    tiny_bundle, tmp_path, policy_text, message
+):
+    policy = tmp_path / "policy.yaml"
+    if policy_text is not None:
+        policy.write_text(policy_text, "utf-8")
+    never_read = tmp_path / "missing-dev.jsonl"  # reading it would be an error of its own
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune-escalation", "--bundle", str(tiny_bundle), "--data", str(never_read),
+            "--policy", str(policy),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert message.format(policy=policy) in result.output
+    assert "missing-dev.jsonl" not in result.output
 
 
 def test_a_model_without_urgency_or_emotion_cannot_tune(tiny_bundle, data_dir, tmp_path):
