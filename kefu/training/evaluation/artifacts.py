@@ -1,8 +1,9 @@
 """From command-line choices to files: metrics.json, report.md, PNGs, and the bundle's card.
 
 `kefu evaluate` is a thin shell over `run_evaluation`. A policy file (`--policy`) is laid over
-the bundle's policy.yaml as `kefu serve --policy` lays it, and checked before any file is read,
-so a typo stops the run at once instead of after the baseline is fitted. When the output folder is the bundle (or
+the bundle's policy.yaml as `kefu serve --policy` lays it, and checked, with every option and
+the existence of every test and training file, before any file is read, so a typo stops the run
+at once instead of after the baseline is fitted. When the output folder is the bundle (or
 inside it), or `update_bundle=True`, the metrics and the model card are also written into the
 bundle through `kefu.serving.bundle.update_bundle`, which re-seals its hashes.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from kefu.errors import DataError, InputError
 from kefu.serving.bundle import EVALUATION_DIR, read_bundle, update_bundle
 from kefu.serving.routing_policy import RoutingPolicy
+from kefu.tabular import table_file
 from kefu.training.data.loader import LabelledData, load_labelled, trained_columns, write_rejects
 from kefu.training.evaluation.card_sections import EVALUATION_KEYS
 from kefu.training.evaluation.evaluate import (
@@ -85,8 +87,6 @@ def run_evaluation(
     RoutingPolicy.for_bundle(bundle, request.policy)  # PolicyError names file, key and value
     if request.out.exists() and not request.out.is_dir():
         raise InputError(f"-o {request.out} is a file; give a folder for the report", "--out")
-    report_dir = request.out / REPORT_SUBDIR if _same(request.out, bundle.path) else request.out
-    report_dir.mkdir(parents=True, exist_ok=True)
     names = [name for name, _ in request.data]
     if len(set(names)) != len(names):
         raise InputError(
@@ -96,6 +96,15 @@ def run_evaluation(
         raise InputError(
             f"--lead {request.lead!r} names no test set; the sets are {names}", "--lead"
         )
+    # Every file exists and has a known type before the first is read: a typo in the last
+    # --data or a missing training split fails at once, not after the others are loaded.
+    for _, path in request.data:
+        table_file(path)
+    train_files = resolve_train_data(request.train_data, request.data[0][1], bundle.training_config)
+    for path, _ in train_files:
+        table_file(path)
+    report_dir = request.out / REPORT_SUBDIR if _same(request.out, bundle.path) else request.out
+    report_dir.mkdir(parents=True, exist_ok=True)
     reading = (request.encoding, request.max_record_lines)
     # a team's test files come from the same export as its training files: same column names
     test_columns = trained_columns(bundle.training_config) | request.columns
@@ -115,7 +124,7 @@ def run_evaluation(
     ]
     for test_set in test_sets:
         name_conversations(test_set.data, request.session_col, request.turn_col)
-    train_data = training_data(request, bundle.training_config, log)
+    train_data = training_data(request, train_files, bundle.training_config, log)
     public_sets = None
     if request.public_dev is not None:
         public_sets = load_public_sets(request.public_dev, request.public_dev_limit)
@@ -185,10 +194,12 @@ def resolve_train_data(
 
 
 def training_data(
-    request: EvaluationRequest, config: Mapping[str, Any], log: Callable[[str], None]
+    request: EvaluationRequest,
+    files: list[tuple[Path, float]],  # resolve_train_data's
+    config: Mapping[str, Any],
+    log: Callable[[str], None],
 ) -> TrainingData:
     """The files the bundle was trained on, as one set of rows with per-row weights."""
-    files = resolve_train_data(request.train_data, request.data[0][1], config)
     columns = _train_columns(request, config)
     rows, weights = [], []
     for path, weight in files:

@@ -196,6 +196,42 @@ def test_bad_test_set_options_exit_2(tiny_bundle, data_dir, tmp_path, extra, mes
     assert message in result.output
 
 
+def test_bad_test_set_options_leave_no_report_folder(tiny_bundle, data_dir, tmp_path):
+    out = tmp_path / "report"
+    result = run_cli(
+        "--bundle", tiny_bundle, "--data", data_dir / "test.jsonl", "-o", out, "--lead", "reel"
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "missing"),
+    [
+        (["--data", "real={missing}"], "missing.jsonl"),  # the last of several test sets
+        (["--train-data", "{missing}"], "missing.jsonl"),  # the baseline's training split
+    ],
+    ids=["test-set", "train-data"],
+)
+def test_a_missing_file_stops_evaluation_before_any_file_is_read(
+    tiny_bundle, data_dir, tmp_path, monkeypatch, extra, missing
+):
+    read = []
+    monkeypatch.setattr(
+        "kefu.training.evaluation.artifacts.load_labelled",
+        lambda path, **_: read.append(path),
+    )
+    missing_path = tmp_path / missing
+    result = run_cli(
+        "--bundle", tiny_bundle, "--data", f"seed={data_dir / 'test.jsonl'}", "-o",
+        tmp_path / "out", *(arg.format(missing=missing_path) for arg in extra),
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert f"kefu evaluate: file {missing_path}: input file does not exist" in result.output
+    assert read == []  # not one test or training file was read before the error
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_report_folder_that_is_a_file_is_refused(tiny_bundle, data_dir, tmp_path):
     taken = tmp_path / "report"
     taken.write_text("mine", "utf-8")
