@@ -10,7 +10,8 @@ Everything runs on the bundle's ONNX files through `kefu.serving.deployment.Depl
 code serving runs, so the numbers describe the deployed model and not a torch twin of it.
 The routing blocks (`escalation`, `conversations`) route with the bundle's policy, or with a
 policy file laid over it as a deployment serves it (`policy`), and name which (`"policy"`:
-the file's name or "bundle", as `GET /v1/model` does): a tuned policy hands over other messages.
+the file's name or "bundle", as `GET /v1/model` does; `"policy_sha256"`: the sha256 of its
+bytes, as the manifest pins the bundle's policy.yaml): a tuned policy hands over other messages.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from kefu.errors import BundleError, DataError
-from kefu.serving.bundle import METRICS, Bundle, read_bundle
+from kefu.serving.bundle import METRICS, POLICY, Bundle, read_bundle, sha256_file
 from kefu.serving.deployment import Deployment
 from kefu.serving.policy_files import policy_source
 from kefu.serving.taxonomy import HEADS
@@ -88,6 +89,7 @@ class Models:
     int8: Deployment | None
     baselines: dict[str, HeadBaseline | None]
     policy_source: str  # names the routing policy: its file, or "bundle" (`policy_source`)
+    policy_sha256: str | None = None  # of the file's bytes, or the bundle's sealed policy.yaml
 
 
 def evaluate_bundle(
@@ -166,7 +168,15 @@ def _load_models(
             else None
         )
     fp32 = Deployment.load(bundle.path, variant="fp32", policy_path=policy, threads=threads)
-    return Models(fp32, int8, baselines, policy_source(policy))
+    return Models(fp32, int8, baselines, policy_source(policy), _policy_sha256(bundle, policy))
+
+
+def _policy_sha256(bundle: Bundle, policy: str | Path | None) -> str | None:
+    """The content of the policy routed with, as the bundle's manifest pins its policy.yaml:
+    two files of one name (a tuned.yaml per week) are told apart by it."""
+    if policy is None:
+        return bundle.manifest.files.get(POLICY)
+    return sha256_file(Path(policy))
 
 
 def _evaluate_set(
@@ -231,7 +241,7 @@ def _evaluate_set(
     sources = by_source(data, golds, outputs.heads, labels, min_support)
     if sources:
         block["by_source"] = sources
-    routed_with = {"policy": models.policy_source}
+    routed_with = {"policy": models.policy_source, "policy_sha256": models.policy_sha256}
     block["escalation"] = (
         escalation_block(data, outputs.decisions, models.fp32.policy) | routed_with
     )

@@ -202,14 +202,17 @@ def set_blocks(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]
 
 def routed_with(routing: Mapping[str, Any]) -> str:
     """Which policy a routing block was routed with, as a clause: a tuned policy file hands
-    over other messages than the bundle's own, so the numbers mean nothing without it. Blocks
-    written before evaluation recorded it say nothing."""
+    over other messages than the bundle's own, so the numbers mean nothing without it; the
+    start of its sha256 tells apart two files of one name. Blocks written before evaluation
+    recorded it say nothing."""
     source = routing.get("policy")
     if source is None:
         return ""
+    sha256 = routing.get("policy_sha256")  # absent from blocks written before it was recorded
+    content = f" (sha256 `{sha256[:12]}`)" if sha256 else ""
     if source == BUNDLE_SOURCE:
-        return " Routed with the bundle's policy.yaml."
-    return f" Routed with the policy file `{source}` laid over the bundle's policy.yaml."
+        return f" Routed with the bundle's policy.yaml{content}."
+    return f" Routed with the policy file `{source}`{content} laid over the bundle's policy.yaml."
 
 
 def escalation_table(block: Mapping[str, Any]) -> list[str]:

@@ -76,6 +76,7 @@ def test_evaluating_into_the_bundle_updates_metrics_and_card_and_keeps_it_valid(
         "## Intended use",
         "## Known limits",
         "95% bootstrap intervals from 1000 resamples",
+        f"Routed with the bundle's policy.yaml (sha256 `{updated.manifest.files['policy.yaml'][:12]}`).",
     ):
         assert expected in card, expected
     assert "| custom: uncertainty" not in card  # an evaluation block, not a training record

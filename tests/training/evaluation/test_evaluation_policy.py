@@ -2,6 +2,7 @@
 (laid over its policy.yaml as `kefu serve --policy` lays it) and say which policy they are of;
 a bad file stops the run with one line naming the file, the key and the value."""
 
+import hashlib
 import json
 
 import pytest
@@ -66,10 +67,23 @@ def test_escalation_is_routed_with_the_policy_file_laid_over_the_bundles(
     assert metrics["real"]["conversations"]["policy"] == "tuned.yaml"
 
 
-def test_the_report_says_which_policy_the_routing_numbers_are_of(evaluated):
+def test_the_routing_blocks_record_the_policy_files_content_hash(evaluated, tuned):
+    """Two files named alike (this week's tuned.yaml and last week's) are told apart."""
+    _, metrics = evaluated
+    content = hashlib.sha256(tuned.read_bytes()).hexdigest()
+    for block in (metrics["escalation"], metrics["real"]["escalation"]):
+        assert block["policy_sha256"] == content
+    assert metrics["real"]["conversations"]["policy_sha256"] == content
+
+
+def test_the_report_says_which_policy_the_routing_numbers_are_of(evaluated, tuned):
     out, _ = evaluated
     report = (out / "report.md").read_text(encoding="utf-8")
-    said = "Routed with the policy file `tuned.yaml` laid over the bundle's policy.yaml."
+    content = hashlib.sha256(tuned.read_bytes()).hexdigest()[:12]
+    said = (
+        f"Routed with the policy file `tuned.yaml` (sha256 `{content}`) laid over the bundle's "
+        "policy.yaml."
+    )
     escalation = [line for line in report.splitlines() if line.startswith("Escalation:")]
     conversations = [line for line in report.splitlines() if line.startswith("Conversations:")]
     assert len(escalation) == 2 and all(said in line for line in escalation)
@@ -87,7 +101,12 @@ def test_without_policy_the_blocks_name_the_bundles_own(tiny_bundle, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["escalation"]["policy"] == "bundle"
-    assert "Routed with the bundle's policy.yaml." in (out / "report.md").read_text("utf-8")
+    # identified as the manifest pins it, the sha256 of the bundle's policy.yaml
+    sealed = read_bundle(tiny_bundle).manifest.files["policy.yaml"]
+    assert sealed == hashlib.sha256((tiny_bundle / "policy.yaml").read_bytes()).hexdigest()
+    assert metrics["escalation"]["policy_sha256"] == sealed
+    said = f"Routed with the bundle's policy.yaml (sha256 `{sealed[:12]}`)."
+    assert said in (out / "report.md").read_text("utf-8")
 
 
 @pytest.mark.parametrize(
