@@ -13,7 +13,11 @@ from typing import Any
 from kefu.bench.cells import Row, in_column, num, per_variant, texts_row, times
 from kefu.bench.ratio_rows import ratio_rows
 from kefu.bench.ratios import VARIANTS, best_just_before, divided, lookup
+from kefu.serving.preview import cut
 from kefu.serving.taxonomy import HEADS
+
+ERROR_CHARS = 100  # longest error shown in a row, its "…" included
+CELL_ERROR_CHARS = 80  # in one variant's column
 
 
 def table_rows(results: dict[str, Any]) -> list[list[Row]]:
@@ -34,7 +38,7 @@ def table_rows(results: dict[str, Any]) -> list[list[Row]]:
         if part is not None:
             failed = "error" in part
             sections.append(
-                [Row(name, f"failed: {str(part['error'])[:100]}")]
+                [Row(name, f"failed: {cut(str(part['error']), ERROR_CHARS)}")]
                 if failed
                 else build(part, results)
             )
@@ -83,7 +87,9 @@ def _torch_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
 def _server_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
     variants = part["variants"]
     failed = {v: run["error"] for v, run in variants.items() if "error" in run}
-    rows = [Row("HTTP server", f"{v} failed: {error[:100]}") for v, error in failed.items()]
+    rows = [
+        Row("HTTP server", f"{v} failed: {cut(error, ERROR_CHARS)}") for v, error in failed.items()
+    ]
     served = {v: run for v, run in variants.items() if v not in failed}
 
     def reference(variant: str) -> str:
@@ -191,7 +197,7 @@ def _batch_rows(part: dict[str, Any], results: dict[str, Any]) -> list[Row]:
         if "skipped" in run:
             value = f"skipped: {run['skipped']}"
         elif "error" in run:
-            value = f"failed: {run['error'][:80]}"
+            value = f"failed: {cut(run['error'], CELL_ERROR_CHARS)}"
         else:
             label += ": rows/s, peak PSS"
             value = f"{num(run['rows_per_s'], 0)} rows/s, {num(run['peak_pss_mb'], 0)} MB"

@@ -7,7 +7,8 @@ emoji sequence (a family joined by U+200D, a flag, a skin tone, a keycap) or bet
 and its accent, and gave no sign that anything was left out. `preview` cuts only between
 characters as a reader sees them (grapheme clusters, by the rules of UAX #29 that such text
 meets: combining marks, joiners, variation selectors, emoji modifiers and tags, flag pairs,
-CR LF, surrogate pairs) and between whole escapes, and ends a cut with "…".
+CR LF, surrogate pairs) and between whole escapes, and ends a cut with "…". `cut` does the
+same to a text shown as it is (a report's example message, a path echoed in an HTTP error).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ PREVIEW_CHARS = 40  # longest preview, the ellipsis included
 ELLIPSIS = "…"
 ZWJ = "\u200d"
 
+LONGEST_ESCAPE = len("\\U0001f600")
 # One unit of a repr: a backslash escape as a whole, or one code point.
 _UNIT = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)|.", re.DOTALL)
 _ESCAPED = {"n": "\n", "r": "\r", "t": "\t"}
@@ -33,11 +35,21 @@ _EXTENDING = (
 def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
     """`repr(value)` if it fits in `limit` characters, else its longest beginning made of whole
     characters and escapes that fits with "…" after it."""
-    shown = repr(value)
-    if len(shown) <= limit:
-        return shown
-    units = _UNIT.findall(shown)
-    chars = [_meant(unit) for unit in units]
+    return cut(repr(value), limit, escaped=True)
+
+
+def cut(text: str, limit: int = PREVIEW_CHARS, *, escaped: bool = False) -> str:
+    """`text` itself (not its repr) if it fits in `limit` characters, else its longest beginning
+    made of whole characters that fits with "…" after it. `escaped`: `text` spells characters
+    as backslash escapes (a repr, or `str.encode(..., "backslashreplace")`), kept whole too.
+
+    Only the head of `text` is looked at, so a cut costs the same however long the text is.
+    """
+    if len(text) <= limit:
+        return text
+    head = text[: limit + LONGEST_ESCAPE]  # the units that fit, and the one after them whole
+    units = _UNIT.findall(head) if escaped else list(head)
+    chars = [_meant(unit) for unit in units] if escaped else units
     room = limit - len(ELLIPSIS)
     length = kept = 0
     for index, unit in enumerate(units):
@@ -46,7 +58,7 @@ def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
         length += len(unit)
         if _boundary(chars, index + 1):
             kept = length
-    return shown[:kept] + ELLIPSIS
+    return text[:kept] + ELLIPSIS
 
 
 def _meant(unit: str) -> str:

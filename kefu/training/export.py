@@ -28,6 +28,7 @@ import torch
 from kefu.errors import KefuError
 from kefu.serving.bundle import ONNX_INPUTS, ONNX_OUTPUTS
 from kefu.serving.classifier import make_session
+from kefu.serving.preview import preview
 from kefu.serving.taxonomy import HEADS
 from kefu.serving.tokenization import HEAD_SHARE, TextEncoder, normalize_text
 from kefu.training.base_tokenizer import load_base_tokenizer
@@ -229,7 +230,7 @@ def check_tokenizer_parity(base_model_dir: Path, encoder: TextEncoder, texts: li
         expected = [tokenizer.cls_token_id, *ids, tokenizer.sep_token_id]
         if expected != served[index]:
             raise ExportCheckError(
-                f"tokenizer parity failed on text {index} ({texts[index][:40]!r}): "
+                f"tokenizer parity failed on text {index} ({preview(texts[index])}): "
                 f"transformers gives {expected[:12]}..., serving's TextEncoder gives "
                 f"{served[index][:12]}...; the bundle's tokenizer.json is not the base model's"
             )

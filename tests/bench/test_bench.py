@@ -11,6 +11,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from kefu.bench.cells import Row
 from kefu.bench.flops import flops_per_message
 from kefu.bench.plan import QUICK
 from kefu.bench.ratios import compute_ratios
@@ -361,3 +362,15 @@ def test_a_run_with_a_failed_part_is_partial_and_leaves_the_summary(
     assert results["failed"] == ["flops"] and path.name.endswith("-quick-partial.json")
     assert results["parts"]["flops"] == {"error": "RuntimeError: no FLOPs today"}
     assert readme.read_text(encoding="utf-8") == "the last complete run"
+
+
+def test_a_long_error_in_the_table_is_cut_and_marked():
+    """A long error (a traceback's last line, a server log) keeps the table readable and says
+    that it was cut."""
+    error = "RuntimeError: " + "x" * 200
+    (failed, *_) = table_rows({"parts": {"flops": {"error": error}}})
+    assert failed == [Row("flops", f"failed: {error[:99]}…")]
+    (server, *_) = table_rows({"parts": {"server": {"variants": {"int8": {"error": error}}}}})
+    assert server[0] == Row("HTTP server", f"int8 failed: {error[:99]}…")
+    short = table_rows({"parts": {"flops": {"error": "RuntimeError: no FLOPs today"}}})
+    assert short[0] == [Row("flops", "failed: RuntimeError: no FLOPs today")]

@@ -3,7 +3,7 @@ escapes, with "…" where the cut is."""
 
 import pytest
 
-from kefu.serving.preview import PREVIEW_CHARS, preview
+from kefu.serving.preview import PREVIEW_CHARS, cut, preview
 
 FAMILY = (
     "👨\u200d👩\u200d👧"  # one character on screen, five code points (repr escapes the joiners)
@@ -40,3 +40,37 @@ def test_a_long_value_is_cut_with_an_ellipsis_within_the_limit():
 def test_a_cut_never_splits_a_character_or_an_escape(value, shown):
     assert preview(value) == shown + "…"
     assert len(shown) < PREVIEW_CHARS
+
+
+def test_cut_shows_a_text_as_it_is():
+    assert cut("在吗") == "在吗"  # no quotes: a text shown as text
+    assert cut("x" * PREVIEW_CHARS) == "x" * PREVIEW_CHARS
+    assert cut("x" * 100) == "x" * 39 + "…"
+    assert cut("x" * 100, 10) == "x" * 9 + "…"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("x" + FAMILY * 10, "x" + FAMILY * 7),  # 1 + 7 x 5 code points; joiners kept with it
+        ("👍🏽" * 30, "👍🏽" * 19),
+        ("x" + "🇨🇳" * 30, "x" + "🇨🇳" * 19),
+        ("e\u0301" * 30, "e\u0301" * 19),
+        ("ab\r\n" * 20, "ab\r\n" * 9 + "ab"),
+    ],
+)
+def test_cut_never_splits_a_character(text, shown):
+    assert cut(text) == shown + "…"
+    assert len(shown) < PREVIEW_CHARS
+
+
+def test_cut_of_escaped_text_keeps_each_escape_whole():
+    spelt = "\\udc80" * 20  # lone surrogates as str.encode(..., "backslashreplace") spells them
+    assert cut(spelt, 40, escaped=True) == "\\udc80" * 6 + "…"
+    assert cut(spelt, 40) == spelt[:39] + "…"  # not escaped: its backslashes are characters
+
+
+def test_cut_looks_at_the_head_only():
+    huge = "x" * 10_000_000
+    assert cut(huge) == "x" * 39 + "…"
+    assert cut(huge, escaped=True) == "x" * 39 + "…"

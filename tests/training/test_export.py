@@ -128,3 +128,8 @@ def test_tokenizer_parity_fails_for_another_vocabulary(base_dir, tmp_path):
     wrong = TextEncoder.from_file(other / "tokenizer.json", max_length=16)
     with pytest.raises(ExportCheckError, match="tokenizer parity failed on text 0"):
         check_tokenizer_parity(base_dir, wrong, TEXTS)
+    long_text = "我的快递三天没动了" * 8
+    with pytest.raises(ExportCheckError) as failed:
+        check_tokenizer_parity(base_dir, wrong, [long_text])
+    # the text quoted whole-character-wise and marked as cut, not its first 40 characters bare
+    assert f"on text 0 ('{long_text[:38]}…): " in str(failed.value)

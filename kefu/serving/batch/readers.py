@@ -17,6 +17,7 @@ import pyarrow as pa
 from kefu.serving.batch.job import ReadCounts
 from kefu.serving.batch.sources import INTERNAL_PREFIX
 from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
+from kefu.serving.preview import preview
 from kefu.tabular import (
     DEFAULT_OPTIONS,
     Block,
@@ -110,5 +111,8 @@ def reserved_key(values: dict[str, Any] | None) -> tuple[str, str] | None:
     carry a key the engines use in flight; scored, it would be dropped or take over a column."""
     for key in values or ():
         if isinstance(key, str) and key.startswith(INTERNAL_PREFIX):
-            return "reserved_column", f"key {key[:64]!r} starts with {INTERNAL_PREFIX!r} (reserved)"
+            return (
+                "reserved_column",
+                f"key {preview(key)} starts with {INTERNAL_PREFIX!r} (reserved)",
+            )
     return None

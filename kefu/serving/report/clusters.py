@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kefu.serving.preview import cut
+
 JACCARD = 0.6
 BANDS, ROWS_PER_BAND = 20, 3
 MAX_FORMS = 200_000
-EXAMPLE_CHARS = 120
+EXAMPLE_CHARS = 120  # longest example shown, its "…" included (cut between whole characters)
 # A repeated question is short; the head of a 20,000-character paste still tells its repeats,
 # and memory (the form as a key, its bigrams in MinHash) stays bounded per form.
 MAX_FORM_CHARS = 300
@@ -79,7 +81,7 @@ class QuestionCounter:
         if form is None:
             if len(self.forms) >= self.max_forms:
                 self._prune()
-            form = self.forms[key] = _Form(example=" ".join(text.split())[:EXAMPLE_CHARS])
+            form = self.forms[key] = _Form(example=cut(" ".join(text.split()), EXAMPLE_CHARS))
         form.count += 1
         form.intents[intent] += 1
 

@@ -5,7 +5,8 @@ FastAPI's request validation, and Starlette's routing errors (404, 405, unreadab
 Client mistakes are 4xx with a code a program can branch on, a message a person can act on and
 the JSON path of the offending field; 503 carries Retry-After; a 500 only ever means a bug in
 kefu (the last-resort middleware), never bad input. Whatever of the request is echoed (field
-names, paths, values) is cut to `ECHO_CHARS` characters, so a 1 MB key cannot make a 2 MB answer.
+names, paths, values) is cut to `ECHO_CHARS` characters, so a 1 MB key cannot make a 2 MB answer;
+the cut falls between whole characters and escapes and is marked with "…" (`kefu.serving.preview`).
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kefu.errors import KefuError
+from kefu.serving.preview import ELLIPSIS, cut
 
-ECHO_CHARS = 64  # longest piece of the caller's input quoted back in an error
+ECHO_CHARS = 64  # longest piece of the caller's input quoted back in an error, before its "…"
 
 
-def shown(value: object) -> str:
-    """`value` as echoed in an error: at most ECHO_CHARS characters, then an ellipsis."""
+def shown(value: object, *, escaped: bool = False) -> str:
+    """`value` as echoed in an error: at most ECHO_CHARS characters, then "…" where it was cut,
+    never inside a character (an emoji sequence, a letter and its accent) nor, when `escaped`
+    (a repr, or text whose lone surrogates are spelt as `\\udc80`), inside an escape."""
     text = value if isinstance(value, str) else str(value)
-    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…"
+    return cut(text, ECHO_CHARS + len(ELLIPSIS), escaped=escaped)
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def check_messages(
         if answered_id in first_with_id:
             field = request.message_field(index, "id")
             raise InputError(
-                f"{field} is {shown(repr(answered_id))}, the id of "
+                f"{field} is {shown(repr(answered_id), escaped=True)}, the id of "
                 f"{request.message_field(first_with_id[answered_id], 'id')} too (a message "
                 "without an id is answered under its position); give each message its own id",
                 field,
@@ -90,7 +90,7 @@ def check_messages(
             if intent is not None and intent not in known_intents:
                 field = f"{request.message_field(index, 'context')}.previous_intents[{position}]"
                 raise InputError(
-                    f"{field} is {shown(repr(intent))}, not an intent id; "
+                    f"{field} is {shown(repr(intent), escaped=True)}, not an intent id; "
                     "the ids are listed at GET /v1/model",
                     field,
                     "unknown_intent",
@@ -137,7 +137,8 @@ def metadata_values(value: Any, path: str, depth: int = 1) -> Iterator[tuple[str
     if isinstance(value, dict):
         for key, item in value.items():
             # a key is input too: cut, and a lone surrogate spelt out (no answer can hold one)
-            item_path = f"{path}.{shown(key.encode('utf-8', 'backslashreplace').decode())}"
+            spelt = key.encode("utf-8", "backslashreplace").decode()
+            item_path = f"{path}.{shown(spelt, escaped=True)}"
             yield item_path, key, depth
             yield item_path, item, depth
             if depth <= MAX_METADATA_DEPTH:

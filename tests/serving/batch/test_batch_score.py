@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from kefu.cli.main import app
 from kefu.errors import ConfigError
 from kefu.serving.batch import ScoreJob, run_local
+from kefu.serving.batch.readers import reserved_key
 from kefu.serving.batch.scoring import SCORE_COLUMNS
 from kefu.serving.classifier import Classifier
 from kefu.serving.routing import ConversationContext, decide
@@ -297,7 +298,18 @@ def test_a_reserved_key_late_in_a_jsonl_file_rejects_that_row(tmp_path, tiny_bun
     assert (summary.scored, summary.rejected) == (1_001, 1)
     (reject,) = read_rejects(tmp_path / "out.parquet")
     assert (reject["line"], reject["id"], reject["reason"]) == (1_002, "late", "reserved_column")
+    assert reject["detail"] == "key '_kefu_order' starts with '_kefu_' (reserved)"
     assert pq.read_table(tmp_path / "out.parquet").column_names[:2] == ["id", "text"]
+
+
+def test_a_long_reserved_key_is_quoted_cut_and_marked():
+    key = "_kefu_x" + "👍🏽" * 40
+    reason, detail = reserved_key({"text": "在吗", key: 1})
+    # a plain cut at 64 characters of the key kept a hand without its skin tone, and no mark
+    assert (reason, detail) == (
+        "reserved_column",
+        f"key '_kefu_x{'👍🏽' * 15}… starts with '_kefu_' (reserved)",
+    )
 
 
 def test_a_csv_record_is_refused_for_its_length_only_past_the_text_limit(tmp_path, tiny_bundle):

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from kefu.cli.main import app
 from kefu.serving.report import build_report
-from kefu.serving.report.clusters import QuestionCounter, normalise_question
+from kefu.serving.report.clusters import EXAMPLE_CHARS, QuestionCounter, normalise_question
 
 runner = CliRunner()
 
@@ -72,6 +72,20 @@ def test_question_normalisation_folds_spellings():
     assert normalise_question("订单[订单x]退款12") == normalise_question("订单[订单y]退款 345")
     assert normalise_question("ＯＫ👍") == "ok"
     assert normalise_question("🙂！！") == ""
+
+
+def test_a_long_example_is_cut_between_whole_characters_and_marked():
+    counter = QuestionCounter()
+    # 119 characters, then a hand and its skin tone: a plain cut at 120 kept the hand alone
+    head = "我的快递怎么还没到" * 13 + "啊啊"
+    for _ in range(2):
+        counter.add(head + "👍🏽" * 5, "logistics")
+    (cluster,) = counter.top(1)
+    assert cluster.example == head + "…"
+    assert len(cluster.example) <= EXAMPLE_CHARS
+    counter.add("短的问题", "other")
+    counter.add("短的问题", "other")
+    assert counter.top(2)[1].example == "短的问题"  # a short one is shown whole
 
 
 def test_question_counter_keeps_memory_bounded():

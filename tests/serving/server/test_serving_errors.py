@@ -21,6 +21,9 @@ def error(code, message, field=None):
     return {"error": {"code": code, "message": message, "field": field}}
 
 
+FAMILY = "👨\u200d👩\u200d👧"  # one character on screen; its repr escapes the joiners
+FAMILY_SHOWN = "👨\\u200d👩\\u200d👧"
+LOW_SURROGATE_SHOWN = "\\udc80"  # a lone surrogate spelt out, as an answer must
 ALLOWED_ONE_OR_OTHER = "request needs 'text' (one message) or 'messages' (a batch)"
 
 CASES = [
@@ -186,6 +189,43 @@ CASES = [
             "messages[1].id is '1', the id of messages[0].id too (a message without an id is "
             "answered under its position); give each message its own id",
             "messages[1].id",
+        ),
+    ),
+    (
+        "a long id cut between whole characters and escapes",
+        json.dumps(
+            {"messages": [{"id": FAMILY * 10, "text": "x"}, {"id": FAMILY * 10, "text": "y"}]},
+            ensure_ascii=False,
+        ).encode(),
+        422,
+        error(
+            "duplicate_id",
+            # 1 + 4 x 15 characters of repr: a fifth family would pass 64, and a plain cut
+            # stopped inside its first joiner's escape ("\u")
+            f"messages[1].id is '{FAMILY_SHOWN * 4}…, the id of messages[0].id too (a message "
+            "without an id is answered under its position); give each message its own id",
+            "messages[1].id",
+        ),
+    ),
+    (
+        "a long metadata key of lone surrogates cut between whole escapes",
+        json.dumps({"messages": [{"text": "a", "metadata": {"\udc80" * 20: 1}}]}).encode(),
+        422,
+        error(
+            "invalid_text",
+            f"messages[0].metadata.{LOW_SURROGATE_SHOWN * 10}… contains a lone surrogate "
+            "'\\udc80' at position 0; send valid UTF-8 text",
+            f"messages[0].metadata.{LOW_SURROGATE_SHOWN * 10}…",
+        ),
+    ),
+    (
+        "a long unknown field cut between whole characters",
+        json.dumps({"text": "a", "k" * 63 + "👍🏽" * 2: 1}, ensure_ascii=False).encode(),
+        422,
+        error(
+            "unknown_field",
+            f"unknown field {'k' * 63}…; check the spelling against the API docs at /docs",
+            f"{'k' * 63}…",  # not the hand without its skin tone
         ),
     ),
     (
