@@ -38,9 +38,9 @@ from kefu.serving.batch.progress import ProgressReporter
 from kefu.serving.batch.readers import Chunk, count_chunks, read_chunks
 from kefu.serving.batch.scoring import Scorer, attach_scores
 from kefu.serving.batch.session_routing import SessionRouter
-from kefu.serving.batch.sessions import annotate, without_internal
+from kefu.serving.batch.sessions import annotate
 from kefu.serving.batch.staging import RESUME_HINT, RunState, Staging
-from kefu.serving.batch.writers import concat_lines, unified_schema, write_output
+from kefu.serving.batch.writers import concat_lines, merge_scored
 from kefu.serving.classifier import ort_threads
 from kefu.tabular import estimate_records
 
@@ -77,10 +77,10 @@ def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
         staging.save(state)
     summary = state.summary()
     summary.check()
-    router = _session_router(job, plan, staging)
+    router = SessionRouter.for_run(job.sessions, plan.policy, staging.directory / "sessions")
     finalise(staging, state, job.output, plan, router)
-    if router is not None and job.sessions is not None:
-        for line in router.stats.lines(job.sessions):
+    if router is not None:
+        for line in router.lines():
             console.print(line, highlight=False, soft_wrap=True)
     summary.files, summary.engine = len(plan.inputs), "local"
     summary.output, summary.rejects_file = str(job.output), str(plan.rejects_path)
@@ -102,17 +102,12 @@ def finalise(
     With sessions, `router` first routes every row with its conversation's context.
     """
     parts = staging.parts(state)
-    schema = unified_schema(without_internal(pq.read_schema(part)) for part in parts)
 
     def tables() -> Iterator[pa.Table]:
         return (pq.read_table(part) for part in parts)
 
-    routed = router.routed(tables, state.scored) if router is not None else tables()
-    rows = write_output(
-        routed, schema, output, plan.output_format, excel_csv=plan.excel_csv, hint=RESUME_HINT
-    )
-    if rows != state.scored:
-        raise RuntimeError(f"merge wrote {rows} rows but {state.scored} were committed")
+    schemas = (pq.read_schema(part) for part in parts)
+    merge_scored(tables, schemas, state.scored, plan, output, router, hint=RESUME_HINT)
     concat_lines(staging.reject_files(state), plan.rejects_path, hint=RESUME_HINT)
     staging.remove()
 
@@ -124,12 +119,6 @@ def _annotated(job: ScoreJob, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
         if spec is not None:
             chunk.table = annotate(chunk.table, spec)
         yield chunk
-
-
-def _session_router(job: ScoreJob, plan: RunPlan, staging: Staging) -> SessionRouter | None:
-    if job.sessions is None or plan.policy is None:
-        return None
-    return SessionRouter(job.sessions, plan.policy, staging.directory / "sessions")
 
 
 def _pending_chunks(job: ScoreJob, plan: RunPlan, state: RunState) -> Iterator[Chunk]:

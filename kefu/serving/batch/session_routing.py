@@ -94,6 +94,20 @@ class SessionRouter:
         self.spec, self.policy, self.workdir = spec, policy, workdir
         self.stats = SessionStats()
 
+    @classmethod
+    def for_run(
+        cls, spec: SessionSpec | None, policy: RoutingPolicy | None, workdir: Path
+    ) -> SessionRouter | None:
+        """The router of a run with session options (either engine); None without them, or
+        without a policy to decide with."""
+        if spec is None or policy is None:
+            return None
+        return cls(spec, policy, workdir)
+
+    def lines(self) -> list[str]:
+        """The summary lines of the last `routed` run."""
+        return self.stats.lines(self.spec)
+
     def routed(self, parts: Callable[[], Iterable[pa.Table]], rows: int) -> Iterator[pa.Table]:
         """The parts (`parts()` is called twice) with session-aware routes, hidden columns kept
         for the caller's schema to drop."""

@@ -1,5 +1,9 @@
 """The final merge: committed parts, in order, into one Parquet, CSV, JSONL or xlsx output file.
 
+`merge_scored` is the merge a run ends with: with session options, the rows are routed with
+their conversations' context on the way (`session_routing.SessionRouter`), then written by
+`write_output`.
+
 Parts are read one at a time, so the merge holds at most `ROW_GROUP_ROWS` rows. Inputs may
 disagree on columns (a later file adds one) or on types (a JSONL column that is 1 in one chunk
 and 1.5 in another): the output schema is the union of the input columns in order of first
@@ -14,17 +18,22 @@ from __future__ import annotations
 import codecs
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from kefu.serving.batch.scoring import SCORE_COLUMNS, SCORE_SCHEMA
+from kefu.serving.batch.sessions import without_internal
 from kefu.tabular.output import replacing
 from kefu.tabular.xlsx import write_xlsx
+
+if TYPE_CHECKING:
+    from kefu.serving.batch.plan import RunPlan
+    from kefu.serving.batch.session_routing import SessionRouter
 
 ROW_GROUP_ROWS = 65_536  # rows per Parquet row group: small groups make readers slow
 CSV_LIST_SEPARATOR = ";"  # reason codes and intent ids never contain it
@@ -54,6 +63,32 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         column = table.column(field.name)
         columns.append(column if column.type == field.type else _cast(column, field.type))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def merge_scored(
+    parts: Callable[[], Iterable[pa.Table]],
+    schemas: Iterable[pa.Schema],
+    scored: int,
+    plan: RunPlan,
+    output: Path,
+    router: SessionRouter | None = None,
+    hint: str = "",
+) -> None:
+    """Write the scored parts of a run to `output`, each row routed with its conversation's
+    context first when `router` is given.
+
+    `parts()` yields the parts in input order, scored rows only, with the columns kefu carries
+    in flight (`_kefu_*`, dropped here); it is called twice with a router, which partitions the
+    rows before it routes them. `schemas` are the parts' schemas; `scored` counts their rows,
+    and a merge that writes another number is a bug, raised.
+    """
+    schema = unified_schema(without_internal(found) for found in schemas)
+    routed = router.routed(parts, scored) if router is not None else parts()
+    rows = write_output(
+        routed, schema, output, plan.output_format, excel_csv=plan.excel_csv, hint=hint
+    )
+    if rows != scored:
+        raise RuntimeError(f"merge wrote {rows} rows but {scored} were scored")
 
 
 def write_output(
