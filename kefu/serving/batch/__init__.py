@@ -6,7 +6,8 @@ The batch path holds no model logic: every row goes through `Classifier.predict`
 `routing.decide`, exactly as the HTTP route does. What lives here is the plumbing around them:
 chunks cut by `kefu.tabular`'s streaming reader, chunked and resumable commits, a process pool,
 a progress bar and the final merge into one output file plus `OUTPUT.rejects.jsonl`.
-`ray_engine.py` runs the same readers and the same `Scorer` on Ray Data.
+`ray_engine.py` runs the same readers, the same `Scorer` and the same merge (with
+`--session-col`, the same conversation routing) on Ray Data.
 """
 
 from kefu.serving.batch.job import ScoreJob, Summary

@@ -8,9 +8,16 @@ cluster (kefu must be installed on its nodes and the inputs and output on storag
 Pipeline: read (a Datasource with one task per input file, running kefu's streaming readers so
 rejects, line numbers and column types match the local engine) -> `map_batches` over a pool of
 `ScoringActor`s (ActorPoolStrategy), each holding one ONNX Runtime session with
-`cores // workers` threads -> the driver streams the scored chunks, in input order, into
-`OUTPUT.partial/ray/chunks.parquet` while its progress bar counts their rows -> a merge into
-the output file and `OUTPUT.rejects.jsonl`, in input order.
+`cores // workers` threads -> the driver takes the scored chunks in input order, as the local
+engine commits them: their rows into `OUTPUT.partial/ray/chunks.parquet`, their rejects into
+`OUTPUT.partial/ray/rejects.jsonl`, their counts into the summary and its progress bar -> the
+merge both engines end with (`writers.merge_scored`) into the output file, then the rejects.
+
+Conversations (`--session-col`): the read task adds each chunk's session and order keys
+(`sessions.annotate`), the actors score with route inputs, and the merge routes every row with
+its conversation's context through the local engine's `SessionRouter`, over all staged chunks
+(buckets by session under `OUTPUT.partial/sessions/`): sessions spread over files and chunks,
+whichever actor scored them, are routed exactly as the local engine routes them.
 
 Why one Ray row per chunk: Ray merges small blocks and splits large ones by rows as it sees fit.
 A chunk travels as one row holding its rows in Arrow IPC form, so Ray can bundle and balance
@@ -19,9 +26,10 @@ micro-batches as the local engine, so the confidences are bit-identical, not mer
 
 Ray is the optional extra `ray`, imported only here and in `ray_cluster.py`. Memory is bounded
 by Ray's streaming executor (backpressure and object-store spilling) and by the merge, which
-holds one staged batch (`MERGE_BATCH_CHUNKS` chunks) at a time. Nothing is resumed: Ray retries
-failed tasks and restarts failed actors itself, and a run that stops (an error, Ctrl-C) removes
-its staged chunks, so the same command simply runs again; `--resume` belongs to the local engine.
+holds one staged batch (`MERGE_BATCH_CHUNKS` chunks) at a time (with sessions, also the one
+bucket of routing columns being routed). Nothing is resumed: Ray retries failed tasks and
+restarts failed actors itself, and a run that stops (an error, Ctrl-C) removes its staged
+chunks, so the same command simply runs again; `--resume` belongs to the local engine.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.console import Console
 
@@ -45,11 +54,12 @@ from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.progress import ProgressReporter
 from kefu.serving.batch.readers import read_chunks
 from kefu.serving.batch.scoring import Scorer, attach_scores
+from kefu.serving.batch.session_routing import SessionRouter
+from kefu.serving.batch.sessions import annotate
 from kefu.serving.batch.staging import STATE
-from kefu.serving.batch.writers import unified_schema, write_output
+from kefu.serving.batch.writers import concat_lines, merge_scored
 from kefu.serving.classifier import ort_threads
 from kefu.tabular import ReadOptions, TableFile, estimate_records
-from kefu.tabular.output import replacing
 
 try:
     import ray
@@ -64,22 +74,28 @@ except ImportError:  # pragma: no cover - the ray extra is installed in CI
 from kefu.serving.batch.ray_cluster import READ_CPUS, quiet_console, start_ray, user_error
 
 # Columns of a chunk row. ROWS holds the chunk's table in Arrow IPC stream form: before
-# scoring the input rows plus TEXT, after scoring the output rows; SCHEMA is its schema alone,
-# so the merge can plan the output schema without decoding every chunk twice.
+# scoring the input rows plus TEXT (and the session keys), after scoring the output rows;
+# ROW_COUNT its rows; SCHEMA its schema alone, so the merge can plan the output schema without
+# decoding every chunk twice.
 FILE_INDEX, CHUNK_INDEX, ROWS, SCHEMA = "_kefu_file", "_kefu_chunk", "_kefu_rows", "_kefu_schema"
 REJECTS, COUNTS, TEXT = "_kefu_rejects", "_kefu_counts", "_kefu_text"  # COUNTS: ReadCounts JSON
+ROW_COUNT = "_kefu_row_count"
 CHUNK_SCHEMA = pa.schema(
     [
         (FILE_INDEX, pa.int32()),
         (CHUNK_INDEX, pa.int64()),
         (ROWS, pa.large_binary()),
+        (ROW_COUNT, pa.int64()),
         (SCHEMA, pa.binary()),
         (REJECTS, pa.large_string()),
         (COUNTS, pa.string()),
     ]
 )
+# What the driver stages of a scored chunk: its rows (rejects and counts are taken at once).
+STAGED_SCHEMA = pa.schema([CHUNK_SCHEMA.field(name) for name in (ROWS, SCHEMA)])
 MERGE_BATCH_CHUNKS = 8
-STAGED = "chunks.parquet"  # under OUTPUT.partial/ray/
+STAGED, STAGED_REJECTS = "chunks.parquet", "rejects.jsonl"  # under OUTPUT.partial/ray/
+RERUN_HINT = "rerun the same command"
 
 
 def run_ray(
@@ -92,35 +108,35 @@ def run_ray(
             "--resume continues a run of the local engine (--engine local); a Ray run keeps "
             "nothing when it stops: rerun without --resume"
         )
-    if job.sessions is not None:
-        raise ConfigError(
-            "--session-col is supported by the local engine only (conversations are routed in "
-            "order after scoring); rerun with --engine local"
-        )
     plan = plan_run(job, engine="ray")
     for warning in plan.warnings():
         console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     _clear_staging(plan.staging_dir, job.fresh)
-    staged = plan.staging_dir / "ray" / STAGED
+    staged = plan.staging_dir / "ray"
     try:
-        staged.parent.mkdir(parents=True)
+        staged.mkdir(parents=True)
     except OSError as exc:
         raise DataError(
-            f"cannot create {staged.parent}: {exc.strerror or exc}", file=str(job.output)
+            f"cannot create {staged}: {exc.strerror or exc}", file=str(job.output)
         ) from None
+    router = SessionRouter.for_run(job.sessions, plan.policy, plan.staging_dir / "sessions")
     try:
         with quiet_console():
             started_ray = start_ray(job.workers, ray_address)
             try:
-                _stage(job, plan, staged, console)
+                summary = _stage(job, plan, staged, console)
             finally:
                 if started_ray:
                     ray.shutdown()
-        summary = _merge(staged, job.output, plan)
+        summary.check()
+        _merge(staged, plan, job.output, summary.scored, router)
     except Exception as exc:  # Ray wraps a task's errors: kefu's own error or the cause, one line
         raise user_error(exc) from None
     finally:  # nothing here can be resumed: never make the next run ask for --fresh
         shutil.rmtree(plan.staging_dir, ignore_errors=True)
+    if router is not None:
+        for line in router.lines():
+            console.print(line, highlight=False, soft_wrap=True)
     summary.files, summary.engine = len(plan.inputs), "ray"
     summary.output, summary.rejects_file = str(job.output), str(plan.rejects_path)
     summary.seconds = time.monotonic() - started
@@ -140,8 +156,11 @@ def _clear_staging(staging_dir: Path, fresh: bool) -> None:
     shutil.rmtree(staging_dir)  # --fresh, or what a killed Ray run left (nothing to resume)
 
 
-def _stage(job: ScoreJob, plan: RunPlan, staged: Path, console: Console) -> None:
-    """Score every chunk on Ray; write the scored chunk rows to `staged`, in input order."""
+def _stage(job: ScoreJob, plan: RunPlan, staged: Path, console: Console) -> Summary:
+    """Score every chunk on Ray and take the scored chunks in input order, as the local engine
+    commits them: rows to `staged/STAGED` (a chunk whose rows were all rejected stages none, as
+    the local engine commits no part for it), rejects to `staged/STAGED_REJECTS`, counts into
+    the summary returned."""
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # chunks come back in input order
     context.enable_progress_bars = False  # Ray counts chunks; kefu's bar counts rows
@@ -157,6 +176,7 @@ def _stage(job: ScoreJob, plan: RunPlan, staged: Path, console: Console) -> None
             "policy": str(job.policy.resolve()) if job.policy else None,
             "threads": ort_threads(job.workers),
             "batch_size": job.batch_size,
+            "route_inputs": job.sessions is not None,
         },
         batch_size=1,  # one chunk per call
         batch_format="pyarrow",
@@ -164,14 +184,47 @@ def _stage(job: ScoreJob, plan: RunPlan, staged: Path, console: Console) -> None
         num_cpus=1,
     )
     total = sum(estimate_records(source) for source in plan.inputs) if job.progress else None
+    summary = Summary()
+    order = _ChunkOrder()
     with (
         ProgressReporter(total, 0, job.progress, console) as progress,
-        pq.ParquetWriter(staged, CHUNK_SCHEMA) as writer,
+        pq.ParquetWriter(staged / STAGED, STAGED_SCHEMA) as writer,
+        (staged / STAGED_REJECTS).open("w", encoding="utf-8") as rejects_out,
     ):
         for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
-            writer.write_table(batch.select(CHUNK_SCHEMA.names).cast(CHUNK_SCHEMA))
-            for counts in batch.column(COUNTS).to_pylist():
-                progress.advance(json.loads(counts)["rows"])
+            columns = (FILE_INDEX, CHUNK_INDEX, ROW_COUNT, REJECTS, COUNTS)
+            for file, chunk, rows, rejects, counts in zip(
+                *(batch.column(name).to_pylist() for name in columns), strict=True
+            ):
+                order.check(file, chunk)
+                rejects_out.write(rejects)
+                read = ReadCounts(**json.loads(counts))
+                summary.add(read, rows, [json.loads(line) for line in rejects.splitlines()])
+                progress.advance(read.rows)
+            with_rows = batch.filter(pc.greater(batch.column(ROW_COUNT), 0))
+            if with_rows.num_rows:
+                writer.write_table(with_rows.select(STAGED_SCHEMA.names).cast(STAGED_SCHEMA))
+    return summary
+
+
+class _ChunkOrder:
+    """Checks that chunks arrive in (file, chunk) order with no gap inside a file.
+
+    `preserve_order` makes Ray keep input order; the check turns a broken promise into an
+    error rather than an output whose row order (and, with sessions, whose routes: ties in a
+    session keep input order) quietly differs from the local engine's.
+    """
+
+    def __init__(self) -> None:
+        self.expected = (0, 0)
+
+    def check(self, file: int, chunk: int) -> None:
+        key, expected = (file, chunk), self.expected
+        if key != expected and not (key[0] > expected[0] and key[1] == 0):
+            raise KefuError(
+                f"Ray returned chunk {key} where {expected} was expected; rerun with --engine local"
+            )
+        self.expected = (file, chunk + 1)
 
 
 class ChunkDatasource(Datasource):
@@ -203,8 +256,10 @@ class ChunkDatasource(Datasource):
             source, text_col=job.text_col, id_col=job.id_col, chunk_size=job.chunk_size,
             options=self.options, max_text_chars=job.max_text_chars,
         )  # fmt: skip
+        spec = job.sessions
         for chunk in chunks:
-            rows = chunk.table.append_column(TEXT, pa.array(chunk.texts, pa.string()))
+            inputs = chunk.table if spec is None else annotate(chunk.table, spec)
+            rows = inputs.append_column(TEXT, pa.array(chunk.texts, pa.string()))
             rejects = "".join(
                 json.dumps(reject, ensure_ascii=False) + "\n" for reject in chunk.rejects
             )
@@ -216,7 +271,13 @@ class ScoringActor:
     """A Ray actor with one `Scorer` (one ORT session), reused for every chunk it is given."""
 
     def __init__(
-        self, bundle: str, variant: str | None, policy: str | None, threads: int, batch_size: int
+        self,
+        bundle: str,
+        variant: str | None,
+        policy: str | None,
+        threads: int,
+        batch_size: int,
+        route_inputs: bool = False,
     ):
         self.scorer = Scorer.from_bundle(
             bundle,
@@ -225,13 +286,15 @@ class ScoringActor:
             intra_op_threads=threads,
             batch_size=batch_size,
         )
+        self.route_inputs = route_inputs  # for session routing in the merge
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = []
         for row in batch.to_pylist():
             rows = _from_ipc(row[ROWS])
             texts = rows.column(TEXT).to_pylist()
-            scored = attach_scores(rows.drop_columns([TEXT]), self.scorer.score(texts))
+            scores = self.scorer.score(texts, route_inputs=self.route_inputs)
+            scored = attach_scores(rows.drop_columns([TEXT]), scores)
             out.append(
                 _chunk_row(row[FILE_INDEX], row[CHUNK_INDEX], scored, row[REJECTS], row[COUNTS])
             )
@@ -239,7 +302,8 @@ class ScoringActor:
 
 
 def _chunk_row(file: int, chunk: int, rows: pa.Table, rejects: str, counts: str) -> pa.Table:
-    values = [file, chunk, _to_ipc(rows), rows.schema.serialize().to_pybytes(), rejects, counts]
+    schema = rows.schema.serialize().to_pybytes()
+    values = [file, chunk, _to_ipc(rows), rows.num_rows, schema, rejects, counts]
     return pa.table([[value] for value in values], schema=CHUNK_SCHEMA)
 
 
@@ -250,49 +314,25 @@ def _to_ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _from_ipc(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+def _from_ipc(data: bytes | pa.Buffer) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
 
 
-def _merge(staged: Path, output: Path, plan: RunPlan) -> Summary:
-    """Staged chunk rows -> the output file and the rejects file, in (file, chunk) order."""
-    schemas = pq.read_table(staged, columns=[SCHEMA]).column(0).to_pylist()
-    schema = unified_schema(pa.ipc.read_schema(pa.py_buffer(raw)) for raw in schemas)
-    summary = Summary()
-    hint = "rerun the same command"
-    with (
-        replacing(plan.rejects_path, hint) as rejects_tmp,
-        rejects_tmp.open("w", encoding="utf-8") as rejects_out,
-    ):
+def _merge(
+    staged: Path, plan: RunPlan, output: Path, scored: int, router: SessionRouter | None
+) -> None:
+    """The staged chunks -> the output file (through `router` with sessions), in input order;
+    then the staged rejects -> the rejects file. Reads one batch of chunks at a time."""
 
-        def scored_parts() -> Iterator[pa.Table]:
-            for row in _chunk_rows_in_order(staged):
-                rows = _from_ipc(row[ROWS])
-                rejects_out.write(row[REJECTS])
-                rejects = [json.loads(line) for line in row[REJECTS].splitlines()]
-                summary.add(ReadCounts(**json.loads(row[COUNTS])), rows.num_rows, rejects)
-                yield rows
+    def column(name: str) -> Iterator[pa.Scalar]:
+        with pq.ParquetFile(staged / STAGED) as chunks:
+            for batch in chunks.iter_batches(batch_size=MERGE_BATCH_CHUNKS, columns=[name]):
+                yield from batch.column(0)
 
-        write_output(
-            scored_parts(), schema, output, plan.output_format, excel_csv=plan.excel_csv, hint=hint
-        )
-    summary.check()
-    return summary
+    schemas = (pa.ipc.read_schema(raw.as_buffer()) for raw in column(SCHEMA))
 
+    def parts() -> Iterator[pa.Table]:
+        return (_from_ipc(raw.as_buffer()) for raw in column(ROWS))
 
-def _chunk_rows_in_order(staged: Path) -> Iterator[dict[str, Any]]:
-    """Every staged chunk row, checked to be in (file, chunk) order with no gap inside a file.
-
-    `preserve_order` makes Ray keep input order; the check turns a broken promise into an
-    error rather than an output whose row order quietly differs from the local engine's.
-    """
-    expected = (0, 0)
-    for batch in pq.ParquetFile(staged).iter_batches(batch_size=MERGE_BATCH_CHUNKS):
-        for row in batch.to_pylist():
-            key = (row[FILE_INDEX], row[CHUNK_INDEX])
-            if key != expected and not (key[0] > expected[0] and key[1] == 0):
-                raise KefuError(
-                    f"Ray returned chunk {key} where {expected} was expected; rerun with --engine local"
-                )
-            expected = (key[0], key[1] + 1)
-            yield row
+    merge_scored(parts, schemas, scored, plan, output, router, hint=RERUN_HINT)
+    concat_lines([staged / STAGED_REJECTS], plan.rejects_path, hint=RERUN_HINT)

@@ -1,8 +1,9 @@
 """Route every scored row with its conversation's context, after scoring, in bounded memory.
 
-Scoring commits chunks in input order with context-free routes. Before the merge writes the
-output, `SessionRouter.routed(parts)` re-routes every row with the context a server caller would
-send, in three passes over the committed parts:
+Scoring commits chunks in input order with context-free routes (the local engine's committed
+parts, the Ray engine's staged chunks: the one router serves both, in `writers.merge_scored`).
+Before the merge writes the output, `SessionRouter.routed(parts)` re-routes every row with the
+context a server caller would send, in three passes over the committed parts:
 
 1. partition: the few columns routing reads (labels, confidences, abstentions, the intent
    candidates, whether the text asks for a person, session and order keys) go to

@@ -5,7 +5,8 @@ context the server would get from a caller that tracks the conversation: its tur
 intents of the earlier turns (null where the intent abstained) and how many times the bot
 already asked the customer to choose. Scoring needs no order (a message's prediction does not
 depend on its neighbours); routing does, so it runs after scoring, over all committed rows
-(`session_routing.py`), and sessions may be spread over any chunks and files.
+(`session_routing.py`), and sessions may be spread over any chunks and files. Both engines work
+so: each annotates its chunks as it reads them (Ray: in the read task) and routes in its merge.
 
 `annotate` adds three columns to each chunk as it is read (names start with `_kefu_`, never
 allowed in inputs and never written out): the session key as text (null when the row has no

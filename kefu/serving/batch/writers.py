@@ -1,8 +1,8 @@
 """The final merge: committed parts, in order, into one Parquet, CSV, JSONL or xlsx output file.
 
-`merge_scored` is the merge a run ends with: with session options, the rows are routed with
-their conversations' context on the way (`session_routing.SessionRouter`), then written by
-`write_output`.
+`merge_scored` is the merge both engines end with (the local engine's committed parts, the Ray
+engine's staged chunks): with session options, the rows are routed with their conversations'
+context on the way (`session_routing.SessionRouter`), then written by `write_output`.
 
 Parts are read one at a time, so the merge holds at most `ROW_GROUP_ROWS` rows. Inputs may
 disagree on columns (a later file adds one) or on types (a JSONL column that is 1 in one chunk
