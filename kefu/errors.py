@@ -75,7 +75,8 @@ class Unauthorized(KefuError):
 
 
 class RequestTimeout(KefuError):
-    """The request body did not arrive within the body timeout (a slow or stalled client)."""
+    """The request body (or, code `head_timeout`, its head) did not arrive within its time limit:
+    a slow or stalled client."""
 
     code = "body_timeout"
     http_status = 408

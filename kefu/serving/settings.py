@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # Connections and requests open at once per worker; above it uvicorn answers 503 at once.
     limit_concurrency: int = Field(default=1000, ge=1)
     keep_alive_seconds: int = Field(default=5, ge=1)  # idle kept-alive connection is closed after
+    # The request head must arrive whole within this of the connection opening, or of its first
+    # byte on a kept-alive connection (else 408 and closed; server/head_timeout.py)
+    head_timeout_seconds: float = Field(default=10.0, gt=0)
     body_timeout_seconds: float = Field(default=10.0, gt=0)  # whole body must arrive within (408)
     drain_seconds: float = Field(default=30.0, ge=0)  # SIGTERM: time for in-flight work to finish
 

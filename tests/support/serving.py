@@ -112,3 +112,31 @@ class Server:
         if not self.log_file.closed:
             self.log_file.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of one HTTP/1.1 response with a Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed after {data!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    headers = {key.lower(): value for key, value in headers.items()}
+    length = int(headers.get("content-length", 0))
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, rest[:length]
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """Value of one sample of /metrics (0 when absent)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(name + " ")):
+            return float(line.split()[-1])
+    return 0.0

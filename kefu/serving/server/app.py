@@ -6,8 +6,10 @@ parse, `handlers.py` checks and shapes, the micro-batcher runs `Deployment.triag
 routing), `error_responses.py` maps every error to `{"error": {"code", "message", "field"}}`.
 Before FastAPI, middleware refuses what the request head alone decides (`gate.py`: overload,
 credentials), reads the body under size and time limits (`middleware.py`) and keeps the unread
-body of a refused request from holding the connection (`unread_body.py`); `drain.py` turns
-SIGTERM into a graceful shutdown. `/docs` is served from a pinned package (`docs.py`).
+body of a refused request from holding the connection (`unread_body.py`); before any of it,
+uvicorn's HTTP protocol bounds the time a request head may take (`head_timeout.py`, counted
+through the lifespan state); `drain.py` turns SIGTERM into a graceful shutdown. `/docs` is
+served from a pinned package (`docs.py`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from kefu.serving.server.handlers import (
     response_json,
     result_payloads,
 )
+from kefu.serving.server.head_timeout import STATE_KEY as HEAD_TIMEOUTS
 from kefu.serving.server.metrics import Metrics, sweep_dead_workers
 from kefu.serving.server.middleware import (
     BodyReadMiddleware,
@@ -265,12 +268,14 @@ def create_app(settings: Settings) -> FastAPI:
     drain = Drain(settings.drain_seconds)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         sweep_dead_workers()  # a worker replaced after kill -9 left its live gauges behind
         await holder.start()
         drain.install()  # after uvicorn's own handler, which it wraps
         try:
-            yield
+            # lifespan state: uvicorn hands it to each connection's protocol, which counts
+            # the connections it closes for a late request head here
+            yield {HEAD_TIMEOUTS: metrics.head_timed_out}
         finally:
             drain.uninstall()
             await holder.stop()

@@ -127,6 +127,14 @@ class Metrics:
         self.escalated = Counter(
             "kefu_escalated_messages", "Messages escalated to a human.", registry=registry
         )
+        self.head_timeouts = Counter(
+            "kefu_head_timeouts",
+            "Connections closed because no whole request head arrived within "
+            "KEFU_HEAD_TIMEOUT_SECONDS, by what had arrived: nothing (closed silently) or "
+            "part of a head (answered 408 head_timeout).",
+            ["received"],
+            registry=registry,
+        )
         self.model_info = Gauge(
             MODEL_INFO,
             "The serving model (value 1); a replaced model's series is removed.",
@@ -159,6 +167,11 @@ class Metrics:
             else:
                 self.model_info.remove(*previous)
         self.model_info.labels(*labels).set(1)
+
+    def head_timed_out(self, received: str) -> None:
+        """A connection closed by the head time-out (`head_timeout.py`): received nothing or
+        a partial head. Not a request: it has no route or method, so not in kefu_requests."""
+        self.head_timeouts.labels(received).inc()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)

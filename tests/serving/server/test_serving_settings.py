@@ -25,6 +25,7 @@ def test_defaults(env):
     assert (settings.max_batch, settings.top_k, settings.max_text_chars) == (64, 3, 20_000)
     assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
     assert settings.api_keys == [] and settings.admin_token is None and settings.log_text == "off"
+    assert (settings.keep_alive_seconds, settings.head_timeout_seconds) == (5, 10.0)
 
 
 def test_values_come_from_kefu_variables(env):
@@ -86,6 +87,11 @@ def test_ort_threads_share_the_cores_between_workers(env):
             "intent.threshold must be within [0, 1], got 1.5",
         ),
         ({"workers": 0}, "KEFU_WORKERS (workers)"),
+        (
+            {"head_timeout_seconds": 0},
+            "KEFU_HEAD_TIMEOUT_SECONDS (head_timeout_seconds): Input should be greater than 0; "
+            "found 0",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable_and_the_value(env, overrides, message):
