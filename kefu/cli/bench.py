@@ -20,7 +20,9 @@ import typer
 
 
 def command(
-    bundle: Path = typer.Option(Path("models/default"), "--bundle", help="Bundle directory."),
+    bundle: Path = typer.Option(
+        Path("models/default"), "--bundle", envvar="KEFU_BUNDLE", help="Bundle directory."
+    ),
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes: a smoke run in about a minute."),
     data: Path = typer.Option(
         None, "--data", help="Labelled file of texts (default: datasets/seed/test.jsonl)."

@@ -25,7 +25,10 @@ COLUMN_HELP = (
 
 def command(
     bundle: Path = typer.Option(
-        Path("models/default"), "--bundle", help="Bundle directory to evaluate."
+        Path("models/default"),
+        "--bundle",
+        envvar="KEFU_BUNDLE",
+        help="Bundle directory to evaluate.",
     ),
     data: list[str] = typer.Option(
         ...,

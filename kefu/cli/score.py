@@ -47,7 +47,9 @@ def command(
         max=1.0,
         help="Exit non-zero (after writing the outputs) when a larger share of rows is rejected.",
     ),
-    bundle: Path = typer.Option(Path("models/default"), help="Model bundle directory."),
+    bundle: Path = typer.Option(
+        Path("models/default"), envvar="KEFU_BUNDLE", help="Model bundle directory."
+    ),
     text_col: str = typer.Option("text", help="Column holding the message text."),
     id_col: str = typer.Option(None, help="Column identifying a row; copied into each reject."),
     chunk_size: int = typer.Option(2048, min=1, help="Rows per committed chunk (the resume unit)."),

@@ -23,7 +23,9 @@ COLUMN_HELP = (
 
 
 def command(
-    bundle: Path = typer.Option(Path("models/default"), "--bundle", help="Bundle directory."),
+    bundle: Path = typer.Option(
+        Path("models/default"), "--bundle", envvar="KEFU_BUNDLE", help="Bundle directory."
+    ),
     data: Path = typer.Option(
         ..., "--data", help="Labelled dev file (JSONL, CSV, TSV, Parquet or xlsx), not test."
     ),

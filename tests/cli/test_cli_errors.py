@@ -137,3 +137,32 @@ def test_project_commands_outside_the_checkout_say_where_to_run(
     result = CliRunner().invoke(app, args)
     assert result.exit_code in (1, 2) and message in result.output, result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["score", "log.jsonl", "-o", "out.parquet", "--no-progress"],
+        ["evaluate", "--data", "test.jsonl", "-o", "report", "--no-public-dev"],
+        ["tune-escalation", "--data", "dev.jsonl"],
+        ["bench", "--quick", "--results-dir", "results"],
+    ],
+)
+def test_every_bundle_option_defaults_to_kefu_bundle(monkeypatch, tmp_path, args):
+    """KEFU_BUNDLE names the bundle wherever --bundle is left out, as the error says."""
+    from typer.testing import CliRunner
+
+    from kefu.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("log.jsonl", "test.jsonl", "dev.jsonl"):
+        (tmp_path / name).write_text(
+            '{"text": "在吗", "intent": "greeting", "urgency": "low", "emotion": "neutral"}\n',
+            encoding="utf-8",
+        )
+    missing = tmp_path / "bundles" / "v7"
+    monkeypatch.setenv("KEFU_BUNDLE", str(missing))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"bundle directory {missing} does not exist" in result.output, result.output
+    assert "(or KEFU_BUNDLE)" in result.output and "Traceback" not in result.output

@@ -256,6 +256,15 @@ def test_cli_prints_the_summary(tmp_path, tiny_bundle):
     assert "rejected by reason: empty_text 4, missing_text 4, not_text 2" in result.output
 
 
+def test_kefu_bundle_names_the_bundle_when_bundle_is_left_out(tmp_path, tiny_bundle, monkeypatch):
+    source = write_jsonl(chat_log(20, bad=False), tmp_path / "log.jsonl")
+    monkeypatch.setenv("KEFU_BUNDLE", str(tiny_bundle))
+    out = tmp_path / "out.parquet"
+    result = runner.invoke(app, ["score", str(source), "-o", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert set(pq.read_table(out).column("model_version").to_pylist()) == {"tiny-0"}
+
+
 def test_batch_and_report_import_neither_torch_nor_ray():
     code = (
         "import sys, kefu.serving.batch, kefu.serving.batch.local_engine, kefu.serving.report; "
