@@ -1,5 +1,5 @@
 """The README's "Use from Python" example runs as written (on the tiny bundle, not the default
-model, whose labels it would print instead)."""
+model, whose labels it would print instead), and its example policy file is a valid policy."""
 
 import re
 import subprocess
@@ -35,3 +35,18 @@ def test_the_readme_python_example_runs(tiny_bundle, tmp_path):
     assert len(lines) == 5, completed.stdout
     assert all(line.split()[5] in {"bot", "clarify", "human"} for line in lines[:3])
     assert "'queue'" in lines[3] and "'low'" in lines[4]
+
+
+def test_the_readme_policy_example_is_a_valid_policy_file(tiny_bundle, tmp_path):
+    from kefu.serving.bundle import read_bundle
+    from kefu.serving.routing_policy import RoutingPolicy
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**The policy file.**", 1)[1]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    assert blocks, "README.md's policy file paragraph has no yaml block"
+    path = tmp_path / "my_policy.yaml"
+    path.write_text(blocks[0], encoding="utf-8")
+    policy = RoutingPolicy.for_bundle(read_bundle(tiny_bundle), path)
+    assert (policy.max_turns, policy.max_candidates) == (5, 2)
+    assert policy.group_queues["general"] == "在线客服"
