@@ -21,9 +21,10 @@ from kefu.serving.classifier import HeadPrediction
 from kefu.serving.deployment import Triage
 from kefu.serving.masking import mask_text
 from kefu.serving.normalize import has_content
+from kefu.serving.preview import ELLIPSIS, LONGEST_ESCAPE
 from kefu.serving.routing import ConversationContext, Decision
 from kefu.serving.server.access_log import Deferred, logged_text
-from kefu.serving.server.error_responses import shown
+from kefu.serving.server.error_responses import ECHO_CHARS, shown
 from kefu.serving.server.metrics import Metrics
 from kefu.serving.server.request_schemas import ClassifyRequest, Message
 from kefu.serving.settings import Settings
@@ -32,6 +33,9 @@ from kefu.tabular.values import SURROGATE
 
 # pydantic-core refuses to serialise deeper than about 250 levels; real metadata is flat
 MAX_METADATA_DEPTH = 32
+# As much of a metadata path as `shown` looks at: a longer path is cut the same way, so keys
+# and positions deeper than this are not added to it (a long key costs no long path).
+PATH_CHARS = ECHO_CHARS + len(ELLIPSIS) + LONGEST_ESCAPE
 
 
 def check_messages(
@@ -114,41 +118,52 @@ def check_metadata(metadata: dict[str, Any], field: str, settings: Settings) -> 
             "metadata_too_large",
         )
     for path, value, depth in metadata_values(metadata, field):
+        # the path as a whole is quoted, cut as any echo: a key of 60 characters under one of
+        # 60 is within the limit one by one, not together
         if depth > MAX_METADATA_DEPTH:
             raise InputError(
-                f"{field} is nested more than {MAX_METADATA_DEPTH} levels deep (at {path}); "
-                "keep ids and references there, not documents",
+                f"{field} is nested more than {MAX_METADATA_DEPTH} levels deep "
+                f"(at {shown(path, escaped=True)}); keep ids and references there, not documents",
                 field,
                 "metadata_too_deep",
             )
         if isinstance(value, str) and (bad := SURROGATE.search(value)):
             position = bad.start()
+            where = shown(path, escaped=True)
             raise InputError(
-                f"{path} contains a lone surrogate {value[position]!r} at position {position}; "
+                f"{where} contains a lone surrogate {value[position]!r} at position {position}; "
                 "send valid UTF-8 text",
-                path,
+                where,
                 "invalid_text",
             )
 
 
 def metadata_values(value: Any, path: str, depth: int = 1) -> Iterator[tuple[str, Any, int]]:
     """Every key and value inside `value` with its JSON path and nesting depth; stops going
-    deeper past MAX_METADATA_DEPTH, so a body nested a thousand deep costs no recursion."""
+    deeper past MAX_METADATA_DEPTH, so a body nested a thousand deep costs no recursion.
+
+    A path is input too: quote it through `shown(path, escaped=True)`. It holds a key's lone
+    surrogates spelt out (no answer can hold one), and only its first PATH_CHARS or so
+    characters: what lies beyond would be cut anyway.
+    """
     if isinstance(value, dict):
         for key, item in value.items():
-            # a key is input too: cut, and a lone surrogate spelt out (no answer can hold one)
-            spelt = key.encode("utf-8", "backslashreplace").decode()
-            item_path = f"{path}.{shown(spelt, escaped=True)}"
+            spelt = key[:PATH_CHARS].encode("utf-8", "backslashreplace").decode()
+            item_path = _deeper(path, f".{spelt}")
             yield item_path, key, depth
             yield item_path, item, depth
             if depth <= MAX_METADATA_DEPTH:
                 yield from metadata_values(item, item_path, depth + 1)
     elif isinstance(value, list):
         for position, item in enumerate(value):
-            item_path = f"{path}[{position}]"
+            item_path = _deeper(path, f"[{position}]")
             yield item_path, item, depth
             if depth <= MAX_METADATA_DEPTH:
                 yield from metadata_values(item, item_path, depth + 1)
+
+
+def _deeper(path: str, step: str) -> str:
+    return path if len(path) > PATH_CHARS else path + step
 
 
 def conversation_context(message: Message) -> ConversationContext:

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from support.serving import isolated_settings
 
 from kefu.serving.server.app import create_app
+from kefu.serving.server.error_responses import ECHO_CHARS, shown
 
 JSON = {"content-type": "application/json"}
 
@@ -163,10 +164,24 @@ CASES = [
         422,
         error(
             "metadata_too_deep",
+            # the path is input too: 64 characters of it, then "…"
             "metadata is nested more than 32 levels deep (at metadata.a"
-            + "[0]" * 32
-            + "); keep ids and references there, not documents",
+            + "[0]" * 18
+            + "…); keep ids and references there, not documents",
             "metadata",
+        ),
+    ),
+    (
+        "a long metadata path cut as a whole, not key by key",
+        json.dumps(
+            {"messages": [{"text": "a", "metadata": {"k" * 40: {"v" * 40: "x\udc80"}}}]}
+        ).encode(),
+        422,
+        error(
+            "invalid_text",
+            f"messages[0].metadata.{'k' * 40}.{'v' * 2}… contains a lone surrogate "
+            "'\\udc80' at position 1; send valid UTF-8 text",
+            f"messages[0].metadata.{'k' * 40}.{'v' * 2}…",
         ),
     ),
     (
@@ -213,9 +228,10 @@ CASES = [
         422,
         error(
             "invalid_text",
-            f"messages[0].metadata.{LOW_SURROGATE_SHOWN * 10}… contains a lone surrogate "
+            # the path as a whole: 21 characters of names, 7 whole escapes, then "…"
+            f"messages[0].metadata.{LOW_SURROGATE_SHOWN * 7}… contains a lone surrogate "
             "'\\udc80' at position 0; send valid UTF-8 text",
-            f"messages[0].metadata.{LOW_SURROGATE_SHOWN * 10}…",
+            f"messages[0].metadata.{LOW_SURROGATE_SHOWN * 7}…",
         ),
     ),
     (
@@ -362,6 +378,37 @@ CASES = [
 def test_client_error(client, case, body, status, expected):
     response = client.post("/v1/classify", content=body, headers=JSON)
     assert (response.status_code, response.json()) == (status, expected)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["k" * 30, "v" * 30, "w" * 30],
+        ["k" * 900, "v"],
+        ["a" * 40, FAMILY * 10],
+        ["e\u0301" * 20, "v" * 40],
+        ["", "", "x" * 60, ""],
+    ],
+    ids=["three keys", "a long key", "emoji at the cut", "accents", "empty keys"],
+)
+def test_a_metadata_path_is_quoted_whole_within_the_echo_limit(client, keys):
+    """However its keys add up, the path quoted is the path spelt out, cut as any echo."""
+    metadata = value = {}
+    for key in keys[:-1]:
+        value[key] = value = {}
+    value[keys[-1]] = "x\udc80"
+    body = {"messages": [{"text": "a", "metadata": metadata}]}
+    response = client.post("/v1/classify", content=json.dumps(body).encode(), headers=JSON)
+    path = "messages[0].metadata" + "".join(
+        "." + key.encode("utf-8", "backslashreplace").decode() for key in keys
+    )
+    quoted = shown(path, escaped=True)
+    assert len(quoted) <= ECHO_CHARS + 1
+    assert response.json() == error(
+        "invalid_text",
+        f"{quoted} contains a lone surrogate '\\udc80' at position 1; send valid UTF-8 text",
+        quoted,
+    )
 
 
 def test_text_over_the_hard_cap(client):
