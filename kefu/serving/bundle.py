@@ -23,6 +23,7 @@ import yaml
 
 from kefu.errors import BundleError, InputError
 from kefu.serving.normalize import NORMALIZATION_VERSION
+from kefu.serving.preview import preview
 from kefu.serving.taxonomy import HEADS, Taxonomy
 from kefu.serving.tokenization import TextEncoder
 
@@ -128,7 +129,7 @@ class Bundle:
         chosen = variant or self.manifest.default_variant
         if chosen not in VARIANTS:
             raise BundleError(
-                f"unknown model variant {chosen!r}; expected one of {sorted(VARIANTS)}"
+                f"unknown model variant {preview(chosen)}; expected one of {sorted(VARIANTS)}"
             )
         path = self.path / VARIANTS[chosen]
         if not path.exists():

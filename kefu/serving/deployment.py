@@ -26,6 +26,7 @@ from kefu.errors import InputError
 from kefu.serving.bundle import VARIANTS, Bundle, read_bundle
 from kefu.serving.classifier import Classifier, Prediction
 from kefu.serving.length_batches import length_sorted_batches
+from kefu.serving.preview import preview
 from kefu.serving.routing import ConversationContext, Decision, decide
 from kefu.serving.routing_policy import RoutingPolicy
 
@@ -58,7 +59,7 @@ def check_deployable(
     """
     if variant not in (None, *VARIANTS):
         raise InputError(
-            f"unknown model variant {variant!r}; expected one of {sorted(VARIANTS)}",
+            f"unknown model variant {preview(variant)}; expected one of {sorted(VARIANTS)}",
             field="variant",
         )
     bundle = read_bundle(bundle_dir)

@@ -277,6 +277,20 @@ def test_reload_errors_name_the_problem_and_keep_the_old_model(
     assert version(client) == "tiny-0"
 
 
+def test_a_long_unknown_variant_is_quoted_cut(client):
+    """The variant is the caller's: quoted within the 64 characters of any echo, then "…"."""
+    response = client.post("/v1/admin/reload", json={"variant": "fp" * 5000}, headers=ADMIN)
+    assert (response.status_code, response.json()) == (
+        422,
+        error(
+            "invalid_input",
+            f"unknown model variant '{'fp' * 19}…; expected one of ['fp32', 'int8']",
+            "variant",
+        ),
+    )
+    assert version(client) == "tiny-0"
+
+
 def test_requests_during_a_reload_are_all_answered(client, tiny_bundle, tmp_path):
     new_bundle = copy_bundle(tiny_bundle, tmp_path / "new", model_version="tiny-2")
     statuses, versions = [], set()
