@@ -59,7 +59,11 @@ def command(
     ),
     variant: str = typer.Option(None, help="fp32 or int8 (default: the bundle's)."),
     policy: Path = typer.Option(None, help="Routing policy YAML overriding the bundle's."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted run (with none: start one, or stop if OUTPUT is written).",
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="Discard an interrupted run and start over."),
     engine: str = typer.Option("local", help="local (process pool) or ray (Ray Data)."),
     ray_address: str = typer.Option(

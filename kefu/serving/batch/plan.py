@@ -1,8 +1,9 @@
 """Everything checked before the first row is scored, shared by the local and the Ray engine.
 
 `plan_run` resolves the inputs, opens each one (readable, has the text and id columns), checks
-the output path and validates the bundle and routing policy without starting ONNX Runtime, so
-a bad argument fails in a second with a message naming the file, not an hour into the run.
+the output path, what `--resume` would continue, and validates the bundle and routing policy
+without starting ONNX Runtime, so a bad argument fails in a second with a message naming the
+file, not an hour into the run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import kefu
-from kefu.errors import DataError
+from kefu.errors import ConfigError, DataError
 from kefu.serving.batch.job import ScoreJob
 from kefu.serving.batch.scoring import SCORE_COLUMNS
 from kefu.serving.batch.sources import check_input, check_output, found_columns, output_paths
@@ -38,14 +39,16 @@ class RunPlan:
         default_factory=list
     )  # input columns named like score columns
     policy: RoutingPolicy | None = None  # validated; session routing decides with it
+    resume_note: str | None = None  # --resume with no unfinished run: what happens instead
 
     def warnings(self) -> list[str]:
-        if not self.clashing_columns:
-            return []
-        return [
-            f"input columns {self.clashing_columns} are named like score columns: they are kept "
-            "as input_<name>, and the score columns hold this run's predictions"
-        ]
+        warnings = [self.resume_note] if self.resume_note else []
+        if self.clashing_columns:
+            warnings.append(
+                f"input columns {self.clashing_columns} are named like score columns: they are "
+                "kept as input_<name>, and the score columns hold this run's predictions"
+            )
+        return warnings
 
 
 def plan_run(job: ScoreJob, engine: str) -> RunPlan:
@@ -63,6 +66,7 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
         _check_session_columns(source, found, job)
     bundle, policy = check_deployable(job.bundle, job.variant, job.policy)  # now, not in a worker
     rejects_path, staging_dir = output_paths(job.output)
+    resume_note = _check_resume(job, engine, staging_dir)
     files_hash = hashlib.sha256(
         json.dumps(bundle.manifest.files, sort_keys=True).encode()
     ).hexdigest()
@@ -98,7 +102,22 @@ def plan_run(job: ScoreJob, engine: str) -> RunPlan:
         fingerprint=fingerprint,
         clashing_columns=[name for name in columns if name in SCORE_COLUMNS],
         policy=policy,
+        resume_note=resume_note,
     )
+
+
+def _check_resume(job: ScoreJob, engine: str, staging_dir: Path) -> str | None:
+    """`--resume` continues the unfinished run under OUTPUT.partial/. With none there, a
+    finished OUTPUT is refused (scoring it again is a fresh run: rerun without --resume),
+    and with no OUTPUT either the run starts from the beginning, saying so."""
+    if not job.resume or engine != "local" or staging_dir.exists():
+        return None  # the Ray engine refuses --resume itself; a staging folder is resumed
+    if job.output.exists():
+        raise ConfigError(
+            f"nothing to resume: {job.output} is already written and no unfinished run of it is "
+            f"left (no {staging_dir}); rerun without --resume to score it again"
+        )
+    return f"no unfinished run of {job.output} to resume (no {staging_dir}); scoring from the start"
 
 
 def _check_session_columns(source: TableFile, columns: list[str] | None, job: ScoreJob) -> None:

@@ -18,10 +18,12 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 import pytest
 from support.chat_logs import chat_log, expected_bad, write_jsonl
+from typer.testing import CliRunner
 
 import kefu
 import kefu.serving.batch.staging as staging_module
 import kefu.serving.batch.writers as writers
+from kefu.cli.main import app
 from kefu.errors import ConfigError, KefuError, OutputError
 from kefu.serving.batch import ScoreJob, run_local
 from kefu.serving.batch.local_engine import ScorerPool
@@ -360,3 +362,33 @@ def test_resume_refuses_a_run_started_by_another_kefu_version(tmp_path, tiny_bun
         f"now {kefu.__version__!r}); resume with the same kefu version, inputs, bundle and "
         "options, or pass --fresh to start over"
     )
+
+
+def test_resume_with_no_unfinished_run_says_so_and_never_scores_a_finished_output_again(
+    tmp_path, tiny_bundle
+):
+    """--resume continues an unfinished run. With none and no OUTPUT yet it starts from the
+    beginning, saying so; after a finished run it refuses (scoring again is a new run), where
+    it used to score every row again without a word."""
+    source = write_jsonl(chat_log(30, bad=False), tmp_path / "log.jsonl")
+    output = tmp_path / "out.parquet"
+    args = ["score", str(source), "-o", str(output), "--bundle", str(tiny_bundle)]
+    args += ["--workers", "1", "--no-progress", "--resume"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert first.stderr.splitlines()[0] == (
+        f"warning: no unfinished run of {output} to resume (no {output}.partial); "
+        "scoring from the start"
+    )
+    assert pq.read_table(output).num_rows == 30
+    written = output.stat().st_mtime_ns
+    again = CliRunner().invoke(app, args)
+    assert (again.exit_code, again.stdout) == (2, "")
+    assert again.stderr == (
+        f"kefu score: nothing to resume: {output} is already written and no unfinished run of "
+        f"it is left (no {output}.partial); rerun without --resume to score it again\n"
+    )
+    assert output.stat().st_mtime_ns == written
+    without = CliRunner().invoke(app, args[:-1])
+    assert without.exit_code == 0, without.output
+    assert "resume" not in without.stderr
