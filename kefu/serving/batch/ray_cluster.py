@@ -3,7 +3,9 @@
 Usage: `started = start_ray(workers=2, address=None)` starts a local instance (address None or
 "local"); "host:port", "ray://host:port" (both with the port) or "auto" joins a cluster, which is first reached
 over TCP within `CONNECT_SECONDS`, so a wrong address fails in seconds with one line instead of
-waiting on Ray's own retries (minutes). `RAY_ADDRESS` is honoured when no address is given, as
+waiting on Ray's own retries (minutes); an address that answers but where Ray cannot connect
+(another service on the port) fails with one line too, once Ray gives up, Ray's own connection
+warnings held back (`held_stderr`). `RAY_ADDRESS` is honoured when no address is given, as
 by `ray.init` (a `ray job submit` entrypoint gets it). `with quiet_console():` keeps Ray Data's
 console logs and Ray's warnings (dataset INFO lines, progress counted in chunks, retry
 tracebacks) off the terminal for a run; Ray's session log files keep them. `user_error(exc)`
@@ -15,9 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, suppress
 
 from kefu.errors import ConfigError, KefuError
 
@@ -46,13 +50,16 @@ def start_ray(workers: int, address: str | None = None) -> bool:
     cluster = cluster_address(address, option)
     where = f"the Ray cluster at {cluster}" if cluster else "a local Ray instance"
     try:
-        ray.init(
-            address=cluster or "local",  # never a cluster found by chance (a stale `ray start`)
-            num_cpus=workers + 1 if cluster is None else None,  # +1 for reading
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.ERROR,  # not Ray's notices (token auth, "connecting to ...")
-        )
+        # joining: Ray's core logs each failed connection attempt to stderr itself; the error
+        # below names the cause (a local start spawns Ray's processes: their stderr is theirs)
+        with held_stderr() if cluster else nullcontext():
+            ray.init(
+                address=cluster or "local",  # never a cluster found by chance (a stale start)
+                num_cpus=workers + 1 if cluster is None else None,  # +1 for reading
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,  # not Ray's notices (token auth, "connecting")
+            )
     except Exception as exc:
         error = ConfigError if cluster else KefuError  # a bad address is a bad option
         causes = [one_line(exc)]  # Ray's "failed to connect", then why (a missing auth token)
@@ -132,6 +139,45 @@ def _find_local_cluster(option: str) -> str | None:
             f"`ray start --head`, or {leave_out} for a local instance",
             field=option,
         ) from None
+
+
+@contextmanager
+def held_stderr() -> Iterator[None]:
+    """File descriptor 2 goes to a temporary file while inside, then back.
+
+    Ray's C++ core writes its warnings straight to file descriptor 2 (`[... W ...]
+    rpc_client.h:153: Failed to connect to GCS at address ... within 5 seconds.`, once per
+    attempt), out of reach of Python's logging and of RAY_BACKEND_LOG_LEVEL (read only once
+    the driver's log is set up). Held back, they are dropped when the block ends normally or
+    with an exception (which says what went wrong); on an interrupt (Ctrl-C during a long
+    wait) they are written out after all, to show what Ray was waiting for.
+    """
+    _flush_stderr()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (a daemon): nothing to hold
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        interrupted = False
+        try:
+            yield
+        except BaseException as exc:
+            interrupted = not isinstance(exc, Exception)
+            raise
+        finally:
+            _flush_stderr()  # what Python wrote meanwhile belongs to the held file too
+            os.dup2(saved, 2)
+            os.close(saved)
+            if interrupted:
+                held.seek(0)
+                os.write(2, held.read())
+
+
+def _flush_stderr() -> None:
+    with suppress(AttributeError, OSError, ValueError):  # None, or closed
+        sys.stderr.flush()
 
 
 @contextmanager

@@ -3,7 +3,12 @@ raised inside Ray tasks reach the user as kefu's one-line errors, not Ray's trac
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -21,6 +26,7 @@ from ray.exceptions import RayTaskError  # noqa: E402
 from kefu.serving.batch.ray_cluster import (  # noqa: E402
     ADDRESS_FORMS,
     cluster_address,
+    start_ray,
     user_error,
 )
 
@@ -67,6 +73,82 @@ def test_a_bad_ray_address_fails_in_seconds_with_one_line(tmp_path, tiny_bundle,
     assert time.monotonic() - started < 10
     assert not ray.is_initialized()
     assert not (tmp_path / "out.parquet.partial").exists()
+
+
+def not_ray(stop: threading.Event) -> int:
+    """A port that answers TCP (kefu's pre-check passes) and closes at once: not a Ray GCS.
+    On every interface: Ray connects to the machine's own address in place of 127.0.0.1."""
+    server = socket.create_server(("0.0.0.0", 0))
+    server.settimeout(0.2)
+
+    def serve():
+        with server:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    server.accept()[0].close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1]
+
+
+@pytest.mark.ray
+def test_an_address_where_ray_cannot_connect_is_one_line_without_rays_own(tmp_path, tiny_bundle):
+    """Ray's core logged each failed attempt on stderr (`rpc_client.h:153: Failed to connect to
+    GCS ...`) before kefu's line; those lines are held back, the error names the cause."""
+    stop = threading.Event()
+    port = not_ray(stop)
+    source = write_csv(chat_log(5, bad=False), tmp_path / "log.csv")
+    # Ray's own timeouts cut to a second and one attempt, so the test takes seconds, not minutes
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env |= {
+        "RAY_gcs_server_port_wait_time_s": "1",
+        "RAY_py_gcs_connect_timeout_s": "1",
+        "RAY_gcs_rpc_server_connect_timeout_s": "1",
+    }
+    command = [sys.executable, "-m", "kefu.cli.main", "score", str(source)]
+    command += ["-o", str(tmp_path / "out.parquet"), "--bundle", str(tiny_bundle)]
+    command += ["--no-progress", "--engine", "ray", "--workers", "1"]
+    command += ["--ray-address", f"127.0.0.1:{port}"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    finally:
+        stop.set()
+    assert (done.returncode, done.stdout) == (2, "")
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(
+        f"kefu score: cannot start or join the Ray cluster at 127.0.0.1:{port}: "
+    )
+
+
+RAY_SAYS = b"[2026-01-01 00:00:00,000 W 1 1] rpc_client.h:153: Failed to connect to GCS\n"
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("ends", ["in an error", "interrupted"])
+def test_rays_own_connection_lines_are_shown_only_when_interrupted(monkeypatch, capfd, ends):
+    """An error says why in kefu's one line; Ctrl-C during a long wait shows what Ray said."""
+    stop = threading.Event()
+    port = not_ray(stop)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    def init(**options):
+        os.write(2, RAY_SAYS)  # as Ray's C++ core writes: to file descriptor 2 itself
+        if ends == "interrupted":
+            raise KeyboardInterrupt
+        raise ConnectionError("Failed to connect to Ray cluster")
+
+    monkeypatch.setattr(ray, "init", init)
+    try:
+        if ends == "interrupted":
+            with pytest.raises(KeyboardInterrupt):
+                start_ray(1, f"127.0.0.1:{port}")
+        else:
+            with pytest.raises(ConfigError, match="ConnectionError: Failed to connect"):
+                start_ray(1, f"127.0.0.1:{port}")
+    finally:
+        stop.set()
+    assert capfd.readouterr().err == (RAY_SAYS.decode() if ends == "interrupted" else "")
 
 
 @pytest.mark.ray
