@@ -243,3 +243,47 @@ def test_label_cells_of_another_type_are_read_as_text(tmp_path, scored):
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     data = build_report([str(path)], tmp_path / "r.html")
     assert (data.priorities["2"], data.queues["7"], data.rows) == (1, 1, 10)
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv", "xlsx"])
+def test_chinese_dates_give_day_trends_from_score_to_report(tmp_path, tiny_bundle, suffix):
+    """A real export's time column in Chinese dates (2024年3月1日 10:00, 10点30分), scored by
+    `kefu score` and reported by `kefu report --time-col`: the same reader as the scoring's
+    (kefu/serving/timestamps.py) puts each message on its day; a day without messages is shown
+    as 0, an unreadable time is counted out, and the page says so."""
+    times = [
+        "2024年3月1日 10:00",
+        "2024年3月1日 23:59",
+        "2024年3月1日10点30分",
+        "2024年3月3日 9:05",
+        "2024年3月3号 10：30",  # 号 and a full-width colon, as typed
+        "昨天下午",  # not a time
+    ]
+    texts = ["我的快递什么时候到", "发票怎么开", "在吗", "我要退款", "快递到哪了", "你好"]
+    source = tmp_path / "导出.csv"
+    rows = zip(texts, times, strict=True)
+    lines = [f"{i},{text},{time}\n" for i, (text, time) in enumerate(rows)]
+    source.write_text("编号,内容,时间\n" + "".join(lines), encoding="utf-8")
+    scored = tmp_path / f"scored.{suffix}"
+    result = runner.invoke(
+        app,
+        ["score", str(source), "-o", str(scored), "--bundle", str(tiny_bundle)]
+        + ["--text-col", "内容", "--id-col", "编号", "--workers", "1", "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "report.html"
+    result = runner.invoke(
+        app,
+        ["report", str(scored), "-o", str(out), "--text-col", "内容", "--time-col", "时间"]
+        + ["--period", "day"],
+    )
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    trends = Tables(page).tables["trends"]
+    assert trends[0][0] == "day"
+    assert [row[:2] for row in trends[1:]] == [
+        ["2024-03-01", "3"],
+        ["2024-03-02", "0"],
+        ["2024-03-03", "2"],
+    ]
+    assert "1 messages have no readable time and are left out." in page
