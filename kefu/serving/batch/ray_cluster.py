@@ -19,6 +19,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
@@ -38,6 +39,9 @@ ADDRESS_FORMS = (
 )
 
 
+NOTICE_SECONDS = 10.0  # a join that takes longer says it is still waiting
+
+
 def start_ray(workers: int, address: str | None = None) -> bool:
     """Connect to `address` or start a local instance; True when this call initialised Ray."""
     import ray  # here, not at the top: without the ray extra, ray_engine says what to install
@@ -52,7 +56,11 @@ def start_ray(workers: int, address: str | None = None) -> bool:
     try:
         # joining: Ray's core logs each failed connection attempt to stderr itself; the error
         # below names the cause (a local start spawns Ray's processes: their stderr is theirs)
-        with held_stderr() if cluster else nullcontext():
+        waiting = (
+            f"still joining {where}: Ray retries for minutes where something answers that is "
+            "not a Ray head; Ctrl-C stops"
+        )
+        with held_stderr(notice=waiting) if cluster else nullcontext():
             ray.init(
                 address=cluster or "local",  # never a cluster found by chance (a stale start)
                 num_cpus=workers + 1 if cluster is None else None,  # +1 for reading
@@ -142,8 +150,9 @@ def _find_local_cluster(option: str) -> str | None:
 
 
 @contextmanager
-def held_stderr() -> Iterator[None]:
-    """File descriptor 2 goes to a temporary file while inside, then back.
+def held_stderr(notice: str | None = None) -> Iterator[None]:
+    """File descriptor 2 goes to a temporary file while inside, then back; `notice`, if still
+    inside after NOTICE_SECONDS, goes to the real stderr, so a long wait is not a silent one.
 
     Ray's C++ core writes its warnings straight to file descriptor 2 (`[... W ...]
     rpc_client.h:153: Failed to connect to GCS at address ... within 5 seconds.`, once per
@@ -158,15 +167,22 @@ def held_stderr() -> Iterator[None]:
     except OSError:  # no file descriptor 2 (a daemon): nothing to hold
         yield
         return
+    timer = threading.Timer(NOTICE_SECONDS, os.write, (saved, f"{notice}\n".encode()))
+    timer.daemon = True
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         interrupted = False
+        if notice:
+            timer.start()
         try:
             yield
         except BaseException as exc:
             interrupted = not isinstance(exc, Exception)
             raise
         finally:
+            if notice:
+                timer.cancel()
+                timer.join()  # never a write to `saved` after it is closed
             _flush_stderr()  # what Python wrote meanwhile belongs to the held file too
             os.dup2(saved, 2)
             os.close(saved)

@@ -23,6 +23,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
 from ray.exceptions import RayTaskError  # noqa: E402
 
+from kefu.serving.batch import ray_cluster  # noqa: E402
 from kefu.serving.batch.ray_cluster import (  # noqa: E402
     ADDRESS_FORMS,
     cluster_address,
@@ -114,11 +115,14 @@ def test_an_address_where_ray_cannot_connect_is_one_line_without_rays_own(tmp_pa
     finally:
         stop.set()
     assert (done.returncode, done.stdout) == (2, "")
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(
+    # one line, after the notice that a join slower than NOTICE_SECONDS is still waiting
+    *notices, last = done.stderr.splitlines()
+    assert all(line.startswith("still joining the Ray cluster at") for line in notices), notices
+    assert len(notices) <= 1
+    assert last.startswith(
         f"kefu score: cannot start or join the Ray cluster at 127.0.0.1:{port}: "
     )
+    assert "rpc_client" not in done.stderr and "gcs_client" not in done.stderr
 
 
 RAY_SAYS = b"[2026-01-01 00:00:00,000 W 1 1] rpc_client.h:153: Failed to connect to GCS\n"
@@ -149,6 +153,31 @@ def test_rays_own_connection_lines_are_shown_only_when_interrupted(monkeypatch, 
     finally:
         stop.set()
     assert capfd.readouterr().err == (RAY_SAYS.decode() if ends == "interrupted" else "")
+
+
+@pytest.mark.ray
+def test_a_slow_join_says_it_is_still_waiting_and_holds_rays_lines(monkeypatch, capfd):
+    """A join that takes longer than NOTICE_SECONDS is not a silent wait; Ray's lines stay held."""
+    stop = threading.Event()
+    port = not_ray(stop)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray_cluster, "NOTICE_SECONDS", 0.05)
+
+    def init(**options):
+        os.write(2, RAY_SAYS)
+        time.sleep(0.5)
+        raise ConnectionError("Failed to connect to Ray cluster")
+
+    monkeypatch.setattr(ray, "init", init)
+    try:
+        with pytest.raises(ConfigError, match="ConnectionError: Failed to connect"):
+            start_ray(1, f"127.0.0.1:{port}")
+    finally:
+        stop.set()
+    assert capfd.readouterr().err == (
+        f"still joining the Ray cluster at 127.0.0.1:{port}: Ray retries for minutes where "
+        "something answers that is not a Ray head; Ctrl-C stops\n"
+    )
 
 
 @pytest.mark.ray
