@@ -11,6 +11,10 @@ order and makes "committed" a prefix of the chunk sequence: the thing `--resume`
 Memory bound: the main process holds at most `2 x workers` chunks in flight plus the one being
 read, each worker one chunk and one micro-batch, and the final merge one Parquet row group:
 about (2 x workers + 1) x chunk_size rows, whatever the input size.
+
+With sessions, the merge routes the conversations first (`session_routing.py`): its buckets
+go to a `RoutingPool` of `workers` processes, started once scoring's pool has stopped, each
+routing one bucket at a time (one bucket alone is routed in this process).
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,9 +39,16 @@ from kefu.errors import KefuError
 from kefu.serving.batch.job import ScoreJob, Summary
 from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.progress import ProgressReporter
+from kefu.serving.batch.ray_cluster import one_line
 from kefu.serving.batch.readers import Chunk, count_chunks, read_chunks
 from kefu.serving.batch.scoring import Scorer, attach_scores
-from kefu.serving.batch.session_routing import SessionRouter
+from kefu.serving.batch.session_routing import (
+    BucketTask,
+    SessionRouter,
+    SessionStats,
+    route_bucket,
+    route_serially,
+)
 from kefu.serving.batch.sessions import annotate
 from kefu.serving.batch.staging import RESUME_HINT, RunState, Staging
 from kefu.serving.batch.writers import concat_lines, merge_scored
@@ -45,6 +56,7 @@ from kefu.serving.classifier import ort_threads
 from kefu.tabular import estimate_records
 
 _WORKER_SCORER: Scorer | None = None  # one per worker process, set by `_start_worker`
+Result = TypeVar("Result")
 
 
 def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
@@ -77,7 +89,13 @@ def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
         staging.save(state)
     summary = state.summary()
     summary.check()
-    router = SessionRouter.for_run(job.sessions, plan.policy, staging.directory / "sessions")
+    router = SessionRouter.for_run(
+        job.sessions,
+        plan.policy,
+        staging.directory / "sessions",
+        workers=job.workers,
+        runner=RoutingPool(job.workers),
+    )
     finalise(staging, state, job.output, plan, router)
     if router is not None:
         for line in router.lines():
@@ -154,6 +172,10 @@ WORKER_DIED = (
     "a scoring worker process died (out of memory or killed?); committed chunks are "
     "kept: rerun with --resume, with fewer --workers or a smaller --chunk-size"
 )
+ROUTER_DIED = (
+    "a session routing worker process died (out of memory or killed?); committed chunks are "
+    "kept: rerun with --resume, with fewer --workers"
+)
 
 
 MANAGER_EXIT_SECONDS = 10.0
@@ -164,68 +186,43 @@ MANAGER_EXIT_SECONDS = 10.0
 WORKER_CHECK_SECONDS = 1.0
 
 
-class ScorerPool:
-    """Scores chunks with `workers` processes (or in this process when workers == 1)."""
+class _WorkerPool:
+    """Spawned worker processes that ignore Ctrl-C (the parent decides) and die with the parent,
+    and the waits on them: a worker that died is the one line `died`, never a hang."""
 
-    def __init__(self, job: ScoreJob):
-        self.job = job
-        self.threads = ort_threads(job.workers)
+    died = WORKER_DIED
+
+    def __init__(self) -> None:
         self.executor: ProcessPoolExecutor | None = None
-        self.scorer: Scorer | None = None
 
-    def __enter__(self) -> ScorerPool:
-        args = (
-            str(self.job.bundle),
-            self.job.variant,
-            self.job.policy,
-            self.threads,
-            self.job.batch_size,
+    def _spawn(self, workers: int, *scorer_args: Any) -> None:
+        # spawn, not fork: the parent may hold threads (progress bar) and ORT state
+        self.executor = ProcessPoolExecutor(
+            workers,
+            mp_context=get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(os.getpid(), *scorer_args),
         )
-        if self.job.workers == 1:
-            self.scorer = _make_scorer(*args)
-        else:
-            # spawn, not fork: the parent may hold threads (progress bar) and ORT state
-            self.executor = ProcessPoolExecutor(
-                self.job.workers,
-                mp_context=get_context("spawn"),
-                initializer=_start_worker,
-                initargs=(os.getpid(), *args),
-            )
-        return self
 
-    def score_in_order(self, chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, pa.Table]]:
-        route_inputs = self.job.sessions is not None
-        if self.scorer is not None:
-            for chunk in chunks:
-                yield chunk, self.scorer.score(chunk.texts, route_inputs=route_inputs)
-            return
+    def _submit(self, function: Callable[..., Result], *args: Any) -> Future[Result]:
         assert self.executor is not None
-        in_flight: deque[tuple[Chunk, Future[pa.Table]]] = deque()
-        for chunk in chunks:
-            try:
-                future = self.executor.submit(_score_in_worker, chunk.texts, route_inputs)
-            except BrokenProcessPool:  # a worker died before this chunk could be queued
-                raise KefuError(WORKER_DIED) from None
-            in_flight.append((chunk, future))
-            if len(in_flight) >= 2 * self.job.workers:
-                done, future = in_flight.popleft()
-                yield done, self._result(future)
-        while in_flight:
-            done, future = in_flight.popleft()
-            yield done, self._result(future)
+        try:
+            return self.executor.submit(function, *args)
+        except BrokenProcessPool:  # a worker died before this call could be queued
+            raise KefuError(self.died) from None
 
-    def _result(self, future: Future[pa.Table]) -> pa.Table:
+    def _result(self, future: Future[Result]) -> Result:
         while True:
             try:
                 return future.result(timeout=WORKER_CHECK_SECONDS)
             except BrokenProcessPool:
-                raise KefuError(WORKER_DIED) from None
+                raise KefuError(self.died) from None
             except TimeoutError:
                 if self._a_worker_died():
-                    raise KefuError(WORKER_DIED) from None
+                    raise KefuError(self.died) from None
 
     def _a_worker_died(self) -> bool:
-        """Workers only end at shutdown, so one that ended while chunks are out has died."""
+        """Workers only end at shutdown, so one that ended while calls are out has died."""
         workers = (getattr(self.executor, "_processes", None) or {}).values()
         return any(worker.exitcode is not None for worker in list(workers))
 
@@ -259,6 +256,83 @@ class ScorerPool:
             manager.join(timeout=MANAGER_EXIT_SECONDS)
 
 
+class ScorerPool(_WorkerPool):
+    """Scores chunks with `workers` processes (or in this process when workers == 1)."""
+
+    def __init__(self, job: ScoreJob):
+        super().__init__()
+        self.job = job
+        self.threads = ort_threads(job.workers)
+        self.scorer: Scorer | None = None
+
+    def __enter__(self) -> ScorerPool:
+        args = (
+            str(self.job.bundle),
+            self.job.variant,
+            self.job.policy,
+            self.threads,
+            self.job.batch_size,
+        )
+        if self.job.workers == 1:
+            self.scorer = _make_scorer(*args)
+        else:
+            self._spawn(self.job.workers, *args)
+        return self
+
+    def score_in_order(self, chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, pa.Table]]:
+        route_inputs = self.job.sessions is not None
+        if self.scorer is not None:
+            for chunk in chunks:
+                yield chunk, self.scorer.score(chunk.texts, route_inputs=route_inputs)
+            return
+        in_flight: deque[tuple[Chunk, Future[pa.Table]]] = deque()
+        for chunk in chunks:
+            in_flight.append((chunk, self._submit(_score_in_worker, chunk.texts, route_inputs)))
+            if len(in_flight) >= 2 * self.job.workers:
+                done, future = in_flight.popleft()
+                yield done, self._result(future)
+        while in_flight:
+            done, future = in_flight.popleft()
+            yield done, self._result(future)
+
+
+class RoutingPool(_WorkerPool):
+    """A `BucketRunner` (session_routing.py) routing the buckets in `workers` processes, started
+    for the routing pass and stopped after it; in this process when one would do. Each worker
+    routes one bucket at a time (memory: workers x one bucket)."""
+
+    died = ROUTER_DIED
+
+    def __init__(self, workers: int):
+        super().__init__()
+        self.workers = workers
+
+    def __call__(self, tasks: list[BucketTask]) -> list[SessionStats]:
+        workers = min(self.workers, len(tasks))
+        if workers <= 1:
+            return route_serially(tasks)
+        with self:
+            self._spawn(workers)
+            futures = [self._submit(route_bucket, task) for task in tasks]
+            return [self._checked(future) for future in futures]
+
+    def __enter__(self) -> RoutingPool:
+        return self
+
+    def _checked(self, future: Future[SessionStats]) -> SessionStats:
+        """The bucket's statistics; what a worker raised, as this process would have raised it
+        (kefu's errors, a write error), else one line naming it."""
+        try:
+            return self._result(future)
+        except (KefuError, OSError):
+            raise
+        except Exception as exc:
+            raise KefuError(
+                f"session routing failed in a worker process: {one_line(exc)}; committed "
+                "chunks are kept: rerun with --resume"
+            ) from exc
+
+
 def _make_scorer(
     bundle: str, variant: str | None, policy: Path | None, threads: int, batch_size: int
 ) -> Scorer:
@@ -267,12 +341,14 @@ def _make_scorer(
     )
 
 
-def _start_worker(parent_pid: int, *args: Any) -> None:
-    """Worker set-up: ignore Ctrl-C (the parent decides), die with the parent, load the model."""
+def _start_worker(parent_pid: int, *scorer_args: Any) -> None:
+    """Worker set-up: ignore Ctrl-C (the parent decides), die with the parent, load the model
+    (a scoring worker: given the `_make_scorer` arguments)."""
     global _WORKER_SCORER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
-    _WORKER_SCORER = _make_scorer(*args)
+    if scorer_args:
+        _WORKER_SCORER = _make_scorer(*scorer_args)
 
 
 def _exit_when_orphaned(parent_pid: int) -> None:

@@ -17,7 +17,9 @@ Conversations (`--session-col`): the read task adds each chunk's session and ord
 (`sessions.annotate`), the actors score with route inputs, and the merge routes every row with
 its conversation's context through the local engine's `SessionRouter`, over all staged chunks
 (buckets by session under `OUTPUT.partial/sessions/`): sessions spread over files and chunks,
-whichever actor scored them, are routed exactly as the local engine routes them.
+whichever actor scored them, are routed exactly as the local engine routes them. The buckets
+are routed by Ray tasks (`RayRouting`, `workers` at a time, once the actors are gone), so Ray
+stays up until the merge is done.
 
 Why one Ray row per chunk: Ray merges small blocks and splits large ones by rows as it sees fit.
 A chunk travels as one row holding its rows in Arrow IPC form, so Ray can bundle and balance
@@ -26,8 +28,8 @@ micro-batches as the local engine, so the confidences are bit-identical, not mer
 
 Ray is the optional extra `ray`, imported only here and in `ray_cluster.py`. Memory is bounded
 by Ray's streaming executor (backpressure and object-store spilling) and by the merge, which
-holds one staged batch (`MERGE_BATCH_CHUNKS` chunks) at a time (with sessions, also the one
-bucket of routing columns being routed). Nothing is resumed: Ray retries failed tasks and
+holds one staged batch (`MERGE_BATCH_CHUNKS` chunks) at a time (with sessions, each routing
+task one bucket of routing columns). Nothing is resumed: Ray retries failed tasks and
 restarts failed actors itself, and a run that stops (an error, Ctrl-C) removes its staged
 chunks, so the same command simply runs again; `--resume` belongs to the local engine.
 """
@@ -39,6 +41,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -54,7 +57,13 @@ from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.progress import ProgressReporter
 from kefu.serving.batch.readers import read_chunks
 from kefu.serving.batch.scoring import Scorer, attach_scores
-from kefu.serving.batch.session_routing import SessionRouter
+from kefu.serving.batch.session_routing import (
+    BucketTask,
+    SessionRouter,
+    SessionStats,
+    route_bucket,
+    route_serially,
+)
 from kefu.serving.batch.sessions import annotate
 from kefu.serving.batch.staging import STATE
 from kefu.serving.batch.writers import concat_lines, merge_scored
@@ -65,6 +74,7 @@ try:
     import ray
     from ray.data import ActorPoolStrategy, Datasource, ReadTask
     from ray.data.block import BlockMetadata
+    from ray.exceptions import RayTaskError
 except ImportError:  # pragma: no cover - the ray extra is installed in CI
     raise ConfigError(
         "--engine ray needs the ray extra: pip install 'ray[data]>=2.30,<3' "
@@ -119,17 +129,23 @@ def run_ray(
         raise DataError(
             f"cannot create {staged}: {exc.strerror or exc}", file=str(job.output)
         ) from None
-    router = SessionRouter.for_run(job.sessions, plan.policy, plan.staging_dir / "sessions")
+    router = SessionRouter.for_run(
+        job.sessions,
+        plan.policy,
+        plan.staging_dir / "sessions",
+        workers=job.workers,
+        runner=RayRouting(job.workers),
+    )
     try:
         with quiet_console():
             started_ray = start_ray(job.workers, ray_address)
             try:
                 summary = _stage(job, plan, staged, console)
+                summary.check()
+                _merge(staged, plan, job.output, summary.scored, router)  # routes on Ray
             finally:
                 if started_ray:
                     ray.shutdown()
-        summary.check()
-        _merge(staged, plan, job.output, summary.scored, router)
     except Exception as exc:  # Ray wraps a task's errors: kefu's own error or the cause, one line
         raise user_error(exc) from None
     finally:  # nothing here can be resumed: never make the next run ask for --fresh
@@ -316,6 +332,49 @@ def _to_ipc(table: pa.Table) -> bytes:
 
 def _from_ipc(data: bytes | pa.Buffer) -> pa.Table:
     return pa.ipc.open_stream(data).read_all()
+
+
+class RayRouting:
+    """A `BucketRunner` (session_routing.py): each bucket routed by a Ray task of one CPU, at
+    most `workers` at once (memory: one bucket each, wherever Ray places them). The tasks read
+    and write the bucket files under OUTPUT.partial/sessions/ by absolute path, as the read
+    tasks read the inputs: the run's files are on storage the cluster shares. A task whose
+    worker died is retried by Ray (routing a bucket again writes the same file); a run that
+    stops cancels the tasks still out."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    def __call__(self, tasks: list[BucketTask]) -> list[SessionStats]:
+        if self.workers == 1 or len(tasks) == 1:  # as fast here, and no task to start
+            return route_serially(tasks)
+        route = ray.remote(num_cpus=1)(route_bucket)
+        waiting, out = list(tasks), []
+        in_flight: list[ray.ObjectRef] = []
+        try:
+            while waiting or in_flight:
+                while waiting and len(in_flight) < self.workers:
+                    in_flight.append(route.remote(waiting.pop(0)))
+                done, in_flight = ray.wait(in_flight, num_returns=1)
+                out.extend(_results(done))
+        except BaseException:
+            for ref in in_flight:
+                with suppress(Exception):  # the error that stopped the run is the one to report
+                    ray.cancel(ref, force=True)
+            raise
+        return out
+
+
+def _results(refs: list[ray.ObjectRef]) -> list[SessionStats]:
+    """The routing tasks' results; kefu's errors and write errors (a full disk) that a task
+    raised are raised as the driver would have raised them routing here: one line, with no
+    remote traceback (Ray's `RayTaskError` holds one in its message)."""
+    try:
+        return list(ray.get(refs))
+    except RayTaskError as exc:
+        if isinstance(exc.cause, KefuError | OSError):
+            raise exc.cause from None
+        raise
 
 
 def _merge(

@@ -7,30 +7,38 @@ context a server caller would send, in three passes over the committed parts:
 
 1. partition: the few columns routing reads (labels, confidences, abstentions, the intent
    candidates, whether the text asks for a person, session and order keys) go to
-   `ceil(rows / BUCKET_ROWS)` bucket files by a hash of the session key, so a session's rows
-   share a bucket wherever they were in the input;
-2. route: one bucket at a time, rows sorted by (session, order key, input row), each session
-   is walked in order: turn number, previous intents (null where the intent abstained; the
-   latest MAX_PREVIOUS_INTENTS, the most a server request carries, which also keeps a session
-   of a million rows, a constant or placeholder id, from costing time quadratic in its length)
-   and the count of earlier clarify actions make the `ConversationContext`, and
-   `routing.decide`, the function the server calls, gives the decision; decisions are stored
-   sorted by input row;
+   `bucket_count(rows, workers)` bucket files by a hash of the session key, so a session's
+   rows share a bucket wherever they were in the input;
+2. route: each bucket on its own (`route_bucket`, given a `BucketTask`), rows sorted by
+   (session, order key, input row), each session walked in order: turn number, previous
+   intents (null where the intent abstained; the latest MAX_PREVIOUS_INTENTS, the most a server
+   request carries, which also keeps a session of a million rows, a constant or placeholder id,
+   from costing time quadratic in its length) and the count of earlier clarify actions make the
+   `ConversationContext`, and `routing.decide`, the function the server calls, gives the
+   decision; decisions are stored sorted by input row. Buckets share no session, so they are
+   routed in any order, at once: the router's `runner` routes them one after another in this
+   process (`route_serially`), in worker processes (the local engine's `RoutingPool`) or as Ray
+   tasks (the Ray engine's `RayRouting`), and every runner writes the same decisions;
 3. merge: the parts are read again in order and their route columns replaced by the stored
    decisions, taken from every bucket up to the part's last row.
 
-Memory: one bucket (about BUCKET_ROWS rows of a few columns) plus one part and one batch per
-bucket. The passes are deterministic, so an interrupted merge simply runs them again.
+Memory: one bucket (at most about BUCKET_ROWS rows of a few columns) per process routing one;
+in this process one part, PENDING_ROWS rows while partitioning and about MERGE_ROWS decisions
+while merging, however many buckets. With `workers` > 1 there are at least `workers` buckets once
+each keeps MIN_SPLIT_ROWS rows, and a multiple of `workers`, so the workers finish together.
+The number of buckets changes no decision. The passes are deterministic, so an interrupted
+merge simply runs them again.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +54,15 @@ from kefu.serving.routing import MAX_PREVIOUS_INTENTS, Action, ConversationConte
 from kefu.serving.routing_policy import RoutingPolicy
 from kefu.serving.taxonomy import HEADS
 
-BUCKET_ROWS = 200_000  # rows routed at once: a few tens of MB of Arrow data
-WRITE_ROWS = 8_192  # rows buffered per bucket before a write
+# Rows one process routes at once: about 20 MB of Arrow data; a worker process routing one
+# peaks near 300 MB, more than half of it the interpreter with pyarrow and kefu loaded.
+BUCKET_ROWS = 50_000
+# Fewest rows per bucket worth a bucket of their own for another worker: routing 20,000 rows
+# takes about a second, a worker process a fraction of one to start.
+MIN_SPLIT_ROWS = 20_000
+WRITE_ROWS = 8_192  # rows buffered per bucket before a write; rows per row group of a bucket
+PENDING_ROWS = 65_536  # rows the partition buffers in all (every bucket written beyond)
+MERGE_ROWS = 65_536  # decisions the merge reads ahead from all buckets together, at most
 ROW = "_kefu_row"
 ROUTED = ("queue", "priority", "action", "escalate", "reasons", "candidates")
 SESSION_OUTPUT = ("session_id", "session_turn")
@@ -68,6 +83,11 @@ class SessionStats:
     without_session: int = 0  # routed as a conversation of one message
     without_order: int = 0  # turn or time unreadable: routed after the session's other rows
     long_history: int = 0  # conversations past MAX_PREVIOUS_INTENTS earlier messages
+
+    def add(self, other: SessionStats) -> None:
+        """Count another bucket's rows in (a session is in one bucket: every count adds up)."""
+        for field in fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
     def lines(self, spec: SessionSpec) -> list[str]:
         lines = [
@@ -90,20 +110,69 @@ class SessionStats:
         return lines
 
 
+@dataclass(frozen=True)
+class BucketTask:
+    """One bucket to route: its keys file in, its decisions file out (absolute paths, so a Ray
+    task on another node finds them on the storage the run shares). Picklable."""
+
+    keys: str
+    decided: str
+    spec: SessionSpec
+    policy: RoutingPolicy
+
+
+# Routes every task (in any order, at once or not) and returns each bucket's statistics.
+BucketRunner = Callable[[list[BucketTask]], list[SessionStats]]
+
+
+def route_serially(tasks: list[BucketTask]) -> list[SessionStats]:
+    """The runner of one process: one bucket after another, here."""
+    return [route_bucket(task) for task in tasks]
+
+
+def bucket_count(rows: int, workers: int = 1) -> int:
+    """Buckets of at most BUCKET_ROWS rows; with several workers, at least one each when every
+    bucket keeps MIN_SPLIT_ROWS rows, and a multiple of `workers` (equal shares of the rows)."""
+    buckets = max(1, math.ceil(rows / BUCKET_ROWS))
+    if workers > 1:
+        buckets = max(buckets, min(workers, rows // MIN_SPLIT_ROWS))
+        if buckets >= workers:
+            buckets = math.ceil(buckets / workers) * workers
+    return buckets
+
+
 class SessionRouter:
-    def __init__(self, spec: SessionSpec, policy: RoutingPolicy, workdir: Path):
+    """Routes a run's rows with their conversations' context (see the module's docstring).
+
+    `workers`: how many buckets `runner` routes at once (it decides the number of buckets);
+    `runner`: how the buckets are routed, `route_serially` when None."""
+
+    def __init__(
+        self,
+        spec: SessionSpec,
+        policy: RoutingPolicy,
+        workdir: Path,
+        workers: int = 1,
+        runner: BucketRunner | None = None,
+    ):
         self.spec, self.policy, self.workdir = spec, policy, workdir
+        self.workers, self.runner = workers, runner or route_serially
         self.stats = SessionStats()
 
     @classmethod
     def for_run(
-        cls, spec: SessionSpec | None, policy: RoutingPolicy | None, workdir: Path
+        cls,
+        spec: SessionSpec | None,
+        policy: RoutingPolicy | None,
+        workdir: Path,
+        workers: int = 1,
+        runner: BucketRunner | None = None,
     ) -> SessionRouter | None:
         """The router of a run with session options (either engine); None without them, or
         without a policy to decide with."""
         if spec is None or policy is None:
             return None
-        return cls(spec, policy, workdir)
+        return cls(spec, policy, workdir, workers, runner)
 
     def lines(self) -> list[str]:
         """The summary lines of the last `routed` run."""
@@ -115,11 +184,11 @@ class SessionRouter:
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True)
         self.stats = SessionStats()
-        buckets = max(1, math.ceil(rows / BUCKET_ROWS))
+        buckets = bucket_count(rows, self.workers)
         self._partition(parts(), buckets)
-        for bucket in range(buckets):
-            self._route_bucket(bucket)
-        cursors = [_Cursor(self._path("decided", b)) for b in range(buckets)]
+        self._route(buckets)
+        batch = max(256, MERGE_ROWS // buckets)
+        cursors = [_Cursor(self._path("decided", b), batch) for b in range(buckets)]
         first = 0
         for part in parts():
             last = first + part.num_rows
@@ -136,6 +205,30 @@ class SessionRouter:
 
     def _path(self, kind: str, bucket: int) -> Path:
         return self.workdir / f"{kind}-{bucket:05d}.parquet"
+
+    def _route(self, buckets: int) -> None:
+        """Every bucket's keys -> its decisions (one runner call), then the keys are dropped.
+
+        The keys stay until the runner is done, so a task that a runner retries (Ray, after a
+        worker died) finds them."""
+        tasks = self._tasks(buckets)
+        for stats in self.runner(tasks) if tasks else []:
+            self.stats.add(stats)
+        for task in tasks:
+            Path(task.keys).unlink()
+
+    def _tasks(self, buckets: int) -> list[BucketTask]:
+        """A task per bucket that got rows (one that got none has no keys file)."""
+        return [
+            BucketTask(
+                str(self._path("keys", bucket).absolute()),
+                str(self._path("decided", bucket).absolute()),
+                self.spec,
+                self.policy,
+            )
+            for bucket in range(buckets)
+            if self._path("keys", bucket).exists()
+        ]
 
     def _partition(self, parts: Iterable[pa.Table], buckets: int) -> None:
         writers: dict[int, pq.ParquetWriter] = {}
@@ -160,6 +253,12 @@ class SessionRouter:
                 pending.setdefault(bucket, []).append(keys.take(np.nonzero(assigned == bucket)[0]))
                 if sum(table.num_rows for table in pending[bucket]) >= WRITE_ROWS:
                     self._write(writers, bucket, pending.pop(bucket))
+            if sum(table.num_rows for tables in pending.values() for table in tables) >= (
+                PENDING_ROWS
+            ):  # many buckets, each short of WRITE_ROWS
+                for bucket, tables in pending.items():
+                    self._write(writers, bucket, tables)
+                pending.clear()
         for bucket, tables in pending.items():
             self._write(writers, bucket, tables)
         for writer in writers.values():
@@ -171,22 +270,29 @@ class SessionRouter:
             writers[bucket] = pq.ParquetWriter(self._path("keys", bucket), table.schema)
         writers[bucket].write_table(table)
 
-    def _route_bucket(self, bucket: int) -> None:
-        path = self._path("keys", bucket)
-        if not path.exists():
-            return
-        table = pq.read_table(path)
-        order = pc.sort_indices(
-            table,
-            sort_keys=[(SESSION_KEY, "ascending"), (ORDER_KEY, "ascending"), (ROW, "ascending")],
-        )  # nulls sort last (Arrow's default): rows without a session, then without an order
-        walk = _Walk(self.spec, self.policy, self.stats)
-        decided = [
-            pa.Table.from_pylist([walk.route(row) for row in batch.to_pylist()], _DECIDED_SCHEMA)
-            for batch in table.take(order).to_batches(max_chunksize=WRITE_ROWS)
-        ]
-        pq.write_table(pa.concat_tables(decided).sort_by(ROW), self._path("decided", bucket))
-        path.unlink()
+
+def route_bucket(task: BucketTask) -> SessionStats:
+    """Route one bucket: its keys file, sorted and walked session by session, -> its decisions
+    file (sorted by input row; written under a temp name, then renamed); its statistics."""
+    table = pq.read_table(task.keys)
+    order = pc.sort_indices(
+        table,
+        sort_keys=[(SESSION_KEY, "ascending"), (ORDER_KEY, "ascending"), (ROW, "ascending")],
+    )  # nulls sort last (Arrow's default): rows without a session, then without an order
+    stats = SessionStats()
+    walk = _Walk(task.spec, task.policy, stats)
+    decided = [
+        pa.Table.from_pylist(
+            [walk.route(row) for row in table.take(order.slice(start, WRITE_ROWS)).to_pylist()],
+            _DECIDED_SCHEMA,
+        )
+        for start in range(0, len(order), WRITE_ROWS)
+    ]
+    del table, order
+    tmp = f"{task.decided}.tmp"
+    pq.write_table(pa.concat_tables(decided).sort_by(ROW), tmp, row_group_size=WRITE_ROWS)
+    os.replace(tmp, task.decided)
+    return stats
 
 
 _DECIDED_SCHEMA = pa.schema(
@@ -258,13 +364,11 @@ def prediction_of(row: dict[str, Any]) -> Prediction:
 
 
 class _Cursor:
-    """Reads one bucket's decisions (sorted by row) forward, a batch at a time."""
+    """Reads one bucket's decisions (sorted by row) forward, `batch` rows at a time."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, batch: int = WRITE_ROWS):
         self.batches = (
-            iter(pq.ParquetFile(path).iter_batches(batch_size=WRITE_ROWS))
-            if path.exists()
-            else iter(())
+            iter(pq.ParquetFile(path).iter_batches(batch_size=batch)) if path.exists() else iter(())
         )
         self.buffer = _DECIDED_SCHEMA.empty_table()
 
