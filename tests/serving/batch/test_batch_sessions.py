@@ -390,8 +390,11 @@ def test_turn_numbers(value, expected):
         (42.0, "42"),  # an id column with a missing cell, stored as floats
         (42.5, "42.5"),
         ("42.0", "42.0"),  # text is kept as written
+        (1e20, "1e+20"),  # beyond 2**53 a float holds no exact id: no digits are made up
+        (b" abc ", "abc"),  # a binary Parquet column
         ("", None),
         (None, None),
+        (float("nan"), None),  # a missing cell of a float id column: no session, not "nan"
     ],
 )
 def test_session_keys(value, expected):
