@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 from support.chat_logs import write_csv, write_jsonl, write_parquet
-from support.conversations import conversations, unsure_bundle
+from support.conversations import TEXTS, conversations, unsure_bundle
 from support.paths import REPO_ROOT
 from support.serving import copy_bundle, free_port
 
@@ -488,6 +488,85 @@ def test_a_session_longer_than_a_request_carries_is_routed_with_its_latest_inten
         )
         expected = sorted({*plain, *added}, key=[reason.value for reason in Reason].index)
         assert scored[index]["reasons"] == expected, index
+
+
+def test_the_intent_window_and_the_long_count_at_their_boundary(
+    tmp_path, bundle, monkeypatch, capfd
+):
+    """With the window cut to 3 earlier intents, each message is routed with exactly the latest
+    3: three abstained turns before an unsure one fail the clarification (not with 2), and an
+    intent last seen 4 messages back is no repeat (it would be with 4). Only a conversation of
+    more than 4 messages (5 or more) is counted as long, and one in file order has no unreadable
+    order."""
+    from kefu.serving.bundle import read_bundle
+    from kefu.serving.routing import ConversationContext, Reason, conversation_reasons
+    from kefu.serving.routing_policy import RoutingPolicy
+
+    window = 3
+    monkeypatch.setattr(session_routing, "MAX_PREVIOUS_INTENTS", window)
+    policy = tmp_path / "policy.yaml"
+    rules = ("complaint", "critical_urgency", "angry", "high_urgency_negative")
+    policy.write_text(
+        "rules:\n"
+        + "".join(f"  {rule}: {{enabled: false}}\n" for rule in rules)
+        + "  repeated_intent: {min_repeats: 1, ignore_intents: []}\n"
+        # only the abstained turns in the window make a clarification fail
+        + "  clarification_failed: {after_clarifications: 1000, "
+        + f"after_abstained_turns: {window}}}\n",
+        encoding="utf-8",
+    )
+    probe = write_jsonl(
+        [{"msg_id": f"p{i}", "text": text} for i, text in enumerate(TEXTS)], tmp_path / "p.jsonl"
+    )
+    score_here(probe, tmp_path / "probe.parquet", bundle, policy=policy)
+    abstains = {
+        row["intent_abstain"]: row["text"]
+        for row in pq.read_table(tmp_path / "probe.parquet").to_pylist()
+    }
+    unsure, sure = abstains[True], abstains[False]
+    texts = {
+        "four": [unsure] * (window + 1),  # the last message has every earlier intent
+        "five": [unsure] * (window + 2),  # the last message has lost the first
+        "unsure": [unsure] * 4 * window,
+        "returns": ([sure] + [unsure] * window) * 3 + [sure],
+    }
+    rows = [
+        {"msg_id": f"{name}{i:02d}", "session": name, "text": text}
+        for name, session in texts.items()
+        for i, text in enumerate(session)
+    ]
+    source = write_jsonl(rows, tmp_path / "chats.jsonl")
+    score_here(source, tmp_path / "alone.parquet", bundle, policy=policy)
+    capfd.readouterr()
+    score_here(source, tmp_path / "sessions.parquet", bundle, policy=policy, session_col="session")
+    err = capfd.readouterr().err
+    assert f"conversations of more than {window + 1:,} messages: 3;" in err, err
+    assert "no readable" not in err, err
+    alone = pq.read_table(tmp_path / "alone.parquet").to_pylist()
+    scored = pq.read_table(tmp_path / "sessions.parquet").to_pylist()
+    routing_policy = RoutingPolicy.for_bundle(read_bundle(bundle), policy)
+    order = [reason.value for reason in Reason]
+
+    def added(row: dict, index: int, previous: list, latest: int) -> list[Reason]:
+        context = ConversationContext(index + 1, previous[max(0, index - latest) : index], 0)
+        low = Reason.LOW_CONFIDENCE.value in alone[row["index"]]["reasons"]
+        return conversation_reasons(row["intent"], low, context, routing_policy)
+
+    start, narrower, wider = 0, 0, 0
+    for session in texts.values():
+        turns = [
+            {**row, "index": start + i}
+            for i, row in enumerate(scored[start : start + len(session)])
+        ]
+        previous = [None if row["intent_abstain"] else row["intent"] for row in turns]
+        for index, row in enumerate(turns):
+            expected = added(row, index, previous, window)
+            plain = alone[row["index"]]["reasons"]
+            assert row["reasons"] == sorted({*plain, *expected}, key=order.index), row["msg_id"]
+            narrower += expected != added(row, index, previous, window - 1)
+            wider += expected != added(row, index, previous, window + 1)
+        start += len(session)
+    assert narrower and wider, "the window's size changed no route"
 
 
 @pytest.fixture(scope="module")
