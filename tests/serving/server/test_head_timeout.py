@@ -6,6 +6,7 @@ import json
 import select
 import socket
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -66,6 +67,7 @@ def trickle(sock: socket.socket, data: bytes, every: float = 0.2) -> tuple[int, 
 def assert_head_timeout_answer(sock: socket.socket) -> None:
     status, headers, body = read_response(sock)
     assert (status, headers["connection"]) == (408, "close")
+    assert "date" in headers  # written by hand, with the headers uvicorn gives every answer
     assert headers["content-type"] == "application/json"
     assert headers["x-content-type-options"] == "nosniff"
     assert json.loads(body) == {
@@ -109,6 +111,17 @@ def test_a_partial_head_on_a_kept_alive_connection_is_timed_from_its_first_byte(
         sent, seconds = trickle(sock, HEALTHZ)
         assert sent > 1 and HEAD_TIMEOUT - 0.25 <= seconds < HEAD_TIMEOUT + 2
         assert_head_timeout_answer(sock)
+
+
+def test_a_head_begun_while_the_previous_request_was_served_is_timed_from_the_response(server):
+    # no byte arrives after the response to start the clock: it starts at the response, and the
+    # keep-alive timeout (5 s here) does not govern a connection with part of a head in
+    with connect(server.port) as sock:
+        sock.sendall(HEALTHZ + b"GET /hea")
+        assert read_response(sock)[0] == 200
+        started = time.monotonic()
+        assert_head_timeout_answer(sock)
+        assert time.monotonic() - started < HEAD_TIMEOUT + 2
 
 
 def test_a_head_in_time_then_a_slow_body_still_gets_the_body_timeout(server):
@@ -183,3 +196,25 @@ def test_two_workers_time_out_heads_too(tiny_bundle, tmp_path):
         assert metric(server.url, "kefu_head_timeouts_total", received="partial") == 1
     finally:
         assert server.stop() == 0
+
+
+def test_each_log_line_counts_the_time_outs_since_the_line_before(monkeypatch):
+    from kefu.serving.server import head_timeout
+
+    now = [1000.0]
+    lines: list[dict] = []
+    monkeypatch.setattr(head_timeout, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(
+        head_timeout, "log", SimpleNamespace(info=lambda msg, extra: lines.append(extra["fields"]))
+    )
+    timeouts = head_timeout._TimeoutLog()
+    timeouts.add("nothing", 0.5)
+    for at, received in ((1010.0, "partial"), (1020.0, "nothing"), (1059.0, "partial")):
+        now[0] = at
+        timeouts.add(received, 0.5)
+    now[0] = 1061.0
+    timeouts.add("partial", 0.5)
+    assert lines == [
+        {"head_timeout_seconds": 0.5, "closed_silent": 1, "closed_partial_head": 0},
+        {"head_timeout_seconds": 0.5, "closed_silent": 1, "closed_partial_head": 3},
+    ]
