@@ -9,6 +9,7 @@ FAMILY = (
     "👨\u200d👩\u200d👧"  # one character on screen, five code points (repr escapes the joiners)
 )
 FAMILY_SHOWN = "👨\\u200d👩\\u200d👧"  # 15 characters of repr
+SCOTLAND = "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"  # 🏴 + tags
 
 
 def test_a_short_value_is_its_repr():
@@ -35,6 +36,7 @@ def test_a_long_value_is_cut_with_an_ellipsis_within_the_limit():
         ("a" * 30 + "\ud83d\ude00" * 5, "'" + "a" * 30),  # a surrogate pair (12 characters)
         (b"\xf0\x9f\x98\x80" * 10, "b'" + "\\xf0\\x9f\\x98\\x80" * 2 + "\\xf0"),  # whole escapes
         ("ab\r\n" * 20, "'" + "ab\\r\\n" * 6 + "ab"),  # \r\n is one line end
+        ("x" * 36 + "\r\n" * 10, "'" + "x" * 36),  # "\\r" would fit, "\\n" not: neither
     ],
 )
 def test_a_cut_never_splits_a_character_or_an_escape(value, shown):
@@ -57,6 +59,8 @@ def test_cut_shows_a_text_as_it_is():
         ("x" + "🇨🇳" * 30, "x" + "🇨🇳" * 19),
         ("e\u0301" * 30, "e\u0301" * 19),
         ("ab\r\n" * 20, "ab\r\n" * 9 + "ab"),
+        ("x" + SCOTLAND * 10, "x" + SCOTLAND * 5),  # a subdivision flag: 7 code points
+        ("\u0915\u093e" * 30, "\u0915\u093e" * 19),  # का: a letter and a spacing mark (Mc)
     ],
 )
 def test_cut_never_splits_a_character(text, shown):
