@@ -344,3 +344,59 @@ def test_a_missing_jsonl_column_says_which_records_were_read(tmp_path, tiny_bund
     )
     assert result.exit_code == 1
     assert "found columns ['id', 'body'] (the keys of its first 1,000 lines)" in result.output
+
+
+def test_a_column_whose_type_changes_between_chunks_is_promoted_or_becomes_text(
+    tmp_path, tiny_bundle
+):
+    """Each JSONL chunk has its own column types: 1 then 1.5 is a float column, 7 then "seven"
+    a text column, and every row is kept."""
+    rows = [
+        {"text": "在吗", "n": 1 if i < 4 else 1.5, "mixed": 7 if i < 4 else "seven"}
+        for i in range(8)
+    ]
+    source = write_jsonl(rows, tmp_path / "log.jsonl")
+    score(tmp_path, tiny_bundle, [source], "out.parquet", chunk_size=4)
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert (table.schema.field("n").type, table.schema.field("mixed").type) == (
+        pa.float64(),
+        pa.string(),
+    )
+    assert table.column("n").to_pylist() == [1.0] * 4 + [1.5] * 4
+    assert table.column("mixed").to_pylist() == ["7"] * 4 + ["seven"] * 4
+
+
+def test_jsonl_output_writes_nan_and_infinity_as_null(tmp_path, tiny_bundle):
+    values = [float("nan"), float("inf"), float("-inf"), 0.5]
+    source = tmp_path / "log.parquet"
+    pq.write_table(pa.table({"text": ["在吗"] * 4, "score": values}), source)
+    score(tmp_path, tiny_bundle, [source], "out.jsonl")
+
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} is not JSON")
+
+    lines = (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line, parse_constant=refuse) for line in lines]
+    assert [record["score"] for record in records] == [None, None, None, 0.5]
+
+
+def test_csv_output_writes_a_binary_column_as_its_text(tmp_path, tiny_bundle):
+    source = tmp_path / "log.parquet"
+    raw = ["在吗".encode(), b"\xff ok", None]
+    pq.write_table(pa.table({"text": ["在吗"] * 3, "raw": pa.array(raw, pa.binary())}), source)
+    score(tmp_path, tiny_bundle, [source], "out.csv")
+    cells = pacsv.read_csv(
+        tmp_path / "out.csv", convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
+    )
+    assert cells.column("raw").to_pylist() == ["在吗", "\ufffd ok", None]
+
+
+def test_a_merge_that_writes_another_number_of_rows_than_were_scored_is_an_error(tmp_path):
+    from types import SimpleNamespace
+
+    from kefu.serving.batch.writers import merge_scored
+
+    part = pa.table({"text": ["在吗"]})
+    plan = SimpleNamespace(output_format="parquet", excel_csv=False)
+    with pytest.raises(RuntimeError, match="merge wrote 1 rows but 2 were scored"):
+        merge_scored(lambda: [part], [part.schema], 2, plan, tmp_path / "out.parquet")

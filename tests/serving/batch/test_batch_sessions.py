@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
@@ -315,6 +316,22 @@ def test_a_session_in_a_csv_and_a_float_id_column_is_one_conversation(
     for msg_id, row in one.items():
         names = (*ROUTE, "session_id", "session_turn")
         assert {k: two[msg_id][k] for k in names} == {k: row[k] for k in names}, msg_id
+
+
+@pytest.mark.parametrize("output", ["out.parquet", "out.csv"])
+def test_the_session_keys_kefu_carries_are_not_written(tmp_path, bundle, chats, output):
+    """The session, order and turn keys (`_kefu_*`) travel with the rows to the merge: the
+    output holds the input columns and the score columns only."""
+    from kefu.serving.batch.scoring import SCORE_COLUMNS
+
+    rows, _ = chats
+    source = write_jsonl(rows, tmp_path / "chats.jsonl")
+    score_here(source, tmp_path / output, bundle, session_col="session", time_col="sent_at")
+    if output.endswith(".csv"):
+        names = pacsv.read_csv(tmp_path / output).column_names
+    else:
+        names = pq.read_schema(tmp_path / output).names
+    assert names == [*rows[0], *SCORE_COLUMNS]
 
 
 @pytest.mark.parametrize(
