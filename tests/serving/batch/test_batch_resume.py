@@ -392,3 +392,85 @@ def test_resume_with_no_unfinished_run_says_so_and_never_scores_a_finished_outpu
     without = CliRunner().invoke(app, args[:-1])
     assert without.exit_code == 0, without.output
     assert "resume" not in without.stderr
+
+
+def stopped_before_its_first_commit(job: ScoreJob, staging: Path, engine: str = "local") -> None:
+    """`staging` as a run of `job` leaves it when stopped before its first commit."""
+    staging.mkdir()
+    fingerprint = plan_run(job, engine).fingerprint
+    (staging / "state.json").write_text(
+        json.dumps({"version": STATE_VERSION, "fingerprint": fingerprint})
+    )
+
+
+@pytest.mark.parametrize(
+    ("started", "resumed", "key"),
+    [
+        ({"session_col": "shop"}, {}, "session_col"),
+        ({"session_col": "shop", "turn_col": "msg_id"}, {"session_col": "shop"}, "turn_col"),
+        ({"session_col": "shop", "time_col": "created_at"}, {"session_col": "shop"}, "time_col"),
+        ({"chunk_size": 7}, {}, "chunk_size"),
+        ({"batch_size": 3}, {}, "batch_size"),
+        ({"id_col": "msg_id"}, {}, "id_col"),
+        ({"encoding": "gb18030"}, {}, "read_options"),
+        ({"max_record_lines": 3}, {}, "read_options"),
+    ],
+)
+def test_resume_refuses_changed_options(tmp_path, tiny_bundle, started, resumed, key):
+    """Sessions, chunks, batches, ids and how records are read all shape the committed chunks:
+    a resume with other options would mix two runs in one output."""
+    job, staging = small_job(tmp_path, tiny_bundle, 30)
+    stopped_before_its_first_commit(ScoreJob(**{**job.__dict__, **started}), staging)
+    with pytest.raises(ConfigError, match=f"cannot resume: the run changed .*{key}: was"):
+        run_local(ScoreJob(**{**job.__dict__, **resumed, "resume": True}))
+
+
+def test_resume_refuses_a_run_another_engine_started(tmp_path, tiny_bundle):
+    job, staging = small_job(tmp_path, tiny_bundle, 30)
+    stopped_before_its_first_commit(job, staging, engine="ray")
+    with pytest.raises(ConfigError, match="engine: was 'ray', now 'local'"):
+        run_local(ScoreJob(**{**job.__dict__, "resume": True}))
+
+
+def test_resume_refuses_a_bundle_resealed_under_the_same_model_version(tmp_path, tiny_bundle):
+    """A bundle retrained or recalibrated without a new model_version is still another model."""
+    from support.conversations import unsure_bundle
+    from support.serving import copy_bundle
+
+    job, staging = small_job(tmp_path, tiny_bundle, 30)
+    stopped_before_its_first_commit(job, staging)
+    other = unsure_bundle(tiny_bundle, tmp_path / "unsure")  # other calibration.json
+    same_name = copy_bundle(other, tmp_path / "resealed", model_version="tiny-0")
+    with pytest.raises(ConfigError, match=r"interrupted \(bundle_files: was"):
+        run_local(ScoreJob(**{**job.__dict__, "bundle": same_name, "resume": True}))
+
+
+def test_resume_names_the_kefu_version_first_and_at_most_three_changes(
+    tmp_path, tiny_bundle, monkeypatch
+):
+    """An upgrade explains the differences it brings, so it is named before them."""
+    job, staging = small_job(tmp_path, tiny_bundle, 30)
+    monkeypatch.setattr("kefu.__version__", "0.0.9")
+    started = {"batch_size": 3, "chunk_size": 7, "id_col": "msg_id"}
+    stopped_before_its_first_commit(ScoreJob(**{**job.__dict__, **started}), staging)
+    monkeypatch.undo()
+    with pytest.raises(ConfigError) as raised:
+        run_local(ScoreJob(**{**job.__dict__, "resume": True}))
+    assert (
+        f"(kefu_version: was '0.0.9', now {kefu.__version__!r}; batch_size: was 3, now "
+        f"{job.batch_size}; chunk_size: was 7, now 10); resume with"
+    ) in str(raised.value)
+
+
+def test_a_commit_log_of_another_state_version_is_refused(tmp_path, tiny_bundle):
+    job, staging = small_job(tmp_path, tiny_bundle, 30)
+    staging.mkdir()
+    fingerprint = plan_run(job, "local").fingerprint
+    state = {"version": STATE_VERSION - 1, "fingerprint": fingerprint}
+    (staging / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ConfigError) as raised:
+        run_local(ScoreJob(**{**job.__dict__, "resume": True}))
+    assert str(raised.value) == (
+        f"{staging / 'state.json'} is unreadable (state version {STATE_VERSION - 1}); pass "
+        "--fresh to start over"
+    )
