@@ -139,17 +139,17 @@ def test_project_commands_outside_the_checkout_say_where_to_run(
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["score", "log.jsonl", "-o", "out.parquet", "--no-progress"],
-        ["evaluate", "--data", "test.jsonl", "-o", "report", "--no-public-dev"],
-        ["tune-escalation", "--data", "dev.jsonl"],
-        ["bench", "--quick", "--results-dir", "results"],
-    ],
-)
-def test_every_bundle_option_defaults_to_kefu_bundle(monkeypatch, tmp_path, args):
-    """KEFU_BUNDLE names the bundle wherever --bundle is left out, as the error says."""
+# every command with a --bundle option but kefu serve (which reads KEFU_BUNDLE itself)
+BUNDLE_COMMANDS = [
+    ["score", "log.jsonl", "-o", "out.parquet", "--no-progress"],
+    ["evaluate", "--data", "test.jsonl", "-o", "report", "--no-public-dev"],
+    ["tune-escalation", "--data", "dev.jsonl"],
+    ["bench", "--quick", "--results-dir", "results"],
+]
+
+
+def bundle_error(monkeypatch, tmp_path, args: list[str]) -> str:
+    """What `kefu ARGS` says in `tmp_path`, where no bundle exists."""
     from typer.testing import CliRunner
 
     from kefu.cli.main import app
@@ -160,9 +160,29 @@ def test_every_bundle_option_defaults_to_kefu_bundle(monkeypatch, tmp_path, args
             '{"text": "在吗", "intent": "greeting", "urgency": "low", "emotion": "neutral"}\n',
             encoding="utf-8",
         )
-    missing = tmp_path / "bundles" / "v7"
-    monkeypatch.setenv("KEFU_BUNDLE", str(missing))
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
-    assert f"bundle directory {missing} does not exist" in result.output, result.output
-    assert "(or KEFU_BUNDLE)" in result.output and "Traceback" not in result.output
+    assert "Traceback" not in result.output
+    return result.output
+
+
+@pytest.mark.parametrize("args", BUNDLE_COMMANDS)
+def test_every_bundle_option_defaults_to_kefu_bundle(monkeypatch, tmp_path, args):
+    """KEFU_BUNDLE names the bundle wherever --bundle is left out, as the error says."""
+    missing = tmp_path / "bundles" / "v7"
+    monkeypatch.setenv("KEFU_BUNDLE", str(missing))
+    said = bundle_error(monkeypatch, tmp_path, args)
+    assert f"bundle directory {missing} does not exist" in said, said
+    assert "(or KEFU_BUNDLE)" in said
+
+
+@pytest.mark.parametrize("args", BUNDLE_COMMANDS)
+def test_bundle_wins_over_kefu_bundle_and_models_default_is_the_last_resort(
+    monkeypatch, tmp_path, args
+):
+    monkeypatch.setenv("KEFU_BUNDLE", str(tmp_path / "from-env"))
+    said = bundle_error(monkeypatch, tmp_path, [*args, "--bundle", str(tmp_path / "given")])
+    assert f"bundle directory {tmp_path / 'given'} does not exist" in said, said
+    monkeypatch.delenv("KEFU_BUNDLE")
+    said = bundle_error(monkeypatch, tmp_path, args)
+    assert "bundle directory models/default does not exist" in said, said
