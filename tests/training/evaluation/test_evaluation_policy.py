@@ -138,3 +138,20 @@ def test_a_bad_policy_file_is_one_line_exit_2_before_any_data_is_read(
     assert f"kefu evaluate: {said.format(path=path)}" in result.output
     assert "Traceback" not in result.output and "no_such_test" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("routing", "said"),
+    [
+        ({"n": 3}, ""),  # written before evaluation recorded the policy: nothing is claimed
+        (
+            {"policy": "tuned.yaml"},  # and before it recorded the hash: the name alone
+            " Routed with the policy file `tuned.yaml` laid over the bundle's policy.yaml.",
+        ),
+        ({"policy": "bundle", "policy_sha256": None}, " Routed with the bundle's policy.yaml."),
+    ],
+)
+def test_older_routing_blocks_say_what_they_recorded(routing, said):
+    from kefu.training.evaluation.report import routed_with
+
+    assert routed_with(routing) == said
