@@ -176,8 +176,11 @@ def test_a_replaced_model_leaves_the_scrape_of_a_server_with_shared_metric_files
             f"{server.url}/v1/admin/reload", json={"bundle": str(new_bundle)}, headers=ADMIN
         )
         assert reloaded.status_code == 200, reloaded.text
-        after = model_info(httpx.get(f"{server.url}/metrics").text)
-        assert after == {(pid, "tiny-1", "fp32"): 1.0}  # before: tiny-0 stayed, at 0.0
+        scrape = httpx.get(f"{server.url}/metrics").text
+        assert model_info(scrape) == {(pid, "tiny-1", "fp32"): 1.0}  # before: tiny-0 stayed, at 0.0
+        # only replaced models are left out: other series at 0 stay 0, not "no data"
+        assert "\nkefu_escalated_messages_total 0.0\n" in scrape
+        assert "\nkefu_batch_size_count 0.0\n" in scrape
     finally:
         server.stop()
 
