@@ -166,6 +166,10 @@ def test_clarified_then_bot_counts_a_clarify_followed_by_the_bot_and_no_person(t
         ([(1, "clarify"), (2, "bot"), (None, "human")], False),  # may be after the clarify
         ([(1, "clarify"), (None, "bot")], False),  # an unplaced bot turn shows nothing
         ([(None, "clarify"), (2, "bot")], False),
+        ([(2, "clarify"), (2, "bot")], False),  # one turn number: the bot is not after it
+        ([(2, "human"), (2, "clarify"), (3, "bot")], False),  # the person may be after it
+        ([(3, "bot"), (1, "bot"), (2, "clarify")], True),  # the latest bot turn counts
+        ([(3, "human"), (1, "human"), (2, "clarify"), (4, "bot")], False),  # the latest human
     ],
 )
 def test_clarified_then_bot_reads_the_turn_numbers(rows, counted):
@@ -238,6 +242,16 @@ def test_a_known_hand_over_turn_wins_over_an_unknown_one_in_any_order():
             stats.add(*row)
         assert stats.handover_turns() == {"2": 1}
         assert stats.handover_reasons() == {"human_requested": 1}
+
+
+def test_hand_over_turns_from_the_sixth_are_counted_together():
+    from kefu.serving.report.conversations import ConversationStats
+
+    stats = ConversationStats()
+    for session, turn in (("a", 5), ("b", 6), ("c", 7), ("d", None), ("e", 12)):
+        stats.add(session, turn, "human", ["human_requested"])
+    stats.add("f", 1, "bot", [])
+    assert stats.handover_turns() == {"5": 1, "6+": 3, "unknown": 1}
 
 
 def test_priorities_of_another_policy_are_listed_not_dropped(tmp_path):
