@@ -188,3 +188,12 @@ class ConfigError(KefuError):
     code = "config_invalid"
     http_status = 422
     exit_code = EXIT_USAGE
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: message` on one line; of a message holding a traceback, its last line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[-1] if "Traceback (most recent call last)" in str(exc) else lines[0]
+    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"

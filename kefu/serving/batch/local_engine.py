@@ -35,11 +35,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
-from kefu.errors import KefuError
+from kefu.errors import KefuError, one_line
 from kefu.serving.batch.job import ScoreJob, Summary
 from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.progress import ProgressReporter
-from kefu.serving.batch.ray_cluster import one_line
 from kefu.serving.batch.readers import Chunk, count_chunks, read_chunks
 from kefu.serving.batch.scoring import Scorer, attach_scores
 from kefu.serving.batch.session_routing import (

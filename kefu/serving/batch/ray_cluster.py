@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
 
-from kefu.errors import ConfigError, KefuError
+from kefu.errors import ConfigError, KefuError, one_line
 
 ADDRESS_ENV = "RAY_ADDRESS"
 CONNECT_SECONDS = 5.0
@@ -241,12 +241,3 @@ def user_error(exc: BaseException) -> KefuError:
             return current
         current = current.__cause__
     return KefuError(f"the Ray run failed: {one_line(root)}")
-
-
-def one_line(exc: BaseException) -> str:
-    """`Type: message` on one line; of a message holding a traceback, its last line."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    text = lines[-1] if "Traceback (most recent call last)" in str(exc) else lines[0]
-    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"

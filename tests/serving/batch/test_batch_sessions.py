@@ -759,11 +759,9 @@ def many_chats(tmp_path_factory):
     return write_jsonl(rows, tmp_path_factory.mktemp("many") / "chats.jsonl")
 
 
-def routed_by(engine: str, source: Path, output: Path, **options) -> tuple[pa.Table, str]:
-    """The output table and the printed lines of one run of `engine`."""
-    from kefu.serving.batch.ray_engine import run_ray
-
-    job = ScoreJob(
+def session_job(source: Path, output: Path, **options) -> ScoreJob:
+    """A job over `source` with sessions and turns, in chunks of 4 rows."""
+    return ScoreJob(
         inputs=[str(source)],
         output=output,
         chunk_size=4,
@@ -773,6 +771,13 @@ def routed_by(engine: str, source: Path, output: Path, **options) -> tuple[pa.Ta
         turn_col="turn",
         **options,
     )
+
+
+def routed_by(engine: str, source: Path, output: Path, **options) -> tuple[pa.Table, str]:
+    """The output table and the printed lines of one run of `engine`."""
+    from kefu.serving.batch.ray_engine import run_ray
+
+    job = session_job(source, output, **options)
     console = Console(file=io.StringIO(), width=200)
     (run_local if engine == "local" else run_ray)(job, console=console)
     assert not Path(f"{output}.partial").exists()
@@ -888,18 +893,7 @@ def test_a_routing_worker_that_dies_or_fails_is_one_error_and_resume_finishes(
         "local", many_chats, tmp_path / "serial.parquet", bundle=bundle, policy=policy
     )
     output = tmp_path / "out.parquet"
-    job = ScoreJob(
-        inputs=[str(many_chats)],
-        output=output,
-        bundle=bundle,
-        policy=policy,
-        chunk_size=4,
-        workers=2,
-        progress=False,
-        id_col="msg_id",
-        session_col="session",
-        turn_col="turn",
-    )
+    job = session_job(many_chats, output, bundle=bundle, policy=policy, workers=2)
     monkeypatch.setattr(session_routing, "BUCKET_ROWS", 5)
     with monkeypatch.context() as patch:
         patch.setattr(session_routing.SessionRouter, "_tasks", routed_as(task))
@@ -924,18 +918,7 @@ def test_ctrl_c_while_buckets_are_routed_stops_the_workers_and_resume_finishes(
         "local", many_chats, tmp_path / "serial.parquet", bundle=bundle, policy=policy
     )
     output = tmp_path / "out.parquet"
-    job = ScoreJob(
-        inputs=[str(many_chats)],
-        output=output,
-        bundle=bundle,
-        policy=policy,
-        chunk_size=4,
-        workers=2,
-        progress=False,
-        id_col="msg_id",
-        session_col="session",
-        turn_col="turn",
-    )
+    job = session_job(many_chats, output, bundle=bundle, policy=policy, workers=2)
     monkeypatch.setattr(session_routing, "BUCKET_ROWS", 5)
     checked = local_engine.RoutingPool._checked
 
@@ -976,17 +959,7 @@ def test_a_ray_routing_task_that_dies_or_fails_is_one_error(
     monkeypatch.setattr(session_routing, "BUCKET_ROWS", 5)
     monkeypatch.setattr(session_routing.SessionRouter, "_tasks", routed_as(task))
     output = tmp_path / "out.parquet"
-    job = ScoreJob(
-        inputs=[str(many_chats)],
-        output=output,
-        bundle=bundle,
-        policy=policy,
-        chunk_size=4,
-        workers=2,
-        progress=False,
-        session_col="session",
-        turn_col="turn",
-    )
+    job = session_job(many_chats, output, bundle=bundle, policy=policy, workers=2)
     with pytest.raises(KefuError) as raised:
         run_ray(job, console=Console(file=io.StringIO()))
     message = str(raised.value)
@@ -1027,17 +1000,7 @@ def test_ctrl_c_while_ray_routes_cancels_the_tasks_out_and_removes_the_staging(
     monkeypatch.setattr(session_routing, "BUCKET_ROWS", 5)
     monkeypatch.setattr(ray_engine, "ray", Interrupting())
     output = tmp_path / "out.parquet"
-    job = ScoreJob(
-        inputs=[str(many_chats)],
-        output=output,
-        bundle=bundle,
-        policy=policy,
-        chunk_size=4,
-        workers=2,
-        progress=False,
-        session_col="session",
-        turn_col="turn",
-    )
+    job = session_job(many_chats, output, bundle=bundle, policy=policy, workers=2)
     with pytest.raises(KeyboardInterrupt):
         run_ray(job, console=Console(file=io.StringIO()))
     assert len(cancelled) == 2  # the two tasks out when Ctrl-C came
