@@ -38,7 +38,7 @@ def test_the_readme_python_example_runs(tiny_bundle, tmp_path):
 
 
 def test_the_readme_policy_example_is_a_valid_policy_file(tiny_bundle, tmp_path):
-    from kefu.serving.bundle import read_bundle
+    from kefu.serving.bundle.reader import read_bundle
     from kefu.serving.routing_policy import RoutingPolicy
 
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")

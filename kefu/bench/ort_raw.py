@@ -21,7 +21,7 @@ from typing import Any
 
 from kefu.bench.timing import Deadline, latency_summary
 from kefu.bench.workload import token_length_batches
-from kefu.serving.bundle import read_bundle
+from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.classifier import Classifier
 from kefu.serving.tokenization import EncodedBatch
 

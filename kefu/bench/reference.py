@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kefu.serving.bundle import Bundle
+from kefu.serving.bundle.reader import Bundle
 
 TINY_BASE = "tiny-random-bert"  # the manifest base_model written by tests/support/tiny.py
 

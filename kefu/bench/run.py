@@ -31,7 +31,7 @@ from kefu.bench.report import write_readme
 from kefu.bench.table import rich_table
 from kefu.bench.workload import Workload, load_workload, token_counts
 from kefu.errors import BundleError, InputError
-from kefu.serving.bundle import Bundle, read_bundle
+from kefu.serving.bundle.reader import Bundle, read_bundle
 from kefu.serving.tokenization import TextEncoder
 
 RESULTS_DIR = Path("benchmarks/results")  # the bench runs from the project root

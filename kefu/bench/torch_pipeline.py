@@ -24,7 +24,7 @@ from kefu.bench.ort_raw import BLOCK_MESSAGES, SWITCH_PAUSE_SECONDS, PointTimer
 from kefu.bench.reference import base_model_dir, build_encoder, is_tiny
 from kefu.bench.timing import Deadline, latency_summary
 from kefu.bench.workload import token_length_batches
-from kefu.serving.bundle import Bundle, read_bundle
+from kefu.serving.bundle.reader import Bundle, read_bundle
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import HEADS
 from kefu.training.base_tokenizer import load_base_tokenizer

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from kefu.bench.reference import build_encoder
-from kefu.serving.bundle import read_bundle
+from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.taxonomy import HEADS, load_taxonomy
 from kefu.serving.tokenization import TextEncoder
 from kefu.training.config import TrainConfig, load_config

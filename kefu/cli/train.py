@@ -39,7 +39,7 @@ def command(
 ) -> None:
     from kefu.cli.extras import require_train_extra
     from kefu.errors import DataError
-    from kefu.serving.bundle import check_bundle_target
+    from kefu.serving.bundle.writer import check_bundle_target
     from kefu.training.config import load_config
 
     require_train_extra()

@@ -16,15 +16,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, `__getattr__`
-    from kefu.serving.bundle import Bundle, read_bundle
+    from kefu.serving.bundle.reader import Bundle, read_bundle
     from kefu.serving.classifier import Classifier, HeadPrediction, Prediction
     from kefu.serving.deployment import Deployment, Triage
     from kefu.serving.routing import Action, ConversationContext, Decision, Reason, decide
     from kefu.serving.routing_policy import RoutingPolicy
 
 _MODULES = {
-    "Bundle": "kefu.serving.bundle",
-    "read_bundle": "kefu.serving.bundle",
+    "Bundle": "kefu.serving.bundle.reader",
+    "read_bundle": "kefu.serving.bundle.reader",
     "Classifier": "kefu.serving.classifier",
     "HeadPrediction": "kefu.serving.classifier",
     "Prediction": "kefu.serving.classifier",

@@ -18,13 +18,12 @@ import numpy as np
 import onnxruntime as ort
 
 from kefu.errors import BundleError
-from kefu.serving.bundle import (
+from kefu.serving.bundle.reader import Bundle, read_bundle
+from kefu.serving.bundle.schema import (
     ONNX_METADATA,
     ONNX_OUTPUTS,
     ROW_BY_ROW_VARIANTS,
-    Bundle,
     HeadCalibration,
-    read_bundle,
 )
 from kefu.serving.entities import Entity, asks_for_human, find_entities
 from kefu.serving.inputs import (

@@ -23,7 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from kefu.errors import InputError
-from kefu.serving.bundle import VARIANTS, Bundle, read_bundle
+from kefu.serving.bundle.reader import Bundle, read_bundle
+from kefu.serving.bundle.schema import VARIANTS
 from kefu.serving.classifier import Classifier, Prediction
 from kefu.serving.length_batches import length_sorted_batches
 from kefu.serving.preview import preview

@@ -16,7 +16,7 @@ from dataclasses import fields
 from typing import Any
 
 from kefu.errors import InputError
-from kefu.serving.bundle import HeadCalibration
+from kefu.serving.bundle.schema import HeadCalibration
 from kefu.serving.normalize import has_content
 from kefu.serving.preview import preview
 from kefu.serving.taxonomy import HEADS

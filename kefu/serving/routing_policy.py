@@ -29,7 +29,7 @@ from kefu.serving.routing import Reason
 from kefu.serving.taxonomy import DEFAULT_TAXONOMY_PATH, PRIORITIES, Taxonomy, load_taxonomy
 
 if TYPE_CHECKING:  # the bundle module reads policies through this one
-    from kefu.serving.bundle import Bundle
+    from kefu.serving.bundle.reader import Bundle
 
 
 # The packaged taxonomy's `routing:` section: the rules are written once, in that file.
@@ -151,7 +151,8 @@ class RoutingPolicy:
     @classmethod
     def for_bundle(cls, bundle: Bundle, override_path: str | Path | None = None) -> RoutingPolicy:
         """The bundle's policy, with a policy file given at serve or score time laid over it."""
-        from kefu.serving.bundle import Bundle  # the bundle module reads policies through this one
+        # the bundle module reads policies through this one
+        from kefu.serving.bundle.reader import Bundle
 
         if not isinstance(bundle, Bundle):
             hint = (

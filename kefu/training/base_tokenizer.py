@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kefu.serving.bundle import TOKENIZER
+from kefu.serving.bundle.schema import TOKENIZER
 
 
 def load_base_tokenizer(base_model_dir: Path) -> Any:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from kefu.serving.bundle import HeadCalibration
+from kefu.serving.bundle.schema import HeadCalibration
 from kefu.serving.classifier import softmax
 from kefu.training.calibration_metrics import expected_calibration_error
 

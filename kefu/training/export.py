@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from kefu.errors import KefuError
-from kefu.serving.bundle import ONNX_INPUTS, ONNX_OUTPUTS
+from kefu.serving.bundle.schema import ONNX_INPUTS, ONNX_OUTPUTS
 from kefu.serving.classifier import make_session
 from kefu.serving.preview import preview
 from kefu.serving.taxonomy import HEADS

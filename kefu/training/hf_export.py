@@ -20,7 +20,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from kefu.serving.bundle import HF_HEADS, ONNX_METADATA
+from kefu.serving.bundle.schema import HF_HEADS, ONNX_METADATA
 from kefu.serving.taxonomy import HEADS
 from kefu.training.base_tokenizer import load_base_tokenizer
 from kefu.training.model import MultiHeadClassifier

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from kefu.serving.bundle import ENCODER_OUTPUTS, ONNX_INPUTS, ONNX_OUTPUTS
+from kefu.serving.bundle.schema import ENCODER_OUTPUTS, ONNX_INPUTS, ONNX_OUTPUTS
 from kefu.serving.classifier import softmax
 from kefu.training.lexical import (
     KEY_BITS,

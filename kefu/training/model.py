@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel
 
-from kefu.serving.bundle import ONNX_OUTPUTS
+from kefu.serving.bundle.schema import ONNX_OUTPUTS
 from kefu.serving.taxonomy import HEADS
 from kefu.training.packaged_model import BaseModelError
 from kefu.training.sampling import IGNORE, EncodedSplit, collate

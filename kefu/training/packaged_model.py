@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kefu.errors import ConfigError, KefuError
-from kefu.serving.bundle import sha256_file
+from kefu.serving.bundle.schema import sha256_file
 
 DEFAULT_BASE_MODEL = "m3e-small"
 WEIGHTS = "model.safetensors"

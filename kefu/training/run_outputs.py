@@ -9,17 +9,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from kefu.serving.bundle import (
+from kefu.serving.bundle.reader import Bundle
+from kefu.serving.bundle.schema import (
     HF_DIR,
     MODEL_FP32,
     MODEL_INT8,
     ROW_BY_ROW_VARIANTS,
-    Bundle,
     HeadCalibration,
     Manifest,
-    update_bundle,
-    write_bundle,
 )
+from kefu.serving.bundle.writer import update_bundle, write_bundle
 from kefu.serving.taxonomy import HEADS, Taxonomy
 from kefu.training.config import TrainConfig
 from kefu.training.evaluation.model_card import render_model_card

@@ -26,7 +26,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from kefu.serving.bundle import Bundle, HeadCalibration, Manifest, check_bundle_target
+from kefu.serving.bundle.reader import Bundle
+from kefu.serving.bundle.schema import HeadCalibration, Manifest
+from kefu.serving.bundle.writer import check_bundle_target
 from kefu.serving.taxonomy import HEADS, Taxonomy, load_taxonomy
 from kefu.serving.tokenization import TextEncoder
 from kefu.training.base_model import ResolvedBaseModel, base_model_source, resolve_base_model

@@ -5,8 +5,10 @@ import shutil
 import pytest
 
 from kefu.errors import BundleError
-from kefu.serving import bundle as bundle_format
-from kefu.serving.bundle import Manifest, read_bundle, update_bundle
+from kefu.serving.bundle import schema as bundle_format
+from kefu.serving.bundle.reader import read_bundle
+from kefu.serving.bundle.schema import Manifest
+from kefu.serving.bundle.writer import update_bundle
 from kefu.serving.classifier import Classifier
 from kefu.serving.normalize import NORMALIZATION_VERSION
 
@@ -120,7 +122,7 @@ def test_update_reseals_hashes(bundle_copy):
 
 
 def test_a_file_given_as_bundle_is_named_as_a_file(tmp_path):
-    from kefu.serving.bundle import read_bundle
+    from kefu.serving.bundle.reader import read_bundle
 
     notes = tmp_path / "README.md"
     notes.write_text("notes", "utf-8")

@@ -7,7 +7,8 @@ from support.paths import SAMPLE_TEXTS
 from support.serving import copy_bundle
 
 from kefu.errors import BundleError
-from kefu.serving.bundle import ONNX_OUTPUTS, read_bundle
+from kefu.serving.bundle.reader import read_bundle
+from kefu.serving.bundle.schema import ONNX_OUTPUTS
 from kefu.serving.classifier import Classifier, softmax
 from kefu.serving.taxonomy import HEADS
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from support.paths import SAMPLE_TEXTS
 
-from kefu.serving.bundle import read_bundle
+from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.classifier import Classifier, HeadPrediction, Prediction
 from kefu.serving.routing import (
     Action,

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from kefu.errors import PolicyError
-from kefu.serving.bundle import read_bundle
+from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.classifier import HeadPrediction, Prediction
 from kefu.serving.routing import Action, ConversationContext, Reason, decide
 from kefu.serving.routing_policy import DEFAULT_POLICY, RULE_PARAMETERS, TOP_LEVEL, RoutingPolicy

@@ -14,7 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kefu.serving.bundle import HeadCalibration, read_bundle, write_bundle
+from kefu.serving.bundle.reader import read_bundle
+from kefu.serving.bundle.schema import HeadCalibration
+from kefu.serving.bundle.writer import write_bundle
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import load_taxonomy
 

@@ -16,7 +16,7 @@ from unittest import mock
 
 import httpx
 
-from kefu.serving.bundle import MANIFEST
+from kefu.serving.bundle.schema import MANIFEST
 from kefu.serving.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,9 @@ from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, process
 from tokenizers.models import WordPiece
 from transformers import BertModel
 
-from kefu.serving.bundle import Bundle, HeadCalibration, Manifest, write_bundle
+from kefu.serving.bundle.reader import Bundle
+from kefu.serving.bundle.schema import HeadCalibration, Manifest
+from kefu.serving.bundle.writer import write_bundle
 from kefu.serving.taxonomy import HEADS, Taxonomy, load_taxonomy
 from kefu.training.export import export_onnx, quantize_int8
 from kefu.training.model import MultiHeadClassifier, tiny_bert_config

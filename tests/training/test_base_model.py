@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from support.tiny import save_tiny_base_model
 
 from kefu.errors import ConfigError
-from kefu.serving.bundle import sha256_file
+from kefu.serving.bundle.schema import sha256_file
 from kefu.training.base_model import M3E_SMALL, BaseModelError, resolve_base_model
 from kefu.training.model import load_classifier
 from kefu.training.packaged_model import convert_bin_to_safetensors

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from kefu.cli.main import app
 from kefu.errors import DataError
-from kefu.serving.bundle import ENCODER_OUTPUTS, HF_HEADS, ONNX_METADATA, read_bundle
+from kefu.serving.bundle.reader import read_bundle
+from kefu.serving.bundle.schema import ENCODER_OUTPUTS, HF_HEADS, ONNX_METADATA
 from kefu.serving.classifier import Classifier
 from kefu.serving.normalize import normalize_text
 from kefu.serving.taxonomy import HEADS
@@ -107,7 +108,7 @@ def test_serving_refuses_a_graph_stamped_with_other_labels(trained, tmp_path):
     import shutil
 
     from kefu.errors import BundleError
-    from kefu.serving.bundle import MANIFEST, sha256_file
+    from kefu.serving.bundle.schema import MANIFEST, sha256_file
     from kefu.training.hf_export import stamp_onnx_metadata
 
     _, out, _ = trained

@@ -8,7 +8,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from kefu.serving.bundle import ENCODER_OUTPUTS, ONNX_INPUTS, ONNX_OUTPUTS, read_bundle
+from kefu.serving.bundle.reader import read_bundle
+from kefu.serving.bundle.schema import ENCODER_OUTPUTS, ONNX_INPUTS, ONNX_OUTPUTS
 from kefu.serving.taxonomy import HEADS
 from kefu.training.export import quantize_int8
 from kefu.training.lexical import LexicalCheckError, fit_lexical, token_ngrams

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from kefu.cli.main import app
 from kefu.errors import ConfigError
-from kefu.serving.bundle import MODEL_INT8, read_bundle, sha256_file
+from kefu.serving.bundle.reader import read_bundle
+from kefu.serving.bundle.schema import MODEL_INT8, sha256_file
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import HEADS
 from kefu.training.config import TrainConfig, load_config

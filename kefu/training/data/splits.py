@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kefu.errors import DataError
-from kefu.serving.bundle import sha256_file
+from kefu.serving.bundle.schema import sha256_file
 from kefu.serving.taxonomy import Taxonomy
 from kefu.serving.tokenization import normalize_text
 from kefu.training.config import TrainConfig

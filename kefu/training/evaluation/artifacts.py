@@ -5,7 +5,7 @@ the bundle's policy.yaml as `kefu serve --policy` lays it, and checked, with eve
 the existence of every test and training file, before any file is read, so a typo stops the run
 at once instead of after the baseline is fitted. When the output folder is the bundle (or
 inside it), or `update_bundle=True`, the metrics and the model card are also written into the
-bundle through `kefu.serving.bundle.update_bundle`, which re-seals its hashes.
+bundle through `kefu.serving.bundle.writer.update_bundle`, which re-seals its hashes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from kefu.errors import DataError, InputError
-from kefu.serving.bundle import EVALUATION_DIR, read_bundle, update_bundle
+from kefu.serving.bundle.reader import read_bundle
+from kefu.serving.bundle.schema import EVALUATION_DIR
+from kefu.serving.bundle.writer import update_bundle
 from kefu.serving.routing_policy import RoutingPolicy
 from kefu.tabular import table_file
 from kefu.training.data.loader import LabelledData, load_labelled, trained_columns, write_rejects

@@ -11,7 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from kefu.serving.bundle import HF_DIR, HF_HEADS, Bundle
+from kefu.serving.bundle.reader import Bundle
+from kefu.serving.bundle.schema import HF_DIR, HF_HEADS
 from kefu.serving.taxonomy import HEADS
 from kefu.training.evaluation.report import fmt, points, table
 

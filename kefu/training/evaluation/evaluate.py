@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from kefu.errors import BundleError, DataError
-from kefu.serving.bundle import METRICS, POLICY, Bundle, read_bundle, sha256_file
+from kefu.serving.bundle.reader import Bundle, read_bundle
+from kefu.serving.bundle.schema import METRICS, POLICY, sha256_file
 from kefu.serving.deployment import Deployment
 from kefu.serving.policy_files import policy_source
 from kefu.serving.taxonomy import HEADS

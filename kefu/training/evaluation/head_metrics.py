@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kefu.serving.bundle import HeadCalibration
+from kefu.serving.bundle.schema import HeadCalibration
 from kefu.serving.taxonomy import HEADS
 from kefu.training.calibration_metrics import ECE_BINS, expected_calibration_error
 from kefu.training.data.loader import LabelledData

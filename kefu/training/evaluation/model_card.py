@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kefu.serving.bundle import Bundle
+from kefu.serving.bundle.reader import Bundle
 from kefu.serving.taxonomy import HEADS
 from kefu.training.base_model import M3E_SMALL
 from kefu.training.evaluation.card_sections import (

@@ -429,7 +429,7 @@ def test_a_session_longer_than_a_request_carries_is_routed_with_its_latest_inten
     """The API takes at most MAX_PREVIOUS_INTENTS earlier intents, so a caller of a longer
     conversation sends the latest ones: batch routes each message with what the server could
     be sent (and in time linear in the session's length, not quadratic)."""
-    from kefu.serving.bundle import read_bundle
+    from kefu.serving.bundle.reader import read_bundle
     from kefu.serving.routing import (
         MAX_PREVIOUS_INTENTS,
         ConversationContext,
@@ -480,7 +480,7 @@ def test_the_intent_window_and_the_long_count_at_their_boundary(
     intent last seen 4 messages back is no repeat (it would be with 4). Only a conversation of
     more than 4 messages (5 or more) is counted as long, and one in file order has no unreadable
     order."""
-    from kefu.serving.bundle import read_bundle
+    from kefu.serving.bundle.reader import read_bundle
     from kefu.serving.routing import ConversationContext, Reason, conversation_reasons
     from kefu.serving.routing_policy import RoutingPolicy
 

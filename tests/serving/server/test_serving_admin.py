@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from support.serving import Server, copy_bundle, isolated_settings
 
-from kefu.serving import bundle as bundle_format
+from kefu.serving.bundle import schema as bundle_format
 from kefu.serving.routing import ConversationContext
 from kefu.serving.server.app import create_app
 

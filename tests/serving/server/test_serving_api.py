@@ -4,7 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 from support.serving import isolated_settings
 
-from kefu.serving.bundle import read_bundle
+from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.classifier import Classifier
 from kefu.serving.routing import ConversationContext, decide
 from kefu.serving.routing_policy import RoutingPolicy

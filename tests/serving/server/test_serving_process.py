@@ -10,7 +10,7 @@ import pytest
 from support.paths import REPO_ROOT
 from support.serving import KEFU, Server, copy_bundle
 
-from kefu.serving import bundle as bundle_format
+from kefu.serving.bundle import schema as bundle_format
 
 API_KEY = "process-test-key"
 ADMIN_TOKEN = "process-admin-token"

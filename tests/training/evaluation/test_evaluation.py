@@ -6,7 +6,7 @@ import pytest
 from support.evaluation import EVAL_ROWS, TRAIN_ROWS, run_cli, write_evaluation_data, write_jsonl
 
 from kefu.errors import DataError
-from kefu.serving.bundle import read_bundle
+from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import HEADS
 from kefu.training.calibration_metrics import expected_calibration_error

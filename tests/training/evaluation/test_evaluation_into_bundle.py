@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 from support.evaluation import run_cli, write_evaluation_data
 
-from kefu.serving.bundle import read_bundle, update_bundle
+from kefu.serving.bundle.reader import read_bundle
+from kefu.serving.bundle.writer import update_bundle
 from kefu.serving.taxonomy import HEADS
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from support.evaluation import EVAL_ROWS, TRAIN_ROWS, run_cli, write_evaluation_data, write_jsonl
 
-from kefu.serving.bundle import read_bundle
+from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.deployment import Deployment
 from kefu.serving.entities import asks_for_human
 from kefu.serving.routing import Action, content_reasons

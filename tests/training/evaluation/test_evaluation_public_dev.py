@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from kefu.cli.main import app
 from kefu.errors import DataError
-from kefu.serving.bundle import read_bundle
+from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.deployment import Deployment
 from kefu.serving.taxonomy import HEADS
 from kefu.training.evaluation.public_dev import (
@@ -130,7 +130,8 @@ def test_real_base_model_bundle_evaluates_on_seed_and_public_dev(tmp_path):
     import torch
     from transformers import BertModel
 
-    from kefu.serving.bundle import HeadCalibration, Manifest, write_bundle
+    from kefu.serving.bundle.schema import HeadCalibration, Manifest
+    from kefu.serving.bundle.writer import write_bundle
     from kefu.serving.taxonomy import load_taxonomy
     from kefu.training.export import export_onnx, quantize_int8
     from kefu.training.model import MultiHeadClassifier
