@@ -21,16 +21,13 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from kefu.errors import PolicyError
+from kefu.serving.bundle.reader import Bundle
 from kefu.serving.policy_files import LEGACY_KEYS, merge_layer, read_policy_file, upgrade
 from kefu.serving.routing import Reason
 from kefu.serving.taxonomy import DEFAULT_TAXONOMY_PATH, PRIORITIES, Taxonomy, load_taxonomy
-
-if TYPE_CHECKING:  # the bundle module reads policies through this one
-    from kefu.serving.bundle.reader import Bundle
-
 
 # The packaged taxonomy's `routing:` section: the rules are written once, in that file.
 DEFAULT_POLICY: dict[str, Any] = load_taxonomy(DEFAULT_TAXONOMY_PATH).routing
@@ -151,9 +148,6 @@ class RoutingPolicy:
     @classmethod
     def for_bundle(cls, bundle: Bundle, override_path: str | Path | None = None) -> RoutingPolicy:
         """The bundle's policy, with a policy file given at serve or score time laid over it."""
-        # the bundle module reads policies through this one
-        from kefu.serving.bundle.reader import Bundle
-
         if not isinstance(bundle, Bundle):
             hint = (
                 "classifier.bundle"
