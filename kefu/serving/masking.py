@@ -92,3 +92,26 @@ def _replace(match: re.Match[str]) -> str:
 def mask_text(text: str) -> str:
     """`text` with the personal data of `MASKS` replaced by `<kind>` markers."""
     return _MASK.sub(_replace, text)
+
+
+def masked_pieces(text: str) -> list[tuple[str, str]]:
+    """`text` as `(original, shown)` pieces in order: `shown` is a `<kind>` marker for masked
+    data, else `original` itself; the `shown` parts join into `mask_text(text)`.
+
+    Why: a text cut for a log must end between pieces, never inside a marker (`<pho`), and
+    must know how much of the original the part it keeps stands for.
+    """
+    pieces: list[tuple[str, str]] = []
+    done = 0
+    for match in _MASK.finditer(text):
+        replaced = _replace(match)
+        marker_at = replaced.rfind("<")  # after the label of a masked value ("QQ号: "), if any
+        value_at = match.start() + marker_at
+        if value_at > done:
+            plain = text[done:value_at]
+            pieces.append((plain, plain))
+        pieces.append((text[value_at : match.end()], replaced[marker_at:]))
+        done = match.end()
+    if done < len(text):
+        pieces.append((text[done:], text[done:]))
+    return pieces

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kefu.serving.masking import MASKS, mask_text
+from kefu.serving.masking import MASKS, mask_text, masked_pieces
 
 CASES = [
     # phones
@@ -73,6 +73,17 @@ CASES = [
 @pytest.mark.parametrize(("text", "masked"), CASES, ids=[case[0] for case in CASES])
 def test_mask_text(text, masked):
     assert mask_text(text) == masked
+
+
+@pytest.mark.parametrize(("text", "masked"), CASES, ids=[case[0] for case in CASES])
+def test_masked_pieces_spell_the_text_and_its_masked_form(text, masked):
+    pieces = masked_pieces(text)
+    assert "".join(original for original, _ in pieces) == text
+    assert "".join(shown for _, shown in pieces) == masked
+    for original, shown in pieces:  # a piece is plain, or one whole marker for masked data
+        assert shown == original or (
+            shown.startswith("<") and shown.endswith(">") and shown.count("<") == 1
+        )
 
 
 def test_every_kind_of_the_table_is_exercised():

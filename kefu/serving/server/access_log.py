@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from kefu.serving.masking import mask_text
+from kefu.serving.masking import mask_text, masked_pieces
 
 ACCESS_LOGGER = "kefu.access"
 LOGGED_TEXT_CHARS = 200  # log lines stay short even for 20,000-character messages
@@ -147,12 +147,42 @@ def log_config(level: str = "info") -> dict[str, Any]:
 
 
 def logged_text(text: str, raw: bool = False) -> str:
-    """Text as it may appear in a log line: masked unless `raw`, shortened.
+    """Text as it may appear in a log line: masked unless `raw`, cut at LOGGED_TEXT_CHARS.
 
-    Only the head is masked (a bounded cost however long the text); the margin past the cut
-    lets a number that straddles it be recognised whole.
+    A cut text ends with `...(+N chars)`, N the characters of the original left out. A masked
+    text is cut between pieces of `masked_pieces`: a `<kind>` marker across the cut is kept
+    whole (at most 17 characters more), never split into `<pho`. Only a head is masked (a
+    bounded cost however long the text), reaching at least MASK_MARGIN_CHARS past what is kept,
+    so that a number across the end of the head is recognised whole: the head grows when
+    markers shorter than what they replace pull later text into the kept part.
     """
     if len(text) <= LOGGED_TEXT_CHARS:
         return text if raw else mask_text(text)
-    head = text if raw else mask_text(text[: LOGGED_TEXT_CHARS + MASK_MARGIN_CHARS])
-    return head[:LOGGED_TEXT_CHARS] + f"...(+{len(text) - LOGGED_TEXT_CHARS} chars)"
+    if raw:
+        kept, shown = LOGGED_TEXT_CHARS, text[:LOGGED_TEXT_CHARS]
+    else:
+        head_chars = LOGGED_TEXT_CHARS + MASK_MARGIN_CHARS
+        while True:
+            kept, shown = _masked_beginning(text[:head_chars])
+            if head_chars >= len(text) or kept + MASK_MARGIN_CHARS <= head_chars:
+                break
+            head_chars *= 2
+    if kept >= len(text):  # the masked text is short enough whole
+        return shown
+    return shown + f"...(+{len(text) - kept} chars)"
+
+
+def _masked_beginning(head: str) -> tuple[int, str]:
+    """The masked beginning of `head` shown in a log: (original characters it stands for, text),
+    cut at LOGGED_TEXT_CHARS but never inside a `<kind>` marker."""
+    kept, shown = 0, []
+    room = LOGGED_TEXT_CHARS
+    for original, piece in masked_pieces(head):
+        if room <= 0:
+            break
+        if piece == original:  # plain text: cut anywhere
+            piece = original = original[:room]
+        kept += len(original)
+        shown.append(piece)
+        room -= len(piece)
+    return kept, "".join(shown)

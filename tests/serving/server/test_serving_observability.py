@@ -178,8 +178,50 @@ def test_text_is_logged_only_as_asked(tiny_bundle, caplog, mode, logged):
 
 def test_logged_text_is_shortened():
     assert logged_text("快" * 250, raw=True) == "快" * 200 + "...(+50 chars)"
-    # masked before the cut: a phone number across the 200th character is masked whole
-    assert logged_text("快" * 195 + "13812345678" + "快" * 50) == "快" * 195 + "<phon...(+56 chars)"
+    assert logged_text("快" * 250) == "快" * 200 + "...(+50 chars)"
+    # masked before the cut: a phone number across the 200th character is masked whole, and
+    # its marker kept whole; N counts the original characters left out
+    assert (
+        logged_text("快" * 195 + "13812345678" + "快" * 50) == "快" * 195 + "<phone>...(+50 chars)"
+    )
+    assert (
+        logged_text("快" * 199 + "SF1234567890123" + "快" * 9)
+        == "快" * 199 + "<tracking_number>...(+9 chars)"
+    )
+    # a marker that ends at the cut, then nothing: the text is whole
+    assert logged_text("快" * 193 + "13812345678") == "快" * 193 + "<phone>"
+    # a keyword stays readable up to its value's marker
+    assert (
+        logged_text("快" * 194 + "QQ号: 12345678" + "快" * 9)
+        == "快" * 194 + "QQ号: <qq>...(+9 chars)"
+    )
+
+
+def test_a_logged_text_never_ends_inside_a_marker():
+    texts = [
+        ("快" * start + "联系我 13812345678 或 a.b@example.com" + "好" * 300)
+        for start in range(170, 205)
+    ]
+    markers = ("<phone>", "<email>")
+    for text in texts:
+        shown = logged_text(text).rpartition("...(+")[0]
+        assert shown.count("<") == shown.count(">"), shown
+        assert all(not shown.endswith(marker[:cut]) for marker in markers for cut in range(1, 7))
+
+
+def test_markers_shorter_than_their_data_do_not_bring_unmasked_digits_into_the_log():
+    # six masked e-mail addresses shrink 234 characters to 48: the bank card number after them
+    # must be masked whole, not seen as 6 digits at the end of a fixed 240-character head
+    text = ("x" * 26 + "@example.com ") * 6 + "6222021234567890" + "快" * 300
+    shown = logged_text(text)
+    assert shown.startswith("<email> " * 6 + "<order_id>快")
+    assert "622202" not in shown
+    assert shown.endswith(f"...(+{len(text) - (234 + 16 + 200 - 48 - 10)} chars)")
+
+
+def test_a_text_whose_masked_form_fits_is_logged_whole():
+    text = "13812345678，" * 20  # 240 characters, 160 once masked
+    assert logged_text(text) == "<phone>，" * 20
 
 
 def call_middleware(inner_app):
