@@ -6,7 +6,8 @@ here with one line naming the problem (exit code 2) instead of a traceback per w
 worker serves the app object directly; several workers rebuild their settings from KEFU_*
 variables through the `kefu.serving.server.app:app_from_env` factory and share metrics through
 PROMETHEUS_MULTIPROC_DIR. Either way uvicorn speaks HTTP through kefu's subclass of its
-httptools protocol, which adds the request-head time limit (kefu/serving/server/head_timeout.py).
+httptools protocol, which adds the request-head time limit and writes kefu's answers where
+uvicorn answers alone (kefu/serving/server/protocol.py).
 """
 
 from __future__ import annotations
@@ -82,12 +83,13 @@ def run(settings: Settings) -> None:
     import uvicorn
 
     from kefu.serving.server.access_log import log_config
-    from kefu.serving.server.head_timeout import http_protocol
+    from kefu.serving.server.protocol import http_protocol
 
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
-        "http": http_protocol(settings.head_timeout_seconds),  # uvicorn's, with a head timeout
+        # uvicorn's, with a head timeout and kefu's answers where uvicorn answers alone
+        "http": http_protocol(settings.head_timeout_seconds, settings.retry_after_seconds),
         "log_config": log_config(settings.log_level),
         "access_log": False,  # kefu writes its own access log: one JSON line per request
         "server_header": False,

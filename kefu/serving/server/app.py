@@ -7,9 +7,10 @@ routing), `error_responses.py` maps every error to `{"error": {"code", "message"
 Before FastAPI, middleware refuses what the request head alone decides (`gate.py`: overload,
 credentials), reads the body under size and time limits (`middleware.py`) and keeps the unread
 body of a refused request from holding the connection (`unread_body.py`); before any of it,
-uvicorn's HTTP protocol bounds the time a request head may take (`head_timeout.py`, counted
-through the lifespan state); `drain.py` turns SIGTERM into a graceful shutdown. `/docs` is
-served from a pinned package (`docs.py`).
+uvicorn's HTTP protocol bounds the time a request head may take (`head_timeout.py`) and writes
+kefu's answers where uvicorn answers alone (`protocol.py`), counted through the lifespan state;
+`drain.py` turns SIGTERM into a graceful shutdown. `/docs` is served from a pinned package
+(`docs.py`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from kefu.serving.server.middleware import (
     watch_disconnect,
 )
 from kefu.serving.server.model_holder import LoadedModel, ModelHolder
+from kefu.serving.server.protocol import ERRORS_KEY as PROTOCOL_ERRORS
+from kefu.serving.server.protocol import IDLE_CLOSED_KEY as IDLE_CONNECTIONS_CLOSED
 from kefu.serving.server.request_schemas import ClassifyRequest, ReloadRequest
 from kefu.serving.server.response_schemas import (
     ClassifyResponse,
@@ -273,9 +276,13 @@ def create_app(settings: Settings) -> FastAPI:
         await holder.start()
         drain.install()  # after uvicorn's own handler, which it wraps
         try:
-            # lifespan state: uvicorn hands it to each connection's protocol, which counts
-            # the connections it closes for a late request head here
-            yield {HEAD_TIMEOUTS: metrics.head_timed_out}
+            # lifespan state: uvicorn hands it to each connection's protocol (protocol.py),
+            # which counts here what it answers or closes before the app sees a request
+            yield {
+                HEAD_TIMEOUTS: metrics.head_timed_out,
+                PROTOCOL_ERRORS: metrics.protocol_error,
+                IDLE_CONNECTIONS_CLOSED: metrics.idle_connection_closed,
+            }
         finally:
             drain.uninstall()
             await holder.stop()

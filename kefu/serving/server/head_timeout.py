@@ -27,20 +27,18 @@ counter over through the lifespan state, `STATE_KEY`) and in an info log line at
 minute, not per connection: a flood of slow clients must not become a flood of log lines.
 
 kefu runs uvicorn's httptools protocol (httptools is a dependency; uvicorn's "auto" picks it
-too), so that is the class extended; `kefu serve` passes `http_protocol(seconds)` as uvicorn's
-`http=`, a `functools.partial` of this module-level class, which uvicorn pickles into each
-worker process under `--workers N`.
+too), so that is the class extended; `protocol.py` extends it further and is what `kefu serve`
+passes to uvicorn.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
+from starlette.responses import Response
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from kefu.errors import RequestTimeout
@@ -51,11 +49,6 @@ log = logging.getLogger("kefu.runtime")
 # Lifespan-state key of the app's `(received: str) -> None` counter of head time-outs.
 STATE_KEY = "kefu_head_timeouts"
 LOG_EVERY_SECONDS = 60.0
-
-
-def http_protocol(head_timeout_seconds: float) -> Callable[..., HeadTimeoutProtocol]:
-    """uvicorn's `http=` option: the protocol class with its time limit bound (picklable)."""
-    return functools.partial(HeadTimeoutProtocol, head_timeout_seconds=head_timeout_seconds)
 
 
 class HeadTimeoutProtocol(HttpToolsProtocol):
@@ -129,11 +122,20 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         # the answer a body time-out gets (Connection: close included), written by hand: no
         # ASGI cycle exists for a request whose head never arrived
         response = kefu_error_response(error, retry_after_seconds=0)
-        head = [STATUS_LINE[response.status_code]]
-        headers = [*self.server_state.default_headers, *response.raw_headers]  # Date first
-        for name, value in [*headers, (b"x-content-type-options", b"nosniff")]:
-            head += [name, b": ", value, b"\r\n"]
-        return b"".join([*head, b"\r\n", response.body])
+        return response_bytes(response, self.server_state.default_headers)
+
+
+def response_bytes(response: Response, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A whole kefu error response as bytes for the transport, for answers the protocol writes
+    itself: uvicorn's default headers first (Date), then the response's own, then nosniff."""
+    head = [STATUS_LINE[response.status_code]]
+    for name, value in [
+        *default_headers,
+        *response.raw_headers,
+        (b"x-content-type-options", b"nosniff"),
+    ]:
+        head += [name, b": ", value, b"\r\n"]
+    return b"".join([*head, b"\r\n", response.body])
 
 
 class _TimeoutLog:

@@ -135,6 +135,20 @@ class Metrics:
             ["received"],
             registry=registry,
         )
+        self.protocol_errors = Counter(
+            "kefu_protocol_errors",
+            "Answers written by the HTTP protocol before the app saw a request, by status and "
+            "code: 400 invalid_http (bytes that are not HTTP), 503 concurrency_limit (over "
+            "KEFU_LIMIT_CONCURRENCY).",
+            ["status", "code"],
+            registry=registry,
+        )
+        self.idle_connections_closed = Counter(
+            "kefu_idle_connections_closed",
+            "Idle kept-alive connections closed to make room for a request at "
+            "KEFU_LIMIT_CONCURRENCY.",
+            registry=registry,
+        )
         self.model_info = Gauge(
             MODEL_INFO,
             "The serving model (value 1); a replaced model's series is removed.",
@@ -172,6 +186,14 @@ class Metrics:
         """A connection closed by the head time-out (`head_timeout.py`): received nothing or
         a partial head. Not a request: it has no route or method, so not in kefu_requests."""
         self.head_timeouts.labels(received).inc()
+
+    def protocol_error(self, status: int, code: str) -> None:
+        """An answer the HTTP protocol wrote itself (`protocol.py`): no route, so not in
+        kefu_requests."""
+        self.protocol_errors.labels(str(status), code).inc()
+
+    def idle_connection_closed(self) -> None:
+        self.idle_connections_closed.inc()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)

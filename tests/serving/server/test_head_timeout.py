@@ -142,7 +142,7 @@ def test_silent_connections_cannot_hold_the_connection_slots(server):
     silent = [connect(server.port) for _ in range(LIMIT)]
     try:
         time.sleep(0.1)  # accepted by the server
-        # every slot is held: uvicorn refuses at once above KEFU_LIMIT_CONCURRENCY
+        # every slot is held: a request is refused at once at KEFU_LIMIT_CONCURRENCY
         assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 503
         for sock in silent:  # until the head timeout closes them
             assert seconds_until_closed(sock) < HEAD_TIMEOUT + 2

@@ -1,0 +1,164 @@
+"""kefu's HTTP protocol for uvicorn: the head time limit and the answers uvicorn writes alone.
+
+`kefu serve` passes `http_protocol(...)` as uvicorn's `http=` (a picklable `functools.partial`,
+rebuilt in each worker under `--workers N`). On top of `head_timeout.py` it changes what
+uvicorn's httptools protocol does before kefu's app sees a request:
+
+- Bytes that are not HTTP get kefu's JSON error (400 `invalid_http`) instead of uvicorn's plain
+  text, and a request over `KEFU_LIMIT_CONCURRENCY` kefu's 503 `concurrency_limit` with
+  `Retry-After`; both carry `X-Content-Type-Options: nosniff` and `Connection: close`, like
+  every answer kefu writes, and are counted in `kefu_protocol_errors_total{status,code}`
+  (through the lifespan state, `ERRORS_KEY`). uvicorn decides the 503 in `on_headers_complete`
+  from the instance's `limit_concurrency` and answers with its own ASGI app; here the instance
+  limit is switched off and the same check (connections or requests open, `>=` the limit) runs
+  first, handing uvicorn kefu's answer as the app of that one request. These are uvicorn's
+  attributes and callbacks (pinned below 0.56), not copies of its code: the server tests run
+  the real protocol, so a change there fails them.
+- Idle kept-alive connections are closed to make room. uvicorn counts every open connection
+  against the limit, and a kept-alive client holds its connection for the keep-alive time
+  after its last answer, so a few hundred idle clients made new work get 503 while nothing was
+  being served. When a request would be refused for the number of connections, the connections
+  idle longest since their last answer (nothing of a next request received) are closed first,
+  as nginx reuses its keep-alive connections when it runs out (`worker_connections are not
+  enough, reusing connections`); counted in `kefu_idle_connections_closed_total`. A connection
+  that never sent a request is not idle in this sense: the head time-out bounds it. A client
+  whose next request crosses the close on the wire sees the connection closed with no answer,
+  the same race as the keep-alive time-out's.
+- A hang-up reaches the request being served. With pipelined requests uvicorn marked only the
+  last request parsed (queued, never to run) as disconnected, so the one in flight ran to the
+  end, its messages inferred for nobody, and was counted as answered; now every request of the
+  connection not yet answered sees the disconnect, and the one in flight is counted as 499.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+from kefu.errors import KefuError, Unavailable
+from kefu.serving.server.error_responses import kefu_error_response
+from kefu.serving.server.head_timeout import HeadTimeoutProtocol, response_bytes
+
+# Lifespan-state keys of the app's counters: `(status: int, code: str) -> None` of the answers
+# the protocol writes itself, and `() -> None` of idle connections closed to make room.
+ERRORS_KEY = "kefu_protocol_errors"
+IDLE_CLOSED_KEY = "kefu_idle_connections_closed"
+
+
+def http_protocol(
+    head_timeout_seconds: float, retry_after_seconds: int
+) -> Callable[..., KefuHttpProtocol]:
+    """uvicorn's `http=` option: the protocol class with its settings bound (picklable)."""
+    return functools.partial(
+        KefuHttpProtocol,
+        head_timeout_seconds=head_timeout_seconds,
+        retry_after_seconds=retry_after_seconds,
+    )
+
+
+class KefuHttpProtocol(HeadTimeoutProtocol):
+    """uvicorn's httptools protocol with kefu's head time limit, early answers, room for new
+    work at the connection limit and hang-ups seen by the request in flight (above)."""
+
+    def __init__(self, *args: Any, retry_after_seconds: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.retry_after_seconds = retry_after_seconds
+        self.connection_limit: int | None = self.limit_concurrency
+        self.limit_concurrency = None  # uvicorn's own check (its plain-text 503) stays off
+        self.idle_since: float | None = None  # loop time of the last answer, while idle
+        self._unanswered: list[RequestResponseCycle] = []  # in flight, then pipelined
+
+    def data_received(self, data: bytes) -> None:
+        self.idle_since = None
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        limit = self.connection_limit
+        if limit is not None and len(self.connections) >= limit and len(self.tasks) < limit:
+            self._close_idle_connections(limit)  # room enough, unless requests fill the limit
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            self.logger.warning("Exceeded concurrency limit.")  # as uvicorn logs it
+            app, self.app = self.app, self._refuse
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+        else:
+            super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle not in self._unanswered:
+            self._unanswered = [
+                *(known for known in self._unanswered if not known.response_complete),
+                cycle,
+            ]
+
+    def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)
+        super().on_response_complete()
+        if not (pipelined or self.transport.is_closing() or self._head_begun):
+            self.idle_since = self.loop.time()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.idle_since = None
+        for cycle in self._unanswered:  # uvicorn tells only the last one parsed (`self.cycle`)
+            if not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+        self._unanswered = []
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser rejects, as kefu's JSON error."""
+        error = KefuError(
+            "the request is not valid HTTP/1.1 (request line, headers or chunked body framing "
+            "could not be parsed); the connection is closed",
+            code="invalid_http",
+        )
+        response = kefu_error_response(error, self.retry_after_seconds)
+        response.headers["connection"] = "close"
+        self.transport.write(response_bytes(response, self.server_state.default_headers))
+        self.transport.close()
+        self._count_error(400, "invalid_http")
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+        """The ASGI app of a request over the limit: kefu's 503, the connection closed."""
+        limit = self.connection_limit
+        error = Unavailable(
+            f"this server process has {limit} connections or requests open, its limit "
+            f"(KEFU_LIMIT_CONCURRENCY); retry after {self.retry_after_seconds} s",
+            code="concurrency_limit",
+        )
+        response = kefu_error_response(error, self.retry_after_seconds)
+        response.headers["connection"] = "close"
+        response.headers["x-content-type-options"] = "nosniff"
+        self._count_error(503, "concurrency_limit")
+        await response(scope, receive, send)
+
+    def _close_idle_connections(self, limit: int) -> None:
+        """Close the connections idle longest until this one's request fits under `limit`."""
+        idle = [
+            connection
+            for connection in self.connections
+            if isinstance(connection, KefuHttpProtocol) and connection.idle_since is not None
+        ]
+        idle.sort(key=lambda connection: connection.idle_since or 0.0)
+        for connection in idle[: len(self.connections) - limit + 1]:
+            connection.close_idle()
+
+    def close_idle(self) -> None:
+        """Close this idle kept-alive connection now, and stop counting it at once (uvicorn
+        drops it from its connections only when the loop reports it lost)."""
+        self.idle_since = None
+        self.transport.close()
+        self.connections.discard(self)
+        count = self.app_state.get(IDLE_CLOSED_KEY)
+        if count is not None:
+            count()
+
+    def _count_error(self, status: int, code: str) -> None:
+        count = self.app_state.get(ERRORS_KEY)
+        if count is not None:
+            count(status, code)

@@ -1,0 +1,181 @@
+"""kefu's HTTP protocol (kefu/serving/server/protocol.py) against a real `kefu serve`: its own
+answers to bytes that are not HTTP and to requests over the connection limit, idle kept-alive
+connections closed to make room, and a hang-up under pipelining reaching the request in flight.
+"""
+
+import json
+import socket
+import time
+
+import pytest
+from support.serving import Server, copy_bundle, metric, read_response
+
+LIMIT = 8  # KEFU_LIMIT_CONCURRENCY
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle, tmp_path_factory):
+    work = tmp_path_factory.mktemp("protocol")
+    running = Server(
+        copy_bundle(tiny_bundle, work / "bundle"),
+        work / "server.log",
+        env={
+            "KEFU_LIMIT_CONCURRENCY": str(LIMIT),
+            "KEFU_KEEP_ALIVE_SECONDS": "30",  # idle connections stay unless closed for room
+            "KEFU_BODY_TIMEOUT_SECONDS": "2",
+            "KEFU_RETRY_AFTER_SECONDS": "2",
+            "KEFU_LOG_TEXT": "masked",
+        },
+    )
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def post_head(length: int) -> bytes:
+    return (
+        b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % length
+    )
+
+
+def wait_until(condition, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+def protocol_errors(server, status: str, code: str) -> float:
+    return metric(server.url, "kefu_protocol_errors_total", code=code, status=status)
+
+
+def assert_kefu_error(headers: dict[str, str], body: bytes, code: str, message: str) -> None:
+    assert headers["content-type"] == "application/json"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["connection"] == "close"
+    assert "date" in headers  # uvicorn's default headers, as on every answer
+    assert json.loads(body) == {"error": {"code": code, "message": message, "field": None}}
+
+
+def test_bytes_that_are_not_http_get_a_json_400_with_nosniff_and_are_counted(server):
+    before = protocol_errors(server, "400", "invalid_http")
+    with connect(server.port) as sock:
+        sock.sendall(b"HELLO \x01\x02 there\r\n\r\n")
+        status, headers, body = read_response(sock)
+        assert status == 400
+        assert_kefu_error(
+            headers,
+            body,
+            "invalid_http",
+            "the request is not valid HTTP/1.1 (request line, headers or chunked body framing "
+            "could not be parsed); the connection is closed",
+        )
+        assert sock.recv(1) == b""
+    assert protocol_errors(server, "400", "invalid_http") == before + 1
+
+
+def test_a_request_over_the_limit_gets_a_json_503_with_retry_after_and_is_counted(server):
+    before = protocol_errors(server, "503", "concurrency_limit")
+    body = json.dumps({"text": "我的快递三天没动了"}).encode()
+    # uvicorn counts the asking connection too: LIMIT - 1 others fill the worker
+    busy = [connect(server.port) for _ in range(LIMIT - 1)]  # requests whose bodies are late
+    try:
+        for sock in busy:
+            sock.sendall(post_head(len(body)) + body[:5])
+        time.sleep(0.2)
+        with connect(server.port) as sock:
+            sock.sendall(HEALTHZ)
+            status, headers, answer = read_response(sock)
+            assert (status, headers["retry-after"]) == (503, "2")
+            assert_kefu_error(
+                headers,
+                answer,
+                "concurrency_limit",
+                f"this server process has {LIMIT} connections or requests open, its limit "
+                "(KEFU_LIMIT_CONCURRENCY); retry after 2 s",
+            )
+            assert sock.recv(1) == b""
+        # connections with a request in progress are not closed to make room: each still
+        # gets its answer, the body time-out
+        for sock in busy:
+            status, _, answer = read_response(sock)
+            assert (status, json.loads(answer)["error"]["code"]) == (408, "body_timeout")
+    finally:
+        for sock in busy:
+            sock.close()
+    assert protocol_errors(server, "503", "concurrency_limit") == before + 1
+
+
+def test_idle_kept_alive_connections_are_closed_longest_idle_first_to_make_room(server):
+    before = metric(server.url, "kefu_idle_connections_closed_total")
+    idle = []
+    try:
+        for _ in range(LIMIT - 1):  # clients answered and kept alive fill the worker
+            sock = connect(server.port)
+            sock.sendall(HEALTHZ)
+            assert read_response(sock)[0] == 200
+            idle.append(sock)
+            time.sleep(0.02)
+        with connect(server.port) as newcomer:
+            newcomer.sendall(HEALTHZ)
+            status, _, answer = read_response(newcomer)
+            assert (status, json.loads(answer)) == (200, {"status": "ok"})
+        # the newcomer's request fits once the connection idle longest was closed
+        assert idle[0].recv(1) == b""
+        for sock in idle[1:]:  # the others still serve
+            sock.sendall(HEALTHZ)
+            assert read_response(sock)[0] == 200
+    finally:
+        for sock in idle:
+            sock.close()
+    assert metric(server.url, "kefu_idle_connections_closed_total") == before + 1
+
+
+def test_a_hang_up_with_pipelined_requests_is_a_499_for_the_request_in_flight(server):
+    def classify_count(status: str) -> float:
+        return metric(
+            server.url, "kefu_requests_total", method="POST", route="/v1/classify", status=status
+        )
+
+    answered, hung_up = classify_count("200"), classify_count("499")
+    # a request the tiny model takes well over 0.1 s on, then a small one pipelined behind it
+    messages = [{"id": f"m{i}", "text": "我的快递三天没动了" * 200} for i in range(64)]
+    slow = json.dumps({"messages": messages}).encode()
+    small = json.dumps({"text": "在吗"}).encode()
+    with connect(server.port) as sock:
+        sock.sendall(post_head(len(slow)) + slow + post_head(len(small)) + small)
+        time.sleep(0.1)
+    wait_until(lambda: classify_count("499") == hung_up + 1, what="a 499")
+    time.sleep(1.0)  # the request in flight was cut off: it is not also answered later
+    assert classify_count("200") == answered
+    assert classify_count("499") == hung_up + 1  # the queued one never ran
+
+
+def test_the_access_log_keeps_a_masked_marker_whole_at_the_cut(server):
+    text = "快" * 195 + "13812345678" + "快" * 50
+    body = json.dumps({"messages": [{"id": "cut-1", "text": text}]}).encode()
+    with connect(server.port) as sock:
+        sock.sendall(post_head(len(body)) + body)
+        assert read_response(sock)[0] == 200
+
+    def logged() -> list[dict]:
+        records = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+        return [
+            entry
+            for record in records
+            for entry in record.get("messages", [])
+            if entry.get("id") == "cut-1"
+        ]
+
+    wait_until(logged, what="the access-log line")
+    assert logged()[0]["text"] == "快" * 195 + "<phone>...(+50 chars)"
