@@ -29,9 +29,11 @@ from kefu.serving.entities import Entity, asks_for_human, find_entities
 from kefu.serving.inputs import (
     checked_calibration_overrides,
     checked_max_length,
+    checked_max_text_chars,
     checked_texts,
     checked_top_k,
 )
+from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 from kefu.serving.taxonomy import HEADS
 from kefu.serving.tokenization import EncodedBatch
 
@@ -144,13 +146,17 @@ class Classifier:
         lone_threads: int | None = None,
         calibration_overrides: Mapping[str, Mapping[str, float]] | None = None,
         max_length: int | None = None,
+        max_text_chars: int | None = DEFAULT_MAX_TEXT_CHARS,
     ):
+        """`max_text_chars`: longer texts are refused (`InputError`), as by the server at its
+        default KEFU_MAX_TEXT_CHARS; None for no limit (labelled data, measured row by row)."""
         if not isinstance(bundle, Bundle):
             raise TypeError(
                 f"Classifier takes a loaded Bundle, got {type(bundle).__name__}; load a bundle "
                 "folder with Classifier.from_bundle(path)"
             )
         max_length = checked_max_length(max_length)
+        self.max_text_chars = checked_max_text_chars(max_text_chars)
         overrides = checked_calibration_overrides(calibration_overrides)
         self.bundle = bundle
         self.variant = variant or bundle.manifest.default_variant
@@ -199,13 +205,17 @@ class Classifier:
     def probabilities(self, logits: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {head: softmax(logits[head], self.calibration[head].temperature) for head in HEADS}
 
+    def checked_texts(self, texts: Iterable[str]) -> list[str]:
+        """`texts` as a list, or the TypeError or `InputError` naming the first text that is not
+        a string, is longer than `max_text_chars`, is not valid Unicode or is empty."""
+        return checked_texts(texts, self.max_text_chars)
+
     def predict_proba(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
         """Calibrated probabilities per head, each (n, k_head), rows in bundle label order.
 
-        `texts` is a list (or any iterable) of message texts, never one str: a TypeError or an
-        `InputError` names the first text that is not a string, not valid Unicode, or empty.
+        `texts` is a list (or any iterable) of message texts, never one str (`checked_texts`).
         """
-        texts = checked_texts(texts)
+        texts = self.checked_texts(texts)
         if not texts:
             return {head: np.zeros((0, len(self.bundle.labels[head]))) for head in HEADS}
         return self.probabilities(self.logits(self.encoder.encode(texts)))
@@ -217,7 +227,7 @@ class Classifier:
 
         `texts` is checked as for `predict_proba`; `top_k` labels per head are listed in `top`.
         """
-        texts = checked_texts(texts)
+        texts = self.checked_texts(texts)
         top_k = checked_top_k(top_k)
         if not texts:
             return []

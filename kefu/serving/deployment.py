@@ -26,7 +26,9 @@ from kefu.errors import InputError
 from kefu.serving.bundle.reader import Bundle, read_bundle
 from kefu.serving.bundle.schema import VARIANTS
 from kefu.serving.classifier import Classifier, Prediction
+from kefu.serving.inputs import checked_batch_size, checked_top_k
 from kefu.serving.length_batches import length_sorted_batches
+from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 from kefu.serving.preview import preview
 from kefu.serving.routing import ConversationContext, Decision, decide
 from kefu.serving.routing_policy import RoutingPolicy
@@ -86,9 +88,13 @@ class Deployment:
         threads: int | None = None,
         lone_threads: int | None = None,
         calibration_overrides: Mapping[str, Mapping[str, float]] | None = None,
+        max_text_chars: int | None = DEFAULT_MAX_TEXT_CHARS,
         warm: bool = False,
     ) -> Deployment:
-        """Read, validate (and optionally warm) a bundle; blocking, so call it off the loop."""
+        """Read, validate (and optionally warm) a bundle; blocking, so call it off the loop.
+
+        `max_text_chars`: longer texts are refused with an `InputError` (the server passes its
+        KEFU_MAX_TEXT_CHARS; None: no limit)."""
         started = time.perf_counter()
         bundle, policy = check_deployable(bundle_dir, variant, policy_path)
         classifier = Classifier(
@@ -97,12 +103,15 @@ class Deployment:
             intra_op_threads=threads,
             lone_threads=lone_threads,
             calibration_overrides=calibration_overrides,
+            max_text_chars=max_text_chars,
         )
         deployment = cls(classifier, policy)
         if warm:
-            deployment.triage(list(WARMUP_TEXTS))
+            # no text past the limit ever arrives, so none need be warmed for
+            warmup = [text[:max_text_chars] for text in WARMUP_TEXTS]
+            deployment.triage(warmup)
             if classifier.lone_session is not None:
-                deployment.triage(list(WARMUP_TEXTS), lone=True)
+                deployment.triage(warmup, lone=True)
         deployment.load_seconds = time.perf_counter() - started
         return deployment
 
@@ -160,14 +169,21 @@ class Deployment:
         top_k: int = 1,
         entities: bool = False,
         keep_logits: bool = False,
+        check_texts: bool = True,
     ) -> TriageRun:
         """`triage` over many texts in length-sorted batches, results back in input order.
 
         Sorting keeps padding low (a log mixes "在吗" with pasted order cards); the sort is
         stable, so the batch layout, and with it every float, is the same on every engine.
         Entities are off by default: bulk callers keep labels and routes, not spans.
+        The texts are checked as `triage` checks them (`Classifier.checked_texts`, the same
+        errors); `check_texts=False` scores them as given, for callers that already refused
+        bad rows one by one (batch scoring's readers write a reject per row) or that measure
+        every row read (evaluation): a second pass would cost 2-3% of a small model's time.
         """
-        texts = list(texts)
+        texts = self.classifier.checked_texts(texts) if check_texts else list(texts)
+        top_k = checked_top_k(top_k)
+        batch_size = checked_batch_size(batch_size)
         contexts = _contexts_for(texts, contexts)
         results: list[Triage | None] = [None] * len(texts)
         logits: dict[str, list[np.ndarray]] = {}

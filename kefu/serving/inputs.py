@@ -4,7 +4,9 @@ The server's request schema and batch scoring's readers check their own inputs; 
 notebook has only these checks between a pandas column and ONNX Runtime. Without them a str
 is read as a list of one-character texts, a missing value (None, NaN) fails deep inside the
 normaliser, and an empty text gets a confident answer about nothing. Each error names the
-position of the offending text and what to do about it.
+position of the offending text and what to do about it. A text over `max_text_chars` is
+refused as the server and `kefu score` refuse it, and before anything reads it whole: a
+100 MB paste would otherwise be normalised in full only for the tokenizer to keep its ends.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from kefu.errors import InputError
 from kefu.serving.bundle.schema import HeadCalibration
+from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 from kefu.serving.normalize import has_content
 from kefu.serving.preview import preview
 from kefu.serving.taxonomy import HEADS
@@ -24,8 +27,11 @@ from kefu.serving.taxonomy import HEADS
 CALIBRATION_KEYS = tuple(item.name for item in fields(HeadCalibration))
 
 
-def checked_texts(texts: Iterable[str]) -> list[str]:
-    """`texts` as a list, each a usable message text; TypeError or InputError otherwise."""
+def checked_texts(
+    texts: Iterable[str], max_text_chars: int | None = DEFAULT_MAX_TEXT_CHARS
+) -> list[str]:
+    """`texts` as a list, each a usable message text of at most `max_text_chars` characters
+    (None: any length); TypeError or InputError otherwise."""
     if isinstance(texts, str | bytes | bytearray):
         raise TypeError(
             f"texts must be a list of strings, got a single {type(texts).__name__}; "
@@ -41,6 +47,14 @@ def checked_texts(texts: Iterable[str]) -> list[str]:
         where = f"texts[{index}]"
         if not isinstance(text, str):
             raise TypeError(f"{where} is {_kind(text)}, expected a string; {_fix(text)}")
+        if max_text_chars is not None and len(text) > max_text_chars:  # first: read nothing
+            raise InputError(
+                f"{where} has {len(text)} characters; the limit is {max_text_chars} "
+                "(max_text_chars, the server's KEFU_MAX_TEXT_CHARS); drop or split such texts, "
+                "or load the model with a higher max_text_chars (None: no limit)",
+                where,
+                "text_too_long",
+            )
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -68,6 +82,24 @@ def checked_top_k(top_k: Any) -> int:
     if top_k < 1:
         raise ValueError(f"top_k must be an integer >= 1, got {top_k}")
     return int(top_k)  # numpy's integers too
+
+
+def checked_batch_size(batch_size: Any) -> int:
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {preview(batch_size)}")
+    return int(batch_size)
+
+
+def checked_max_text_chars(max_text_chars: Any) -> int | None:
+    """None (no limit) or a number of characters >= 1, as KEFU_MAX_TEXT_CHARS takes."""
+    if max_text_chars is None:
+        return None
+    if not _is_int(max_text_chars) or max_text_chars < 1:
+        raise ValueError(
+            f"max_text_chars must be an integer >= 1 (characters per text) or None (no limit), "
+            f"got {preview(max_text_chars)}"
+        )
+    return int(max_text_chars)
 
 
 def checked_max_length(max_length: Any) -> int | None:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from kefu.errors import InputError
+from kefu.serving import inputs
 from kefu.serving.classifier import Classifier
+from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +147,47 @@ def test_max_length_must_fit_the_model(tiny_bundle):
 def test_a_path_given_to_the_constructor_points_to_from_bundle(tiny_bundle):
     with pytest.raises(TypeError, match=re.escape("got PosixPath; load a bundle folder with")):
         Classifier(tiny_bundle)
+
+
+def test_a_text_over_the_servers_default_limit_is_refused_naming_it(classifier):
+    at_limit = "快" * DEFAULT_MAX_TEXT_CHARS
+    assert classifier.predict([at_limit])[0].truncated is True  # at the limit: scored, cut
+    with pytest.raises(InputError) as caught:
+        classifier.predict(["在吗", at_limit + "递"])
+    assert str(caught.value) == (
+        "texts[1] has 20001 characters; the limit is 20000 (max_text_chars, the server's "
+        "KEFU_MAX_TEXT_CHARS); drop or split such texts, or load the model with a higher "
+        "max_text_chars (None: no limit)"
+    )
+    assert (caught.value.code, caught.value.field) == ("text_too_long", "texts[1]")
+    with pytest.raises(InputError, match=r"^texts\[0\] has 20001 characters"):
+        classifier.predict_proba([at_limit + "递"])
+
+
+def test_a_text_over_the_limit_is_refused_before_anything_reads_it(classifier, monkeypatch):
+    """A huge paste is not normalised whole (the normaliser would copy it several times over)
+    only to be cut to the model window: its length alone refuses it."""
+    read: list[int] = []
+    has_content = inputs.has_content
+    monkeypatch.setattr(
+        inputs, "has_content", lambda text: read.append(len(text)) or has_content(text)
+    )
+    huge = "<br>" * 5_000_000  # 20 million characters of markup
+    with pytest.raises(InputError, match=r"^texts\[1\] has 20000000 characters"):
+        classifier.predict(["在吗", huge])
+    assert read == [2]  # the first text only
+
+
+def test_the_text_limit_is_set_when_loading(tiny_bundle):
+    strict = Classifier.from_bundle(tiny_bundle, intra_op_threads=1, max_text_chars=5)
+    assert len(strict.predict(["在吗在吗在"])) == 1
+    with pytest.raises(InputError, match=r"^texts\[0\] has 6 characters; the limit is 5 "):
+        strict.predict(["在吗在吗在吗"])
+    unlimited = Classifier.from_bundle(tiny_bundle, intra_op_threads=1, max_text_chars=None)
+    assert unlimited.predict(["快" * 30_000])[0].truncated is True
+
+
+@pytest.mark.parametrize("limit", [0, -1, 2.5, "100", True])
+def test_the_text_limit_must_be_a_positive_integer_or_none(tiny_bundle, limit):
+    with pytest.raises(ValueError, match=re.escape("max_text_chars must be an integer >= 1")):
+        Classifier.from_bundle(tiny_bundle, max_text_chars=limit)

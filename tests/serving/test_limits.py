@@ -71,3 +71,13 @@ def test_one_setting_moves_both_limits(tmp_path, tiny_bundle):
     with TestClient(create_app(settings)) as client:
         response = client.post("/v1/classify", json={"text": "在吗在吗在吗"})
     assert (response.status_code, response.json()["error"]["code"]) == (422, "text_too_long")
+
+
+def test_a_server_with_a_higher_limit_scores_what_it_accepts(tiny_bundle):
+    """The model behind the server refuses texts over the server's own limit, not over the
+    Python default: a text the request check let through is answered."""
+    settings = isolated_settings(tiny_bundle, max_text_chars=len(LONG))
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/classify", json={"text": LONG})
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["truncated"] is True

@@ -94,7 +94,9 @@ class Scorer:
         asks for a person), for session routing to decide again with context after scoring.
         """
         top_k = self.deployment.top_k_for_rerouting(1) if route_inputs else 1
-        run = self.deployment.triage_in_batches(texts, batch_size=self.batch_size, top_k=top_k)
+        run = self.deployment.triage_in_batches(
+            texts, batch_size=self.batch_size, top_k=top_k, check_texts=False
+        )  # the readers refused bad rows, each with a reject
         rows = [
             score_row(prediction, decision, self.model_version)
             for prediction, decision in run.results

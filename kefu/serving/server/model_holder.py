@@ -73,6 +73,7 @@ def load_model(
         threads=1,
         lone_threads=settings.threads_per_worker,
         calibration_overrides=settings.thresholds,
+        max_text_chars=settings.max_text_chars,  # checked by the handlers first, alike
         warm=True,
     )
     check_labels_in_schema(deployment.bundle.labels, str(deployment.bundle_dir))

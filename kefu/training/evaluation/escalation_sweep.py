@@ -42,7 +42,9 @@ def sweep_min_probability(
 ) -> list[SweepPoint]:
     """The escalation block of `data` under each value of `grid`, everything else unchanged."""
     # untrimmed rankings: routing reads every urgency and emotion probability
-    run = deployment.triage_in_batches(data.texts(), top_k=deployment.top_k_for_rerouting(1))
+    run = deployment.triage_in_batches(
+        data.texts(), top_k=deployment.top_k_for_rerouting(1), check_texts=False
+    )  # the labelled-data reader refused unusable rows
     predictions = [prediction for prediction, _ in run.results]
     no_context = ConversationContext()
     points = []
