@@ -9,12 +9,19 @@ characters as a reader sees them (grapheme clusters, by the rules of UAX #29 tha
 meets: combining marks, joiners, variation selectors, emoji modifiers and tags, flag pairs,
 CR LF, surrogate pairs) and between whole escapes, and ends a cut with "…". `cut` does the
 same to a text shown as it is (a report's example message, a path echoed in an HTTP error).
+
+Only the beginning of a repr is ever built: a 100 MB text or a list of a million items that an
+error quotes costs a few hundred characters of repr, not a copy of itself. Texts (str, bytes,
+bytearray) are sliced before their repr is taken, and lists, tuples, dicts and sets are spelt
+item by item until enough is spelt; the result is the same as cutting the whole repr.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection
+from typing import Any
 
 PREVIEW_CHARS = 40  # longest preview, the ellipsis included
 ELLIPSIS = "…"
@@ -32,10 +39,85 @@ _EXTENDING = (
 )
 
 
+# How each container's repr opens and closes, and what it is when met again inside itself.
+_BRACKETS: dict[type, tuple[str, str]] = {
+    list: ("[", "]"),
+    tuple: ("(", ")"),
+    dict: ("{", "}"),
+    set: ("{", "}"),
+    frozenset: ("frozenset({", "})"),
+}
+_EMPTY = {list: "[]", tuple: "()", dict: "{}", set: "set()", frozenset: "frozenset()"}
+_AGAIN = {list: "[...]", tuple: "(...)", dict: "{...}"}
+_TEXTS = (str, bytes, bytearray)
+
+
 def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
     """`repr(value)` if it fits in `limit` characters, else its longest beginning made of whole
     characters and escapes that fits with "…" after it."""
-    return cut(repr(value), limit, escaped=True)
+    spelt, _ = _repr_head(value, limit + LONGEST_ESCAPE + 1, set())
+    return cut(spelt, limit, escaped=True)
+
+
+def _repr_head(value: object, room: int, spelling: set[int]) -> tuple[str, bool]:
+    """(`repr(value)`, True), or (a beginning of it at least `room` characters long, False),
+    built from as little of `value` as that takes. `spelling`: ids of the containers being
+    spelt around this value, which repr shows as `[...]` when met again."""
+    # exact types only: a subclass may spell itself otherwise
+    if isinstance(value, str | bytes | bytearray) and type(value) in _TEXTS:
+        if len(value) <= room:
+            return repr(value), True
+        return _text_head(value, room), False
+    if isinstance(value, Collection) and type(value) in _BRACKETS:
+        if id(value) in spelling:
+            return _AGAIN[type(value)], True
+        spelling.add(id(value))
+        try:
+            return _container_head(value, room, spelling)
+        finally:
+            spelling.discard(id(value))
+    return repr(value), True
+
+
+def _text_head(text: str | bytes | bytearray, room: int) -> str:
+    """The first `room` or more characters of `repr(text)`, from its first `room` items.
+
+    repr escapes each character (or byte) alone, but picks its quotes from the whole text:
+    double quotes when it holds a ' and no ". The slice gets one more quote character, which
+    makes repr pick the same quotes, and is spelt without it."""
+    if isinstance(text, str):
+        doubled = "'" in text and '"' not in text
+        marker = "'" if doubled else '"'
+        spelt = repr(text[:room] + marker)
+    else:
+        doubled = b"'" in text and b'"' not in text
+        marker = "'" if doubled else '"'
+        spelt = repr(text[:room] + marker.encode())
+    return spelt[: spelt.rindex(marker)]
+
+
+def _container_head(value: Collection[Any], room: int, spelling: set[int]) -> tuple[str, bool]:
+    """`_repr_head` of a list, tuple, dict, set or frozenset: its items spelt one by one."""
+    kind = type(value)
+    if not value:
+        return _EMPTY[kind], True
+    opening, closing = _BRACKETS[kind]
+    parts = [opening]
+    length = len(opening)
+    items = value.items() if isinstance(value, dict) else ((item,) for item in value)
+    for index, item in enumerate(items):
+        for position, part in enumerate(item):  # a dict's key and value, else the item
+            parts.append(": " if position else ", " if index else "")
+            length += len(parts[-1])
+            text, whole = _repr_head(part, max(room - length, 1), spelling)
+            parts.append(text)
+            length += len(text)
+            if not whole or length >= room:
+                return "".join(parts), False
+    if kind is tuple and len(value) == 1:
+        parts.append(",")  # (x,): a tuple of one
+    parts.append(closing)
+    return "".join(parts), True
 
 
 def cut(text: str, limit: int = PREVIEW_CHARS, *, escaped: bool = False) -> str:

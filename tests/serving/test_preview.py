@@ -1,7 +1,11 @@
 """Values quoted in error messages: cut to PREVIEW_CHARS between whole characters and whole
 escapes, with "…" where the cut is."""
 
+import tracemalloc
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kefu.serving.preview import PREVIEW_CHARS, cut, preview
 
@@ -78,3 +82,69 @@ def test_cut_looks_at_the_head_only():
     huge = "x" * 10_000_000
     assert cut(huge) == "x" * 39 + "…"
     assert cut(huge, escaped=True) == "x" * 39 + "…"
+
+
+SCALARS = st.one_of(
+    st.text(max_size=60),
+    st.binary(max_size=60),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.none(),
+    st.sampled_from(["it's", 'say "hi"', "both ' and \"", b"it's", "'\"" * 30]),
+)
+VALUES = st.recursive(
+    SCALARS | st.binary(max_size=60).map(bytearray),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=8),
+        st.lists(inner, max_size=8).map(tuple),
+        st.dictionaries(st.text(max_size=20) | st.integers(), inner, max_size=6),
+        st.sets(SCALARS.filter(lambda v: v is not None), max_size=6),
+        st.frozensets(st.integers() | st.text(max_size=30), max_size=6),
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=VALUES, limit=st.integers(min_value=2, max_value=90))
+def test_a_preview_is_the_cut_of_the_whole_repr(value, limit):
+    """Spelling only the beginning changes nothing that is shown."""
+    assert preview(value, limit) == cut(repr(value), limit, escaped=True)
+
+
+def test_a_value_met_again_inside_itself_is_shown_as_repr_shows_it():
+    looped: list = [1]
+    looped.append(looped)
+    mapping: dict = {}
+    mapping["self"] = mapping
+    for value in (looped, (looped,), mapping, [looped] * 30):
+        assert preview(value) == cut(repr(value), escaped=True)
+
+
+HUGE = 100_000_000  # characters, bytes or items
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: "x" * HUGE,
+        lambda: "it's " * (HUGE // 5),  # a ' and no ": repr picks double quotes
+        lambda: b"\xff" * HUGE,
+        lambda: bytearray(HUGE),
+        lambda: [0] * (HUGE // 10),
+        lambda: {"text": "退" * (HUGE // 2), "more": 1},
+        lambda: ["x" * HUGE],
+    ],
+    ids=["str", "quoted-str", "bytes", "bytearray", "list", "dict", "nested"],
+)
+def test_a_huge_value_is_previewed_without_spelling_it_whole(make):
+    value = make()
+    tracemalloc.start()
+    try:
+        shown = preview(value)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64_000, peak  # bytes: a few hundred characters of repr, not the value again
+    assert len(shown) <= PREVIEW_CHARS and shown.endswith("…")
+    assert shown == cut(repr(value)[:1000], escaped=True)
