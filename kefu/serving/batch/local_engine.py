@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
-from kefu.errors import KefuError, one_line
+from kefu.errors import KefuError
 from kefu.serving.batch.job import ScoreJob, Summary
 from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.progress import ProgressReporter
@@ -174,6 +174,10 @@ WORKER_DIED = (
 ROUTER_DIED = (
     "a session routing worker process died (out of memory or killed?); committed chunks are "
     "kept: rerun with --resume, with fewer --workers"
+)
+ROUTER_FAILED = (
+    "(raised in a session routing worker process; committed chunks are kept: once fixed, "
+    "rerun with --resume)"
 )
 
 
@@ -319,17 +323,17 @@ class RoutingPool(_WorkerPool):
         return self
 
     def _checked(self, future: Future[SessionStats]) -> SessionStats:
-        """The bucket's statistics; what a worker raised, as this process would have raised it
-        (kefu's errors, a write error), else one line naming it."""
+        """The bucket's statistics, or what the worker raised, as this process would have
+        raised it routing the bucket itself: kefu's errors and write errors (which the merge
+        names the output in) are the user's to act on and stay one line; anything else is a bug
+        and keeps the worker's traceback (the pool attaches it as the cause), as the CLI keeps
+        every bug's, with a note of what was kept."""
         try:
             return self._result(future)
-        except (KefuError, OSError):
-            raise
         except Exception as exc:
-            raise KefuError(
-                f"session routing failed in a worker process: {one_line(exc)}; committed "
-                "chunks are kept: rerun with --resume"
-            ) from exc
+            if not isinstance(exc, KefuError | OSError):
+                exc.add_note(ROUTER_FAILED)
+            raise
 
 
 def _make_scorer(
