@@ -104,7 +104,7 @@ def command(
         run_evaluation,
     )
     from kefu.training.evaluation.public_dev import PER_SET_DEFAULTS
-    from kefu.training.evaluation.report import fmt
+    from kefu.training.evaluation.tables import fmt
 
     def log(message: str) -> None:
         typer.echo(message, err=True)

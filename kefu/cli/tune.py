@@ -64,7 +64,7 @@ def command(
     from kefu.tabular.output import replacing
     from kefu.training.data.loader import load_labelled, trained_columns
     from kefu.training.evaluation.escalation_sweep import choose, sweep_min_probability
-    from kefu.training.evaluation.report import fmt
+    from kefu.training.evaluation.tables import fmt
 
     # Every option first (bundle, policy, the rule and heads it tunes, the file to write): a
     # bad one fails in a second, not after the dev set is read and scored.

@@ -14,7 +14,7 @@ from typing import Any
 from kefu.serving.bundle.reader import Bundle
 from kefu.serving.bundle.schema import HF_DIR, HF_HEADS
 from kefu.serving.taxonomy import HEADS
-from kefu.training.evaluation.report import fmt, points, table
+from kefu.training.evaluation.tables import fmt, points, table
 
 HYPERPARAMETERS = ("epochs", "batch_size", "lr", "head_lr", "max_length", "class_weights", "seed")
 # Evaluation-owned keys of metrics.json; other keys found in a bundle's metrics (e.g. written by

@@ -23,16 +23,15 @@ from kefu.training.evaluation.card_sections import (
     limits,
     training_section,
 )
-from kefu.training.evaluation.report import (
+from kefu.training.evaluation.report import set_blocks
+from kefu.training.evaluation.routing_tables import conversation_table, escalation_table
+from kefu.training.evaluation.score_tables import (
     by_source_table,
-    conversation_table,
-    escalation_table,
     public_dev_table,
-    set_blocks,
     summary_table,
-    table,
     uncertainty_sentence,
 )
+from kefu.training.evaluation.tables import table
 
 INTENDED_USE = [
     "- Triage of single customer messages in Chinese e-commerce service chats (shop and platform "

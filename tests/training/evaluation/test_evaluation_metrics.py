@@ -5,7 +5,8 @@ from sklearn.metrics import f1_score
 from kefu.training.evaluation.baseline import fit_head_baseline
 from kefu.training.evaluation.evaluate import json_safe
 from kefu.training.evaluation.metrics import confusion_matrix, head_scores
-from kefu.training.evaluation.report import points, render_report
+from kefu.training.evaluation.report import render_report
+from kefu.training.evaluation.tables import points
 
 LABELS = ("a", "b", "c")
 

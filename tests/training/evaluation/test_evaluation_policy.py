@@ -152,6 +152,6 @@ def test_a_bad_policy_file_is_one_line_exit_2_before_any_data_is_read(
     ],
 )
 def test_older_routing_blocks_say_what_they_recorded(routing, said):
-    from kefu.training.evaluation.report import routed_with
+    from kefu.training.evaluation.routing_tables import routed_with
 
     assert routed_with(routing) == said

@@ -8,7 +8,7 @@ import pytest
 from support.evaluation import EVAL_ROWS, TRAIN_ROWS, run_cli, write_jsonl
 
 from kefu.training.evaluation.card_sections import limits, training_section
-from kefu.training.evaluation.report import by_source_table, per_class_table
+from kefu.training.evaluation.score_tables import by_source_table, per_class_table
 
 
 def test_a_head_without_labels_is_said_unscored_not_drawn_nor_tabled_as_zeros(
