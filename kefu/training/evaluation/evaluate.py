@@ -8,10 +8,11 @@ its name, plus `test_sets` (their order) and `lead` (the set the model card lead
 
 Everything runs on the bundle's ONNX files through `kefu.serving.deployment.Deployment`, the
 code serving runs, so the numbers describe the deployed model and not a torch twin of it.
-The routing blocks (`escalation`, `conversations`) route with the bundle's policy, or with a
-policy file laid over it as a deployment serves it (`policy`), and name which (`"policy"`:
-the file's name or "bundle", as `GET /v1/model` does; `"policy_sha256"`: the sha256 of its
-bytes, as the manifest pins the bundle's policy.yaml): a tuned policy hands over other messages.
+The routing blocks (`escalation`, `int8_escalation`: the same for the INT8 model, and
+`conversations`) route with the bundle's policy, or with a policy file laid over it as a
+deployment serves it (`policy`), and name which (`"policy"`: the file's name or "bundle", as
+`GET /v1/model` does; `"policy_sha256"`: the sha256 of its bytes, as the manifest pins the
+bundle's policy.yaml): a tuned policy hands over other messages.
 """
 
 from __future__ import annotations
@@ -224,7 +225,10 @@ def _evaluate_set(
         figures["reliability"][head] = plots.plot_reliability(
             curves, f"{title}: reliability", out / f"{prefix}reliability_{head}.png"
         )
-    block["int8"] = _int8_block(models, block, texts, golds, outputs, labels, min_support)
+    int8_outputs = (
+        run_deployment(models.int8, texts, with_logits=True) if models.int8 is not None else None
+    )
+    block["int8"] = _int8_block(models, block, golds, outputs, int8_outputs, labels, min_support)
     block["n"] = len(texts)
     block["data"] = {
         "file": data.source,
@@ -246,6 +250,13 @@ def _evaluate_set(
     block["escalation"] = (
         escalation_block(data, outputs.decisions, models.fp32.policy) | routed_with
     )
+    # INT8 moves predictions near a label boundary, so it can hand over other messages than fp32,
+    # and serving runs it where it is the bundle's default variant; null: no INT8 model
+    block["int8_escalation"] = None
+    if models.int8 is not None and int8_outputs is not None:
+        block["int8_escalation"] = (
+            escalation_block(data, int8_outputs.decisions, models.int8.policy) | routed_with
+        )
     conversations = conversation_block(data, outputs.predictions, models.fp32.policy)
     if conversations is not None:
         block["conversations"] = conversations | routed_with
@@ -255,16 +266,15 @@ def _evaluate_set(
 def _int8_block(
     models: Models,
     block: dict[str, Any],
-    texts: list[str],
     golds: dict[str, HeadGold],
     fp32: EvaluationRun,
+    outputs: EvaluationRun | None,  # the INT8 model's run over the same texts
     labels: dict[str, tuple[str, ...]],
     min_support: int,
 ) -> dict[str, Any]:
     """INT8 vs fp32 per head; every value null when the bundle ships no INT8 model."""
-    if models.int8 is None:
+    if models.int8 is None or outputs is None:
         return {head: {"macro_f1": None, "available": False} for head in HEADS}
-    outputs = run_deployment(models.int8, texts, with_logits=True)
     calibrated = calibrated_probabilities(models.int8.classifier, outputs)
     return {
         head: int8_head(

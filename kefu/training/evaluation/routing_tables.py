@@ -28,8 +28,15 @@ def routed_with(routing: Mapping[str, Any]) -> str:
     return f" Routed with the policy file `{source}`{content} laid over the bundle's policy.yaml."
 
 
+# (label in the table, key of the set's block): the INT8 model's hand-overs differ from fp32's
+# where quantisation moves a label, and serving runs INT8 where it is the default variant
+ESCALATION_MODELS = (("fp32", "escalation"), ("INT8", "int8_escalation"))
+
+
 def escalation_table(block: Mapping[str, Any]) -> list[str]:
-    """Handing over to people: the model's routing against the routing of the gold labels."""
+    """Handing over to people: each model's routing against the routing of the gold labels,
+    one row per model (INT8 only where the block has it: a bundle without an INT8 model, or
+    metrics written before it was measured)."""
     esc = block.get("escalation")
     if not esc:
         return []
@@ -38,8 +45,9 @@ def escalation_table(block: Mapping[str, Any]) -> list[str]:
             "Escalation: not measured on this set; it compares the routing of the gold labels "
             "with kefu's, so it needs rows labelled for every head, and none is."
         ]
-    actions = esc["actions"]
+    measured = [(name, block[key]) for name, key in ESCALATION_MODELS if block.get(key)]
     header = [
+        "model",
         "n",
         "precision",
         "recall",
@@ -50,38 +58,49 @@ def escalation_table(block: Mapping[str, Any]) -> list[str]:
         "clarify",
         "human",
     ]
-    row = [
-        fmt(esc["n"]),
-        fmt(esc["precision"]),
-        fmt(esc["recall"]),
-        fmt(esc["f1"]),
-        fmt(esc["rate"]),
-        fmt(esc["true_rate"]),
-        *(fmt(actions.get(action)) for action in ("bot", "clarify", "human")),
+    rows = [
+        [
+            name,
+            fmt(routing["n"]),
+            fmt(routing["precision"]),
+            fmt(routing["recall"]),
+            fmt(routing["f1"]),
+            fmt(routing["rate"]),
+            fmt(routing["true_rate"]),
+            *(fmt(routing["actions"].get(action)) for action in ("bot", "clarify", "human")),
+        ]
+        for name, routing in measured
     ]
+    models = " and ".join(f"the {name} model" for name, _ in measured)
     return [
         "Escalation: the policy's content rules on the predicted labels (what kefu does) against "
-        "the same rules on the gold labels (what should happen), one message at a time; the last "
-        f"three columns are the action mix.{routed_with(esc)}",
+        "the same rules on the gold labels (what should happen), one message at a time, for "
+        f"{models}; the last three columns are the action mix.{routed_with(esc)}",
         "",
-        *table(header, [row]),
-        *_escalation_spread(esc.get("intervals")),
+        *table(header, rows),
+        *_escalation_spread(measured),
     ]
 
 
-def _escalation_spread(intervals: Mapping[str, Any] | None) -> list[str]:
-    if not intervals or intervals.get("recall") is None:
+def _escalation_spread(measured: list[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    spreads = []
+    for name, routing in measured:
+        intervals = routing.get("intervals")
+        if not intervals or intervals.get("recall") is None:
+            continue
+
+        def span(key: str, intervals: Mapping[str, Any] = intervals) -> str:
+            values = intervals.get(key)
+            return "—" if values is None else f"{values[0]:.2f}-{values[1]:.2f}"
+
+        model = f"{name} " if len(measured) > 1 else ""
+        spreads.append(
+            f"{model}precision {span('precision')}, recall {span('recall')}, human rate over "
+            f"the true rate {span('rate_ratio')}"
+        )
+    if not spreads:
         return []
-
-    def span(name: str) -> str:
-        values = intervals.get(name)
-        return "—" if values is None else f"{values[0]:.2f}-{values[1]:.2f}"
-
-    return [
-        "",
-        f"95% bootstrap intervals (as for macro-F1 above): precision {span('precision')}, "
-        f"recall {span('recall')}, human rate over the true rate {span('rate_ratio')}.",
-    ]
+    return ["", f"95% bootstrap intervals (as for macro-F1 above): {'; '.join(spreads)}."]
 
 
 def conversation_table(block: Mapping[str, Any]) -> list[str]:
