@@ -2,8 +2,9 @@
 
 `kefu evaluate` is a thin shell over `run_evaluation`. A policy file (`--policy`) is laid over
 the bundle's policy.yaml as `kefu serve --policy` lays it, and checked, with every option and
-the existence of every test and training file, before any file is read, so a typo stops the run
-at once instead of after the baseline is fitted. When the output folder is the bundle (or
+the existence of every test and training file, before any of them is read, so a typo stops the
+run at once instead of after the baseline is fitted; the public dev files, small, are read and
+checked whole at that point too. When the output folder is the bundle (or
 inside it), or `update_bundle=True`, the metrics and the model card are also written into the
 bundle through `kefu.serving.bundle.writer.update_bundle`, which re-seals its hashes.
 """
@@ -31,7 +32,12 @@ from kefu.training.evaluation.evaluate import (
 )
 from kefu.training.evaluation.head_metrics import MIN_SUPPORT
 from kefu.training.evaluation.model_card import render_model_card
-from kefu.training.evaluation.public_dev import PER_SET_DEFAULTS, load_public_sets
+from kefu.training.evaluation.public_dev import (
+    PER_SET_DEFAULTS,
+    READERS,
+    PublicSet,
+    load_public_sets,
+)
 from kefu.training.evaluation.report import write_report
 
 # When -o names the bundle itself the report goes one level down: files directly in a bundle are
@@ -105,6 +111,7 @@ def run_evaluation(
     train_files = resolve_train_data(request.train_data, request.data[0][1], bundle.training_config)
     for path, _ in train_files:
         table_file(path)
+    public_sets = _public_sets(request, log)
     report_dir = request.out / REPORT_SUBDIR if _same(request.out, bundle.path) else request.out
     report_dir.mkdir(parents=True, exist_ok=True)
     reading = (request.encoding, request.max_record_lines)
@@ -127,12 +134,6 @@ def run_evaluation(
     for test_set in test_sets:
         name_conversations(test_set.data, request.session_col, request.turn_col)
     train_data = training_data(request, train_files, bundle.training_config, log)
-    public_sets = None
-    if request.public_dev is not None:
-        public_sets = load_public_sets(request.public_dev, request.public_dev_limit)
-        log(
-            f"public dev: {', '.join(f'{s.name} ({len(s.texts)})' for s in public_sets) or 'no known files'}"
-        )
     result = evaluate_bundle(
         bundle.path,
         test_sets,
@@ -160,6 +161,24 @@ def run_evaluation(
         update_bundle(bundle.path, metrics=kept | result.metrics, model_card=card)
         log(f"bundle {bundle.path}: metrics.json and README.md updated, hashes re-sealed")
     return EvaluationOutcome(result.metrics, report_dir, report_path, files, into_bundle)
+
+
+def _public_sets(request: EvaluationRequest, log: Callable[[str], None]) -> list[PublicSet] | None:
+    """The public dev sets, read whole and checked (under a second): a broken file stops the run
+    here, before the report folder is made and any test file is read, not after the scoring."""
+    if request.public_dev is None:
+        return None
+    public_sets = load_public_sets(request.public_dev, request.public_dev_limit)
+    if not public_sets:
+        raise InputError(
+            f"--public-dev {request.public_dev} holds none of the public dev files "
+            f"({', '.join(READERS)}); pass the folder that holds them or --no-public-dev",
+            "--public-dev",
+        )
+    found = ", ".join(f"{s.name} ({len(s.texts)})" for s in public_sets)
+    absent = ", ".join(name for name in READERS if not (request.public_dev / name).exists())
+    log(f"public dev: {found}" + (f"; not in the folder: {absent}" if absent else ""))
+    return public_sets
 
 
 def resolve_train_data(

@@ -53,6 +53,15 @@ SMP_EMOTIONS = {
     "sad": "dissatisfied",
 }
 ASKS_HUMAN_MARKER = "人工"
+# a JSON file's top-level value, named as JSON names it, for the error when it is no list
+JSON_TYPES = {
+    dict: "object",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 @dataclass
@@ -102,10 +111,17 @@ def read_smp(path: Path) -> PublicSet:
     """A JSON list of {"id", "content", "label"}; surprise is dropped (no counterpart)."""
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"cannot read the file: {exc.strerror}", file=str(path)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(
             f"expected a JSON list of posts, found invalid JSON: {exc}", file=str(path)
         ) from None
+    if not isinstance(records, list):
+        raise DataError(
+            f"expected a JSON list of posts, found a JSON {JSON_TYPES.get(type(records), 'value')}",
+            file=str(path),
+        )
     texts, gold, dropped = [], [], 0
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict) or "content" not in record or "label" not in record:
@@ -113,14 +129,22 @@ def read_smp(path: Path) -> PublicSet:
                 "expected an object with 'content' and 'label'", file=str(path), line=number
             )
         text = str(record["content"] or "").strip()
-        if not text or record["label"] not in SMP_EMOTIONS:
+        label = record["label"]
+        if not text or not isinstance(label, str) or label not in SMP_EMOTIONS:
             dropped += 1
             continue
         texts.append(text)
-        gold.append(SMP_EMOTIONS[record["label"]])
+        gold.append(SMP_EMOTIONS[label])
     return PublicSet("smp2020_weibo", path.name, "emotion5", texts, gold, dropped)
 
 
+# what a usable row's label is, per file, for the error when no row is usable
+KNOWN_LABELS = {
+    "jd_chat_vs_business.tsv": "label_chitchat 0 or 1, in the train or test sheet",
+    "waimai_10k.csv": "label 0 or 1",
+    "ChnSentiCorp_htl_all.csv": "label 0 or 1",
+    "smp2020_ewect_usual_test.json": f"label one of {', '.join(sorted(SMP_EMOTIONS))}",
+}
 READERS: dict[str, Callable[[Path], PublicSet]] = {
     "jd_chat_vs_business.tsv": read_jd,
     "waimai_10k.csv": lambda path: read_review_polarity(path, "waimai"),
@@ -134,8 +158,28 @@ def load_public_sets(folder: Path, limit: int | None = PER_SET_DEFAULTS) -> list
 
     `limit`: rows per set; None means all rows of every set, PER_SET_DEFAULTS the DEFAULT_LIMITS.
     A sample, not the first rows: the review files are sorted by label.
+
+    Each file is read whole here (under a second for all four), so `kefu evaluate` calls this
+    before any model work: a known name that is no readable file (a folder, a broken link), a
+    file that does not parse, or one without a usable row raises a DataError naming it, instead
+    of a traceback or a set of null scores once the test sets have been scored.
     """
-    sets = [reader(folder / name) for name, reader in READERS.items() if (folder / name).exists()]
+    sets = []
+    for name, reader in READERS.items():
+        path = folder / name
+        if not path.exists() and not path.is_symlink():
+            continue  # a folder may hold some of the sets
+        if not path.is_file():
+            found = "a link to nothing" if not path.exists() else "no regular file"
+            raise DataError(f"expected a readable {name} file, found {found}", file=str(path))
+        public_set = reader(path)
+        if not public_set.texts:
+            raise DataError(
+                f"no usable row: a row needs a text and {KNOWN_LABELS[name]} "
+                f"({public_set.dropped} rows dropped)",
+                file=str(path),
+            )
+        sets.append(public_set)
     for public_set in sets:
         cap = DEFAULT_LIMITS.get(public_set.name) if limit == PER_SET_DEFAULTS else limit
         if cap is not None:
@@ -276,5 +320,7 @@ def _read_table(path: Path, *, delimiter: str, columns: tuple[str, ...]) -> list
                     column=sorted(missing)[0],
                 )
             return list(reader)
+    except OSError as exc:
+        raise DataError(f"cannot read the file: {exc.strerror}", file=str(path)) from None
     except UnicodeDecodeError as exc:
         raise DataError(f"expected UTF-8 text: {exc}", file=str(path)) from None

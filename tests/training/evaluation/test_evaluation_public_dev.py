@@ -1,4 +1,7 @@
+import json
+
 import pytest
+from support.evaluation import EVAL_ROWS, TRAIN_ROWS, run_cli, write_jsonl
 from support.paths import REPO_ROOT, SHARED
 from support.public_dev import write_fake_public_dev
 from typer.testing import CliRunner
@@ -169,3 +172,96 @@ def test_real_base_model_bundle_evaluates_on_seed_and_public_dev(tmp_path):
         "smp2020_weibo",
     }
     assert "non-commercial" in bundle.model_card_path.read_text(encoding="utf-8").lower()
+
+
+def _smp_number(folder):
+    (folder / "smp2020_ewect_usual_test.json").write_text("5", "utf-8")
+
+
+def _waimai_folder(folder):
+    (folder / "waimai_10k.csv").unlink()
+    (folder / "waimai_10k.csv").mkdir()
+
+
+def _hotel_broken_link(folder):
+    (folder / "ChnSentiCorp_htl_all.csv").unlink()
+    (folder / "ChnSentiCorp_htl_all.csv").symlink_to(folder / "moved_away.csv")
+
+
+def _waimai_no_usable_row(folder):
+    (folder / "waimai_10k.csv").write_text("label,review\npos,好吃\nneg,太慢\n", "utf-8")
+
+
+def _jd_not_utf8(folder):
+    (folder / "jd_chat_vs_business.tsv").write_bytes(b"sheet\trow\tlabel_chitchat\ttext\n")
+    with (folder / "jd_chat_vs_business.tsv").open("ab") as handle:
+        handle.write("train\t0\t0\t退款\n".encode("gbk"))
+
+
+@pytest.mark.parametrize(
+    ("break_it", "file", "message"),
+    [
+        (_smp_number, "smp2020_ewect_usual_test.json", "expected a JSON list of posts, found a JSON number"),
+        (_waimai_folder, "waimai_10k.csv", "expected a readable waimai_10k.csv file, found no regular file"),
+        (_hotel_broken_link, "ChnSentiCorp_htl_all.csv", "expected a readable ChnSentiCorp_htl_all.csv file, found a link to nothing"),
+        (_waimai_no_usable_row, "waimai_10k.csv", "no usable row: a row needs a text and label 0 or 1 (2 rows dropped)"),
+        (_jd_not_utf8, "jd_chat_vs_business.tsv", "expected UTF-8 text"),
+    ],
+    ids=["json-not-a-list", "a-folder", "broken-link", "no-usable-row", "not-utf8"],
+)  # fmt: skip
+def test_a_broken_public_dev_file_stops_evaluation_before_any_model_work(
+    tiny_bundle, public_dev, tmp_path, break_it, file, message
+):
+    data = write_jsonl(tmp_path / "test.jsonl", EVAL_ROWS)
+    write_jsonl(tmp_path / "train.jsonl", TRAIN_ROWS)
+    break_it(public_dev)
+    out = tmp_path / "out"
+    result = run_cli(
+        "--bundle", tiny_bundle, "--data", data, "-o", out, "--public-dev", public_dev
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[-1].startswith(f"kefu evaluate: file {public_dev / file}"), (
+        result.output
+    )
+    assert message in result.output.splitlines()[-1]
+    assert "Traceback" not in result.output
+    # before the report folder is made: no test row was read, nothing was scored
+    assert not out.exists()
+
+
+def test_a_public_dev_folder_without_the_files_is_refused_at_once(tiny_bundle, tmp_path):
+    data = write_jsonl(tmp_path / "test.jsonl", EVAL_ROWS)
+    write_jsonl(tmp_path / "train.jsonl", TRAIN_ROWS)
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    (empty / "README.md").write_text("not the sets\n", "utf-8")
+    out = tmp_path / "out"
+    result = run_cli("--bundle", tiny_bundle, "--data", data, "-o", out, "--public-dev", empty)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (
+        f"kefu evaluate: --public-dev {empty} holds none of the public dev files "
+        "(jd_chat_vs_business.tsv, waimai_10k.csv, ChnSentiCorp_htl_all.csv, "
+        "smp2020_ewect_usual_test.json); pass the folder that holds them or --no-public-dev"
+    )
+    assert not out.exists()
+
+
+def test_a_folder_with_some_of_the_files_is_scored_on_those_and_says_which_are_absent(
+    tiny_bundle, public_dev, tmp_path
+):
+    data = write_jsonl(tmp_path / "test.jsonl", EVAL_ROWS)
+    write_jsonl(tmp_path / "train.jsonl", TRAIN_ROWS)
+    (public_dev / "waimai_10k.csv").unlink()
+    (public_dev / "smp2020_ewect_usual_test.json").unlink()
+    out = tmp_path / "out"
+    result = run_cli(
+        "--bundle", tiny_bundle, "--data", data, "-o", out, "--public-dev", public_dev,
+        "--threads", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "public dev: jd_chat_vs_business (5), chnsenticorp_hotel (3); not in the folder: "
+        "waimai_10k.csv, smp2020_ewect_usual_test.json"
+    ) in result.output
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert set(metrics["public_dev"]) == {"jd_chat_vs_business", "chnsenticorp_hotel"}
