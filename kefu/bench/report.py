@@ -62,7 +62,7 @@ How to read it:
 - raw ORT runs each batch in one `session.run`; kefu (server, batch scoring, accuracy) runs the
   INT8 graph one message per `session.run`, because rows of one run share its dynamic
   activation scales and a message's answer would depend on its neighbours
-  (`kefu/serving/bundle.py`, `ROW_BY_ROW_VARIANTS`). On the groups the server cuts (close
+  (`kefu/serving/bundle/schema.py`, `ROW_BY_ROW_VARIANTS`). On the groups the server cuts (close
   lengths, still padded) that costs no more per message than one run per group.
 - INT8's achieved GFLOP/s is integer work measured against a float32 peak, so it can pass 100%.
 """

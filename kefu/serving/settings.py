@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KEFU_", extra="forbid", validate_default=True)
 
     # Model
-    bundle: Path = Path("models/default")  # bundle directory (kefu/serving/bundle.py format)
+    bundle: Path = Path("models/default")  # bundle directory (kefu/serving/bundle/schema.py format)
     variant: Literal["fp32", "int8"] | None = None  # None: the bundle's default_variant
     # Model threads per worker: inference threads, each running whole ORT calls on one ORT
     # thread (model_holder.py says why); None: cores / workers

@@ -14,7 +14,8 @@ import pytest
 from onnx import numpy_helper
 from support.evaluation import EVAL_ROWS, TRAIN_ROWS, run_cli, write_jsonl
 
-from kefu.serving.bundle import MODEL_FP32, TOKENIZER, HeadCalibration, Manifest, write_bundle
+from kefu.serving.bundle.schema import MODEL_FP32, TOKENIZER, HeadCalibration, Manifest
+from kefu.serving.bundle.writer import write_bundle
 from kefu.serving.entities import asks_for_human
 from kefu.serving.taxonomy import HEADS, load_taxonomy
 
