@@ -24,7 +24,8 @@ without a word (nginx and Go close silently in both cases: here a client that se
 request is told why, and a browser's pre-opened, unused socket is not sent a 408 it never asked
 for). Both count in `kefu_head_timeouts_total{received="nothing"|"partial"}` (the app hands its
 counter over through the lifespan state, `STATE_KEY`) and in an info log line at most once a
-minute, not per connection: a flood of slow clients must not become a flood of log lines.
+minute (`counted_log.py`), not per connection: a flood of slow clients must not become a flood
+of log lines.
 
 kefu runs uvicorn's httptools protocol (httptools is a dependency; uvicorn's "auto" picks it
 too), so that is the class extended; `protocol.py` extends it further and is what `kefu serve`
@@ -35,20 +36,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from starlette.responses import Response
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from kefu.errors import RequestTimeout
+from kefu.serving.server.counted_log import CountedLog
 from kefu.serving.server.error_responses import kefu_error_response
 
 log = logging.getLogger("kefu.runtime")
 
 # Lifespan-state key of the app's `(received: str) -> None` counter of head time-outs.
 STATE_KEY = "kefu_head_timeouts"
-LOG_EVERY_SECONDS = 60.0
 
 
 class HeadTimeoutProtocol(HttpToolsProtocol):
@@ -111,7 +111,8 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         count = self.app_state.get(STATE_KEY)
         if count is not None:
             count(received)
-        _LOG.add(received, self.head_timeout_seconds)
+        kind = "closed_partial_head" if self._head_begun else "closed_silent"
+        _LOG.add(kind, head_timeout_seconds=self.head_timeout_seconds)
 
     def _timeout_response(self) -> bytes:
         error = RequestTimeout(
@@ -138,30 +139,11 @@ def response_bytes(response: Response, default_headers: list[tuple[bytes, bytes]
     return b"".join([*head, b"\r\n", response.body])
 
 
-class _TimeoutLog:
-    """One info line at most every LOG_EVERY_SECONDS, with the counts since the last one."""
-
-    def __init__(self) -> None:
-        self.counts = {"nothing": 0, "partial": 0}
-        self.next_line = 0.0
-
-    def add(self, received: str, seconds: float) -> None:
-        self.counts[received] += 1
-        now = time.monotonic()
-        if now < self.next_line:
-            return
-        self.next_line = now + LOG_EVERY_SECONDS
-        fields = {
-            "head_timeout_seconds": seconds,
-            "closed_silent": self.counts["nothing"],
-            "closed_partial_head": self.counts["partial"],
-        }
-        self.counts = {"nothing": 0, "partial": 0}
-        log.info(
-            "closed connections whose request head did not arrive in time (counted since the "
-            "last such line; at most one a minute)",
-            extra={"fields": fields},
-        )
-
-
-_LOG = _TimeoutLog()
+# closed_silent: the connection sent nothing; closed_partial_head: part of a head, answered 408
+_LOG = CountedLog(
+    log,
+    logging.INFO,
+    "closed connections whose request head did not arrive in time (counted since the last "
+    "such line; at most one a minute)",
+    ("closed_silent", "closed_partial_head"),
+)

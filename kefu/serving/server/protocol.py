@@ -8,7 +8,10 @@ uvicorn's httptools protocol does before kefu's app sees a request:
   text, and a request over `KEFU_LIMIT_CONCURRENCY` kefu's 503 `concurrency_limit` with
   `Retry-After`; both carry `X-Content-Type-Options: nosniff` and `Connection: close`, like
   every answer kefu writes, and are counted in `kefu_protocol_errors_total{status,code}`
-  (through the lifespan state, `ERRORS_KEY`). uvicorn decides the 503 in `on_headers_complete`
+  (through the lifespan state, `ERRORS_KEY`). Each kind is logged as a warning at most once a
+  minute with the count since the line before (`counted_log.py`), as head time-outs are,
+  in place of uvicorn's line per answer ("Invalid HTTP request received.", "Exceeded
+  concurrency limit."): a flood of bad clients must not flood the log. uvicorn decides the 503 in `on_headers_complete`
   from the instance's `limit_concurrency` and answers with its own ASGI app; here the instance
   limit is switched off and the same check (connections or requests open, `>=` the limit) runs
   first, handing uvicorn kefu's answer as the app of that one request. These are uvicorn's
@@ -33,19 +36,25 @@ uvicorn's httptools protocol does before kefu's app sees a request:
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from kefu.errors import KefuError, Unavailable
+from kefu.serving.server.counted_log import CountedLog
 from kefu.serving.server.error_responses import kefu_error_response
 from kefu.serving.server.head_timeout import HeadTimeoutProtocol, response_bytes
+
+log = logging.getLogger("kefu.runtime")
 
 # Lifespan-state keys of the app's counters: `(status: int, code: str) -> None` of the answers
 # the protocol writes itself, and `() -> None` of idle connections closed to make room.
 ERRORS_KEY = "kefu_protocol_errors"
 IDLE_CLOSED_KEY = "kefu_idle_connections_closed"
+# uvicorn's warning before it calls `send_400_response`, left out of the log (`_UvicornLog`)
+UVICORN_INVALID_HTTP_LINE = "Invalid HTTP request received."
 
 
 def http_protocol(
@@ -65,6 +74,7 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
 
     def __init__(self, *args: Any, retry_after_seconds: int, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.logger = _UVICORN_LOG  # type: ignore[assignment]
         self.retry_after_seconds = retry_after_seconds
         self.connection_limit: int | None = self.limit_concurrency
         self.limit_concurrency = None  # uvicorn's own check (its plain-text 503) stays off
@@ -80,7 +90,7 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
         if limit is not None and len(self.connections) >= limit and len(self.tasks) < limit:
             self._close_idle_connections(limit)  # room enough, unless requests fill the limit
         if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
-            self.logger.warning("Exceeded concurrency limit.")  # as uvicorn logs it
+            _REFUSED.add("refused", concurrency_limit=limit)
             app, self.app = self.app, self._refuse
             try:
                 super().on_headers_complete()
@@ -122,6 +132,7 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
         self.transport.write(response_bytes(response, self.server_state.default_headers))
         self.transport.close()
         self._count_error(400, "invalid_http")
+        _INVALID_HTTP.add("answered")
 
     async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
         """The ASGI app of a request over the limit: kefu's 503, the connection closed."""
@@ -162,3 +173,33 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
         count = self.app_state.get(ERRORS_KEY)
         if count is not None:
             count(status, code)
+
+
+class _UvicornLog(logging.LoggerAdapter):
+    """uvicorn's "uvicorn.error" logger as the protocol uses it, less its line per request
+    that is not HTTP: those are counted and logged at most once a minute (`_INVALID_HTTP`)."""
+
+    @property
+    def level(self) -> int:  # uvicorn reads its logger's level (trace logging)
+        return self.logger.level
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if msg != UVICORN_INVALID_HTTP_LINE:
+            super().log(level, msg, *args, **kwargs)
+
+
+_UVICORN_LOG = _UvicornLog(logging.getLogger("uvicorn.error"), {})
+_INVALID_HTTP = CountedLog(
+    log,
+    logging.WARNING,
+    "answered bytes that are not HTTP/1.1 with 400 invalid_http and closed the connections "
+    "(counted since the last such line; at most one a minute)",
+    ("answered",),
+)
+_REFUSED = CountedLog(
+    log,
+    logging.WARNING,
+    "refused requests over KEFU_LIMIT_CONCURRENCY with 503 concurrency_limit (counted since "
+    "the last such line; at most one a minute)",
+    ("refused",),
+)

@@ -6,7 +6,6 @@ import json
 import select
 import socket
 import time
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -196,25 +195,3 @@ def test_two_workers_time_out_heads_too(tiny_bundle, tmp_path):
         assert metric(server.url, "kefu_head_timeouts_total", received="partial") == 1
     finally:
         assert server.stop() == 0
-
-
-def test_each_log_line_counts_the_time_outs_since_the_line_before(monkeypatch):
-    from kefu.serving.server import head_timeout
-
-    now = [1000.0]
-    lines: list[dict] = []
-    monkeypatch.setattr(head_timeout, "time", SimpleNamespace(monotonic=lambda: now[0]))
-    monkeypatch.setattr(
-        head_timeout, "log", SimpleNamespace(info=lambda msg, extra: lines.append(extra["fields"]))
-    )
-    timeouts = head_timeout._TimeoutLog()
-    timeouts.add("nothing", 0.5)
-    for at, received in ((1010.0, "partial"), (1020.0, "nothing"), (1059.0, "partial")):
-        now[0] = at
-        timeouts.add(received, 0.5)
-    now[0] = 1061.0
-    timeouts.add("partial", 0.5)
-    assert lines == [
-        {"head_timeout_seconds": 0.5, "closed_silent": 1, "closed_partial_head": 0},
-        {"head_timeout_seconds": 0.5, "closed_silent": 1, "closed_partial_head": 3},
-    ]
