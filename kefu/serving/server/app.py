@@ -61,18 +61,34 @@ from kefu.serving.server.unread_body import UnreadBodyMiddleware
 from kefu.serving.settings import Settings, load_settings
 from kefu.serving.taxonomy import HEADS
 
+# The codes a client may branch on, per status, as /docs shows them. invalid_http, head_timeout
+# and concurrency_limit are written by the HTTP protocol (protocol.py) before any route, on
+# any path: the API description (CONNECTION_ERRORS) names them once for every endpoint.
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
-        400: "Body is not valid JSON, or not UTF-8.",
-        401: "Missing or wrong X-API-Key.",
-        408: "The body did not arrive within KEFU_BODY_TIMEOUT_SECONDS.",
-        413: "Too many messages or body too large.",
-        415: "Body is not sent as application/json.",
-        422: "A field is missing, of the wrong type, empty or too long.",
-        503: "Overloaded or not ready; retry after Retry-After seconds.",
+        400: "`invalid_json`: the body is not valid JSON, or not UTF-8. `invalid_http` (from "
+        "the connection layer, not this route): the bytes are not HTTP/1.1.",
+        401: "`unauthorized`: missing or wrong X-API-Key (X-Admin-Token on admin endpoints).",
+        408: "`body_timeout`: the body did not arrive within KEFU_BODY_TIMEOUT_SECONDS. "
+        "`head_timeout` (from the connection layer, not this route): the request head did not "
+        "arrive within KEFU_HEAD_TIMEOUT_SECONDS.",
+        413: "`too_many_messages` or `body_too_large`.",
+        415: "`unsupported_media_type`: the body is not sent as application/json.",
+        422: "A field is missing, of the wrong type, empty or too long (`missing_field`, "
+        "`invalid_type`, `empty_text`, `text_too_long`, ...).",
+        503: "`overloaded` or `not_ready`; `concurrency_limit` (from the connection layer, not "
+        "this route): over KEFU_LIMIT_CONCURRENCY. Retry after Retry-After seconds.",
     }.items()
 }
+CONNECTION_ERRORS = (
+    'Every error is `{"error": {"code", "message", "field"}}` with a `code` to '
+    "branch on. Three codes come from the connection layer, before any route, so any path may "
+    "answer them and the connection is closed after each: 400 `invalid_http` (the bytes are "
+    "not HTTP/1.1), 408 `head_timeout` (the request head did not arrive within "
+    "KEFU_HEAD_TIMEOUT_SECONDS) and 503 `concurrency_limit` (over KEFU_LIMIT_CONCURRENCY; "
+    "retry after Retry-After seconds)."
+)
 
 # Two schemes with their own names: under the default name (the class name) FastAPI would
 # declare one scheme, the last one's header, on every endpoint.
@@ -292,6 +308,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="kefu",
         summary="Chinese customer-service triage: intent, urgency, emotion and routing.",
+        description=CONNECTION_ERRORS,
         version=__version__,
         lifespan=lifespan,
         docs_url=None,

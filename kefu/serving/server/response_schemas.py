@@ -114,9 +114,15 @@ class ClassifyResponse(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
+    code: str = Field(
+        description="What went wrong, for a program to branch on (`invalid_json`, `empty_text`, "
+        "...; `invalid_http`, `head_timeout` and `concurrency_limit` come from the connection "
+        "layer, before any route)."
+    )
+    message: str = Field(description="What was expected, what was found and how to fix it.")
+    field: str | None = Field(
+        default=None, description="JSON path of the offending value (`messages[1].text`), or null."
+    )
 
 
 class ErrorBody(BaseModel):
