@@ -8,8 +8,8 @@ waiting on Ray's own retries (minutes); an address that answers but where Ray ca
 warnings held back (`held_stderr`). `RAY_ADDRESS` is honoured when no address is given, as
 by `ray.init` (a `ray job submit` entrypoint gets it). `with quiet_console():` keeps Ray Data's
 console logs and Ray's warnings (dataset INFO lines, progress counted in chunks, retry
-tracebacks) off the terminal for a run; Ray's session log files keep them. `user_error(exc)`
-turns an exception raised through Ray into the one-line `KefuError` the CLI prints.
+tracebacks) off the terminal for a run; Ray's session log files keep them. What a run raises
+through Ray is reported by `ray_errors.py`.
 """
 
 from __future__ import annotations
@@ -220,24 +220,3 @@ def quiet_console() -> Iterator[None]:
 class _MuteAll(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return False
-
-
-def user_error(exc: BaseException) -> KefuError:
-    """kefu's own error when a task raised one (a file that stops reading mid-way); else one
-    line naming the root cause. Ray wraps a task's exception in a `RayTaskError` whose message is
-    the remote traceback, and subclasses the original type, so it must be unwrapped, not printed."""
-    from ray.exceptions import RayTaskError
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    root = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        root = current
-        if isinstance(current, RayTaskError):
-            current = current.cause
-            continue
-        if isinstance(current, KefuError):
-            return current
-        current = current.__cause__
-    return KefuError(f"the Ray run failed: {one_line(root)}")

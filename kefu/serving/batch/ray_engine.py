@@ -3,7 +3,8 @@
 Usage: `run_ray(job, ray_address=None)` starts a local Ray instance with `job.workers` CPUs for
 scoring (plus one for reading and writing); `ray_address="auto"` or "ray://head:10001" joins a
 cluster (kefu must be installed on its nodes and the inputs and output on storage they share).
-`ray_cluster.py` starts or joins Ray and turns its errors into kefu's.
+`ray_cluster.py` starts or joins Ray; `ray_errors.py` reports what a run raised through Ray
+as the local engine would (the user's errors one line, a bug with its remote traceback).
 
 Pipeline: read (a Datasource with one task per input file, running kefu's streaming readers so
 rejects, line numbers and column types match the local engine) -> `map_batches` over a pool of
@@ -81,7 +82,8 @@ except ImportError:  # pragma: no cover - the ray extra is installed in CI
         "(from a checkout: pip install -e '.[ray]')"
     ) from None
 
-from kefu.serving.batch.ray_cluster import READ_CPUS, quiet_console, start_ray, user_error
+from kefu.serving.batch.ray_cluster import READ_CPUS, quiet_console, start_ray
+from kefu.serving.batch.ray_errors import keep_task_errors, reported
 
 # Columns of a chunk row. ROWS holds the chunk's table in Arrow IPC stream form: before
 # scoring the input rows plus TEXT (and the session keys), after scoring the output rows;
@@ -146,8 +148,11 @@ def run_ray(
             finally:
                 if started_ray:
                     ray.shutdown()
-    except Exception as exc:  # Ray wraps a task's errors: kefu's own error or the cause, one line
-        raise user_error(exc) from None
+    except Exception as exc:  # through Ray: the user's errors one line, a bug its traceback
+        error = reported(exc)
+        if error is exc:
+            raise
+        raise error from None
     finally:  # nothing here can be resumed: never make the next run ask for --fresh
         shutil.rmtree(plan.staging_dir, ignore_errors=True)
     if router is not None:
@@ -180,6 +185,7 @@ def _stage(job: ScoreJob, plan: RunPlan, staged: Path, console: Console) -> Summ
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # chunks come back in input order
     context.enable_progress_bars = False  # Ray counts chunks; kefu's bar counts rows
+    keep_task_errors(context)  # a scoring actor's error arrives as it was raised
     chunks = ray.data.read_datasource(
         ChunkDatasource(plan.inputs, job, plan.read_options),
         num_cpus=READ_CPUS,  # unlike the actors' 1 CPU, so Ray does not fuse the two
@@ -367,8 +373,9 @@ class RayRouting:
 
 def _results(refs: list[ray.ObjectRef]) -> list[SessionStats]:
     """The routing tasks' results; kefu's errors and write errors (a full disk) that a task
-    raised are raised as the driver would have raised them routing here: one line, with no
-    remote traceback (Ray's `RayTaskError` holds one in its message)."""
+    raised are raised as the driver would have raised them routing here (the merge names the
+    output in a write error): one line, with no remote traceback (Ray's `RayTaskError` holds
+    one in its message). A bug stays the `RayTaskError`, its traceback kept (`ray_errors.py`)."""
     try:
         return list(ray.get(refs))
     except RayTaskError as exc:

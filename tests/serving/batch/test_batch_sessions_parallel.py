@@ -1,12 +1,14 @@
 """Conversations routed in parallel: buckets of sessions routed by worker processes (the local
 engine's RoutingPool) or as Ray tasks give the output of one bucket routed in the main process;
-a worker or task that dies or fails, and Ctrl-C, leave one error and a run that resumes."""
+a worker or task that dies or fails, and Ctrl-C, leave one error (a bug in a Ray task: its
+traceback) and a run that resumes, or with Ray a run that leaves nothing."""
 
 from __future__ import annotations
 
 import io
 import os
 import random
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -216,7 +218,7 @@ def test_ctrl_c_while_buckets_are_routed_stops_the_workers_and_resume_finishes(
     [
         # Ray retries a task whose worker died, then gives up
         (_DiesInTheWorker, "the Ray run failed: WorkerCrashedError: The worker died"),
-        (_FailsInTheWorker, "the Ray run failed: TypeError: policy must be a RoutingPolicy"),
+        # a bug in the task keeps its traceback: the test below
         (
             _CannotWriteInTheWorker,
             "cannot write {output}: No such file or directory; fix the cause, then rerun the same "
@@ -237,6 +239,26 @@ def test_a_ray_routing_task_that_dies_or_fails_is_one_error(
         run_ray(job, console=Console(file=io.StringIO()))
     message = str(raised.value)
     assert message.startswith(error.format(output=output)) and "\n" not in message, message
+    assert not output.exists() and not Path(f"{output}.partial").exists()
+
+
+@pytest.mark.ray
+def test_a_bug_in_a_ray_routing_task_keeps_the_tasks_traceback_with_what_to_do(
+    tmp_path, bundle, policy, many_chats, monkeypatch, ray_instance
+):
+    from kefu.serving.batch.ray_engine import run_ray
+    from kefu.serving.batch.ray_errors import RAY_TASK_FAILED
+
+    monkeypatch.setattr(session_routing, "BUCKET_ROWS", 5)
+    monkeypatch.setattr(session_routing.SessionRouter, "_tasks", routed_as(_FailsInTheWorker))
+    output = tmp_path / "out.parquet"
+    job = session_job(many_chats, output, bundle=bundle, policy=policy, workers=2)
+    with pytest.raises(TypeError, match="policy must be a RoutingPolicy") as raised:
+        run_ray(job, console=Console(file=io.StringIO()))
+    printed = "".join(traceback.format_exception(raised.value))
+    # the task's own frames, down to the routing code that raised, then the note
+    assert "ray::route_bucket()" in printed and "in route_bucket" in printed, printed
+    assert printed.rstrip().endswith(RAY_TASK_FAILED), printed
     assert not output.exists() and not Path(f"{output}.partial").exists()
 
 

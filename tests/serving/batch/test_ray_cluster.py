@@ -1,5 +1,5 @@
-"""Joining Ray: a bad --ray-address fails in seconds with one line, before Ray starts; errors
-raised inside Ray tasks reach the user as kefu's one-line errors, not Ray's tracebacks."""
+"""Joining Ray: a bad --ray-address fails in seconds with one line, before Ray starts (what a
+run raises through Ray: test_ray_errors.py)."""
 
 from __future__ import annotations
 
@@ -17,18 +17,15 @@ from support.chat_logs import chat_log, write_csv
 from typer.testing import CliRunner
 
 from kefu.cli.main import app
-from kefu.errors import ConfigError, DataError
+from kefu.errors import ConfigError
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
-
-from ray.exceptions import RayTaskError  # noqa: E402
 
 from kefu.serving.batch import ray_cluster  # noqa: E402
 from kefu.serving.batch.ray_cluster import (  # noqa: E402
     ADDRESS_FORMS,
     cluster_address,
     start_ray,
-    user_error,
 )
 
 runner = CliRunner()
@@ -177,27 +174,6 @@ def test_a_slow_join_says_it_is_still_waiting_and_holds_rays_lines(monkeypatch, 
     assert capfd.readouterr().err == (
         f"still joining the Ray cluster at 127.0.0.1:{port}: Ray retries for minutes where "
         "something answers that is not a Ray head; Ctrl-C stops\n"
-    )
-
-
-@pytest.mark.ray
-def test_an_error_raised_in_a_ray_task_is_kefus_own_one_line_error():
-    error = DataError("cannot decompress (gzip): Not a gzipped file (b'ga')", file="log.jsonl.gz")
-    remote = "Traceback (most recent call last):\n  File ...\nkefu.errors.DataError: ..."
-    wrapped = RayTaskError("ReadChunk", remote, error).as_instanceof_cause()
-    # why it must be unwrapped: Ray's wrapper is a DataError too, whose text is the traceback
-    assert isinstance(wrapped, DataError) and "  File ...\n" in str(wrapped)
-    assert user_error(wrapped) is error
-    assert str(user_error(RuntimeError("stopped"))) == "the Ray run failed: RuntimeError: stopped"
-
-    crash = RayTaskError("MapBatches(ScoringActor)", remote, ValueError("boom"))
-    assert str(user_error(crash.as_instanceof_cause())) == "the Ray run failed: ValueError: boom"
-    connect = RuntimeError(
-        "Failed to connect to GCS. Last connection error: Traceback (most recent call last):\n"
-        "  File x\nray.exceptions.AuthenticationError: token is missing"
-    )
-    assert str(user_error(connect)) == (
-        "the Ray run failed: RuntimeError: ray.exceptions.AuthenticationError: token is missing"
     )
 
 
