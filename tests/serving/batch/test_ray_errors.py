@@ -5,13 +5,16 @@ failures as one line, a bug with the remote traceback and a note, as the local e
 from __future__ import annotations
 
 import io
+import re
+import subprocess
 import sys
 import traceback
 from pathlib import Path
 
 import pytest
 from rich.console import Console
-from support.chat_logs import chat_log, write_csv
+from support.chat_logs import chat_log, write_csv, write_jsonl
+from support.conversations import conversations
 
 from kefu.errors import DataError, KefuError
 from kefu.serving.batch import ScoreJob
@@ -30,6 +33,7 @@ RAY_ADVICE = (
     "`ray.data.DataContext.get_current()` (`retried_io_errors` for I/O; `retried_map_errors` and "
     "`max_map_retries` for any task) if you believe this to be transient."
 )
+CORE_LINE = re.compile(r"\[\d{4}-\d\d-\d\d [\d:,]+ [A-Z] \d+ \d+\] ")
 BROKEN_FILE = "cannot decompress (gzip): Not a gzipped file (b'ga')"
 
 
@@ -116,3 +120,50 @@ def test_kefus_error_in_a_scoring_actor_is_its_one_line(actor_job, monkeypatch):
     assert type(raised.value) is DataError
     assert str(raised.value) == f"file log.jsonl.gz: {BROKEN_FILE}"
     assert not Path(f"{actor_job.output}.partial").exists()
+
+
+# `kefu score --engine ray` in a separate process, with every bucket's policy lost on its way
+# to the routing task (a bug: TypeError in the task)
+CLI_WITH_A_BUGGY_TASK = """
+import subprocess
+import sys
+import kefu.serving.batch.session_routing as session_routing
+from kefu.cli.main import app
+from kefu.serving.batch.session_routing import BucketTask
+
+
+class LosesItsPolicy(BucketTask):
+    def __reduce__(self):
+        return BucketTask, (self.keys, self.decided, self.spec, None)
+
+
+tasks = session_routing.SessionRouter._tasks
+session_routing.BUCKET_ROWS = 5
+session_routing.SessionRouter._tasks = lambda self, n: [LosesItsPolicy(**vars(t)) for t in tasks(self, n)]
+app(sys.argv[1:], prog_name="kefu")
+"""
+
+
+@pytest.mark.ray
+def test_kefu_score_prints_a_ray_tasks_bug_with_its_traceback_and_the_note(tmp_path, tiny_bundle):
+    chats = write_jsonl(conversations(sessions=30, seed=11), tmp_path / "chats.jsonl")
+    output = tmp_path / "out.parquet"
+    done = subprocess.run(
+        [sys.executable, "-c", CLI_WITH_A_BUGGY_TASK, "score", str(chats), "-o", str(output)]
+        + ["--bundle", str(tiny_bundle), "--id-col", "msg_id", "--engine", "ray"]
+        + ["--session-col", "session", "--turn-col", "turn", "--chunk-size", "4"]
+        + ["--workers", "2", "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # Ray's C++ core writes its own lines to file descriptor 2 ("[2026-... E ...] core_worker.cc")
+    lines = [line for line in done.stderr.strip().splitlines() if not CORE_LINE.match(line)]
+    assert done.returncode == 1, done.stderr
+    assert "kefu score:" not in done.stderr  # not cut to one line
+    # this process's frames, then the task's (Ray's text of the error), down to where it raised
+    assert lines[0] == "Traceback (most recent call last):", done.stderr
+    assert "ray::route_bucket()" in done.stderr and "in route_bucket" in done.stderr
+    assert lines[-2].startswith("TypeError: policy must be a RoutingPolicy"), done.stderr
+    assert lines[-1] == RAY_TASK_FAILED
+    assert not output.exists() and not Path(f"{output}.partial").exists()
