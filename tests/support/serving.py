@@ -1,5 +1,6 @@
 """Helpers shared by the serving tests: settings isolated from the caller's KEFU_* variables,
-bundle copies with another model version, a free localhost port and a real `kefu serve`."""
+the body of an error answer, bundle copies with another model version, a free localhost port
+and a real `kefu serve`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ from kefu.serving.bundle.schema import MANIFEST
 from kefu.serving.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+JSON = {"content-type": "application/json"}  # the headers of a request sent with a JSON body
+
+
+def error(code: str, message: str, field: str | None = None) -> dict:
+    """An error answer's body, as the API spells every one: code, message, field."""
+    return {"error": {"code": code, "message": message, "field": field}}
 
 
 def isolated_settings(bundle: Path, **overrides) -> Settings:
