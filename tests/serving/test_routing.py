@@ -1,15 +1,19 @@
-"""One table row per routing rule of spec/taxonomy.md ("Routing"): action, reasons, priority."""
+"""One table row per routing rule of spec/taxonomy.md ("Routing"): action, reasons, priority;
+the queue of each intent group and the intents a clarification offers."""
 
-import re
-
-import numpy as np
 import pytest
-from support.paths import SAMPLE_TEXTS
+from support.routing import (
+    BOT,
+    CLARIFY,
+    HUMAN,
+    TOP_INTENTS,
+    likely_urgent_and_upset,
+    prediction,
+    write_policy,
+)
 
 from kefu.serving.bundle.reader import read_bundle
-from kefu.serving.classifier import Classifier, HeadPrediction, Prediction
 from kefu.serving.routing import (
-    Action,
     Candidate,
     ConversationContext,
     Decision,
@@ -31,28 +35,6 @@ def policy(bundle):
     return RoutingPolicy.for_bundle(bundle)
 
 
-TOP_INTENTS = [("logistics_status", 0.45), ("logistics_issue", 0.3), ("order_status", 0.05)]
-
-
-def prediction(
-    intent="logistics_status",
-    urgency="medium",
-    emotion="neutral",
-    *,
-    abstain=(),
-    asks_for_human=False,
-    top=None,
-):
-    heads = {
-        head: HeadPrediction(label, label, 0.9, head in abstain, [(label, 0.9)])
-        for head, label in (("intent", intent), ("urgency", urgency), ("emotion", emotion))
-    }
-    if top is not None:
-        heads["intent"].top = top
-    return Prediction(heads=heads, group="", asks_for_human=asks_for_human)
-
-
-BOT, CLARIFY, HUMAN = Action.BOT, Action.CLARIFY, Action.HUMAN
 # (case, prediction kwargs, context, (queue, priority, action, reasons))
 RULES = [
     ("plain request: the bot answers", {}, {}, ("物流组", "P2", BOT, [])),
@@ -284,20 +266,6 @@ def test_each_intent_group_maps_to_its_queue(policy, intent, queue):
     assert decide(prediction(intent), ConversationContext(), policy).queue == queue
 
 
-def write_policy(tmp_path, text):
-    path = tmp_path / "policy.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def likely_urgent_and_upset():
-    """Best labels medium / anxious, but urgency high is nearly as likely: P(high) x P(neg) 0.38."""
-    guess = prediction(urgency="medium", emotion="anxious")
-    guess.urgency.top = [("medium", 0.5), ("high", 0.45), ("low", 0.05)]
-    guess.emotion.top = [("anxious", 0.6), ("dissatisfied", 0.25), ("neutral", 0.15)]
-    return guess
-
-
 def test_a_likely_urgent_and_upset_customer_goes_to_a_person(policy):
     decision = decide(likely_urgent_and_upset(), ConversationContext(), policy)
     assert decision.action is HUMAN
@@ -305,206 +273,3 @@ def test_a_likely_urgent_and_upset_customer_goes_to_a_person(policy):
     assert decision.priority == "P2"  # the priority still follows the best urgency label
     # the gold-label side of evaluation reads labels only: medium + anxious is not a hand-over
     assert content_reasons("logistics_status", "medium", "anxious", False, policy) == []
-
-
-@pytest.mark.parametrize(("threshold", "action"), [("0.4", BOT), ("0.35", HUMAN), ("null", BOT)])
-def test_min_probability_sets_how_likely_is_enough(bundle, tmp_path, threshold, action):
-    path = tmp_path / "policy.yaml"
-    path.write_text(
-        f"rules: {{high_urgency_negative: {{min_probability: {threshold}}}}}\n", encoding="utf-8"
-    )
-    policy = RoutingPolicy.for_bundle(bundle, path)
-    assert decide(likely_urgent_and_upset(), ConversationContext(), policy).action is action
-    # the labels alone still decide when they say high + anxious
-    assert (
-        decide(prediction(urgency="high", emotion="anxious"), ConversationContext(), policy).action
-        is HUMAN
-    )
-
-
-def test_long_conversation_ignores_only_the_listed_intents(bundle):
-    """With `ignore_intents: []` a closing turn past the limit counts as long like any other."""
-    strict = RoutingPolicy.from_layers(
-        [
-            (bundle.policy, "bundle"),
-            ({"rules": {"long_conversation": {"ignore_intents": []}}}, "f"),
-        ],
-        labels=bundle.labels,
-        intent_groups=bundle.intent_groups,
-        group_queues=bundle.group_queues,
-        urgency_priorities=bundle.urgency_priorities,
-    )
-    closing = prediction(intent="greeting", urgency="low")
-    assert decide(closing, ConversationContext(turn=6), strict).reasons == ["long_conversation"]
-
-
-def test_a_route_reads_every_label_not_only_the_top_k_the_caller_asked_for(policy):
-    """A prediction made with top_k=1 lists one label per head; routing reads the ranking."""
-    guess = likely_urgent_and_upset()
-    for head in ("urgency", "emotion"):
-        guess.heads[head].ranked = guess.heads[head].top
-        guess.heads[head].top = guess.heads[head].top[:1]
-    decision = decide(guess, ConversationContext(), policy)
-    assert (decision.action, decision.reasons) == (HUMAN, [Reason.HIGH_URGENCY_NEGATIVE])
-    unsure = prediction(abstain=("intent",), top=TOP_INTENTS[:1])
-    unsure.intent.ranked = TOP_INTENTS
-    assert [c.intent for c in decide(unsure, ConversationContext(), policy).candidates] == [
-        "logistics_status",
-        "logistics_issue",
-    ]
-
-
-def test_predictions_route_alike_whatever_their_top_k(tiny_bundle, bundle):
-    classifier = Classifier.from_bundle(tiny_bundle, intra_op_threads=1)
-    every = classifier.predict(SAMPLE_TEXTS, top_k=50)
-    # a rule on each head's second label, met exactly by the first message's probabilities:
-    # its best labels alone never meet it
-    (urgency, p_urgency), (emotion, p_emotion) = every[0].urgency.top[1], every[0].emotion.top[1]
-    rule = {"urgency": [urgency], "emotions": [emotion], "min_probability": p_urgency * p_emotion}
-    policy = RoutingPolicy.from_layers(
-        [(bundle.policy, "bundle"), ({"rules": {"high_urgency_negative": rule}}, "test")],
-        labels=bundle.labels,
-        intent_groups=bundle.intent_groups,
-        group_queues=bundle.group_queues,
-        urgency_priorities=bundle.urgency_priorities,
-    )
-    routes = [decide(p, ConversationContext(), policy) for p in every]
-    assert Reason.HIGH_URGENCY_NEGATIVE in routes[0].reasons
-    for top_k in (1, 3):
-        assert [
-            decide(p, ConversationContext(), policy)
-            for p in classifier.predict(SAMPLE_TEXTS, top_k=top_k)
-        ] == routes
-
-
-@pytest.mark.parametrize(
-    ("context", "error", "message"),
-    [
-        ({"previous_intents": "refund_return"}, TypeError, "previous_intents must be a list of"),
-        ({"previous_intents": [3]}, TypeError, "previous_intents[0] must be an intent id or None"),
-        ({"turn": 0}, ValueError, "turn must be None or an integer >= 1, got 0"),
-        ({"turn": "5"}, ValueError, "turn must be None or an integer >= 1, got '5'"),
-        ({"clarifications": None}, ValueError, "clarifications must be an integer >= 0"),
-    ],
-)
-def test_a_context_is_checked_when_built(context, error, message):
-    with pytest.raises(error, match=re.escape(message)):
-        ConversationContext(**context)
-
-
-def test_a_long_wrong_previous_intents_is_shown_cut_between_characters():
-    family = "👨\u200d👩\u200d👧"  # one emoji of five code points; repr escapes the joiners
-    with pytest.raises(TypeError) as caught:
-        ConversationContext(previous_intents=family * 10)
-    shown = "'" + "👨\\u200d👩\\u200d👧" * 2 + "…"  # not cut inside the third, and marked
-    assert str(caught.value).endswith(f"oldest first, got str {shown}")
-
-
-def test_a_context_takes_numpy_integers_and_any_sequence_of_intents():
-    context = ConversationContext(
-        turn=np.int64(2), previous_intents=np.array(["refund_return"]), clarifications=np.int64(1)
-    )
-    assert context == ConversationContext(2, ("refund_return",), 1)
-    assert type(context.turn) is int
-
-
-def test_an_earlier_intent_the_policy_does_not_know_is_named(policy):
-    context = ConversationContext(turn=2, previous_intents=["refund_return", "refund"])
-    with pytest.raises(ValueError, match=re.escape("previous_intents[1] is 'refund', not an")):
-        decide(prediction(), context, policy)
-
-
-@pytest.mark.parametrize(
-    ("arguments", "message"),
-    [
-        ({"context": None}, "context must be a ConversationContext (ConversationContext() when"),
-        ({"policy": None}, "policy must be a RoutingPolicy, e.g. RoutingPolicy.for_bundle("),
-        ({"prediction": []}, "prediction must be one Prediction (an item of Classifier.predict"),
-    ],
-)
-def test_arguments_of_the_wrong_type_are_named(policy, arguments, message):
-    given = {"prediction": prediction(), "context": ConversationContext(), "policy": policy}
-    with pytest.raises(TypeError, match=re.escape(message)):
-        decide(**(given | arguments))
-
-
-def test_clarify_offers_at_most_max_candidates(bundle, tmp_path):
-    """Four intents over `min_confidence`: the default offers the best 3, `max_candidates: 2` two."""
-    top = [("logistics_status", 0.3), ("logistics_issue", 0.25), ("order_status", 0.2)]
-    top += [("urge_shipment", 0.15), ("other", 0.1)]
-    unsure = prediction(abstain=("intent",), top=top)
-    offered = decide(unsure, ConversationContext(), RoutingPolicy.for_bundle(bundle)).candidates
-    assert [c.intent for c in offered] == ["logistics_status", "logistics_issue", "order_status"]
-    two = RoutingPolicy.for_bundle(bundle, write_policy(tmp_path, "clarify: {max_candidates: 2}\n"))
-    offered = decide(unsure, ConversationContext(), two).candidates
-    assert [c.intent for c in offered] == ["logistics_status", "logistics_issue"]
-
-
-def test_an_intent_exactly_at_min_confidence_is_offered(policy):
-    top = [("logistics_status", 0.5), ("logistics_issue", 0.1), ("order_status", 0.0999)]
-    decision = decide(prediction(abstain=("intent",), top=top), ConversationContext(), policy)
-    assert [c.intent for c in decision.candidates] == ["logistics_status", "logistics_issue"]
-
-
-def test_a_probability_exactly_at_min_probability_hands_over(policy):
-    """P(high) 0.4 x P(anxious or dissatisfied) 0.25 is 0.1, the default `min_probability`."""
-    guess = prediction(urgency="medium", emotion="neutral")
-    guess.urgency.top = [("medium", 0.6), ("high", 0.4)]
-    guess.emotion.top = [("neutral", 0.75), ("anxious", 0.25)]
-    assert 0.4 * 0.25 == policy.high_urgency_min_probability == 0.1
-    decision = decide(guess, ConversationContext(), policy)
-    assert (decision.action, decision.reasons) == (HUMAN, [Reason.HIGH_URGENCY_NEGATIVE])
-    guess.emotion.top = [("neutral", 0.76), ("anxious", 0.24)]  # 0.096: under it
-    assert decide(guess, ConversationContext(), policy).action is BOT
-
-
-def test_detect_in_text_false_honours_only_the_intents(bundle, tmp_path):
-    path = write_policy(tmp_path, "rules: {human_requested: {detect_in_text: false}}\n")
-    policy = RoutingPolicy.for_bundle(bundle, path)
-    asking = prediction(intent="refund_return", asks_for_human=True)
-    assert (decide(asking, ConversationContext(), policy).action, policy.human_request_in_text) == (
-        BOT,
-        False,
-    )
-    bare = decide(prediction(intent="human_agent"), ConversationContext(), policy)
-    assert (bare.action, bare.reasons) == (HUMAN, [Reason.HUMAN_REQUESTED])
-
-
-# a prediction and context that raise exactly one reason under the default policy
-ONE_REASON = {
-    Reason.HUMAN_REQUESTED: ({"intent": "refund_return", "asks_for_human": True}, {}),
-    Reason.COMPLAINT: ({"intent": "complaint"}, {}),
-    Reason.CRITICAL_URGENCY: ({"urgency": "critical"}, {}),
-    Reason.ANGRY: ({"emotion": "angry"}, {}),
-    Reason.HIGH_URGENCY_NEGATIVE: ({"urgency": "high", "emotion": "anxious"}, {}),
-    Reason.LOW_CONFIDENCE: ({"abstain": ("intent",)}, {}),
-    Reason.LONG_CONVERSATION: ({}, {"turn": 4}),
-    Reason.REPEATED_INTENT: ({}, {"previous_intents": ("logistics_status",)}),
-    Reason.CLARIFICATION_FAILED: ({"abstain": ("intent",)}, {"clarifications": 1}),
-}
-
-
-@pytest.mark.parametrize("reason", list(Reason), ids=[reason.value for reason in Reason])
-def test_every_rule_is_switched_off_by_enabled_false(policy, bundle, tmp_path, reason):
-    kwargs, context = ONE_REASON[reason]
-    on = decide(prediction(**kwargs), ConversationContext(**context), policy)
-    assert reason in on.reasons
-    path = write_policy(tmp_path, f"rules: {{{reason.value}: {{enabled: false}}}}\n")
-    off = decide(
-        prediction(**kwargs), ConversationContext(**context), RoutingPolicy.for_bundle(bundle, path)
-    )
-    assert reason not in off.reasons
-    assert off.reasons == [r for r in on.reasons if r is not reason]
-
-
-def test_an_untrained_head_never_asks_the_customer_to_choose(bundle, tmp_path):
-    """A policy that watches the urgency head as well: an untrained urgency head abstains on
-    every message, yet routing ignores it (README, "Partial labels")."""
-    path = write_policy(tmp_path, "rules: {low_confidence: {heads: [intent, urgency]}}\n")
-    policy = RoutingPolicy.for_bundle(bundle, path)
-    guess = prediction()
-    guess.heads["urgency"] = HeadPrediction(None, None, None, True, [], trained=False)
-    decision = decide(guess, ConversationContext(), policy)
-    assert (decision.action, decision.reasons, decision.priority) == (BOT, [], "P2")
-    guess.heads["intent"].abstain = True
-    assert decide(guess, ConversationContext(), policy).reasons == [Reason.LOW_CONFIDENCE]
