@@ -10,11 +10,14 @@ repository. Their labels are coarser than ours, so each set is scored on a mappe
   anxious); a `neutral` prediction counts as a miss and its share is reported on its own.
 - SMP2020-EWECT Weibo posts: five-way emotion (angry, fear->anxious, happy->positive, neutral,
   sad->dissatisfied); surprise has no counterpart and is dropped.
+
+The CSV and TSV files are read through the project's one tabular reader (`kefu.tabular`), so
+quoting, line breaks in a review and broken records are handled as for any input file; the
+Weibo file is one JSON array, which that reader does not stream, so it is parsed whole here.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 from collections.abc import Callable
@@ -27,6 +30,8 @@ import numpy as np
 from kefu.errors import DataError
 from kefu.serving.deployment import Deployment
 from kefu.serving.taxonomy import load_taxonomy
+from kefu.tabular import ReadOptions, read_columns, read_records, table_file
+from kefu.tabular.values import SURROGATE
 from kefu.training.evaluation.inference import run_deployment
 from kefu.training.evaluation.metrics import scores_from_confusion
 
@@ -53,6 +58,9 @@ SMP_EMOTIONS = {
     "sad": "dissatisfied",
 }
 ASKS_HUMAN_MARKER = "人工"
+# The public files are published as UTF-8: read as such (a byte-order mark is dropped), so a copy
+# re-saved in another encoding stops the run naming the file instead of being decoded as GB18030.
+READ_OPTIONS = ReadOptions(encoding="utf-8")
 # a JSON file's top-level value, named as JSON names it, for the error when it is no list
 JSON_TYPES = {
     dict: "object",
@@ -73,14 +81,14 @@ class PublicSet:
     task: str  # "chitchat_vs_business", "polarity" or "emotion5"
     texts: list[str]
     gold: list[str]
-    dropped: int = 0  # rows without text or with an unmappable label
+    dropped: int = 0  # rows without text, with an unmappable label, or not read cleanly
     total: int | None = None  # usable rows in the file when `texts` is a sample of them
 
 
 def read_jd(path: Path) -> PublicSet:
     """`train`+`test` sheets, deduplicated by text (`Sheet2` mostly re-labels `train`)."""
-    rows = _read_table(path, delimiter="\t", columns=("sheet", "label_chitchat", "text"))
-    texts, gold, seen, dropped = [], [], set(), 0
+    rows, dropped = _read_table(path, columns=("sheet", "label_chitchat", "text"))
+    texts, gold, seen = [], [], set()
     for row in rows:
         text = (row["text"] or "").strip()
         if row["sheet"] not in ("train", "test"):
@@ -96,8 +104,9 @@ def read_jd(path: Path) -> PublicSet:
 
 def read_review_polarity(path: Path, name: str) -> PublicSet:
     """waimai_10k / ChnSentiCorp layout: `label` (1 positive, 0 negative), `review`."""
-    texts, gold, dropped = [], [], 0
-    for row in _read_table(path, delimiter=",", columns=("label", "review")):
+    rows, dropped = _read_table(path, columns=("label", "review"))
+    texts, gold = [], []
+    for row in rows:
         text = (row["review"] or "").strip()
         if not text or row["label"] not in ("0", "1"):
             dropped += 1
@@ -308,19 +317,36 @@ def _sample(public_set: PublicSet, limit: int) -> None:
     public_set.gold = [public_set.gold[i] for i in keep]
 
 
-def _read_table(path: Path, *, delimiter: str, columns: tuple[str, ...]) -> list[dict[str, str]]:
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            missing = set(columns) - set(reader.fieldnames or ())
-            if missing:
+def _read_table(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, str]], int]:
+    """The clean records of a CSV or TSV file, and how many were not clean.
+
+    A record the reader rejects (a quote that never closes, a wrong number of fields, a record
+    over the length limits) is counted as a dropped row: its fields may be shifted, so neither
+    its text nor its label can be trusted. A byte that is not UTF-8 anywhere stops the file.
+    """
+    file = table_file(path)
+    found = read_columns(file, READ_OPTIONS)
+    missing = set(columns) - set(found or ())
+    if missing:
+        raise DataError(
+            f"expected columns {list(columns)}, found {found}",
+            file=str(path),
+            column=sorted(missing)[0],
+        )
+    rows, not_clean = [], 0
+    for record in read_records(file, READ_OPTIONS):
+        values = record.values or {}
+        for name, value in values.items():
+            if bad := SURROGATE.search(value):
                 raise DataError(
-                    f"expected columns {list(columns)}, found {reader.fieldnames}",
+                    f"expected UTF-8 text, found the byte 0x{ord(bad.group()) - 0xDC00:02x}, "
+                    "which is not UTF-8; save the file as UTF-8",
                     file=str(path),
-                    column=sorted(missing)[0],
+                    line=record.line,
+                    column=name,
                 )
-            return list(reader)
-    except OSError as exc:
-        raise DataError(f"cannot read the file: {exc.strerror}", file=str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"expected UTF-8 text: {exc}", file=str(path)) from None
+        if record.problem is not None:
+            not_clean += 1
+            continue
+        rows.append(values)
+    return rows, not_clean

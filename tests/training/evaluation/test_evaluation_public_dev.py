@@ -60,6 +60,36 @@ def test_missing_column_names_the_file(tmp_path):
         read_review_polarity(path, "waimai")
 
 
+def test_reviews_are_read_as_any_input_file_is(tmp_path):
+    """Through the one tabular reader: a byte-order mark is dropped, a quoted review may span
+    lines, and a record the reader rejects is a dropped row while the rows after it are read."""
+    path = tmp_path / "waimai_10k.csv"
+    lines = [
+        "label,review",
+        '1,"好吃',  # a quote that never closes: this line is rejected, the next ones are rows
+        "0,太慢,多送了一列",  # three fields under a header of two
+        '1,"味道不错',
+        '下次还来"',
+        "0,凉了",
+    ]
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode("utf-8") + b"\n")
+    reviews = read_review_polarity(path, "waimai")
+    assert reviews.texts == ["味道不错\n下次还来", "凉了"]
+    assert reviews.gold == ["positive", "negative"]
+    assert reviews.dropped == 2
+
+
+def test_a_byte_that_is_not_utf8_names_the_line_and_column(tmp_path):
+    path = tmp_path / "jd_chat_vs_business.tsv"
+    path.write_bytes(b"sheet\trow\tlabel_chitchat\ttext\ntrain\t0\t0\t" + "退款\n".encode("gbk"))
+    with pytest.raises(DataError) as raised:
+        read_jd(path)
+    assert str(raised.value) == (
+        f"file {path}, line 2, column 'text': expected UTF-8 text, found the byte 0xcd, which "
+        "is not UTF-8; save the file as UTF-8"
+    )
+
+
 def test_limit_samples_the_same_rows_every_time(public_dev):
     first = {s.name: s.texts for s in load_public_sets(public_dev, limit=2)}
     second = {s.name: s.texts for s in load_public_sets(public_dev, limit=2)}
