@@ -122,10 +122,15 @@ def test_sigkill_midway_then_resume_gives_every_row_exactly_once(
 
 def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path, tiny_bundle, log_and_reference):
     source, reference = log_and_reference
-    output = tmp_path / "out.parquet"
-    process = kefu_score(source, output, tiny_bundle, "--workers", "2")
-    stop_after_commits(process, output, 1, signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    for attempt in range(3):
+        output = tmp_path / f"out{attempt}.parquet"
+        process = kefu_score(source, output, tiny_bundle, "--workers", "2")
+        stop_after_commits(process, output, 1, signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        # on a loaded machine the run can finish between the first commit and the signal
+        # (the tiny model scores the rest in under a second): then interrupt another run
+        if not (process.returncode == 0 and output.exists()):
+            break
     assert process.returncode == 130, stderr
     assert "interrupted: committed chunks are kept; rerun with --resume to continue" in stderr
     assert "Traceback" not in stderr
