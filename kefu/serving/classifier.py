@@ -172,7 +172,8 @@ class Classifier:
             head: replace(bundle.calibration[head], **overrides.get(head, {})) for head in HEADS
         }
         self._output_names = [ONNX_OUTPUTS[head] for head in HEADS]
-        # a message's answer must not depend on what else is in its call (see bundle.py)
+        # a message's answer must not depend on what else is in its call
+        # (bundle/schema.py, ROW_BY_ROW_VARIANTS)
         self.row_by_row = self.variant in ROW_BY_ROW_VARIANTS
         outputs = {output.name for output in self.session.get_outputs()}
         missing = set(self._output_names) - outputs
