@@ -29,6 +29,7 @@ from kefu import __version__
 from kefu.errors import Conflict, NotReady
 from kefu.serving.policy_files import policy_source
 from kefu.serving.server.access_log import flush_logs
+from kefu.serving.server.counted_log import flush_counted_logs
 from kefu.serving.server.docs import install_docs
 from kefu.serving.server.drain import Drain
 from kefu.serving.server.error_responses import install_error_handlers
@@ -303,6 +304,7 @@ def create_app(settings: Settings) -> FastAPI:
             drain.uninstall()
             await holder.stop()
             metrics.close()
+            flush_counted_logs()
             flush_logs()
 
     app = FastAPI(

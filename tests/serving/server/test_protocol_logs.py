@@ -58,6 +58,17 @@ def test_a_burst_of_bytes_that_are_not_http_is_one_warning_with_its_count(server
     assert not [record for record in records if "Invalid HTTP" in record["msg"]]  # uvicorn's
 
 
+def test_what_was_counted_after_the_last_line_is_written_at_shutdown(server):
+    for _ in range(BURST):
+        with connect(server.port) as sock:
+            sock.sendall(b"HELLO \x01\x02 there\r\n\r\n")
+            assert read_response(sock)[0] == 400
+    assert server.stop() == 0
+    lines = [record for record in log_records(server) if "invalid_http" in record["msg"]]
+    # the first at once, the other BURST - 1 in the line the worker writes as it shuts down
+    assert [line["answered"] for line in lines] == [1, BURST - 1]
+
+
 def test_a_burst_of_requests_over_the_limit_is_one_warning_with_its_count(server):
     body = b'{"text": "hi"}'
     head = (
