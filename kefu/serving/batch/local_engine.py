@@ -179,6 +179,10 @@ ROUTER_FAILED = (
     "(raised in a session routing worker process; committed chunks are kept: once fixed, "
     "rerun with --resume)"
 )
+SCORER_FAILED = (
+    "(raised in a scoring worker process; committed chunks are kept: once fixed, rerun with "
+    "--resume)"
+)
 
 
 MANAGER_EXIT_SECONDS = 10.0
@@ -194,6 +198,7 @@ class _WorkerPool:
     and the waits on them: a worker that died is the one line `died`, never a hang."""
 
     died = WORKER_DIED
+    failed = SCORER_FAILED  # the note on a bug raised in a worker
 
     def __init__(self) -> None:
         self.executor: ProcessPoolExecutor | None = None
@@ -223,6 +228,18 @@ class _WorkerPool:
             except TimeoutError:
                 if self._a_worker_died():
                     raise KefuError(self.died) from None
+
+    def _checked(self, future: Future[Result]) -> Result:
+        """The call's result, or what the worker raised, as this process would have raised it
+        doing the work itself: kefu's errors and write errors are the user's to act on and stay
+        one line; anything else is a bug and keeps the worker's traceback (the pool attaches it
+        as the cause), as the CLI keeps every bug's, with a note of what was kept."""
+        try:
+            return self._result(future)
+        except Exception as exc:
+            if not isinstance(exc, KefuError | OSError):
+                exc.add_note(self.failed)
+            raise
 
     def _a_worker_died(self) -> bool:
         """Workers only end at shutdown, so one that ended while calls are out has died."""
@@ -293,10 +310,10 @@ class ScorerPool(_WorkerPool):
             in_flight.append((chunk, self._submit(_score_in_worker, chunk.texts, route_inputs)))
             if len(in_flight) >= 2 * self.job.workers:
                 done, future = in_flight.popleft()
-                yield done, self._result(future)
+                yield done, self._checked(future)
         while in_flight:
             done, future = in_flight.popleft()
-            yield done, self._result(future)
+            yield done, self._checked(future)
 
 
 class RoutingPool(_WorkerPool):
@@ -305,6 +322,7 @@ class RoutingPool(_WorkerPool):
     routes one bucket at a time (memory: workers x one bucket)."""
 
     died = ROUTER_DIED
+    failed = ROUTER_FAILED
 
     def __init__(self, workers: int):
         super().__init__()
@@ -321,19 +339,6 @@ class RoutingPool(_WorkerPool):
 
     def __enter__(self) -> RoutingPool:
         return self
-
-    def _checked(self, future: Future[SessionStats]) -> SessionStats:
-        """The bucket's statistics, or what the worker raised, as this process would have
-        raised it routing the bucket itself: kefu's errors and write errors (which the merge
-        names the output in) are the user's to act on and stay one line; anything else is a bug
-        and keeps the worker's traceback (the pool attaches it as the cause), as the CLI keeps
-        every bug's, with a note of what was kept."""
-        try:
-            return self._result(future)
-        except Exception as exc:
-            if not isinstance(exc, KefuError | OSError):
-                exc.add_note(ROUTER_FAILED)
-            raise
 
 
 def _make_scorer(

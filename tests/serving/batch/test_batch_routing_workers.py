@@ -1,4 +1,4 @@
-"""`kefu score --session-col --workers N`: what a session routing worker raised reaches the user
+"""`kefu score --workers N`: what a scoring or session routing worker raised reaches the user
 as the CLI treats any error: a user's (kefu's own, a write error) as one line, a bug with its
 traceback, the worker's included, never cut to one line that hides where it happened."""
 
@@ -18,8 +18,8 @@ from support.conversations import conversations
 
 import kefu.serving.batch.session_routing as session_routing
 from kefu.errors import DataError
-from kefu.serving.batch import ScoreJob, run_local
-from kefu.serving.batch.local_engine import ROUTER_FAILED, RoutingPool
+from kefu.serving.batch import ScoreJob, local_engine, run_local
+from kefu.serving.batch.local_engine import ROUTER_FAILED, SCORER_FAILED, RoutingPool
 
 # Run in a separate process: `kefu score`, with every bucket's policy lost on its way to the
 # worker (a bug: TypeError) or its decisions file in a folder that is not there (a write error).
@@ -102,6 +102,30 @@ def test_a_bug_in_a_routing_worker_keeps_the_workers_traceback_and_resume_finish
     summary = run_local(ScoreJob(**{**job.__dict__, "resume": True}))
     assert summary.rows_this_run == 0  # only the routing and the merge ran again
     assert pq.read_table(output).num_rows == summary.scored
+
+
+def test_a_bug_in_a_scoring_worker_keeps_the_workers_traceback_and_a_note(
+    tmp_path, tiny_bundle, chats, monkeypatch
+):
+    from support.worker_bugs import score_with_a_bug
+
+    output = tmp_path / "out.parquet"
+    job = ScoreJob(
+        inputs=[str(chats)],
+        output=output,
+        bundle=tiny_bundle,
+        chunk_size=4,
+        progress=False,
+        id_col="msg_id",
+        workers=2,
+    )
+    monkeypatch.setattr(local_engine, "_score_in_worker", score_with_a_bug)
+    with pytest.raises(TypeError, match="a bug while scoring 4 texts") as raised:
+        run_local(job)
+    printed = "".join(traceback.format_exception(raised.value))
+    assert "_RemoteTraceback" in printed and "in score_with_a_bug" in printed, printed
+    assert printed.rstrip().endswith(SCORER_FAILED), printed
+    assert not output.exists()
 
 
 @pytest.mark.parametrize("broken", ["bug", "write"])

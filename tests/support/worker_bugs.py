@@ -1,0 +1,8 @@
+"""Work handed to batch scoring's worker processes that fails as a bug would, importable in a
+spawned worker (which unpickles a function by its module and name)."""
+
+from __future__ import annotations
+
+
+def score_with_a_bug(texts: list[str], route_inputs: bool = False) -> None:
+    raise TypeError(f"a bug while scoring {len(texts)} texts")
