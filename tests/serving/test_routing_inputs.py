@@ -13,7 +13,6 @@ from support.routing import (
     prediction,
 )
 
-from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.classifier import Classifier
 from kefu.serving.routing import (
     ConversationContext,
@@ -21,16 +20,6 @@ from kefu.serving.routing import (
     decide,
 )
 from kefu.serving.routing_policy import RoutingPolicy
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle):
-    return read_bundle(tiny_bundle)
-
-
-@pytest.fixture(scope="module")
-def policy(bundle):
-    return RoutingPolicy.for_bundle(bundle)
 
 
 def test_a_route_reads_every_label_not_only_the_top_k_the_caller_asked_for(policy):

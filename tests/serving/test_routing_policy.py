@@ -7,16 +7,10 @@ import pytest
 import yaml
 
 from kefu.errors import PolicyError
-from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.classifier import HeadPrediction, Prediction
 from kefu.serving.routing import Action, ConversationContext, Reason, decide
 from kefu.serving.routing_policy import DEFAULT_POLICY, RULE_PARAMETERS, TOP_LEVEL, RoutingPolicy
 from kefu.serving.taxonomy import DEFAULT_TAXONOMY_PATH
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle):
-    return read_bundle(tiny_bundle)
 
 
 def write_policy(tmp_path, text):

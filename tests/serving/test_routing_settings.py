@@ -12,7 +12,6 @@ from support.routing import (
     write_policy,
 )
 
-from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.classifier import HeadPrediction
 from kefu.serving.routing import (
     ConversationContext,
@@ -20,16 +19,6 @@ from kefu.serving.routing import (
     decide,
 )
 from kefu.serving.routing_policy import RoutingPolicy
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle):
-    return read_bundle(tiny_bundle)
-
-
-@pytest.fixture(scope="module")
-def policy(bundle):
-    return RoutingPolicy.for_bundle(bundle)
 
 
 @pytest.mark.parametrize(("threshold", "action"), [("0.4", BOT), ("0.35", HUMAN), ("null", BOT)])

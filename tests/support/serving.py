@@ -121,6 +121,11 @@ class Server:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
+def connect(port: int) -> socket.socket:
+    """A raw client socket to the server on `port`, for requests written byte by byte."""
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """Status, headers and body of one HTTP/1.1 response with a Content-Length."""
     data = b""

@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from support.serving import Server, copy_bundle, metric, read_response
+from support.serving import Server, connect, copy_bundle, metric, read_response
 
 HEAD_TIMEOUT = 0.5
 LIMIT = 8  # KEFU_LIMIT_CONCURRENCY: connections open at once per worker
@@ -38,10 +38,6 @@ def server(tiny_bundle, tmp_path_factory):
         yield running
     finally:
         running.stop()
-
-
-def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
 
 
 def seconds_until_closed(sock: socket.socket) -> float:

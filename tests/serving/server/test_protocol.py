@@ -4,11 +4,10 @@ connections closed to make room, and a hang-up under pipelining reaching the req
 """
 
 import json
-import socket
 import time
 
 import pytest
-from support.serving import Server, copy_bundle, metric, read_response
+from support.serving import Server, connect, copy_bundle, metric, read_response
 
 LIMIT = 8  # KEFU_LIMIT_CONCURRENCY
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -33,10 +32,6 @@ def server(tiny_bundle, tmp_path_factory):
         yield running
     finally:
         running.stop()
-
-
-def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
 
 
 def post_head(length: int) -> bytes:

@@ -3,12 +3,11 @@ of bytes that are not HTTP, or of requests over the connection limit, is one lin
 count (kefu/serving/server/counted_log.py), never a line per answer; the counters stay exact."""
 
 import json
-import socket
 import time
 from types import SimpleNamespace
 
 import pytest
-from support.serving import Server, copy_bundle, metric, read_response
+from support.serving import Server, connect, copy_bundle, metric, read_response
 
 LIMIT = 4  # KEFU_LIMIT_CONCURRENCY
 BURST = 12
@@ -27,10 +26,6 @@ def server(tiny_bundle, tmp_path):
         yield running
     finally:
         running.stop()
-
-
-def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
 
 
 def log_records(server) -> list[dict]:
