@@ -89,15 +89,17 @@ def output_paths(output: Path) -> tuple[Path, Path]:
 
 
 def output_format(output: Path, forced: str | None = None) -> str:
-    """The output format: `--format` when given, else by the suffix of `-o`."""
+    """The output format: `--format` when given, else by the suffix of `-o`.
+
+    An unknown suffix is a bad option (exit 2, as a bad `--format`), not bad data.
+    """
     if forced is not None:
         return forced
     suffix = output.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
-        raise DataError(
-            f"unknown output file type {suffix or '(no suffix)'!r}; expected one of "
-            f"{', '.join(sorted(OUTPUT_SUFFIXES))}, or name the format with --format",
-            file=str(output),
+        raise ConfigError(
+            f"-o {output}: unknown output file type {suffix or '(no suffix)'!r}; expected one "
+            f"of {', '.join(sorted(OUTPUT_SUFFIXES))}, or name the format with --format"
         )
     return OUTPUT_SUFFIXES[suffix]
 

@@ -206,7 +206,7 @@ def test_an_unfinished_run_needs_resume_or_fresh(tmp_path, tiny_bundle):
         ({"log.csv": b"id,body\n1,hi\n"}, [], "column 'text': text column 'text' is missing", 1),
         ({"log.csv": b"id,text\n1,hi\n"}, ["--id-col", "msg"], "id column 'msg' is missing", 1),
         ({"log.parquet": b"PAR1 garbage"}, [], "not a readable Parquet file", 1),
-        ({"log.csv": b"text\nhi\n"}, ["-o", "out.txt"], "unknown output file type '.txt'", 1),
+        ({"log.csv": b"text\nhi\n"}, ["-o", "out.txt"], "unknown output file type '.txt'", 2),
         ({"log.csv": b"text\nhi\n"}, ["--format", "xml"], "--format must be one of", 2),
         ({"log.csv": b"text\nhi\n"}, ["--excel-csv"], "--excel-csv applies to CSV output", 2),
         ({"log.csv": b"text\nhi\n"}, ["--encoding", "klingon"], "unknown encoding 'klingon'", 2),
