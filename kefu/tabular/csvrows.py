@@ -175,11 +175,12 @@ class CsvRows:
             self.blank_lines += 1
         self.header_lines = len(self.feed.taken)
         header = [name.strip() for name in fields]
-        for name in header:
+        for number, name in enumerate(header, start=1):
             if bad := SURROGATE.search(name):
+                # the position counts within the column's name, so say which column
                 detail = undecodable_detail(bad.group(), bad.start(), self.encoding)
                 raise DataError(
-                    f"the header is not valid {self.encoding}: {detail}",
+                    f"the header is not valid {self.encoding}: column {number}'s name: {detail}",
                     file=self.file,
                     line=self.feed.taken[0][0],
                 )

@@ -101,8 +101,8 @@ def test_forcing_the_wrong_encoding_names_file_line_encoding_and_the_fix(tmp_pat
     with pytest.raises(DataError) as caught:
         read_columns(table_file(path), ReadOptions(encoding="utf-8"))
     assert str(caught.value) == (
-        f"file {path}, line 1: the header is not valid utf-8: invalid utf-8 byte 0xb1 at "
-        "character 0 (if the file is not utf-8, pass --encoding gb18030)"
+        f"file {path}, line 1: the header is not valid utf-8: column 1's name: invalid utf-8 "
+        "byte 0xb1 at character 0 (if the file is not utf-8, pass --encoding gb18030)"
     )
     result = runner.invoke(
         app,
@@ -123,6 +123,18 @@ def test_forcing_the_wrong_encoding_names_file_line_encoding_and_the_fix(tmp_pat
     assert "pass --encoding gb18030" in result.output
     forced = load_labelled(path, text_col="内容", intent_col="意图", id_col="编号", encoding="gbk")
     assert len(forced.rows) == 3
+
+
+def test_a_header_that_does_not_decode_names_the_column_the_byte_is_in(tmp_path):
+    """The character position counts within one column's name, so the column is named too."""
+    path = tmp_path / "export.csv"
+    path.write_bytes("id,内容\r\n1,你好\r\n".encode("gbk"))
+    with pytest.raises(DataError) as caught:
+        read_columns(table_file(path), ReadOptions(encoding="utf-8"))
+    assert str(caught.value) == (
+        f"file {path}, line 1: the header is not valid utf-8: column 2's name: invalid utf-8 "
+        "byte 0xc4 at character 0 (if the file is not utf-8, pass --encoding gb18030)"
+    )
 
 
 def test_rows_that_do_not_decode_fail_validate_and_score_with_the_fix(tmp_path, tiny_bundle):
