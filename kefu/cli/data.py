@@ -15,7 +15,10 @@ from kefu.cli.errors import reports_errors
 from kefu.errors import DataError, InputError
 from kefu.serving.taxonomy import HEADS
 
-app = typer.Typer(no_args_is_help=True, help="Build the seed corpus or validate a labelled file.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Build the seed corpus or the real corpus's splits, or validate a labelled file.",
+)
 
 
 @app.command("build")
