@@ -222,13 +222,20 @@ class Classifier:
         return self.probabilities(self.logits(self.encoder.encode(texts)))
 
     def predict(
-        self, texts: Iterable[str], top_k: int = 3, entities: bool = True, lone: bool = False
+        self,
+        texts: Iterable[str],
+        top_k: int = 3,
+        entities: bool = True,
+        lone: bool = False,
+        check_texts: bool = True,
     ) -> list[Prediction]:
         """One model call over `texts`; `entities=False` skips span extraction (bulk scoring).
 
         `texts` is checked as for `predict_proba`; `top_k` labels per head are listed in `top`.
+        `check_texts=False` takes the texts as given, for a caller that already refused bad
+        ones with errors of its own (the server's request checks, `handlers.check_messages`).
         """
-        texts = self.checked_texts(texts)
+        texts = self.checked_texts(texts) if check_texts else list(texts)
         top_k = checked_top_k(top_k)
         if not texts:
             return []

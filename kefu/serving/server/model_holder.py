@@ -73,18 +73,22 @@ def load_model(
         threads=1,
         lone_threads=settings.threads_per_worker,
         calibration_overrides=settings.thresholds,
-        max_text_chars=settings.max_text_chars,  # checked by the handlers first, alike
+        max_text_chars=settings.max_text_chars,  # for the warm-up; requests are checked below
         warm=True,
     )
     check_labels_in_schema(deployment.bundle.labels, str(deployment.bundle_dir))
     top_k = settings.top_k
 
     def triage(messages: list[Message], lone: bool = False) -> list[Triage]:
+        # Every text was checked once, by the request schema (a string, valid Unicode) and
+        # `handlers.check_messages` (KEFU_MAX_TEXT_CHARS, something to read), which answer
+        # with the API's own field paths: the deployment need not check them again.
         return deployment.triage(
             [text for text, _ in messages],
             [context for _, context in messages],
             top_k=top_k,
             lone=lone,
+            check_texts=False,
         )
 
     batcher: MicroBatcher[Message, Triage] = MicroBatcher(
