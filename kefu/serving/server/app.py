@@ -3,7 +3,8 @@
 The model is loaded, validated and warmed in the lifespan, before uvicorn accepts a
 connection, and reached by handlers through typed dependencies. Handlers stay thin: schemas
 parse, `handlers.py` checks and shapes, the micro-batcher runs `Deployment.triage` (model and
-routing), `error_responses.py` maps every error to `{"error": {"code", "message", "field"}}`.
+routing), `error_responses.py` maps every error to `{"error": {"code", "message", "field"}}`
+(`openapi_errors.py` documents them per endpoint).
 Before FastAPI, middleware refuses what the request head alone decides (`gate.py`: overload,
 credentials), reads the body under size and time limits (`middleware.py`) and keeps the unread
 body of a refused request from holding the connection (`unread_body.py`); before any of it,
@@ -49,47 +50,14 @@ from kefu.serving.server.middleware import (
     watch_disconnect,
 )
 from kefu.serving.server.model_holder import LoadedModel, ModelHolder
+from kefu.serving.server.openapi_errors import CONNECTION_ERRORS, ERRORS, RELOAD_ERRORS
 from kefu.serving.server.protocol import ERRORS_KEY as PROTOCOL_ERRORS
 from kefu.serving.server.protocol import IDLE_CLOSED_KEY as IDLE_CONNECTIONS_CLOSED
 from kefu.serving.server.request_schemas import ClassifyRequest, ReloadRequest
-from kefu.serving.server.response_schemas import (
-    ClassifyResponse,
-    ErrorBody,
-    ModelInfo,
-    ReloadResponse,
-)
+from kefu.serving.server.response_schemas import ClassifyResponse, ModelInfo, ReloadResponse
 from kefu.serving.server.unread_body import UnreadBodyMiddleware
 from kefu.serving.settings import Settings, load_settings
 from kefu.serving.taxonomy import HEADS
-
-# The codes a client may branch on, per status, as /docs shows them. invalid_http, head_timeout
-# and concurrency_limit are written by the HTTP protocol (protocol.py) before any route, on
-# any path: the API description (CONNECTION_ERRORS) names them once for every endpoint.
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in {
-        400: "`invalid_json`: the body is not valid JSON, or not UTF-8. `invalid_http` (from "
-        "the connection layer, not this route): the bytes are not HTTP/1.1.",
-        401: "`unauthorized`: missing or wrong X-API-Key (X-Admin-Token on admin endpoints).",
-        408: "`body_timeout`: the body did not arrive within KEFU_BODY_TIMEOUT_SECONDS. "
-        "`head_timeout` (from the connection layer, not this route): the request head did not "
-        "arrive within KEFU_HEAD_TIMEOUT_SECONDS.",
-        413: "`too_many_messages` or `body_too_large`.",
-        415: "`unsupported_media_type`: the body is not sent as application/json.",
-        422: "A field is missing, of the wrong type, empty or too long (`missing_field`, "
-        "`invalid_type`, `empty_text`, `text_too_long`, ...).",
-        503: "`overloaded` or `not_ready`; `concurrency_limit` (from the connection layer, not "
-        "this route): over KEFU_LIMIT_CONCURRENCY. Retry after Retry-After seconds.",
-    }.items()
-}
-CONNECTION_ERRORS = (
-    'Every error is `{"error": {"code", "message", "field"}}` with a `code` to '
-    "branch on. Three codes come from the connection layer, before any route, so any path may "
-    "answer them and the connection is closed after each: 400 `invalid_http` (the bytes are "
-    "not HTTP/1.1), 408 `head_timeout` (the request head did not arrive within "
-    "KEFU_HEAD_TIMEOUT_SECONDS) and 503 `concurrency_limit` (over KEFU_LIMIT_CONCURRENCY; "
-    "retry after Retry-After seconds)."
-)
 
 # Two schemes with their own names: under the default name (the class name) FastAPI would
 # declare one scheme, the last one's header, on every endpoint.
@@ -253,12 +221,7 @@ def public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
 @router.post(
     "/v1/admin/reload",
     response_model=ReloadResponse,
-    responses={
-        401: ERRORS[401],
-        403: {"model": ErrorBody},
-        409: {"model": ErrorBody},
-        422: ERRORS[422],
-    },
+    responses=RELOAD_ERRORS,
     dependencies=[Depends(require_admin)],
     summary="Load, validate and warm a bundle, then swap it in; on failure keep the old one",
 )
