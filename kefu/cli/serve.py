@@ -89,7 +89,9 @@ def run(settings: Settings) -> None:
         "host": settings.host,
         "port": settings.port,
         # uvicorn's, with a head timeout and kefu's answers where uvicorn answers alone
-        "http": http_protocol(settings.head_timeout_seconds, settings.retry_after_seconds),
+        "http": http_protocol(
+            settings.head_timeout_seconds, settings.retry_after_seconds, settings.max_body_bytes
+        ),
         "log_config": log_config(settings.log_level),
         "access_log": False,  # kefu writes its own access log: one JSON line per request
         "server_header": False,

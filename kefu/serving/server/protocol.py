@@ -31,6 +31,14 @@ uvicorn's httptools protocol does before kefu's app sees a request:
   last request parsed (queued, never to run) as disconnected, so the one in flight ran to the
   end, its messages inferred for nobody, and was counted as answered; now every request of the
   connection not yet answered sees the disconnect, and the one in flight is counted as 499.
+  A hang-up is only seen by reading up to it, and uvicorn stops reading a connection when a
+  request is queued behind the one in flight (and when a body passes 64 KB): a pipelined
+  request that arrived once the one in flight was waiting for the model, or a large one, left
+  the hang-up unseen until the answer was written. The requests queued behind are now read on
+  while they fit a budget: at most `READ_AHEAD_REQUESTS` of them, with bodies of at most
+  `KEFU_MAX_BODY_BYTES` together (what one request may hold in memory anyway). Past it reading
+  stops as before, so a client cannot queue without bound, and its hang-up is seen once the
+  request in flight is answered.
 """
 
 from __future__ import annotations
@@ -53,18 +61,22 @@ log = logging.getLogger("kefu.runtime")
 # the protocol writes itself, and `() -> None` of idle connections closed to make room.
 ERRORS_KEY = "kefu_protocol_errors"
 IDLE_CLOSED_KEY = "kefu_idle_connections_closed"
+# Requests read ahead behind the one in flight (see above); a pipelining client keeps a few
+# in flight, and each queued request holds its head and body in memory until it runs.
+READ_AHEAD_REQUESTS = 16
 # uvicorn's warning before it calls `send_400_response`, left out of the log (`_UvicornLog`)
 UVICORN_INVALID_HTTP_LINE = "Invalid HTTP request received."
 
 
 def http_protocol(
-    head_timeout_seconds: float, retry_after_seconds: int
+    head_timeout_seconds: float, retry_after_seconds: int, max_body_bytes: int
 ) -> Callable[..., KefuHttpProtocol]:
     """uvicorn's `http=` option: the protocol class with its settings bound (picklable)."""
     return functools.partial(
         KefuHttpProtocol,
         head_timeout_seconds=head_timeout_seconds,
         retry_after_seconds=retry_after_seconds,
+        read_ahead_bytes=max_body_bytes,
     )
 
 
@@ -72,10 +84,11 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
     """uvicorn's httptools protocol with kefu's head time limit, early answers, room for new
     work at the connection limit and hang-ups seen by the request in flight (above)."""
 
-    def __init__(self, *args: Any, retry_after_seconds: int, **kwargs: Any):
+    def __init__(self, *args: Any, retry_after_seconds: int, read_ahead_bytes: int, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.logger = _UVICORN_LOG  # type: ignore[assignment]
         self.retry_after_seconds = retry_after_seconds
+        self.read_ahead_bytes = read_ahead_bytes  # body bytes of queued requests, together
         self.connection_limit: int | None = self.limit_concurrency
         self.limit_concurrency = None  # uvicorn's own check (its plain-text 503) stays off
         self.idle_since: float | None = None  # loop time of the last answer, while idle
@@ -104,6 +117,22 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
                 *(known for known in self._unanswered if not known.response_complete),
                 cycle,
             ]
+        self._read_ahead()
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        self._read_ahead()
+
+    def _read_ahead(self) -> None:
+        """Read on behind the request in flight while the queued requests fit the budget, so a
+        hang-up is seen at once (uvicorn paused reading for the queued head or body)."""
+        if not self.pipeline or self.transport.is_closing():
+            return  # nothing queued: uvicorn's own flow control holds
+        if len(self.pipeline) > READ_AHEAD_REQUESTS:
+            return
+        if sum(len(cycle.body) for cycle, _ in self.pipeline) > self.read_ahead_bytes:
+            return
+        self.flow.resume_reading()
 
     def on_response_complete(self) -> None:
         pipelined = bool(self.pipeline)

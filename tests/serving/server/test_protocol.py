@@ -3,11 +3,14 @@ answers to bytes that are not HTTP and to requests over the connection limit, id
 connections closed to make room, and a hang-up under pipelining reaching the request in flight.
 """
 
+import contextlib
 import json
 import time
 
 import pytest
 from support.serving import Server, connect, copy_bundle, metric, read_response
+
+from kefu.serving.server.protocol import READ_AHEAD_REQUESTS
 
 LIMIT = 8  # KEFU_LIMIT_CONCURRENCY
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -136,24 +139,96 @@ def test_idle_kept_alive_connections_are_closed_longest_idle_first_to_make_room(
     assert metric(server.url, "kefu_idle_connections_closed_total") == before + 1
 
 
-def test_a_hang_up_with_pipelined_requests_is_a_499_for_the_request_in_flight(server):
-    def classify_count(status: str) -> float:
-        return metric(
-            server.url, "kefu_requests_total", method="POST", route="/v1/classify", status=status
-        )
+def classify_count(server, status: str) -> float:
+    return metric(
+        server.url, "kefu_requests_total", method="POST", route="/v1/classify", status=status
+    )
 
-    answered, hung_up = classify_count("200"), classify_count("499")
-    # a request the tiny model takes well over 0.1 s on, then a small one pipelined behind it
-    messages = [{"id": f"m{i}", "text": "我的快递三天没动了" * 200} for i in range(64)]
-    slow = json.dumps({"messages": messages}).encode()
-    small = json.dumps({"text": "在吗"}).encode()
-    with connect(server.port) as sock:
-        sock.sendall(post_head(len(slow)) + slow + post_head(len(small)) + small)
-        time.sleep(0.1)
-    wait_until(lambda: classify_count("499") == hung_up + 1, what="a 499")
+
+# a request the tiny model takes well over 0.1 s on
+SLOW = json.dumps(
+    {"messages": [{"id": f"m{i}", "text": "我的快递三天没动了" * 200} for i in range(64)]}
+).encode()
+SMALL = json.dumps({"text": "在吗"}).encode()
+# a body past uvicorn's 64 KB flow-control mark, within KEFU_MAX_BODY_BYTES
+LARGE = json.dumps({"messages": [{"text": "快" * 10_000} for _ in range(5)]}).encode()
+
+
+@contextlib.contextmanager
+def model_kept_busy(server, requests: int = 2):
+    """Slow requests from other connections, queued first: a request sent next waits for the
+    model about a second, whatever the machine, so it is surely in flight when its client
+    hangs up. Their answers (200) are read on the way out."""
+    others = [connect(server.port) for _ in range(requests)]
+    try:
+        for sock in others:
+            sock.sendall(post_head(len(SLOW)) + SLOW)
+        time.sleep(0.2)
+        yield
+        for sock in others:
+            assert read_response(sock)[0] == 200
+    finally:
+        for sock in others:
+            sock.close()
+
+
+@pytest.mark.parametrize(
+    ("queued", "late"),
+    [(SMALL, False), (LARGE, False), (SMALL, True)],
+    ids=["small-queued-at-once", "large-queued-at-once", "small-queued-while-waiting"],
+)
+def test_a_hang_up_with_pipelined_requests_is_a_499_for_the_request_in_flight(server, queued, late):
+    # The hang-up is seen while the request in flight waits for the model: uvicorn stops
+    # reading when a request is queued behind it, and kefu reads on, so a body past 64 KB, or
+    # a request sent once the one in flight waits, does not hide it.
+    answered, hung_up = classify_count(server, "200"), classify_count(server, "499")
+    pipelined = post_head(len(queued)) + queued
+    with model_kept_busy(server):
+        with connect(server.port) as sock:
+            sock.sendall(post_head(len(SLOW)) + SLOW + (b"" if late else pipelined))
+            if late:
+                time.sleep(0.3)  # the request in flight now waits for the model
+                sock.sendall(pipelined)
+            time.sleep(0.1)
+        wait_until(lambda: classify_count(server, "499") == hung_up + 1, what="a 499")
     time.sleep(1.0)  # the request in flight was cut off: it is not also answered later
-    assert classify_count("200") == answered
-    assert classify_count("499") == hung_up + 1  # the queued one never ran
+    assert classify_count(server, "200") == answered + 2  # model_kept_busy's requests
+    assert classify_count(server, "499") == hung_up + 1  # the queued one never ran
+
+
+def send_what_is_read(sock, data: bytes, seconds: float) -> None:
+    """Send `data`, or what of it the server reads within `seconds`."""
+    sock.setblocking(False)
+    deadline = time.monotonic() + seconds
+    while data and time.monotonic() < deadline:
+        try:
+            data = data[sock.send(data) :]
+        except BlockingIOError:
+            time.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("queued", "late"),
+    [
+        (post_head(3_000_000) + b" " * 1_500_000, False),
+        ((post_head(len(SMALL)) + SMALL) * (READ_AHEAD_REQUESTS + 4), True),
+    ],
+    ids=["bodies-over-KEFU_MAX_BODY_BYTES", "more-than-READ_AHEAD_REQUESTS"],
+)
+def test_past_the_read_ahead_budget_a_hang_up_is_seen_once_the_request_in_flight_is_answered(
+    server, queued, late
+):
+    # Queued requests are read ahead up to KEFU_MAX_BODY_BYTES of bodies (1 MB here) and
+    # READ_AHEAD_REQUESTS requests: past that a client cannot make a connection hold more, so
+    # reading stops, and the hang-up behind the unread bytes waits for the answer in flight.
+    answered = classify_count(server, "200")
+    with model_kept_busy(server):
+        with connect(server.port) as sock:
+            send_what_is_read(sock, post_head(len(SLOW)) + SLOW + (b"" if late else queued), 0.5)
+            if late:
+                time.sleep(0.3)  # the request in flight now waits for the model
+                send_what_is_read(sock, queued, 0.5)
+        wait_until(lambda: classify_count(server, "200") >= answered + 3, what="the answers")
 
 
 def test_the_access_log_keeps_a_masked_marker_whole_at_the_cut(server):
