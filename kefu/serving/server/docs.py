@@ -3,6 +3,9 @@
 FastAPI's default page loads Swagger UI from a CDN and shows a blank page on an intranet
 without internet access; the same page is rendered here with asset URLs under `/docs/assets`,
 which serve the pinned package's copy of Swagger UI. ReDoc (CDN only) is not offered.
+The assets are always sent whole (`WholeFiles`): Starlette answers a malformed or unsatisfiable
+`Range` with plain text (400, 416), outside kefu's JSON errors, and a browser loading Swagger UI
+never asks for part of a file.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 DOCS_PATH = "/docs"
@@ -19,7 +23,8 @@ ASSETS_PATH = "/docs/assets"
 
 def install_docs(app: FastAPI) -> None:
     """Add `/docs` and its assets to an app created with `docs_url=None, redoc_url=None`."""
-    app.mount(ASSETS_PATH, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    assets = WholeFiles(StaticFiles(directory=str(swagger_ui_path)))
+    app.mount(ASSETS_PATH, assets, name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
 
     @app.get(DOCS_PATH, include_in_schema=False)
@@ -32,3 +37,30 @@ def install_docs(app: FastAPI) -> None:
             swagger_favicon_url=f"{ASSETS_PATH}/favicon-32x32.png",
             swagger_ui_parameters={"persistAuthorization": True},
         )
+
+
+class WholeFiles:
+    """A static-files app that ignores `Range` and does not offer it (`Accept-Ranges`)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = [(name, value) for name, value in scope["headers"] if name not in _RANGE_HEADERS]
+
+        async def send_whole(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    (name, value)
+                    for name, value in message.get("headers", ())
+                    if name.lower() != b"accept-ranges"
+                ]
+            await send(message)
+
+        await self.app({**scope, "headers": headers}, receive, send_whole)
+
+
+_RANGE_HEADERS = (b"range", b"if-range")
