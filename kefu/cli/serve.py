@@ -93,6 +93,9 @@ def run(settings: Settings) -> None:
             settings.head_timeout_seconds, settings.retry_after_seconds, settings.max_body_bytes
         ),
         "log_config": log_config(settings.log_level),
+        # HTTP/1.1 only: a WebSocket handshake is served as a plain request (protocol.py), not
+        # answered 403 by uvicorn when some package happens to install a WebSocket library
+        "ws": "none",
         "access_log": False,  # kefu writes its own access log: one JSON line per request
         "server_header": False,
         "limit_concurrency": settings.limit_concurrency,

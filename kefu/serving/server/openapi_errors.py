@@ -16,7 +16,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
         400: "`invalid_json`: the body is not valid JSON, or not UTF-8. `invalid_http` (from "
-        "the connection layer, not this route): the bytes are not HTTP/1.1.",
+        "the connection layer, not this route): the bytes are not HTTP/1.1, or a request with "
+        "a body asks to switch protocols (Upgrade).",
         401: "`unauthorized`: missing or wrong X-API-Key (X-Admin-Token on admin endpoints).",
         408: "`body_timeout`: the body did not arrive within KEFU_BODY_TIMEOUT_SECONDS. "
         "`head_timeout` (from the connection layer, not this route): the request head did not "
@@ -95,7 +96,7 @@ CONNECTION_ERRORS = (
     'Every error is `{"error": {"code", "message", "field"}}` with a `code` to '
     "branch on. Three codes come from the connection layer, before any route, so any path may "
     "answer them and the connection is closed after each: 400 `invalid_http` (the bytes are "
-    "not HTTP/1.1), 408 `head_timeout` (the request head did not arrive within "
-    "KEFU_HEAD_TIMEOUT_SECONDS) and 503 `concurrency_limit` (over KEFU_LIMIT_CONCURRENCY; "
-    "retry after Retry-After seconds)."
+    "not HTTP/1.1, or a request with a body asks to switch protocols with Upgrade), 408 "
+    "`head_timeout` (the request head did not arrive within KEFU_HEAD_TIMEOUT_SECONDS) and "
+    "503 `concurrency_limit` (over KEFU_LIMIT_CONCURRENCY; retry after Retry-After seconds)."
 )

@@ -27,6 +27,12 @@ uvicorn's httptools protocol does before kefu's app sees a request:
   that never sent a request is not idle in this sense: the head time-out bounds it. A client
   whose next request crosses the close on the wire sees the connection closed with no answer,
   the same race as the keep-alive time-out's.
+- A request that asks to switch protocols (`Upgrade`: WebSocket, or h2c as `curl --http2`
+  sends on http://) is served as HTTP/1.1, the header ignored (`kefu serve` runs uvicorn with
+  no WebSocket protocol, whatever is installed: uvicorn would otherwise answer a WebSocket
+  handshake with its bare 403). The parser hands what follows such a head to the new
+  protocol, so one with a body gets 400 `invalid_http` saying why, not an answer about an
+  empty body; uvicorn's warning line per such request is not written.
 - A hang-up reaches the request being served. With pipelined requests uvicorn marked only the
   last request parsed (queued, never to run) as disconnected, so the one in flight ran to the
   end, its messages inferred for nobody, and was counted as answered; now every request of the
@@ -99,18 +105,15 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
         super().data_received(data)
 
     def on_headers_complete(self) -> None:
-        limit = self.connection_limit
-        if limit is not None and len(self.connections) >= limit and len(self.tasks) < limit:
-            self._close_idle_connections(limit)  # room enough, unless requests fill the limit
-        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
-            _REFUSED.add("refused", concurrency_limit=limit)
-            app, self.app = self.app, self._refuse
+        refusal = self._refusal()
+        if refusal is None:
+            super().on_headers_complete()
+        else:  # uvicorn runs the refusal as the app of this one request
+            app, self.app = self.app, refusal
             try:
                 super().on_headers_complete()
             finally:
                 self.app = app
-        else:
-            super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle not in self._unanswered:
             self._unanswered = [
@@ -118,6 +121,23 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
                 cycle,
             ]
         self._read_ahead()
+
+    def _refusal(self) -> Callable[..., Any] | None:
+        """The answer of a request refused from its head here, or None to let the app answer."""
+        limit = self.connection_limit
+        if limit is not None and len(self.connections) >= limit and len(self.tasks) < limit:
+            self._close_idle_connections(limit)  # room enough, unless requests fill the limit
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            _REFUSED.add("refused", concurrency_limit=limit)
+            return self._refuse
+        if self.parser.should_upgrade() and _declares_body(self.headers):
+            return self._refuse_upgrade
+        return None
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """uvicorn warns of every `Upgrade` it does not do (and advises installing a WebSocket
+        library); kefu serves HTTP/1.1 alone, so a request's Upgrade is ignored, not a warning,
+        or refused with its body (`_refuse_upgrade`), counted as other bad HTTP."""
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
@@ -177,6 +197,23 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
         self._count_error(503, "concurrency_limit")
         await response(scope, receive, send)
 
+    async def _refuse_upgrade(self, scope: Any, receive: Any, send: Any) -> None:
+        """The ASGI app of a request with a body that asks to switch protocols: the parser hands
+        what follows such a head to the new protocol, so the body would be lost (the app saw an
+        empty body and answered `missing_body`): kefu's 400, the connection closed."""
+        error = KefuError(
+            "the request asks to switch protocols (Upgrade header) and carries a body, which "
+            "is then not read as HTTP/1.1; kefu speaks HTTP/1.1 only: send the request without "
+            "Upgrade (curl: --http1.1, not --http2, on http://); the connection is closed",
+            code="invalid_http",
+        )
+        response = kefu_error_response(error, self.retry_after_seconds)
+        response.headers["connection"] = "close"
+        response.headers["x-content-type-options"] = "nosniff"
+        self._count_error(400, "invalid_http")
+        _INVALID_HTTP.add("answered")
+        await response(scope, receive, send)
+
     def _close_idle_connections(self, limit: int) -> None:
         """Close the connections idle longest until this one's request fits under `limit`."""
         idle = [
@@ -202,6 +239,14 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
         count = self.app_state.get(ERRORS_KEY)
         if count is not None:
             count(status, code)
+
+
+def _declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request head announces a body: a Content-Length above 0, or chunked."""
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b"0 ")):
+            return True
+    return False
 
 
 class _UvicornLog(logging.LoggerAdapter):

@@ -114,6 +114,52 @@ def test_a_request_over_the_limit_gets_a_json_503_with_retry_after_and_is_counte
     assert protocol_errors(server, "503", "concurrency_limit") == before + 1
 
 
+WEBSOCKET_HANDSHAKE = (
+    b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+H2C_UPGRADE = (  # what `curl --http2` sends on http://
+    b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+)
+
+
+@pytest.mark.parametrize("upgrade", [WEBSOCKET_HANDSHAKE, H2C_UPGRADE], ids=["websocket", "h2c"])
+def test_a_request_asking_to_switch_protocols_is_served_as_http(server, upgrade):
+    # kefu serves no WebSocket, whatever library is installed: no bare 403 from uvicorn
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + upgrade + b"\r\n")
+        status, headers, body = read_response(sock)
+        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        assert headers["x-content-type-options"] == "nosniff"
+        sock.sendall(HEALTHZ)  # the connection serves on
+        assert read_response(sock)[0] == 200
+    assert "Unsupported upgrade request" not in server.log()
+
+
+@pytest.mark.parametrize("upgrade", [WEBSOCKET_HANDSHAKE, H2C_UPGRADE], ids=["websocket", "h2c"])
+def test_a_request_with_a_body_asking_to_switch_protocols_is_told_why_it_is_refused(
+    server, upgrade
+):
+    # the parser hands the bytes after such a head to the new protocol: the body would be lost
+    before = protocol_errors(server, "400", "invalid_http")
+    body = json.dumps({"text": "在吗"}).encode()
+    with connect(server.port) as sock:
+        sock.sendall(post_head(len(body))[:-2] + upgrade + b"\r\n" + body)
+        status, headers, answer = read_response(sock)
+        assert status == 400
+        assert_kefu_error(
+            headers,
+            answer,
+            "invalid_http",
+            "the request asks to switch protocols (Upgrade header) and carries a body, which "
+            "is then not read as HTTP/1.1; kefu speaks HTTP/1.1 only: send the request without "
+            "Upgrade (curl: --http1.1, not --http2, on http://); the connection is closed",
+        )
+        assert sock.recv(1) == b""
+    assert protocol_errors(server, "400", "invalid_http") == before + 1
+
+
 def test_idle_kept_alive_connections_are_closed_longest_idle_first_to_make_room(server):
     before = metric(server.url, "kefu_idle_connections_closed_total")
     idle = []
