@@ -88,7 +88,8 @@ def http_protocol(
 
 class KefuHttpProtocol(HeadTimeoutProtocol):
     """uvicorn's httptools protocol with kefu's head time limit, early answers, room for new
-    work at the connection limit and hang-ups seen by the request in flight (above)."""
+    work at the connection limit, requests asking to switch protocols served or refused, and
+    hang-ups seen by the request in flight (above)."""
 
     def __init__(self, *args: Any, retry_after_seconds: int, read_ahead_bytes: int, **kwargs: Any):
         super().__init__(*args, **kwargs)
