@@ -5,26 +5,12 @@ import re
 
 import pytest
 import yaml
+from support.routing import BOT, HUMAN, prediction, write_policy
 
 from kefu.errors import PolicyError
-from kefu.serving.classifier import HeadPrediction, Prediction
-from kefu.serving.routing import Action, ConversationContext, Reason, decide
+from kefu.serving.routing import ConversationContext, Reason, decide
 from kefu.serving.routing_policy import DEFAULT_POLICY, RULE_PARAMETERS, TOP_LEVEL, RoutingPolicy
 from kefu.serving.taxonomy import DEFAULT_TAXONOMY_PATH
-
-
-def write_policy(tmp_path, text):
-    path = tmp_path / "policy.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def prediction(intent="logistics_status", urgency="medium", emotion="neutral"):
-    heads = {
-        head: HeadPrediction(label, label, 0.9, False, [(label, 0.9)])
-        for head, label in (("intent", intent), ("urgency", urgency), ("emotion", emotion))
-    }
-    return Prediction(heads=heads, group="")
 
 
 def test_the_taxonomy_routing_section_names_every_rule_and_is_a_valid_policy():
@@ -33,8 +19,7 @@ def test_the_taxonomy_routing_section_names_every_rule_and_is_a_valid_policy():
     assert set(section) <= set(TOP_LEVEL)
 
 
-def test_the_bundle_carries_the_default_policy(bundle):
-    policy = RoutingPolicy.for_bundle(bundle)
+def test_the_bundle_carries_the_default_policy(bundle, policy):
     assert bundle.policy == DEFAULT_POLICY
     assert policy.describe() == DEFAULT_POLICY
     assert policy.enabled == frozenset(Reason)
@@ -83,10 +68,10 @@ def test_a_policy_file_is_laid_over_the_bundle_policy_key_by_key(bundle, tmp_pat
         policy.describe()["rules"]["repeated_intent"] == DEFAULT_POLICY["rules"]["repeated_intent"]
     )
     dissatisfied = decide(prediction(emotion="dissatisfied"), ConversationContext(turn=5), policy)
-    assert (dissatisfied.action, dissatisfied.reasons) == (Action.HUMAN, ["angry"])
+    assert (dissatisfied.action, dissatisfied.reasons) == (HUMAN, ["angry"])
     assert dissatisfied.priority == "P1"  # angry by this policy: raised from medium's P2
     complaint = decide(prediction("complaint"), ConversationContext(), policy)
-    assert (complaint.action, complaint.reasons) == (Action.BOT, [])
+    assert (complaint.action, complaint.reasons) == (BOT, [])
 
 
 def test_a_first_format_policy_is_still_read(bundle, tmp_path):
