@@ -77,8 +77,10 @@ class CsvRows:
         encoding: str,
         max_lines: int = 5,
         max_chars: int = MAX_RECORD_CHARS,
+        encoding_fix: str | None = None,
     ):
         self.file, self.encoding, self.delimiter = file, encoding, delimiter
+        self.encoding_fix = encoding_fix  # see ReadOptions.encoding_fix
         self.max_lines, self.max_chars = max_lines, max_chars
         self.feed = _Feed(lines, max_chars)
         self.reader = csv.reader(self.feed, delimiter=delimiter, strict=True)
@@ -178,7 +180,9 @@ class CsvRows:
         for number, name in enumerate(header, start=1):
             if bad := SURROGATE.search(name):
                 # the position counts within the column's name, so say which column
-                detail = undecodable_detail(bad.group(), bad.start(), self.encoding)
+                detail = undecodable_detail(
+                    bad.group(), bad.start(), self.encoding, self.encoding_fix
+                )
                 raise DataError(
                     f"the header is not valid {self.encoding}: column {number}'s name: {detail}",
                     file=self.file,

@@ -26,6 +26,9 @@ class ReadOptions:
     max_record_lines: int = MAX_RECORD_LINES
     # ... and one longer than this many characters
     max_record_chars: int = MAX_RECORD_CHARS
+    # what a header that does not decode tells the user to do; None: pass the other --encoding.
+    # A reader whose command has no --encoding for the file says what the user can do instead.
+    encoding_fix: str | None = None
 
     def __post_init__(self) -> None:
         if self.encoding:

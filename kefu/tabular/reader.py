@@ -168,6 +168,7 @@ def _csv_rows(
         encoding,
         max_lines=options.max_record_lines,
         max_chars=options.max_record_chars,
+        encoding_fix=options.encoding_fix,
     )
 
 

@@ -62,12 +62,12 @@ def text_problem(
     return None
 
 
-def undecodable_detail(char: str, position: int, encoding: str) -> str:
+def undecodable_detail(char: str, position: int, encoding: str, fix: str | None = None) -> str:
     byte = ord(char) - 0xDC00
     if 0x80 <= byte <= 0xFF:
         return (
             f"invalid {encoding} byte 0x{byte:02x} at character {position} "
-            f"({encoding_hint(encoding)})"
+            f"({fix or encoding_hint(encoding)})"
         )
     return f"lone surrogate at character {position}"
 

@@ -60,7 +60,10 @@ SMP_EMOTIONS = {
 ASKS_HUMAN_MARKER = "人工"
 # The public files are published as UTF-8: read as such (a byte-order mark is dropped), so a copy
 # re-saved in another encoding stops the run naming the file instead of being decoded as GB18030.
-READ_OPTIONS = ReadOptions(encoding="utf-8")
+# `kefu evaluate --encoding` is for the test files, not these: a header that does not decode
+# says what the user can do.
+UTF8_FIX = "the public dev files are published as UTF-8: save this one as UTF-8 again"
+READ_OPTIONS = ReadOptions(encoding="utf-8", encoding_fix=UTF8_FIX)
 # a JSON file's top-level value, named as JSON names it, for the error when it is no list
 JSON_TYPES = {
     dict: "object",

@@ -90,6 +90,18 @@ def test_a_byte_that_is_not_utf8_names_the_line_and_column(tmp_path):
     )
 
 
+def test_a_header_that_is_not_utf8_says_to_save_the_file_as_utf8(tmp_path):
+    """Not "pass --encoding": `kefu evaluate --encoding` reads the test files, not these."""
+    path = tmp_path / "waimai_10k.csv"
+    path.write_bytes("标签,评论\n1,好吃\n".encode("gbk"))
+    with pytest.raises(DataError) as raised:
+        read_review_polarity(path, "waimai")
+    assert str(raised.value) == (
+        f"file {path}, line 1: the header is not valid utf-8: invalid utf-8 byte 0xb1 at "
+        "character 0 (the public dev files are published as UTF-8: save this one as UTF-8 again)"
+    )
+
+
 def test_limit_samples_the_same_rows_every_time(public_dev):
     first = {s.name: s.texts for s in load_public_sets(public_dev, limit=2)}
     second = {s.name: s.texts for s in load_public_sets(public_dev, limit=2)}
@@ -228,6 +240,10 @@ def _jd_not_utf8(folder):
         handle.write("train\t0\t0\t退款\n".encode("gbk"))
 
 
+def _hotel_header_gbk(folder):
+    (folder / "ChnSentiCorp_htl_all.csv").write_bytes("标签,评论\n1,不错\n".encode("gbk"))
+
+
 @pytest.mark.parametrize(
     ("break_it", "file", "message"),
     [
@@ -236,8 +252,9 @@ def _jd_not_utf8(folder):
         (_hotel_broken_link, "ChnSentiCorp_htl_all.csv", "expected a readable ChnSentiCorp_htl_all.csv file, found a link to nothing"),
         (_waimai_no_usable_row, "waimai_10k.csv", "no usable row: a row needs a text and label 0 or 1 (2 rows dropped)"),
         (_jd_not_utf8, "jd_chat_vs_business.tsv", "expected UTF-8 text"),
+        (_hotel_header_gbk, "ChnSentiCorp_htl_all.csv", "the header is not valid utf-8: invalid utf-8 byte 0xb1 at character 0 (the public dev files are published as UTF-8: save this one as UTF-8 again)"),
     ],
-    ids=["json-not-a-list", "a-folder", "broken-link", "no-usable-row", "not-utf8"],
+    ids=["json-not-a-list", "a-folder", "broken-link", "no-usable-row", "not-utf8", "header-not-utf8"],
 )  # fmt: skip
 def test_a_broken_public_dev_file_stops_evaluation_before_any_model_work(
     tiny_bundle, public_dev, tmp_path, break_it, file, message
