@@ -1,4 +1,4 @@
-"""One reader for tabular files (CSV, TSV, JSONL, Parquet, xlsx), for score, train and report.
+"""One reader for tabular files (CSV, TSV, JSONL or a JSON array, Parquet, xlsx) for every command.
 
 Usage:
     files = resolve_files(["logs/*.csv"])             # or table_file("train.jsonl")

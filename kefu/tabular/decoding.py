@@ -10,9 +10,11 @@ No guessing library: UTF-8's structure makes the check reliable (GBK text almost
 valid multi-byte UTF-8), and the rule is short enough to state in an error message.
 
 Files are split into lines as bytes (b"\\n" never occurs inside a UTF-8 or GB18030 character),
-so a line number is always a physical line. Bytes that do not decode do not stop the file: they
-are kept as lone surrogates (`surrogateescape`) and each column decides (see `values.py`): the
-message text is rejected, naming the line and the encoding; other values keep U+FFFD.
+so a line number is always a physical line (a JSON array, which may be one line, is read in
+pieces of PIECE_BYTES instead: `decoded_pieces`). Bytes that do not decode do not stop the
+file: they are kept as lone surrogates (`surrogateescape`) and each column decides (see
+`values.py`): the message text is rejected, naming the line and the encoding; other values
+keep U+FFFD.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from kefu.tabular.files import TableFile, open_bytes
 
 BOM = "\ufeff"
 SNIFF_BYTES = 1 << 20
+PIECE_BYTES = 1 << 20  # decoded_pieces: how much of the file is held at a time
 FALLBACK = "gb18030"
 UTF16_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
@@ -82,6 +85,22 @@ def decoded_lines(handle: BinaryIO, encoding: str) -> Iterator[tuple[int, str]]:
 def iter_lines(file: TableFile, encoding: str) -> Iterator[tuple[int, str]]:
     with open_bytes(file) as handle:
         yield from decoded_lines(handle, encoding)
+
+
+def decoded_pieces(file: TableFile, encoding: str) -> Iterator[str]:
+    """The text in pieces of PIECE_BYTES bytes, cut anywhere (a character cut in two waits for
+    the next piece): for a JSON array, which may be one line as long as the file."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
+    first = True
+    with open_bytes(file) as handle:
+        while raw := handle.read(PIECE_BYTES):
+            text = decoder.decode(raw)
+            if first and text:
+                text, first = text.removeprefix(BOM), False
+            if text:
+                yield text
+        if rest := decoder.decode(b"", final=True):
+            yield rest
 
 
 def _mostly_utf8(sample: bytes) -> bool:

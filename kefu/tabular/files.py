@@ -20,8 +20,8 @@ from typing import BinaryIO
 
 from kefu.errors import DataError
 
-# Suffix -> format. `.json` is read as JSON Lines (one object per line): a single JSON array
-# cannot be streamed, and the reader says so when it meets one. Excel: the first worksheet.
+# Suffix -> format. `.json` is read as JSON Lines (one object per line), or, when its first
+# character opens an array, as that array's elements (`jsonarray.py`). Excel: the first worksheet.
 FORMATS = {
     ".csv": "csv",
     ".tsv": "tsv",

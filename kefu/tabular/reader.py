@@ -6,9 +6,9 @@ Usage: `columns = read_columns(file)`; `for block in read_blocks(file, 2048): ..
 A block holds up to `size` records, cut the same way on every read of the same file with the
 same options (what lets `kefu score --resume` skip committed chunks by count). Every file gives
 at least one block, and the blocks of a file account for every physical line of it (header,
-blank lines and records; Parquet: rows; xlsx: sheet rows), so a run can prove that nothing
-was skipped.
-Memory: one block (plus one Parquet record batch) at a time.
+blank lines and records; Parquet: rows; xlsx: sheet rows; a JSON array: elements), so a run
+can prove that nothing was skipped.
+Memory: one block (plus one Parquet record batch, or one JSON array element) at a time.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ import pyarrow.parquet as pq
 
 from kefu.errors import DataError
 from kefu.tabular.csvrows import CsvRows
-from kefu.tabular.decoding import file_encoding, iter_lines
+from kefu.tabular.decoding import decoded_pieces, file_encoding, iter_lines
 from kefu.tabular.files import DELIMITERS, TableFile, open_bytes
+from kefu.tabular.jsonarray import JsonArrayRows, starts_with_array
 from kefu.tabular.options import DEFAULT_OPTIONS, ReadOptions
-from kefu.tabular.textrows import JsonRows, Record, json_columns
+from kefu.tabular.textrows import COLUMN_SCAN_LINES, JsonRows, Record, json_columns
 from kefu.tabular.values import records_table
 from kefu.tabular.xlsx import XlsxRows, sheet_rows
 
@@ -80,6 +81,8 @@ def read_columns(file: TableFile, options: ReadOptions = DEFAULT_OPTIONS) -> lis
             rows.close()
             return rows.header
         encoding = file_encoding(file, options.encoding)
+        if _is_json_array(file, encoding):
+            return _array_columns(_array_rows(file, encoding, options))
         lines = iter_lines(file, encoding)
         if file.format == "jsonl":
             return json_columns(lines)
@@ -117,31 +120,40 @@ def read_records(file: TableFile, options: ReadOptions = DEFAULT_OPTIONS) -> Ite
 
 
 def estimate_records(file: TableFile) -> int:
-    """Rows to expect, for progress bars and limits: an upper bound, exact for Parquet."""
+    """Rows to expect, for progress bars and limits: an upper bound, exact for Parquet.
+
+    Lines for the text formats; for a JSON array, commas + 1 (every element but the last is
+    followed by one), which counts the commas inside the elements too."""
     if file.format == "parquet":
         return _parquet(file).metadata.num_rows
     if file.format == "xlsx":
         return max(0, sheet_rows(file.path) - 1)
-    lines, last = 0, b"\n"
+    array = _is_json_array(file, "utf-8")  # "[" reads alike in every encoding the reader takes
+    lines, commas, last = 0, 0, b"\n"
     with open_bytes(file) as handle:
         while block := handle.read(1 << 24):
             lines += block.count(b"\n")
+            commas += block.count(b",") if array else 0
             last = block[-1:]
     lines += last != b"\n"
+    if array:
+        return commas + 1
     return max(0, lines - 1) if file.format in DELIMITERS else lines
 
 
 def _row_blocks(file: TableFile, size: int, options: ReadOptions) -> Iterator[Block]:
     name = str(file.path)
     encoding = None
-    rows: CsvRows | JsonRows | XlsxRows
+    rows: CsvRows | JsonRows | JsonArrayRows | XlsxRows
     if file.format == "xlsx":
         rows = XlsxRows(file.path, name)
     else:
         encoding = file_encoding(file, options.encoding)
         lines = iter_lines(file, encoding)
-        if file.format == "jsonl":
-            rows = JsonRows(lines, name, arrays_allowed=file.suffix != ".json")
+        if _is_json_array(file, encoding):
+            rows = _array_rows(file, encoding, options)
+        elif file.format == "jsonl":
+            rows = JsonRows(lines, name)
         else:
             rows = _csv_rows(file, lines, encoding, options)
     batch: list[Record] = []
@@ -170,6 +182,28 @@ def _csv_rows(
         max_chars=options.max_record_chars,
         encoding_fix=options.encoding_fix,
     )
+
+
+def _is_json_array(file: TableFile, encoding: str) -> bool:
+    """A `.json` file whose first character opens an array (other JSON files: JSON Lines)."""
+    return file.suffix == ".json" and starts_with_array(decoded_pieces(file, encoding))
+
+
+def _array_rows(file: TableFile, encoding: str, options: ReadOptions) -> JsonArrayRows:
+    return JsonArrayRows(decoded_pieces(file, encoding), str(file.path), options.max_record_chars)
+
+
+def _array_columns(rows: JsonArrayRows) -> list[str] | None:
+    """Keys of the objects among the first elements, as `json_columns` lists a JSONL file's."""
+    keys: dict[str, None] = {}
+    found = False
+    for record in rows:
+        if record.line > COLUMN_SCAN_LINES:
+            break
+        if record.values is not None:
+            found = True
+            keys.update(dict.fromkeys(record.values))
+    return list(keys) if found else None
 
 
 def _parquet(file: TableFile) -> pq.ParquetFile:

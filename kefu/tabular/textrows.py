@@ -3,7 +3,7 @@
 Each reader takes numbered physical lines (`decoding.py`) and yields one `Record` per record:
 its first and last physical line, its values as a dict, or the problem that makes it unusable.
 Blank lines are layout, not records. After the last record `lines` holds how many physical
-lines the file had.
+lines the file had. A `.json` file that holds one array is read by `jsonarray.py`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-
-from kefu.errors import DataError
 
 COLUMN_SCAN_LINES = 1000  # JSONL: how far to look for the first object when listing columns
 
@@ -29,9 +27,8 @@ class Record:
 class JsonRows:
     """JSON Lines objects, one per non-blank line."""
 
-    def __init__(self, lines: Iterator[tuple[int, str]], file: str, arrays_allowed: bool = True):
+    def __init__(self, lines: Iterator[tuple[int, str]], file: str):
         self.source, self.file = lines, file
-        self.arrays_allowed = arrays_allowed  # False for `.json`: an array there is a whole file
         self.lines = 0
 
     def __iter__(self) -> Iterator[Record]:
@@ -39,14 +36,6 @@ class JsonRows:
             self.lines = number
             if not text.strip():
                 continue  # blank lines are layout, not rows
-            if not self.arrays_allowed and text.lstrip().startswith("["):
-                raise DataError(
-                    "a .json file must hold one JSON object per line (JSON Lines); a JSON array "
-                    "cannot be streamed: convert it, e.g. jq -c '.[]' in.json > out.jsonl",
-                    file=self.file,
-                    line=number,
-                )
-            self.arrays_allowed = True
             try:
                 record = json.loads(text.rstrip("\r\n"))  # a cut-off line fails at its end
             except json.JSONDecodeError as exc:

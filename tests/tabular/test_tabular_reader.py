@@ -103,11 +103,7 @@ def test_parquet_blocks_are_exact_and_narrow_to_the_columns_asked(tmp_path):
     assert (len(block), block.table.column_names) == (0, ["text"])
 
 
-def test_a_json_array_is_refused_with_a_fix(tmp_path):
-    path = tmp_path / "rows.json"
-    path.write_text('[\n {"text": "a"}\n]\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"rows\.json, line 1: a \.json file must hold one JSON"):
-        list(read_records(table_file(path)))
+def test_a_json_file_without_an_array_is_json_lines(tmp_path):
     lines = tmp_path / "lines.json"
     lines.write_text('{"text": "a"}\n[1]\n', encoding="utf-8")
     assert [r.problem for r in read_records(table_file(lines))] == [

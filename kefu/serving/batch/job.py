@@ -79,7 +79,8 @@ class ReadCounts:
 
     file: str
     rows: int = 0  # records: scored + rejected
-    lines: int = 0  # physical lines (Parquet: rows; xlsx: sheet rows), header and blanks included
+    lines: int = 0  # physical lines (Parquet: rows; xlsx: sheet rows; a JSON array: elements),
+    # header and blanks included
     record_lines: int = 0  # the lines inside rows
     multiline_rows: int = 0  # rows over more than one line (a quoted field with line breaks)
 

@@ -11,14 +11,13 @@ repository. Their labels are coarser than ours, so each set is scored on a mappe
 - SMP2020-EWECT Weibo posts: five-way emotion (angry, fear->anxious, happy->positive, neutral,
   sad->dissatisfied); surprise has no counterpart and is dropped.
 
-The CSV and TSV files are read through the project's one tabular reader (`kefu.tabular`), so
-quoting, line breaks in a review and broken records are handled as for any input file; the
-Weibo file is one JSON array, which that reader does not stream, so it is parsed whole here.
+Every file is read through the project's one tabular reader (`kefu.tabular`), so quoting, line
+breaks in a review, broken records and the Weibo file's one JSON array are handled as for any
+input file.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,15 +63,6 @@ ASKS_HUMAN_MARKER = "人工"
 # says what the user can do.
 UTF8_FIX = "the public dev files are published as UTF-8: save this one as UTF-8 again"
 READ_OPTIONS = ReadOptions(encoding="utf-8", encoding_fix=UTF8_FIX)
-# a JSON file's top-level value, named as JSON names it, for the error when it is no list
-JSON_TYPES = {
-    dict: "object",
-    str: "string",
-    int: "number",
-    float: "number",
-    bool: "boolean",
-    type(None): "null",
-}
 
 
 @dataclass
@@ -120,28 +110,12 @@ def read_review_polarity(path: Path, name: str) -> PublicSet:
 
 
 def read_smp(path: Path) -> PublicSet:
-    """A JSON list of {"id", "content", "label"}; surprise is dropped (no counterpart)."""
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"cannot read the file: {exc.strerror}", file=str(path)) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"expected a JSON list of posts, found invalid JSON: {exc}", file=str(path)
-        ) from None
-    if not isinstance(records, list):
-        raise DataError(
-            f"expected a JSON list of posts, found a JSON {JSON_TYPES.get(type(records), 'value')}",
-            file=str(path),
-        )
-    texts, gold, dropped = [], [], 0
-    for number, record in enumerate(records, start=1):
-        if not isinstance(record, dict) or "content" not in record or "label" not in record:
-            raise DataError(
-                "expected an object with 'content' and 'label'", file=str(path), line=number
-            )
-        text = str(record["content"] or "").strip()
-        label = record["label"]
+    """A JSON array of {"id", "content", "label"}; surprise is dropped (no counterpart)."""
+    rows, dropped = _read_table(path, columns=("content", "label"))
+    texts, gold = [], []
+    for row in rows:
+        content, label = row.get("content"), row.get("label")
+        text = content.strip() if isinstance(content, str) else ""
         if not text or not isinstance(label, str) or label not in SMP_EMOTIONS:
             dropped += 1
             continue
@@ -320,19 +294,21 @@ def _sample(public_set: PublicSet, limit: int) -> None:
     public_set.gold = [public_set.gold[i] for i in keep]
 
 
-def _read_table(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, str]], int]:
-    """The clean records of a CSV or TSV file, and how many were not clean.
+def _read_table(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, Any]], int]:
+    """The clean records of a file, and how many were not clean.
 
     A record the reader rejects (a quote that never closes, a wrong number of fields, a record
-    over the length limits) is counted as a dropped row: its fields may be shifted, so neither
-    its text nor its label can be trusted. A byte that is not UTF-8 anywhere stops the file.
+    over the length limits, an element of a JSON array that is not JSON or no object) is
+    counted as a dropped row: its fields may be shifted, so neither its text nor its label can
+    be trusted. A byte that is not UTF-8 anywhere stops the file.
     """
     file = table_file(path)
     found = read_columns(file, READ_OPTIONS)
     missing = set(columns) - set(found or ())
     if missing:
         raise DataError(
-            f"expected columns {list(columns)}, found {found}",
+            f"expected columns {list(columns)}, found "
+            f"{found if found is not None else 'none (no header row or JSON object)'}",
             file=str(path),
             column=sorted(missing)[0],
         )
@@ -340,7 +316,7 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, st
     for record in read_records(file, READ_OPTIONS):
         values = record.values or {}
         for name, value in values.items():
-            if bad := SURROGATE.search(value):
+            if isinstance(value, str) and (bad := SURROGATE.search(value)):
                 raise DataError(
                     f"expected UTF-8 text, found the byte 0x{ord(bad.group()) - 0xDC00:02x}, "
                     "which is not UTF-8; save the file as UTF-8",

@@ -74,3 +74,22 @@ def test_multiline_rows_are_counted_and_reported(tmp_path, tiny_bundle):
          "--no-progress", "--max-record-lines", "7"],
     )  # fmt: skip
     assert "rows read 30 = scored 30 + rejected 0" in kept.output
+
+
+def test_a_json_array_on_one_line_is_scored_and_accounted_in_elements(tmp_path, tiny_bundle):
+    rows = [{"id": f"m{n}", "text": text} for n, text in enumerate(["在吗", "退款", "快递没到"])]
+    source = tmp_path / "export.json"  # as pandas to_json(orient="records") writes it
+    source.write_text(json.dumps([rows[0], 7, *rows[1:]], ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(
+        app,
+        ["score", str(source), "-o", str(out), "--bundle", str(tiny_bundle), "--no-progress",
+         "--id-col", "id", "--max-reject-rate", "0.5"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    scored = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [row["id"] for row in scored] == ["m0", "m1", "m2"]
+    assert "rows read 4 = scored 3 + rejected 1" in result.output
+    assert "input lines 4 = 4 in rows + 0 header or blank" in result.output  # elements
+    (reject,) = [json.loads(line) for line in Path(f"{out}.rejects.jsonl").read_text().splitlines()]
+    assert (reject["line"], reject["end_line"], reject["reason"]) == (2, 2, "not_an_object")

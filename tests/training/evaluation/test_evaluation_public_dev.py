@@ -53,6 +53,35 @@ def test_smp_maps_five_emotions_and_drops_surprise(public_dev):
     assert smp.dropped == 1
 
 
+def test_smp_is_read_as_any_json_array_is(tmp_path):
+    """Through the one tabular reader, laid out as it may be: an element that is not JSON or no
+    object, or that lacks a text or a usable label, is a dropped row; the rest are read."""
+    path = tmp_path / "smp2020_ewect_usual_test.json"
+    path.write_text(
+        "[\n"
+        '  {"id": 1, "content": "气死我了", "label": "angry"},\n'
+        '  {"id": 2, "content": "坏了", "label": },\n'
+        "  [3],\n"
+        '  {"id": 4, "label": "sad"},\n'
+        '  {"id": 5, "content": 5, "label": "sad"},\n'
+        '  {"id": 6, "content": "有点难过", "label": "sad"}\n'
+        "]\n",
+        encoding="utf-8",
+    )
+    smp = read_smp(path)
+    assert (smp.texts, smp.gold, smp.dropped) == (
+        ["气死我了", "有点难过"],
+        ["angry", "dissatisfied"],
+        4,
+    )
+
+
+def test_an_empty_smp_array_has_no_usable_row(public_dev):
+    (public_dev / "smp2020_ewect_usual_test.json").write_text("[]", "utf-8")
+    with pytest.raises(DataError, match="smp2020_ewect_usual_test.json.*expected columns"):
+        load_public_sets(public_dev)
+
+
 def test_missing_column_names_the_file(tmp_path):
     path = tmp_path / "waimai_10k.csv"
     path.write_text("label,text\n1,好\n", "utf-8")
@@ -247,7 +276,7 @@ def _hotel_header_gbk(folder):
 @pytest.mark.parametrize(
     ("break_it", "file", "message"),
     [
-        (_smp_number, "smp2020_ewect_usual_test.json", "expected a JSON list of posts, found a JSON number"),
+        (_smp_number, "smp2020_ewect_usual_test.json", "column 'content': expected columns ['content', 'label'], found none (no header row or JSON object)"),
         (_waimai_folder, "waimai_10k.csv", "expected a readable waimai_10k.csv file, found no regular file"),
         (_hotel_broken_link, "ChnSentiCorp_htl_all.csv", "expected a readable ChnSentiCorp_htl_all.csv file, found a link to nothing"),
         (_waimai_no_usable_row, "waimai_10k.csv", "no usable row: a row needs a text and label 0 or 1 (2 rows dropped)"),
