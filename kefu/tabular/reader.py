@@ -122,22 +122,23 @@ def read_records(file: TableFile, options: ReadOptions = DEFAULT_OPTIONS) -> Ite
 def estimate_records(file: TableFile) -> int:
     """Rows to expect, for progress bars and limits: an upper bound, exact for Parquet.
 
-    Lines for the text formats; for a JSON array, commas + 1 (every element but the last is
-    followed by one), which counts the commas inside the elements too."""
+    Lines for the text formats; for a JSON array, its `{` (one opens each object element; one
+    inside a value or a nested object counts too): close enough that the xlsx limit does not
+    refuse an array it could write. Elements that are not objects become rejects, not rows."""
     if file.format == "parquet":
         return _parquet(file).metadata.num_rows
     if file.format == "xlsx":
         return max(0, sheet_rows(file.path) - 1)
     array = _is_json_array(file, "utf-8")  # "[" reads alike in every encoding the reader takes
-    lines, commas, last = 0, 0, b"\n"
+    lines, braces, last = 0, 0, b"\n"
     with open_bytes(file) as handle:
         while block := handle.read(1 << 24):
             lines += block.count(b"\n")
-            commas += block.count(b",") if array else 0
+            braces += block.count(b"{") if array else 0
             last = block[-1:]
     lines += last != b"\n"
     if array:
-        return commas + 1
+        return braces
     return max(0, lines - 1) if file.format in DELIMITERS else lines
 
 

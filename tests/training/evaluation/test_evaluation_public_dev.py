@@ -126,8 +126,8 @@ def test_a_header_that_is_not_utf8_says_to_save_the_file_as_utf8(tmp_path):
     with pytest.raises(DataError) as raised:
         read_review_polarity(path, "waimai")
     assert str(raised.value) == (
-        f"file {path}, line 1: the header is not valid utf-8: invalid utf-8 byte 0xb1 at "
-        "character 0 (the public dev files are published as UTF-8: save this one as UTF-8 again)"
+        f"file {path}, line 1: the header is not valid utf-8: column 1's name: invalid utf-8 byte "
+        "0xb1 at character 0 (the public dev files are published as UTF-8: save this one as UTF-8 again)"
     )
 
 
@@ -281,7 +281,7 @@ def _hotel_header_gbk(folder):
         (_hotel_broken_link, "ChnSentiCorp_htl_all.csv", "expected a readable ChnSentiCorp_htl_all.csv file, found a link to nothing"),
         (_waimai_no_usable_row, "waimai_10k.csv", "no usable row: a row needs a text and label 0 or 1 (2 rows dropped)"),
         (_jd_not_utf8, "jd_chat_vs_business.tsv", "expected UTF-8 text"),
-        (_hotel_header_gbk, "ChnSentiCorp_htl_all.csv", "the header is not valid utf-8: invalid utf-8 byte 0xb1 at character 0 (the public dev files are published as UTF-8: save this one as UTF-8 again)"),
+        (_hotel_header_gbk, "ChnSentiCorp_htl_all.csv", "the header is not valid utf-8: column 1's name: invalid utf-8 byte 0xb1 at character 0 (the public dev files are published as UTF-8: save this one as UTF-8 again)"),
     ],
     ids=["json-not-a-list", "a-folder", "broken-link", "no-usable-row", "not-utf8", "header-not-utf8"],
 )  # fmt: skip
