@@ -3,8 +3,10 @@
 Usage: `run_ray(job, ray_address=None)` starts a local Ray instance with `job.workers` CPUs for
 scoring (plus one for reading and writing); `ray_address="auto"` or "ray://head:10001" joins a
 cluster (kefu must be installed on its nodes and the inputs and output on storage they share).
-`ray_cluster.py` starts or joins Ray; `ray_errors.py` reports what a run raised through Ray
-as the local engine would (the user's errors one line, a bug with its remote traceback).
+`ray_cluster.py` starts or joins Ray; `ray_chunks.py` reads and scores the chunks (one Ray row
+each); `ray_routing.py` routes the session buckets in Ray tasks; `ray_errors.py` reports what a
+run raised through Ray as the local engine would (the user's errors one line, a bug with its
+remote traceback).
 
 Pipeline: read (a Datasource with one task per input file, running kefu's streaming readers so
 rejects, line numbers and column types match the local engine) -> `map_batches` over a pool of
@@ -22,12 +24,8 @@ whichever actor scored them, are routed exactly as the local engine routes them.
 are routed by Ray tasks (`RayRouting`, `workers` at a time, once the actors are gone), so Ray
 stays up until the merge is done.
 
-Why one Ray row per chunk: Ray merges small blocks and splits large ones by rows as it sees fit.
-A chunk travels as one row holding its rows in Arrow IPC form, so Ray can bundle and balance
-chunks across actors freely but never cut one; each actor scores whole chunks with the same
-micro-batches as the local engine, so the confidences are bit-identical, not merely close.
-
-Ray is the optional extra `ray`, imported only here and in `ray_cluster.py`. Memory is bounded
+Ray is the optional extra `ray`, imported only by these `ray_*` modules (this one, the only
+one the CLI imports, says what to install when it is missing). Memory is bounded
 by Ray's streaming executor (backpressure and object-store spilling) and by the merge, which
 holds one staged batch (`MERGE_BATCH_CHUNKS` chunks) at a time (with sessions, each routing
 task one bucket of routing columns). Nothing is resumed: Ray retries failed tasks and
@@ -37,15 +35,11 @@ chunks, so the same command simply runs again; `--resume` belongs to the local e
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import suppress
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -56,53 +50,38 @@ from kefu.errors import ConfigError, DataError, KefuError
 from kefu.serving.batch.job import ReadCounts, ScoreJob, Summary
 from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.progress import ProgressReporter
-from kefu.serving.batch.readers import read_chunks
-from kefu.serving.batch.scoring import Scorer, attach_scores
-from kefu.serving.batch.session_routing import (
-    BucketTask,
-    SessionRouter,
-    SessionStats,
-    route_bucket,
-    route_serially,
-)
-from kefu.serving.batch.sessions import annotate
+from kefu.serving.batch.session_routing import SessionRouter
 from kefu.serving.batch.staging import STATE
 from kefu.serving.batch.writers import concat_lines, merge_scored
 from kefu.serving.classifier import ort_threads
-from kefu.tabular import ReadOptions, TableFile, estimate_records
+from kefu.tabular import estimate_records
 
 try:
     import ray
-    from ray.data import ActorPoolStrategy, Datasource, ReadTask
-    from ray.data.block import BlockMetadata
-    from ray.exceptions import RayTaskError
+    from ray.data import ActorPoolStrategy
 except ImportError:  # pragma: no cover - the ray extra is installed in CI
     raise ConfigError(
         "--engine ray needs the ray extra: pip install 'ray[data]>=2.30,<3' "
         "(from a checkout: pip install -e '.[ray]')"
     ) from None
 
+from kefu.serving.batch.ray_chunks import (
+    CHUNK_INDEX,
+    CHUNK_SCHEMA,
+    COUNTS,
+    FILE_INDEX,
+    REJECTS,
+    ROW_COUNT,
+    ROWS,
+    SCHEMA,
+    ChunkDatasource,
+    ScoringActor,
+    from_ipc,
+)
 from kefu.serving.batch.ray_cluster import READ_CPUS, quiet_console, start_ray
 from kefu.serving.batch.ray_errors import keep_task_errors, reported
+from kefu.serving.batch.ray_routing import RayRouting
 
-# Columns of a chunk row. ROWS holds the chunk's table in Arrow IPC stream form: before
-# scoring the input rows plus TEXT (and the session keys), after scoring the output rows;
-# ROW_COUNT its rows; SCHEMA its schema alone, so the merge can plan the output schema without
-# decoding every chunk twice.
-FILE_INDEX, CHUNK_INDEX, ROWS, SCHEMA = "_kefu_file", "_kefu_chunk", "_kefu_rows", "_kefu_schema"
-REJECTS, COUNTS, TEXT = "_kefu_rejects", "_kefu_counts", "_kefu_text"  # COUNTS: ReadCounts JSON
-ROW_COUNT = "_kefu_row_count"
-CHUNK_SCHEMA = pa.schema(
-    [
-        (FILE_INDEX, pa.int32()),
-        (CHUNK_INDEX, pa.int64()),
-        (ROWS, pa.large_binary()),
-        (ROW_COUNT, pa.int64()),
-        (SCHEMA, pa.binary()),
-        (REJECTS, pa.large_string()),
-        (COUNTS, pa.string()),
-    ]
-)
 # What the driver stages of a scored chunk: its rows (rejects and counts are taken at once).
 STAGED_SCHEMA = pa.schema([CHUNK_SCHEMA.field(name) for name in (ROWS, SCHEMA)])
 MERGE_BATCH_CHUNKS = 8
@@ -249,141 +228,6 @@ class _ChunkOrder:
         self.expected = (file, chunk + 1)
 
 
-class ChunkDatasource(Datasource):
-    """One read task per input file, yielding one row per kefu chunk."""
-
-    def __init__(self, inputs: list[TableFile], job: ScoreJob, options: ReadOptions):
-        self.inputs, self.job, self.options = inputs, job, options
-
-    def estimate_inmemory_data_size(self) -> int | None:
-        return sum(source.size for source in self.inputs)
-
-    def get_read_tasks(
-        self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
-    ) -> list[ReadTask]:
-        tasks = []
-        for number, source in enumerate(self.inputs):
-            metadata = BlockMetadata(
-                num_rows=None,
-                size_bytes=source.size,
-                exec_stats=None,
-                input_files=(str(source.path),),
-            )
-            tasks.append(ReadTask(functools.partial(self._read, number, source), metadata))
-        return tasks
-
-    def _read(self, number: int, source: TableFile) -> Iterator[pa.Table]:
-        job = self.job
-        chunks = read_chunks(
-            source, text_col=job.text_col, id_col=job.id_col, chunk_size=job.chunk_size,
-            options=self.options, max_text_chars=job.max_text_chars,
-        )  # fmt: skip
-        spec = job.sessions
-        for chunk in chunks:
-            inputs = chunk.table if spec is None else annotate(chunk.table, spec)
-            rows = inputs.append_column(TEXT, pa.array(chunk.texts, pa.string()))
-            rejects = "".join(
-                json.dumps(reject, ensure_ascii=False) + "\n" for reject in chunk.rejects
-            )
-            counts = json.dumps(asdict(chunk.counts), ensure_ascii=False)
-            yield _chunk_row(number, chunk.index, rows, rejects, counts)
-
-
-class ScoringActor:
-    """A Ray actor with one `Scorer` (one ORT session), reused for every chunk it is given."""
-
-    def __init__(
-        self,
-        bundle: str,
-        variant: str | None,
-        policy: str | None,
-        threads: int,
-        batch_size: int,
-        route_inputs: bool = False,
-    ):
-        self.scorer = Scorer.from_bundle(
-            bundle,
-            variant=variant,
-            policy_path=policy,
-            intra_op_threads=threads,
-            batch_size=batch_size,
-        )
-        self.route_inputs = route_inputs  # for session routing in the merge
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        out = []
-        for row in batch.to_pylist():
-            rows = _from_ipc(row[ROWS])
-            texts = rows.column(TEXT).to_pylist()
-            scores = self.scorer.score(texts, route_inputs=self.route_inputs)
-            scored = attach_scores(rows.drop_columns([TEXT]), scores)
-            out.append(
-                _chunk_row(row[FILE_INDEX], row[CHUNK_INDEX], scored, row[REJECTS], row[COUNTS])
-            )
-        return pa.concat_tables(out)
-
-
-def _chunk_row(file: int, chunk: int, rows: pa.Table, rejects: str, counts: str) -> pa.Table:
-    schema = rows.schema.serialize().to_pybytes()
-    values = [file, chunk, _to_ipc(rows), rows.num_rows, schema, rejects, counts]
-    return pa.table([[value] for value in values], schema=CHUNK_SCHEMA)
-
-
-def _to_ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def _from_ipc(data: bytes | pa.Buffer) -> pa.Table:
-    return pa.ipc.open_stream(data).read_all()
-
-
-class RayRouting:
-    """A `BucketRunner` (session_routing.py): each bucket routed by a Ray task of one CPU, at
-    most `workers` at once (memory: one bucket each, wherever Ray places them). The tasks read
-    and write the bucket files under OUTPUT.partial/sessions/ by absolute path, as the read
-    tasks read the inputs: the run's files are on storage the cluster shares. A task whose
-    worker died is retried by Ray (routing a bucket again writes the same file); a run that
-    stops cancels the tasks still out."""
-
-    def __init__(self, workers: int):
-        self.workers = workers
-
-    def __call__(self, tasks: list[BucketTask]) -> list[SessionStats]:
-        if self.workers == 1 or len(tasks) == 1:  # as fast here, and no task to start
-            return route_serially(tasks)
-        route = ray.remote(num_cpus=1)(route_bucket)
-        waiting, out = list(tasks), []
-        in_flight: list[ray.ObjectRef] = []
-        try:
-            while waiting or in_flight:
-                while waiting and len(in_flight) < self.workers:
-                    in_flight.append(route.remote(waiting.pop(0)))
-                done, in_flight = ray.wait(in_flight, num_returns=1)
-                out.extend(_results(done))
-        except BaseException:
-            for ref in in_flight:
-                with suppress(Exception):  # the error that stopped the run is the one to report
-                    ray.cancel(ref, force=True)
-            raise
-        return out
-
-
-def _results(refs: list[ray.ObjectRef]) -> list[SessionStats]:
-    """The routing tasks' results; kefu's errors and write errors (a full disk) that a task
-    raised are raised as the driver would have raised them routing here (the merge names the
-    output in a write error): one line, with no remote traceback (Ray's `RayTaskError` holds
-    one in its message). A bug stays the `RayTaskError`, its traceback kept (`ray_errors.py`)."""
-    try:
-        return list(ray.get(refs))
-    except RayTaskError as exc:
-        if isinstance(exc.cause, KefuError | OSError):
-            raise exc.cause from None
-        raise
-
-
 def _merge(
     staged: Path, plan: RunPlan, output: Path, scored: int, router: SessionRouter | None
 ) -> None:
@@ -398,7 +242,7 @@ def _merge(
     schemas = (pa.ipc.read_schema(raw.as_buffer()) for raw in column(SCHEMA))
 
     def parts() -> Iterator[pa.Table]:
-        return (_from_ipc(raw.as_buffer()) for raw in column(ROWS))
+        return (from_ipc(raw.as_buffer()) for raw in column(ROWS))
 
     merge_scored(parts, schemas, scored, plan, output, router, hint=RERUN_HINT)
     concat_lines([staged / STAGED_REJECTS], plan.rejects_path, hint=RERUN_HINT)

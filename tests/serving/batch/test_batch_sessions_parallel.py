@@ -68,7 +68,7 @@ def test_buckets_routed_at_once_give_the_output_of_one_bucket_routed_here(
 ):
     """Many buckets, routed by two worker processes (local) or as Ray tasks two at a time: the
     same table, row for row, and the same summary as one bucket routed in this process."""
-    from kefu.serving.batch import local_engine, ray_engine
+    from kefu.serving.batch import local_engine
 
     if engine == "ray":
         request.getfixturevalue("ray_instance")
@@ -93,7 +93,10 @@ def test_buckets_routed_at_once_give_the_output_of_one_bucket_routed_here(
         "_spawn",
         lambda self, workers: spawned.append(workers) or spawn(self, workers),
     )
-    monkeypatch.setattr(ray_engine, "route_serially", None)  # Ray routes in tasks, never here
+    if engine == "ray":  # Ray routes in tasks, never here
+        from kefu.serving.batch import ray_routing
+
+        monkeypatch.setattr(ray_routing, "route_serially", None)
     table, printed_now = routed_by(
         engine, many_chats, tmp_path / "parallel.parquet", bundle=bundle, policy=policy, workers=2
     )
@@ -268,7 +271,7 @@ def test_ctrl_c_while_ray_routes_cancels_the_tasks_out_and_removes_the_staging(
 ):
     import ray
 
-    from kefu.serving.batch import ray_engine
+    from kefu.serving.batch import ray_routing
     from kefu.serving.batch.ray_engine import run_ray
 
     cancelled: list[object] = []
@@ -293,7 +296,7 @@ def test_ctrl_c_while_ray_routes_cancels_the_tasks_out_and_removes_the_staging(
             return ray.cancel(ref, **options)
 
     monkeypatch.setattr(session_routing, "BUCKET_ROWS", 5)
-    monkeypatch.setattr(ray_engine, "ray", Interrupting())
+    monkeypatch.setattr(ray_routing, "ray", Interrupting())
     output = tmp_path / "out.parquet"
     job = session_job(many_chats, output, bundle=bundle, policy=policy, workers=2)
     with pytest.raises(KeyboardInterrupt):

@@ -24,6 +24,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 from ray.exceptions import RayTaskError, WorkerCrashedError  # noqa: E402
 
 from kefu.serving.batch import ray_engine  # noqa: E402
+from kefu.serving.batch.ray_chunks import ScoringActor  # noqa: E402
 from kefu.serving.batch.ray_errors import RAY_TASK_FAILED, reported  # noqa: E402
 
 REMOTE = "Traceback (most recent call last):\n  File ...\nkefu.errors.DataError: ..."
@@ -73,14 +74,14 @@ def test_a_bug_in_a_task_keeps_its_traceback_with_a_note_and_one_in_the_driver_i
     assert reported(driver) is driver and not getattr(driver, "__notes__", None)
 
 
-class _BuggyActor(ray_engine.ScoringActor):
+class _BuggyActor(ScoringActor):
     """A scoring actor with a bug (runs in Ray's worker: pickled by value, see below)."""
 
     def __call__(self, batch):
         return {}["no such key"]
 
 
-class _ActorOnBrokenFile(ray_engine.ScoringActor):
+class _ActorOnBrokenFile(ScoringActor):
     """A scoring actor that raises kefu's error for its chunk."""
 
     def __call__(self, batch):
