@@ -3,7 +3,7 @@
 The CLI's rule (kefu/cli/errors.py) holds for both engines: an error the user can act on (kefu's
 own, a read or write the system refused: `OSError`) is one line; anything else is a bug in kefu
 and keeps its traceback, with a note of what to do when it was raised in another process (the
-local engine's `ROUTER_FAILED`). Through Ray that takes some unwrapping:
+local engine's `worker_pools.ROUTER_FAILED`). Through Ray that takes some unwrapping:
 
 - A task's exception reaches the driver as `RayTaskError(<its type>)`: an instance of the
   original type whose text is the remote traceback, and whose `cause` is the original. kefu's

@@ -24,7 +24,7 @@ import kefu.serving.batch.staging as staging_module
 import kefu.serving.batch.writers as writers
 from kefu.errors import KefuError, OutputError
 from kefu.serving.batch import ScoreJob, run_local
-from kefu.serving.batch.local_engine import ScorerPool
+from kefu.serving.batch.worker_pools import ScorerPool
 
 ROWS, CHUNK = 8_000, 200
 CHUNKS = ROWS // CHUNK

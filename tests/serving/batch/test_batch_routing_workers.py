@@ -18,8 +18,8 @@ from support.conversations import conversations
 
 import kefu.serving.batch.session_routing as session_routing
 from kefu.errors import DataError
-from kefu.serving.batch import ScoreJob, local_engine, run_local
-from kefu.serving.batch.local_engine import ROUTER_FAILED, SCORER_FAILED, RoutingPool
+from kefu.serving.batch import ScoreJob, run_local, worker_pools
+from kefu.serving.batch.worker_pools import ROUTER_FAILED, SCORER_FAILED, RoutingPool
 
 # Run in a separate process: `kefu score`, with every bucket's policy lost on its way to the
 # worker (a bug: TypeError) or its decisions file in a folder that is not there (a write error).
@@ -119,7 +119,7 @@ def test_a_bug_in_a_scoring_worker_keeps_the_workers_traceback_and_a_note(
         id_col="msg_id",
         workers=2,
     )
-    monkeypatch.setattr(local_engine, "_score_in_worker", score_with_a_bug)
+    monkeypatch.setattr(worker_pools, "_score_in_worker", score_with_a_bug)
     with pytest.raises(TypeError, match="a bug while scoring 4 texts") as raised:
         run_local(job)
     printed = "".join(traceback.format_exception(raised.value))

@@ -68,7 +68,7 @@ def test_buckets_routed_at_once_give_the_output_of_one_bucket_routed_here(
 ):
     """Many buckets, routed by two worker processes (local) or as Ray tasks two at a time: the
     same table, row for row, and the same summary as one bucket routed in this process."""
-    from kefu.serving.batch import local_engine
+    from kefu.serving.batch import worker_pools
 
     if engine == "ray":
         request.getfixturevalue("ray_instance")
@@ -87,9 +87,9 @@ def test_buckets_routed_at_once_give_the_output_of_one_bucket_routed_here(
     monkeypatch.setattr(session_routing.SessionRouter, "_route", counted)
     monkeypatch.setattr(session_routing, "BUCKET_ROWS", 5)
     spawned: list[int] = []
-    spawn = local_engine.RoutingPool._spawn
+    spawn = worker_pools.RoutingPool._spawn
     monkeypatch.setattr(
-        local_engine.RoutingPool,
+        worker_pools.RoutingPool,
         "_spawn",
         lambda self, workers: spawned.append(workers) or spawn(self, workers),
     )
@@ -190,7 +190,7 @@ def test_ctrl_c_while_buckets_are_routed_stops_the_workers_and_resume_finishes(
 ):
     import multiprocessing
 
-    from kefu.serving.batch import local_engine
+    from kefu.serving.batch import worker_pools
 
     reference, _ = routed_by(
         "local", many_chats, tmp_path / "serial.parquet", bundle=bundle, policy=policy
@@ -198,14 +198,14 @@ def test_ctrl_c_while_buckets_are_routed_stops_the_workers_and_resume_finishes(
     output = tmp_path / "out.parquet"
     job = session_job(many_chats, output, bundle=bundle, policy=policy, workers=2)
     monkeypatch.setattr(session_routing, "BUCKET_ROWS", 5)
-    checked = local_engine.RoutingPool._checked
+    checked = worker_pools.RoutingPool._checked
 
     def interrupted(self, future):
         checked(self, future)
         raise KeyboardInterrupt  # after the first bucket, with the others being routed
 
     with monkeypatch.context() as patch:
-        patch.setattr(local_engine.RoutingPool, "_checked", interrupted)
+        patch.setattr(worker_pools.RoutingPool, "_checked", interrupted)
         with pytest.raises(KeyboardInterrupt):
             run_local(job)
     assert multiprocessing.active_children() == []  # the routing workers were stopped
