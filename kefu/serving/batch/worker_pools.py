@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from kefu.errors import KefuError
+from kefu.errors import KefuError, one_line
 from kefu.serving.batch.job import ScoreJob
 from kefu.serving.batch.readers import Chunk
 from kefu.serving.batch.scoring import Scorer
@@ -38,6 +38,7 @@ from kefu.serving.batch.session_routing import (
 from kefu.serving.classifier import ort_threads
 
 _WORKER_SCORER: Scorer | None = None  # one per worker process, set by `_start_worker`
+_WORKER_SETUP_ERROR: Exception | None = None  # what loading it raised, raised by every call
 Result = TypeVar("Result")
 
 
@@ -57,6 +58,8 @@ SCORER_FAILED = (
     "(raised in a scoring worker process; committed chunks are kept: once fixed, rerun with "
     "--resume)"
 )
+# An OSError while scoring (a file the system would not read or write) is the user's: one line.
+REFUSED = "scoring failed: {error}; committed chunks are kept: once fixed, rerun with --resume"
 
 
 MANAGER_EXIT_SECONDS = 10.0
@@ -105,9 +108,10 @@ class _WorkerPool:
 
     def _checked(self, future: Future[Result]) -> Result:
         """The call's result, or what the worker raised, as this process would have raised it
-        doing the work itself: kefu's errors and write errors are the user's to act on and stay
-        one line; anything else is a bug and keeps the worker's traceback (the pool attaches it
-        as the cause), as the CLI keeps every bug's, with a note of what was kept."""
+        doing the work itself: kefu's errors and what the system refused (an OSError, which the
+        caller names: the merge its output, scoring `refused`) are the user's to act on;
+        anything else is a bug and keeps the worker's traceback (the pool attaches it as the
+        cause), as the CLI keeps every bug's, with a note of what was kept."""
         try:
             return self._result(future)
         except Exception as exc:
@@ -168,7 +172,10 @@ class ScorerPool(_WorkerPool):
             self.job.batch_size,
         )
         if self.job.workers == 1:
-            self.scorer = _make_scorer(*args)
+            try:
+                self.scorer = _make_scorer(*args)
+            except OSError as exc:
+                raise refused(exc) from None
         else:
             self._spawn(self.job.workers, *args)
         return self
@@ -177,17 +184,27 @@ class ScorerPool(_WorkerPool):
         route_inputs = self.job.sessions is not None
         if self.scorer is not None:
             for chunk in chunks:
-                yield chunk, self.scorer.score(chunk.texts, route_inputs=route_inputs)
+                try:
+                    scores = self.scorer.score(chunk.texts, route_inputs=route_inputs)
+                except OSError as exc:
+                    raise refused(exc) from None
+                yield chunk, scores
             return
         in_flight: deque[tuple[Chunk, Future[pa.Table]]] = deque()
         for chunk in chunks:
             in_flight.append((chunk, self._submit(_score_in_worker, chunk.texts, route_inputs)))
             if len(in_flight) >= 2 * self.job.workers:
                 done, future = in_flight.popleft()
-                yield done, self._checked(future)
+                yield done, self._scored(future)
         while in_flight:
             done, future = in_flight.popleft()
-            yield done, self._checked(future)
+            yield done, self._scored(future)
+
+    def _scored(self, future: Future[pa.Table]) -> pa.Table:
+        try:
+            return self._checked(future)
+        except OSError as exc:
+            raise refused(exc) from None
 
 
 class RoutingPool(_WorkerPool):
@@ -215,6 +232,12 @@ class RoutingPool(_WorkerPool):
         return self
 
 
+def refused(error: OSError) -> KefuError:
+    """The one line of an OSError raised while scoring, here or in a worker (exit 1, as an
+    input the system would not read): its type and message, which name the file."""
+    return KefuError(REFUSED.format(error=one_line(error)))
+
+
 def _make_scorer(
     bundle: str, variant: str | None, policy: Path | None, threads: int, batch_size: int
 ) -> Scorer:
@@ -225,12 +248,20 @@ def _make_scorer(
 
 def _start_worker(parent_pid: int, *scorer_args: Any) -> None:
     """Worker set-up: ignore Ctrl-C (the parent decides), die with the parent, load the model
-    (a scoring worker: given the `_make_scorer` arguments)."""
-    global _WORKER_SCORER
+    (a scoring worker: given the `_make_scorer` arguments).
+
+    A model that cannot be loaded here (the bundle changed since the run checked it, a file
+    unreadable) is kept and raised by every call, so the parent reports it as if it had loaded
+    the model itself: raised in the set-up, it would end the worker and read as "a scoring
+    worker process died", its cause only in the worker's traceback."""
+    global _WORKER_SCORER, _WORKER_SETUP_ERROR
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
     if scorer_args:
-        _WORKER_SCORER = _make_scorer(*scorer_args)
+        try:
+            _WORKER_SCORER = _make_scorer(*scorer_args)
+        except Exception as exc:
+            _WORKER_SETUP_ERROR = exc
 
 
 def _exit_when_orphaned(parent_pid: int) -> None:
@@ -240,5 +271,7 @@ def _exit_when_orphaned(parent_pid: int) -> None:
 
 
 def _score_in_worker(texts: list[str], route_inputs: bool = False) -> pa.Table:
+    if _WORKER_SETUP_ERROR is not None:
+        raise _WORKER_SETUP_ERROR
     assert _WORKER_SCORER is not None
     return _WORKER_SCORER.score(texts, route_inputs=route_inputs)

@@ -1,5 +1,5 @@
 """`kefu score --workers N`: what a scoring or session routing worker raised reaches the user
-as the CLI treats any error: a user's (kefu's own, a write error) as one line, a bug with its
+as the CLI treats any error: a user's (kefu's own, a refused read or write) as one line, a bug with its
 traceback, the worker's included, never cut to one line that hides where it happened."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from support.chat_logs import write_jsonl
 from support.conversations import conversations
 
 import kefu.serving.batch.session_routing as session_routing
-from kefu.errors import DataError
+from kefu.errors import EXIT_FAILED, DataError, KefuError
 from kefu.serving.batch import ScoreJob, run_local, worker_pools
 from kefu.serving.batch.worker_pools import ROUTER_FAILED, SCORER_FAILED, RoutingPool
 
@@ -126,6 +126,33 @@ def test_a_bug_in_a_scoring_worker_keeps_the_workers_traceback_and_a_note(
     assert "_RemoteTraceback" in printed and "in score_with_a_bug" in printed, printed
     assert printed.rstrip().endswith(SCORER_FAILED), printed
     assert not output.exists()
+
+
+def test_an_oserror_in_a_scoring_worker_is_one_line_naming_the_file(
+    tmp_path, tiny_bundle, chats, monkeypatch
+):
+    """A read or write the system refused is the user's to act on, as with --engine ray."""
+    from support.worker_bugs import score_with_a_refused_read
+
+    output = tmp_path / "out.parquet"
+    job = ScoreJob(
+        inputs=[str(chats)],
+        output=output,
+        bundle=tiny_bundle,
+        chunk_size=4,
+        progress=False,
+        workers=2,
+    )
+    monkeypatch.setattr(worker_pools, "_score_in_worker", score_with_a_refused_read)
+    with pytest.raises(KefuError) as raised:
+        run_local(job)
+    assert type(raised.value) is KefuError and raised.value.exit_code == EXIT_FAILED
+    assert str(raised.value) == (
+        "scoring failed: PermissionError: [Errno 13] Permission denied: "
+        "'/srv/kefu/lexicon.txt'; committed chunks are kept: once fixed, rerun with --resume"
+    )
+    assert raised.value.__cause__ is None and not getattr(raised.value, "__notes__", None)
+    assert not output.exists() and Path(f"{output}.partial", "state.json").exists()
 
 
 @pytest.mark.parametrize("broken", ["bug", "write"])
