@@ -20,6 +20,7 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
 from kefu.serving.batch.job import ScoreJob
+from kefu.serving.batch.ray_errors import ray_run_failed
 from kefu.serving.batch.readers import read_chunks
 from kefu.serving.batch.scoring import Scorer, attach_scores
 from kefu.serving.batch.sessions import annotate
@@ -86,7 +87,14 @@ class ChunkDatasource(Datasource):
 
 
 class ScoringActor:
-    """A Ray actor with one `Scorer` (one ORT session), reused for every chunk it is given."""
+    """A Ray actor with one `Scorer` (one ORT session), reused for every chunk it is given.
+
+    A model that cannot be loaded on the actor's node (the bundle changed since the driver
+    checked it, or is not the same there; a file unreadable) is kept and raised for every
+    chunk: raised by `__init__`, it would reach the driver as Ray's `ActorDiedError`, whose
+    text alone holds it, while a chunk's error arrives as it was raised (`ray_errors.py`), so
+    the run ends as the local engine's does for the same cause.
+    """
 
     def __init__(
         self,
@@ -97,16 +105,30 @@ class ScoringActor:
         batch_size: int,
         route_inputs: bool = False,
     ):
-        self.scorer = Scorer.from_bundle(
-            bundle,
-            variant=variant,
-            policy_path=policy,
-            intra_op_threads=threads,
-            batch_size=batch_size,
-        )
+        self.scorer: Scorer | None = None
+        self.setup_error: Exception | None = None
+        try:
+            self.scorer = Scorer.from_bundle(
+                bundle,
+                variant=variant,
+                policy_path=policy,
+                intra_op_threads=threads,
+                batch_size=batch_size,
+            )
+        except Exception as exc:
+            self.setup_error = exc
         self.route_inputs = route_inputs  # for session routing in the merge
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        try:
+            return self._score(batch)
+        except OSError as exc:  # its file named here: on its way to the driver Ray loses it
+            raise ray_run_failed(exc) from None
+
+    def _score(self, batch: pa.Table) -> pa.Table:
+        if self.setup_error is not None:
+            raise self.setup_error
+        assert self.scorer is not None
         out = []
         for row in batch.to_pylist():
             rows = from_ipc(row[ROWS])

@@ -61,7 +61,7 @@ def reported(exc: Exception) -> Exception:
         if isinstance(current, KefuError):
             return _without_retry_advice(current)
         if isinstance(current, OSError):
-            return KefuError(f"the Ray run failed: {one_line(_without_retry_advice(current))}")
+            return ray_run_failed(_without_retry_advice(current))
         if isinstance(current, RayError) and not isinstance(current, UserCodeException):
             return KefuError(f"the Ray run failed: {one_line(current)}")
         if in_task:  # a bug (or what Ray Data wrapped) in the task
@@ -70,6 +70,15 @@ def reported(exc: Exception) -> Exception:
     if in_task:
         exc.add_note(RAY_TASK_FAILED)
     return exc
+
+
+def ray_run_failed(error: OSError) -> KefuError:
+    """The one line of a read or write the system refused (its type, message and file).
+
+    A scoring actor raises it in place of the OSError itself: Ray Data writes its retry advice
+    into the arguments of an exception a map function raised, which for an OSError takes the
+    place of the file's name once it is pickled to the driver."""
+    return KefuError(f"the Ray run failed: {one_line(error)}")
 
 
 def _without_retry_advice(error: Raised) -> Raised:
