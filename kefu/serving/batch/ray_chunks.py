@@ -16,15 +16,21 @@ from dataclasses import asdict
 from typing import Any
 
 import pyarrow as pa
-from ray.data import Datasource, ReadTask
-from ray.data.block import BlockMetadata
 
+from kefu.errors import ConfigError
 from kefu.serving.batch.job import ScoreJob
+from kefu.serving.batch.ray_cluster import RAY_EXTRA_MISSING
 from kefu.serving.batch.ray_errors import ray_run_failed
 from kefu.serving.batch.readers import read_chunks
 from kefu.serving.batch.scoring import Scorer, attach_scores
 from kefu.serving.batch.sessions import annotate
 from kefu.tabular import ReadOptions, TableFile
+
+try:
+    from ray.data import Datasource, ReadTask
+    from ray.data.block import BlockMetadata
+except ImportError:  # pragma: no cover - the ray extra is installed in CI
+    raise ConfigError(RAY_EXTRA_MISSING) from None
 
 # Columns of a chunk row. ROWS holds the chunk's table in Arrow IPC stream form: before
 # scoring the input rows plus TEXT (and the session keys), after scoring the output rows;

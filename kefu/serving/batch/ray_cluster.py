@@ -40,6 +40,11 @@ ADDRESS_FORMS = (
 
 
 NOTICE_SECONDS = 10.0  # a join that takes longer says it is still waiting
+# What a `ray_*` module that needs Ray at its top raises in place of an ImportError
+RAY_EXTRA_MISSING = (
+    "--engine ray needs the ray extra: pip install 'ray[data]>=2.30,<3' "
+    "(from a checkout: pip install -e '.[ray]')"
+)
 
 
 def start_ray(workers: int, address: str | None = None) -> bool:

@@ -24,8 +24,8 @@ whichever actor scored them, are routed exactly as the local engine routes them.
 are routed by Ray tasks (`RayRouting`, `workers` at a time, once the actors are gone), so Ray
 stays up until the merge is done.
 
-Ray is the optional extra `ray`, imported only by these `ray_*` modules (this one, the only
-one the CLI imports, says what to install when it is missing). Memory is bounded
+Ray is the optional extra `ray`, imported only by these `ray_*` modules (each says what to
+install when it is missing, `RAY_EXTRA_MISSING`). Memory is bounded
 by Ray's streaming executor (backpressure and object-store spilling) and by the merge, which
 holds one staged batch (`MERGE_BATCH_CHUNKS` chunks) at a time (with sessions, each routing
 task one bucket of routing columns). Nothing is resumed: Ray retries failed tasks and
@@ -50,6 +50,7 @@ from kefu.errors import ConfigError, DataError, KefuError
 from kefu.serving.batch.job import ReadCounts, ScoreJob, Summary
 from kefu.serving.batch.plan import RunPlan, plan_run
 from kefu.serving.batch.progress import ProgressReporter
+from kefu.serving.batch.ray_cluster import RAY_EXTRA_MISSING, READ_CPUS, quiet_console, start_ray
 from kefu.serving.batch.session_routing import SessionRouter
 from kefu.serving.batch.staging import STATE
 from kefu.serving.batch.writers import concat_lines, merge_scored
@@ -60,10 +61,7 @@ try:
     import ray
     from ray.data import ActorPoolStrategy
 except ImportError:  # pragma: no cover - the ray extra is installed in CI
-    raise ConfigError(
-        "--engine ray needs the ray extra: pip install 'ray[data]>=2.30,<3' "
-        "(from a checkout: pip install -e '.[ray]')"
-    ) from None
+    raise ConfigError(RAY_EXTRA_MISSING) from None
 
 from kefu.serving.batch.ray_chunks import (
     CHUNK_INDEX,
@@ -78,7 +76,6 @@ from kefu.serving.batch.ray_chunks import (
     ScoringActor,
     from_ipc,
 )
-from kefu.serving.batch.ray_cluster import READ_CPUS, quiet_console, start_ray
 from kefu.serving.batch.ray_errors import keep_task_errors, reported
 from kefu.serving.batch.ray_routing import RayRouting
 

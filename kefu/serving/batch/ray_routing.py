@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from contextlib import suppress
 
-import ray
-from ray.exceptions import RayTaskError
-
-from kefu.errors import KefuError
+from kefu.errors import ConfigError, KefuError
+from kefu.serving.batch.ray_cluster import RAY_EXTRA_MISSING
 from kefu.serving.batch.session_routing import (
     BucketTask,
     SessionStats,
     route_bucket,
     route_serially,
 )
+
+try:
+    import ray
+    from ray.exceptions import RayTaskError
+except ImportError:  # pragma: no cover - the ray extra is installed in CI
+    raise ConfigError(RAY_EXTRA_MISSING) from None
 
 
 class RayRouting:
