@@ -116,7 +116,8 @@ class NotReady(Unavailable):
 
 
 class DataError(KefuError):
-    """A labelled-data file cannot be used; names the file, line and column when known."""
+    """A labelled-data file cannot be used; names the file, line and column when known (`unit`:
+    "element" when `line` numbers a JSON array's elements, as `Record.unit` says)."""
 
     code = "data_invalid"
     http_status = 422
@@ -127,12 +128,13 @@ class DataError(KefuError):
         file: str | None = None,
         line: int | None = None,
         column: str | None = None,
+        unit: str = "line",
     ):
         where = ", ".join(
             part
             for part in (
                 f"file {file}" if file else "",
-                f"line {line}" if line is not None else "",
+                f"{unit} {line}" if line is not None else "",
                 f"column {column!r}" if column else "",
             )
             if part

@@ -10,8 +10,9 @@ the record length limit; a longer one is rejected without being kept) and one pi
 file (`decoding.PIECE_BYTES`), however long its lines.
 
 Records are numbered by element from 1 (`Record.line`, as Parquet rows are), and the file is
-accounted in elements (`lines`): a one-line array holds many rows on one physical line. A line
-in a reject's detail or in an error is a physical line. An element that is not JSON is a reject
+accounted in elements (`lines`): a one-line array holds many rows on one physical line. Its
+records say so (`Record.unit`), so messages name them "element N"; a line in a reject's detail
+or in an error is a physical line. An element that is not JSON is a reject
 (`invalid_json`), a value that is no object too (`not_an_object`); the elements after it are
 read on. A string that runs into a line break (a JSON string never holds one) ends its element
 there, and the next line is read as a new one, so a quote that never closes costs its element
@@ -39,6 +40,7 @@ DECODER = json.JSONDecoder()
 # element of up to 12 x the record limit is kept: a record the limit allows is never refused
 # for how its export escaped it.
 CHARS_PER_RECORD_CHAR = 12
+ELEMENT = "element"  # what a record's number counts (`Record.unit`)
 
 
 def starts_with_array(pieces: Iterator[str]) -> bool:
@@ -83,7 +85,7 @@ class JsonArrayRows:
         number = self.lines
         problem = None if element.parsed else self._problem(element)
         if problem is not None:
-            return Record(number, number, None, problem)
+            return _element(number, None, problem)
         value = element.value
         if not element.parsed:
             assert element.text is not None  # _problem refuses an element not kept
@@ -91,11 +93,11 @@ class JsonArrayRows:
                 value = json.loads(element.text)
             except json.JSONDecodeError as exc:
                 line = element.text_line + exc.lineno - 1
-                return Record(number, number, None, ("invalid_json", f"{exc.msg} on line {line}"))
+                return _element(number, None, ("invalid_json", f"{exc.msg} on line {line}"))
         if not isinstance(value, dict):
             kind = type(value).__name__
-            return Record(number, number, None, ("not_an_object", f"found a JSON {kind}"))
-        return Record(number, number, value)
+            return _element(number, None, ("not_an_object", f"found a JSON {kind}"))
+        return _element(number, value)
 
     def _problem(self, element: _Element) -> tuple[str, str] | None:
         lines = (
@@ -122,6 +124,12 @@ class JsonArrayRows:
                 f"a string is not closed before the end of line {element.broken_string_line}",
             )
         return None
+
+
+def _element(
+    number: int, values: dict[str, Any] | None, problem: tuple[str, str] | None = None
+) -> Record:
+    return Record(number, number, values, problem, unit=ELEMENT)
 
 
 class _Scanner:

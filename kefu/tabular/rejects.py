@@ -3,7 +3,9 @@
 A reject names where the row is (`file`, `line` .. `end_line`), which row it is (`id`, when the
 id column could be read), what is wrong (`column`, `reason` code) and what was found
 (`detail`, in words). It never holds the row's text: rejects files travel further than the
-data (tickets, chat), and the line number finds the row in the file.
+data (tickets, chat), and the line number finds the row in the file. What that number counts
+comes from the record (`unit`: "element" for a JSON array), so messages say "element 3" where
+a rejects file keeps its one schema (`line`, whatever the format).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kefu.tabular.output import replacing
+from kefu.tabular.textrows import Record
 
 REASONS = {
     # the record itself
@@ -39,28 +42,39 @@ REASONS = {
 @dataclass(frozen=True)
 class Reject:
     file: str
-    line: int  # 1-based: physical line (CSV, TSV, JSONL) or row (Parquet) the record starts on
+    line: int  # 1-based: physical line (CSV, TSV, JSONL), row (Parquet) or JSON array element
     end_line: int  # the record's last line; > line when a quoted field spans lines
     id: Any  # the row's id (str, int or None), when the id column could be read
     column: str | None  # the column at fault; None when the whole record is
     reason: str  # a key of REASONS
     detail: str  # what was expected and found
+    unit: str = "line"  # how messages name `line` (`Record.unit`); not in rejects files
+
+    @classmethod
+    def of(
+        cls, file: str, record: Record, id: Any, column: str | None, reason: str, detail: str
+    ) -> Reject:
+        """The reject of `record`, where it is and in its file's unit."""
+        return cls(file, record.line, record.end_line, id, column, reason, detail, record.unit)
 
     def describe(self) -> str:
         lines = (
-            f"line {self.line}"
+            f"{self.unit} {self.line}"
             if self.end_line == self.line
-            else f"lines {self.line}-{self.end_line}"
+            else f"{self.unit}s {self.line}-{self.end_line}"
         )
         column = f", column {self.column!r}" if self.column else ""
         return f"{self.file}, {lines}{column}: {self.detail}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The rejects file's fields, the same for every format (`line` of an array: element)."""
+        fields = asdict(self)
+        del fields["unit"]
+        return fields
 
 
 def write_rejects(rejects: Iterable[Reject], path: str | Path) -> int:
-    """Write rejects as JSON Lines (the fields of `Reject`, in order); returns how many."""
+    """Write rejects as JSON Lines (`Reject.to_dict()`, in order); returns how many."""
     count = 0
     with replacing(Path(path)) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for reject in rejects:

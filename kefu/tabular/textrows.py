@@ -22,6 +22,9 @@ class Record:
     end_line: int  # last physical line; > line when a quoted field spans lines
     values: dict[str, Any] | None  # None when the record cannot be read (see `problem`)
     problem: tuple[str, str] | None = None  # (reason, detail) of an unusable record
+    # what `line` counts, as messages name it: "element" for a JSON array (`jsonarray.py`, the
+    # one reader that knows), "line" for every other format
+    unit: str = "line"
 
 
 class JsonRows:

@@ -7,7 +7,9 @@ import gzip
 import json
 
 import pytest
+from typer.testing import CliRunner
 
+from kefu.cli.main import app
 from kefu.errors import DataError
 from kefu.serving.batch.readers import read_chunks
 from kefu.serving.report.load import read_scored
@@ -22,6 +24,8 @@ from kefu.tabular import (
     table_file,
 )
 from kefu.training.data.loader import load_labelled
+
+runner = CliRunner()
 
 ROWS = [
     {"id": "a", "text": "在吗", "intent": "greeting", "urgency": "low", "emotion": "neutral"},
@@ -156,12 +160,17 @@ def test_score_train_and_report_give_the_same_rejects_numbered_by_element(tmp_pa
         encoding="utf-8",
     )
     expected = [
-        Reject(str(path), 2, 2, None, None, "not_an_object", "found a JSON int"),
-        Reject(str(path), 3, 3, "b", "text", "empty_text", "text is empty or holds only white space, markup or invisible characters"),
+        Reject(str(path), 2, 2, None, None, "not_an_object", "found a JSON int", "element"),
+        Reject(str(path), 3, 3, "b", "text", "empty_text", "text is empty or holds only white space, markup or invisible characters", "element"),
     ]  # fmt: skip
     assert load_labelled(path).rejects == expected
     (chunk,) = read_chunks(table_file(path), text_col="text", id_col="id", chunk_size=10)
     assert chunk.rejects == [reject.to_dict() for reject in expected]
+    assert [r.describe() for r in expected] == [
+        f"{path}, element 2: found a JSON int",
+        f"{path}, element 3, column 'text': text is empty or holds only white space, markup or "
+        "invisible characters",
+    ]
     # elements are the unit a JSON array is accounted in: 4 rows in 4 "lines"
     assert (chunk.counts.rows, chunk.counts.lines, chunk.counts.record_lines) == (4, 4, 4)
     (scored,) = read_scored(table_file(path), "text", None)
@@ -174,3 +183,28 @@ def test_blocks_of_an_array_are_cut_by_count_and_account_for_every_element(tmp_p
     blocks = list(read_blocks(table_file(path), 4))
     assert [[r.line for r in b.records] for b in blocks] == [[1, 2, 3, 4], [5, 6, 7, 8], [9]]
     assert [b.lines for b in blocks] == [4, 4, 1]
+
+
+def test_messages_name_elements_and_the_rejects_file_keeps_its_line_field(tmp_path):
+    path = tmp_path / "x.json"
+    rows = [ROWS[0], 7, ROWS[1], {**ROWS[2], "id": "a"}]
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
+    rejects = tmp_path / "rejects.jsonl"
+    result = runner.invoke(app, ["data", "validate", str(path), "--rejects", str(rejects)])
+    assert f"rejected: {path}, element 2: found a JSON int\n" in result.output
+    assert f"rejected: {path}, element 4, column 'id': duplicate id 'a' (first on element 1)" in (
+        result.output
+    )
+    written = [json.loads(line) for line in rejects.read_text("utf-8").splitlines()]
+    assert [(r["line"], r["end_line"], r["reason"]) for r in written] == [
+        (2, 2, "not_an_object"),
+        (4, 4, "duplicate_id"),
+    ]
+    assert list(written[0]) == ["file", "line", "end_line", "id", "column", "reason", "detail"]
+    with pytest.raises(DataError, match=r"\n  .*x\.json, element 2: found a JSON int"):
+        load_labelled(path, strict=True)
+    # the same file as JSON Lines keeps its physical lines
+    lines = tmp_path / "x.jsonl"
+    lines.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    (first, _) = load_labelled(lines).rejects
+    assert first.describe() == f"{lines}, line 2: found a JSON int"

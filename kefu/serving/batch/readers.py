@@ -92,9 +92,7 @@ def _build_chunk(
             texts.append(as_text(text_values[i]))
             continue
         column = text_col if problem[0] in TEXT_REASONS else None
-        reject = Reject(
-            file, record.line, record.end_line, json_safe(id_values[i]), column, *problem
-        )
+        reject = Reject.of(file, record, json_safe(id_values[i]), column, *problem)
         rejects.append(reject.to_dict())
     counts = ReadCounts(file, len(block), block.lines, block.record_lines, block.multiline_records)
     return Chunk(index, block.take(keep), texts, rejects, counts)

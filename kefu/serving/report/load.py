@@ -119,7 +119,7 @@ def read_scored(
                 session=[session_key(v) for v in columns["session_id"]],
                 session_turn=[turn_number(v) for v in columns["session_turn"]],
                 rejects=[
-                    Reject(str(source.path), r.line, r.end_line, None, None, *r.problem)
+                    Reject.of(str(source.path), r, None, None, *r.problem)
                     for r in block.records
                     if r.problem is not None
                 ],

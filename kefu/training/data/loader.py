@@ -179,10 +179,10 @@ def _validate(
         )
         labels, problem = _check_row(record, columns, allowed)
         if problem is None and row_id in seen_ids:
-            detail = f"duplicate id {row_id!r} (first on line {seen_ids[row_id]})"
+            detail = f"duplicate id {row_id!r} (first on {record.unit} {seen_ids[row_id]})"
             problem = (columns.id, "duplicate_id", detail)
         if problem is not None:
-            rejects.append(Reject(name, record.line, record.end_line, json_safe(raw_id), *problem))
+            rejects.append(Reject.of(name, record, json_safe(raw_id), *problem))
             continue
         seen_ids[row_id] = record.line
         extra = {key: repair(value) for key, value in values.items() if key not in used}

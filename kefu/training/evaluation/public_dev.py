@@ -322,6 +322,7 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, An
                     "which is not UTF-8; save the file as UTF-8",
                     file=str(path),
                     line=record.line,
+                    unit=record.unit,
                     column=name,
                 )
         if record.problem is not None:

@@ -119,6 +119,18 @@ def test_a_byte_that_is_not_utf8_names_the_line_and_column(tmp_path):
     )
 
 
+def test_a_byte_that_is_not_utf8_in_the_weibo_array_names_the_element(tmp_path):
+    path = tmp_path / "smp2020_weibo.json"
+    path.write_bytes(
+        b'[\n  {"id": 1, "content": "ok", "label": "happy"},\n  {"id": 2, "content": "'
+        + "退款".encode("gbk")
+        + b'", "label": "sad"}\n]\n'
+    )
+    with pytest.raises(DataError) as raised:
+        read_smp(path)
+    assert str(raised.value).startswith(f"file {path}, element 2, column 'content': expected")
+
+
 def test_a_header_that_is_not_utf8_says_to_save_the_file_as_utf8(tmp_path):
     """Not "pass --encoding": `kefu evaluate --encoding` reads the test files, not these."""
     path = tmp_path / "waimai_10k.csv"
