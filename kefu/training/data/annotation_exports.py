@@ -13,19 +13,20 @@ take the export as it is downloaded:
   Each label is given to the head whose id or Chinese name it is; `intent:refund_return` names
   the head explicitly. A label no head knows is kept under its own head so the loader rejects
   the row with a "did you mean".
+Both are read by the one tabular reader (`export_records`), so an export gets the decoding,
+rejects and numbering (a Label Studio task: its element) of any labelled file.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kefu.errors import DataError
 from kefu.serving.taxonomy import HEADS
-from kefu.tabular.decoding import decoded_lines
-from kefu.tabular.textrows import JsonRows, Record
+from kefu.tabular import DEFAULT_OPTIONS, ReadOptions, Record, read_records, table_file
 from kefu.training.data.label_names import LabelNames
 
 SNIFF_BYTES = 1 << 16
@@ -52,66 +53,64 @@ def detect_export(path: Path) -> str | None:
 
 
 def export_records(
-    path: Path, kind: str, text_col: str, head_columns: dict[str, str], names: LabelNames
+    path: Path,
+    kind: str,
+    text_col: str,
+    head_columns: dict[str, str],
+    names: LabelNames,
+    options: ReadOptions = DEFAULT_OPTIONS,
 ) -> Iterator[Record]:
-    """Records with `text_col`, the head columns and `id`, one per task or line."""
-    if kind == "label-studio":
-        yield from _label_studio(path, text_col, head_columns)
-    else:
-        yield from _doccano(path, text_col, head_columns, names)
+    """Records with `text_col`, the head columns and `id`, one per task or line.
 
-
-def _label_studio(path: Path, text_col: str, head_columns: dict[str, str]) -> Iterator[Record]:
-    try:
-        tasks = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"not a readable Label Studio JSON export: {exc}", file=str(path)) from None
-    if not isinstance(tasks, list):
-        raise DataError("a Label Studio export is a JSON array of tasks", file=str(path))
-    by_control = {column: head for head, column in head_columns.items()}
-    for number, task in enumerate(tasks, start=1):
-        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            yield Record(number, number, None, ("not_an_object", "task without a data object"))
+    Both exports go through the one tabular reader (a Label Studio export is a JSON array, read
+    element by element): memory holds one task, and a broken task or line is a reject with its
+    element or line number, the rest read on, as in any other labelled file."""
+    to_values = _label_studio if kind == "label-studio" else _doccano
+    for record in read_records(table_file(path), options):
+        if record.values is None:
+            yield record
             continue
-        values: dict[str, Any] = {"id": task.get("id"), text_col: task["data"].get(text_col)}
-        annotations = [
-            a
-            for a in task.get("annotations") or []
-            if isinstance(a, dict) and not a.get("was_cancelled")
-        ]
-        for item in (annotations[-1].get("result") or []) if annotations else []:
-            head = by_control.get(str(item.get("from_name")))
-            choices = (item.get("value") or {}).get("choices") or []
-            if head and choices:
-                values[head_columns[head]] = str(choices[0])
-        yield Record(number, number, values)
+        values, problem = to_values(record.values, text_col, head_columns, names)
+        yield replace(record, values=values, problem=problem)
+
+
+def _label_studio(
+    task: dict[str, Any], text_col: str, head_columns: dict[str, str], names: LabelNames
+) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
+    """A task's text and the choices of its last annotation that was not cancelled."""
+    if not isinstance(task.get("data"), dict):
+        return None, ("not_an_object", "task without a data object")
+    values: dict[str, Any] = {"id": task.get("id"), text_col: task["data"].get(text_col)}
+    annotations = [
+        a
+        for a in task.get("annotations") or []
+        if isinstance(a, dict) and not a.get("was_cancelled")
+    ]
+    by_control = {column: head for head, column in head_columns.items()}
+    for item in (annotations[-1].get("result") or []) if annotations else []:
+        if not isinstance(item, dict):
+            continue
+        head = by_control.get(str(item.get("from_name")))
+        value = item.get("value")
+        choices = (value.get("choices") if isinstance(value, dict) else None) or []
+        if head and isinstance(choices, list) and choices:
+            values[head_columns[head]] = str(choices[0])
+    return values, None
 
 
 def _doccano(
-    path: Path, text_col: str, head_columns: dict[str, str], names: LabelNames
-) -> Iterator[Record]:
-    """doccano's JSONL lines through the tabular JSON Lines reader (same rejects, same lines)."""
-    with path.open("rb") as handle:
-        for record in JsonRows(decoded_lines(handle, "utf-8"), str(path)):
-            if record.values is None:
-                yield record
-                continue
-            labels: Any = next(
-                (
-                    record.values[key]
-                    for key in ("label", "labels", "cats")
-                    if record.values.get(key)
-                ),
-                [],
-            )
-            values: dict[str, Any] = {
-                "id": record.values.get("id"),
-                text_col: record.values.get(text_col),
-            }
-            for label in labels if isinstance(labels, list) else [labels]:
-                head, value = _doccano_label(str(label), names)
-                values[head_columns[head]] = value
-            yield Record(record.line, record.end_line, values)
+    line: dict[str, Any], text_col: str, head_columns: dict[str, str], names: LabelNames
+) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
+    """A line's text, each label under the head it names."""
+    labels: Any = next(
+        (line[key] for key in ("label", "labels", "cats") if line.get(key)),
+        [],
+    )
+    values: dict[str, Any] = {"id": line.get("id"), text_col: line.get(text_col)}
+    for label in labels if isinstance(labels, list) else [labels]:
+        head, value = _doccano_label(str(label), names)
+        values[head_columns[head]] = value
+    return values, None
 
 
 def _doccano_label(label: str, names: LabelNames) -> tuple[str, str]:

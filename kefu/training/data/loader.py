@@ -106,18 +106,18 @@ def load_labelled(
     names = LabelNames(taxonomy)
     columns = Columns(text_col, intent_col, urgency_col, emotion_col, id_col)
     export = detect_export(Path(source)) if isinstance(source, str | Path) else None
+    options = ReadOptions(encoding=encoding, max_record_lines=max_record_lines)
     if export is not None:
         name = str(source)
         head_columns = {head: columns.label_column(head) for head in HEADS}
         records: Iterable[Record] = export_records(
-            Path(source), export, text_col, head_columns, names
+            Path(source), export, text_col, head_columns, names, options
         )
         columns = Columns(text_col, intent_col, urgency_col, emotion_col, "id")
         found: list[str] | None = [text_col, *head_columns.values(), "id"]
     elif isinstance(source, str | Path):
         file = table_file(source)
         name = str(file.path)
-        options = ReadOptions(encoding=encoding, max_record_lines=max_record_lines)
         found = read_columns(file, options)
         records = read_records(file, options)
     elif hasattr(source, "column_names") and hasattr(source, "__iter__"):

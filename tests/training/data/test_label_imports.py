@@ -115,3 +115,64 @@ def test_a_doccano_jsonl_export_is_read_and_validated(tmp_path):
     assert reject.line == 3 and "did you mean 'refund_return'" in reject.detail
     result = runner.invoke(app, ["data", "validate", str(path)])
     assert result.exit_code == 0 and "2 usable rows, 1 rejected" in result.output
+
+
+def test_a_broken_task_in_a_label_studio_export_is_a_reject_and_the_rest_is_read(tmp_path):
+    path = label_studio_export(tmp_path / "project-2.json")
+    tasks = json.loads(path.read_text("utf-8"))
+    good = json.dumps(tasks[0], ensure_ascii=False)
+    odd_result = {**tasks[1], "annotations": [{"result": ["intent"], "was_cancelled": False}]}
+    path.write_text(
+        "[\n"
+        + f"  {good},\n"
+        + '  {"id": 2, "data": {"text": "坏"},},\n'  # element 2: a trailing comma in the object
+        + "  7,\n"  # element 3: no task
+        + '  {"id": 4, "annotations": []},\n'  # element 4: no data object
+        + f"  {json.dumps(odd_result, ensure_ascii=False)},\n"  # element 5: a result that is text
+        + f"  {json.dumps({**tasks[0], 'id': 6, 'data': {'text': '退货了'}})}\n"
+        + "]\n",
+        encoding="utf-8",
+    )
+    data = load_labelled(path)
+    assert [row.text for row in data.rows] == ["退款怎么还没到账", "退货了"]
+    assert [(r.line, r.reason, r.detail) for r in data.rejects] == [
+        (2, "invalid_json", "Expecting property name enclosed in double quotes on line 3"),
+        (3, "not_an_object", "found a JSON int"),
+        (4, "not_an_object", "task without a data object"),
+        (5, "no_label", "row has no label for any head"),
+    ]
+    result = runner.invoke(app, ["data", "validate", str(path)])
+    assert result.exit_code == 0
+    assert f"rejected: {path}, element 3: found a JSON int\n" in result.output
+
+
+def test_text_after_a_label_studio_export_stops_it_naming_the_line(tmp_path):
+    path = label_studio_export(tmp_path / "project-3.json")
+    path.write_text(path.read_text("utf-8") + "\n]\n", encoding="utf-8")
+    result = runner.invoke(app, ["data", "validate", str(path)])
+    assert result.exit_code == 1
+    lines = len(path.read_text("utf-8").splitlines())
+    assert result.output.startswith(
+        f"kefu data validate: file {path}, line {lines}: expected nothing after the JSON "
+        "array's closing ']'"
+    )
+
+
+def test_a_broken_line_in_a_doccano_export_is_a_reject_and_the_rest_is_read(tmp_path):
+    path = tmp_path / "admin.jsonl"
+    first = {"id": 7, "text": "快递三天没动", "label": ["logistics_issue", "high", "焦虑/着急"]}
+    path.write_text(
+        json.dumps(first, ensure_ascii=False)
+        + '\n{"id": 8, "text": "谢谢", "label": ["greeting"]\n'  # the object never closes
+        + json.dumps({**first, "id": 9}, ensure_ascii=False)
+        + "\n",
+        encoding="utf-8",
+    )
+    data = load_labelled(path)
+    assert [row.id for row in data.rows] == ["7", "9"]
+    (reject,) = data.rejects
+    assert (reject.line, reject.reason, reject.describe()) == (
+        2,
+        "invalid_json",
+        f"{path}, line 2: Expecting ',' delimiter at column 46",
+    )
