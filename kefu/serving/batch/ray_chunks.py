@@ -76,6 +76,10 @@ class ChunkDatasource(Datasource):
         return tasks
 
     def _read(self, number: int, source: TableFile) -> Iterator[pa.Table]:
+        """The file's chunk rows. A read the system refuses (the file deleted or replaced after
+        the run's checks) arrives as the reader's `DataError` naming the file, which reaches
+        the driver intact; a bare OSError raised here would not: Ray Data writes its retry
+        advice over its file name, as it does for the scoring actor's (`ray_run_failed`)."""
         job = self.job
         chunks = read_chunks(
             source, text_col=job.text_col, id_col=job.id_col, chunk_size=job.chunk_size,

@@ -6,7 +6,6 @@ whichever the engine, not "a worker died" or Ray's `ActorDiedError` with the cau
 from __future__ import annotations
 
 import io
-import re
 import shutil
 import subprocess
 import sys
@@ -15,13 +14,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from support.chat_logs import chat_log, write_csv
+from support.scoring_runs import kefu_lines
 
 from kefu.errors import EXIT_FAILED, EXIT_USAGE, BundleError, KefuError
 from kefu.serving.batch import ScoreJob, local_engine
 
 ENGINES = ["local", pytest.param("ray", marks=pytest.mark.ray)]
-# Ray's C++ core writes its own lines to file descriptor 2 ("[2026-... E ...] core_worker.cc")
-CORE_LINE = re.compile(r"\[\d{4}-\d\d-\d\d [\d:,]+ [A-Z] \d+ \d+\] ")
 # `kefu score` in a separate process, with the bundle broken right after the run checked it
 CLI_WITH_A_BUNDLE_BROKEN_AFTER_ITS_CHECK = """
 import sys
@@ -131,7 +129,7 @@ def test_kefu_score_prints_the_cause_as_its_one_line_and_exits_as_the_local_engi
         text=True,
         timeout=300,
     )
-    lines = [line for line in done.stderr.splitlines() if not CORE_LINE.match(line)]
+    lines = kefu_lines(done.stderr)
     assert done.returncode == EXIT_USAGE, done.stderr
     assert len(lines) == 1, done.stderr  # no traceback, the worker's or Ray's
     assert lines[0].startswith(f"kefu score: {bundle}: sha256 of model.onnx is "), done.stderr

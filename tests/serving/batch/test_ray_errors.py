@@ -5,7 +5,6 @@ failures as one line, a bug with the remote traceback and a note, as the local e
 from __future__ import annotations
 
 import io
-import re
 import subprocess
 import sys
 import traceback
@@ -15,6 +14,7 @@ import pytest
 from rich.console import Console
 from support.chat_logs import chat_log, write_csv, write_jsonl
 from support.conversations import conversations
+from support.scoring_runs import kefu_lines
 
 from kefu.errors import DataError, KefuError
 from kefu.serving.batch import ScoreJob
@@ -34,7 +34,6 @@ RAY_ADVICE = (
     "`ray.data.DataContext.get_current()` (`retried_io_errors` for I/O; `retried_map_errors` and "
     "`max_map_retries` for any task) if you believe this to be transient."
 )
-CORE_LINE = re.compile(r"\[\d{4}-\d\d-\d\d [\d:,]+ [A-Z] \d+ \d+\] ")
 BROKEN_FILE = "cannot decompress (gzip): Not a gzipped file (b'ga')"
 
 
@@ -158,8 +157,7 @@ def test_kefu_score_prints_a_ray_tasks_bug_with_its_traceback_and_the_note(tmp_p
         text=True,
         timeout=300,
     )
-    # Ray's C++ core writes its own lines to file descriptor 2 ("[2026-... E ...] core_worker.cc")
-    lines = [line for line in done.stderr.strip().splitlines() if not CORE_LINE.match(line)]
+    lines = kefu_lines(done.stderr)
     assert done.returncode == 1, done.stderr
     assert "kefu score:" not in done.stderr  # not cut to one line
     # this process's frames, then the task's (Ray's text of the error), down to where it raised
