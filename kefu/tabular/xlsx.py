@@ -39,9 +39,29 @@ class XlsxRows:
         except Exception as exc:  # zipfile.BadZipFile, KeyError, InvalidFileException, ...
             raise DataError(f"not a readable xlsx workbook: {exc}", file=file) from None
         sheet = self.workbook.worksheets[0]
-        self.rows = enumerate(sheet.iter_rows(min_row=1, min_col=1, values_only=True), start=1)
+        cells = sheet.iter_rows(min_row=1, min_col=1, values_only=True)
+        self.rows = enumerate(self._undamaged(cells), start=1)
         self.lines = 0  # sheet rows read so far
         self.header = self._read_header()
+
+    def _undamaged(self, rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+        """The sheet's rows, or one line naming the file where its damaged part begins.
+
+        openpyxl inflates and parses the sheet as it goes, so a workbook damaged past its start
+        (cut short, bytes changed) opens fine and fails mid-read with whatever zlib, zipfile or
+        the XML parser raise."""
+        while True:
+            try:
+                cells = next(rows)
+            except StopIteration:
+                return
+            except Exception as exc:  # zlib.error, BadZipFile, EOFError, ParseError, ...
+                raise DataError(
+                    f"the workbook is damaged after sheet row {self.lines}: "
+                    f"{type(exc).__name__}: {exc}",
+                    file=self.file,
+                ) from None
+            yield cells
 
     def __iter__(self) -> Iterator[Record]:
         if self.header is None:
@@ -85,14 +105,12 @@ class XlsxRows:
 
 def sheet_rows(path: Path) -> int:
     """Rows of the first worksheet, from its dimension tag when it has one (else counted)."""
-    import openpyxl
-
-    workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    rows = XlsxRows(path, str(path))
     try:
-        sheet = workbook.worksheets[0]
-        return sheet.max_row or sum(1 for _ in sheet.iter_rows(values_only=True))
+        sheet = rows.workbook.worksheets[0]
+        return sheet.max_row or (rows.lines + sum(1 for _ in rows.rows))
     finally:
-        workbook.close()
+        rows.close()
 
 
 def cell_text(value: Any) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zipfile
 from datetime import datetime
 from pathlib import Path
 
@@ -110,6 +111,36 @@ def test_broken_or_unsupported_files_are_named(tmp_path, name, content, message)
     with pytest.raises(DataError, match=message) as caught:
         list(read_records(table_file(path)))
     assert name in str(caught.value)
+
+
+def damaged_workbook(path: Path, rows: int) -> Path:
+    """A workbook of `rows` rows whose sheet data is damaged halfway: it opens, then fails."""
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["id", "text"])
+    for number in range(rows):
+        workbook.active.append([number, f"我的快递三天没动了 {number}"])
+    workbook.save(path)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        sheet = archive.getinfo("xl/worksheets/sheet1.xml")
+    start = sheet.header_offset + 30 + len(sheet.filename) + len(sheet.extra)
+    middle = start + sheet.compress_size // 2
+    data[middle : middle + 200] = bytes(byte ^ 0x5A for byte in data[middle : middle + 200])
+    path.write_bytes(data)
+    return path
+
+
+def test_a_workbook_damaged_mid_sheet_is_one_line_naming_it(tmp_path, tiny_bundle):
+    path = damaged_workbook(tmp_path / "log.xlsx", 20_000)
+    with pytest.raises(DataError, match=r"the workbook is damaged after sheet row \d+: ") as caught:
+        list(read_records(table_file(path)))
+    assert str(path) in str(caught.value)
+    result = runner.invoke(
+        app, ["score", str(path), "-o", str(tmp_path / "out.parquet"), "--bundle", str(tiny_bundle)]
+    )
+    assert result.exit_code == 1, result.output
+    assert "the workbook is damaged after sheet row" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_tsv_xlsx_and_gz_work_for_validate_and_report(tmp_path, tiny_bundle):
