@@ -27,7 +27,7 @@ from kefu.tabular.decoding import decoded_pieces, file_encoding, iter_lines
 from kefu.tabular.files import DELIMITERS, TableFile, open_bytes
 from kefu.tabular.jsonarray import JsonArrayRows, starts_with_array
 from kefu.tabular.options import DEFAULT_OPTIONS, ReadOptions
-from kefu.tabular.textrows import COLUMN_SCAN_LINES, JsonRows, Record, json_columns
+from kefu.tabular.textrows import COLUMN_SCAN_LINES, ROW, JsonRows, Record, json_columns
 from kefu.tabular.values import records_table
 from kefu.tabular.xlsx import XlsxRows, sheet_rows
 
@@ -116,7 +116,7 @@ def read_records(file: TableFile, options: ReadOptions = DEFAULT_OPTIONS) -> Ite
             yield from block.records
             continue
         for record, values in zip(block.records, block.table.to_pylist(), strict=True):
-            yield Record(record.line, record.end_line, values)
+            yield Record(record.line, record.end_line, values, unit=record.unit)
 
 
 def estimate_records(file: TableFile) -> int:
@@ -241,5 +241,5 @@ def _parquet_blocks(file: TableFile, size: int, columns: list[str] | None) -> It
 
 
 def _parquet_block(file: TableFile, first_row: int, table: pa.Table) -> Block:
-    records = [Record(first_row + i, first_row + i, None) for i in range(table.num_rows)]
+    records = [Record(first_row + i, first_row + i, None, unit=ROW) for i in range(table.num_rows)]
     return Block(file, records, table, table.num_rows)

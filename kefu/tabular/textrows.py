@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 COLUMN_SCAN_LINES = 1000  # JSONL: how far to look for the first object when listing columns
+ROW = "row"  # `Record.unit` of Parquet and xlsx records
 
 
 @dataclass
 class Record:
-    line: int  # first physical line (CSV, TSV, JSONL) or 1-based row (Parquet)
+    line: int  # first physical line (CSV, TSV, JSONL), 1-based row (Parquet, xlsx) or element
     end_line: int  # last physical line; > line when a quoted field spans lines
     values: dict[str, Any] | None  # None when the record cannot be read (see `problem`)
     problem: tuple[str, str] | None = None  # (reason, detail) of an unusable record
-    # what `line` counts, as messages name it: "element" for a JSON array (`jsonarray.py`, the
-    # one reader that knows), "line" for every other format
+    # what `line` counts, as messages name it: "element" for a JSON array (`jsonarray.py`), "row"
+    # for Parquet and a worksheet (as the spreadsheet shows it), "line" for the text formats
     unit: str = "line"
 
 

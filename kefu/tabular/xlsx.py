@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kefu.errors import DataError
-from kefu.tabular.textrows import Record
+from kefu.tabular.textrows import ROW, Record
 
 MAX_ROWS = 1_048_576  # rows per worksheet, header included
 MAX_CELL_CHARS = 32_767
@@ -78,10 +78,10 @@ class XlsxRows:
                 detail = f"expected {width} fields, found {len(values)}"
                 # what the row still tells (its id, mostly), by position, as for CSV
                 kept = dict(zip(self.header, values, strict=False))
-                yield Record(number, number, kept, ("malformed_row", detail))
+                yield Record(number, number, kept, ("malformed_row", detail), unit=ROW)
                 continue
             values += [None] * (width - len(values))
-            yield Record(number, number, dict(zip(self.header, values, strict=True)))
+            yield Record(number, number, dict(zip(self.header, values, strict=True)), unit=ROW)
 
     def close(self) -> None:
         self.workbook.close()
@@ -97,7 +97,10 @@ class XlsxRows:
             header = [(name or "").strip() or f"column_{i + 1}" for i, name in enumerate(names)]
             if len(set(header)) != len(header):
                 raise DataError(
-                    f"the header repeats column names: {header}", file=self.file, line=number
+                    f"the header repeats column names: {header}",
+                    file=self.file,
+                    line=number,
+                    unit=ROW,
                 )
             return header
         return None
