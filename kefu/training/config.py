@@ -11,6 +11,7 @@ the field and the value. `TrainConfig.to_dict()` is what the bundle stores.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import typing
 from collections.abc import Iterable, Mapping
@@ -26,6 +27,7 @@ from kefu.tabular.decoding import check_encoding
 
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
 PRECISIONS = ("fp32", "bf16", "auto")
+PER_HEAD_KEYS = ("loss_weights", "target_precision", "max_abstain_rate")
 
 
 def _per_head(intent: float, urgency: float, emotion: float) -> Any:
@@ -197,7 +199,7 @@ class TrainConfig:
                 check_encoding(self.data_encoding)
             except ConfigError:
                 _bad("data_encoding", self.data_encoding, "is not a known ASCII-compatible codec")
-        for name in ("loss_weights", "target_precision", "max_abstain_rate"):
+        for name in PER_HEAD_KEYS:
             values = getattr(self, name)
             if set(values) != set(HEADS):
                 _bad(name, values, f"must give exactly the heads {list(HEADS)}")
@@ -218,6 +220,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     values: dict[str, Any] = {}
     if path is not None:
         values = _read_yaml(Path(path))
+        _check_known_keys(values, f"config file {path}")
     overridden = {override.partition("=")[0].strip() for override in overrides}
     if "train_data" in overridden and "train_weights" not in overridden:
         values.pop("train_weights", None)  # weights belong to the files they were set for
@@ -228,12 +231,14 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             raise ConfigError(f"override {override!r} is not key=value (e.g. --set epochs=2)")
         value = yaml.safe_load(raw) if raw.strip() else ""
         name, _, head = key.partition(".")
+        _check_known_keys([name], f"override {override!r}")
         if head:
-            if name not in ("loss_weights", "target_precision", "max_abstain_rate"):
+            if name not in PER_HEAD_KEYS:
                 raise ConfigError(f"config key {name!r} has no per-head values ({key!r})")
             if head not in HEADS:
                 raise ConfigError(
-                    f"config key {key!r}: unknown head {head!r}; heads are {list(HEADS)}"
+                    f"config key {key!r}: unknown head {head!r}{_did_you_mean(head, HEADS)}; "
+                    f"heads are {list(HEADS)}"
                 )
             merged = dict(values.get(name) or _defaults()[name])
             merged[head] = value
@@ -244,12 +249,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
 
 def build_config(values: Mapping[str, Any], where: str = "config") -> TrainConfig:
     """A TrainConfig from plain values; every key and value is type-checked first."""
-    fields = {item.name: item for item in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown config key {unknown[0]!r}; known keys: {', '.join(sorted(fields))}"
-        )
+    _check_known_keys(values, where)
     hints = typing.get_type_hints(TrainConfig)
     checked = {name: _coerce(name, value, hints[name], where) for name, value in values.items()}
     return TrainConfig(**{**_defaults_for(checked), **checked})
@@ -286,10 +286,11 @@ def _coerce(name: str, value: Any, expected: Any, where: str) -> Any:
         if item_type is float:
             return [_coerce(f"{name}[{i}]", item, float, where) for i, item in enumerate(items)]
     elif typing.get_origin(expected) is dict and isinstance(value, Mapping):
-        if set(value) - set(HEADS):
+        unknown_heads = sorted(set(value) - set(HEADS), key=str)
+        if unknown_heads:
+            hint = _did_you_mean(str(unknown_heads[0]), HEADS)
             raise ConfigError(
-                f"{where}: {name} has unknown heads {sorted(set(value) - set(HEADS))}; "
-                f"heads are {list(HEADS)}"
+                f"{where}: {name} has unknown heads {unknown_heads}{hint}; heads are {list(HEADS)}"
             )
         merged = {**_defaults()[name], **value}
         return {head: _coerce(f"{name}.{head}", merged[head], float, where) for head in HEADS}
@@ -303,6 +304,23 @@ def _coerce(name: str, value: Any, expected: Any, where: str) -> Any:
     raise ConfigError(
         f"{where}: {name} = {value!r} is not {type_name.get(expected, 'a mapping of head to number')}"
     )
+
+
+def _check_known_keys(keys: Iterable[Any], where: str) -> None:
+    """Name the first unknown key and the known ones closest to it: a typo is the usual cause."""
+    known = sorted(item.name for item in dataclasses.fields(TrainConfig))
+    unknown = sorted((key for key in keys if key not in known), key=str)
+    if unknown:
+        hint = _did_you_mean(str(unknown[0]), known)
+        raise ConfigError(
+            f"{where}: unknown config key {unknown[0]!r}{hint}; known keys: {', '.join(known)}"
+        )
+
+
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    """' (did you mean epochs?)' when a known word is close (difflib, as for KEFU_* names)."""
+    close = difflib.get_close_matches(word, list(known), n=2)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 def _defaults() -> dict[str, Any]:

@@ -79,6 +79,48 @@ def test_file_errors_are_config_errors(tmp_path):
         load_config(unknown)
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("epoch=3", "override 'epoch=3': unknown config key 'epoch' (did you mean epochs?); "),
+        ("lrr=1e-4", "unknown config key 'lrr' (did you mean lr?); known keys: base_model, "),
+        ("los_weights.intent=1", "unknown config key 'los_weights' (did you mean loss_weights"),
+        ("loss_weights.emotin=1", "unknown head 'emotin' (did you mean emotion?); heads are"),
+        ("colour=red", "unknown config key 'colour'; known keys: base_model, batch_size, "),
+    ],
+)
+def test_an_unknown_key_suggests_the_closest_known_keys(override, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [override])
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_unknown_key_in_a_config_file_names_the_file_and_the_closest_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epoch: 3\nlr: 1.0e-4\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ["epochs=2"])  # an override does not hide the file's typo
+    assert str(caught.value).startswith(
+        f"config file {path}: unknown config key 'epoch' (did you mean epochs?); known keys: "
+    )
+    path.write_text("target_precision: {intnt: 0.9}\n")
+    with pytest.raises(ConfigError, match=r"unknown heads \['intnt'\] \(did you mean intent\?\)"):
+        load_config(path)
+
+
+def test_kefu_train_says_which_key_was_meant(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from kefu.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["train", "--out", "m", "--set", "epoch=3"])
+    assert result.exit_code == 2, result.output
+    assert "unknown config key 'epoch' (did you mean epochs?)" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "m").exists()
+
+
 def test_the_saved_config_reloads_to_the_same_config(tmp_path):
     config = load_config(DEFAULT_YAML, ["epochs=1", "base_model=/models/x"])
     saved = tmp_path / "training_config.json"
