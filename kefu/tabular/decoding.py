@@ -63,7 +63,7 @@ def file_encoding(file: TableFile, forced: str | None = None) -> str:
         raise DataError(
             "the file is UTF-16 or UTF-32 (it starts with such a byte-order mark); save it as "
             '"CSV UTF-8" or convert it: iconv -f utf-16 -t utf-8 in.csv > out.csv',
-            file=str(file.path),
+            file=file.display_name,
         )
     return "utf-8" if _mostly_utf8(sample) else FALLBACK
 

@@ -47,9 +47,13 @@ class TableFile:
     mtime_ns: int
     suffix: str = ""  # the format's suffix, e.g. ".json" for logs.json.gz
     compression: str | None = None  # a value of COMPRESSIONS
+    # the path as the user gave it (a glob's match: relative to the same base as the pattern);
+    # rejects and messages name the file so, where `path` may be absolute
+    display_name: str = ""
 
     def fingerprint(self) -> dict[str, object]:
-        """What must not change between a scoring run and its `--resume`."""
+        """What must not change between a scoring run and its `--resume` (the absolute path:
+        the same file, whichever way it is named)."""
         return {"path": str(self.path), "size": self.size, "mtime_ns": self.mtime_ns}
 
 
@@ -78,9 +82,10 @@ def format_of(path: Path) -> tuple[str, str, str | None]:
 
 
 def table_file(path: str | Path, display: str | None = None) -> TableFile:
-    """A file that exists and has a known suffix; `display` names it in errors (default: path)."""
+    """A file that exists and has a known suffix; `display` names it in errors and rejects
+    (default: the path as given)."""
     path = Path(path)
-    shown = display or str(path)
+    shown = str(Path(display)) if display else str(path)
     if not path.exists():
         raise DataError("input file does not exist", file=shown)
     if path.is_dir():
@@ -89,11 +94,12 @@ def table_file(path: str | Path, display: str | None = None) -> TableFile:
         )
     fmt, suffix, compression = format_of(path)
     stat = path.stat()
-    return TableFile(path, fmt, stat.st_size, stat.st_mtime_ns, suffix, compression)
+    return TableFile(path, fmt, stat.st_size, stat.st_mtime_ns, suffix, compression, shown)
 
 
 def resolve_files(patterns: list[str]) -> list[TableFile]:
-    """Expand globs (sorted), drop repeats, keep the order given; paths come back absolute."""
+    """Expand globs (sorted), drop repeats, keep the order given; paths come back absolute,
+    display names as typed (`logs/*.csv` -> `logs/a.csv`)."""
     if not patterns:
         raise DataError(
             "no input files given; pass one or more CSV, TSV, JSONL, Parquet or xlsx paths"
@@ -121,7 +127,9 @@ def open_bytes(file: TableFile) -> Iterator[BinaryIO]:
                 with gzip.GzipFile(fileobj=raw) as stream:
                     yield stream  # type: ignore[misc]
             except (OSError, EOFError) as exc:  # BadGzipFile, truncated stream
-                raise DataError(f"cannot decompress (gzip): {exc}", file=str(file.path)) from None
+                raise DataError(
+                    f"cannot decompress (gzip): {exc}", file=file.display_name
+                ) from None
         else:
             import zstandard
 
@@ -130,4 +138,6 @@ def open_bytes(file: TableFile) -> Iterator[BinaryIO]:
                 with io.BufferedReader(reader) as stream:  # type: ignore[arg-type]
                     yield stream
             except zstandard.ZstdError as exc:
-                raise DataError(f"cannot decompress (zstd): {exc}", file=str(file.path)) from None
+                raise DataError(
+                    f"cannot decompress (zstd): {exc}", file=file.display_name
+                ) from None

@@ -77,7 +77,7 @@ def read_columns(file: TableFile, options: ReadOptions = DEFAULT_OPTIONS) -> lis
         if file.format == "parquet":
             return list(_parquet(file).schema_arrow.names)
         if file.format == "xlsx":
-            rows = XlsxRows(file.path, str(file.path))
+            rows = XlsxRows(file.path, file.display_name)
             rows.close()
             return rows.header
         encoding = file_encoding(file, options.encoding)
@@ -88,7 +88,7 @@ def read_columns(file: TableFile, options: ReadOptions = DEFAULT_OPTIONS) -> lis
             return json_columns(lines)
         return _csv_rows(file, lines, encoding, options).header
     except (OSError, UnicodeError, csv.Error, pa.ArrowException) as exc:
-        raise DataError(f"cannot read the file: {exc}", file=str(file.path)) from None
+        raise DataError(f"cannot read the file: {exc}", file=file.display_name) from None
 
 
 def read_blocks(
@@ -106,7 +106,7 @@ def read_blocks(
     except DataError:
         raise
     except (OSError, csv.Error, pa.ArrowException) as exc:
-        raise DataError(f"reading stopped: {exc}", file=str(file.path)) from None
+        raise DataError(f"reading stopped: {exc}", file=file.display_name) from None
 
 
 def read_records(file: TableFile, options: ReadOptions = DEFAULT_OPTIONS) -> Iterator[Record]:
@@ -143,7 +143,7 @@ def estimate_records(file: TableFile) -> int:
 
 
 def _row_blocks(file: TableFile, size: int, options: ReadOptions) -> Iterator[Block]:
-    name = str(file.path)
+    name = file.display_name
     encoding = None
     rows: CsvRows | JsonRows | JsonArrayRows | XlsxRows
     if file.format == "xlsx":
@@ -177,7 +177,7 @@ def _csv_rows(
     return CsvRows(
         lines,
         DELIMITERS[file.format],
-        str(file.path),
+        file.display_name,
         encoding,
         max_lines=options.max_record_lines,
         max_chars=options.max_record_chars,
@@ -191,7 +191,9 @@ def _is_json_array(file: TableFile, encoding: str) -> bool:
 
 
 def _array_rows(file: TableFile, encoding: str, options: ReadOptions) -> JsonArrayRows:
-    return JsonArrayRows(decoded_pieces(file, encoding), str(file.path), options.max_record_chars)
+    return JsonArrayRows(
+        decoded_pieces(file, encoding), file.display_name, options.max_record_chars
+    )
 
 
 def _array_columns(rows: JsonArrayRows) -> list[str] | None:
@@ -211,7 +213,7 @@ def _parquet(file: TableFile) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(file.path)
     except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"not a readable Parquet file: {exc}", file=str(file.path)) from None
+        raise DataError(f"not a readable Parquet file: {exc}", file=file.display_name) from None
 
 
 def _parquet_blocks(file: TableFile, size: int, columns: list[str] | None) -> Iterator[Block]:

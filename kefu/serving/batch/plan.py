@@ -134,6 +134,6 @@ def _check_session_columns(source: TableFile, columns: list[str] | None, job: Sc
         if name is not None and name not in columns:
             raise DataError(
                 f"{option} column {name!r} is missing; {found_columns(source, columns)}",
-                file=str(source.path),
+                file=source.display_name,
                 column=name,
             )

@@ -75,7 +75,7 @@ def _build_chunk(
     index: int, block: Block, text_col: str, id_col: str | None, max_text_chars: int
 ) -> Chunk:
     """Split a block into rows to score (a table plus their texts) and rejects."""
-    file = str(block.file.path)
+    file = block.file.display_name
     text_values = block.column(text_col)
     id_values = block.column(id_col)
     keep: list[int] = []

@@ -51,14 +51,14 @@ def check_input(
     if internal:
         raise DataError(
             f"column names starting with {INTERNAL_PREFIX!r} are reserved, found {internal}",
-            file=str(source.path),
+            file=source.display_name,
         )
     for role, name in (("text", text_col), ("id", id_col)):
         if name is not None and name not in columns:
             raise DataError(
                 f"{role} column {name!r} is missing; {found_columns(source, columns)}; "
                 f"name it with --{role}-col",
-                file=str(source.path),
+                file=source.display_name,
                 column=name,
             )
     if source.format == "parquet":
@@ -66,7 +66,7 @@ def check_input(
         if not any(check(field.type) for check in TEXT_TYPES):
             raise DataError(
                 f"text column {text_col!r} has type {field.type}; expected a string column",
-                file=str(source.path),
+                file=source.display_name,
                 column=text_col,
             )
     return columns

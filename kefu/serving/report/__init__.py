@@ -48,7 +48,7 @@ def build_report(
         raise DataError("the report is HTML; name the output *.html", file=str(output))
     options = ReadOptions(encoding=encoding, max_record_lines=max_record_lines)
     files = scored_files(inputs, text_col, time_col, options)
-    data = ReportData(files=[str(source.path) for source in files])
+    data = ReportData(files=[source.display_name for source in files])
     for source in files:
         for batch in read_scored(source, text_col, time_col, options):
             data.add(batch)

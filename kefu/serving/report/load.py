@@ -77,7 +77,7 @@ def scored_files(
                     f" and {len(found) - 30} more" if len(found) > 30 else ""
                 )
                 hint = f"; name the columns with --text-col / --time-col (found {shown})"
-            raise DataError(f"missing columns {missing}{hint}", file=str(source.path))
+            raise DataError(f"missing columns {missing}{hint}", file=source.display_name)
     return files
 
 
@@ -119,13 +119,13 @@ def read_scored(
                 session=[session_key(v) for v in columns["session_id"]],
                 session_turn=[turn_number(v) for v in columns["session_turn"]],
                 rejects=[
-                    Reject.of(str(source.path), r, None, None, *r.problem)
+                    Reject.of(source.display_name, r, None, None, *r.problem)
                     for r in block.records
                     if r.problem is not None
                 ],
             )
     except ValueError as exc:  # a reasons cell that is not the JSON list it starts like
-        raise DataError(f"cannot read the scored file: {exc}", file=str(source.path)) from None
+        raise DataError(f"cannot read the scored file: {exc}", file=source.display_name) from None
 
 
 def _pick(values: list[Any], indices: list[int]) -> list[Any]:

@@ -117,7 +117,7 @@ def load_labelled(
         found: list[str] | None = [text_col, *head_columns.values(), "id"]
     elif isinstance(source, str | Path):
         file = table_file(source)
-        name = str(file.path)
+        name = file.display_name
         found = read_columns(file, options)
         records = read_records(file, options)
     elif hasattr(source, "column_names") and hasattr(source, "__iter__"):
