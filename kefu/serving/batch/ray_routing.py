@@ -10,13 +10,13 @@ from __future__ import annotations
 from contextlib import suppress
 
 from kefu.errors import ConfigError, KefuError
-from kefu.serving.batch.ray_cluster import RAY_EXTRA_MISSING
-from kefu.serving.batch.session_routing import (
+from kefu.serving.batch.bucket_routing import (
     BucketTask,
     SessionStats,
     route_bucket,
     route_serially,
 )
+from kefu.serving.batch.ray_cluster import RAY_EXTRA_MISSING
 
 try:
     import ray
@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - the ray extra is installed in CI
 
 
 class RayRouting:
-    """A `BucketRunner` (session_routing.py): each bucket routed by a Ray task of one CPU, at
+    """A `BucketRunner` (bucket_routing.py): each bucket routed by a Ray task of one CPU, at
     most `workers` at once (memory: one bucket each, wherever Ray places them). The tasks read
     and write the bucket files under OUTPUT.partial/sessions/ by absolute path, as the read
     tasks read the inputs: the run's files are on storage the cluster shares. A task whose

@@ -26,15 +26,15 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from kefu.errors import KefuError, one_line
-from kefu.serving.batch.job import ScoreJob
-from kefu.serving.batch.readers import Chunk
-from kefu.serving.batch.scoring import Scorer
-from kefu.serving.batch.session_routing import (
+from kefu.serving.batch.bucket_routing import (
     BucketTask,
     SessionStats,
     route_bucket,
     route_serially,
 )
+from kefu.serving.batch.job import ScoreJob
+from kefu.serving.batch.readers import Chunk
+from kefu.serving.batch.scoring import Scorer
 from kefu.serving.classifier import ort_threads
 
 _WORKER_SCORER: Scorer | None = None  # one per worker process, set by `_start_worker`
@@ -208,7 +208,7 @@ class ScorerPool(_WorkerPool):
 
 
 class RoutingPool(_WorkerPool):
-    """A `BucketRunner` (session_routing.py) routing the buckets in `workers` processes, started
+    """A `BucketRunner` (bucket_routing.py) routing the buckets in `workers` processes, started
     for the routing pass and stopped after it; in this process when one would do. Each worker
     routes one bucket at a time (memory: workers x one bucket)."""
 

@@ -16,6 +16,7 @@ import pytest
 from support.chat_logs import write_jsonl
 from support.conversations import conversations
 
+import kefu.serving.batch.bucket_routing as bucket_routing
 import kefu.serving.batch.session_routing as session_routing
 from kefu.errors import EXIT_FAILED, DataError, KefuError
 from kefu.serving.batch import ScoreJob, run_local, worker_pools
@@ -28,7 +29,7 @@ import sys
 import kefu.serving.batch.session_routing as session_routing
 from pathlib import Path
 from kefu.cli.main import app
-from kefu.serving.batch.session_routing import BucketTask
+from kefu.serving.batch.bucket_routing import BucketTask
 
 
 class LosesItsPolicy(BucketTask):
@@ -50,11 +51,11 @@ app(sys.argv[2:], prog_name="kefu")
 """
 
 
-class _LosesItsPolicy(session_routing.BucketTask):
+class _LosesItsPolicy(bucket_routing.BucketTask):
     """A bucket whose routing raises a bug in the worker (no policy to route with)."""
 
     def __reduce__(self):
-        return session_routing.BucketTask, (self.keys, self.decided, self.spec, None)
+        return bucket_routing.BucketTask, (self.keys, self.decided, self.spec, None)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from support.paths import REPO_ROOT
 from support.serving import free_port
 from support.session_runs import ROUTE, by_id, kefu_score, score_here
 
-import kefu.serving.batch.session_routing as session_routing
+import kefu.serving.batch.bucket_routing as bucket_routing
 from kefu.errors import ConfigError, DataError, OutputError
 from kefu.serving.batch import ScoreJob, run_local
 
@@ -129,7 +129,7 @@ def test_resume_after_a_crash_in_the_merge_gives_the_same_routes(
         raise OSError("No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(session_routing, "route_bucket", crash)
+        patch.setattr(bucket_routing, "route_bucket", crash)
         # the write error becomes one error naming the output, as for any full disk
         with pytest.raises(OutputError, match="cannot write .*out.parquet: No space left"):
             run_local(job)

@@ -19,6 +19,7 @@ from rich.console import Console
 from support.chat_logs import write_jsonl
 from support.conversations import conversations
 
+import kefu.serving.batch.bucket_routing as bucket_routing
 import kefu.serving.batch.session_routing as session_routing
 from kefu.errors import KefuError
 from kefu.serving.batch import ScoreJob, run_local
@@ -120,26 +121,26 @@ def test_buckets_are_at_most_bucket_rows_and_a_multiple_of_the_workers_once_wort
     assert count(10_000_000, workers=16) == 208
 
 
-class _DiesInTheWorker(session_routing.BucketTask):
+class _DiesInTheWorker(bucket_routing.BucketTask):
     """A bucket whose worker process dies as it takes the bucket, as one the OOM killer ends."""
 
     def __reduce__(self):
         return os._exit, (9,)
 
 
-class _FailsInTheWorker(session_routing.BucketTask):
+class _FailsInTheWorker(bucket_routing.BucketTask):
     """A bucket whose routing raises in the worker (no policy to route with)."""
 
     def __reduce__(self):
-        return session_routing.BucketTask, (self.keys, self.decided, self.spec, None)
+        return bucket_routing.BucketTask, (self.keys, self.decided, self.spec, None)
 
 
-class _CannotWriteInTheWorker(session_routing.BucketTask):
+class _CannotWriteInTheWorker(bucket_routing.BucketTask):
     """A bucket whose decisions cannot be written (a folder that is not there, as a full disk)."""
 
     def __reduce__(self):
         decided = str(Path(self.decided).parent / "gone" / "decided.parquet")
-        return session_routing.BucketTask, (self.keys, decided, self.spec, self.policy)
+        return bucket_routing.BucketTask, (self.keys, decided, self.spec, self.policy)
 
 
 def routed_as(kind: type) -> Callable:

@@ -11,14 +11,14 @@ from support.conversations import TEXTS, conversations
 from support.serving import copy_bundle
 from support.session_runs import ROUTE, by_id, score_here
 
-import kefu.serving.batch.session_routing as session_routing
+import kefu.serving.batch.bucket_routing as bucket_routing
 
 
 def test_route_inputs_carry_every_urgency_and_emotion_probability_for_the_same_decision(
     tiny_bundle,
 ):
+    from kefu.serving.batch.bucket_routing import prediction_of
     from kefu.serving.batch.scoring import HEAD_TOPS, Scorer
-    from kefu.serving.batch.session_routing import prediction_of
     from kefu.serving.routing import high_negative_probability
 
     scorer = Scorer.from_bundle(tiny_bundle, variant="fp32", intra_op_threads=1)
@@ -116,7 +116,7 @@ def test_the_intent_window_and_the_long_count_at_their_boundary(
     from kefu.serving.routing_policy import RoutingPolicy
 
     window = 3
-    monkeypatch.setattr(session_routing, "MAX_PREVIOUS_INTENTS", window)
+    monkeypatch.setattr(bucket_routing, "MAX_PREVIOUS_INTENTS", window)
     policy = tmp_path / "policy.yaml"
     rules = ("complaint", "critical_urgency", "angry", "high_urgency_negative")
     policy.write_text(

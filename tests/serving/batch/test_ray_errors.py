@@ -129,7 +129,7 @@ import subprocess
 import sys
 import kefu.serving.batch.session_routing as session_routing
 from kefu.cli.main import app
-from kefu.serving.batch.session_routing import BucketTask
+from kefu.serving.batch.bucket_routing import BucketTask
 
 
 class LosesItsPolicy(BucketTask):
