@@ -5,46 +5,21 @@ whichever the engine, not "a worker died" or Ray's `ActorDiedError` with the cau
 
 from __future__ import annotations
 
-import io
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from support.chat_logs import chat_log, write_csv
-from support.scoring_runs import kefu_lines
+from support.scoring_runs import (
+    kefu_lines,
+    kefu_score_changed_after_checks,
+    run_changed_after_checks,
+)
 
 from kefu.errors import EXIT_FAILED, EXIT_USAGE, BundleError, KefuError
-from kefu.serving.batch import ScoreJob, local_engine
+from kefu.serving.batch import ScoreJob
 
 ENGINES = ["local", pytest.param("ray", marks=pytest.mark.ray)]
-# `kefu score` in a separate process, with the bundle broken right after the run checked it
-CLI_WITH_A_BUNDLE_BROKEN_AFTER_ITS_CHECK = """
-import sys
-from pathlib import Path
-
-from kefu.cli.main import app
-from kefu.serving.batch import local_engine
-
-
-def plan_then_change_the_model(job, engine):
-    plan = check(job, engine)
-    with (Path(job.bundle) / "model.onnx").open("ab") as model:
-        model.write(b"x")
-    return plan
-
-
-if __name__ == "__main__":  # not again in a spawned worker, which imports this module
-    if sys.argv[1] == "ray":
-        from kefu.serving.batch import ray_engine as engine
-    else:
-        engine = local_engine
-    check = engine.plan_run
-    engine.plan_run = plan_then_change_the_model
-    app(sys.argv[2:], prog_name="kefu")
-"""
 
 
 def break_model(bundle: Path, how: str) -> Path:
@@ -77,18 +52,7 @@ def test_a_model_a_worker_cannot_load_ends_the_run_with_its_cause_and_file(
 ):
     if engine == "ray":
         request.getfixturevalue("ray_instance")  # run_ray joins it
-        from kefu.serving.batch import ray_engine as module
-    else:
-        module = local_engine
-    check = module.plan_run
     broken: list[Path] = []
-
-    def plan_then_break(job, engine):
-        plan = check(job, engine)  # the bundle passes the run's checks...
-        broken.append(break_model(bundle, how))  # ...then breaks before a worker loads it
-        return plan
-
-    monkeypatch.setattr(module, "plan_run", plan_then_break)
     job = ScoreJob(
         inputs=[str(source)],
         output=tmp_path / "out.parquet",
@@ -96,9 +60,10 @@ def test_a_model_a_worker_cannot_load_ends_the_run_with_its_cause_and_file(
         workers=2,
         progress=False,
     )
-    run = local_engine.run_local if engine == "local" else module.run_ray
-    with pytest.raises(KefuError) as raised:
-        run(job, console=Console(file=io.StringIO()))
+    with pytest.raises(KefuError) as raised:  # the bundle passes the checks, then breaks
+        run_changed_after_checks(
+            engine, job, lambda: broken.append(break_model(bundle, how)), monkeypatch
+        )
     error, [model] = raised.value, broken
     if how == "changed":  # as when this process loads it: the bundle's own error, exit 2
         assert type(error) is BundleError and error.exit_code == EXIT_USAGE
@@ -121,13 +86,11 @@ def test_kefu_score_prints_the_cause_as_its_one_line_and_exits_as_the_local_engi
 ):
     if engine == "ray":
         pytest.importorskip("ray", reason="the ray extra is not installed")
-    done = subprocess.run(
-        [sys.executable, "-c", CLI_WITH_A_BUNDLE_BROKEN_AFTER_ITS_CHECK, engine, "score"]
-        + [str(source), "-o", str(tmp_path / "out.parquet"), "--bundle", str(bundle)]
-        + ["--engine", engine, "--workers", "2", "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    change_the_model = (
+        'with (Path(job.bundle) / "model.onnx").open("ab") as model:\n    model.write(b"x")'
+    )
+    done = kefu_score_changed_after_checks(
+        engine, change_the_model, source, tmp_path / "out.parquet", bundle
     )
     lines = kefu_lines(done.stderr)
     assert done.returncode == EXIT_USAGE, done.stderr
