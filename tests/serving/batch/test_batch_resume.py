@@ -62,9 +62,17 @@ def kefu_score(source: Path, output: Path, bundle: Path, *extra: str) -> subproc
         str(bundle),
     ]
     command += ["--id-col", "msg_id", "--chunk-size", str(CHUNK), "--no-progress", *extra]
-    # a session of its own: the kill reaches the worker processes too, as a crash would
+    # a session of its own: the kill reaches the worker processes too, as a crash would. Ctrl-C
+    # as a terminal sends it: a test run started in the background by a shell without job
+    # control (`make test &` in a script) inherits SIGINT ignored, and a Python started so
+    # keeps ignoring it, where a user's kefu score in a terminal would stop
     return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
