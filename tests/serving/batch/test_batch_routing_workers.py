@@ -105,24 +105,28 @@ def test_a_bug_in_a_routing_worker_keeps_the_workers_traceback_and_resume_finish
     assert pq.read_table(output).num_rows == summary.scored
 
 
+def scoring_job(chats: Path, output: Path, bundle: Path) -> ScoreJob:
+    """Two scoring workers, four messages a chunk, no conversations."""
+    return ScoreJob(
+        inputs=[str(chats)],
+        output=output,
+        bundle=bundle,
+        chunk_size=4,
+        progress=False,
+        id_col="msg_id",
+        workers=2,
+    )
+
+
 def test_a_bug_in_a_scoring_worker_keeps_the_workers_traceback_and_a_note(
     tmp_path, tiny_bundle, chats, monkeypatch
 ):
     from support.worker_bugs import score_with_a_bug
 
     output = tmp_path / "out.parquet"
-    job = ScoreJob(
-        inputs=[str(chats)],
-        output=output,
-        bundle=tiny_bundle,
-        chunk_size=4,
-        progress=False,
-        id_col="msg_id",
-        workers=2,
-    )
     monkeypatch.setattr(worker_pools, "_score_in_worker", score_with_a_bug)
     with pytest.raises(TypeError, match="a bug while scoring 4 texts") as raised:
-        run_local(job)
+        run_local(scoring_job(chats, output, tiny_bundle))
     printed = "".join(traceback.format_exception(raised.value))
     assert "_RemoteTraceback" in printed and "in score_with_a_bug" in printed, printed
     assert printed.rstrip().endswith(SCORER_FAILED), printed
@@ -136,17 +140,9 @@ def test_an_oserror_in_a_scoring_worker_is_one_line_naming_the_file(
     from support.worker_bugs import score_with_a_refused_read
 
     output = tmp_path / "out.parquet"
-    job = ScoreJob(
-        inputs=[str(chats)],
-        output=output,
-        bundle=tiny_bundle,
-        chunk_size=4,
-        progress=False,
-        workers=2,
-    )
     monkeypatch.setattr(worker_pools, "_score_in_worker", score_with_a_refused_read)
     with pytest.raises(KefuError) as raised:
-        run_local(job)
+        run_local(scoring_job(chats, output, tiny_bundle))
     assert type(raised.value) is KefuError and raised.value.exit_code == EXIT_FAILED
     assert str(raised.value) == (
         "scoring failed: PermissionError: [Errno 13] Permission denied: "
