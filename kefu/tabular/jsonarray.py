@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kefu.errors import DataError
-from kefu.tabular.textrows import Record
+from kefu.tabular.textrows import Record, not_an_object
 
 OUTSIDE = re.compile(r'[\[\]{}",\n]')  # what matters between strings
 INSIDE = re.compile(r'["\\\n]')  # what matters inside a string
@@ -95,8 +95,7 @@ class JsonArrayRows:
                 line = element.text_line + exc.lineno - 1
                 return _element(number, None, ("invalid_json", f"{exc.msg} on line {line}"))
         if not isinstance(value, dict):
-            kind = type(value).__name__
-            return _element(number, None, ("not_an_object", f"found a JSON {kind}"))
+            return _element(number, None, not_an_object(value))
         return _element(number, value)
 
     def _problem(self, element: _Element) -> tuple[str, str] | None:

@@ -27,7 +27,7 @@ from kefu.tabular.decoding import decoded_pieces, file_encoding, iter_lines
 from kefu.tabular.files import DELIMITERS, TableFile, open_bytes
 from kefu.tabular.jsonarray import JsonArrayRows, starts_with_array
 from kefu.tabular.options import DEFAULT_OPTIONS, ReadOptions
-from kefu.tabular.textrows import COLUMN_SCAN_LINES, ROW, JsonRows, Record, json_columns
+from kefu.tabular.textrows import ROW, JsonRows, Record, json_columns
 from kefu.tabular.values import records_table
 from kefu.tabular.xlsx import XlsxRows, sheet_rows
 
@@ -82,10 +82,10 @@ def read_columns(file: TableFile, options: ReadOptions = DEFAULT_OPTIONS) -> lis
             return rows.header
         encoding = file_encoding(file, options.encoding)
         if _is_json_array(file, encoding):
-            return _array_columns(_array_rows(file, encoding, options))
+            return json_columns(_array_rows(file, encoding, options))
         lines = iter_lines(file, encoding)
         if file.format == "jsonl":
-            return json_columns(lines)
+            return json_columns(JsonRows(lines, file.display_name))
         return _csv_rows(file, lines, encoding, options).header
     except (OSError, UnicodeError, csv.Error, pa.ArrowException) as exc:
         raise DataError(f"cannot read the file: {exc}", file=file.display_name) from None
@@ -194,19 +194,6 @@ def _array_rows(file: TableFile, encoding: str, options: ReadOptions) -> JsonArr
     return JsonArrayRows(
         decoded_pieces(file, encoding), file.display_name, options.max_record_chars
     )
-
-
-def _array_columns(rows: JsonArrayRows) -> list[str] | None:
-    """Keys of the objects among the first elements, as `json_columns` lists a JSONL file's."""
-    keys: dict[str, None] = {}
-    found = False
-    for record in rows:
-        if record.line > COLUMN_SCAN_LINES:
-            break
-        if record.values is not None:
-            found = True
-            keys.update(dict.fromkeys(record.values))
-    return list(keys) if found else None
 
 
 def _parquet(file: TableFile) -> pq.ParquetFile:

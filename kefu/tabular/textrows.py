@@ -9,11 +9,11 @@ lines the file had. A `.json` file that holds one array is read by `jsonarray.py
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-COLUMN_SCAN_LINES = 1000  # JSONL: how far to look for the first object when listing columns
+COLUMN_SCAN_LINES = 1000  # JSON: how far (lines, elements) to look for objects when listing columns
 ROW = "row"  # `Record.unit` of Parquet and xlsx records
 
 
@@ -48,28 +48,26 @@ class JsonRows:
                 )
                 continue
             if not isinstance(record, dict):
-                kind = type(record).__name__
-                yield Record(number, number, None, ("not_an_object", f"found a JSON {kind}"))
+                yield Record(number, number, None, not_an_object(record))
                 continue
             yield Record(number, number, record)
 
 
-def json_columns(lines: Iterator[tuple[int, str]]) -> list[str] | None:
-    """Keys of the JSON objects among the first lines, in order of first use (None: no object
-    found). All of them, not the first object's: one record without a key is that record's
-    problem (a reject), not proof that the file lacks the column."""
+def not_an_object(value: Any) -> tuple[str, str]:
+    """The problem of a JSON value where a row's object belongs."""
+    return "not_an_object", f"found a JSON {type(value).__name__}"
+
+
+def json_columns(records: Iterable[Record]) -> list[str] | None:
+    """Keys of the JSON objects among the first records (JSON Lines or an array's elements), in
+    order of first use (None: no object found). All of them, not the first object's: one record
+    without a key is that record's problem (a reject), not proof that the file lacks the column."""
     keys: dict[str, None] = {}
     found = False
-    for number, text in lines:
-        if number > COLUMN_SCAN_LINES:
+    for record in records:
+        if record.line > COLUMN_SCAN_LINES:
             break
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError:
-            continue  # a bad line becomes a reject later; the next lines show the columns
-        if isinstance(record, dict):
+        if record.values is not None:
             found = True
-            keys.update(dict.fromkeys(record))
+            keys.update(dict.fromkeys(record.values))
     return list(keys) if found else None
