@@ -9,7 +9,6 @@ prometheus-client's own switch to multi-process metrics, which `kefu serve --wor
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from kefu.close_words import close_words, did_you_mean
 from kefu.errors import ConfigError
 from kefu.serving.classifier import ort_threads
 from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
@@ -185,8 +185,8 @@ def check_variable_names(environ: Mapping[str, str]) -> None:
         if name.upper() in OTHER_VARIABLES and name != name.upper():  # read as written: upper
             raise ConfigError(f"invalid settings: write {name} as {name.upper()}")
         if name.upper().startswith("KEFU_") and name.upper() not in known:
-            close = difflib.get_close_matches(name.upper(), sorted(known), n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            suggestion = did_you_mean(close_words(name.upper(), sorted(known), limit=1))
+            hint = f"; {suggestion}" if suggestion else ""
             raise ConfigError(
                 f"invalid settings: unknown variable {name}{hint} (the settings are listed in "
                 "the README, Settings)"

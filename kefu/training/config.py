@@ -11,7 +11,6 @@ the field and the value. `TrainConfig.to_dict()` is what the bundle stores.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import typing
 from collections.abc import Iterable, Mapping
@@ -21,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from kefu.close_words import close_words, did_you_mean
 from kefu.errors import ConfigError
 from kefu.serving.taxonomy import HEADS
 from kefu.tabular.decoding import check_encoding
@@ -28,6 +28,21 @@ from kefu.tabular.decoding import check_encoding
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
 PRECISIONS = ("fp32", "bf16", "auto")
 PER_HEAD_KEYS = ("loss_weights", "target_precision", "max_abstain_rate")
+# Names other trainers give these keys, which difflib does not rate close to ours.
+KEY_ALIASES = {
+    "learning_rate": "lr",
+    "num_epochs": "epochs",
+    "num_train_epochs": "epochs",
+    "steps": "max_steps",
+    "bs": "batch_size",
+    "per_device_train_batch_size": "batch_size",
+    "max_seq_length": "max_length",
+    "model": "base_model",
+    "model_name_or_path": "base_model",
+    "warmup": "warmup_ratio",
+    "fp16": "precision",
+    "bf16": "precision",
+}
 
 
 def _per_head(intent: float, urgency: float, emotion: float) -> Any:
@@ -237,7 +252,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
                 raise ConfigError(f"config key {name!r} has no per-head values ({key!r})")
             if head not in HEADS:
                 raise ConfigError(
-                    f"config key {key!r}: unknown head {head!r}{_did_you_mean(head, HEADS)}; "
+                    f"config key {key!r}: unknown head {head!r}{_hint(head, HEADS)}; "
                     f"heads are {list(HEADS)}"
                 )
             merged = dict(values.get(name) or _defaults()[name])
@@ -288,7 +303,7 @@ def _coerce(name: str, value: Any, expected: Any, where: str) -> Any:
     elif typing.get_origin(expected) is dict and isinstance(value, Mapping):
         unknown_heads = sorted(set(value) - set(HEADS), key=str)
         if unknown_heads:
-            hint = _did_you_mean(str(unknown_heads[0]), HEADS)
+            hint = _hint(str(unknown_heads[0]), HEADS)
             raise ConfigError(
                 f"{where}: {name} has unknown heads {unknown_heads}{hint}; heads are {list(HEADS)}"
             )
@@ -307,20 +322,19 @@ def _coerce(name: str, value: Any, expected: Any, where: str) -> Any:
 
 
 def _check_known_keys(keys: Iterable[Any], where: str) -> None:
-    """Name the first unknown key and the known ones closest to it: a typo is the usual cause."""
+    """Name every unknown key and the known ones closest to each: a typo is the usual cause."""
     known = sorted(item.name for item in dataclasses.fields(TrainConfig))
     unknown = sorted((key for key in keys if key not in known), key=str)
     if unknown:
-        hint = _did_you_mean(str(unknown[0]), known)
-        raise ConfigError(
-            f"{where}: unknown config key {unknown[0]!r}{hint}; known keys: {', '.join(known)}"
-        )
+        named = ", ".join(f"{key!r}{_hint(str(key), known, KEY_ALIASES)}" for key in unknown)
+        noun = "key" if len(unknown) == 1 else "keys"
+        raise ConfigError(f"{where}: unknown config {noun} {named}; known keys: {', '.join(known)}")
 
 
-def _did_you_mean(word: str, known: Iterable[str]) -> str:
-    """' (did you mean epochs?)' when a known word is close (difflib, as for KEFU_* names)."""
-    close = difflib.get_close_matches(word, list(known), n=2)
-    return f" (did you mean {' or '.join(close)}?)" if close else ""
+def _hint(word: str, known: Iterable[str], aliases: Mapping[str, str] | None = None) -> str:
+    """' (did you mean epochs?)' when a known word is close, as for KEFU_* names."""
+    suggestion = did_you_mean(close_words(word, known, aliases=aliases))
+    return f" ({suggestion})" if suggestion else ""
 
 
 def _defaults() -> dict[str, Any]:

@@ -75,7 +75,9 @@ def test_file_errors_are_config_errors(tmp_path):
         load_config(listing)
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("epochs: 1\nlearning_rate: 0.1\n")
-    with pytest.raises(ConfigError, match="unknown config key 'learning_rate'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'learning_rate' \(did you mean lr\?\)"
+    ):
         load_config(unknown)
 
 
@@ -87,6 +89,8 @@ def test_file_errors_are_config_errors(tmp_path):
         ("los_weights.intent=1", "unknown config key 'los_weights' (did you mean loss_weights"),
         ("loss_weights.emotin=1", "unknown head 'emotin' (did you mean emotion?); heads are"),
         ("colour=red", "unknown config key 'colour'; known keys: base_model, batch_size, "),
+        ("num_train_epochs=2", "unknown config key 'num_train_epochs' (did you mean epochs?)"),
+        ("steps=100", "unknown config key 'steps' (did you mean max_steps?)"),
     ],
 )
 def test_an_unknown_key_suggests_the_closest_known_keys(override, message):
@@ -103,6 +107,13 @@ def test_an_unknown_key_in_a_config_file_names_the_file_and_the_closest_key(tmp_
         load_config(path, ["epochs=2"])  # an override does not hide the file's typo
     assert str(caught.value).startswith(
         f"config file {path}: unknown config key 'epoch' (did you mean epochs?); known keys: "
+    )
+    path.write_text("epoch: 3\nlearning_rate: 1.0e-4\nbatchsize: 8\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)  # every unknown key at once: one fix-and-rerun, not three
+    assert str(caught.value).startswith(
+        f"config file {path}: unknown config keys 'batchsize' (did you mean batch_size or eval_batch_size?), "
+        "'epoch' (did you mean epochs?), 'learning_rate' (did you mean lr?); known keys: "
     )
     path.write_text("target_precision: {intnt: 0.9}\n")
     with pytest.raises(ConfigError, match=r"unknown heads \['intnt'\] \(did you mean intent\?\)"):

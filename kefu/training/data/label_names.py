@@ -9,9 +9,9 @@ names (difflib ratio, plus ids that start with the value: `refund` -> `refund_re
 
 from __future__ import annotations
 
-import difflib
 import re
 
+from kefu.close_words import close_words, did_you_mean
 from kefu.serving.taxonomy import HEADS, Taxonomy
 
 _SEPARATORS = re.compile(r"[\s\-]+")
@@ -57,14 +57,14 @@ class LabelNames:
         folded = _fold(value)
         spellings = self.spellings[head]
         prefixed = [label for label in self.ids[head] if folded and label.startswith(folded)]
-        close = difflib.get_close_matches(folded, list(spellings), n=limit * 2, cutoff=0.5)
+        close = close_words(folded, spellings, limit=limit * 2, cutoff=0.5)
         ordered = [*prefixed, *(spellings[match] for match in close)]
         return list(dict.fromkeys(ordered))[:limit]
 
     def unknown_message(self, head: str, value: str) -> str:
         """Names what is accepted: each id with its Chinese name, as both resolve."""
-        suggestions = self.suggest(head, value)
-        hint = f"did you mean {' or '.join(repr(s) for s in suggestions)}? " if suggestions else ""
+        suggestion = did_you_mean(self.suggest(head, value), quote=True)
+        hint = f"{suggestion} " if suggestion else ""
         names = self.names[head]
         accepted = ", ".join(
             f"{label} ({names[label]})" if label in names else label for label in self.ids[head]
