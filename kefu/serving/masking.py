@@ -7,8 +7,9 @@ regex pass however many kinds there are. What is masked:
 
 - e-mail addresses; QQ numbers and WeChat ids after their keyword (QQ, 扣扣, 微信, vx, wx, ...);
 - card security codes (CVV, CVC, 安全码, 验证码) and expiry dates (有效期 12/27, exp 12/2027);
-- names after a label (收件人, 联系人, 姓名, 我叫, ...; Chinese or Latin) and street addresses (province .. road,
-  number, building, room, with a trailing "张三收");
+- names after a label (收件人, 联系人, 姓名, 我叫, ...; Chinese or Latin), a name with a common
+  surname just before a mobile number (the pasted address card "张三 13812345678"), and street
+  addresses (province .. road, number, building, room, with a trailing "张三收");
 - mobile numbers with spaces, dashes or dots (`138.1234.5678`), with +86, and written in
   Chinese numerals (`一三八一二三四五六七八`); tracking numbers; order ids (10-20 digits);
 - any other run of 7+ digits, also with ` `, `-`, `.` or `/` between them (landlines, bank
@@ -24,6 +25,16 @@ import re
 _SEP = r"\s*(?:是|为|:|：)?\s*"  # between a keyword and its value: "QQ：123", "QQ是 123"
 _CN_DIGIT = "零〇一二三四五六七八九幺"
 _HAN = r"\u4e00-\u9fa5"
+# The hundred commonest surnames and the compound ones: a name with no label before it is only
+# told from other words by its surname and by the mobile number it is pasted with.
+_SURNAME = (
+    "(?:欧阳|司马|上官|诸葛|东方|皇甫|慕容|令狐|夏侯|尉迟|"
+    "[王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
+    "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝"
+    "龚邵万钱严覃武戴莫孔向汤])"
+)
+_MOBILE = r"(?<!\d)(?:\+?86[-. ]?)?\(?1[3-9]\d\)?[-. ]?\d{4}[-. ]?\d{4}(?!\d)"
+_MOBILE_AHEAD = rf"(?=\s*[,，、/;；]?\s*(?:电话|手机号?|(?i:tel))?\s*[:：]?\s*{_MOBILE})"
 
 # (kind, pattern); a group named `v` marks the part to mask when a keyword precedes it.
 MASKS: tuple[tuple[str, str], ...] = (
@@ -47,6 +58,7 @@ MASKS: tuple[tuple[str, str], ...] = (
         # Latin name; a space-separated next word may go too (李四 电话): more masked, never less
         rf"(?P<v>[{_HAN}](?:\s?[{_HAN}]){{1,4}}|[A-Za-z][a-z]+(?:\s+[A-Za-z][a-z]+){{0,2}})",
     ),
+    ("name", rf"{_SURNAME}[{_HAN}]{{1,2}}{_MOBILE_AHEAD}"),
     (
         "address",
         rf"(?:[{_HAN}]{{2,8}}(?:省|自治区|市|区|县|旗|镇|乡|街道))*"
@@ -56,7 +68,7 @@ MASKS: tuple[tuple[str, str], ...] = (
         rf"|[{_HAN}A-Za-z0-9]{{1,12}}?(?:小区|大厦|公寓|广场|花园|中心|苑)))*"
         rf"(?:\s*[{_HAN}]{{2,3}}\s*收)?",
     ),
-    ("phone", r"(?<!\d)(?:\+?86[-. ]?)?\(?1[3-9]\d\)?[-. ]?\d{4}[-. ]?\d{4}(?!\d)"),
+    ("phone", _MOBILE),
     ("phone", rf"(?<![{_CN_DIGIT}])[一幺][三四五六七八九][{_CN_DIGIT}]{{9}}(?![{_CN_DIGIT}])"),
     (
         "tracking_number",

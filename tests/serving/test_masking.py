@@ -47,6 +47,14 @@ CASES = [
     ("收件人：李四 电话 138-1234-5678", "收件人：<name> <phone>"),  # more masked, never less
     ("我叫 Li Lei", "我叫 <name>"),
     ("收货人 Zhang San，电话(138)12345678", "收货人 <name>，电话<phone>"),
+    # an address card pasted without labels: a surname and a mobile number mark the name
+    ("张三 13812345678 北京市朝阳区建国路88号", "<name> <phone> <address>"),
+    ("寄给王小明，138-1234-5678", "寄给<name>，<phone>"),
+    ("欧阳娜娜/+86 13812345678", "<name>/<phone>"),
+    ("李四电话13812345678", "<name>电话<phone>"),
+    ("小张13812345678", "小张<phone>"),  # a surname alone is no name
+    ("订单金额:199元", "订单金额:199元"),  # 金 is a surname, 199 no mobile number
+    ("方便的话打010-12345678", "方便的话打<number>"),  # no mobile number: the words stay
     # the words before a province may go with it: more is masked, never less
     ("寄到浙江省杭州市西湖区文三路478号华星时代广场A座1201室", "<address>"),
     ("地址：北京市朝阳区建国路88号3号楼2单元502室 李四收，谢谢", "地址：<address>，谢谢"),
