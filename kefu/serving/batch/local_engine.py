@@ -48,7 +48,13 @@ def run_local(job: ScoreJob, console: Console | None = None) -> Summary:
     for warning in plan.warnings():
         console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     staging = Staging(plan.staging_dir)
-    state = staging.open(plan.fingerprint, resume=job.resume, fresh=job.fresh)
+    state = staging.open(
+        plan.fingerprint,
+        resume=job.resume,
+        fresh=job.fresh,
+        input_names=[source.display_name for source in plan.inputs],
+    )
+    plan = plan.named_as(state.input_names)
     if state.committed_chunks:
         console.print(
             f"resuming after {state.committed_chunks} committed chunks ({state.rows_read} rows)",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,16 @@ class RunPlan:
     )  # input columns named like score columns
     policy: RoutingPolicy | None = None  # validated; session routing decides with it
     resume_note: str | None = None  # --resume with no unfinished run: what happens instead
+
+    def named_as(self, names: list[str]) -> RunPlan:
+        """This plan with its inputs named `names` (a resumed run's first names), same files."""
+        if len(names) != len(self.inputs):  # a state written before names were kept
+            return self
+        inputs = [
+            replace(source, display_name=name)
+            for source, name in zip(self.inputs, names, strict=True)
+        ]
+        return replace(self, inputs=inputs)
 
     def warnings(self) -> list[str]:
         warnings = [self.resume_note] if self.resume_note else []

@@ -51,6 +51,9 @@ class RunState:
         default_factory=list
     )  # chunk count of each input read to the end
     phase: str = "scoring"  # "scoring" -> "finalising" once every chunk is committed
+    # each input as the first run named it: a resume that spells a file another way (absolute,
+    # then relative) still names it one way in rejects and per-file counts
+    input_names: list[str] = field(default_factory=list)
     version: int = STATE_VERSION
 
     def summary(self) -> Summary:
@@ -80,7 +83,14 @@ class Staging:
         self.directory = directory
         self.state_path = directory / STATE
 
-    def open(self, fingerprint: dict[str, Any], *, resume: bool, fresh: bool) -> RunState:
+    def open(
+        self,
+        fingerprint: dict[str, Any],
+        *,
+        resume: bool,
+        fresh: bool,
+        input_names: list[str] | None = None,
+    ) -> RunState:
         """The state to continue from: a new run, or (with `resume`) the interrupted one."""
         if fresh and self.directory.exists():
             shutil.rmtree(self.directory)
@@ -98,7 +108,7 @@ class Staging:
                     leftover.unlink()
                 return state
         self.directory.mkdir(parents=True, exist_ok=True)
-        state = RunState(fingerprint=fingerprint)
+        state = RunState(fingerprint=fingerprint, input_names=list(input_names or []))
         self.save(state)
         return state
 

@@ -107,7 +107,7 @@ def no_space_after_commits(output: Path, chunks: int):
     return fsync
 
 
-def test_resume_with_relative_names_finishes_and_still_refuses_another_file(
+def test_resume_keeps_the_first_runs_names_and_still_refuses_another_file(
     tmp_path, tiny_bundle, monkeypatch
 ):
     logs_folder(tmp_path, rows=200)
@@ -132,9 +132,12 @@ def test_resume_with_relative_names_finishes_and_still_refuses_another_file(
     monkeypatch.chdir(other)
     with pytest.raises(ConfigError, match="cannot resume: the run changed"):
         run_local(ScoreJob(**{**job.__dict__, "output": tmp_path / "out.parquet", "resume": True}))
+    # the same files spelled absolute: the run goes on, and names them as its first part did
     monkeypatch.chdir(tmp_path)
-    summary = run_local(ScoreJob(**{**job.__dict__, "resume": True}))
+    spelled = [str(tmp_path / "logs" / "a.jsonl"), str(tmp_path / "logs" / "b.jsonl")]
+    summary = run_local(ScoreJob(**{**job.__dict__, "inputs": spelled, "resume": True}))
     assert summary.resumed_from_chunk == done
+    assert sorted(summary.file_rows) == ["logs/a.jsonl", "logs/b.jsonl"]
     assert (summary.rows_read, summary.rejected) == (400, 2 * expected_bad(200))
     names = [reject["file"] for reject in read_rejects(Path("out.parquet"))]
     assert names == ["logs/a.jsonl"] * expected_bad(200) + ["logs/b.jsonl"] * expected_bad(200)
