@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import gzip
 import io
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -116,10 +117,23 @@ def resolve_files(patterns: list[str]) -> list[TableFile]:
     return list(seen.values())
 
 
+def check_unchanged(file: TableFile, now: os.stat_result) -> None:
+    """Refuse a file that changed since it was resolved: what a run checked, counted and
+    fingerprinted for `--resume` must be what it reads (a log still being written, a file
+    truncated or replaced mid-run)."""
+    if (now.st_size, now.st_mtime_ns) != (file.size, file.mtime_ns):
+        raise DataError(
+            f"the file changed while kefu was using it ({file.size:,} bytes when first opened, "
+            f"{now.st_size:,} now); rerun once nothing writes to it, or on a copy",
+            file=file.display_name,
+        )
+
+
 @contextmanager
 def open_bytes(file: TableFile) -> Iterator[BinaryIO]:
     """The file's (decompressed) bytes as a binary stream that iterates by line."""
     with file.path.open("rb") as raw:
+        check_unchanged(file, os.fstat(raw.fileno()))
         if file.compression is None:
             yield raw
         elif file.compression == "gzip":

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from kefu.errors import DataError
 from kefu.tabular.csvrows import CsvRows
 from kefu.tabular.decoding import decoded_pieces, file_encoding, iter_lines
-from kefu.tabular.files import DELIMITERS, TableFile, open_bytes
+from kefu.tabular.files import DELIMITERS, TableFile, check_unchanged, open_bytes
 from kefu.tabular.jsonarray import JsonArrayRows, starts_with_array
 from kefu.tabular.options import DEFAULT_OPTIONS, ReadOptions
 from kefu.tabular.textrows import ROW, JsonRows, Record, json_columns
@@ -77,7 +77,7 @@ def read_columns(file: TableFile, options: ReadOptions = DEFAULT_OPTIONS) -> lis
         if file.format == "parquet":
             return list(_parquet(file).schema_arrow.names)
         if file.format == "xlsx":
-            rows = XlsxRows(file.path, file.display_name)
+            rows = _xlsx_rows(file)
             rows.close()
             return rows.header
         encoding = file_encoding(file, options.encoding)
@@ -147,7 +147,7 @@ def _row_blocks(file: TableFile, size: int, options: ReadOptions) -> Iterator[Bl
     encoding = None
     rows: CsvRows | JsonRows | JsonArrayRows | XlsxRows
     if file.format == "xlsx":
-        rows = XlsxRows(file.path, name)
+        rows = _xlsx_rows(file)
     else:
         encoding = file_encoding(file, options.encoding)
         lines = iter_lines(file, encoding)
@@ -196,8 +196,14 @@ def _array_rows(file: TableFile, encoding: str, options: ReadOptions) -> JsonArr
     )
 
 
+def _xlsx_rows(file: TableFile) -> XlsxRows:
+    check_unchanged(file, file.path.stat())
+    return XlsxRows(file.path, file.display_name)
+
+
 def _parquet(file: TableFile) -> pq.ParquetFile:
     try:
+        check_unchanged(file, file.path.stat())
         return pq.ParquetFile(file.path)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"not a readable Parquet file: {exc}", file=file.display_name) from None
