@@ -11,7 +11,18 @@ from typing import Any
 
 import typer
 
-from kefu.cli import base_model, bench, data, evaluate, report, score, serve, train, tune
+from kefu.cli import (
+    base_model,
+    bench,
+    classify,
+    data,
+    evaluate,
+    report,
+    score,
+    serve,
+    train,
+    tune,
+)
 from kefu.cli.errors import reports_errors
 
 app = typer.Typer(
@@ -50,6 +61,7 @@ COMMANDS: dict[str, tuple[Callable[..., Any], str]] = {
         "Choose high_urgency_negative.min_probability for a bundle on a labelled dev file.",
     ),
     "serve": (serve.command, "Serve a bundle over HTTP (POST /v1/classify)."),
+    "classify": (classify.command, "Triage messages given on the command line or stdin."),
     "score": (score.command, "Batch-score CSV, TSV, JSONL, Parquet or xlsx files with a bundle."),
     "report": (report.command, "Render an HTML hotspot report from scored files."),
     "bench": (bench.command, "Measure latency, throughput and accuracy cost side by side."),

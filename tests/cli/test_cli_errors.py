@@ -145,6 +145,7 @@ BUNDLE_COMMANDS = [
     ["evaluate", "--data", "test.jsonl", "-o", "report", "--no-public-dev"],
     ["tune-escalation", "--data", "dev.jsonl"],
     ["bench", "--quick", "--results-dir", "results"],
+    ["classify", "在吗"],
 ]
 
 

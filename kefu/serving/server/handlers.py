@@ -3,8 +3,8 @@
 `check_messages` enforces the limits that depend on settings and on the loaded model's labels
 (text length, metadata size, known intent ids);
 `conversation_context` turns a message's `context` into routing's input; `result_payloads` and
-`response_json` turn the deployment's (prediction, decision) pairs into the response body,
-serialised once; `observe` counts predictions, abstentions and escalations and prepares the
+`response_json` turn the deployment's (prediction, decision) pairs into the response body
+(`kefu/serving/result_json.py`), serialised once; `observe` counts predictions, abstentions and escalations and prepares the
 access-log fields.
 """
 
@@ -17,12 +17,12 @@ from typing import Any
 from pydantic_core import to_json
 
 from kefu.errors import InputError, PayloadTooLarge
-from kefu.serving.classifier import HeadPrediction
 from kefu.serving.deployment import Triage
 from kefu.serving.masking import mask_text
 from kefu.serving.normalize import has_content
 from kefu.serving.preview import ELLIPSIS, LONGEST_ESCAPE
-from kefu.serving.routing import ConversationContext, Decision
+from kefu.serving.result_json import result_payload
+from kefu.serving.routing import ConversationContext
 from kefu.serving.server.access_log import Deferred, logged_text
 from kefu.serving.server.error_responses import ECHO_CHARS, shown
 from kefu.serving.server.metrics import Metrics
@@ -176,49 +176,12 @@ def conversation_context(message: Message) -> ConversationContext:
     )
 
 
-def head_payload(head: HeadPrediction) -> dict[str, Any]:
-    return {
-        "label": head.label,
-        "name": head.name,
-        "confidence": head.confidence,
-        "abstain": head.abstain,
-        "top": [{"label": label, "confidence": confidence} for label, confidence in head.top],
-    }
-
-
-def route_payload(decision: Decision) -> dict[str, Any]:
-    return decision.as_plain() | {
-        "candidates": [
-            {"intent": c.intent, "name": c.name, "confidence": c.confidence}
-            for c in decision.candidates
-        ]
-    }
-
-
 def result_payloads(messages: Sequence[Message], triaged: Sequence[Triage]) -> list[dict[str, Any]]:
-    """One `MessageResult` per message as plain JSON values, in the schema's field order.
-
-    Built directly rather than through the pydantic models: the values come from the loaded
-    model and routing, whose labels were checked against the schema's enums at load
-    (`check_labels_in_schema`), so validating every answer again would only spend CPU.
-    `metadata` is present only when the message carried it (unset fields are not answered).
-    """
+    """One `MessageResult` per message (`result_json`); `metadata` is present only when the
+    message carried it (unset fields are not answered)."""
     results = []
-    for index, (message, (prediction, decision)) in enumerate(zip(messages, triaged, strict=True)):
-        heads = prediction.heads
-        result = {
-            "id": message.id if message.id is not None else str(index),
-            "intent": head_payload(heads["intent"]),
-            "urgency": head_payload(heads["urgency"]),
-            "emotion": head_payload(heads["emotion"]),
-            "group": prediction.group,
-            "route": route_payload(decision),
-            "entities": [
-                {"kind": entity.kind, "text": entity.text, "start": entity.start, "end": entity.end}
-                for entity in prediction.entities
-            ],
-            "truncated": prediction.truncated,
-        }
+    for index, (message, triage) in enumerate(zip(messages, triaged, strict=True)):
+        result = result_payload(message.id if message.id is not None else str(index), triage)
         if message.metadata is not None:
             result["metadata"] = message.metadata
         results.append(result)

@@ -1,0 +1,95 @@
+"""`kefu classify`: the server's answer for each message, from arguments or standard input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from support.serving import isolated_settings
+from typer.testing import CliRunner
+
+from kefu.cli.main import app
+from kefu.errors import EXIT_FAILED, EXIT_USAGE
+from kefu.serving.server.app import create_app
+
+runner = CliRunner()
+TEXTS = ["我的快递三天没动了", "退款怎么还没到账！！", "转人工"]
+
+
+def classify(bundle, *args: str, stdin: str | None = None):
+    return runner.invoke(app, ["classify", "--bundle", str(bundle), *args], input=stdin)
+
+
+def lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines()]
+
+
+def test_each_message_is_answered_as_the_server_answers_it(tiny_bundle):
+    done = classify(tiny_bundle, *TEXTS)
+    assert done.exit_code == 0, done.output
+    with TestClient(create_app(isolated_settings(tiny_bundle))) as client:
+        messages = [{"id": str(number), "text": text} for number, text in enumerate(TEXTS, 1)]
+        served = client.post("/v1/classify", json={"messages": messages}).json()["results"]
+    assert lines(done.stdout) == served
+    assert [result["id"] for result in lines(done.stdout)] == ["1", "2", "3"]
+
+
+def test_context_options_route_as_a_later_turn_of_a_conversation(tiny_bundle):
+    alone = lines(classify(tiny_bundle, TEXTS[0]).stdout)[0]["route"]
+    later = classify(tiny_bundle, TEXTS[0], "--turn", "5", "--previous-intent", "none")
+    assert later.exit_code == 0, later.output
+    route = lines(later.stdout)[0]["route"]
+    assert "long_conversation" not in alone["reasons"]
+    assert "long_conversation" in route["reasons"] and route["action"] == "human"
+
+
+def test_standard_input_is_read_line_by_line_and_a_bad_line_is_answered_in_its_place(tiny_bundle):
+    done = classify(tiny_bundle, "-", stdin="在吗\n\n   \n退款怎么还没到账\r\n" + "长" * 30 + "\n")
+    assert done.exit_code == EXIT_FAILED
+    results = lines(done.stdout)
+    assert [result["id"] for result in results] == ["1", "3", "4", "5"]  # line 2 is blank
+    assert results[1] == {
+        "id": "3",
+        "error": {
+            "code": "empty_text",
+            "message": "the message is empty or holds only white space, markup or invisible "
+            "characters",
+        },
+    }
+    assert results[0]["intent"]["label"] and results[2]["intent"]["label"]
+    limited = classify(tiny_bundle, "--max-text-chars", "20", stdin="在吗\n" + "长" * 30 + "\n")
+    assert lines(limited.stdout)[1] == {
+        "id": "2",
+        "error": {
+            "code": "text_too_long",
+            "message": "the message has 30 characters; the limit is 20 (--max-text-chars)",
+        },
+    }
+
+
+def test_a_table_for_people(tiny_bundle):
+    done = classify(tiny_bundle, "--table", *TEXTS)
+    assert done.exit_code == 0, done.output
+    header = done.stdout.splitlines()[1]
+    for column in ("message", "intent", "urgency", "emotion", "route", "reasons"):
+        assert column in header
+    assert "我的快递" in done.stdout and "{" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["在吗", "--previous-intent", "refund_retrn"],
+            "kefu classify: --previous-intent 'refund_retrn' is not an intent id of the bundle; "
+            "did you mean refund_return? the ids are account_security, ",
+        ),
+        (["在吗", "-"], "kefu classify: '-' reads standard input and takes no other messages"),
+    ],
+)
+def test_a_bad_argument_is_one_line_and_exit_2(tiny_bundle, args, message):
+    done = classify(tiny_bundle, *args)
+    assert done.exit_code == EXIT_USAGE
+    assert done.stderr.startswith(message) and done.stderr.count("\n") == 1
+    assert done.stdout == ""
