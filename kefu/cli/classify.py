@@ -28,7 +28,7 @@ BATCH = 64  # messages of standard input read and triaged together; output follo
 # what an unreadable message is told, by the code of the classifier's InputError
 PROBLEMS = {
     "empty_text": "is empty or holds only white space, markup or invisible characters",
-    "invalid_text": "is not UTF-8 text",
+    "invalid_text": "is not UTF-8 text (convert the input to UTF-8, e.g. iconv -f gbk -t utf-8)",
 }
 
 

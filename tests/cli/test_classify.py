@@ -68,6 +68,17 @@ def test_standard_input_is_read_line_by_line_and_a_bad_line_is_answered_in_its_p
     }
 
 
+def test_a_line_that_is_not_utf8_is_answered_in_its_place(tiny_bundle):
+    done = runner.invoke(
+        app, ["classify", "--bundle", str(tiny_bundle)], input="在吗\n".encode("gbk") + b"\xff\n"
+    )
+    assert done.exit_code == EXIT_FAILED
+    assert [result.get("error", {}).get("code") for result in lines(done.stdout)] == [
+        "invalid_text",
+        "invalid_text",
+    ]
+
+
 def test_a_table_for_people(tiny_bundle):
     done = classify(tiny_bundle, "--table", *TEXTS)
     assert done.exit_code == 0, done.output
