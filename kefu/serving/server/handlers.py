@@ -4,8 +4,8 @@
 (text length, metadata size, known intent ids);
 `conversation_context` turns a message's `context` into routing's input; `result_payloads` and
 `response_json` turn the deployment's (prediction, decision) pairs into the response body
-(`kefu/serving/result_json.py`), serialised once; `observe` counts predictions, abstentions and escalations and prepares the
-access-log fields.
+(`kefu/serving/result_json.py`), serialised once; `observe` counts predictions, abstentions
+and escalations and prepares the access-log fields.
 """
 
 from __future__ import annotations
