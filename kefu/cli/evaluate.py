@@ -162,7 +162,7 @@ def command(
                 log(f"{name:6s} {head:8s} not trained (its training data had no labels for it)")
                 continue
             if not scores["n"]:
-                log(f"{name:6s} {head:8s} not scored (no row carries a {head} label it knows)")
+                log(f"{name:6s} {head:8s} not scored (no row carries an {head} label it knows)")
                 continue
             baseline, int8 = block["baseline"][head], block["int8"][head]
             log(

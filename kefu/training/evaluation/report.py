@@ -78,7 +78,7 @@ def render_report(
             lines += ["", f"### {name}: {head}", ""]
             if not block["model"][head]["n"]:
                 why = (
-                    f"no row of this set carries a {head} label the bundle knows"
+                    f"no row of this set carries an {head} label the bundle knows"
                     if block["model"][head].get("trained", True)
                     else "the bundle never trained this head"
                 )

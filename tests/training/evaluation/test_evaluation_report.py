@@ -22,10 +22,10 @@ def test_a_head_without_labels_is_said_unscored_not_drawn_nor_tabled_as_zeros(
         "--no-public-dev", "--min-support", 1,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "test   urgency  not scored (no row carries a urgency label it knows)" in result.output
+    assert "test   urgency  not scored (no row carries an urgency label it knows)" in result.output
     report = (out / "report.md").read_text(encoding="utf-8")
     urgency = report.split("### test: urgency")[1].split("###")[0]
-    assert "Not scored: no row of this set carries a urgency label the bundle knows." in urgency
+    assert "Not scored: no row of this set carries an urgency label the bundle knows." in urgency
     assert "| `low` |" not in urgency and "png" not in urgency
     assert not list(out.glob("*urgency*.png")) and (out / "confusion_intent.png").is_file()
     # escalation needs all three gold labels: no row has them, so no table of dashes
