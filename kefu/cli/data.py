@@ -123,6 +123,8 @@ def validate(
     )  # --strict fails below, after the rejects are listed and written
     console = Console()
     typer.echo(f"{file}: {len(data.rows)} usable rows, {len(data.rejects)} rejected")
+    for note in data.missing_column_notes("--{head}-col NAME"):
+        typer.echo(f"note: {note}")
     table = Table()
     for column in ("head", "label", "rows"):
         table.add_column(column)

@@ -95,6 +95,8 @@ def command(
         keyword: name for keyword, name in given.items() if name is not None
     }
     labelled = load_labelled(data, encoding=encoding, **columns)
+    for note in labelled.missing_column_notes("--{head}-col NAME"):
+        typer.echo(f"note: {note}", err=True)
     for reject in labelled.rejects[:5]:
         typer.echo(f"rejected (not scored): {reject.describe()}", err=True)
     if len(labelled.rejects) > 5:

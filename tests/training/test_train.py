@@ -233,6 +233,39 @@ def test_cli_reports_a_missing_data_file(tmp_path, base_dir):
     assert "kefu train: " in result.output and "train.jsonl" in result.output
 
 
+def test_a_training_file_without_the_intent_column_is_refused_naming_it(
+    data_dir, base_dir, tmp_path
+):
+    """A CSV whose intent column has another name would otherwise fail as "0 rows carry an
+    intent label", which does not say that the column was never found."""
+    rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()]
+    csv_path = tmp_path / "logs.csv"
+    csv_path.write_text(
+        "content,意图,urgency\n"
+        + "".join(f"{row['text']},{row['intent']},{row['urgency']}\n" for row in rows),
+        encoding="utf-8-sig",
+    )
+    out = tmp_path / "b"
+    args = ["train", "--out", str(out), "-q", "--base-model", str(base_dir)]
+    args += [
+        "--set",
+        f"train_data={csv_path}",
+        "--set",
+        "dev_data=",
+        "--set",
+        "text_column=content",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert (
+        f"kefu train: {csv_path}: no column 'intent', so no row is labelled for intent; columns "
+        "found: content, 意图, urgency; if one of them holds the intent, name it with --set "
+        "intent_column=NAME (the intent head must be trained)"
+    ) in result.output
+    assert f"warning: {csv_path}: no column 'emotion'" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
 def test_a_base_model_without_weights_is_refused_before_the_data_is_read(
     data_dir, base_dir, tmp_path, monkeypatch
 ):

@@ -56,6 +56,10 @@ class LabelledData:
     source: str
     rows: list[LabelledRow]
     rejects: list[Reject]
+    # head -> its label column when the file has no such column: every row is unlabelled for
+    # that head, which a partial file means on purpose and a misnamed column by mistake
+    missing_columns: dict[str, str] = field(default_factory=dict)
+    columns_found: list[str] = field(default_factory=list)
 
     def texts(self) -> list[str]:
         return [row.text for row in self.rows]
@@ -70,6 +74,16 @@ class LabelledData:
             fields = [row.id, row.text, *(row.labels[head] or "" for head in HEADS)]
             digest.update("\x1f".join(fields).encode("utf-8") + b"\x1e")
         return digest.hexdigest()
+
+    def missing_column_notes(self, option: str) -> list[str]:
+        """One line per head whose column the file lacks; `option` is how to name the column
+        (`--{head}-col NAME` on a command, `--set {head}_column=NAME` for training)."""
+        return [
+            f"{self.source}: no column {column!r}, so no row is labelled for {head}; columns "
+            f"found: {', '.join(self.columns_found)}; if one of them holds the {head}, name it "
+            f"with {option.format(head=head)}"
+            for head, column in self.missing_columns.items()
+        ]
 
 
 @dataclass(frozen=True)
@@ -132,6 +146,8 @@ def load_labelled(
         )
     _check_columns(name, found, columns)
     data = _validate(name, iter(records), names, columns)
+    if export is not None:
+        data.missing_columns = {}  # an export names a head only on the tasks labelled for it
     if strict and data.rejects:
         shown = "\n  ".join(reject.describe() for reject in data.rejects[:MAX_REJECTS_IN_ERROR])
         more = len(data.rejects) - MAX_REJECTS_IN_ERROR
@@ -167,10 +183,12 @@ def _validate(
     rows: list[LabelledRow] = []
     rejects: list[Reject] = []
     seen_ids: dict[str, int] = {}
+    keys: dict[str, None] = {}  # every column or JSON key of the file, in order of first use
     count = 0
     for record in records:
         count += 1
         values = record.values or {}
+        keys.update(dict.fromkeys(values))
         raw_id = values.get(columns.id)
         row_id = (
             str(record.line)
@@ -190,7 +208,12 @@ def _validate(
         rows.append(LabelledRow(row_id, text, labels, record.line, extra))
     if count == 0:
         raise DataError("no data rows found", file=name)
-    return LabelledData(name, rows, rejects)
+    missing = {
+        head: columns.label_column(head)
+        for head in HEADS
+        if keys and columns.label_column(head) not in keys
+    }
+    return LabelledData(name, rows, rejects, missing, [str(key) for key in keys])
 
 
 def _check_row(

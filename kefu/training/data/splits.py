@@ -42,6 +42,7 @@ def load_splits(
     train_rows: list[LabelledRow] = []
     weights: list[float] = []
     dev_rows: list[LabelledRow] = []
+    no_intent_column: list[str] = []  # a note per training file without the intent column
     for path, weight in [
         *zip(train_files, file_weights, strict=True),
         *((p, 0.0) for p in dev_files),
@@ -69,11 +70,20 @@ def load_splits(
             )
         if not data.rows:
             raise DataError("no usable rows", file=str(path))
+        notes = data.missing_column_notes("--set {head}_column=NAME")
+        if "intent" in data.missing_columns and weight > 0:
+            no_intent_column.append(notes[0])
+        for note in notes:
+            log(f"warning: {note}")
         if path in dev_files and weight == 0.0:
             dev_rows += data.rows
         else:
             train_rows += data.rows
             weights += [weight] * len(data.rows)
+    if len(no_intent_column) == len(train_files):
+        # routing is keyed on the intent, so it must be trained (sampling.untrained_heads); say
+        # which column was looked for, not only that no row had an intent
+        raise DataError(f"{no_intent_column[0]} (the intent head must be trained)")
     if not dev_files:
         # version 1 of the normalisation, so that a new rule does not move rows between splits
         in_dev = [

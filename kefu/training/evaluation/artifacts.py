@@ -253,6 +253,8 @@ def _load(
             write_rejects(data.rejects, rejects_dir / rejects_name)
             where = f" (all in {rejects_dir / rejects_name})"
         log(f"{path}: {len(data.rejects)} rows rejected{where}: {shown}")
+    for note in data.missing_column_notes("--{head}-col NAME"):
+        log(f"note: {note}")
     return data
 
 

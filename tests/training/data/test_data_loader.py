@@ -151,3 +151,40 @@ def test_rejects_file_and_validate_command(tmp_path):
     assert strict_written.exit_code == 1
     assert f"1 rejected rows (strict mode); every one is in {strict_out}" in strict_written.output
     assert len(strict_out.read_text().splitlines()) == 1  # written before failing
+
+
+def test_a_label_column_the_file_lacks_is_named_not_read_as_unlabelled_rows(tmp_path):
+    """An Excel export (GBK, CRLF) whose intent column has another name: every row would be
+    unlabelled for intent, so validate names the column it looked for and the ones it found."""
+    path = tmp_path / "export.csv"
+    path.write_bytes(
+        "工单号,content,意图,urgency\r\nT1,我的快递三天没动了,物流异常,高\r\nT2,在吗,问候/感谢,低\r\n".encode(
+            "gbk"
+        )
+    )
+    data = load_labelled(path, text_col="content", id_col="工单号")
+    assert data.missing_columns == {"intent": "intent", "emotion": "emotion"}
+    assert [row.labels["intent"] for row in data.rows] == [None, None]
+    result = CliRunner().invoke(app, ["data", "validate", str(path), "--text-col", "content"])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"note: {path}: no column 'intent', so no row is labelled for intent; columns found: "
+        "工单号, content, 意图, urgency; if one of them holds the intent, name it with "
+        "--intent-col NAME"
+    ) in result.output
+    named = CliRunner().invoke(
+        app, ["data", "validate", str(path), "--text-col", "content", "--intent-col", "意图"]
+    )
+    assert named.exit_code == 0, named.output
+    assert "no column 'intent'" not in named.output
+    assert "no column 'emotion'" in named.output  # a file may label some heads only
+    renamed = load_labelled(path, text_col="content", intent_col="意图", id_col="工单号")
+    assert [row.labels["intent"] for row in renamed.rows] == ["logistics_issue", "greeting"]
+    assert [row.id for row in renamed.rows] == ["T1", "T2"]
+
+
+def test_a_json_key_seen_on_any_row_counts_as_a_column(tmp_path):
+    rows = [{"id": f"r{i}", "text": "在吗", "intent": "greeting"} for i in range(1500)]
+    rows.append({"id": "late", "text": "太慢了", "intent": "other", "emotion": "dissatisfied"})
+    data = load_labelled(_jsonl(tmp_path / "late.jsonl", rows))
+    assert data.missing_columns == {"urgency": "urgency"}
