@@ -135,12 +135,19 @@ def command(
         )
     typer.echo(f"the labels hand over {true_rate:.1%} of the rows")
     criterion = "best F1"
-    if min_recall is not None and chosen.get("recall") < min_recall:
+    if chosen is None:
+        # nothing to choose on: keep what runs now rather than the grid's first value
+        typer.echo(
+            "no value finds any of the messages the labels hand over (recall 0 at every "
+            "value), so none is better than another; keeping the current value"
+        )
+        criterion = "kept: no value found a message the labels hand over"
+    elif min_recall is not None and chosen.get("recall") < min_recall:
         typer.echo(f"no value reaches recall {min_recall:g}; chose the best F1 instead")
         criterion = f"best F1: no value reached recall {min_recall:g}"
     elif min_recall is not None:
         criterion = f"least hand-over at recall >= {min_recall:g}"
-    value = chosen.min_probability
+    value = current if chosen is None else chosen.min_probability
     typer.echo(f"chosen min_probability: {'null' if value is None else f'{value:g}'}")
     if write_policy is not None:
         # a first-format policy (flat keys) is written in this format: it may not mix the two

@@ -55,10 +55,14 @@ def sweep_min_probability(
     return points
 
 
-def choose(points: Sequence[SweepPoint], min_recall: float | None = None) -> SweepPoint:
+def choose(points: Sequence[SweepPoint], min_recall: float | None = None) -> SweepPoint | None:
     """The value to run: with `min_recall`, the one handing over least among those reaching it
     (missing an angry or critical customer is the costly error; after that, fewer hand-overs);
-    without it, or when none reaches it, the best F1 (ties: fewer hand-overs)."""
+    without it, or when none reaches it, the best F1 (ties: fewer hand-overs). None when no
+    value finds a single message the labels hand over: every F1 is then undefined, and the
+    lowest value would win only by the order of the grid."""
+    if not any(point.get("recall") for point in points):
+        return None
     if min_recall is not None:
         reaching = [point for point in points if point.get("recall") >= min_recall]
         if reaching:

@@ -40,6 +40,54 @@ def test_choose_prefers_the_fewest_hand_overs_that_still_reach_the_recall():
     assert choose(points, min_recall=0.99).min_probability == 0.3
 
 
+def test_choose_picks_nothing_when_no_value_finds_a_hand_over():
+    """All F1 undefined: the grid's first value would win by its position alone."""
+    points = [point(0.05, 0.0, 0.0, 0.02), point(0.1, 0.0, 0.0, 0.01), point(None, 0.0, 0.0, 0.0)]
+    assert choose(points) is None
+    assert choose(points, min_recall=0.9) is None
+
+
+def test_the_command_keeps_the_current_value_when_no_value_finds_a_hand_over(
+    trained, data_dir, tmp_path
+):
+    """A complaint the model reads as a product question (low urgency), and a rule whose classes
+    it never finds likely: no value hands the complaint over, so there is nothing to choose on."""
+    _, bundle_dir, _ = trained
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text(
+        '{"text": "商品咨询", "intent": "complaint", "urgency": "low", "emotion": "neutral"}\n',
+        "utf-8",
+    )
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "rules:\n  angry: {enabled: false}\n"
+        "  high_urgency_negative: {urgency: [critical], emotions: [angry]}\n",
+        "utf-8",
+    )
+    written = tmp_path / "tuned.yaml"
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune-escalation", "--bundle", str(bundle_dir), "--data", str(dev), "--policy",
+            str(policy), "--min-recall", "0.9", "--write-policy", str(written),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "recall 0 at every value" in result.output and "keeping the current value" in result.output
+    )
+    assert "chosen min_probability: 0.1" in result.output
+    assert "  chosen" not in result.output  # no row of the table is marked chosen
+    assert yaml.safe_load(written.read_text("utf-8"))["rules"]["high_urgency_negative"] == {
+        "urgency": ["critical"], "emotions": ["angry"], "min_probability": 0.1
+    }  # fmt: skip
+    assert (
+        written.read_text("utf-8")
+        .splitlines()[1]
+        .endswith("(kept: no value found a message the labels hand over)")
+    )
+
+
 @pytest.fixture(scope="module")
 def unsure_bundle(data_dir, base_dir, tmp_path_factory):
     """The tiny encoder alone: the lexical model memorises the tiny data and is never unsure."""
