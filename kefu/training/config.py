@@ -157,7 +157,8 @@ class TrainConfig:
     seed: int = 13
     # torch threads; 0 = all cores
     threads: int = 0
-    # version string in the manifest; "" = kefu-<date>-<data hash>
+    # version string in the manifest and the ONNX metadata; "" = kefu-<data hash>-<model hash>
+    # (8 hex digits each), so the same data and config give the same version and ONNX bytes
     model_version: str = ""
 
     def __post_init__(self) -> None:

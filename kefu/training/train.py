@@ -12,6 +12,8 @@ card; `kefu evaluate` adds test metrics later).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import shutil
@@ -19,7 +21,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -98,7 +99,8 @@ def train(
         # 7. save: one validated bundle
         summary = _summary(started, history, data, base, calibrated.reports, graphs)
         notes += graphs.notes + calibrated.notes
-        manifest = _manifest(config, base.name, data.data_hash, graphs, notes, untrained)
+        version = config.model_version or default_version(data.data_hash, graphs, calibrated.heads)
+        manifest = _manifest(config, version, base.name, data.data_hash, graphs, notes, untrained)
         bundle = save_bundle(
             out_dir, manifest, summary, config=config, taxonomy=taxonomy, model=model,
             base_dir=base.path, tokenizer_json=data.tokenizer_json, graphs=graphs,
@@ -317,6 +319,7 @@ def _summary(
 
 def _manifest(
     config: TrainConfig,
+    model_version: str,
     base_name: str,
     data_hash: str,
     graphs: Graphs,
@@ -324,7 +327,7 @@ def _manifest(
     untrained: list[str],
 ) -> Manifest:
     return Manifest(
-        model_version=config.model_version or default_version(data_hash),
+        model_version=model_version,
         base_model=base_name,
         max_length=config.max_length,
         default_variant=graphs.default_variant,
@@ -334,5 +337,17 @@ def _manifest(
     )
 
 
-def default_version(data_hash: str) -> str:
-    return f"kefu-{datetime.now(UTC):%Y%m%d-%H%M}-{data_hash[:8]}"
+def default_version(data_hash: str, graphs: Graphs, calibration: dict[str, HeadCalibration]) -> str:
+    """`kefu-<data hash>-<model hash>`, 8 hex digits each: the model hash covers the fp32 graph's
+    bytes (the weights, before the version is stamped into its metadata), the calibration and
+    the default variant. Named by what it holds, not by when it was written, so training the
+    same data with the same config again gives the same version and byte-identical ONNX files,
+    and another seed or setting another version."""
+    digest = hashlib.sha256(graphs.fp32.read_bytes())
+    digest.update(
+        json.dumps(
+            {head: asdict(calibration[head]) for head in sorted(calibration)}, sort_keys=True
+        ).encode("utf-8")
+    )
+    digest.update(graphs.default_variant.encode("utf-8"))
+    return f"kefu-{data_hash[:8]}-{digest.hexdigest()[:8]}"

@@ -1,7 +1,9 @@
 """Training end to end on a tiny random BERT (seconds), plus the parts: batches, loss, CLI."""
 
 import json
+import re
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from typer.testing import CliRunner
 from kefu.cli.main import app
 from kefu.errors import ConfigError
 from kefu.serving.bundle.reader import read_bundle
-from kefu.serving.bundle.schema import MODEL_INT8, sha256_file
+from kefu.serving.bundle.schema import MODEL_FP32, MODEL_INT8, sha256_file
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import HEADS
 from kefu.training.config import TrainConfig, load_config
@@ -82,10 +84,18 @@ def test_same_seed_same_model(data_dir, base_dir, tmp_path):
         first.summary["evaluations"][0]["train_loss"]
         == second.summary["evaluations"][0]["train_loss"]
     )
-    assert sha256_file(tmp_path / "a" / "calibration.json") == sha256_file(
-        tmp_path / "b" / "calibration.json"
-    )
+    # named by what it holds, not when: the ONNX metadata carries the version, so a version of
+    # the clock made every run's model.onnx another file
+    for name in ("calibration.json", MODEL_FP32):
+        assert sha256_file(tmp_path / "a" / name) == sha256_file(tmp_path / "b" / name), name
+    version = read_bundle(tmp_path / "a").manifest.model_version
+    assert re.fullmatch(r"kefu-[0-9a-f]{8}-[0-9a-f]{8}", version)
+    assert version == read_bundle(tmp_path / "b").manifest.model_version
     assert not (tmp_path / "a" / MODEL_INT8).exists()
+    other_seed = replace(config, seed=config.seed + 1)
+    train(other_seed, tmp_path / "c", log=lambda line: None, show_progress=False)
+    assert read_bundle(tmp_path / "c").manifest.model_version != version
+    assert sha256_file(tmp_path / "c" / MODEL_FP32) != sha256_file(tmp_path / "a" / MODEL_FP32)
 
 
 def test_bf16_autocast_trains_and_still_exports_an_fp32_model(data_dir, base_dir, tmp_path):
