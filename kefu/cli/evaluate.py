@@ -165,10 +165,16 @@ def command(
                 log(f"{name:6s} {head:8s} not scored (no row carries an {head} label it knows)")
                 continue
             baseline, int8 = block["baseline"][head], block["int8"][head]
+            undefined = (
+                f" (no class has --min-support {min_support} rows; over every class present: "
+                f"{fmt(scores['macro_f1_all'])})"
+                if scores["macro_f1"] is None
+                else ""
+            )
             log(
                 f"{name:6s} {head:8s} macro-F1 {fmt(scores['macro_f1'])} (baseline "
                 f"{fmt(baseline['macro_f1'])}, INT8 {fmt(int8['macro_f1'])})  ECE "
-                f"{fmt(scores['ece'])}  abstain {fmt(scores['abstain_rate'])}"
+                f"{fmt(scores['ece'])}  abstain {fmt(scores['abstain_rate'])}{undefined}"
             )
     for name, result in outcome.metrics.get("public_dev", {}).items():
         log(

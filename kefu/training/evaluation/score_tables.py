@@ -150,7 +150,8 @@ def _averaged_legend(per_class: Mapping[str, Mapping[str, Any]], min_support: in
     if not averaged:
         return (
             f"averaged: no class has {min_support} or more test rows, so the head's macro-F1 "
-            "averages none and is undefined (—)."
+            "averages none and is undefined (—); `kefu evaluate --min-support N` sets the bar, "
+            "and `macro_f1_all` in metrics.json averages every class present."
         )
     return (
         f"averaged: the head's macro-F1 averages the F1 of these {averaged} of "

@@ -34,6 +34,28 @@ def test_a_head_without_labels_is_said_unscored_not_drawn_nor_tabled_as_zeros(
     assert "\n| 0 | — | — |" not in report
 
 
+def test_a_small_test_file_says_why_its_macro_f1_is_undefined(tiny_bundle, tmp_path):
+    """A shop's first test file has a few rows per class: no class reaches --min-support, and a
+    bare dash would read as a failure of the model."""
+    write_jsonl(tmp_path / "train.jsonl", TRAIN_ROWS)
+    write_jsonl(tmp_path / "test.jsonl", EVAL_ROWS)
+    result = run_cli(
+        "--bundle", tiny_bundle, "--data", f"test={tmp_path / 'test.jsonl'}", "-o",
+        tmp_path / "out", "--no-public-dev", "--train-data", tmp_path / "train.jsonl",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    for head in ("intent", "urgency", "emotion"):
+        line = next(
+            line for line in result.output.splitlines() if line.startswith(f"test   {head}")
+        )
+        assert metrics["model"][head]["macro_f1"] is None
+        every_class = f"{metrics['model'][head]['macro_f1_all']:.3f}"
+        assert line.endswith(
+            f"(no class has --min-support 10 rows; over every class present: {every_class})"
+        ), line
+
+
 def test_per_class_scores_that_are_undefined_are_dashes():
     head = {
         "per_class": {
@@ -66,7 +88,8 @@ def test_the_per_class_table_marks_the_classes_macro_f1_averages():
     )
     assert per_class_table(head(9, 3), {}, min_support=10)[-1] == (
         "averaged: no class has 10 or more test rows, so the head's macro-F1 averages none and "
-        "is undefined (—)."
+        "is undefined (—); `kefu evaluate --min-support N` sets the bar, and `macro_f1_all` in "
+        "metrics.json averages every class present."
     )
 
 
