@@ -48,6 +48,7 @@ def command(
     intent_col: str = typer.Option(None, "--intent-col", help=COLUMN_HELP.format("intent")),
     urgency_col: str = typer.Option(None, "--urgency-col", help=COLUMN_HELP.format("urgency")),
     emotion_col: str = typer.Option(None, "--emotion-col", help=COLUMN_HELP.format("emotion")),
+    id_col: str = typer.Option(None, "--id-col", help=COLUMN_HELP.format("message id")),
     encoding: str = typer.Option(None, "--encoding", help="Text encoding (default: detected)."),
 ) -> None:
     """Route the dev messages under each candidate value; print precision, recall and rate."""
@@ -90,6 +91,7 @@ def command(
         "intent_col": intent_col,
         "urgency_col": urgency_col,
         "emotion_col": emotion_col,
+        "id_col": id_col,
     }
     columns: dict[str, Any] = trained_columns(model.training_config) | {
         keyword: name for keyword, name in given.items() if name is not None

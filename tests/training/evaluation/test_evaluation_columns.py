@@ -79,3 +79,19 @@ def test_tune_escalation_reads_the_dev_file_with_the_training_columns(own_export
         "escalation by min_probability" in result.output
         and "chosen min_probability" in result.output
     )
+
+
+def test_tune_escalation_column_flags_override_the_training_columns(own_export, data_dir, tmp_path):
+    """A dev file with the standard names: every column, the id's too (a repeated id is one
+    message labelled twice, a reject), is named by a flag."""
+    rows = [json.loads(line) for line in (data_dir / "dev.jsonl").read_text().splitlines()]
+    rows.append(dict(rows[0]))
+    dev = write_csv(tmp_path / "plain.csv", rows, {key: key for key in COLUMNS})
+    args = ["tune-escalation", "--bundle", own_export / "bundle", "--data", dev]
+    args += [f"--{key}-col={key}" for key in COLUMNS]
+    result = CliRunner().invoke(app, [str(arg) for arg in args])
+    assert result.exit_code == 0, result.output
+    assert f"rejected (not scored): {dev}, line {len(rows) + 1}, column 'id': duplicate id" in (
+        result.output
+    )
+    assert f"escalation by min_probability ({len(rows) - 1} rows)" in result.output
