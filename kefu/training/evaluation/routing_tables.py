@@ -79,6 +79,20 @@ def escalation_table(block: Mapping[str, Any]) -> list[str]:
         "",
         *table(header, rows),
         *_escalation_spread(measured),
+        *_nothing_to_find(esc),
+    ]
+
+
+def _nothing_to_find(esc: Mapping[str, Any]) -> list[str]:
+    """Why recall is a dash on a set (a small one of a team's own, often) whose labels hand no
+    message over: the dash is the set's, not a failure of the model."""
+    if esc.get("true_rate"):
+        return []
+    return [
+        "",
+        "No message of this set is one its labels hand over (true rate 0), so recall and F1 "
+        "are undefined (—), and precision too where kefu hands none over; a set with angry, "
+        "critical or complaining customers measures them.",
     ]
 
 

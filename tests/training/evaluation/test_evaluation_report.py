@@ -8,6 +8,7 @@ import pytest
 from support.evaluation import EVAL_ROWS, TRAIN_ROWS, run_cli, write_jsonl
 
 from kefu.training.evaluation.card_sections import limits, training_section
+from kefu.training.evaluation.routing_tables import escalation_table
 from kefu.training.evaluation.score_tables import by_source_table, per_class_table
 
 
@@ -170,3 +171,21 @@ def test_the_card_names_the_labels_without_test_rows():
         "- Labels with no test rows, so unmeasured here: intent: `counterfeit`, "
         "`bulk_purchase`; urgency: `critical`."
     ) in lines
+
+
+def test_an_escalation_table_whose_labels_hand_nothing_over_says_why_recall_is_a_dash():
+    def block(true_rate):
+        routing = {
+            "n": 5, "precision": None, "recall": None if not true_rate else 0.0, "f1": None,
+            "rate": 0.0, "true_rate": true_rate, "actions": {"bot": 0.8, "clarify": 0.2},
+        }  # fmt: skip
+        return {"escalation": routing}
+
+    lines = escalation_table(block(0.0))
+    assert lines[-1] == (
+        "No message of this set is one its labels hand over (true rate 0), so recall and F1 are "
+        "undefined (—), and precision too where kefu hands none over; a set with angry, critical "
+        "or complaining customers measures them."
+    )
+    assert "| fp32 | 5 | — | — | — | 0.000 | 0.000 | 0.800 | 0.200 | — |" in lines
+    assert not any("true rate 0)" in line for line in escalation_table(block(0.2)))
