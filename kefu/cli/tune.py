@@ -114,7 +114,7 @@ def command(
             f"{data}: no row's labels call for a person, so there is nothing to tune on",
             field="--data",
         )
-    chosen = choose(points, min_recall)
+    chosen = choose(points, min_recall, current=current)
     typer.echo(f"{data}: escalation by min_probability ({len(labelled.rows)} rows)")
     typer.echo(
         f"{'min_probability':>15} {'precision':>9} {'recall':>6} {'F1':>5} {'human':>6} {'clarify':>7}"

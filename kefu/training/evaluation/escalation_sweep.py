@@ -25,6 +25,7 @@ from kefu.training.evaluation.escalation import escalation_block
 
 # Candidate values; None = the rule reads the best labels only (no probability).
 GRID: tuple[float | None, ...] = (0.05, 0.08, 0.1, 0.12, 0.15, 0.18, 0.2, 0.25, 0.3, 0.4, 0.5, None)
+NO_CURRENT = object()  # `choose` without a value in effect (None is one: the rule off)
 
 
 @dataclass(frozen=True)
@@ -55,16 +56,28 @@ def sweep_min_probability(
     return points
 
 
-def choose(points: Sequence[SweepPoint], min_recall: float | None = None) -> SweepPoint | None:
+def choose(
+    points: Sequence[SweepPoint],
+    min_recall: float | None = None,
+    current: float | None | object = NO_CURRENT,
+) -> SweepPoint | None:
     """The value to run: with `min_recall`, the one handing over least among those reaching it
     (missing an angry or critical customer is the costly error; after that, fewer hand-overs);
-    without it, or when none reaches it, the best F1 (ties: fewer hand-overs). None when no
-    value finds a single message the labels hand over: every F1 is then undefined, and the
-    lowest value would win only by the order of the grid."""
+    without it, or when none reaches it, the best F1 (ties: fewer hand-overs). Among values
+    that score alike on every count, `current` (the value in effect) stays: on a small dev
+    split many do, and the grid's order is no reason to move. None when no value finds a
+    single message the labels hand over: every F1 is then undefined."""
     if not any(point.get("recall") for point in points):
         return None
+
+    def stays(point: SweepPoint) -> bool:
+        return point.min_probability == current
+
     if min_recall is not None:
         reaching = [point for point in points if point.get("recall") >= min_recall]
         if reaching:
-            return min(reaching, key=lambda point: (point.get("rate"), -point.get("precision")))
-    return max(points, key=lambda point: (point.get("f1"), -point.get("rate")))
+            return min(
+                reaching,
+                key=lambda point: (point.get("rate"), -point.get("precision"), not stays(point)),
+            )
+    return max(points, key=lambda point: (point.get("f1"), -point.get("rate"), stays(point)))

@@ -40,6 +40,15 @@ def test_choose_prefers_the_fewest_hand_overs_that_still_reach_the_recall():
     assert choose(points, min_recall=0.99).min_probability == 0.3
 
 
+def test_among_values_that_score_alike_the_current_one_stays():
+    alike = [point(0.05, 1.0, 1.0, 0.02), point(0.1, 1.0, 1.0, 0.02), point(0.2, 0.5, 1.0, 0.04)]
+    assert choose(alike).min_probability == 0.05  # no value in effect: the grid's first
+    assert choose(alike, current=0.1).min_probability == 0.1
+    assert choose(alike, min_recall=0.9, current=0.1).min_probability == 0.1
+    assert choose(alike, current=0.2).min_probability == 0.05  # 0.2 scores worse: it moves
+    assert choose(alike, min_recall=0.9, current=None).min_probability == 0.05
+
+
 def test_choose_picks_nothing_when_no_value_finds_a_hand_over():
     """All F1 undefined: the grid's first value would win by its position alone."""
     points = [point(0.05, 0.0, 0.0, 0.02), point(0.1, 0.0, 0.0, 0.01), point(None, 0.0, 0.0, 0.0)]
