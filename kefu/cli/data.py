@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.table import Table
 from kefu.cli.errors import reports_errors
 from kefu.errors import DataError, InputError
 from kefu.serving.taxonomy import HEADS
+
+if TYPE_CHECKING:
+    from kefu.training.data.loader import LabelledData
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -133,6 +136,9 @@ def validate(
         for label, count in sorted(Counter(data.labels(head)).items(), key=lambda kv: str(kv[0])):
             table.add_row(head, label or "(unlabelled)", str(count))
     console.print(table)
+    absent = _absent_classes(data)
+    if absent:
+        typer.echo(f"no row for: {absent} (a model trained on this file alone does not learn them)")
     for reject in data.rejects[:20]:
         typer.echo(f"rejected: {reject.describe()}")
     if len(data.rejects) > 20:
@@ -152,3 +158,18 @@ def validate(
             else ""
         )
         raise DataError(f"no usable rows (rejected: {shown}){hint}", file=str(file))
+
+
+def _absent_classes(data: LabelledData) -> str:
+    """The taxonomy's classes no row is labelled with, per head that has labels at all: the
+    table lists the classes present, and a missing one is easy not to see."""
+    from kefu.serving.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    parts = []
+    for head in HEADS:
+        present = set(data.labels(head)) - {None}
+        absent = [label for label in taxonomy.labels(head) if label not in present]
+        if present and absent:
+            parts.append(f"{head} {', '.join(absent)}")
+    return "; ".join(parts)

@@ -178,6 +178,12 @@ def test_a_label_column_the_file_lacks_is_named_not_read_as_unlabelled_rows(tmp_
     assert named.exit_code == 0, named.output
     assert "no column 'intent'" not in named.output
     assert "no column 'emotion'" in named.output  # a file may label some heads only
+    # the table lists the classes present; the ones absent are named (not for emotion: no labels)
+    absent_intents = "product_info, promotion, bulk_purchase, order_status, order_change, payment"
+    assert f"no row for: intent {absent_intents}," in named.output
+    assert "refund_return" in named.output.split("no row for:")[1]
+    assert "logistics_issue," not in named.output.split("no row for:")[1]
+    assert "; urgency medium, critical (a model trained on this file alone does not" in named.output
     renamed = load_labelled(path, text_col="content", intent_col="意图", id_col="工单号")
     assert [row.labels["intent"] for row in renamed.rows] == ["logistics_issue", "greeting"]
     assert [row.id for row in renamed.rows] == ["T1", "T2"]
