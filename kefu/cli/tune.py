@@ -150,7 +150,8 @@ def command(
     elif min_recall is not None:
         criterion = f"least hand-over at recall >= {min_recall:g}"
     value = current if chosen is None else chosen.min_probability
-    typer.echo(f"chosen min_probability: {'null' if value is None else f'{value:g}'}")
+    verb = "kept" if chosen is None else "chosen"
+    typer.echo(f"{verb} min_probability: {'null' if value is None else f'{value:g}'}")
     if write_policy is not None:
         # a first-format policy (flat keys) is written in this format: it may not mix the two
         document = upgrade(read_policy_file(policy), str(policy))[0] if policy is not None else {}

@@ -85,7 +85,10 @@ def test_the_command_keeps_the_current_value_when_no_value_finds_a_hand_over(
     assert (
         "recall 0 at every value" in result.output and "keeping the current value" in result.output
     )
-    assert "chosen min_probability: 0.1" in result.output
+    assert (
+        "kept min_probability: 0.1" in result.output
+        and "chosen min_probability" not in result.output
+    )
     assert "  chosen" not in result.output  # no row of the table is marked chosen
     assert yaml.safe_load(written.read_text("utf-8"))["rules"]["high_urgency_negative"] == {
         "urgency": ["critical"], "emotions": ["angry"], "min_probability": 0.1
