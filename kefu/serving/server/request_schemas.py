@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -37,7 +38,16 @@ def _encodable(value: str) -> str:
     return value
 
 
+def _whole_number(value: Any) -> Any:
+    """The schema's `integer` is JSON Schema's, a value rather than a spelling: 3.0 is the
+    integer 3 (a client's encoder may write a whole float so). 3.5, "3" and true stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 Text = Annotated[StrictStr, AfterValidator(_encodable)]
+WholeNumber = Annotated[StrictInt, BeforeValidator(_whole_number)]
 Id = Annotated[str, StringConstraints(strict=True, max_length=256), AfterValidator(_encodable)]
 ServerPath = Annotated[StrictStr, Field(max_length=4096), AfterValidator(_encodable)]  # PATH_MAX
 
@@ -50,7 +60,7 @@ class Strict(BaseModel):
 class Context(Strict):
     """What the caller knows about the conversation; kefu keeps no conversation state."""
 
-    turn: StrictInt | None = Field(
+    turn: WholeNumber | None = Field(
         default=None, ge=1, description="Customer turn number of this message, 1-based."
     )
     previous_intents: list[StrictStr | None] = Field(
@@ -59,7 +69,7 @@ class Context(Strict):
         description="Intent ids of the earlier customer turns, oldest first; null for a turn "
         "whose intent abstained (the bot could not tell what the customer wanted).",
     )
-    clarifications: StrictInt = Field(
+    clarifications: WholeNumber = Field(
         default=0,
         ge=0,
         description="How many times the bot already asked the customer to choose (route.action "
