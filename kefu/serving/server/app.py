@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -50,7 +51,7 @@ from kefu.serving.server.middleware import (
     watch_disconnect,
 )
 from kefu.serving.server.model_holder import LoadedModel, ModelHolder
-from kefu.serving.server.openapi_errors import CONNECTION_ERRORS, ERRORS, RELOAD_ERRORS
+from kefu.serving.server.openapi_errors import CONNECTION_ERRORS, ERRORS, OK, RELOAD_ERRORS
 from kefu.serving.server.protocol import ERRORS_KEY as PROTOCOL_ERRORS
 from kefu.serving.server.protocol import IDLE_CLOSED_KEY as IDLE_CONNECTIONS_CLOSED
 from kefu.serving.server.request_schemas import ClassifyRequest, ReloadRequest
@@ -122,7 +123,7 @@ router = APIRouter()
     "/v1/classify",
     response_model=ClassifyResponse,
     response_model_exclude_unset=True,  # `metadata` is answered only when it was sent
-    responses=ERRORS,
+    responses=OK | ERRORS,
     # The gate (gate.py) checks X-API-Key from the request head before anything else runs; the
     # scheme (defined by /v1/model's dependency) is attached here for the docs only. On the
     # hottest path FastAPI's dependency solving (the key, the state, the model) cost about
@@ -153,13 +154,15 @@ async def classify(body: ClassifyRequest, request: Request) -> Response:
     )
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+@router.get("/healthz", responses=OK, summary="Liveness: the process answers")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get(
-    "/readyz", summary="Readiness: a model is loaded and warmed", responses={503: ERRORS[503]}
+    "/readyz",
+    summary="Readiness: a model is loaded and warmed",
+    responses=OK | {503: ERRORS[503]},
 )
 async def readyz(model: ModelDep, state: StateDep) -> dict[str, str]:
     if state.drain.draining:
@@ -167,7 +170,11 @@ async def readyz(model: ModelDep, state: StateDep) -> dict[str, str]:
     return {"status": "ready", "model_version": model.model_version}
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+# PlainTextResponse declares the text/plain answer in the schema; the answer itself names
+# the exposition format's version too (CONTENT_TYPE_LATEST).
+@router.get(
+    "/metrics", summary="Prometheus metrics", response_class=PlainTextResponse, responses=OK
+)
 async def metrics_endpoint(state: StateDep) -> Response:
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
@@ -175,7 +182,7 @@ async def metrics_endpoint(state: StateDep) -> Response:
 @router.get(
     "/v1/model",
     response_model=ModelInfo,
-    responses={401: ERRORS[401], 503: ERRORS[503]},
+    responses=OK | {401: ERRORS[401], 503: ERRORS[503]},
     dependencies=[Depends(require_api_key)],
     summary="The serving model: manifest, labels, thresholds, policy, limits (no server paths)",
 )
@@ -221,7 +228,7 @@ def public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
 @router.post(
     "/v1/admin/reload",
     response_model=ReloadResponse,
-    responses=RELOAD_ERRORS,
+    responses=OK | RELOAD_ERRORS,
     dependencies=[Depends(require_admin)],
     summary="Load, validate and warm a bundle, then swap it in; on failure keep the old one",
 )

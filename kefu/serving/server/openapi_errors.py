@@ -9,11 +9,52 @@ from typing import Any
 
 from kefu.serving.server.response_schemas import ErrorBody
 
+# The headers answers carry, declared so that a generated client can read them and a schema
+# check can hold the server to them. Every answer of the app has X-Request-ID (the middleware
+# adds it); the connection layer's answers (400, 408, 503 on any path) come before any request
+# id exists, so on those statuses it is declared but not promised.
+_REQUEST_ID_DESCRIPTION = (
+    "The request's id, quoted in the access log: the caller's own X-Request-ID when it is 1 to "
+    "128 characters of A-Za-z0-9._:-, else one made by the server."
+)
+REQUEST_ID: dict[str, Any] = {
+    "X-Request-ID": {
+        "description": _REQUEST_ID_DESCRIPTION,
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+_REQUEST_ID_UNLESS_CONNECTION_LAYER: dict[str, Any] = {
+    "X-Request-ID": {
+        "description": _REQUEST_ID_DESCRIPTION + " Absent on the connection layer's answers.",
+        "required": False,
+        "schema": {"type": "string"},
+    }
+}
+RETRY_AFTER: dict[str, Any] = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying (KEFU_RETRY_AFTER_SECONDS).",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+_CONNECTION_LAYER_STATUSES = (400, 408, 503)
+# The successful answer of every endpoint: FastAPI merges this into the 200 it declares.
+OK: dict[int | str, dict[str, Any]] = {200: {"headers": REQUEST_ID}}
+
+
+def _headers(status: int) -> dict[str, Any]:
+    request_id = (
+        _REQUEST_ID_UNLESS_CONNECTION_LAYER if status in _CONNECTION_LAYER_STATUSES else REQUEST_ID
+    )
+    return request_id | RETRY_AFTER if status == 503 else request_id
+
+
 # The codes a client may branch on, per status, as /docs shows them. invalid_http, head_timeout
 # and concurrency_limit are written by the HTTP protocol (protocol.py) before any route, on
 # any path: the API description (CONNECTION_ERRORS) names them once for every endpoint.
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
+    status: {"model": ErrorBody, "description": description, "headers": _headers(status)}
     for status, description in {
         400: "`invalid_json`: the body is not valid JSON, or not UTF-8. `invalid_http` (from "
         "the connection layer, not this route): the bytes are not HTTP/1.1, or a request with "
@@ -37,17 +78,24 @@ RELOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     401: ERRORS[401],
     403: {
         "model": ErrorBody,
+        "headers": _headers(403),
         "description": "`forbidden`: admin endpoints are disabled (KEFU_ADMIN_TOKEN is not set).",
     },
     408: ERRORS[408],
     409: {
         "model": ErrorBody,
+        "headers": _headers(409),
         "description": "`reload_unsupported`: the server runs more than one worker process.",
     },
-    413: {"model": ErrorBody, "description": "`body_too_large`: over KEFU_MAX_BODY_BYTES."},
+    413: {
+        "model": ErrorBody,
+        "description": "`body_too_large`: over KEFU_MAX_BODY_BYTES.",
+        "headers": _headers(413),
+    },
     415: ERRORS[415],
     422: {
         "model": ErrorBody,
+        "headers": _headers(422),
         "description": "The reload was refused and the old model keeps serving. "
         "`bundle_invalid` (`field` bundle): the directory is missing, is not a kefu bundle, was "
         "changed after export or cannot be loaded; `policy_invalid` (`field` policy): the "
@@ -87,6 +135,7 @@ RELOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     },
     503: {
         "model": ErrorBody,
+        "headers": _headers(503),
         "description": "`not_ready`: no model is serving yet, or the server is shutting down; "
         "`concurrency_limit` (from the connection layer, not this route): over "
         "KEFU_LIMIT_CONCURRENCY. Retry after Retry-After seconds.",

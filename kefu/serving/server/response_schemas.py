@@ -120,8 +120,8 @@ class ErrorDetail(BaseModel):
         "layer, before any route)."
     )
     message: str = Field(description="What was expected, what was found and how to fix it.")
-    field: str | None = Field(
-        default=None, description="JSON path of the offending value (`messages[1].text`), or null."
+    field: str | None = Field(  # always answered, null when no one value is at fault
+        description="JSON path of the offending value (`messages[1].text`), or null."
     )
 
 

@@ -1,0 +1,111 @@
+"""What /openapi.json promises, held against what the server answers: content types, the
+headers answers carry and the error envelope. Clients generated from the schema trust it, so
+each promise here is checked on a real answer."""
+
+import pytest
+from fastapi.testclient import TestClient
+from support.serving import error, isolated_settings
+
+from kefu.serving.server.app import create_app
+
+OPERATIONS = {
+    ("post", "/v1/classify"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/v1/model"),
+    ("post", "/v1/admin/reload"),
+}
+# The connection layer answers these before a request id exists (openapi_errors.py).
+CONNECTION_LAYER_STATUSES = {"400", "408", "503"}
+
+
+@pytest.fixture(scope="module")
+def admin_client(tiny_bundle):
+    with TestClient(create_app(isolated_settings(tiny_bundle, admin_token="admin"))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def openapi(admin_client):
+    return admin_client.get("/openapi.json").json()
+
+
+def responses_of(openapi):
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                yield (method, path), status, response
+
+
+def test_the_schema_lists_every_operation(openapi):
+    assert {(method, path) for (method, path), _, _ in responses_of(openapi)} == OPERATIONS
+
+
+def test_metrics_are_declared_as_the_plain_text_they_are_answered_in(openapi, admin_client):
+    declared = openapi["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert declared == {"text/plain": {"schema": {"type": "string"}}}
+    answer = admin_client.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].split(";")[0] == "text/plain"
+    assert "# TYPE kefu_requests_total counter" in answer.text
+
+
+def test_every_response_declares_x_request_id_promised_unless_the_connection_layer_answers(
+    openapi,
+):
+    for operation, status, response in responses_of(openapi):
+        header = response["headers"]["X-Request-ID"]
+        assert header["schema"] == {"type": "string"}, (operation, status)
+        assert header["required"] is (status not in CONNECTION_LAYER_STATUSES), (operation, status)
+
+
+def test_answers_carry_the_request_id_the_schema_promises(admin_client):
+    sent = {"X-Request-ID": "contract-7"}
+    answers = [
+        admin_client.get("/healthz", headers=sent),
+        admin_client.get("/readyz", headers=sent),
+        admin_client.get("/metrics", headers=sent),
+        admin_client.get("/v1/model", headers=sent),
+        admin_client.post("/v1/classify", json={"text": "在吗"}, headers=sent),
+        admin_client.post("/v1/classify", json={"text": ""}, headers=sent),  # 422
+        admin_client.post(
+            "/v1/admin/reload", json={"variant": "int4"}, headers=sent | {"X-Admin-Token": "admin"}
+        ),  # 422
+        admin_client.post("/v1/admin/reload", headers=sent | {"X-Admin-Token": "wrong"}),  # 401
+    ]
+    assert [answer.headers["X-Request-ID"] for answer in answers] == ["contract-7"] * len(answers)
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 200, 200, 422, 422, 401]
+
+
+def test_every_503_declares_retry_after_and_the_answer_carries_it(openapi, tiny_bundle):
+    declared = [
+        (operation, response["headers"]["Retry-After"])
+        for operation, status, response in responses_of(openapi)
+        if status == "503"
+    ]
+    assert {operation for operation, _ in declared} == OPERATIONS - {
+        ("get", "/healthz"),
+        ("get", "/metrics"),
+    }
+    for operation, header in declared:
+        assert header["required"] is True, operation
+        assert header["schema"] == {"type": "integer", "minimum": 0}, operation
+    settings = isolated_settings(tiny_bundle, retry_after_seconds=3)
+    not_loaded = TestClient(create_app(settings))  # no `with`: no lifespan, no model
+    answer = not_loaded.get("/v1/model")
+    assert (answer.status_code, answer.headers["Retry-After"]) == (503, "3")
+    assert answer.json() == error(
+        "not_ready", "the model is not loaded yet (or the server is shutting down)"
+    )
+
+
+def test_the_error_detail_requires_field_as_every_error_answers_it(openapi, admin_client):
+    detail = openapi["components"]["schemas"]["ErrorDetail"]
+    assert detail["required"] == ["code", "message", "field"]
+    assert detail["properties"]["field"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+    missing = admin_client.get("/nowhere")
+    assert (missing.status_code, missing.json()) == (
+        404,
+        error("not_found", "no endpoint at /nowhere; see /docs"),
+    )
