@@ -15,14 +15,20 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StrictInt,
     StrictStr,
     StringConstraints,
+    TypeAdapter,
+    WithJsonSchema,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
+from kefu.serving.bundle.schema import VARIANTS
 from kefu.serving.routing import MAX_PREVIOUS_INTENTS
+from kefu.serving.server.label_enums import IntentId
 
 
 def _encodable(value: str) -> str:
@@ -48,6 +54,39 @@ def _whole_number(value: Any) -> Any:
 
 Text = Annotated[StrictStr, AfterValidator(_encodable)]
 WholeNumber = Annotated[StrictInt, BeforeValidator(_whole_number)]
+# The schema says what the server refuses, so a generated client or a schema check does not
+# take it for valid; the runtime check stays the handler's, with its own code (`empty_text`,
+# `unknown_intent`, `invalid_input`) and message.
+MessageText = Annotated[
+    Text,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "description": "One customer turn, as typed; it must hold something to read "
+            "(not only white space, markup or invisible characters).",
+        }
+    ),
+]
+
+
+class _SchemaOf:
+    """Annotation that documents a value as `of_type` in the JSON schema (its enum, so a
+    generated client gets typed values) while validating it as the annotated type."""
+
+    def __init__(self, of_type: Any):
+        self.of_type = TypeAdapter(of_type).core_schema
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(self.of_type)
+
+
+# An intent id in the schema; validated as a string, so that an id the loaded model does not
+# know (it may lack one of the taxonomy's) gets the handler's `unknown_intent`.
+PreviousIntent = Annotated[StrictStr, _SchemaOf(IntentId)]
+Variant = Annotated[Text, WithJsonSchema({"type": "string", "enum": sorted(VARIANTS)})]
 Id = Annotated[str, StringConstraints(strict=True, max_length=256), AfterValidator(_encodable)]
 ServerPath = Annotated[StrictStr, Field(max_length=4096), AfterValidator(_encodable)]  # PATH_MAX
 
@@ -63,7 +102,7 @@ class Context(Strict):
     turn: WholeNumber | None = Field(
         default=None, ge=1, description="Customer turn number of this message, 1-based."
     )
-    previous_intents: list[StrictStr | None] = Field(
+    previous_intents: list[PreviousIntent | None] = Field(
         default_factory=list,
         max_length=MAX_PREVIOUS_INTENTS,
         description="Intent ids of the earlier customer turns, oldest first; null for a turn "
@@ -86,19 +125,27 @@ METADATA_DESCRIPTION = (
 
 class Message(Strict):
     id: Id | None = Field(default=None, description="Caller's id, echoed back; default: position.")
-    text: Text = Field(description="One customer turn, as typed.")
+    text: MessageText
     context: Context | None = None
     metadata: Metadata | None = Field(default=None, description=METADATA_DESCRIPTION)
+
+
+def _at_least_one(schema: dict[str, Any]) -> None:
+    """The `messages` array holds at least one message (`anyOf`: the array, or null); an empty
+    list is refused (`empty_messages`) by the handler."""
+    for branch in schema["anyOf"]:
+        if branch.get("type") == "array":
+            branch["minItems"] = 1
 
 
 class ClassifyRequest(Strict):
     """Either one message (`text`, optional `id` and `context`) or a batch in `messages`."""
 
-    text: Text | None = None
+    text: MessageText | None = None
     id: Id | None = None
     context: Context | None = None
     metadata: Metadata | None = Field(default=None, description=METADATA_DESCRIPTION)
-    messages: list[Message] | None = None
+    messages: list[Message] | None = Field(default=None, json_schema_extra=_at_least_one)
 
     model_config = ConfigDict(
         extra="forbid",
@@ -167,4 +214,4 @@ class ReloadRequest(Strict):
     bundle: ServerPath | None = Field(
         default=None, description="Bundle directory on the server; default: the current one."
     )
-    variant: Text | None = Field(default=None, description="fp32 or int8; default: as now.")
+    variant: Variant | None = Field(default=None, description="fp32 or int8; default: as now.")

@@ -1,6 +1,6 @@
 """What /openapi.json promises, held against what the server answers: content types, the
-headers answers carry and the error envelope. Clients generated from the schema trust it, so
-each promise here is checked on a real answer."""
+headers answers carry, the error envelope, and request rules a JSON Schema can state. Clients
+generated from the schema trust it, so each promise here is checked on a real answer."""
 
 import pytest
 from fastapi.testclient import TestClient
@@ -108,4 +108,71 @@ def test_the_error_detail_requires_field_as_every_error_answers_it(openapi, admi
     assert (missing.status_code, missing.json()) == (
         404,
         error("not_found", "no endpoint at /nowhere; see /docs"),
+    )
+
+
+def test_the_request_schema_states_what_the_handlers_refuse(openapi, taxonomy):
+    schemas = openapi["components"]["schemas"]
+    text = schemas["Message"]["properties"]["text"]
+    assert (text["type"], text["minLength"]) == ("string", 1)
+    single_text = schemas["ClassifyRequest"]["properties"]["text"]["anyOf"]
+    assert single_text[0]["minLength"] == 1 and single_text[1] == {"type": "null"}
+    messages = schemas["ClassifyRequest"]["properties"]["messages"]["anyOf"]
+    assert messages[0] == {
+        "items": {"$ref": "#/components/schemas/Message"},
+        "type": "array",
+        "minItems": 1,
+    }
+    intent = schemas["Context"]["properties"]["previous_intents"]["items"]["anyOf"]
+    assert intent[0]["enum"] == list(taxonomy.labels("intent"))
+    assert intent[1] == {"type": "null"}
+    variant = schemas["ReloadRequest"]["properties"]["variant"]["anyOf"]
+    assert variant == [{"type": "string", "enum": ["fp32", "int8"]}, {"type": "null"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"messages": []},
+            error("empty_messages", "messages is empty; send 1 to 64 messages", "messages"),
+        ),
+        (
+            {"text": ""},
+            error(
+                "empty_text",
+                "text is empty or holds only white space, markup or invisible characters; "
+                "send the customer's message text",
+                "text",
+            ),
+        ),
+        (
+            {"text": "在吗", "context": {"previous_intents": ["greeting", "bogus"]}},
+            error(
+                "unknown_intent",
+                "context.previous_intents[1] is 'bogus', not an intent id; "
+                "the ids are listed at GET /v1/model",
+                "context.previous_intents[1]",
+            ),
+        ),
+    ],
+)
+def test_what_the_schema_now_refuses_keeps_the_handlers_code_and_message(
+    admin_client, body, expected
+):
+    answer = admin_client.post("/v1/classify", json=body)
+    assert (answer.status_code, answer.json()) == (422, expected)
+
+
+def test_a_reload_variant_outside_the_schemas_enum_keeps_its_code(admin_client):
+    answer = admin_client.post(
+        "/v1/admin/reload", json={"variant": "fp16"}, headers={"X-Admin-Token": "admin"}
+    )
+    assert (answer.status_code, answer.json()) == (
+        422,
+        error(
+            "invalid_input",
+            "unknown model variant 'fp16'; expected one of ['fp32', 'int8']",
+            "variant",
+        ),
     )
