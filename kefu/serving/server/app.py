@@ -28,7 +28,7 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kefu import __version__
-from kefu.errors import Conflict, NotReady
+from kefu.errors import BundleError, Conflict, NotReady
 from kefu.serving.policy_files import policy_source
 from kefu.serving.server.access_log import flush_logs
 from kefu.serving.server.counted_log import flush_counted_logs
@@ -241,7 +241,13 @@ async def reload_model(state: StateDep, body: ReloadRequest | None = None) -> Re
             code="reload_unsupported",
         )
     body = body or ReloadRequest()
-    new, old = await state.models.reload(Path(body.bundle) if body.bundle else None, body.variant)
+    if body.bundle == "":  # Path("") would be the server's working directory
+        raise BundleError(
+            "bundle is empty; name the bundle directory, or leave bundle out to reload the "
+            "current one"
+        )
+    bundle = None if body.bundle is None else Path(body.bundle)
+    new, old = await state.models.reload(bundle, body.variant)
     return ReloadResponse(
         model_version=new.model_version,
         previous_model_version=old.model_version,

@@ -67,8 +67,8 @@ def load_model(
     # itself and runs on a session with all of them (`lone_threads`): a lone message is
     # answered about a third sooner (benchmarks/README.md).
     deployment = Deployment.load(
-        Path(bundle_dir or settings.bundle),
-        variant=variant or settings.variant,
+        Path(settings.bundle if bundle_dir is None else bundle_dir),
+        variant=settings.variant if variant is None else variant,  # "" is refused, not "default"
         policy_path=settings.policy,
         threads=1,
         lone_threads=settings.threads_per_worker,
@@ -155,10 +155,14 @@ class ModelHolder:
         """Load, validate and warm a bundle, then swap it in. Returns (new, old)."""
         async with self._reload_lock:
             old = self.require()
-            target = bundle_dir or old.bundle_dir
+            target = old.bundle_dir if bundle_dir is None else bundle_dir
             try:
                 new = await asyncio.to_thread(
-                    load_model, self.settings, self.metrics, target, variant or old.variant
+                    load_model,
+                    self.settings,
+                    self.metrics,
+                    target,
+                    old.variant if variant is None else variant,
                 )
             except Exception as exc:
                 log.warning(

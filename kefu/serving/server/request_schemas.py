@@ -88,7 +88,12 @@ class _SchemaOf:
 PreviousIntent = Annotated[StrictStr, _SchemaOf(IntentId)]
 Variant = Annotated[Text, WithJsonSchema({"type": "string", "enum": sorted(VARIANTS)})]
 Id = Annotated[str, StringConstraints(strict=True, max_length=256), AfterValidator(_encodable)]
-ServerPath = Annotated[StrictStr, Field(max_length=4096), AfterValidator(_encodable)]  # PATH_MAX
+ServerPath = Annotated[
+    StrictStr,
+    Field(max_length=4096),  # PATH_MAX
+    AfterValidator(_encodable),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 4096}),  # "" is refused
+]
 
 
 class Strict(BaseModel):

@@ -176,3 +176,32 @@ def test_a_reload_variant_outside_the_schemas_enum_keeps_its_code(admin_client):
             "variant",
         ),
     )
+
+
+def test_an_empty_reload_bundle_or_variant_is_refused_not_taken_for_the_current_one(
+    openapi, admin_client
+):
+    """The schema leaves "" out of both; the server once reloaded the current model for it."""
+    reload = openapi["components"]["schemas"]["ReloadRequest"]["properties"]
+    assert reload["bundle"]["anyOf"][0] == {"type": "string", "minLength": 1, "maxLength": 4096}
+    admin = {"X-Admin-Token": "admin"}
+    empty_variant = admin_client.post("/v1/admin/reload", json={"variant": ""}, headers=admin)
+    assert (empty_variant.status_code, empty_variant.json()) == (
+        422,
+        error(
+            "invalid_input", "unknown model variant ''; expected one of ['fp32', 'int8']", "variant"
+        ),
+    )
+    empty_bundle = admin_client.post("/v1/admin/reload", json={"bundle": ""}, headers=admin)
+    assert (empty_bundle.status_code, empty_bundle.json()) == (
+        422,
+        error(
+            "bundle_invalid",
+            "bundle is empty; name the bundle directory, or leave bundle out to reload the "
+            "current one",
+            "bundle",
+        ),
+    )
+    unchanged = admin_client.post("/v1/admin/reload", json={}, headers=admin)
+    assert unchanged.status_code == 200
+    assert unchanged.json()["previous_model_version"] == unchanged.json()["model_version"]
