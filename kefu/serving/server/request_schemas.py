@@ -53,7 +53,9 @@ def _whole_number(value: Any) -> Any:
 
 
 Text = Annotated[StrictStr, AfterValidator(_encodable)]
-WholeNumber = Annotated[StrictInt, BeforeValidator(_whole_number)]
+# The bound comes before the float conversion: so placed, the schema states it as `minimum`
+TurnNumber = Annotated[StrictInt, Field(ge=1), BeforeValidator(_whole_number)]
+Count = Annotated[StrictInt, Field(ge=0), BeforeValidator(_whole_number)]
 # The schema says what the server refuses, so a generated client or a schema check does not
 # take it for valid; the runtime check stays the handler's, with its own code (`empty_text`,
 # `unknown_intent`, `invalid_input`) and message.
@@ -104,8 +106,8 @@ class Strict(BaseModel):
 class Context(Strict):
     """What the caller knows about the conversation; kefu keeps no conversation state."""
 
-    turn: WholeNumber | None = Field(
-        default=None, ge=1, description="Customer turn number of this message, 1-based."
+    turn: TurnNumber | None = Field(
+        default=None, description="Customer turn number of this message, 1-based."
     )
     previous_intents: list[PreviousIntent | None] = Field(
         default_factory=list,
@@ -113,9 +115,8 @@ class Context(Strict):
         description="Intent ids of the earlier customer turns, oldest first; null for a turn "
         "whose intent abstained (the bot could not tell what the customer wanted).",
     )
-    clarifications: WholeNumber = Field(
+    clarifications: Count = Field(
         default=0,
-        ge=0,
         description="How many times the bot already asked the customer to choose (route.action "
         "clarify) in this conversation.",
     )

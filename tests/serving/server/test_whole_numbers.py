@@ -5,6 +5,15 @@ import pytest
 from support.serving import error
 
 
+def test_the_schema_states_the_bounds_of_both(client):
+    context = client.get("/openapi.json").json()["components"]["schemas"]["Context"]["properties"]
+    assert context["turn"]["anyOf"] == [{"type": "integer", "minimum": 1}, {"type": "null"}]
+    assert (context["clarifications"]["type"], context["clarifications"]["minimum"]) == (
+        "integer",
+        0,
+    )
+
+
 def test_an_integer_written_as_a_whole_float_is_that_integer(client):
     """JSON Schema's integer is a value: 5.0 is valid where the schema says integer."""
     as_floats = client.post(
