@@ -1,5 +1,6 @@
 """`kefu data build` rebuilds the seed corpus; `kefu data real` rebuilds the real corpus's splits
-and card numbers from its annotations; `kefu data validate FILE` checks a labelled file."""
+and card numbers from its annotations; `kefu data validate FILE` checks a labelled file;
+`kefu data split FILE --out DIR` makes train / dev / test files of it."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Build the seed corpus or the real corpus's splits, or validate a labelled file.",
+    help="Build the seed corpus or the real corpus's splits; validate or split a labelled file.",
 )
 
 
@@ -158,6 +159,81 @@ def validate(
             else ""
         )
         raise DataError(f"no usable rows (rejected: {shown}){hint}", file=str(file))
+
+
+@app.command("split")
+@reports_errors("data split")
+def split(
+    file: Path = typer.Argument(
+        ...,
+        help="JSONL, CSV, TSV (optionally .gz or .zst), Parquet or xlsx file of labelled messages.",
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for train.jsonl, dev.jsonl, test.jsonl."),
+    session_col: str = typer.Option(
+        None, help="Conversation id column: every turn of a chat goes to the same split."
+    ),
+    shares: str = typer.Option("0.7,0.15,0.15", help="Train, dev and test shares."),
+    seed: int = typer.Option(13, help="Another seed places the rows differently."),
+    force: bool = typer.Option(False, "--force", help="Overwrite split files already in --out."),
+    text_col: str = typer.Option("text", help="Column holding the message text."),
+    intent_col: str = typer.Option("intent"),
+    urgency_col: str = typer.Option("urgency"),
+    emotion_col: str = typer.Option("emotion"),
+    id_col: str = typer.Option("id"),
+    encoding: str = typer.Option(None, help="Text encoding (default: detected)."),
+    max_record_lines: int = typer.Option(
+        5, min=1, help="Reject a CSV/TSV record over more physical lines (a broken quote)."
+    ),
+) -> None:
+    """Split a labelled file into train, dev and test, chats and repeated texts kept whole."""
+    from kefu.cli.extras import require_train_extra
+
+    require_train_extra(("scipy",))
+    from kefu.training.data.loader import load_labelled
+    from kefu.training.data.split import SPLITS, parse_shares, split_labelled, write_splits
+
+    chosen = parse_shares(shares)
+    clashing = [name for name in (*SPLITS, "rejects") if (out / f"{name}.jsonl").exists()]
+    if clashing and not force:
+        raise InputError(
+            f"{out} already holds {', '.join(f'{name}.jsonl' for name in clashing)}; pass "
+            "--force to overwrite, or another --out",
+            field="--out",
+        )
+    data = load_labelled(
+        file,
+        text_col=text_col,
+        intent_col=intent_col,
+        urgency_col=urgency_col,
+        emotion_col=emotion_col,
+        id_col=id_col,
+        encoding=encoding,
+        max_record_lines=max_record_lines,
+    )
+    if not data.rows:
+        raise DataError(f"no usable rows ({len(data.rejects)} rejected)", file=str(file))
+    for note in data.missing_column_notes("--{head}-col NAME"):
+        typer.echo(f"note: {note}")
+    made = split_labelled(data, session_column=session_col, shares=chosen, seed=seed)
+    if force:
+        (out / "rejects.jsonl").unlink(missing_ok=True)  # a file of an earlier split
+    written = write_splits(made, out, data.rejects)
+    table = Table("split", "rows", *(["chats"] if session_col else []), "file")
+    for name in SPLITS:
+        chats = [str(made.groups[name])] if session_col else []
+        table.add_row(name, str(len(made.rows[name])), *chats, str(written[name]))
+    Console().print(table)
+    for name, count in made.moved.items():
+        typer.echo(f"{count} {name} rows nearly repeat a training text: moved to train")
+    for name in ("dev", "test"):
+        for head, labels in made.absent(name).items():
+            typer.echo(f"warning: {name} has no {head} {', '.join(labels)} (not measured there)")
+    if data.rejects:
+        typer.echo(f"{len(data.rejects)} rejected rows in {written['rejects']}")
+    typer.echo(
+        f"next: kefu train --config kefu/training/configs/default.yaml --data-dir {out} "
+        "--out models/mine"
+    )
 
 
 def _absent_classes(data: LabelledData) -> str:
