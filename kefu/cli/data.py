@@ -140,6 +140,7 @@ def validate(
     absent = _absent_classes(data)
     if absent:
         typer.echo(f"no row for: {absent} (a model trained on this file alone does not learn them)")
+    _print_repeats(data)
     for reject in data.rejects[:20]:
         typer.echo(f"rejected: {reject.describe()}")
     if len(data.rejects) > 20:
@@ -234,6 +235,22 @@ def split(
         f"next: kefu train --config kefu/training/configs/default.yaml --data-dir {out} "
         "--out models/mine"
     )
+
+
+def _print_repeats(data: LabelledData) -> None:
+    from kefu.training.data.repeats import find_repeats
+
+    repeats = find_repeats(data.rows)
+    if not repeats.texts:
+        return
+    typer.echo(
+        f"repeated texts: {repeats.texts} texts on {repeats.extra_rows} more rows (trained "
+        f"again each time); labelled two ways: {len(repeats.conflicts)}"
+    )
+    for conflict in repeats.conflicts[:10]:
+        typer.echo(f"  {conflict.describe()}")
+    if len(repeats.conflicts) > 10:
+        typer.echo(f"  ... {len(repeats.conflicts) - 10} more")
 
 
 def _absent_classes(data: LabelledData) -> str:

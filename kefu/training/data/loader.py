@@ -49,6 +49,7 @@ class LabelledRow:
     labels: dict[str, str | None]
     line: int  # 1-based line (JSONL, CSV) or row number (Parquet, datasets)
     extra: dict[str, Any] = field(default_factory=dict)  # other columns, passed through
+    unit: str = "line"  # what `line` counts: "row" in Parquet and xlsx (`Record.unit`)
 
 
 @dataclass
@@ -205,7 +206,7 @@ def _validate(
         seen_ids[row_id] = record.line
         extra = {key: repair(value) for key, value in values.items() if key not in used}
         text = as_text(values[columns.text])
-        rows.append(LabelledRow(row_id, text, labels, record.line, extra))
+        rows.append(LabelledRow(row_id, text, labels, record.line, extra, record.unit))
     if count == 0:
         raise DataError("no data rows found", file=name)
     missing = {

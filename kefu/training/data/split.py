@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from kefu.serving.taxonomy import HEADS
 from kefu.tabular.output import replacing
 from kefu.training.data.loader import LabelledData, LabelledRow
 from kefu.training.data.overlap import THRESHOLD, max_jaccard
+from kefu.training.data.repeats import fold_text
 
 SPLITS = ("train", "dev", "test")
 DEFAULT_SHARES = (0.70, 0.15, 0.15)
@@ -86,7 +86,7 @@ def split_labelled(
     sessions: dict[str, set[str]] = {name: set() for name in SPLITS}
     for row in data.rows:
         session = _session(row, session_column)
-        key = f"session\t{session}" if session else f"text\t{_folded(row.text)}"
+        key = f"session\t{session}" if session else f"text\t{fold_text(row.text)}"
         position = int(hashlib.sha256(f"{seed}\t{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         name = "train" if position < shares[0] else "dev"
         if position >= shares[0] + shares[1]:
@@ -133,11 +133,6 @@ def _move_near_duplicates(split: Split) -> None:
 def _session(row: LabelledRow, column: str | None) -> str:
     value = row.extra.get(column) if column is not None else None
     return "" if value is None or value != value else str(value).strip()  # NaN: no session
-
-
-def _folded(text: str) -> str:
-    """The text as a repeat is recognised: NFKC, lower case, no white space."""
-    return "".join(unicodedata.normalize("NFKC", text).lower().split())
 
 
 def _line(row: LabelledRow, session_column: str | None) -> str:
