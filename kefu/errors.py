@@ -43,6 +43,16 @@ class BundleError(KefuError):
     field = "bundle"
 
 
+class BundleNotFound(BundleError):
+    """The bundle directory does not exist. How to fix that depends on where the directory was
+    named (an option or a setting, or a request's field), so the path travels with the error and
+    the reload endpoint words its own advice instead of the command line's."""
+
+    def __init__(self, message: str, *, path: str):
+        super().__init__(message)
+        self.path = path
+
+
 class InputError(KefuError):
     """A request or an argument is not acceptable; `field` names where (e.g. messages[2].text)."""
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from kefu.errors import BundleError
+from kefu.errors import BundleError, BundleNotFound
 from kefu.serving.bundle.schema import (
     CALIBRATION,
     HF_DIR,
@@ -152,9 +152,10 @@ def _read_manifest(path: Path) -> Manifest:
     if path.exists() and not path.is_dir():
         raise BundleError(f"{path} is a file; a bundle is a directory (e.g. models/default)")
     if not path.is_dir():
-        raise BundleError(
+        raise BundleNotFound(
             f"bundle directory {path} does not exist; pass --bundle DIR (or KEFU_BUNDLE), or "
-            "build one (`make model` in a checkout, or `kefu train`)"
+            "build one (`make model` in a checkout, or `kefu train`)",
+            path=str(path),
         )
     manifest_path = path / MANIFEST
     if not manifest_path.exists():

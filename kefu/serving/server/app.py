@@ -28,7 +28,7 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kefu import __version__
-from kefu.errors import BundleError, Conflict, NotReady
+from kefu.errors import BundleError, BundleNotFound, Conflict, NotReady
 from kefu.serving.policy_files import policy_source
 from kefu.serving.server.access_log import flush_logs
 from kefu.serving.server.counted_log import flush_counted_logs
@@ -247,13 +247,31 @@ async def reload_model(state: StateDep, body: ReloadRequest | None = None) -> Re
             "current one"
         )
     bundle = None if body.bundle is None else Path(body.bundle)
-    new, old = await state.models.reload(bundle, body.variant)
+    try:
+        new, old = await state.models.reload(bundle, body.variant)
+    except BundleNotFound as exc:  # the reader's advice is the command line's
+        raise BundleNotFound(
+            missing_bundle_message(exc.path, body.bundle is None), path=exc.path
+        ) from None
     return ReloadResponse(
         model_version=new.model_version,
         previous_model_version=old.model_version,
         bundle=str(new.bundle_dir),
         variant=new.variant,
         load_seconds=round(new.load_seconds, 3),
+    )
+
+
+def missing_bundle_message(path: str, serving: bool) -> str:
+    """Why a reload found no bundle directory, advice in the request's terms."""
+    if serving:  # bundle left out: the serving model's own directory is gone
+        return (
+            f"bundle directory {path} does not exist on the server any more (the serving model "
+            "was loaded from it); set the request's bundle to a bundle directory on the server"
+        )
+    return (
+        f"bundle directory {path} does not exist on the server; set the request's bundle to a "
+        "bundle directory on the server, or leave bundle out to reload the current one"
     )
 
 

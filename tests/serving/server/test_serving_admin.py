@@ -2,6 +2,7 @@
 on any failure)."""
 
 import json
+import shutil
 import threading
 
 import httpx
@@ -239,7 +240,9 @@ def test_broken_bundle_is_refused_and_the_old_model_keeps_serving(client, tiny_b
             {"bundle": "/nonexistent/bundle"},
             "bundle_invalid",
             "bundle",
-            "bundle directory /nonexistent/bundle does not exist; pass --bundle DIR (or KEFU_BUNDLE), or build one (`make model` in a checkout, or `kefu train`)",
+            "bundle directory /nonexistent/bundle does not exist on the server; set the "
+            "request's bundle to a bundle directory on the server, or leave bundle out to reload "
+            "the current one",
         ),
         (
             "copy",
@@ -277,6 +280,26 @@ def test_reload_errors_name_the_problem_and_keep_the_old_model(
     body = response.json()["error"]
     assert (body["code"], body["field"]) == (code, field)
     assert message in body["message"]
+    assert version(client) == "tiny-0"
+
+
+def test_a_reload_of_a_removed_serving_directory_says_so_in_the_requests_terms(client, tmp_path):
+    """The reader's advice (--bundle, KEFU_BUNDLE, make model) is the command line's; an API
+    caller named the directory in `bundle`, or left it out to reload the serving one."""
+    serving = tmp_path / "serving"
+    shutil.rmtree(serving)
+    response = client.post("/v1/admin/reload", headers=ADMIN)
+    assert (response.status_code, response.json()) == (
+        422,
+        error(
+            "bundle_invalid",
+            f"bundle directory {serving} does not exist on the server any more (the serving "
+            "model was loaded from it); set the request's bundle to a bundle directory on the "
+            "server",
+            "bundle",
+        ),
+    )
+    assert "--bundle" not in response.text and "make model" not in response.text
     assert version(client) == "tiny-0"
 
 
