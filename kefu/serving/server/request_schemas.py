@@ -15,7 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    GetJsonSchemaHandler,
+    PlainValidator,
     StrictInt,
     StrictStr,
     StringConstraints,
@@ -23,8 +23,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
 from kefu.serving.bundle.schema import VARIANTS
 from kefu.serving.routing import MAX_PREVIOUS_INTENTS
@@ -72,22 +71,17 @@ MessageText = Annotated[
 ]
 
 
-class _SchemaOf:
-    """Annotation that documents a value as `of_type` in the JSON schema (its enum, so a
-    generated client gets typed values) while validating it as the annotated type."""
-
-    def __init__(self, of_type: Any):
-        self.of_type = TypeAdapter(of_type).core_schema
-
-    def __get_pydantic_json_schema__(
-        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return handler(self.of_type)
+_STRING = TypeAdapter(StrictStr)
 
 
-# An intent id in the schema; validated as a string, so that an id the loaded model does not
-# know (it may lack one of the taxonomy's) gets the handler's `unknown_intent`.
-PreviousIntent = Annotated[StrictStr, _SchemaOf(IntentId)]
+def _string(value: Any) -> str:
+    return _STRING.validate_python(value)
+
+
+# An intent id in the schema (a reference to IntentId, so a generated client has one intent
+# type), validated as any string: an id the loaded model does not know (it may lack one of the
+# taxonomy's) gets the handler's `unknown_intent`, not pydantic's enum error.
+PreviousIntent = Annotated[StrictStr, PlainValidator(_string, json_schema_input_type=IntentId)]
 Variant = Annotated[Text, WithJsonSchema({"type": "string", "enum": sorted(VARIANTS)})]
 Id = Annotated[str, StringConstraints(strict=True, max_length=256), AfterValidator(_encodable)]
 ServerPath = Annotated[

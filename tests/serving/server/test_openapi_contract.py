@@ -123,9 +123,10 @@ def test_the_request_schema_states_what_the_handlers_refuse(openapi, taxonomy):
         "type": "array",
         "minItems": 1,
     }
+    # a reference to the one IntentId type, not an enum of its own (a second type in clients)
     intent = schemas["Context"]["properties"]["previous_intents"]["items"]["anyOf"]
-    assert intent[0]["enum"] == list(taxonomy.labels("intent"))
-    assert intent[1] == {"type": "null"}
+    assert intent == [{"$ref": "#/components/schemas/IntentId"}, {"type": "null"}]
+    assert schemas["IntentId"]["enum"] == list(taxonomy.labels("intent"))
     variant = schemas["ReloadRequest"]["properties"]["variant"]["anyOf"]
     assert variant == [{"type": "string", "enum": ["fp32", "int8"]}, {"type": "null"}]
 

@@ -1,6 +1,7 @@
 """The API as clients see it: security schemes, enums, offline /docs, caller metadata, and a
 client generated from /openapi.json that talks to a real `kefu serve`."""
 
+import enum
 import importlib.util
 import json
 import re
@@ -180,6 +181,18 @@ def test_a_client_generated_from_openapi_sends_the_right_header_and_parses_answe
     models = importlib.util.module_from_spec(module_spec)
     sys.modules[module_spec.name] = models  # pydantic resolves the annotations through it
     module_spec.loader.exec_module(models)
+    # one intent type: previous_intents refers to IntentId rather than holding its own enum
+    intent_ids = {member.value for member in models.IntentId}
+    intent_types = [
+        value
+        for value in vars(models).values()
+        if isinstance(value, type)
+        and issubclass(value, enum.Enum)
+        and {member.value for member in value} == intent_ids
+    ]
+    assert intent_types == [models.IntentId]
+    context = models.Context(previous_intents=["refund_return", None])
+    assert context.previous_intents == [models.IntentId.refund_return, None]
 
     # what Swagger's Authorize and generated clients do: the operation's scheme names the header
     operation = schema["paths"]["/v1/classify"]["post"]
