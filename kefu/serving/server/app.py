@@ -11,7 +11,7 @@ body of a refused request from holding the connection (`unread_body.py`); before
 uvicorn's HTTP protocol bounds the time a request head may take (`head_timeout.py`) and writes
 kefu's answers where uvicorn answers alone (`protocol.py`), counted through the lifespan state;
 `drain.py` turns SIGTERM into a graceful shutdown. `/docs` is served from a pinned package
-(`docs.py`).
+(`docs.py`). Every GET endpoint answers HEAD too (`head_routes.py`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from kefu.serving.server.handlers import (
     response_json,
     result_payloads,
 )
+from kefu.serving.server.head_routes import get_route
 from kefu.serving.server.head_timeout import STATE_KEY as HEAD_TIMEOUTS
 from kefu.serving.server.metrics import Metrics, sweep_dead_workers
 from kefu.serving.server.middleware import (
@@ -154,12 +155,13 @@ async def classify(body: ClassifyRequest, request: Request) -> Response:
     )
 
 
-@router.get("/healthz", responses=OK, summary="Liveness: the process answers")
+@get_route(router, "/healthz", responses=OK, summary="Liveness: the process answers")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get(
+@get_route(
+    router,
     "/readyz",
     summary="Readiness: a model is loaded and warmed",
     responses=OK | {503: ERRORS[503]},
@@ -172,14 +174,19 @@ async def readyz(model: ModelDep, state: StateDep) -> dict[str, str]:
 
 # PlainTextResponse declares the text/plain answer in the schema; the answer itself names
 # the exposition format's version too (CONTENT_TYPE_LATEST).
-@router.get(
-    "/metrics", summary="Prometheus metrics", response_class=PlainTextResponse, responses=OK
+@get_route(
+    router,
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses=OK,
 )
 async def metrics_endpoint(state: StateDep) -> Response:
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get(
+@get_route(
+    router,
     "/v1/model",
     response_model=ModelInfo,
     responses=OK | {401: ERRORS[401], 503: ERRORS[503]},

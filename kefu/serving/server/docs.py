@@ -17,6 +17,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
+from kefu.serving.server.head_routes import get_route
+
 DOCS_PATH = "/docs"
 ASSETS_PATH = "/docs/assets"
 
@@ -27,7 +29,7 @@ def install_docs(app: FastAPI) -> None:
     app.mount(ASSETS_PATH, assets, name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
 
-    @app.get(DOCS_PATH, include_in_schema=False)
+    @get_route(app.router, DOCS_PATH, include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=openapi_url,

@@ -119,6 +119,15 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
     return error_response(422, _VALIDATION_CODES.get(kind, kind), message, field)
 
 
+def allowing_head(headers: dict[str, str] | None) -> dict[str, str] | None:
+    """A 405's `Allow` with HEAD wherever it names GET: every GET path answers HEAD too, from a
+    route of its own (`head_routes.py`), and the GET route that refused names only itself."""
+    allowed = (headers or {}).get("Allow", "").split(", ")
+    if headers is None or "GET" not in allowed or "HEAD" in allowed:
+        return headers
+    return headers | {"Allow": ", ".join([*allowed, "HEAD"])}
+
+
 def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
     async def on_kefu_error(request: Request, exc: KefuError) -> JSONResponse:
         return kefu_error_response(exc, retry_after_seconds)
@@ -131,6 +140,7 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
             exc.status_code, f"http_{exc.status_code}"
         )
         message = str(exc.detail)
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 400:  # what json.loads raised on was not a syntax error
             message = (
                 "request body could not be read as JSON: not UTF-8, nested too deeply, "
@@ -140,7 +150,8 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
             message = f"no endpoint at {shown(request.url.path)}; see /docs"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {shown(request.url.path)}"
-        return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+            headers = allowing_head(headers)
+        return error_response(exc.status_code, code, message, headers=headers)
 
     app.add_exception_handler(KefuError, on_kefu_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]

@@ -1,0 +1,104 @@
+"""What probes and hand-written clients meet beyond the endpoints themselves: HEAD wherever
+GET is answered. In the app, then over a real `kefu serve`."""
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families as classic
+from support.serving import Server, connect, copy_bundle, error, isolated_settings
+
+from kefu.serving.server.app import create_app
+
+API_KEY = "semantics-key"
+GET_PATHS = ["/healthz", "/readyz", "/metrics", "/v1/model", "/docs", "/openapi.json"]
+
+
+@pytest.fixture(scope="module")
+def client(tiny_bundle):
+    settings = isolated_settings(tiny_bundle, api_keys=[API_KEY])
+    with TestClient(create_app(settings), headers={"X-API-Key": API_KEY}) as test_client:
+        yield test_client
+
+
+def without_request_id(headers: httpx.Headers) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name != "x-request-id"}
+
+
+@pytest.mark.parametrize("path", GET_PATHS)
+def test_head_answers_as_get_does_without_a_body(client, path):
+    head, get = client.head(path), client.get(path)
+    assert (head.status_code, head.content) == (200, b"")
+    if path == "/metrics":  # the scrape counts the HEAD just made: one more series, other sizes
+        assert head.headers["content-type"] == get.headers["content-type"]
+        assert head.headers["content-type"].startswith("text/plain; version=")
+        assert int(head.headers["content-length"]) > 0
+    else:
+        assert without_request_id(head.headers) == without_request_id(get.headers)
+        assert int(head.headers["content-length"]) == len(get.content)
+    assert len(head.headers["x-request-id"]) == 32
+
+
+def test_head_needs_what_get_needs_and_is_counted_as_head(client):
+    refused = client.head("/v1/model", headers={"X-API-Key": "wrong"})
+    assert (refused.status_code, refused.content) == (401, b"")
+    assert refused.headers["content-type"] == "application/json"
+    before = requests_counted(client, "/healthz", "HEAD", "200")
+    client.head("/healthz")
+    assert requests_counted(client, "/healthz", "HEAD", "200") == before + 1
+    assert requests_counted(client, "/v1/model", "HEAD", "401") >= 1
+
+
+def requests_counted(client, route: str, method: str, status: str) -> float:
+    wanted = {"route": route, "method": method, "status": status}
+    for family in classic(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "kefu_requests_total" and sample.labels == wanted:
+                return sample.value
+    return 0.0
+
+
+def test_the_schema_lists_no_head_operation(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {method for operations in paths.values() for method in operations} == {"get", "post"}
+
+
+def test_a_405_allows_head_wherever_it_allows_get(client):
+    wrong = client.post("/healthz", json={})
+    assert (wrong.status_code, wrong.headers["allow"], wrong.json()) == (
+        405,
+        "GET, HEAD",
+        error("method_not_allowed", "POST is not allowed on /healthz"),
+    )
+    head = client.head("/v1/classify")
+    assert (head.status_code, head.headers["allow"]) == (405, "POST")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle, tmp_path_factory):
+    work = tmp_path_factory.mktemp("semantics")
+    running = Server(copy_bundle(tiny_bundle, work / "bundle"), work / "server.log")
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
+def test_over_uvicorn_head_has_no_body_on_the_wire(server):
+    """A HEAD then a GET on one kept-alive connection: the GET's status line follows the
+    HEAD's headers at once (a body in between would be read as the next response)."""
+    with connect(server.port) as sock:
+        sock.sendall(
+            b"HEAD /healthz HTTP/1.1\r\nHost: kefu\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nHost: kefu\r\n\r\n"
+        )
+        data = b""
+        while data.count(b"\r\n\r\n") < 2 or not data.endswith(b'{"status":"ok"}'):
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    head_answer, get_answer = data.split(b"\r\n\r\n", 1)
+    assert head_answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"content-length: 15\r\n" in head_answer.lower() + b"\r\n"
+    assert get_answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert get_answer.endswith(b'\r\n\r\n{"status":"ok"}')
