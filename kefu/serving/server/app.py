@@ -316,6 +316,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # A trailing slash gets 404 naming the path without it (error_responses.py), not
+        # Starlette's bare 307: a client that does not resend a POST body on redirect would
+        # send an empty request, and one that does pays a second round trip on every call.
+        redirect_slashes=False,
     )
     app.state.kefu = AppState(settings, holder, metrics, drain)
     install_error_handlers(app, settings.retry_after_seconds)

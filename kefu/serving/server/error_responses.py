@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from kefu.errors import KefuError
 from kefu.serving.preview import ELLIPSIS, cut
@@ -119,6 +120,19 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
     return error_response(422, _VALIDATION_CODES.get(kind, kind), message, field)
 
 
+def _path_without_slash(request: Request) -> str | None:
+    """The request's path without its trailing slashes, when an endpoint is there."""
+    path = request.url.path
+    trimmed = path.rstrip("/")
+    if not trimmed or trimmed == path:
+        return None
+    scope = {**request.scope, "path": trimmed}
+    for route in request.app.router.routes:
+        if route.matches(scope)[0] is not Match.NONE:
+            return trimmed
+    return None
+
+
 def allowing_head(headers: dict[str, str] | None) -> dict[str, str] | None:
     """A 405's `Allow` with HEAD wherever it names GET: every GET path answers HEAD too, from a
     route of its own (`head_routes.py`), and the GET route that refused names only itself."""
@@ -148,6 +162,11 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
             )
         elif exc.status_code == 404:
             message = f"no endpoint at {shown(request.url.path)}; see /docs"
+            if (without_slash := _path_without_slash(request)) is not None:
+                message = (
+                    f"no endpoint at {shown(request.url.path)}; the endpoint is "
+                    f"{shown(without_slash)}, without the trailing slash"
+                )
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {shown(request.url.path)}"
             headers = allowing_head(headers)

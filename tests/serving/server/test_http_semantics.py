@@ -1,11 +1,12 @@
-"""What probes and hand-written clients meet beyond the endpoints themselves: HEAD wherever
-GET is answered. In the app, then over a real `kefu serve`."""
+"""What probes and hand-written clients meet beyond the endpoints themselves: HEAD wherever GET
+is answered, a trailing slash answered with the JSON 404 naming the path without it (never a
+redirect). In the app, then over a real `kefu serve`."""
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families as classic
-from support.serving import Server, connect, copy_bundle, error, isolated_settings
+from support.serving import JSON, Server, connect, copy_bundle, error, isolated_settings
 
 from kefu.serving.server.app import create_app
 
@@ -73,6 +74,37 @@ def test_a_405_allows_head_wherever_it_allows_get(client):
     assert (head.status_code, head.headers["allow"]) == (405, "POST")
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "endpoint"),
+    [
+        ("POST", "/v1/classify/", "/v1/classify"),
+        ("GET", "/healthz/", "/healthz"),
+        ("GET", "/v1/model//", "/v1/model"),
+        ("GET", "/openapi.json/", "/openapi.json"),
+        ("GET", "/docs/", "/docs"),
+    ],
+)
+def test_a_trailing_slash_is_a_404_naming_the_path_without_it(client, method, path, endpoint):
+    response = client.request(method, path, json={"text": "在吗"}, follow_redirects=False)
+    assert (response.status_code, response.json()) == (
+        404,
+        error(
+            "not_found",
+            f"no endpoint at {path}; the endpoint is {endpoint}, without the trailing slash",
+        ),
+    )
+    assert "location" not in response.headers
+
+
+def test_a_trailing_slash_on_no_endpoint_is_the_plain_404(client):
+    for path in ("/nowhere/", "/v1/"):
+        response = client.get(path)
+        assert (response.status_code, response.json()) == (
+            404,
+            error("not_found", f"no endpoint at {path}; see /docs"),
+        )
+
+
 @pytest.fixture(scope="module")
 def server(tiny_bundle, tmp_path_factory):
     work = tmp_path_factory.mktemp("semantics")
@@ -102,3 +134,18 @@ def test_over_uvicorn_head_has_no_body_on_the_wire(server):
     assert b"content-length: 15\r\n" in head_answer.lower() + b"\r\n"
     assert get_answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert get_answer.endswith(b'\r\n\r\n{"status":"ok"}')
+
+
+def test_over_uvicorn_a_trailing_slash_is_not_redirected(server):
+    response = httpx.post(
+        f"{server.url}/v1/classify/", content='{"text": "在吗"}'.encode(), headers=JSON, timeout=10
+    )
+    assert (response.status_code, response.json()) == (
+        404,
+        error(
+            "not_found",
+            "no endpoint at /v1/classify/; the endpoint is /v1/classify, without the trailing "
+            "slash",
+        ),
+    )
+    assert response.headers["content-type"] == "application/json"
