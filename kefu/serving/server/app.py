@@ -11,7 +11,8 @@ body of a refused request from holding the connection (`unread_body.py`); before
 uvicorn's HTTP protocol bounds the time a request head may take (`head_timeout.py`) and writes
 kefu's answers where uvicorn answers alone (`protocol.py`), counted through the lifespan state;
 `drain.py` turns SIGTERM into a graceful shutdown. `/docs` is served from a pinned package
-(`docs.py`). Every GET endpoint answers HEAD too (`head_routes.py`).
+(`docs.py`). Every GET endpoint answers HEAD too (`head_routes.py`); `/metrics` answers in the
+format the scraper asks for (`scrape_format.py`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from kefu import __version__
 from kefu.errors import BundleError, BundleNotFound, Conflict, NotReady
@@ -57,6 +57,7 @@ from kefu.serving.server.protocol import ERRORS_KEY as PROTOCOL_ERRORS
 from kefu.serving.server.protocol import IDLE_CLOSED_KEY as IDLE_CONNECTIONS_CLOSED
 from kefu.serving.server.request_schemas import ClassifyRequest, ReloadRequest
 from kefu.serving.server.response_schemas import ClassifyResponse, ModelInfo, ReloadResponse
+from kefu.serving.server.scrape_format import OPENMETRICS, scrape_format
 from kefu.serving.server.unread_body import UnreadBodyMiddleware
 from kefu.serving.settings import Settings, load_settings
 from kefu.serving.taxonomy import HEADS
@@ -172,17 +173,18 @@ async def readyz(model: ModelDep, state: StateDep) -> dict[str, str]:
     return {"status": "ready", "model_version": model.model_version}
 
 
-# PlainTextResponse declares the text/plain answer in the schema; the answer itself names
-# the exposition format's version too (CONTENT_TYPE_LATEST).
+# A scrape gets the format its Accept header prefers (scrape_format.py): OpenMetrics for
+# Prometheus 2 and 3, the classic text format (0.0.4) for older scrapers, curl and browsers.
 @get_route(
     router,
     "/metrics",
     summary="Prometheus metrics",
     response_class=PlainTextResponse,
-    responses=OK,
+    responses={200: OK[200] | {"content": {OPENMETRICS: {"schema": {"type": "string"}}}}},
 )
-async def metrics_endpoint(state: StateDep) -> Response:
-    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+async def metrics_endpoint(request: Request, state: StateDep) -> Response:
+    encoder, content_type = scrape_format(request.headers.get("accept"))
+    return Response(state.metrics.exposition(encoder), media_type=content_type)
 
 
 @get_route(

@@ -206,14 +206,15 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def exposition(self) -> bytes:
-        """The Prometheus text format, across worker processes when running multi-process."""
+    def exposition(self, encoder: Callable[[Collector], bytes] = generate_latest) -> bytes:
+        """The metrics in `encoder`'s format (`scrape_format.py`; the Prometheus text format by
+        default), across worker processes when running multi-process."""
         if _multiprocess():
             sweep_dead_workers()
             merged = CollectorRegistry()
             merged.register(_LiveModelsOnly(MultiProcessCollector(None)))
-            return generate_latest(merged)
-        return generate_latest(self.registry)
+            return encoder(merged)
+        return encoder(self.registry)
 
     def close(self) -> None:
         """Drop this process's live gauges from a multi-process scrape when the worker exits."""

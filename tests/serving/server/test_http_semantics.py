@@ -1,10 +1,12 @@
-"""What probes and hand-written clients meet beyond the endpoints themselves: HEAD wherever GET
-is answered, a trailing slash answered with the JSON 404 naming the path without it (never a
-redirect). In the app, then over a real `kefu serve`."""
+"""What probes, scrapers and hand-written clients meet beyond the endpoints themselves: HEAD
+wherever GET is answered, a trailing slash answered with the JSON 404 naming the path without
+it (never a redirect), and /metrics in the format the scraper's Accept header prefers. In the
+app, then over a real `kefu serve`."""
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
 from prometheus_client.parser import text_string_to_metric_families as classic
 from support.serving import JSON, Server, connect, copy_bundle, error, isolated_settings
 
@@ -12,6 +14,39 @@ from kefu.serving.server.app import create_app
 
 API_KEY = "semantics-key"
 GET_PATHS = ["/healthz", "/readyz", "/metrics", "/v1/model", "/docs", "/openapi.json"]
+# Accept headers as the scrapers send them
+PROMETHEUS_3 = (
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+    "application/openmetrics-text;version=0.0.1;q=0.5,"
+    "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)
+PROMETHEUS_2 = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+PROMETHEUS_1 = (  # and Prometheus 2 before OpenMetrics: protobuf, which kefu does not write
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;"
+    "q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1"
+)
+CLASSIC_FIRST = (  # Prometheus 3 with scrape_protocols: [PrometheusText0.0.4, OpenMetricsText1.0.0]
+    "text/plain;version=0.0.4;q=0.3,application/openmetrics-text;version=1.0.0;q=0.2,*/*;q=0.1"
+)
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+TEXT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
+TEXT_1_0_0 = "text/plain; version=1.0.0; charset=utf-8"
+SCRAPES = [
+    ("Prometheus 3", PROMETHEUS_3, OPENMETRICS + "; escaping=allow-utf-8"),
+    ("Prometheus 2", PROMETHEUS_2, OPENMETRICS + "; escaping=underscores"),
+    ("Prometheus 1", PROMETHEUS_1, TEXT_0_0_4),
+    ("classic text preferred", CLASSIC_FIRST, TEXT_0_0_4),
+    ("vmagent", "text/plain;version=0.0.4;q=1,*/*;q=0.1", TEXT_0_0_4),
+    ("text 1.0.0", "text/plain;version=1.0.0", TEXT_1_0_0 + "; escaping=underscores"),
+    ("curl", "*/*", TEXT_0_0_4),
+    ("a browser", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", TEXT_0_0_4),
+    ("no header", None, TEXT_0_0_4),
+    ("OpenMetrics refused", "application/openmetrics-text;q=0,*/*;q=0.1", TEXT_0_0_4),
+    ("an unreadable version", "text/plain;version=one", TEXT_0_0_4),
+]
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +140,21 @@ def test_a_trailing_slash_on_no_endpoint_is_the_plain_404(client):
         )
 
 
+@pytest.mark.parametrize(("scraper", "accept", "content_type"), SCRAPES)
+def test_a_scrape_gets_the_format_its_accept_header_prefers(client, scraper, accept, content_type):
+    if accept is None:
+        del client.headers["Accept"]  # httpx's default, */*
+    try:
+        response = client.get("/metrics", headers={} if accept is None else {"Accept": accept})
+    finally:
+        client.headers["Accept"] = "*/*"
+    assert (response.status_code, response.headers["content-type"]) == (200, content_type)
+    # each parser refuses what is not its format (OpenMetrics: a body without "# EOF")
+    parse = openmetrics if content_type.startswith("application/openmetrics-text") else classic
+    families = {family.name: family for family in parse(response.text)}
+    assert {sample.name for sample in families["kefu_requests"].samples} == {"kefu_requests_total"}
+
+
 @pytest.fixture(scope="module")
 def server(tiny_bundle, tmp_path_factory):
     work = tmp_path_factory.mktemp("semantics")
@@ -149,3 +199,11 @@ def test_over_uvicorn_a_trailing_slash_is_not_redirected(server):
         ),
     )
     assert response.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(("scraper", "accept", "content_type"), SCRAPES[:3])
+def test_over_uvicorn_scrapers_get_their_format(server, scraper, accept, content_type):
+    response = httpx.get(f"{server.url}/metrics", headers={"Accept": accept}, timeout=10)
+    assert (response.status_code, response.headers["content-type"]) == (200, content_type)
+    head = httpx.head(f"{server.url}/metrics", headers={"Accept": accept}, timeout=10)
+    assert (head.status_code, head.headers["content-type"]) == (200, content_type)

@@ -42,13 +42,18 @@ def test_the_schema_lists_every_operation(openapi):
     assert {(method, path) for (method, path), _, _ in responses_of(openapi)} == OPERATIONS
 
 
-def test_metrics_are_declared_as_the_plain_text_they_are_answered_in(openapi, admin_client):
+def test_metrics_are_declared_in_the_two_formats_they_are_answered_in(openapi, admin_client):
     declared = openapi["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
-    assert declared == {"text/plain": {"schema": {"type": "string"}}}
-    answer = admin_client.get("/metrics")
-    assert answer.status_code == 200
-    assert answer.headers["content-type"].split(";")[0] == "text/plain"
-    assert "# TYPE kefu_requests_total counter" in answer.text
+    assert declared == {
+        "text/plain": {"schema": {"type": "string"}},
+        "application/openmetrics-text": {"schema": {"type": "string"}},
+    }
+    for media_type in declared:
+        answer = admin_client.get("/metrics", headers={"Accept": media_type})
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].split(";")[0] == media_type
+        assert 'kefu_requests_total{method="GET",route="/openapi.json"' in answer.text
+        assert answer.text.endswith("# EOF\n") is (media_type == "application/openmetrics-text")
 
 
 def test_every_response_declares_x_request_id_promised_unless_the_connection_layer_answers(
