@@ -1,7 +1,8 @@
 """The kefu HTTP server: `create_app(settings)`; run it with `kefu serve --bundle DIR`.
 
 The model is loaded, validated and warmed in the lifespan, before uvicorn accepts a
-connection, and reached by handlers through typed dependencies. Handlers stay thin: schemas
+connection, and reached by handlers through typed dependencies (`dependencies.py`; the admin
+reload route is `admin.py`). Handlers stay thin: schemas
 parse, `handlers.py` checks and shapes, the micro-batcher runs `Deployment.triage` (model and
 routing), `error_responses.py` maps every error to `{"error": {"code", "message", "field"}}`
 (`openapi_errors.py` documents them per endpoint).
@@ -19,23 +20,30 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
-from fastapi.security import APIKeyHeader
 
 from kefu import __version__
-from kefu.errors import BundleError, BundleNotFound, Conflict, NotReady
+from kefu.errors import NotReady
 from kefu.serving.policy_files import policy_source
+from kefu.serving.server import admin
 from kefu.serving.server.access_log import flush_logs
 from kefu.serving.server.counted_log import flush_counted_logs
+from kefu.serving.server.dependencies import (
+    AppState,
+    ModelDep,
+    StateDep,
+    api_key_header,
+    require_api_key,
+)
 from kefu.serving.server.docs import install_docs
 from kefu.serving.server.drain import Drain
 from kefu.serving.server.error_responses import install_error_handlers
-from kefu.serving.server.gate import GateMiddleware, admin_token_problem, api_key_problem
+from kefu.serving.server.gate import GateMiddleware
 from kefu.serving.server.handlers import (
     check_messages,
     conversation_context,
@@ -51,72 +59,16 @@ from kefu.serving.server.middleware import (
     RequestContextMiddleware,
     watch_disconnect,
 )
-from kefu.serving.server.model_holder import LoadedModel, ModelHolder
-from kefu.serving.server.openapi_errors import CONNECTION_ERRORS, ERRORS, OK, RELOAD_ERRORS
+from kefu.serving.server.model_holder import ModelHolder
+from kefu.serving.server.openapi_errors import CONNECTION_ERRORS, ERRORS, OK
 from kefu.serving.server.protocol import ERRORS_KEY as PROTOCOL_ERRORS
 from kefu.serving.server.protocol import IDLE_CLOSED_KEY as IDLE_CONNECTIONS_CLOSED
-from kefu.serving.server.request_schemas import ClassifyRequest, ReloadRequest
-from kefu.serving.server.response_schemas import ClassifyResponse, ModelInfo, ReloadResponse
+from kefu.serving.server.request_schemas import ClassifyRequest
+from kefu.serving.server.response_schemas import ClassifyResponse, ModelInfo
 from kefu.serving.server.scrape_format import OPENMETRICS, scrape_format
 from kefu.serving.server.unread_body import UnreadBodyMiddleware
 from kefu.serving.settings import Settings, load_settings
 from kefu.serving.taxonomy import HEADS
-
-# Two schemes with their own names: under the default name (the class name) FastAPI would
-# declare one scheme, the last one's header, on every endpoint.
-api_key_header = APIKeyHeader(
-    name="X-API-Key",
-    scheme_name="ApiKey",
-    auto_error=False,
-    description="One of KEFU_API_KEYS; needed when they are set.",
-)
-admin_token_header = APIKeyHeader(
-    name="X-Admin-Token",
-    scheme_name="AdminToken",
-    auto_error=False,
-    description="KEFU_ADMIN_TOKEN; admin endpoints are disabled without it.",
-)
-
-
-@dataclass(frozen=True)
-class AppState:
-    """What handlers need besides the request: settings, the model holder, the metrics."""
-
-    settings: Settings
-    models: ModelHolder
-    metrics: Metrics
-    drain: Drain
-
-
-async def get_state(request: Request) -> AppState:
-    return request.app.state.kefu
-
-
-StateDep = Annotated[AppState, Depends(get_state)]
-
-
-async def get_model(state: StateDep) -> LoadedModel:
-    return state.models.require()
-
-
-ModelDep = Annotated[LoadedModel, Depends(get_model)]
-
-
-async def require_api_key(
-    state: StateDep, key: Annotated[str | None, Depends(api_key_header)]
-) -> None:
-    problem = api_key_problem(state.settings, key)
-    if problem is not None:
-        raise problem
-
-
-async def require_admin(
-    state: StateDep, token: Annotated[str | None, Depends(admin_token_header)]
-) -> None:
-    problem = admin_token_problem(state.settings, token)
-    if problem is not None:
-        raise problem
-
 
 router = APIRouter()
 
@@ -234,56 +186,6 @@ def public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-@router.post(
-    "/v1/admin/reload",
-    response_model=ReloadResponse,
-    responses=OK | RELOAD_ERRORS,
-    dependencies=[Depends(require_admin)],
-    summary="Load, validate and warm a bundle, then swap it in; on failure keep the old one",
-)
-async def reload_model(state: StateDep, body: ReloadRequest | None = None) -> ReloadResponse:
-    settings = state.settings
-    if settings.workers > 1:
-        raise Conflict(
-            f"reload swaps the model of one worker process only, and {settings.workers} workers "
-            "are running; restart the server (or run one worker per container) to change models",
-            code="reload_unsupported",
-        )
-    body = body or ReloadRequest()
-    if body.bundle == "":  # Path("") would be the server's working directory
-        raise BundleError(
-            "bundle is empty; name the bundle directory, or leave bundle out to reload the "
-            "current one"
-        )
-    bundle = None if body.bundle is None else Path(body.bundle)
-    try:
-        new, old = await state.models.reload(bundle, body.variant)
-    except BundleNotFound as exc:  # the reader's advice is the command line's
-        raise BundleNotFound(
-            missing_bundle_message(exc.path, body.bundle is None), path=exc.path
-        ) from None
-    return ReloadResponse(
-        model_version=new.model_version,
-        previous_model_version=old.model_version,
-        bundle=str(new.bundle_dir),
-        variant=new.variant,
-        load_seconds=round(new.load_seconds, 3),
-    )
-
-
-def missing_bundle_message(path: str, serving: bool) -> str:
-    """Why a reload found no bundle directory, advice in the request's terms."""
-    if serving:  # bundle left out: the serving model's own directory is gone
-        return (
-            f"bundle directory {path} does not exist on the server any more (the serving model "
-            "was loaded from it); set the request's bundle to a bundle directory on the server"
-        )
-    return (
-        f"bundle directory {path} does not exist on the server; set the request's bundle to a "
-        "bundle directory on the server, or leave bundle out to reload the current one"
-    )
-
-
 def create_app(settings: Settings) -> FastAPI:
     """A kefu app for `settings`; `app_from_env` is the one caller that reads the environment."""
     metrics = Metrics()
@@ -326,6 +228,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.kefu = AppState(settings, holder, metrics, drain)
     install_error_handlers(app, settings.retry_after_seconds)
     app.include_router(router)
+    app.include_router(admin.router)
     install_docs(app)
     app.add_middleware(
         BodyReadMiddleware,
@@ -333,7 +236,9 @@ def create_app(settings: Settings) -> FastAPI:
         timeout_seconds=settings.body_timeout_seconds,
         retry_after=settings.retry_after_seconds,
     )
-    routes = frozenset(getattr(route, "path", "") for route in router.routes)
+    routes = frozenset(
+        getattr(route, "path", "") for route in (*router.routes, *admin.router.routes)
+    )
     app.add_middleware(GateMiddleware, settings=settings, models=holder, routes=routes)
     app.add_middleware(
         UnreadBodyMiddleware,
