@@ -32,6 +32,7 @@ def command(
 ) -> None:
     """Intent, urgency and emotion distributions, escalations, repeated questions and trends."""
     from kefu.serving.report import build_report
+    from kefu.serving.report.render import left_out_reasons
 
     data = build_report(
         inputs,
@@ -49,6 +50,8 @@ def command(
         f"escalation rate {data.escalation_rate:.1%})"
     )
     if data.rejected:
-        typer.echo(f"{data.rejected} unreadable records left out of the report:", err=True)
+        typer.echo(
+            f"{data.rejected} records left out of the report: {left_out_reasons(data)}", err=True
+        )
         for reject in data.reject_examples:
             typer.echo(f"rejected: {reject.describe()}", err=True)

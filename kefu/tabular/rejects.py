@@ -36,6 +36,8 @@ REASONS = {
     "unknown_label": "a label is not in the taxonomy",
     "no_label": "the row has no label for any head",
     "duplicate_id": "the id was already used by an earlier row",
+    # scored files (kefu report)
+    "missing_score": "a score cell (intent, urgency, emotion, escalate) is blank or unreadable",
 }
 
 

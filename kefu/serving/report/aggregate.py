@@ -57,7 +57,8 @@ class ReportData:
     days: dict[date, PeriodStats] = field(default_factory=dict)
     undated: int = 0  # rows whose time value could not be read (only with --time-col)
     questions: QuestionCounter = field(default_factory=QuestionCounter)
-    rejected: int = 0  # records that could not be read, counted out (not in `rows`)
+    rejected: int = 0  # records that could not be read or used, counted out (not in `rows`)
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)  # `Reject.reason` codes
     reject_examples: list[Reject] = field(default_factory=list)  # the first few of them
     actions: Counter[str] = field(default_factory=Counter)  # files scored with actions only
     priorities: Counter[str] = field(default_factory=Counter)
@@ -67,6 +68,7 @@ class ReportData:
 
     def add(self, batch: ScoredBatch) -> None:
         self.rejected += len(batch.rejects)
+        self.rejected_by_reason.update(reject.reason for reject in batch.rejects)
         self.reject_examples.extend(
             batch.rejects[: MAX_REJECT_EXAMPLES - len(self.reject_examples)]
         )

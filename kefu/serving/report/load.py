@@ -2,7 +2,9 @@
 
 Files are read by `kefu.tabular`, like every other input; routing and conversation columns
 (action, priority, session) are read when present: a record that cannot be read (a
-broken JSON line, a malformed CSV record) is counted out as a `Reject`, never guessed. Values
+broken JSON line, a malformed CSV record) or whose score cells are blank or unreadable (a
+hand-edited export: no intent, escalate "maybe") is counted out as a `Reject`, never guessed
+(a blank intent would otherwise show as an intent of its own, a blank escalate as "no"). Values
 are brought to one Python shape whatever the format: `escalate` a bool (CSV holds
 "true"/"false"), `reasons` a list (CSV holds "a;b"), times a `datetime.date` or None when the
 value cannot be read as a time; undecodable bytes in a text become U+FFFD.
@@ -31,6 +33,8 @@ from kefu.tabular import (
 )
 
 REQUIRED = ("intent", "urgency", "emotion", "escalate", "reasons")
+LABELS = ("intent", "urgency", "emotion")  # a row without one of these is not counted
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 # Read when present: routing (files scored before actions existed lack `action`) and the
 # conversation a message was routed in (`kefu score --session-col`).
 OPTIONAL = ("queue", "model_version", "priority", "action", "session_id", "session_turn")
@@ -102,13 +106,20 @@ def read_scored(
     wanted = list(dict.fromkeys(wanted))
     try:
         for block in read_blocks(source, BATCH_ROWS, columns=wanted, options=options):
+            rejects = [
+                Reject.of(source.display_name, r, None, None, *r.problem)
+                for r in block.records
+                if r.problem is not None
+            ]
             readable = [i for i, record in enumerate(block.records) if record.problem is None]
-            columns = {name: _pick(block.column(name), readable) for name in wanted}
+            cells = {name: _pick(block.column(name), readable) for name in wanted}
+            usable = _usable(cells, readable, block.records, source.display_name, rejects)
+            columns = {name: _pick(values, usable) for name, values in cells.items()}
             yield ScoredBatch(
                 intent=[str(v) for v in columns["intent"]],
                 urgency=[str(v) for v in columns["urgency"]],
                 emotion=[str(v) for v in columns["emotion"]],
-                escalate=[_bool(v) for v in columns["escalate"]],
+                escalate=[_bool(v) is True for v in columns["escalate"]],
                 reasons=[_reasons(v) for v in columns["reasons"]],
                 text=[repair(v) if isinstance(v, str) else None for v in columns[text_col]],
                 day=[calendar_day(v) for v in columns[time_col]] if time_col else None,
@@ -118,24 +129,57 @@ def read_scored(
                 action=_strings(columns["action"]),
                 session=[session_key(v) for v in columns["session_id"]],
                 session_turn=[turn_number(v) for v in columns["session_turn"]],
-                rejects=[
-                    Reject.of(source.display_name, r, None, None, *r.problem)
-                    for r in block.records
-                    if r.problem is not None
-                ],
+                rejects=sorted(rejects, key=lambda reject: reject.line),
             )
     except ValueError as exc:  # a reasons cell that is not the JSON list it starts like
         raise DataError(f"cannot read the scored file: {exc}", file=source.display_name) from None
+
+
+def _usable(
+    cells: dict[str, list[Any]],
+    readable: list[int],
+    records: list[Any],
+    file: str,
+    rejects: list[Reject],
+) -> list[int]:
+    """Positions (in `cells`) of the rows whose labels and escalate flag can be counted; the
+    others are appended to `rejects` as `missing_score`, naming the first bad column."""
+    usable = []
+    for j, escalate in enumerate(cells["escalate"]):
+        blank = next((name for name in LABELS if _blank(cells[name][j])), None)
+        if blank is None and _bool(escalate) is not None:
+            usable.append(j)
+            continue
+        column = blank or "escalate"
+        found = cells[column][j]
+        detail = (
+            f"{column} is blank"
+            if blank or _blank(found)
+            else f"escalate is {found!r}, expected true or false"
+        )
+        rejects.append(Reject.of(file, records[readable[j]], None, column, "missing_score", detail))
+    return usable
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _pick(values: list[Any], indices: list[int]) -> list[Any]:
     return values if len(indices) == len(values) else [values[i] for i in indices]
 
 
-def _bool(value: Any) -> bool:
+def _bool(value: Any) -> bool | None:
+    """The escalate flag as Parquet (bool), JSONL (bool, 0/1) or CSV ("true") hold it; None
+    when it is none of these (blank, "maybe", 2)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
     if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    return bool(value)
+        text = value.strip().lower()
+        return True if text in _TRUE else False if text in _FALSE else None
+    return None
 
 
 def _reasons(value: Any) -> list[str]:

@@ -21,6 +21,7 @@ from kefu.serving.report.html import pct as _pct
 from kefu.serving.report.html import table as _table
 from kefu.serving.report.routing_view import conversation_section, routing_section
 from kefu.serving.taxonomy import HEADS, Taxonomy
+from kefu.tabular import REASONS
 
 CSS = """
 body{font-family:"Noto Sans CJK SC","WenQuanYi Micro Hei","PingFang SC","Microsoft YaHei",sans-serif;
@@ -92,8 +93,8 @@ def _header(data: ReportData, title: str) -> str:
     ]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     left_out = (
-        f'<p class="meta"><b>{data.rejected:,} unreadable record(s) left out</b> (not in any '
-        "number below), e.g. "
+        f'<p class="meta"><b>{data.rejected:,} record(s) left out</b> (not in any number '
+        f"below): {escape(left_out_reasons(data))}; e.g. "
         + "; ".join(escape(reject.describe()) for reject in data.reject_examples[:3])
         + "</p>"
         if data.rejected
@@ -107,6 +108,14 @@ def _header(data: ReportData, title: str) -> str:
         + '<div class="cards">'
         + "".join(f'<div class="card"><b>{value}</b>{escape(name)}</div>' for name, value in cards)
         + "</div>"
+    )
+
+
+def left_out_reasons(data: ReportData) -> str:
+    """ "invalid_json 2 (the JSONL line is not valid JSON), ...": how many of each reason."""
+    return ", ".join(
+        f"{reason} {count:,} ({REASONS.get(reason, reason)})"
+        for reason, count in data.rejected_by_reason.most_common()
     )
 
 

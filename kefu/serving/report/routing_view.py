@@ -33,6 +33,7 @@ def routing_section(data: ReportData, labels: Names) -> str:
             f"<p>The bot answers {pct(data.actions['bot'] / total)} of messages, asks the "
             f"customer to choose for {pct(data.actions['clarify'] / total)} and hands "
             f"{pct(data.actions['human'] / total)} to a person.</p>"
+            + _not_in_shares(data.rows - total, "action")
         )
         chart = charts.bar_chart(order, [data.actions[a] for a in order], "Actions")
         parts.append(img("chart-actions", chart, "action mix"))
@@ -56,8 +57,19 @@ def routing_section(data: ReportData, labels: Names) -> str:
             for p in order
         ]
         parts.append(table("priorities", ["priority", "优先级", "messages", "share"], rows, {2, 3}))
+        parts.append(_not_in_shares(data.rows - total, "priority"))
     parts.append(_queue_intents(data, labels))
     return "".join(parts)
+
+
+def _not_in_shares(missing: int, column: str) -> str:
+    """A note for the messages a routing table leaves out: the shares above are of the rest."""
+    if not missing:
+        return ""
+    return (
+        f'<p class="note">{num(missing)} messages have no {column} (a file scored before '
+        f"routing had one, or a blank cell) and are not in these shares.</p>"
+    )
 
 
 def _queue_intents(data: ReportData, labels: Names) -> str:
@@ -95,6 +107,12 @@ def conversation_section(data: ReportData) -> str:
         f"{num(stats.clarified_then_bot())} of them went on with the bot and needed no person "
         "afterwards.</p>",
     ]
+    if stats.messages < data.rows:
+        parts.append(
+            f'<p class="note">{num(data.rows - stats.messages)} messages have no session id (a '
+            "blank session cell, or a file scored without --session-col) and are not in this "
+            "view.</p>"
+        )
     turns = stats.handover_turns()
     order = [str(t) for t in range(1, LAST_TURN_BUCKET)] + [f"{LAST_TURN_BUCKET}+", "unknown"]
     order = [t for t in order if t in turns or t != "unknown"]

@@ -229,7 +229,8 @@ def test_unreadable_records_are_named_on_the_page(tmp_path, scored):
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     data = build_report([str(path)], tmp_path / "r.html")
     assert data.rejected == 1
-    assert "1 unreadable record(s) left out" in (tmp_path / "r.html").read_text(encoding="utf-8")
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "1 record(s) left out</b> (not in any number below): invalid_json 1 (" in page
 
 
 def test_question_forms_are_bounded_whatever_the_text_length():
