@@ -34,6 +34,7 @@ EXAMPLE_CHARS = 120  # longest example shown, its "…" included (cut between wh
 # and memory (the form as a key, its bigrams in MinHash) stays bounded per form.
 MAX_FORM_CHARS = 300
 _PRIME = (1 << 61) - 1
+_FOLD = 0x9E3779B97F4A7C15  # odd multiplier folding a band's values into one (mod 2**64)
 _PLACEHOLDER = re.compile(r"\[[^\[\]]{1,20}\]")  # [订单x], [数字x], [链接x], pasted card fields
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _DIGITS = re.compile(r"\d+")
@@ -49,7 +50,7 @@ def normalise_question(text: str) -> str:
     return kept[:MAX_FORM_CHARS]
 
 
-@dataclass
+@dataclass(slots=True)  # one per distinct form, up to MAX_FORMS: no __dict__ each
 class _Form:
     count: int = 0
     example: str = ""
@@ -123,8 +124,10 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 
 def _group_near_duplicates(keys: list[str]) -> list[list[int]]:
-    """Index groups of `keys` joined by LSH collision plus a verified Jaccard >= JACCARD."""
-    shingles = [bigrams(key) for key in keys]
+    """Index groups of `keys` joined by LSH collision plus a verified Jaccard >= JACCARD.
+
+    Bigram sets are built per block for the signatures and again per colliding pair, never kept
+    for all forms at once: 200,000 long forms held as sets took about 0.7 GB."""
     parent = list(range(len(keys)))
 
     def root(i: int) -> int:
@@ -133,16 +136,15 @@ def _group_near_duplicates(keys: list[str]) -> list[list[int]]:
             i = parent[i]
         return i
 
-    signatures = _minhash(shingles)
+    band_keys = _band_keys(keys)
     for band in range(BANDS):
-        buckets: dict[bytes, int] = {}
-        rows = signatures[:, band * ROWS_PER_BAND : (band + 1) * ROWS_PER_BAND]
-        for i in range(len(keys)):
-            first = buckets.setdefault(rows[i].tobytes(), i)
+        buckets: dict[int, int] = {}
+        for i, band_key in enumerate(band_keys[:, band].tolist()):
+            first = buckets.setdefault(band_key, i)
             if (
                 first != i
                 and root(first) != root(i)
-                and jaccard(shingles[first], shingles[i]) >= JACCARD
+                and jaccard(bigrams(keys[first]), bigrams(keys[i])) >= JACCARD
             ):
                 parent[root(i)] = root(first)
     groups: dict[int, list[int]] = {}
@@ -151,21 +153,45 @@ def _group_near_duplicates(keys: list[str]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _minhash(shingles: list[set[str]], block: int = 4096) -> np.ndarray:
-    """(n, BANDS x ROWS_PER_BAND) uint64 MinHash signatures; stable across runs (crc32 + fixed seeds)."""
+def _band_keys(keys: list[str], block_bigrams: int = 16_384) -> np.ndarray:
+    """(n, BANDS) uint64: each band's ROWS_PER_BAND MinHash values folded into one number, so
+    two forms share a band's bucket when (up to a 2**-64 chance) they share its values; a
+    chance collision costs one Jaccard check, never a wrong join. Stable across runs (crc32 +
+    fixed seeds).
+
+    Forms are hashed in blocks of about `block_bigrams` bigrams: the hashing holds a few
+    (BANDS x ROWS_PER_BAND, bigrams) uint64 arrays, 8 MB each at that size, where blocks of a
+    fixed number of forms grew with their length (1.8 GB for 4,096 forms of 300 characters)."""
+    out = np.empty((len(keys), BANDS), dtype=np.uint64)
+    start, part, size = 0, [], 0
+    for key in keys:
+        grams = bigrams(key)
+        part.append(grams)
+        size += len(grams)
+        if size >= block_bigrams:
+            out[start : start + len(part)] = _hash_block(part)
+            start, part, size = start + len(part), [], 0
+    if part:
+        out[start:] = _hash_block(part)
+    return out
+
+
+def _hash_block(part: list[set[str]]) -> np.ndarray:
+    """(len(part), BANDS) band keys of one block of bigram sets (see `_band_keys`)."""
     n_hashes = BANDS * ROWS_PER_BAND
     rng = np.random.default_rng(20240601)
     a = rng.integers(1, _PRIME, n_hashes, dtype=np.uint64)
     b = rng.integers(0, _PRIME, n_hashes, dtype=np.uint64)
-    out = np.empty((len(shingles), n_hashes), dtype=np.uint64)
-    for start in range(0, len(shingles), block):
-        part = shingles[start : start + block]
-        hashes = np.array(
-            [zlib.crc32(s.encode("utf-8")) for grams in part for s in grams], dtype=np.uint64
-        )
-        sizes = np.array([len(grams) for grams in part])
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        # (a*h + b) mod p with h < 2**32 and a, b < 2**61 would overflow; fold a to 29 bits
-        mixed = ((a[:, None] >> np.uint64(32)) * hashes[None, :] + b[:, None]) % np.uint64(_PRIME)
-        out[start : start + len(part)] = np.minimum.reduceat(mixed, offsets, axis=1).T
-    return out
+    fold = np.array([pow(_FOLD, k, 1 << 64) for k in range(ROWS_PER_BAND)], dtype=np.uint64)
+    hashes = np.array(
+        [zlib.crc32(s.encode("utf-8")) for grams in part for s in grams], dtype=np.uint64
+    )
+    sizes = np.array([len(grams) for grams in part])
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    # (a*h + b) mod p with h < 2**32 and a, b < 2**61 would overflow; fold a to 29 bits
+    mixed = (a[:, None] >> np.uint64(32)) * hashes[None, :]
+    mixed += b[:, None]
+    mixed %= np.uint64(_PRIME)
+    signatures = np.minimum.reduceat(mixed, offsets, axis=1).T  # (len(part), n_hashes)
+    bands = signatures.reshape(len(part), BANDS, ROWS_PER_BAND)
+    return (bands * fold).sum(axis=2, dtype=np.uint64)

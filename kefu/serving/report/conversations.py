@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 LAST_TURN_BUCKET = 6  # handover turns from here on are counted together ("6+")
 
 
-@dataclass
+@dataclass(slots=True)  # one per conversation, the part that grows: no __dict__ each
 class _Session:
     messages: int = 0
     clarified: bool = False

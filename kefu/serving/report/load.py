@@ -38,7 +38,7 @@ _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 # Read when present: routing (files scored before actions existed lack `action`) and the
 # conversation a message was routed in (`kefu score --session-col`).
 OPTIONAL = ("queue", "model_version", "priority", "action", "session_id", "session_turn")
-BATCH_ROWS = 65_536
+BATCH_ROWS = 16_384
 
 
 @dataclass
