@@ -18,7 +18,10 @@ def command(
     text_col: str = typer.Option("text", help="Column holding the message text."),
     time_col: str = typer.Option(None, help="Timestamp column: adds trends by day or week."),
     top_n: int = typer.Option(10, help="How many intents the TOP table lists."),
-    period: str = typer.Option("auto", help="Trend period: day, week or auto (week past 60 days)."),
+    period: str = typer.Option(
+        "auto",
+        help="Trend period: day, week, month or auto (weeks past 60 days, months past 2 years).",
+    ),
     title: str = typer.Option("kefu hotspot report 客服热点报告", help="Report title."),
     encoding: str = typer.Option(
         None, help="Text encoding of CSV/TSV/JSONL inputs (default: detected per file)."

@@ -21,7 +21,7 @@ from kefu.serving.taxonomy import load_taxonomy
 from kefu.tabular import ReadOptions
 from kefu.tabular.output import replacing, write_error
 
-PERIODS = ("auto", "day", "week")
+PERIODS = ("auto", "day", "week", "month")
 # kefu score writes a text's line breaks as they came (a JSONL or Parquet input holds messages
 # of any number of lines), so a record of its CSV output may span far more lines than the
 # inputs' broken-quote guard allows; the quote of kefu's own output always closes.

@@ -17,6 +17,8 @@ from kefu.tabular import Reject
 
 NEGATIVE_EMOTIONS = ("angry", "dissatisfied")
 MAX_REJECT_EXAMPLES = 5
+DAYS_SPAN = 60  # --period auto: days up to this many days between first and last, then weeks
+WEEKS_SPAN = 731  # ... weeks up to two years, then months
 
 
 @dataclass
@@ -119,21 +121,37 @@ class ReportData:
         return self.escalated / self.rows if self.rows else 0.0
 
     def periods(self, period: str) -> tuple[str, dict[date, PeriodStats]]:
-        """("day" | "week", stats per period start); "auto" picks week past 60 days of span."""
+        """("day" | "week" | "month", stats per period start), every period from the first to
+        the last, empty ones included, so a quiet day shows as zero. "auto" picks weeks past
+        `DAYS_SPAN` days and months past `WEEKS_SPAN`: a few stray dates years away (an epoch 0,
+        a typo) would otherwise make thousands of periods."""
         if not self.days:
             return "day", {}
-        span = (max(self.days) - min(self.days)).days
+        first, last = min(self.days), max(self.days)
         if period == "auto":
-            period = "week" if span > 60 else "day"
-        step = 7 if period == "week" else 1
-        first = min(self.days)
-        if step == 7:
-            first -= timedelta(days=first.weekday())  # weeks start on Monday
-        # every period from first to last, empty ones included, so a quiet day shows as zero
-        periods = {
-            first + timedelta(days=k): PeriodStats()
-            for k in range(0, (max(self.days) - first).days + 1, step)
-        }
+            span = (last - first).days
+            period = "day" if span <= DAYS_SPAN else "week" if span <= WEEKS_SPAN else "month"
+        starts = {day: period_start(day, period) for day in self.days}
+        periods = {}
+        start = period_start(first, period)
+        while start <= last:
+            periods[start] = PeriodStats()
+            start = next_period(start, period)
         for day, stats in self.days.items():
-            periods[first + timedelta(days=(day - first).days // step * step)].merge(stats)
+            periods[starts[day]].merge(stats)
         return period, periods
+
+
+def period_start(day: date, period: str) -> date:
+    """The first day of the period holding `day`; weeks start on Monday."""
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    if period == "month":
+        return day.replace(day=1)
+    return day
+
+
+def next_period(start: date, period: str) -> date:
+    if period == "month":
+        return date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    return start + timedelta(days=7 if period == "week" else 1)

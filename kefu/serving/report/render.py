@@ -36,6 +36,9 @@ img{max-width:100%;height:auto;display:block;margin:.6rem 0}.note{color:#666;fon
 """
 
 
+MAX_TREND_ROWS = 120  # past this many periods, the trends table lists only those with messages
+
+
 class Labels:
     """Display text of label ids: "名称 id" in charts when a CJK font exists, the id otherwise."""
 
@@ -262,6 +265,13 @@ def _trends(data: ReportData, period: str, labels: Labels) -> str:
             "escalation",
         )
     )
+    listed = periods
+    if len(periods) > MAX_TREND_ROWS:  # a long span: the charts show the quiet periods
+        listed = {start: s for start, s in periods.items() if s.messages}
+        parts.append(
+            f'<p class="note">{len(periods) - len(listed):,} of {len(periods):,} periods have no '
+            "messages and are not listed below (the charts show them as zero).</p>"
+        )
     rows = [
         [
             start.isoformat(),
@@ -270,7 +280,7 @@ def _trends(data: ReportData, period: str, labels: Labels) -> str:
             _pct(s.negative_share),
             escape(s.intents.most_common(1)[0][0]) if s.intents else "-",
         ]
-        for start, s in periods.items()
+        for start, s in listed.items()
     ]
     parts.append(
         _table(

@@ -147,6 +147,27 @@ def test_weekly_trends_start_on_monday(tmp_path, scored):
     assert trends[0][0] == "week" and [row[:2] for row in trends[1:]] == [["2024-02-26", "9"]]
 
 
+def test_a_stray_date_years_away_gives_months_and_a_short_table(tmp_path, scored):
+    """One epoch-0 style date in a March log: auto picks months (not 2,800 weeks), the table
+    lists the months with messages and says how many it leaves out; --period day stays whole
+    up to the table's limit."""
+    rows = pq.read_table(scored).to_pylist()
+    rows[0]["created_at"] = "1970-01-01 08:00:00"
+    path = tmp_path / "stray.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(scored)), path)
+    out = tmp_path / "r.html"
+    build_report([str(path)], out, time_col="created_at")
+    page = out.read_text(encoding="utf-8")
+    trends = Tables(page).tables["trends"]
+    assert trends[0][0] == "month"
+    assert [row[:2] for row in trends[1:]] == [["1970-01-01", "1"], ["2024-03-01", "8"]]
+    assert "649 of 651 periods have no messages and are not listed below" in page
+    build_report([str(scored)], out, time_col="created_at", period="month")
+    assert [row[:2] for row in Tables(out.read_text("utf-8")).tables["trends"][1:]] == [
+        ["2024-03-01", "9"]
+    ]
+
+
 def test_the_page_is_self_contained(tmp_path, scored):
     out = tmp_path / "report.html"
     build_report([str(scored)], out, time_col="created_at")
@@ -174,7 +195,7 @@ def test_charts_have_no_missing_glyphs(tmp_path, scored):
         (["--time-col", "when"], "missing columns ['when']", 1),
         (["--text-col", "body"], "missing columns ['body']; name the columns with --text-col", 1),
         (["-o", "report.pdf"], "the report is HTML; name the output *.html", 1),
-        (["--period", "month"], "--period must be one of", 2),
+        (["--period", "year"], "--period must be one of", 2),
     ],
 )
 def test_report_errors_are_one_clear_line(tmp_path, scored, monkeypatch, args, message, exit_code):
