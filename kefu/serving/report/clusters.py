@@ -9,13 +9,18 @@ with probability 0.99, at 0.7 with 0.9999), and a collision joins two forms only
 bigram Jaccard is at least `JACCARD`. A cluster's count is the sum of its forms' counts; its example is the original
 text of its most frequent form.
 
-Memory: one entry per distinct normalised form, cut to `MAX_FORM_CHARS`. Past `MAX_FORMS` forms, forms seen once are
-dropped (a repeated question is by definition seen more than once), so the count is exact for
-every form that reaches the top unless it was pruned while still a singleton.
+Memory: one entry per distinct normalised form, cut to `MAX_FORM_CHARS`. Past `MAX_FORMS` forms,
+the forms are clustered as at the end and each cluster merged into its most frequent form; of
+those, forms still seen once are dropped (a repeated question is by definition seen more than
+once: fifty one-off spellings of one question merged are one form seen fifty times), and the
+least frequent beyond half of `MAX_FORMS`. A cluster's count is then exact unless a spelling was
+dropped while its cluster had no other member in memory; the page says how many messages were
+dropped.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import zlib
@@ -55,6 +60,12 @@ class _Form:
     count: int = 0
     example: str = ""
     intents: Counter[str] = field(default_factory=Counter)
+    variants: int = 1  # distinct forms merged into this one (see `QuestionCounter._prune`)
+
+    def absorb(self, other: _Form) -> None:
+        self.count += other.count
+        self.variants += other.variants
+        self.intents.update(other.intents)
 
 
 @dataclass
@@ -72,7 +83,7 @@ class QuestionCounter:
     def __init__(self, max_forms: int = MAX_FORMS):
         self.forms: dict[str, _Form] = {}
         self.max_forms = max_forms
-        self.pruned = 0  # singleton forms dropped to keep memory bounded
+        self.pruned = 0  # messages whose forms were dropped to keep memory bounded
 
     def add(self, text: str, intent: str) -> None:
         key = normalise_question(text)
@@ -97,22 +108,29 @@ class QuestionCounter:
             total = sum(form.count for form in forms)
             intent, intent_count = intents.most_common(1)[0]
             best = max(forms, key=lambda form: form.count)
+            variants = sum(form.variants for form in forms)
             clusters.append(
-                QuestionCluster(total, len(forms), best.example, intent, intent_count / total)
+                QuestionCluster(total, variants, best.example, intent, intent_count / total)
             )
         clusters.sort(key=lambda cluster: (-cluster.count, cluster.example))
         return [cluster for cluster in clusters if cluster.count > 1][:n]
 
     def _prune(self) -> None:
-        before = len(self.forms)
-        self.forms = {key: form for key, form in self.forms.items() if form.count > 1}
-        self.pruned += before - len(self.forms)
-        if len(self.forms) >= self.max_forms:  # all repeated: keep the most frequent half
-            keep = sorted(self.forms.items(), key=lambda item: -item[1].count)[
-                : self.max_forms // 2
-            ]
-            self.pruned += len(self.forms) - len(keep)
-            self.forms = dict(keep)
+        """Make room: near-duplicate forms are merged into their most frequent one first (so
+        one-off spellings of one question keep counting as it), then forms still seen once
+        are dropped; when more than half the room is still taken, the least frequent forms
+        go too, so clustering runs again only after `max_forms // 2` new forms."""
+        keys = sorted(self.forms, key=lambda key: -self.forms[key].count)
+        merged = []
+        for members in _group_near_duplicates(keys):
+            head = self.forms[keys[members[0]]]  # the most frequent: keys are by count
+            for i in members[1:]:
+                head.absorb(self.forms[keys[i]])
+            merged.append((keys[members[0]], head))
+        merged.sort(key=lambda item: -item[1].count)
+        kept = [item for item in merged[: self.max_forms // 2] if item[1].count > 1]
+        self.pruned += sum(form.count for _, form in merged) - sum(f.count for _, f in kept)
+        self.forms = dict(kept)
 
 
 def bigrams(form: str) -> set[str]:
@@ -136,6 +154,8 @@ def _group_near_duplicates(keys: list[str]) -> list[list[int]]:
             i = parent[i]
         return i
 
+    # a bucket's first form meets every later one: its bigrams are worth keeping a while
+    grams_of = functools.lru_cache(maxsize=4096)(lambda i: bigrams(keys[i]))
     band_keys = _band_keys(keys)
     for band in range(BANDS):
         buckets: dict[int, int] = {}
@@ -144,7 +164,7 @@ def _group_near_duplicates(keys: list[str]) -> list[list[int]]:
             if (
                 first != i
                 and root(first) != root(i)
-                and jaccard(bigrams(keys[first]), bigrams(keys[i])) >= JACCARD
+                and jaccard(grams_of(first), grams_of(i)) >= JACCARD
             ):
                 parent[root(i)] = root(first)
     groups: dict[int, list[int]] = {}

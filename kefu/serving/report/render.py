@@ -219,7 +219,10 @@ def _questions(clusters: Sequence[QuestionCluster], data: ReportData, labels: La
         "punctuation folded), grouped by character-bigram MinHash with Jaccard &ge; 0.6."
     )
     if data.questions.pruned:
-        note += f" {data.questions.pruned:,} one-off texts were dropped to bound memory."
+        note += (
+            f" {data.questions.pruned:,} messages whose text matched no other one in memory "
+            "were dropped to bound memory (not in these counts)."
+        )
     return f"<h2>TOP {len(clusters)} repeated questions 高频重复问题</h2>{note}</p>{table}"
 
 

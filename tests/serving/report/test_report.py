@@ -93,10 +93,31 @@ def test_a_long_example_is_cut_between_whole_characters_and_marked():
 def test_question_counter_keeps_memory_bounded():
     counter = QuestionCounter(max_forms=10)
     for i in range(50):
-        counter.add(f"一次性的问题{chr(0x4E00 + i)}{chr(0x4E80 + i)}", "other")
+        counter.add(f"一次性{chr(0x4E00 + i)}{chr(0x4E80 + i)}", "other")
         counter.add("重复的问题", "other")
     assert len(counter.forms) <= 10 and counter.pruned > 0
     assert counter.top(1)[0].count == 50
+
+
+def test_one_off_spellings_of_one_question_keep_counting_when_memory_is_full():
+    """60 spellings of one question, each seen once, among 240 unrelated one-off texts, with
+    room for 20 forms: merged at each pruning, the question keeps all 60 messages (dropping
+    one-off forms kept only those seen since the last pruning)."""
+    rng = random.Random(5)
+    counter = QuestionCounter(max_forms=20)
+    question = "请问我的订单什么时候发货可以帮我催一下吗"
+    for i in range(300):
+        if i % 5 == 0:  # the question, with a different tail each time
+            counter.add(
+                question + "".join(chr(0x4E00 + rng.randrange(3000)) for _ in range(2)),
+                "urge_shipment",
+            )
+        else:
+            counter.add("".join(chr(0x4E00 + rng.randrange(3000)) for _ in range(12)), "other")
+    top = counter.top(2)
+    assert [(c.count, c.variants, c.intent) for c in top] == [(60, 60, "urge_shipment")]
+    still_held = sum(form.intents["other"] for form in counter.forms.values())
+    assert counter.pruned + still_held == 240 and len(counter.forms) <= 20
 
 
 def test_clustering_many_long_forms_holds_no_bigram_sets_for_all_of_them():
