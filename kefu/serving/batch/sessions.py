@@ -10,7 +10,7 @@ so: each annotates its chunks as it reads them (Ray: in the read task) and route
 
 `annotate` adds three columns to each chunk as it is read (names start with `_kefu_`, never
 allowed in inputs and never written out): the session key as text (null when the row has no
-session id: it is then a conversation of its own), the order key (the turn number or the
+session id: it is then routed alone, counted apart from the conversations), the order key (the turn number or the
 time as epoch seconds; null when unreadable: such rows go after the session's others) and the
 turn number itself. Nothing is rejected for a session value: a row is scored whatever its
 session columns hold, and the run reports how many rows could not be placed.
