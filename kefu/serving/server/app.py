@@ -65,7 +65,7 @@ from kefu.serving.server.protocol import ERRORS_KEY as PROTOCOL_ERRORS
 from kefu.serving.server.protocol import IDLE_CLOSED_KEY as IDLE_CONNECTIONS_CLOSED
 from kefu.serving.server.request_schemas import ClassifyRequest
 from kefu.serving.server.response_schemas import ClassifyResponse, ModelInfo
-from kefu.serving.server.scrape_format import OPENMETRICS, scrape_format
+from kefu.serving.server.scrape_format import OPENMETRICS, scrape_body, scrape_format
 from kefu.serving.server.unread_body import UnreadBodyMiddleware
 from kefu.serving.settings import Settings, load_settings
 from kefu.serving.taxonomy import HEADS
@@ -126,7 +126,8 @@ async def readyz(model: ModelDep, state: StateDep) -> dict[str, str]:
 
 
 # A scrape gets the format its Accept header prefers (scrape_format.py): OpenMetrics for
-# Prometheus 2 and 3, the classic text format (0.0.4) for older scrapers, curl and browsers.
+# Prometheus 2 and 3, the classic text format (0.0.4) for older scrapers, curl and browsers;
+# gzipped when Accept-Encoding allows it.
 @get_route(
     router,
     "/metrics",
@@ -136,7 +137,10 @@ async def readyz(model: ModelDep, state: StateDep) -> dict[str, str]:
 )
 async def metrics_endpoint(request: Request, state: StateDep) -> Response:
     encoder, content_type = scrape_format(request.headers.get("accept"))
-    return Response(state.metrics.exposition(encoder), media_type=content_type)
+    body, headers = scrape_body(
+        state.metrics.exposition(encoder), request.headers.get("accept-encoding")
+    )
+    return Response(body, media_type=content_type, headers=headers)
 
 
 @get_route(

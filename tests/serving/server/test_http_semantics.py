@@ -207,3 +207,20 @@ def test_over_uvicorn_scrapers_get_their_format(server, scraper, accept, content
     assert (response.status_code, response.headers["content-type"]) == (200, content_type)
     head = httpx.head(f"{server.url}/metrics", headers={"Accept": accept}, timeout=10)
     assert (head.status_code, head.headers["content-type"]) == (200, content_type)
+
+
+@pytest.mark.parametrize(("accept_encoding", "gzipped"), [("gzip", True), ("identity", False)])
+def test_a_scrape_is_gzipped_when_the_scraper_accepts_it(client, accept_encoding, gzipped):
+    response = client.get("/metrics", headers={"Accept-Encoding": accept_encoding})
+    assert response.headers.get("content-encoding") == ("gzip" if gzipped else None)
+    assert response.headers["vary"] == "Accept-Encoding"
+    families = {family.name for family in classic(response.text)}  # httpx decodes the gzip
+    assert "kefu_requests" in families
+
+
+def test_over_uvicorn_prometheus_gets_its_scrape_gzipped(server):
+    headers = {"Accept": PROMETHEUS_3, "Accept-Encoding": "gzip"}
+    response = httpx.get(f"{server.url}/metrics", headers=headers, timeout=10)
+    assert (response.status_code, response.headers["content-encoding"]) == (200, "gzip")
+    assert response.num_bytes_downloaded * 3 < len(response.content)  # the text, compressed
+    assert {family.name for family in openmetrics(response.text)} >= {"kefu_requests"}
