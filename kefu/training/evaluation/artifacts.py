@@ -226,7 +226,12 @@ def training_data(
     for path, weight in files:
         trained_with = None if request.train_data else config.get("data_encoding")
         loaded = _load(
-            path, columns, (request.encoding or trained_with, request.max_record_lines), None, log
+            path,
+            columns,
+            (request.encoding or trained_with, request.max_record_lines),
+            None,
+            log,
+            training=True,
         )
         rows += loaded.rows
         weights += [weight] * len(loaded.rows)
@@ -243,10 +248,18 @@ def _load(
     rejects_dir: Path | None,
     log: Callable[[str], None],
     rejects_name: str = REJECTS_FILE,
+    training: bool = False,
 ) -> LabelledData:
+    """`training`: a file the bundle was trained on, read again for the baseline; its rejects
+    were shown when the model was trained, so one line counts them instead of listing them."""
     encoding, max_record_lines = reading
     data = load_labelled(path, encoding=encoding, max_record_lines=max_record_lines, **columns)
-    if data.rejects:
+    if data.rejects and training:
+        log(
+            f"{path}: {len(data.rejects)} rows rejected, left out of the baseline as out of "
+            f"training (kefu data validate {path} lists them)"
+        )
+    elif data.rejects:
         shown = "; ".join(reject.describe() for reject in data.rejects[:3])
         where = ""
         if rejects_dir is not None:

@@ -357,3 +357,22 @@ def test_conversation_columns_of_another_name_are_read_when_named(tiny_bundle, d
     assert metrics["conversations"]["turns"] == (len(EVAL_ROWS) + 1) // 2
     wrong = run_cli(*common, "-o", tmp_path / "b", "--session-col", "chat")
     assert wrong.exit_code == 2 and "no column 'chat' (--session-col)" in wrong.output
+
+
+def test_the_training_files_rejects_are_counted_in_one_line_not_listed(
+    tiny_bundle, data_dir, tmp_path
+):
+    train = tmp_path / "train.jsonl"
+    lines = (data_dir / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    bad = {"id": "bad", "text": "在吗", "intent": "zzz_label"}
+    train.write_text("\n".join([*lines, json.dumps(bad)]) + "\n", encoding="utf-8")
+    done = run_cli(
+        "--bundle", tiny_bundle, "--data", data_dir / "test.jsonl", "--threads", 1,
+        "--train-data", train, "--no-public-dev", "-o", tmp_path / "out",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert (
+        f"{train}: 1 rows rejected, left out of the baseline as out of training (kefu data "
+        f"validate {train} lists them)"
+    ) in done.output
+    assert "zzz_label" not in done.output
