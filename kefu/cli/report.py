@@ -58,3 +58,4 @@ def command(
         )
         for reject in data.reject_examples:
             typer.echo(f"rejected: {reject.describe()}", err=True)
+        typer.echo(f"every one is in {data.rejects_file}", err=True)

@@ -10,6 +10,7 @@ and archived, and needs no server.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from kefu.errors import ConfigError, DataError, KefuError, OutputError
@@ -49,9 +50,21 @@ def build_report(
     options = ReadOptions(encoding=encoding, max_record_lines=max_record_lines)
     files = scored_files(inputs, text_col, time_col, options)
     data = ReportData(files=[source.display_name for source in files])
-    for source in files:
-        for batch in read_scored(source, text_col, time_col, options):
-            data.add(batch)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(write_error(output, exc)) from None
+    # every row left out is in OUTPUT.rejects.jsonl, as with kefu score (empty when none is)
+    rejects_path = Path(f"{output}.rejects.jsonl")
+    with replacing(rejects_path) as tmp, tmp.open("w", encoding="utf-8") as rejects:
+        for source in files:
+            for batch in read_scored(source, text_col, time_col, options):
+                data.add(batch)
+                rejects.writelines(
+                    json.dumps(reject.to_dict(), ensure_ascii=False) + "\n"
+                    for reject in batch.rejects
+                )
+    data.rejects_file = str(rejects_path)
     try:
         taxonomy = load_taxonomy()
     except KefuError:
@@ -63,10 +76,6 @@ def build_report(
         period=period,
         labels=Labels(taxonomy, cjk_font() is not None),
     )
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(write_error(output, exc)) from None
     with replacing(output) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return data

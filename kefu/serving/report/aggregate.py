@@ -62,6 +62,7 @@ class ReportData:
     rejected: int = 0  # records that could not be read or used, counted out (not in `rows`)
     rejected_by_reason: Counter[str] = field(default_factory=Counter)  # `Reject.reason` codes
     reject_examples: list[Reject] = field(default_factory=list)  # the first few of them
+    rejects_file: str = ""  # where every one of them is (OUTPUT.rejects.jsonl)
     actions: Counter[str] = field(default_factory=Counter)  # files scored with actions only
     priorities: Counter[str] = field(default_factory=Counter)
     queue_intents: Counter[tuple[str, str]] = field(default_factory=Counter)

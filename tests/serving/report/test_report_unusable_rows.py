@@ -3,6 +3,9 @@ leave out: a blank label must not become a label of its own, nor a blank flag a 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -60,6 +63,13 @@ def test_rows_with_blank_score_cells_are_counted_out_and_named(tmp_path, suffix)
     assert [top[1], top[3], top[4]] == ["logistics_status", "3", "42.9%"]
     assert all(row[0] for row in tables["emotion"][1:])  # no row for a blank emotion
     assert "2 of 7 messages escalate (28.6%)" in page
+    written = [
+        json.loads(line) for line in Path(f"{out}.rejects.jsonl").read_text("utf-8").splitlines()
+    ]
+    assert [(reject["line"], reject["column"], reject["reason"]) for reject in written] == [
+        (int(unit.split()[1]) + number, column, "missing_score")
+        for number, column in enumerate(["intent", "emotion", "escalate"])
+    ]
 
 
 def test_the_cli_names_the_rows_it_left_out(tmp_path):
@@ -73,6 +83,7 @@ def test_the_cli_names_the_rows_it_left_out(tmp_path):
         f"rejected: {path}, row 1, column 'intent': intent is blank",
         f"rejected: {path}, row 2, column 'emotion': emotion is blank",
         f"rejected: {path}, row 3, column 'escalate': escalate is blank",
+        f"every one is in {tmp_path / 'r.html'}.rejects.jsonl",
     ]
 
 
