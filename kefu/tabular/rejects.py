@@ -74,12 +74,16 @@ class Reject:
         del fields["unit"]
         return fields
 
+    def to_line(self) -> str:
+        """One line of a rejects file (JSON Lines, newline included)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False) + "\n"
+
 
 def write_rejects(rejects: Iterable[Reject], path: str | Path) -> int:
     """Write rejects as JSON Lines (`Reject.to_dict()`, in order); returns how many."""
     count = 0
     with replacing(Path(path)) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for reject in rejects:
-            handle.write(json.dumps(reject.to_dict(), ensure_ascii=False) + "\n")
+            handle.write(reject.to_line())
             count += 1
     return count

@@ -10,7 +10,6 @@ and archived, and needs no server.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from kefu.errors import ConfigError, DataError, KefuError, OutputError
@@ -60,10 +59,7 @@ def build_report(
         for source in files:
             for batch in read_scored(source, text_col, time_col, options):
                 data.add(batch)
-                rejects.writelines(
-                    json.dumps(reject.to_dict(), ensure_ascii=False) + "\n"
-                    for reject in batch.rejects
-                )
+                rejects.writelines(reject.to_line() for reject in batch.rejects)
     data.rejects_file = str(rejects_path)
     try:
         taxonomy = load_taxonomy()
