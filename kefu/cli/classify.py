@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from kefu.errors import EXIT_FAILED, InputError
 from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
+
+if TYPE_CHECKING:
+    from kefu.serving.deployment import Deployment
+    from kefu.serving.routing import ConversationContext
 
 BATCH = 64  # messages of standard input read and triaged together; output follows each batch
 # what an unreadable message is told, by the code of the classifier's InputError
@@ -75,14 +79,13 @@ def command(
     )
     _check_intents(previous, sorted(deployment.policy.intent_groups))
     numbered = _numbered(texts or ["-"])
-    printer = _TablePrinter() if table else _json_printer
+    printer = _TablePrinter() if table else _JsonPrinter()
     failed = False
     while batch := list(islice(numbered, BATCH)):
         results = _triaged(deployment, batch, context, max_text_chars)
         failed |= any("error" in result for result in results)
-        printer(batch, results)
-    if table:
-        printer.flush()  # type: ignore[union-attr]
+        printer.add(batch, results)
+    printer.finish()
     if failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -116,7 +119,10 @@ def _numbered(texts: list[str]) -> Iterator[tuple[str, str]]:
 
 
 def _triaged(
-    deployment: Any, batch: list[tuple[str, str]], context: Any, max_text_chars: int
+    deployment: Deployment,
+    batch: list[tuple[str, str]],
+    context: ConversationContext,
+    max_text_chars: int,
 ) -> list[dict[str, Any]]:
     """The result of each message, or its error in its place."""
     from kefu.serving.inputs import checked_texts
@@ -147,10 +153,16 @@ def _error(exc: InputError, text: str, max_text_chars: int) -> dict[str, str]:
     return {"code": exc.code, "message": f"the message {problem}"}
 
 
-def _json_printer(batch: Iterable[tuple[str, str]], results: list[dict[str, Any]]) -> None:
-    for result in results:
-        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+class _JsonPrinter:
+    """One JSON line per message, written as each batch is answered (a pipe sees them at once)."""
+
+    def add(self, batch: list[tuple[str, str]], results: list[dict[str, Any]]) -> None:
+        for result in results:
+            sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def finish(self) -> None:
+        pass
 
 
 class _TablePrinter:
@@ -161,7 +173,7 @@ class _TablePrinter:
 
         self.table = Table("#", "message", "intent", "urgency", "emotion", "route", "reasons")
 
-    def __call__(self, batch: list[tuple[str, str]], results: list[dict[str, Any]]) -> None:
+    def add(self, batch: list[tuple[str, str]], results: list[dict[str, Any]]) -> None:
         for (message_id, text), result in zip(batch, results, strict=True):
             shown = text if len(text) <= 40 else text[:39] + "…"
             if "error" in result:
@@ -178,7 +190,7 @@ class _TablePrinter:
                 ", ".join(route["reasons"]),
             )
 
-    def flush(self) -> None:
+    def finish(self) -> None:
         from rich.console import Console
 
         Console().print(self.table)

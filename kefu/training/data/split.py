@@ -24,7 +24,8 @@ from typing import Any
 from kefu.errors import DataError, InputError
 from kefu.serving.taxonomy import HEADS
 from kefu.tabular.output import replacing
-from kefu.training.data.loader import LabelledData, LabelledRow
+from kefu.tabular.rejects import Reject
+from kefu.training.data.loader import LabelledData, LabelledRow, write_rejects
 from kefu.training.data.overlap import THRESHOLD, max_jaccard
 from kefu.training.data.repeats import fold_text
 
@@ -99,10 +100,8 @@ def split_labelled(
     return split
 
 
-def write_splits(split: Split, folder: Path, rejects: list[Any]) -> dict[str, Path]:
+def write_splits(split: Split, folder: Path, rejects: list[Reject]) -> dict[str, Path]:
     """DIR/train.jsonl, dev.jsonl, test.jsonl (and rejects.jsonl when a row was rejected)."""
-    from kefu.training.data.loader import write_rejects
-
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for name in SPLITS:
