@@ -19,7 +19,12 @@ from kefu.serving.report.html import img as _img
 from kefu.serving.report.html import num as _num
 from kefu.serving.report.html import pct as _pct
 from kefu.serving.report.html import table as _table
-from kefu.serving.report.routing_view import conversation_section, routing_section
+from kefu.serving.report.routing_view import (
+    MAX_QUEUES,
+    conversation_section,
+    queues_not_shown,
+    routing_section,
+)
 from kefu.serving.taxonomy import HEADS, Taxonomy
 from kefu.tabular import REASONS
 
@@ -191,8 +196,10 @@ def _escalation(data: ReportData) -> str:
             "escalation-reasons", ["reason", "messages", "share of escalated"], rows, numeric={1, 2}
         )
     )
-    queues = [[escape(k), _num(v), _pct(v / data.rows)] for k, v in data.queues.most_common()]
+    busiest = data.queues.most_common()
+    queues = [[escape(k), _num(v), _pct(v / data.rows)] for k, v in busiest[:MAX_QUEUES]]
     parts.append(_table("queues", ["queue 队列", "messages", "share"], queues, numeric={1, 2}))
+    parts.append(queues_not_shown(dict(busiest[MAX_QUEUES:])))
     return "".join(parts)
 
 

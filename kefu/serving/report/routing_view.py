@@ -18,6 +18,9 @@ from kefu.serving.taxonomy import PRIORITIES
 
 ACTIONS = {"bot": "机器人答复", "clarify": "澄清追问", "human": "转人工"}
 PRIORITY_NAMES = {"P0": "紧急", "P1": "高", "P2": "中", "P3": "低"}
+# A policy names a handful of queues; a file whose queue column is free text (edited by hand,
+# or scored by another tool) could name thousands, so the queue tables list the busiest only.
+MAX_QUEUES = 12
 
 
 class Names(Protocol):
@@ -76,8 +79,10 @@ def _queue_intents(data: ReportData, labels: Names) -> str:
     per_queue: dict[str, int] = {}
     for (queue, _), count in data.queue_intents.items():
         per_queue[queue] = per_queue.get(queue, 0) + count
+    shown = set(sorted(per_queue, key=lambda queue: (-per_queue[queue], queue))[:MAX_QUEUES])
     ranked = sorted(
-        data.queue_intents.items(), key=lambda item: (-per_queue[item[0][0]], item[0][0], -item[1])
+        (item for item in data.queue_intents.items() if item[0][0] in shown),
+        key=lambda item: (-per_queue[item[0][0]], item[0][0], -item[1]),
     )
     rows = [
         [
@@ -91,7 +96,18 @@ def _queue_intents(data: ReportData, labels: Names) -> str:
         for (queue, intent), count in ranked
     ]
     header = ["queue 队列", "intent", "名称", "messages", "share of queue", "to a person"]
-    return table("queue-intents", header, rows, {3, 4, 5})
+    left_out = {queue: count for queue, count in per_queue.items() if queue not in shown}
+    return table("queue-intents", header, rows, {3, 4, 5}) + queues_not_shown(left_out)
+
+
+def queues_not_shown(left_out: dict[str, int]) -> str:
+    """The note under a queue table cut to the `MAX_QUEUES` busiest queues."""
+    if not left_out:
+        return ""
+    return (
+        f'<p class="note">{num(len(left_out))} quieter queues ({num(sum(left_out.values()))} '
+        f"messages) are not listed: only the {MAX_QUEUES} busiest are.</p>"
+    )
 
 
 def conversation_section(data: ReportData) -> str:

@@ -17,6 +17,7 @@ from support.html_tables import Tables
 from kefu.serving.batch import ScoreJob, run_local
 from kefu.serving.batch.scoring import SCORE_SCHEMA
 from kefu.serving.report import build_report
+from kefu.serving.report.routing_view import MAX_QUEUES
 
 # (session, turn, intent, queue, priority, action, reasons)
 ROUTES = [
@@ -93,6 +94,26 @@ def test_routing_tables_hold_exact_counts(tmp_path, routed):
     assert queue_intents[1] == ["售前组", "product_info", "商品咨询", "7", "100.0%", "14.3%"]
     assert ["投诉专席", "complaint", "投诉/升级", "2", "66.7%", "100.0%"] in queue_intents
     assert "chart-actions" in page.images
+
+
+def test_queue_tables_list_the_busiest_queues_and_count_the_rest(tmp_path):
+    # a hand-edited queue column: queue q00 has 20 messages, q01 19, ... q14 6
+    routes = [
+        (None, None, "payment", f"q{rank:02d}", "P2", "bot", [])
+        for rank in range(15)
+        for _ in range(20 - rank)
+    ]
+    path = tmp_path / "queues.parquet"
+    pq.write_table(routed_table(routes), path)
+    build_report([str(path)], tmp_path / "queues.html")
+    html = (tmp_path / "queues.html").read_text(encoding="utf-8")
+    page = Tables(html)
+    busiest = [f"q{rank:02d}" for rank in range(MAX_QUEUES)]
+    assert [row[0] for row in page.tables["queues"][1:]] == busiest
+    assert [row[0] for row in page.tables["queue-intents"][1:]] == busiest
+    # q12, q13 and q14: 8 + 7 + 6 messages, under both tables
+    note = "3 quieter queues (21 messages) are not listed: only the 12 busiest are."
+    assert html.count(note) == 2
 
 
 def test_conversation_view_hand_over_share_turn_and_why(tmp_path, routed):
