@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kefu.errors import DataError
 from kefu.serving.length_batches import length_sorted_batches
 from kefu.serving.taxonomy import HEADS, Taxonomy
 from kefu.serving.tokenization import TextEncoder
@@ -127,15 +126,3 @@ def collate(split: EncodedSplit, rows: np.ndarray, pad_id: int) -> dict[str, tor
 
 def batch_labels(split: EncodedSplit, rows: np.ndarray) -> dict[str, torch.Tensor]:
     return {head: torch.from_numpy(split.labels[head][rows]) for head in HEADS}
-
-
-def untrained_heads(train_set: EncodedSplit, min_labels: int) -> list[str]:
-    """Heads with fewer than `min_labels` labelled training rows; intent must never be one."""
-    counts = {head: int((train_set.labels[head] >= 0).sum()) for head in HEADS}
-    untrained = [head for head in HEADS if counts[head] < min_labels]
-    if "intent" in untrained:
-        raise DataError(
-            f"only {counts['intent']} training rows carry an intent label (at least {min_labels} "
-            "needed): routing is keyed on the intent; label more rows or lower min_head_labels"
-        )
-    return untrained

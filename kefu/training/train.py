@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,6 +39,7 @@ from kefu.training.config import TrainConfig
 from kefu.training.data.loader import LabelledRow
 from kefu.training.data.splits import load_splits
 from kefu.training.export import check_tokenizer_parity
+from kefu.training.head_plan import plan_heads, thin_classes
 from kefu.training.loop import History, fit
 from kefu.training.model import (
     MultiHeadClassifier,
@@ -47,7 +48,7 @@ from kefu.training.model import (
     load_classifier,
 )
 from kefu.training.run_outputs import Graphs, export_graphs, save_bundle
-from kefu.training.sampling import EncodedSplit, encode_split, untrained_heads
+from kefu.training.sampling import EncodedSplit, encode_split
 
 
 @dataclass
@@ -77,8 +78,8 @@ def train(
     work = Path(tempfile.mkdtemp(prefix="kefu-train-"))
     try:
         data = _encode_data(splits, base.path, work, config, taxonomy, log)
-        config, trained, untrained, notes = _plan_heads(config, data.train_set, log)
-        notes += _thin_classes(data.train_set, taxonomy, trained, log)
+        config, trained, untrained, notes = plan_heads(config, data.train_set, log)
+        notes += thin_classes(data.train_set, taxonomy, trained, log)
 
         # 3. model: pretrained encoder, new heads, loss weighted per head (and per class)
         head_sizes = {head: len(taxonomy.labels(head)) for head in HEADS}
@@ -124,13 +125,6 @@ class _Data(NamedTuple):
     data_hash: str  # sha256 over the training files
 
 
-class _HeadPlan(NamedTuple):
-    config: TrainConfig  # loss weight 0 for the untrained heads
-    trained: tuple[str, ...]
-    untrained: list[str]
-    notes: list[str]  # for the manifest
-
-
 class _Calibrated(NamedTuple):
     heads: dict[str, HeadCalibration]
     reports: dict[str, HeadCalibrationReport]
@@ -171,61 +165,6 @@ def _encode_data(
         f"{parity_texts} texts"
     )
     return _Data(tokenizer_json, encoder.pad_id, train_set, dev_set, parity_texts, data_hash)
-
-
-def _plan_heads(
-    config: TrainConfig, train_set: EncodedSplit, log: Callable[[str], None]
-) -> _HeadPlan:
-    """A head with (almost) no labels is not trained.
-
-    It would predict noise that drives routing (a random urgency head sends messages to P0);
-    serving skips it instead.
-    """
-    untrained = untrained_heads(train_set, config.min_head_labels)
-    notes: list[str] = []
-    if untrained:
-        config = replace(
-            config,
-            loss_weights={h: 0.0 if h in untrained else w for h, w in config.loss_weights.items()},
-        )
-        notes.append(
-            f"not trained (fewer than {config.min_head_labels} labelled training rows): "
-            f"{', '.join(untrained)}; serving returns no label for them and routing ignores them"
-        )
-        log(f"warning: {notes[-1]}")
-    trained = tuple(head for head in HEADS if head not in untrained)
-    return _HeadPlan(config, trained, untrained, notes)
-
-
-# A class with fewer training rows than this is named in the log and the model card.
-MIN_CLASS_ROWS = 5
-
-
-def _thin_classes(
-    train_set: EncodedSplit,
-    taxonomy: Taxonomy,
-    trained: tuple[str, ...],
-    log: Callable[[str], None],
-) -> list[str]:
-    """Classes the model can barely or never predict, said before anyone relies on them: with
-    no `critical` or `angry` row, the routing rules on them never fire."""
-    thin = []
-    for head in trained:
-        labels = train_set.labels[head]
-        counts = np.bincount(labels[labels >= 0], minlength=len(taxonomy.labels(head)))
-        thin += [
-            f"{head} {label} {count}"
-            for label, count in zip(taxonomy.labels(head), counts, strict=True)
-            if count < MIN_CLASS_ROWS
-        ]
-    if not thin:
-        return []
-    note = (
-        f"classes with fewer than {MIN_CLASS_ROWS} training rows, which the model rarely or "
-        f"never predicts (rules on them rarely fire): {', '.join(thin)}"
-    )
-    log(f"warning: {note}")
-    return [note]
 
 
 def _build_model(

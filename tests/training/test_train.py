@@ -359,12 +359,12 @@ def test_briefly_fine_tuning_the_real_base_model(data_dir, tmp_path, taxonomy):
 def test_classes_with_few_training_rows_are_named(taxonomy):
     from types import SimpleNamespace
 
-    from kefu.training.train import _thin_classes
+    from kefu.training.head_plan import thin_classes
 
     urgency = taxonomy.labels("urgency")
     rows = [urgency.index("low")] * 9 + [urgency.index("medium")] * 9 + [urgency.index("high")] * 2
     split = SimpleNamespace(labels={"urgency": np.array(rows + [IGNORE])})
     logged = []
-    (note,) = _thin_classes(split, taxonomy, ("urgency",), logged.append)
+    (note,) = thin_classes(split, taxonomy, ("urgency",), logged.append)
     assert note.endswith("urgency high 2, urgency critical 0")  # rarely and never predicted
     assert logged == [f"warning: {note}"]

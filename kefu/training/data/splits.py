@@ -81,7 +81,7 @@ def load_splits(
             train_rows += data.rows
             weights += [weight] * len(data.rows)
     if len(no_intent_column) == len(train_files):
-        # routing is keyed on the intent, so it must be trained (sampling.untrained_heads); say
+        # routing is keyed on the intent, so it must be trained (head_plan.untrained_heads); say
         # which column was looked for, not only that no row had an intent
         raise DataError(f"{no_intent_column[0]} (the intent head must be trained)")
     if not dev_files:
