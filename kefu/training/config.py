@@ -11,7 +11,6 @@ the field and the value. `TrainConfig.to_dict()` is what the bundle stores.
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,29 +19,10 @@ from typing import Any
 
 import yaml
 
-from kefu.close_words import close_words, did_you_mean
 from kefu.errors import ConfigError
 from kefu.serving.taxonomy import HEADS
-from kefu.tabular.decoding import check_encoding
-
-CLASS_WEIGHTS = ("none", "sqrt", "balanced")
-PRECISIONS = ("fp32", "bf16", "auto")
-PER_HEAD_KEYS = ("loss_weights", "target_precision", "max_abstain_rate")
-# Names other trainers give these keys, which difflib does not rate close to ours.
-KEY_ALIASES = {
-    "learning_rate": "lr",
-    "num_epochs": "epochs",
-    "num_train_epochs": "epochs",
-    "steps": "max_steps",
-    "bs": "batch_size",
-    "per_device_train_batch_size": "batch_size",
-    "max_seq_length": "max_length",
-    "model": "base_model",
-    "model_name_or_path": "base_model",
-    "warmup": "warmup_ratio",
-    "fp16": "precision",
-    "bf16": "precision",
-}
+from kefu.training.config_checks import PER_HEAD_KEYS, check_config
+from kefu.training.config_parsing import check_known_keys, close_hint, coerce_value, read_yaml
 
 
 def _per_head(intent: float, urgency: float, emotion: float) -> Any:
@@ -162,81 +142,21 @@ class TrainConfig:
     model_version: str = ""
 
     def __post_init__(self) -> None:
-        # NaN passes every range check below (each comparison is false) and trains a model of
-        # NaNs; infinity is no learning rate or weight either
-        for spec in dataclasses.fields(self):
-            value = getattr(self, spec.name)
-            if isinstance(value, dict):
-                numbers = list(value.values())
-            else:
-                numbers = value if isinstance(value, list) else [value]
-            if any(isinstance(number, float) and not math.isfinite(number) for number in numbers):
-                _bad(spec.name, value, "must be a finite number")
-        positive = ("epochs", "batch_size", "eval_batch_size", "lr", "head_lr", "bucket_batches")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                _bad(name, getattr(self, name), "must be > 0")
-        non_negative: tuple[str, ...] = (
-            "max_steps",
-            "weight_decay",
-            "max_grad_norm",
-            "eval_every",
-            "patience",
-        )
-        non_negative += ("time_budget_minutes", "int8_max_drop", "threads", "label_smoothing")
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                _bad(name, getattr(self, name), "must be >= 0")
-        for name in ("dropout", "warmup_ratio", "label_smoothing", "ema_decay", "lexical_weight"):
-            if not 0 <= getattr(self, name) < 1:
-                _bad(name, getattr(self, name), "must be in [0, 1)")
-        if not 0 < self.dev_fraction < 1:
-            _bad("dev_fraction", self.dev_fraction, "must be in (0, 1)")
-        if not 0 < self.layer_lr_decay <= 1:
-            _bad("layer_lr_decay", self.layer_lr_decay, "must be in (0, 1]")
-        if not 8 <= self.max_length <= 512:
-            _bad("max_length", self.max_length, "must be in [8, 512] (BERT positions)")
-        if self.max_record_lines < 1:
-            _bad("max_record_lines", self.max_record_lines, "must be >= 1")
-        if not 0 < self.parity_tolerance < 1:
-            _bad("parity_tolerance", self.parity_tolerance, "must be in (0, 1)")
-        if self.precision not in PRECISIONS:
-            _bad("precision", self.precision, f"must be one of {list(PRECISIONS)}")
-        if self.class_weights not in CLASS_WEIGHTS:
-            _bad("class_weights", self.class_weights, f"must be one of {list(CLASS_WEIGHTS)}")
-        if not self.train_data:
-            _bad("train_data", self.train_data, "must name a labelled file")
-        if self.train_weights and len(self.train_weights) != len(self.train_data):
-            _bad("train_weights", self.train_weights, "must give one weight per train_data file")
-        if any(weight <= 0 for weight in self.train_weights):
-            _bad("train_weights", self.train_weights, "must be > 0 per file")
-        if self.data_encoding:
-            try:
-                check_encoding(self.data_encoding)
-            except ConfigError:
-                _bad("data_encoding", self.data_encoding, "is not a known ASCII-compatible codec")
-        for name in PER_HEAD_KEYS:
-            values = getattr(self, name)
-            if set(values) != set(HEADS):
-                _bad(name, values, f"must give exactly the heads {list(HEADS)}")
-            if any(value < 0 for value in values.values()):
-                _bad(name, values, "must be >= 0 per head")
-        if not any(self.loss_weights.values()):
-            _bad("loss_weights", self.loss_weights, "at least one head needs a weight > 0")
-        for name in ("target_precision", "max_abstain_rate"):
-            if any(value > 1 for value in getattr(self, name).values()):
-                _bad(name, getattr(self, name), "must be <= 1 per head")
+        check_config(self)  # finite, in range, known choices, one value per head
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+CONFIG_KEYS = tuple(item.name for item in dataclasses.fields(TrainConfig))
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
     """Defaults, then the YAML file at `path`, then `key=value` overrides, validated."""
     values: dict[str, Any] = {}
     if path is not None:
-        values = _read_yaml(Path(path))
-        _check_known_keys(values, f"config file {path}")
+        values = read_yaml(Path(path))
+        check_known_keys(values, CONFIG_KEYS, f"config file {path}")
     overridden = {override.partition("=")[0].strip() for override in overrides}
     if "train_data" in overridden and "train_weights" not in overridden:
         values.pop("train_weights", None)  # weights belong to the files they were set for
@@ -247,13 +167,13 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             raise ConfigError(f"override {override!r} is not key=value (e.g. --set epochs=2)")
         value = yaml.safe_load(raw) if raw.strip() else ""
         name, _, head = key.partition(".")
-        _check_known_keys([name], f"override {override!r}")
+        check_known_keys([name], CONFIG_KEYS, f"override {override!r}")
         if head:
             if name not in PER_HEAD_KEYS:
                 raise ConfigError(f"config key {name!r} has no per-head values ({key!r})")
             if head not in HEADS:
                 raise ConfigError(
-                    f"config key {key!r}: unknown head {head!r}{_hint(head, HEADS)}; "
+                    f"config key {key!r}: unknown head {head!r}{close_hint(head, HEADS)}; "
                     f"heads are {list(HEADS)}"
                 )
             merged = dict(values.get(name) or _defaults()[name])
@@ -265,77 +185,13 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
 
 def build_config(values: Mapping[str, Any], where: str = "config") -> TrainConfig:
     """A TrainConfig from plain values; every key and value is type-checked first."""
-    _check_known_keys(values, where)
-    hints = typing.get_type_hints(TrainConfig)
-    checked = {name: _coerce(name, value, hints[name], where) for name, value in values.items()}
+    check_known_keys(values, CONFIG_KEYS, where)
+    hints, defaults = typing.get_type_hints(TrainConfig), _defaults()
+    checked = {
+        name: coerce_value(name, value, hints[name], where, defaults[name])
+        for name, value in values.items()
+    }
     return TrainConfig(**{**_defaults_for(checked), **checked})
-
-
-def _coerce(name: str, value: Any, expected: Any, where: str) -> Any:
-    """Accept the YAML value when it has the field's type (an int where a float is due, too)."""
-    if expected is bool:
-        if isinstance(value, bool):
-            return value
-    elif expected is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif expected is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 3e-5 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif expected is str:
-        if isinstance(value, str):
-            return value
-        if value is None:
-            return ""
-    elif typing.get_origin(expected) is list:
-        item_type = typing.get_args(expected)[0]
-        if value is None or value == "":
-            return []
-        items = value if isinstance(value, list) else [value]  # one path is a list of one
-        if item_type is str and all(isinstance(item, str) and item for item in items):
-            return list(items)
-        if item_type is float:
-            return [_coerce(f"{name}[{i}]", item, float, where) for i, item in enumerate(items)]
-    elif typing.get_origin(expected) is dict and isinstance(value, Mapping):
-        unknown_heads = sorted(set(value) - set(HEADS), key=str)
-        if unknown_heads:
-            hint = _hint(str(unknown_heads[0]), HEADS)
-            raise ConfigError(
-                f"{where}: {name} has unknown heads {unknown_heads}{hint}; heads are {list(HEADS)}"
-            )
-        merged = {**_defaults()[name], **value}
-        return {head: _coerce(f"{name}.{head}", merged[head], float, where) for head in HEADS}
-    type_name = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
-    if typing.get_origin(expected) is list:
-        type_name[expected] = (
-            "a path or a list of paths"
-            if typing.get_args(expected)[0] is str
-            else "a list of numbers"
-        )
-    raise ConfigError(
-        f"{where}: {name} = {value!r} is not {type_name.get(expected, 'a mapping of head to number')}"
-    )
-
-
-def _check_known_keys(keys: Iterable[Any], where: str) -> None:
-    """Name every unknown key and the known ones closest to each: a typo is the usual cause."""
-    known = sorted(item.name for item in dataclasses.fields(TrainConfig))
-    unknown = sorted((key for key in keys if key not in known), key=str)
-    if unknown:
-        named = ", ".join(f"{key!r}{_hint(str(key), known, KEY_ALIASES)}" for key in unknown)
-        noun = "key" if len(unknown) == 1 else "keys"
-        raise ConfigError(f"{where}: unknown config {noun} {named}; known keys: {', '.join(known)}")
-
-
-def _hint(word: str, known: Iterable[str], aliases: Mapping[str, str] | None = None) -> str:
-    """' (did you mean epochs?)' when a known word is close, as for KEFU_* names."""
-    suggestion = did_you_mean(close_words(word, known, aliases=aliases))
-    return f" ({suggestion})" if suggestion else ""
 
 
 def _defaults() -> dict[str, Any]:
@@ -344,21 +200,3 @@ def _defaults() -> dict[str, Any]:
 
 def _defaults_for(checked: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in _defaults().items() if name not in checked}
-
-
-def _bad(name: str, value: Any, why: str) -> None:
-    raise ConfigError(f"config {name} = {value!r} {why}")
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-    return raw
