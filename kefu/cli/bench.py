@@ -18,11 +18,11 @@ from pathlib import Path
 
 import typer
 
+from kefu.cli.options import DEFAULT_BUNDLE, BundleDir
+
 
 def command(
-    bundle: Path = typer.Option(
-        Path("models/default"), "--bundle", envvar="KEFU_BUNDLE", help="Bundle directory."
-    ),
+    bundle: BundleDir = DEFAULT_BUNDLE,
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes: a smoke run in about a minute."),
     data: Path = typer.Option(
         None, "--data", help="Labelled file of texts (default: datasets/seed/test.jsonl)."

@@ -16,11 +16,11 @@ import json
 import sys
 from collections.abc import Iterator
 from itertools import islice
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from kefu.cli.options import DEFAULT_BUNDLE, BundleDir, PolicyFile, Variant
 from kefu.errors import EXIT_FAILED, InputError
 from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 
@@ -40,13 +40,9 @@ def command(
     texts: list[str] = typer.Argument(
         None, help="Messages to classify; '-' (or none) reads one message per line of stdin."
     ),
-    bundle: Path = typer.Option(
-        Path("models/default"), "--bundle", envvar="KEFU_BUNDLE", help="Bundle directory."
-    ),
-    variant: str = typer.Option(None, "--variant", help="fp32 or int8 (default: the bundle's)."),
-    policy: Path = typer.Option(
-        None, "--policy", help="Routing policy YAML overriding the bundle's."
-    ),
+    bundle: BundleDir = DEFAULT_BUNDLE,
+    variant: Variant = None,
+    policy: PolicyFile = None,
     turn: int = typer.Option(
         None, "--turn", min=1, help="Customer turn number of every message (1-based)."
     ),

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kefu.cli.errors import reports_errors
+from kefu.cli.options import LabelledFile, LabelledFileOptions, takes_labelled_file_options
 from kefu.errors import DataError, InputError
 from kefu.serving.taxonomy import HEADS
 
@@ -88,16 +89,9 @@ def real(
 
 @app.command("validate")
 @reports_errors("data validate")
+@takes_labelled_file_options
 def validate(
-    file: Path = typer.Argument(
-        ...,
-        help="JSONL, CSV, TSV (optionally .gz or .zst), Parquet or xlsx file of labelled messages.",
-    ),
-    text_col: str = typer.Option("text", help="Column holding the message text."),
-    intent_col: str = typer.Option("intent"),
-    urgency_col: str = typer.Option("urgency"),
-    emotion_col: str = typer.Option("emotion"),
-    id_col: str = typer.Option("id"),
+    file: LabelledFile,
     rejects: Path = typer.Option(
         None, help="Write rejected rows (with reasons) to this JSONL file."
     ),
@@ -105,26 +99,17 @@ def validate(
     encoding: str = typer.Option(
         None, help="Text encoding, e.g. gb18030 (default: detected: BOM, UTF-8, GB18030)."
     ),
-    max_record_lines: int = typer.Option(
-        5, min=1, help="Reject a CSV/TSV record over more physical lines (a broken quote)."
-    ),
+    *,
+    file_options: LabelledFileOptions,
 ) -> None:
     """Check a labelled file: counts per label, and every rejected row with file, line and reason.
 
     Exits 1 when the file cannot be read, has no usable row, or (--strict) any row is rejected.
     """
-    from kefu.training.data.loader import load_labelled, write_rejects
+    from kefu.training.data.loader import write_rejects
 
-    data = load_labelled(
-        file,
-        text_col=text_col,
-        intent_col=intent_col,
-        urgency_col=urgency_col,
-        emotion_col=emotion_col,
-        id_col=id_col,
-        encoding=encoding,
-        max_record_lines=max_record_lines,
-    )  # --strict fails below, after the rejects are listed and written
+    # --strict fails below, after the rejects are listed and written
+    data = file_options.load(file, encoding)
     console = Console()
     typer.echo(f"{file}: {len(data.rows)} usable rows, {len(data.rejects)} rejected")
     for note in data.missing_column_notes("--{head}-col NAME"):
@@ -164,11 +149,9 @@ def validate(
 
 @app.command("split")
 @reports_errors("data split")
+@takes_labelled_file_options
 def split(
-    file: Path = typer.Argument(
-        ...,
-        help="JSONL, CSV, TSV (optionally .gz or .zst), Parquet or xlsx file of labelled messages.",
-    ),
+    file: LabelledFile,
     out: Path = typer.Option(..., "--out", help="Folder for train.jsonl, dev.jsonl, test.jsonl."),
     session_col: str = typer.Option(
         None, help="Conversation id column: every turn of a chat goes to the same split."
@@ -176,21 +159,14 @@ def split(
     shares: str = typer.Option("0.7,0.15,0.15", help="Train, dev and test shares."),
     seed: int = typer.Option(13, help="Another seed places the rows differently."),
     force: bool = typer.Option(False, "--force", help="Overwrite split files already in --out."),
-    text_col: str = typer.Option("text", help="Column holding the message text."),
-    intent_col: str = typer.Option("intent"),
-    urgency_col: str = typer.Option("urgency"),
-    emotion_col: str = typer.Option("emotion"),
-    id_col: str = typer.Option("id"),
     encoding: str = typer.Option(None, help="Text encoding (default: detected)."),
-    max_record_lines: int = typer.Option(
-        5, min=1, help="Reject a CSV/TSV record over more physical lines (a broken quote)."
-    ),
+    *,
+    file_options: LabelledFileOptions,
 ) -> None:
     """Split a labelled file into train, dev and test, chats and repeated texts kept whole."""
     from kefu.cli.extras import require_train_extra
 
     require_train_extra(("scipy",))
-    from kefu.training.data.loader import load_labelled
     from kefu.training.data.split import SPLITS, parse_shares, split_labelled, write_splits
 
     chosen = parse_shares(shares)
@@ -201,16 +177,7 @@ def split(
             "--force to overwrite, or another --out",
             field="--out",
         )
-    data = load_labelled(
-        file,
-        text_col=text_col,
-        intent_col=intent_col,
-        urgency_col=urgency_col,
-        emotion_col=emotion_col,
-        id_col=id_col,
-        encoding=encoding,
-        max_record_lines=max_record_lines,
-    )
+    data = file_options.load(file, encoding)
     if not data.rows:
         raise DataError(f"no usable rows ({len(data.rejects)} rejected)", file=str(file))
     for note in data.missing_column_notes("--{head}-col NAME"):

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import typer
 
+from kefu.cli.options import TextColumn
+
 
 def command(
     inputs: list[str] = typer.Argument(
         ..., help="Scored Parquet, CSV, TSV, JSONL or xlsx files (or quoted globs)."
     ),
     output: Path = typer.Option(..., "--output", "-o", help="HTML file to write."),
-    text_col: str = typer.Option("text", help="Column holding the message text."),
+    text_col: TextColumn = "text",
     time_col: str = typer.Option(None, help="Timestamp column: adds trends by day or week."),
     top_n: int = typer.Option(10, help="How many intents the TOP table lists."),
     period: str = typer.Option(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import typer
 
+from kefu.cli.options import MaxRecordLines, PolicyFile, TextColumn, Variant
 from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS, MAX_TEXT_CHARS_ENV
 
 
@@ -38,9 +39,7 @@ def command(
     encoding: str = typer.Option(
         None, help="Input text encoding, e.g. gb18030 (default: detected per file)."
     ),
-    max_record_lines: int = typer.Option(
-        5, min=1, help="Reject a CSV/TSV record over more physical lines (a broken quote)."
-    ),
+    max_record_lines: MaxRecordLines = 5,
     max_reject_rate: float = typer.Option(
         0.2,
         min=0.0,
@@ -50,15 +49,15 @@ def command(
     bundle: Path = typer.Option(
         Path("models/default"), envvar="KEFU_BUNDLE", help="Model bundle directory."
     ),
-    text_col: str = typer.Option("text", help="Column holding the message text."),
+    text_col: TextColumn = "text",
     id_col: str = typer.Option(None, help="Column identifying a row; copied into each reject."),
     chunk_size: int = typer.Option(2048, min=1, help="Rows per committed chunk (the resume unit)."),
     batch_size: int = typer.Option(64, min=1, help="Rows per ONNX Runtime call."),
     workers: int = typer.Option(
         os.cpu_count() or 1, min=1, help="Scoring processes (Ray: actors)."
     ),
-    variant: str = typer.Option(None, help="fp32 or int8 (default: the bundle's)."),
-    policy: Path = typer.Option(None, help="Routing policy YAML overriding the bundle's."),
+    variant: Variant = None,
+    policy: PolicyFile = None,
     resume: bool = typer.Option(
         False,
         "--resume",

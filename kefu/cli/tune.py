@@ -14,6 +14,7 @@ from typing import Any
 
 import typer
 
+from kefu.cli.options import DEFAULT_BUNDLE, BundleDir
 from kefu.errors import InputError
 
 COLUMN_HELP = (
@@ -23,9 +24,7 @@ COLUMN_HELP = (
 
 
 def command(
-    bundle: Path = typer.Option(
-        Path("models/default"), "--bundle", envvar="KEFU_BUNDLE", help="Bundle directory."
-    ),
+    bundle: BundleDir = DEFAULT_BUNDLE,
     data: Path = typer.Option(
         ..., "--data", help="Labelled dev file (JSONL, CSV, TSV, Parquet or xlsx), not test."
     ),
