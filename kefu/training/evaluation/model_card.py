@@ -23,13 +23,10 @@ from kefu.training.evaluation.card_sections import (
     limits,
     training_section,
 )
-from kefu.training.evaluation.report import set_blocks
-from kefu.training.evaluation.routing_tables import conversation_table, escalation_table
+from kefu.training.evaluation.report import set_blocks, set_sections
 from kefu.training.evaluation.score_tables import (
-    by_source_table,
     public_dev_table,
     summary_table,
-    uncertainty_sentence,
 )
 from kefu.training.evaluation.tables import table
 
@@ -139,15 +136,7 @@ def _evaluation(bundle: Bundle, metrics: Mapping[str, Any], report_link: str | N
             "",
             *summary_table(block),
         ]
-        spread = uncertainty_sentence(block)
-        if spread:
-            lines += ["", spread]
-        if block.get("by_source"):
-            lines += ["", *by_source_table(block, metrics.get("min_support", 1))]
-        if block.get("escalation"):
-            lines += ["", *escalation_table(block)]
-        if block.get("conversations"):
-            lines += ["", *conversation_table(block)]
+        lines += set_sections(block, metrics.get("min_support", 1))
         lines += ["", int8_sentence(block)]
     if report_link:
         lines += [

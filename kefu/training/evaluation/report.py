@@ -24,6 +24,22 @@ from kefu.training.evaluation.score_tables import (
 REPORT_FILE = "report.md"
 
 
+def set_sections(block: Mapping[str, Any], min_support: int) -> list[str]:
+    """What a test set has beyond its scores, each after a blank line: the bootstrap spread,
+    the per-source table, the hand-over and conversation tables (report.md and the card)."""
+    lines: list[str] = []
+    spread = uncertainty_sentence(block)
+    if spread:
+        lines += ["", spread]
+    if block.get("by_source"):
+        lines += ["", *by_source_table(block, min_support)]
+    if block.get("escalation"):
+        lines += ["", *escalation_table(block)]
+    if block.get("conversations"):
+        lines += ["", *conversation_table(block)]
+    return lines
+
+
 def set_blocks(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     """(name, block) per test set, the lead set first: the first set's block is the top level."""
     names = list(metrics.get("test_sets") or ["test"])
@@ -65,15 +81,7 @@ def render_report(
             "Gain and INT8 Δ are macro-F1 differences in points (x100): the model minus the baseline, "
             "INT8 minus fp32. Answered accuracy is the accuracy on rows where the head does not abstain.",
         ]
-        spread = uncertainty_sentence(block)
-        if spread:
-            lines += ["", spread]
-        if block.get("by_source"):
-            lines += ["", *by_source_table(block, metrics.get("min_support", 1))]
-        if block.get("escalation"):
-            lines += ["", *escalation_table(block)]
-        if block.get("conversations"):
-            lines += ["", *conversation_table(block)]
+        lines += set_sections(block, metrics.get("min_support", 1))
         for head in HEADS:
             lines += ["", f"### {name}: {head}", ""]
             if not block["model"][head]["n"]:
