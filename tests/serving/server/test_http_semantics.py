@@ -46,6 +46,19 @@ SCRAPES = [
     ("no header", None, TEXT_0_0_4),
     ("OpenMetrics refused", "application/openmetrics-text;q=0,*/*;q=0.1", TEXT_0_0_4),
     ("an unreadable version", "text/plain;version=one", TEXT_0_0_4),
+    # a version prometheus-client does not write is not acceptable: the next range, else 0.0.4
+    ("an unknown OpenMetrics version", "application/openmetrics-text; version=9.9.9", TEXT_0_0_4),
+    ("an unknown text version", "text/plain; version=7.0.0", TEXT_0_0_4),
+    (
+        "an unknown version, then text 1.0.0",
+        "application/openmetrics-text;version=2.0.0,text/plain;version=1.0.0;q=0.5",
+        TEXT_1_0_0 + "; escaping=underscores",
+    ),
+    (
+        "an unknown text version, then OpenMetrics",
+        "text/plain;version=0.0.5,application/openmetrics-text;version=1.0.0;q=0.5",
+        OPENMETRICS + "; escaping=underscores",
+    ),
 ]
 
 
