@@ -7,6 +7,7 @@ so one schema serves every deployment.
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Any
 
 from pydantic import (
@@ -138,6 +139,61 @@ def _at_least_one(schema: dict[str, Any]) -> None:
             branch["minItems"] = 1
 
 
+SINGLE_FIELDS = ("text", "id", "context", "metadata")  # the one-message form's fields
+NULL = {"type": "null"}  # JSON Schema's null: the second branch of each optional field's anyOf
+CLASSIFY_EXAMPLES: list[dict[str, Any]] = [
+    {"text": "我的快递三天没动了，急用！"},
+    {
+        "messages": [
+            {
+                "id": "m1",
+                "text": "转人工",
+                "context": {"turn": 4},
+                "metadata": {"session_id": "s-1024"},
+            },
+            {
+                "id": "m2",
+                "text": "退款怎么还没到账",
+                "context": {"turn": 2, "previous_intents": ["refund_return"]},
+            },
+            {
+                "id": "m3",
+                "text": "就是那个",
+                "context": {"turn": 2, "previous_intents": [None], "clarifications": 1},
+            },
+        ]
+    },
+]
+
+
+def _classify_request_schema(schema: dict[str, Any]) -> None:
+    """The examples, and the two forms as `ClassifyRequest._one_form` tells them apart, null
+    taken as absent: `oneOf` `text` given and `messages` absent or null, or `messages` given and
+    the single form's fields absent or null. The branches exclude each other: a body with both
+    forms, or neither, matches none. Each branch restates its field's own schema (without null),
+    not merely its type, so a client generated from the branches keeps typed messages. The
+    validator still answers with its own codes (`ambiguous_request`, `missing_field`)."""
+
+    def given(name: str) -> dict[str, Any]:
+        not_null = [branch for branch in schema["properties"][name]["anyOf"] if branch != NULL]
+        return copy.deepcopy(not_null[0])
+
+    schema["examples"] = CLASSIFY_EXAMPLES
+    schema["oneOf"] = [
+        {
+            "title": "One message",
+            "required": ["text"],
+            "properties": {"text": given("text"), "messages": dict(NULL)},
+        },
+        {
+            "title": "A batch",
+            "required": ["messages"],
+            "properties": {"messages": given("messages")}
+            | {name: dict(NULL) for name in SINGLE_FIELDS},
+        },
+    ]
+
+
 class ClassifyRequest(Strict):
     """Either one message (`text`, optional `id` and `context`) or a batch in `messages`."""
 
@@ -147,42 +203,12 @@ class ClassifyRequest(Strict):
     metadata: Metadata | None = Field(default=None, description=METADATA_DESCRIPTION)
     messages: list[Message] | None = Field(default=None, json_schema_extra=_at_least_one)
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"text": "我的快递三天没动了，急用！"},
-                {
-                    "messages": [
-                        {
-                            "id": "m1",
-                            "text": "转人工",
-                            "context": {"turn": 4},
-                            "metadata": {"session_id": "s-1024"},
-                        },
-                        {
-                            "id": "m2",
-                            "text": "退款怎么还没到账",
-                            "context": {"turn": 2, "previous_intents": ["refund_return"]},
-                        },
-                        {
-                            "id": "m3",
-                            "text": "就是那个",
-                            "context": {"turn": 2, "previous_intents": [None], "clarifications": 1},
-                        },
-                    ]
-                },
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_classify_request_schema)
 
     @model_validator(mode="after")
     def _one_form(self) -> ClassifyRequest:
-        if self.messages is not None and (
-            self.text is not None
-            or self.id is not None
-            or self.context is not None
-            or self.metadata is not None
+        if self.messages is not None and any(
+            getattr(self, name) is not None for name in SINGLE_FIELDS
         ):
             raise PydanticCustomError(
                 "ambiguous_request",

@@ -2,6 +2,8 @@
 headers answers carry, the error envelope, and request rules a JSON Schema can state. Clients
 generated from the schema trust it, so each promise here is checked on a real answer."""
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 from support.serving import error, isolated_settings
@@ -211,3 +213,54 @@ def test_an_empty_reload_bundle_or_variant_is_refused_not_taken_for_the_current_
     unchanged = admin_client.post("/v1/admin/reload", json={}, headers=admin)
     assert unchanged.status_code == 200
     assert unchanged.json()["previous_model_version"] == unchanged.json()["model_version"]
+
+
+NULL = {"type": "null"}
+
+
+def test_the_request_schema_states_one_form_or_the_other(openapi):
+    """`text` or `messages`, never both nor neither: one branch of `oneOf` per form, each naming
+    its field as required and the other form's fields as absent or null."""
+    one_form = openapi["components"]["schemas"]["ClassifyRequest"]["oneOf"]
+    assert [branch["required"] for branch in one_form] == [["text"], ["messages"]]
+    assert one_form[0]["properties"]["messages"] == NULL
+    # each branch keeps its field's own schema, so a generated client keeps typed messages
+    assert one_form[0]["properties"]["text"]["minLength"] == 1
+    assert one_form[1]["properties"]["messages"]["items"] == {
+        "$ref": "#/components/schemas/Message"
+    }
+    batch_nulls = {name for name, kind in one_form[1]["properties"].items() if kind == NULL}
+    assert batch_nulls == {"text", "id", "context", "metadata"}
+
+
+MESSAGE = {"text": "在吗"}
+REQUEST_FORMS = [
+    {"text": "在吗"},
+    {"text": "在吗", "id": "m1", "context": {"turn": 2}, "metadata": {"channel": "app"}},
+    {"text": "在吗", "messages": None},
+    {"messages": [MESSAGE]},
+    {"messages": [MESSAGE], "text": None, "id": None, "context": None, "metadata": None},
+    {"messages": [MESSAGE], "text": "在吗"},
+    {"messages": [MESSAGE], "id": "m1"},
+    {"messages": [MESSAGE], "context": {"turn": 2}},
+    {"messages": [MESSAGE], "metadata": {"channel": "app"}},
+    {},
+    {"id": "m1"},
+    {"text": None},
+    {"messages": None},
+    {"text": None, "messages": None},
+]
+
+
+@pytest.mark.parametrize("body", REQUEST_FORMS, ids=json.dumps)
+def test_the_schema_accepts_a_request_form_exactly_when_the_server_does(
+    openapi, admin_client, body
+):
+    jsonschema = pytest.importorskip("jsonschema")
+    # OpenAPI 3.1's schemas are JSON Schema 2020-12; the document is the root of their $refs
+    validator = jsonschema.Draft202012Validator(
+        openapi | {"$ref": "#/components/schemas/ClassifyRequest"}
+    )
+    answer = admin_client.post("/v1/classify", json=body)
+    assert answer.status_code in (200, 422), answer.text
+    assert validator.is_valid(body) is (answer.status_code == 200), answer.text
