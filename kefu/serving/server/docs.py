@@ -3,18 +3,23 @@
 FastAPI's default page loads Swagger UI from a CDN and shows a blank page on an intranet
 without internet access; the same page is rendered here with asset URLs under `/docs/assets`,
 which serve the pinned package's copy of Swagger UI. ReDoc (CDN only) is not offered.
-The assets are always sent whole (`WholeFiles`): Starlette answers a malformed or unsatisfiable
-`Range` with plain text (400, 416), outside kefu's JSON errors, and a browser loading Swagger UI
-never asks for part of a file.
+The assets answer as every other path does (`DocsAssets`): a path that names no file, one with a
+trailing slash included, is the JSON 404 (Starlette's static files served `swagger-ui.css/` as
+`swagger-ui.css` and refused any other method with 405 even where no file was), and files are
+always sent whole: Starlette answers a malformed or unsatisfiable `Range` with plain text (400,
+416), outside kefu's JSON errors, and a browser loading Swagger UI never asks for part of a file.
 """
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from kefu.serving.server.head_routes import get_route
@@ -25,8 +30,7 @@ ASSETS_PATH = "/docs/assets"
 
 def install_docs(app: FastAPI) -> None:
     """Add `/docs` and its assets to an app created with `docs_url=None, redoc_url=None`."""
-    assets = WholeFiles(StaticFiles(directory=str(swagger_ui_path)))
-    app.mount(ASSETS_PATH, assets, name="docs-assets")
+    app.mount(ASSETS_PATH, DocsAssets(str(swagger_ui_path)), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
 
     @get_route(app.router, DOCS_PATH, include_in_schema=False)
@@ -41,16 +45,25 @@ def install_docs(app: FastAPI) -> None:
         )
 
 
-class WholeFiles:
-    """A static-files app that ignores `Range` and does not offer it (`Accept-Ranges`)."""
+class DocsAssets:
+    """The files of one flat directory, each at its name and nowhere else (a 404 for any other
+    path, before the method is looked at), sent whole: `Range` is ignored and not offered
+    (`Accept-Ranges`)."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
+    def __init__(self, directory: str):
+        self.files = StaticFiles(directory=directory)
+        self.names = frozenset(entry.name for entry in os.scandir(directory) if entry.is_file())
+
+    def has_file(self, scope: Scope) -> bool:
+        """Whether the path of `scope`, as mounted, names one of the files."""
+        return scope["path"].removeprefix(scope["root_path"]).removeprefix("/") in self.names
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self.files(scope, receive, send)
             return
+        if not self.has_file(scope):
+            raise HTTPException(404)  # the one 404 handler words it (error_responses.py)
         headers = [(name, value) for name, value in scope["headers"] if name not in _RANGE_HEADERS]
 
         async def send_whole(message: Message) -> None:
@@ -62,7 +75,7 @@ class WholeFiles:
                 ]
             await send(message)
 
-        await self.app({**scope, "headers": headers}, receive, send_whole)
+        await self.files({**scope, "headers": headers}, receive, send_whole)
 
 
 _RANGE_HEADERS = (b"range", b"if-range")

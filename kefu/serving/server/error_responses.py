@@ -17,10 +17,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from kefu.errors import KefuError
 from kefu.serving.preview import ELLIPSIS, cut
+from kefu.serving.server.docs import DocsAssets
 
 ECHO_CHARS = 64  # longest piece of the caller's input quoted back in an error, before its "…"
 
@@ -126,11 +128,20 @@ def _path_without_slash(request: Request) -> str | None:
     trimmed = path.rstrip("/")
     if not trimmed or trimmed == path:
         return None
-    scope = {**request.scope, "path": trimmed}
+    # routed from the app's root again: a request refused inside a mount carries its root_path
+    root_path = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    scope = {**request.scope, "path": trimmed, "root_path": root_path}
     for route in request.app.router.routes:
-        if route.matches(scope)[0] is not Match.NONE:
+        match, child_scope = route.matches(scope)
+        if match is not Match.NONE and _answers(route, scope | child_scope):
             return trimmed
     return None
+
+
+def _answers(route: BaseRoute, scope: Scope) -> bool:
+    """Whether a route matching `scope` answers it: the docs' mount only where a file is."""
+    mounted = getattr(route, "app", None)
+    return not isinstance(mounted, DocsAssets) or mounted.has_file(scope)
 
 
 def allowing_head(headers: dict[str, str] | None) -> dict[str, str] | None:

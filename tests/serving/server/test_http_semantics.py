@@ -3,6 +3,8 @@ wherever GET is answered, a trailing slash answered with the JSON 404 naming the
 it (never a redirect), and /metrics in the format the scraper's Accept header prefers. In the
 app, then over a real `kefu serve`."""
 
+import re
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -34,6 +36,7 @@ CLASSIC_FIRST = (  # Prometheus 3 with scrape_protocols: [PrometheusText0.0.4, O
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 TEXT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
 TEXT_1_0_0 = "text/plain; version=1.0.0; charset=utf-8"
+JSON_TYPE = "application/json"
 SCRAPES = [
     ("Prometheus 3", PROMETHEUS_3, OPENMETRICS + "; escaping=allow-utf-8"),
     ("Prometheus 2", PROMETHEUS_2, OPENMETRICS + "; escaping=underscores"),
@@ -153,6 +156,47 @@ def test_a_trailing_slash_on_no_endpoint_is_the_plain_404(client):
         )
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_the_docs_page_and_its_files_take_no_trailing_slash(client, method):
+    """/docs and each file its page loads answer as every other path: with a trailing slash, the
+    JSON 404 naming the path without it (a file was once served there as if the slash were not)."""
+    files = re.findall(r'"(/docs/assets/[^"]+)"', client.get("/docs").text)
+    assert len(files) == 3  # Swagger UI's script and style sheet, and the icon
+    for path in ["/docs", *files]:
+        assert client.request(method, path).status_code == 200
+        response = client.request(method, path + "/")
+        assert (response.status_code, response.headers["content-type"]) == (404, JSON_TYPE)
+        if method == "GET":
+            assert response.json() == error(
+                "not_found",
+                f"no endpoint at {path}/; the endpoint is {path}, without the trailing slash",
+            )
+        refused = client.post(path)
+        assert (refused.status_code, refused.headers["allow"]) == (405, "GET, HEAD")
+        assert refused.json() == error("method_not_allowed", f"POST is not allowed on {path}")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/redoc",  # FastAPI's other docs pages, not served
+        "/redoc/",
+        "/docs/oauth2-redirect",
+        "/docs/oauth2-redirect/",
+        "/docs/assets",
+        "/docs/assets/",
+        "/docs/assets/none.js",
+        "/docs/assets/none.js/",
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
+def test_a_docs_path_with_no_page_or_file_is_the_plain_404(client, method, path):
+    response = client.request(method, path)
+    assert (response.status_code, response.headers["content-type"]) == (404, JSON_TYPE)
+    if method != "HEAD":
+        assert response.json() == error("not_found", f"no endpoint at {path}; see /docs")
+
+
 @pytest.mark.parametrize(("scraper", "accept", "content_type"), SCRAPES)
 def test_a_scrape_gets_the_format_its_accept_header_prefers(client, scraper, accept, content_type):
     if accept is None:
@@ -212,6 +256,18 @@ def test_over_uvicorn_a_trailing_slash_is_not_redirected(server):
         ),
     )
     assert response.headers["content-type"] == "application/json"
+
+
+def test_over_uvicorn_a_docs_file_takes_no_trailing_slash(server):
+    response = httpx.get(f"{server.url}/docs/assets/swagger-ui.css/", timeout=10)
+    assert (response.status_code, response.json()) == (
+        404,
+        error(
+            "not_found",
+            "no endpoint at /docs/assets/swagger-ui.css/; the endpoint is "
+            "/docs/assets/swagger-ui.css, without the trailing slash",
+        ),
+    )
 
 
 @pytest.mark.parametrize(("scraper", "accept", "content_type"), SCRAPES[:3])
