@@ -43,14 +43,33 @@ class BundleError(KefuError):
     field = "bundle"
 
 
-class BundleNotFound(BundleError):
-    """The bundle directory does not exist. How to fix that depends on where the directory was
-    named (an option or a setting, or a request's field), so the path travels with the error and
-    the reload endpoint words its own advice instead of the command line's."""
+class NotThere(BundleError):
+    """What was named to serve is not there: no bundle at the path, or no model of the variant
+    in the bundle. The fix is to name another, and how depends on where it was named: by an
+    option or a setting, the message ends with the command line's `advice`; by a reload
+    request's field, the server gives its own after the same `found` (`model_holder.py`)."""
 
-    def __init__(self, message: str, *, path: str):
-        super().__init__(message)
-        self.path = path
+    advice = ""
+
+    def __init__(self, found: str):
+        super().__init__(f"{found}; {self.advice}")
+        self.found = found
+
+
+class BundleNotFound(NotThere):
+    """No bundle at the path: nothing there, a file, or a directory without a manifest."""
+
+    advice = (
+        "pass --bundle DIR (or KEFU_BUNDLE), or build one (`make model` in a checkout, or "
+        "`kefu train`)"
+    )
+
+
+class VariantNotFound(NotThere):
+    """The bundle has no model file of the variant asked for."""
+
+    field = "variant"
+    advice = "pass --variant with one it has"
 
 
 class InputError(KefuError):

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from kefu.errors import BundleError
+from kefu.errors import BundleError, BundleNotFound, VariantNotFound
 from kefu.serving.bundle import schema as bundle_format
 from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.bundle.schema import Manifest
@@ -121,13 +121,43 @@ def test_update_reseals_hashes(bundle_copy):
     ] == bundle_format.sha256_file(bundle_copy / bundle_format.METRICS)
 
 
-def test_a_file_given_as_bundle_is_named_as_a_file(tmp_path):
-    from kefu.serving.bundle.reader import read_bundle
+@pytest.mark.parametrize(
+    ("name", "found"),
+    [
+        ("README.md", "{path} is a file, not a bundle directory"),
+        ("nowhere", "bundle directory {path} does not exist"),
+        ("empty", "{path} is not a kefu bundle: manifest.json is missing"),
+    ],
+)
+def test_no_bundle_where_one_was_named_ends_with_the_command_lines_advice(tmp_path, name, found):
+    """What was found, then how a command names another bundle (the reload endpoint words its
+    own advice after the same `found`)."""
+    path = tmp_path / name
+    if name == "README.md":
+        path.write_text("notes", "utf-8")
+    if name == "empty":
+        path.mkdir()
+    with pytest.raises(BundleNotFound) as refused:
+        read_bundle(path)
+    assert refused.value.found == found.format(path=path)
+    assert str(refused.value) == (
+        f"{refused.value.found}; pass --bundle DIR (or KEFU_BUNDLE), or build one "
+        "(`make model` in a checkout, or `kefu train`)"
+    )
 
-    notes = tmp_path / "README.md"
-    notes.write_text("notes", "utf-8")
-    with pytest.raises(BundleError, match="README.md is a file; a bundle is a directory"):
-        read_bundle(notes)
+
+def test_a_variant_the_bundle_lacks_names_what_it_has_and_the_option(bundle_copy):
+    (bundle_copy / bundle_format.MODEL_INT8).unlink()
+    manifest = json.loads((bundle_copy / bundle_format.MANIFEST).read_text("utf-8"))
+    del manifest["files"][bundle_format.MODEL_INT8]
+    (bundle_copy / bundle_format.MANIFEST).write_text(json.dumps(manifest), "utf-8")
+    with pytest.raises(VariantNotFound) as refused:
+        read_bundle(bundle_copy).model_path("int8")
+    assert (refused.value.field, str(refused.value)) == (
+        "variant",
+        f"bundle {bundle_copy} has no int8 model (model.int8.onnx), only fp32; pass --variant "
+        "with one it has",
+    )
 
 
 def test_a_bundle_path_that_is_not_a_path_is_named():

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from kefu.errors import BundleError, BundleNotFound
+from kefu.errors import BundleError, BundleNotFound, VariantNotFound
 from kefu.serving.bundle.schema import (
     CALIBRATION,
     HF_DIR,
@@ -59,7 +59,11 @@ class Bundle:
             )
         path = self.path / VARIANTS[chosen]
         if not path.exists():
-            raise BundleError(f"bundle {self.path} has no {chosen} model ({VARIANTS[chosen]})")
+            present = [name for name, file in VARIANTS.items() if (self.path / file).exists()]
+            raise VariantNotFound(
+                f"bundle {self.path} has no {chosen} model ({VARIANTS[chosen]}), only "
+                f"{', '.join(present)}"
+            )
         return path
 
     @property
@@ -150,16 +154,12 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
 def _read_manifest(path: Path) -> Manifest:
     """The manifest, if this kefu can serve what it describes (schema, files, normalisation)."""
     if path.exists() and not path.is_dir():
-        raise BundleError(f"{path} is a file; a bundle is a directory (e.g. models/default)")
+        raise BundleNotFound(f"{path} is a file, not a bundle directory")
     if not path.is_dir():
-        raise BundleNotFound(
-            f"bundle directory {path} does not exist; pass --bundle DIR (or KEFU_BUNDLE), or "
-            "build one (`make model` in a checkout, or `kefu train`)",
-            path=str(path),
-        )
+        raise BundleNotFound(f"bundle directory {path} does not exist")
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
-        raise BundleError(f"{path} is not a kefu bundle: {MANIFEST} is missing")
+        raise BundleNotFound(f"{path} is not a kefu bundle: {MANIFEST} is missing")
     try:
         manifest = Manifest.from_json(manifest_path.read_text(encoding="utf-8"))
     except (ValueError, TypeError) as exc:

@@ -1,7 +1,8 @@
 """POST /v1/admin/reload: load, validate and warm another bundle, then swap it in.
 
-On any failure the old model keeps serving (`ModelHolder.reload`); the errors speak of the
-request's `bundle` and `variant` fields, not of the command line's options.
+On any failure the old model keeps serving (`ModelHolder.reload`); the errors, and the log line
+of a refusal, speak of the request's `bundle` and `variant` fields, not of the command line's
+options (`model_holder.in_request_terms`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends
 
-from kefu.errors import BundleError, BundleNotFound, Conflict
+from kefu.errors import BundleError, Conflict
 from kefu.serving.server.dependencies import StateDep, require_admin
 from kefu.serving.server.openapi_errors import OK, RELOAD_ERRORS
 from kefu.serving.server.request_schemas import ReloadRequest
@@ -41,29 +42,11 @@ async def reload_model(state: StateDep, body: ReloadRequest | None = None) -> Re
             "current one"
         )
     bundle = None if body.bundle is None else Path(body.bundle)
-    try:
-        new, old = await state.models.reload(bundle, body.variant)
-    except BundleNotFound as exc:  # the reader's advice is the command line's
-        raise BundleNotFound(
-            missing_bundle_message(exc.path, body.bundle is None), path=exc.path
-        ) from None
+    new, old = await state.models.reload(bundle, body.variant)
     return ReloadResponse(
         model_version=new.model_version,
         previous_model_version=old.model_version,
         bundle=str(new.bundle_dir),
         variant=new.variant,
         load_seconds=round(new.load_seconds, 3),
-    )
-
-
-def missing_bundle_message(path: str, serving: bool) -> str:
-    """Why a reload found no bundle directory, advice in the request's terms."""
-    if serving:  # bundle left out: the serving model's own directory is gone
-        return (
-            f"bundle directory {path} does not exist on the server any more (the serving model "
-            "was loaded from it); set the request's bundle to a bundle directory on the server"
-        )
-    return (
-        f"bundle directory {path} does not exist on the server; set the request's bundle to a "
-        "bundle directory on the server, or leave bundle out to reload the current one"
     )

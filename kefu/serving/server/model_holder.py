@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from kefu.errors import BundleError, KefuError, NotReady
+from kefu.errors import BundleError, BundleNotFound, KefuError, NotReady, VariantNotFound
 from kefu.serving.deployment import Deployment, Triage
 from kefu.serving.routing import ConversationContext
 from kefu.serving.server.label_enums import check_labels_in_schema
@@ -106,6 +106,28 @@ def load_model(
     return LoadedModel(deployment, batcher)
 
 
+def in_request_terms(exc: Exception, target: Path, bundle_named: bool) -> KefuError:
+    """Why a reload of `target` was refused, as the reload request's caller can act on it: a
+    bundle or variant that is not there is named anew through the request's `bundle` or
+    `variant`, not the command line's options (`NotThere.found` is the one statement of what
+    was found). `bundle_named`: the request named the bundle rather than leaving it out."""
+    if isinstance(exc, VariantNotFound):
+        return BundleError(f"{exc.found}; set the request's variant to one it has", field="variant")
+    if isinstance(exc, BundleNotFound):
+        advice = (
+            "set the request's bundle to a bundle directory on the server, or leave bundle out "
+            "to reload the current one"
+            if bundle_named
+            else "the serving model was loaded from it: set the request's bundle to a bundle "
+            "directory on the server"
+        )
+        return BundleError(f"{exc.found}; {advice}")
+    if isinstance(exc, KefuError):
+        return exc
+    # tokenizers or ORT failing on a file whose hash is fine: still the bundle's fault
+    return BundleError(f"{target}: cannot load the bundle: {exc}")
+
+
 class ModelHolder:
     """The current model of this process; `None` until start-up finished (then /readyz = 200)."""
 
@@ -152,7 +174,8 @@ class ModelHolder:
     async def reload(
         self, bundle_dir: Path | None, variant: str | None
     ) -> tuple[LoadedModel, LoadedModel]:
-        """Load, validate and warm a bundle, then swap it in. Returns (new, old)."""
+        """Load, validate and warm a bundle, then swap it in. Returns (new, old); a refusal is
+        logged and raised in the request's terms (`in_request_terms`)."""
         async with self._reload_lock:
             old = self.require()
             target = old.bundle_dir if bundle_dir is None else bundle_dir
@@ -165,13 +188,12 @@ class ModelHolder:
                     old.variant if variant is None else variant,
                 )
             except Exception as exc:
+                refusal = in_request_terms(exc, target, bundle_named=bundle_dir is not None)
                 log.warning(
-                    "reload refused", extra={"fields": {"bundle": str(target), "error": str(exc)}}
+                    "reload refused",
+                    extra={"fields": {"bundle": str(target), "error": str(refusal)}},
                 )
-                if isinstance(exc, KefuError):
-                    raise
-                # tokenizers or ORT failing on a file whose hash is fine: still the bundle's fault
-                raise BundleError(f"{target}: cannot load the bundle: {exc}") from None
+                raise refusal from None
             self._install(new)
             await old.batcher.close()
             log.info(

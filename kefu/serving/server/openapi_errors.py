@@ -98,7 +98,8 @@ RELOAD_ERRORS: dict[int | str, dict[str, Any]] = {
         "headers": _headers(422),
         "description": "The reload was refused and the old model keeps serving. "
         "`bundle_invalid` (`field` bundle): the directory is missing, is not a kefu bundle, was "
-        "changed after export or cannot be loaded; `policy_invalid` (`field` policy): the "
+        "changed after export or cannot be loaded (`field` variant: it has no model of the "
+        "variant asked for); `policy_invalid` (`field` policy): the "
         "routing policy does not fit the new bundle; `invalid_input` (`field` variant): the "
         "variant is neither fp32 nor int8. Or the body is not a reload request: "
         "`unknown_field`, `invalid_type` (a value is not a string, or the body not a JSON "
@@ -113,7 +114,9 @@ RELOAD_ERRORS: dict[int | str, dict[str, Any]] = {
                             "error": {
                                 "code": "bundle_invalid",
                                 "message": "/srv/kefu/models/new is not a kefu bundle: "
-                                "manifest.json is missing",
+                                "manifest.json is missing; set the request's bundle to a "
+                                "bundle directory on the server, or leave bundle out to "
+                                "reload the current one",
                                 "field": "bundle",
                             }
                         },

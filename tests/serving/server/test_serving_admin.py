@@ -2,6 +2,7 @@
 call it: test_serving_credentials.py.)"""
 
 import json
+import logging
 import shutil
 import threading
 
@@ -165,9 +166,31 @@ def test_broken_bundle_is_refused_and_the_old_model_keeps_serving(client, tiny_b
             {"bundle": "/nonexistent/bundle"},
             "bundle_invalid",
             "bundle",
-            "bundle directory /nonexistent/bundle does not exist on the server; set the "
-            "request's bundle to a bundle directory on the server, or leave bundle out to reload "
-            "the current one",
+            "bundle directory /nonexistent/bundle does not exist; set the request's bundle to a "
+            "bundle directory on the server, or leave bundle out to reload the current one",
+        ),
+        (
+            "a_file",
+            {},
+            "bundle_invalid",
+            "bundle",
+            "manifest.json is a file, not a bundle directory; set the request's bundle to a "
+            "bundle directory on the server, or leave bundle out to reload the current one",
+        ),
+        (
+            "no_manifest",
+            {},
+            "bundle_invalid",
+            "bundle",
+            "target is not a kefu bundle: manifest.json is missing; set the request's bundle to "
+            "a bundle directory on the server, or leave bundle out to reload the current one",
+        ),
+        (
+            "hash",
+            {},
+            "bundle_invalid",
+            "bundle",
+            "the file was changed or corrupted after export; re-export the bundle",
         ),
         (
             "copy",
@@ -181,16 +204,25 @@ def test_broken_bundle_is_refused_and_the_old_model_keeps_serving(client, tiny_b
             "no_int8",
             {"variant": "int8"},
             "bundle_invalid",
-            "bundle",
-            "has no int8 model (model.int8.onnx)",
+            "variant",
+            "has no int8 model (model.int8.onnx), only fp32; set the request's variant to one it "
+            "has",
         ),
     ],
 )
 def test_reload_errors_name_the_problem_and_keep_the_old_model(
-    client, tiny_bundle, tmp_path, setup, request_body, code, field, message
+    client, tiny_bundle, tmp_path, caplog, setup, request_body, code, field, message
 ):
+    """The answer and the log line say the same, in the request's terms: never the command
+    line's options and builds (the reader's advice when a command names the bundle)."""
     if setup:
         target = copy_bundle(tiny_bundle, tmp_path / "target", model_version="tiny-x")
+        if setup == "a_file":
+            target = target / bundle_format.MANIFEST
+        if setup == "no_manifest":
+            (target / bundle_format.MANIFEST).unlink()
+        if setup == "hash":
+            corrupt_model(target)
         if setup == "policy":
             rewrite_policy(target, "max_turn: 3\n")
         if setup == "no_int8":
@@ -200,31 +232,41 @@ def test_reload_errors_name_the_problem_and_keep_the_old_model(
             del manifest["files"][bundle_format.MODEL_INT8]
             manifest_path.write_text(json.dumps(manifest))
         request_body = {"bundle": str(target), **request_body}
+    caplog.set_level(logging.WARNING, logger="kefu.runtime")
     response = client.post("/v1/admin/reload", json=request_body, headers=ADMIN)
     assert response.status_code == 422
     body = response.json()["error"]
     assert (body["code"], body["field"]) == (code, field)
     assert message in body["message"]
+    assert refusals_logged(caplog) == [body["message"]]
+    for command_line in ("--bundle", "--variant", "KEFU_", "make model", "kefu train"):
+        assert command_line not in body["message"]
     assert version(client) == "tiny-0"
 
 
-def test_a_reload_of_a_removed_serving_directory_says_so_in_the_requests_terms(client, tmp_path):
+def refusals_logged(caplog) -> list[str]:
+    """The error of each "reload refused" line logged."""
+    return [record.fields["error"] for record in caplog.records if record.msg == "reload refused"]
+
+
+def test_a_reload_of_a_removed_serving_directory_says_so_in_the_requests_terms(
+    client, tmp_path, caplog
+):
     """The reader's advice (--bundle, KEFU_BUNDLE, make model) is the command line's; an API
     caller named the directory in `bundle`, or left it out to reload the serving one."""
     serving = tmp_path / "serving"
     shutil.rmtree(serving)
+    caplog.set_level(logging.WARNING, logger="kefu.runtime")
     response = client.post("/v1/admin/reload", headers=ADMIN)
+    message = (
+        f"bundle directory {serving} does not exist; the serving model was loaded from it: set "
+        "the request's bundle to a bundle directory on the server"
+    )
     assert (response.status_code, response.json()) == (
         422,
-        error(
-            "bundle_invalid",
-            f"bundle directory {serving} does not exist on the server any more (the serving "
-            "model was loaded from it); set the request's bundle to a bundle directory on the "
-            "server",
-            "bundle",
-        ),
+        error("bundle_invalid", message, "bundle"),
     )
-    assert "--bundle" not in response.text and "make model" not in response.text
+    assert refusals_logged(caplog) == [message]
     assert version(client) == "tiny-0"
 
 
