@@ -26,11 +26,15 @@ from kefu.serving.server.head_routes import get_route
 
 DOCS_PATH = "/docs"
 ASSETS_PATH = "/docs/assets"
+# the files the page loads, the only ones served: the package also holds Swagger's demo page
+# (index.html, which loads an example API from the internet), other builds and source maps
+SCRIPT, STYLE, ICON = "swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"
 
 
 def install_docs(app: FastAPI) -> None:
     """Add `/docs` and its assets to an app created with `docs_url=None, redoc_url=None`."""
-    app.mount(ASSETS_PATH, DocsAssets(str(swagger_ui_path)), name="docs-assets")
+    assets = DocsAssets(str(swagger_ui_path), (SCRIPT, STYLE, ICON))
+    app.mount(ASSETS_PATH, assets, name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
 
     @get_route(app.router, DOCS_PATH, include_in_schema=False)
@@ -38,21 +42,22 @@ def install_docs(app: FastAPI) -> None:
         return get_swagger_ui_html(
             openapi_url=openapi_url,
             title=f"{app.title} API",
-            swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS_PATH}/favicon-32x32.png",
+            swagger_js_url=f"{ASSETS_PATH}/{SCRIPT}",
+            swagger_css_url=f"{ASSETS_PATH}/{STYLE}",
+            swagger_favicon_url=f"{ASSETS_PATH}/{ICON}",
             swagger_ui_parameters={"persistAuthorization": True},
         )
 
 
 class DocsAssets:
-    """The files of one flat directory, each at its name and nowhere else (a 404 for any other
-    path, before the method is looked at), sent whole: `Range` is ignored and not offered
+    """The named files of one flat directory, each at its name and nowhere else (a 404 for any
+    other path, before the method is looked at), sent whole: `Range` is ignored and not offered
     (`Accept-Ranges`)."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, names: tuple[str, ...]):
         self.files = StaticFiles(directory=directory)
-        self.names = frozenset(entry.name for entry in os.scandir(directory) if entry.is_file())
+        present = {entry.name for entry in os.scandir(directory) if entry.is_file()}
+        self.names = frozenset(name for name in names if name in present)
 
     def has_file(self, scope: Scope) -> bool:
         """Whether the path of `scope`, as mounted, names one of the files."""
