@@ -127,6 +127,7 @@ def test_reload_with_a_good_bundle_swaps(http, tiny_bundle, tmp_path):
 
 def test_metrics_scrape(server, http):
     http.post("/v1/classify", json={"text": "在吗"})
+    httpx.post(f"{server.url}/v1/classify", json={"text": "在吗"})  # no key: 401
     text = httpx.get(f"{server.url}/metrics").text
     assert 'kefu_requests_total{method="POST",route="/v1/classify",status="200"}' in text
     assert 'kefu_requests_total{method="POST",route="/v1/classify",status="401"}' in text
