@@ -1,0 +1,109 @@
+"""Repeated-question clustering: the counts of many spellings, the bigram hash, the normalising."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import unicodedata
+import zlib
+
+import numpy as np
+import pytest
+
+from kefu.serving.report.clusters import _NOT_KEPT, MAX_FORMS, QuestionCounter
+from kefu.serving.report.near_duplicates import _CHAR_BITS, _crc32
+
+
+def spellings(seed: int = 11, questions: int = 300, messages: int = 50_000):
+    """(text, question, intent) of each message: one of `questions` questions in its own
+    spelling (a filler, a name, a typo, an order number, punctuation), a few asked most."""
+    rng = random.Random(seed)
+    pool = [chr(0x4E00 + rng.randrange(3000)) for _ in range(400)]  # shared: chance collisions
+    stems = ["".join(rng.choices(pool, k=rng.randint(8, 20))) for _ in range(questions)]
+    fillers = ["", "请问", "你好", "麻烦", "亲", "在吗", "急", "谢谢", "啊", "呢"]
+    marks = ["", "？", "?", "！！", "。", " ", "~", "😊", "…"]
+    rows = []
+    for _ in range(messages):
+        question = min(int(rng.paretovariate(1.2)) - 1, questions - 1)
+        stem = list(stems[question])
+        if rng.random() < 0.3:
+            stem[rng.randrange(len(stem))] = rng.choice(pool)
+        name = "".join(chr(0x4E00 + rng.randrange(20_000)) for _ in range(rng.randint(0, 3)))
+        order = f" 订单{rng.randrange(10**9)}" if rng.random() < 0.4 else ""
+        parts = [rng.choice(fillers), "".join(stem), name, rng.choice(marks), order]
+        text = "".join(parts) + rng.choice(fillers) + rng.choice(marks)
+        intent = f"intent{question % 7}" if rng.random() < 0.9 else "other"
+        rows.append((text, question, intent))
+    return rows
+
+
+# Recorded with the clustering that looped over bands x forms in Python with a bigram `set`
+# per checked form (before the array version): every cluster, not only the top ten, must
+# count the same. Top ten: (messages, variants, question of the example, intent, its share);
+# then clusters, messages in them, messages pruned, and a digest of every cluster.
+BEFORE = {
+    MAX_FORMS: (
+        [
+            (22281, 17645, 0, "intent0", 0.899),
+            (8322, 7076, 1, "intent1", 0.899),
+            (3848, 3361, 2, "intent2", 0.898),
+            (2215, 1963, 3, "intent3", 0.9),
+            (1192, 1083, 4, "intent4", 0.893),
+            (793, 739, 5, "intent5", 0.89),
+            (612, 571, 6, "intent6", 0.915),
+            (531, 517, 7, "intent0", 0.885),
+            (291, 281, 8, "intent1", 0.893),
+            (202, 195, 9, "intent2", 0.931),
+        ],
+        (316, 42531, 0, "1914f336831a115a"),
+    ),
+    5_000: (  # about 43,000 distinct forms: clustered, merged and pruned again and again
+        [
+            (21514, 18436, 0, "intent0", 0.899),
+            (8203, 7756, 1, "intent1", 0.9),
+            (3818, 3724, 2, "intent2", 0.897),
+            (2180, 2133, 3, "intent3", 0.9),
+            (1156, 1139, 4, "intent4", 0.896),
+            (686, 680, 5, "intent5", 0.898),
+            (563, 559, 6, "intent6", 0.915),
+            (496, 495, 7, "intent0", 0.885),
+            (244, 242, 8, "intent1", 0.902),
+            (138, 136, 10, "intent3", 0.855),
+        ],
+        (122, 40440, 9078, "8e5a8ff1df28f442"),
+    ),
+}
+
+
+@pytest.mark.parametrize("max_forms", list(BEFORE))
+def test_many_spellings_count_as_before(max_forms):
+    rows = spellings()
+    question_of = {" ".join(text.split()): question for text, question, _ in rows}
+    counter = QuestionCounter(max_forms)
+    for text, _, intent in rows:
+        counter.add(text, intent)
+    every = counter.top(10**6)
+    clusters = [(c.count, c.variants, question_of[c.example], c.intent) for c in every]
+    top = [
+        (*row, round(c.intent_share, 3)) for row, c in zip(clusters[:10], every[:10], strict=True)
+    ]
+    digest = hashlib.sha256(repr(clusters).encode()).hexdigest()[:16]
+    assert top == BEFORE[max_forms][0]
+    assert (len(every), sum(c.count for c in every), counter.pruned, digest) == BEFORE[max_forms][1]
+
+
+def test_bigram_hash_is_zlib_crc32_of_the_utf8_bytes():
+    """Band keys hash each bigram as `zlib.crc32(bigram.encode())` did: characters of one to
+    four UTF-8 bytes, alone (a one-character form) or in pairs."""
+    chars = [chr(c) for c in (0x23, 0x61, 0x7F, 0x80, 0x7FF, 0x800, 0x4E00, 0xFFFF, 0x10000)]
+    grams = chars + [a + b for a in chars for b in [*chars, chr(0x10FFFF)]]
+    codes = np.array(
+        [sum(ord(ch) << (_CHAR_BITS * k) for k, ch in enumerate(g[::-1])) for g in grams]
+    )
+    assert _crc32(codes).tolist() == [zlib.crc32(gram.encode("utf-8")) for gram in grams]
+
+
+def test_normalising_keeps_exactly_letters_numbers_and_hash_signs():
+    everything = "".join(map(chr, range(0x110000)))
+    kept = "".join(ch for ch in everything if ch == "#" or unicodedata.category(ch)[0] in "LN")
+    assert _NOT_KEPT.sub("", everything) == kept
