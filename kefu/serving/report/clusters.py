@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kefu.serving.preview import cut
 from kefu.serving.report.near_duplicates import group_near_duplicates
@@ -53,13 +53,32 @@ def normalise_question(text: str) -> str:
 class _Form:
     count: int = 0
     example: str = ""
-    intents: Counter[str] = field(default_factory=Counter)
+    intent: str = ""  # the intent of all its messages, while they have one
+    mixed: Counter[str] | None = None  # its messages by intent, once they have several
     variants: int = 1  # distinct forms merged into this one (see `QuestionCounter._prune`)
 
+    @property
+    def intents(self) -> Counter[str]:
+        """Messages by intent. Most forms hold one intent: a Counter each (200 bytes and 2 us
+        to make) was 40 MB of 200,000 forms and a tenth of the time at a million texts."""
+        return Counter({self.intent: self.count}) if self.mixed is None else self.mixed
+
+    def add(self, intent: str) -> None:
+        if self.mixed is None and self.count and intent != self.intent:
+            self.mixed = self.intents
+        if self.mixed is None:
+            self.intent = intent
+        else:
+            self.mixed[intent] += 1
+        self.count += 1
+
     def absorb(self, other: _Form) -> None:
+        if self.mixed is None and (other.mixed is not None or other.intent != self.intent):
+            self.mixed = self.intents
+        if self.mixed is not None:
+            self.mixed.update(other.intents)
         self.count += other.count
         self.variants += other.variants
-        self.intents.update(other.intents)
 
 
 @dataclass
@@ -88,8 +107,7 @@ class QuestionCounter:
             if len(self.forms) >= self.max_forms:
                 self._prune()
             form = self.forms[key] = _Form(example=cut(" ".join(text.split()), EXAMPLE_CHARS))
-        form.count += 1
-        form.intents[intent] += 1
+        form.add(intent)
 
     def top(self, n: int = 10) -> list[QuestionCluster]:
         # singletons stay in: fifty one-off spellings of one question are a hotspot too
