@@ -49,8 +49,9 @@ _ASKS = re.compile(
             # 我要人工, 找个真人, 请人工处理, 换个客服
             rf"(?:要|找|叫|请|喊|换|接|需要|给我|来个|来一个)(?:个|一个|一位)?{_PERSON}{_NOT_A_SERVICE}",
             rf"换(?:个|一个|一位)(?:人|客服|{_PERSON})",
-            # 人工 / 人工客服 as a message of its own or a phrase of its own
-            rf"(?:^|[\s，,。.!！?？~～、])(?:{_PERSON}|人类){_SERVICE}?(?:吧|呢|啊|呀|哦)?(?:[\s，,。.!！~～]|$)",
+            # 人工 / 人工客服 as a message of its own or a phrase of its own; 人工？？？ too, a
+            # demand as customers type it (是人工？, asking whether, is taken out first)
+            rf"(?:^|[\s，,。.!！?？~～、])(?:{_PERSON}|人类){_SERVICE}?(?:吧|呢|啊|呀|哦)?(?:[\s，,。.!！?？~～]|$)",
             rf"^\W*(?:蚂蚁)?(?:借呗|花呗|支付宝|京东|淘宝|天猫|网商贷)?的?(?:{_PERSON})?客服(?:电话)?\W*$",
             # 人工人工人工, 人工！人工！: nothing but the word, said again and again
             rf"^\W*(?:{_PERSON}{_SERVICE}?\W*){{2,}}$",

@@ -77,6 +77,9 @@ HUMAN_REQUESTS = [
     "human please",
     "人工人工人工",  # the word again and again
     "人工！人工！",
+    "人工？",  # a demand as typed (our written corpus reads 人工？？？ as human_agent too)
+    "在不在 人工？？？",
+    "物流只更新到[日期x]，人工？？？",
     "怎么联系人工客服",  # how to reach a person is asking for one
     "人工客服怎么找",
     "如何转接人工",
@@ -107,6 +110,7 @@ NOT_HUMAN_REQUESTS = [
     "我要投诉你们，太差了",
     "你是机器人吗",  # asks whether, does not ask for
     "是人工吗",
+    "你是人工？",  # asking whether, with a bare question mark
     "你好，是人工客服吗？",
     "是不是机器人回复的",
     "你是人工呢还是机器人",  # 人工呢 inside a question whether
