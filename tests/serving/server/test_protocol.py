@@ -5,6 +5,7 @@ connections closed to make room, and a hang-up under pipelining reaching the req
 
 import contextlib
 import json
+import math
 import time
 
 import pytest
@@ -13,6 +14,7 @@ from support.serving import Server, connect, copy_bundle, metric, read_response
 from kefu.serving.server.protocol import READ_AHEAD_REQUESTS
 
 LIMIT = 8  # KEFU_LIMIT_CONCURRENCY
+SLOW_MESSAGES = 128  # messages of a SLOW request (below)
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
@@ -28,6 +30,9 @@ def server(tiny_bundle, tmp_path_factory):
             "KEFU_BODY_TIMEOUT_SECONDS": "2",
             "KEFU_RETRY_AFTER_SECONDS": "2",
             "KEFU_LOG_TEXT": "masked",
+            # room for `model_kept_busy`'s requests of SLOW_MESSAGES messages each
+            "KEFU_MAX_BATCH": str(SLOW_MESSAGES),
+            "KEFU_QUEUE_SIZE": str(SLOW_MESSAGES * LIMIT),
         },
     )
     try:
@@ -191,20 +196,40 @@ def classify_count(server, status: str) -> float:
     )
 
 
-# a request the tiny model takes well over 0.1 s on
+# a request the server takes a few tenths of a second on: long texts (their normalising and
+# entity search is most of it; the model reads 64 tokens of each), sent as UTF-8 (690 KB, under
+# KEFU_MAX_BODY_BYTES)
 SLOW = json.dumps(
-    {"messages": [{"id": f"m{i}", "text": "我的快递三天没动了" * 200} for i in range(64)]}
+    {
+        "messages": [
+            {"id": f"m{i}", "text": "我的快递三天没动了" * 200} for i in range(SLOW_MESSAGES)
+        ]
+    },
+    ensure_ascii=False,
 ).encode()
 SMALL = json.dumps({"text": "在吗"}).encode()
 # a body past uvicorn's 64 KB flow-control mark, within KEFU_MAX_BODY_BYTES
 LARGE = json.dumps({"messages": [{"text": "快" * 10_000} for _ in range(5)]}).encode()
 
 
+@pytest.fixture(scope="module")
+def busy_requests(server) -> int:
+    """How many SLOW requests keep the model busy for a second or more on this machine (a fast
+    CPU takes a tenth of a second on one), within the connection limit: the test's own
+    connection and a metrics scrape need room too."""
+    with connect(server.port) as sock:
+        started = time.monotonic()
+        sock.sendall(post_head(len(SLOW)) + SLOW)
+        assert read_response(sock)[0] == 200
+        seconds = time.monotonic() - started
+    return min(LIMIT - 3, max(2, math.ceil(1.2 / seconds)))
+
+
 @contextlib.contextmanager
-def model_kept_busy(server, requests: int = 2):
-    """Slow requests from other connections, queued first: a request sent next waits for the
-    model about a second, whatever the machine, so it is surely in flight when its client
-    hangs up. Their answers (200) are read on the way out."""
+def model_kept_busy(server, requests: int):
+    """`requests` slow requests from other connections, queued first (`busy_requests`): a
+    request sent next waits for the model a second or more, so it is surely in flight when its
+    client hangs up. Their answers (200) are read on the way out."""
     others = [connect(server.port) for _ in range(requests)]
     try:
         for sock in others:
@@ -223,13 +248,15 @@ def model_kept_busy(server, requests: int = 2):
     [(SMALL, False), (LARGE, False), (SMALL, True)],
     ids=["small-queued-at-once", "large-queued-at-once", "small-queued-while-waiting"],
 )
-def test_a_hang_up_with_pipelined_requests_is_a_499_for_the_request_in_flight(server, queued, late):
+def test_a_hang_up_with_pipelined_requests_is_a_499_for_the_request_in_flight(
+    server, busy_requests, queued, late
+):
     # The hang-up is seen while the request in flight waits for the model: uvicorn stops
     # reading when a request is queued behind it, and kefu reads on, so a body past 64 KB, or
     # a request sent once the one in flight waits, does not hide it.
     answered, hung_up = classify_count(server, "200"), classify_count(server, "499")
     pipelined = post_head(len(queued)) + queued
-    with model_kept_busy(server):
+    with model_kept_busy(server, busy_requests):
         with connect(server.port) as sock:
             sock.sendall(post_head(len(SLOW)) + SLOW + (b"" if late else pipelined))
             if late:
@@ -238,7 +265,7 @@ def test_a_hang_up_with_pipelined_requests_is_a_499_for_the_request_in_flight(se
             time.sleep(0.1)
         wait_until(lambda: classify_count(server, "499") == hung_up + 1, what="a 499")
     time.sleep(1.0)  # the request in flight was cut off: it is not also answered later
-    assert classify_count(server, "200") == answered + 2  # model_kept_busy's requests
+    assert classify_count(server, "200") == answered + busy_requests  # model_kept_busy's
     assert classify_count(server, "499") == hung_up + 1  # the queued one never ran
 
 
@@ -262,19 +289,22 @@ def send_what_is_read(sock, data: bytes, seconds: float) -> None:
     ids=["bodies-over-KEFU_MAX_BODY_BYTES", "more-than-READ_AHEAD_REQUESTS"],
 )
 def test_past_the_read_ahead_budget_a_hang_up_is_seen_once_the_request_in_flight_is_answered(
-    server, queued, late
+    server, busy_requests, queued, late
 ):
     # Queued requests are read ahead up to KEFU_MAX_BODY_BYTES of bodies (1 MB here) and
     # READ_AHEAD_REQUESTS requests: past that a client cannot make a connection hold more, so
     # reading stops, and the hang-up behind the unread bytes waits for the answer in flight.
     answered = classify_count(server, "200")
-    with model_kept_busy(server):
+    with model_kept_busy(server, busy_requests):
         with connect(server.port) as sock:
             send_what_is_read(sock, post_head(len(SLOW)) + SLOW + (b"" if late else queued), 0.5)
             if late:
                 time.sleep(0.3)  # the request in flight now waits for the model
                 send_what_is_read(sock, queued, 0.5)
-        wait_until(lambda: classify_count(server, "200") >= answered + 3, what="the answers")
+        wait_until(
+            lambda: classify_count(server, "200") >= answered + busy_requests + 1,
+            what="the answers",
+        )
 
 
 def test_the_access_log_keeps_a_masked_marker_whole_at_the_cut(server):
