@@ -144,6 +144,18 @@ def test_a_first_format_policy_is_still_read(bundle, tmp_path):
             "angry_priority must be one of ['P0', 'P1', 'P2', 'P3'], got 'P5'",
         ),
         ("group_queues: {vip: VIP组}\n", "group_queues names unknown groups ['vip']"),
+        (
+            "group_queues: {general: ''}\n",
+            "group_queues must map group ids to queue names, got {'general': ''}",
+        ),
+        (
+            "rules: {repeated_intent: {min_repeats: true}}\n",
+            "rules.repeated_intent.min_repeats must be an integer >= 1, got True",
+        ),
+        (
+            "clarify: {min_confidence: true}\n",
+            "clarify.min_confidence must be a number from 0 to 1, got True",
+        ),
         # the first format: errors name the key as the file spells it
         (
             "escalate_intents: [complaint, refund]\n",
@@ -164,6 +176,39 @@ def test_bad_policy_names_the_file_the_key_and_the_value(bundle, tmp_path, text,
     with pytest.raises(PolicyError, match=re.escape(message)) as caught:
         RoutingPolicy.for_bundle(bundle, path)
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [0, 1])
+def test_a_probability_may_be_either_end_of_its_range(bundle, tmp_path, value):
+    path = write_policy(
+        tmp_path,
+        f"rules: {{high_urgency_negative: {{min_probability: {value}}}}}\n"
+        f"clarify: {{min_confidence: {value}}}\n",
+    )
+    policy = RoutingPolicy.for_bundle(bundle, path)
+    assert (policy.high_urgency_min_probability, policy.min_candidate_confidence) == (value, value)
+
+
+def test_every_group_needs_a_queue_from_the_bundle_or_the_policy(bundle):
+    """A group with no queue would leave its intents nowhere to go: named when the policy is
+    built, not as a KeyError on the first message."""
+    queues = {group: queue for group, queue in bundle.group_queues.items() if group != "general"}
+
+    def build(*layers):
+        return RoutingPolicy.from_layers(
+            [(bundle.policy, "bundle"), *layers],
+            labels=bundle.labels,
+            intent_groups=bundle.intent_groups,
+            group_queues=queues,
+            urgency_priorities=bundle.urgency_priorities,
+        )
+
+    with pytest.raises(
+        PolicyError, match=re.escape("group_queues has no queue for groups ['general']")
+    ):
+        build()
+    policy = build(({"group_queues": {"general": "在线客服"}}, "f"))
+    assert policy.group_queues == queues | {"general": "在线客服"}
 
 
 def test_missing_policy_file_is_named(bundle, tmp_path):

@@ -94,6 +94,18 @@ def test_detect_in_text_false_honours_only_the_intents(bundle, tmp_path):
     assert (bare.action, bare.reasons) == (HUMAN, [Reason.HUMAN_REQUESTED])
 
 
+def test_an_untrained_head_makes_no_message_likely_urgent_and_upset(bundle, tmp_path):
+    """`min_probability: 0` hands over every message both heads read; an untrained emotion head
+    reads nothing, so the rule never fires (README, "Partial labels")."""
+    path = write_policy(tmp_path, "rules: {high_urgency_negative: {min_probability: 0}}\n")
+    policy = RoutingPolicy.for_bundle(bundle, path)
+    guess = prediction(urgency="high")
+    assert decide(guess, ConversationContext(), policy).reasons == [Reason.HIGH_URGENCY_NEGATIVE]
+    guess.heads["emotion"] = HeadPrediction(None, None, None, True, [], trained=False)
+    decision = decide(guess, ConversationContext(), policy)
+    assert (decision.action, decision.reasons) == (BOT, [])
+
+
 # a prediction and context that raise exactly one reason under the default policy
 ONE_REASON = {
     Reason.HUMAN_REQUESTED: ({"intent": "refund_return", "asks_for_human": True}, {}),
