@@ -26,6 +26,7 @@ from kefu.serving.entities import asks_for_human, find_entities
         ("14712345678到了吗", [("phone", "14712345678")]),
         ("电话16612345678", [("phone", "16612345678")]),
         ("12345678901", [("order_id", "12345678901")]),
+        ("1234567890到了吗", [("order_id", "1234567890")]),  # 10 digits: the shortest
         ("没有实体", []),
     ],
 )
@@ -74,7 +75,9 @@ HUMAN_REQUESTS = [
     "换个客服",
     "退款怎么还没到 转人工",
     "订单[订单x]三天没动了，人工",
+    "帮我转到商家的人工客服",  # a third party only sets a phone request aside
     "human please",
+    "Talk to an agent",  # any case
     "人工人工人工",  # the word again and again
     "人工！人工！",
     "人工？",  # a demand as typed (our written corpus reads 人工？？？ as human_agent too)
@@ -128,6 +131,7 @@ NOT_HUMAN_REQUESTS = [
     "安装要人工费吗",  # labour cost
     "人工智能音箱怎么连wifi",
     "花呗我想找人代付",
+    "截图已经转发给客服了",  # 转发 forwards a file, 转账 sends money: no transfer
     "快递员电话多少",  # third parties: logistics, installation
     "给我送货员的电话",
     "可以打电话给快递员吗",

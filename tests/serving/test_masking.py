@@ -66,6 +66,7 @@ CASES = [
     ("身份证11010519491231002X", "身份证<number>"),
     ("订单1234567890 没到", "订单<order_id> 没到"),  # 10 digits: the shortest order id
     ("座机8123456", "座机<number>"),  # 7 digits: the shortest run masked
+    ("座机八一二三四五六", "座机<number>"),  # and 7 Chinese numerals
     ("电话19912345678", "电话<phone>"),
     ("电话166 1234 5678", "电话<phone>"),
     # what stays readable
@@ -74,6 +75,7 @@ CASES = [
     ("我的快递三天没动了", "我的快递三天没动了"),
     ("第一二三次问了", "第一二三次问了"),
     ("邮编310000", "邮编310000"),  # 6 digits stay readable
+    ("邮编三一零零零零", "邮编三一零零零零"),  # 6 Chinese numerals too
     ("发票开了没 ok 7天无理由 iPhone", "发票开了没 ok 7天无理由 iPhone"),
 ]
 
