@@ -11,7 +11,7 @@ import pytest
 
 from kefu.errors import NotReady, Overloaded
 from kefu.serving.length_batches import length_groups
-from kefu.serving.server.microbatch import MicroBatcher
+from kefu.serving.server.microbatch import COLLECT_BATCHES, MicroBatcher
 
 
 class RecordingModel:
@@ -134,6 +134,55 @@ def test_full_queue_refuses_at_once_and_recovers():
     assert run(scenario()) == [["A", "B"], ["C", "D"]]
 
 
+def test_would_refuse_when_a_request_of_the_usual_size_would_not_fit():
+    gate = threading.Event()
+    model = RecordingModel(gate)
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=1, max_wait_ms=0, queue_size=2)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["a"]))
+        while batcher.in_flight != 1:
+            await asyncio.sleep(0.001)
+        second = asyncio.ensure_future(batcher.submit(["b"]))
+        await asyncio.sleep(0.01)
+        fits = batcher.would_refuse()  # 1 waiting + the usual 1 fill the 2 places exactly
+        third = asyncio.ensure_future(batcher.submit(["c"]))
+        await asyncio.sleep(0.01)
+        full = batcher.would_refuse()
+        gate.set()
+        results = await asyncio.gather(first, second, third)
+        await batcher.close()
+        return fits, full, results
+
+    assert run(scenario()) == (False, True, [["A"], ["B"], ["C"]])
+
+
+def test_messages_that_queued_while_the_model_was_busy_go_at_once():
+    gate = threading.Event()
+    model = RecordingModel(gate)
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=500)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["held"]))
+        while batcher.in_flight != 1:
+            await asyncio.sleep(0.001)
+        queued = asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]))
+        await asyncio.sleep(0.01)
+        released = time.monotonic()
+        gate.set()
+        await first
+        results = await queued
+        waited = time.monotonic() - released
+        await batcher.close()
+        return results, waited
+
+    results, waited = run(scenario())
+    assert results == [["A"], ["B"]]
+    assert waited < 0.25  # not the 0.5 s wait for company
+
+
 def test_a_model_failure_fails_its_requests_and_the_batcher_keeps_serving():
     model = RecordingModel(fail_on="boom")
 
@@ -165,6 +214,7 @@ def test_a_cancelled_request_is_skipped():
         gate.set()
         assert await first == ["FIRST"]
         assert await batcher.submit(["next"]) == ["NEXT"]
+        assert batcher.depth == 0  # the dropped request left the queue's count too
         await batcher.close()
 
     run(scenario())
@@ -237,6 +287,59 @@ def test_a_batch_takes_several_model_batches_of_queued_messages_and_cuts_them_by
         [30, 31, 32, 33],
         [34],
     ]
+
+
+def test_a_batch_takes_at_most_collect_batches_model_batches():
+    """What queued beyond COLLECT_BATCHES x max_batch_size messages waits for the next batch."""
+    gate = threading.Event()
+    model = RecordingModel(gate)
+    longest = COLLECT_BATCHES + 2
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=1, max_wait_ms=0, length_cap=512)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["held"]))
+        while batcher.in_flight != 1:
+            await asyncio.sleep(0.001)
+        texts = ["a" * n for n in range(longest, 0, -1)]
+        queued = [asyncio.ensure_future(batcher.submit([text])) for text in texts]
+        await asyncio.sleep(0.01)
+        gate.set()
+        await first
+        results = await asyncio.gather(*queued)
+        await batcher.close()
+        return texts, results
+
+    texts, results = run(scenario())
+    assert results == [[text.upper()] for text in texts]
+    # the first COLLECT_BATCHES queued (the longest) form a batch, run shortest first; then 1, 2
+    assert [len(call[0]) for call in model.calls[1:]] == [*range(3, longest + 1), 1, 2]
+
+
+def test_a_batch_formed_while_a_call_runs_goes_to_the_free_thread_on_the_shared_path():
+    release_long = threading.Event()
+    shared, alone = [], RecordingModel()
+
+    def model(texts):
+        if any(len(text) > 50 for text in texts):
+            release_long.wait(5)
+        shared.append(list(texts))
+        return [text.upper() for text in texts]
+
+    async def scenario():
+        batcher = MicroBatcher(model, run_alone=alone, max_batch_size=8, max_wait_ms=0, threads=2)
+        batcher.start()
+        both = asyncio.ensure_future(batcher.submit(["short", "x" * 100]))
+        while batcher.in_flight != 1:  # the short group is done, the long one held
+            await asyncio.sleep(0.001)
+        following = await asyncio.wait_for(batcher.submit(["next"]), 2)
+        release_long.set()
+        assert await both == ["SHORT", "X" * 100]
+        await batcher.close()
+        return following
+
+    assert run(scenario()) == ["NEXT"]
+    assert (alone.calls, sorted(shared)) == ([], [["next"], ["short"], ["x" * 100]])
 
 
 def test_groups_of_one_batch_run_side_by_side_on_the_inference_threads():
