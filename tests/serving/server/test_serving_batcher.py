@@ -35,6 +35,24 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def until(condition, seconds=5.0):
+    """Wait for `condition()`: a failed assertion, not a hung test, when it never holds."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the batcher never reached the awaited state"
+        await asyncio.sleep(0.001)
+
+
+async def held(model, items, **options):
+    """A started batcher whose gated model has taken `items` and holds them, so what is
+    submitted next queues up: (the batcher, that request's future)."""
+    batcher = MicroBatcher(model, **options)
+    batcher.start()
+    request = asyncio.ensure_future(batcher.submit(items))
+    await until(lambda: batcher.in_flight == len(items))
+    return batcher, request
+
+
 def test_length_groups_sort_and_cut_by_length_and_size():
     lengths = [100, 1, 3, 200, 2, 40]
     assert length_groups(lengths, max_size=32) == [[1, 4, 2], [5], [0, 3]]
@@ -48,7 +66,8 @@ def test_concurrent_submits_share_one_model_call_and_keep_order():
     async def scenario():
         batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=0)
         batcher.start()
-        results = await asyncio.gather(*(batcher.submit([f"a{i}", f"b{i}"]) for i in range(5)))
+        answers = asyncio.gather(*(batcher.submit([f"a{i}", f"b{i}"]) for i in range(5)))
+        results = await asyncio.wait_for(answers, 5)  # a request never answered fails the test
         await batcher.close()
         return results
 
@@ -111,21 +130,18 @@ def test_a_lone_client_does_not_wait_but_concurrent_ones_gather():
 
 
 def test_full_queue_refuses_at_once_and_recovers():
-    gate = threading.Event()
-    model = RecordingModel(gate)
+    model = RecordingModel(threading.Event())
 
     async def scenario():
-        batcher = MicroBatcher(model, max_batch_size=2, max_wait_ms=0, queue_size=2)
-        batcher.start()
-        first = asyncio.ensure_future(batcher.submit(["a", "b"]))
-        while batcher.in_flight != 2:  # taken by the model, which is held at the gate
-            await asyncio.sleep(0.001)
+        batcher, first = await held(
+            model, ["a", "b"], max_batch_size=2, max_wait_ms=0, queue_size=2
+        )
         second = asyncio.ensure_future(batcher.submit(["c", "d"]))
         await asyncio.sleep(0.01)
         assert batcher.depth == 2
         with pytest.raises(Overloaded, match="2 messages are waiting"):
             await batcher.submit(["e"])
-        gate.set()
+        model.gate.set()
         results = await asyncio.gather(first, second)
         assert await batcher.submit(["f"]) == ["F"]
         await batcher.close()
@@ -135,22 +151,17 @@ def test_full_queue_refuses_at_once_and_recovers():
 
 
 def test_would_refuse_when_a_request_of_the_usual_size_would_not_fit():
-    gate = threading.Event()
-    model = RecordingModel(gate)
+    model = RecordingModel(threading.Event())
 
     async def scenario():
-        batcher = MicroBatcher(model, max_batch_size=1, max_wait_ms=0, queue_size=2)
-        batcher.start()
-        first = asyncio.ensure_future(batcher.submit(["a"]))
-        while batcher.in_flight != 1:
-            await asyncio.sleep(0.001)
+        batcher, first = await held(model, ["a"], max_batch_size=1, max_wait_ms=0, queue_size=2)
         second = asyncio.ensure_future(batcher.submit(["b"]))
         await asyncio.sleep(0.01)
         fits = batcher.would_refuse()  # 1 waiting + the usual 1 fill the 2 places exactly
         third = asyncio.ensure_future(batcher.submit(["c"]))
         await asyncio.sleep(0.01)
         full = batcher.would_refuse()
-        gate.set()
+        model.gate.set()
         results = await asyncio.gather(first, second, third)
         await batcher.close()
         return fits, full, results
@@ -159,19 +170,14 @@ def test_would_refuse_when_a_request_of_the_usual_size_would_not_fit():
 
 
 def test_messages_that_queued_while_the_model_was_busy_go_at_once():
-    gate = threading.Event()
-    model = RecordingModel(gate)
+    model = RecordingModel(threading.Event())
 
     async def scenario():
-        batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=500)
-        batcher.start()
-        first = asyncio.ensure_future(batcher.submit(["held"]))
-        while batcher.in_flight != 1:
-            await asyncio.sleep(0.001)
+        batcher, first = await held(model, ["held"], max_batch_size=32, max_wait_ms=500)
         queued = asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]))
         await asyncio.sleep(0.01)
         released = time.monotonic()
-        gate.set()
+        model.gate.set()
         await first
         results = await queued
         waited = time.monotonic() - released
@@ -190,7 +196,7 @@ def test_a_model_failure_fails_its_requests_and_the_batcher_keeps_serving():
         batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=0)
         batcher.start()
         with pytest.raises(RuntimeError, match="model failed"):
-            await batcher.submit(["boom"])
+            await asyncio.wait_for(batcher.submit(["boom"]), 5)
         result = await batcher.submit(["ok"])
         await batcher.close()
         return result
@@ -199,19 +205,14 @@ def test_a_model_failure_fails_its_requests_and_the_batcher_keeps_serving():
 
 
 def test_a_cancelled_request_is_skipped():
-    gate = threading.Event()
-    model = RecordingModel(gate)
+    model = RecordingModel(threading.Event())
 
     async def scenario():
-        batcher = MicroBatcher(model, max_batch_size=1, max_wait_ms=0)
-        batcher.start()
-        first = asyncio.ensure_future(batcher.submit(["first"]))
-        while batcher.in_flight != 1:
-            await asyncio.sleep(0.001)
+        batcher, first = await held(model, ["first"], max_batch_size=1, max_wait_ms=0)
         gone = asyncio.ensure_future(batcher.submit(["gone"]))
         await asyncio.sleep(0.01)
         gone.cancel()  # the client disconnected while waiting
-        gate.set()
+        model.gate.set()
         assert await first == ["FIRST"]
         assert await batcher.submit(["next"]) == ["NEXT"]
         assert batcher.depth == 0  # the dropped request left the queue's count too
@@ -259,61 +260,40 @@ def test_a_request_is_answered_when_its_group_is_done_not_the_whole_batch():
     run(scenario())
 
 
-def test_a_batch_takes_several_model_batches_of_queued_messages_and_cuts_them_by_length():
-    gate = threading.Event()
-    model = RecordingModel(gate)
+def calls_after_a_busy_model(texts, max_batch_size):
+    """Submit each text alone while the model is busy, then free it: each is answered with its
+    own result, and the model calls that followed the busy one are returned."""
+    model = RecordingModel(threading.Event())
 
     async def scenario():
-        batcher = MicroBatcher(model, max_batch_size=4, max_wait_ms=0, length_cap=512)
-        batcher.start()
-        first = asyncio.ensure_future(batcher.submit(["held"]))
-        while batcher.in_flight != 1:
-            await asyncio.sleep(0.001)
-        texts = [("a" * n) for n in (1, 30, 2, 31, 3, 32, 4, 33, 5, 34)]
+        batcher, first = await held(
+            model, ["held"], max_batch_size=max_batch_size, max_wait_ms=0, length_cap=512
+        )
         queued = [asyncio.ensure_future(batcher.submit([text])) for text in texts]
         await asyncio.sleep(0.01)
-        gate.set()
+        model.gate.set()
         await first
         results = await asyncio.gather(*queued)
         await batcher.close()
-        return texts, results
+        return results
 
-    texts, results = run(scenario())
-    assert results == [[text.upper()] for text in texts]
+    assert run(scenario()) == [[text.upper()] for text in texts]
+    return model.calls[1:]
+
+
+def test_a_batch_takes_several_model_batches_of_queued_messages_and_cuts_them_by_length():
+    texts = [("a" * n) for n in (1, 30, 2, 31, 3, 32, 4, 33, 5, 34)]
+    calls = calls_after_a_busy_model(texts, max_batch_size=4)
     # the ten queued messages formed one batch (more than max_batch_size), cut by length and size
-    assert [sorted(map(len, call)) for call in model.calls[1:]] == [
-        [1, 2, 3, 4],
-        [5],
-        [30, 31, 32, 33],
-        [34],
-    ]
+    assert [sorted(map(len, call)) for call in calls] == [[1, 2, 3, 4], [5], [30, 31, 32, 33], [34]]
 
 
 def test_a_batch_takes_at_most_collect_batches_model_batches():
     """What queued beyond COLLECT_BATCHES x max_batch_size messages waits for the next batch."""
-    gate = threading.Event()
-    model = RecordingModel(gate)
     longest = COLLECT_BATCHES + 2
-
-    async def scenario():
-        batcher = MicroBatcher(model, max_batch_size=1, max_wait_ms=0, length_cap=512)
-        batcher.start()
-        first = asyncio.ensure_future(batcher.submit(["held"]))
-        while batcher.in_flight != 1:
-            await asyncio.sleep(0.001)
-        texts = ["a" * n for n in range(longest, 0, -1)]
-        queued = [asyncio.ensure_future(batcher.submit([text])) for text in texts]
-        await asyncio.sleep(0.01)
-        gate.set()
-        await first
-        results = await asyncio.gather(*queued)
-        await batcher.close()
-        return texts, results
-
-    texts, results = run(scenario())
-    assert results == [[text.upper()] for text in texts]
+    calls = calls_after_a_busy_model(["a" * n for n in range(longest, 0, -1)], max_batch_size=1)
     # the first COLLECT_BATCHES queued (the longest) form a batch, run shortest first; then 1, 2
-    assert [len(call[0]) for call in model.calls[1:]] == [*range(3, longest + 1), 1, 2]
+    assert [len(call[0]) for call in calls] == [*range(3, longest + 1), 1, 2]
 
 
 def test_a_batch_formed_while_a_call_runs_goes_to_the_free_thread_on_the_shared_path():
@@ -330,8 +310,7 @@ def test_a_batch_formed_while_a_call_runs_goes_to_the_free_thread_on_the_shared_
         batcher = MicroBatcher(model, run_alone=alone, max_batch_size=8, max_wait_ms=0, threads=2)
         batcher.start()
         both = asyncio.ensure_future(batcher.submit(["short", "x" * 100]))
-        while batcher.in_flight != 1:  # the short group is done, the long one held
-            await asyncio.sleep(0.001)
+        await until(lambda: batcher.in_flight == 1)  # the short group done, the long one held
         following = await asyncio.wait_for(batcher.submit(["next"]), 2)
         release_long.set()
         assert await both == ["SHORT", "X" * 100]
