@@ -114,8 +114,12 @@ class RoutingPolicy:
             check.fail("group_queues", f"names unknown groups {unknown_groups}")
         queues = dict(group_queues) | check.queues()
         missing = set(intent_groups.values()) - set(queues)
-        if missing:
-            check.fail("group_queues", f"has no queue for groups {sorted(missing)}")
+        if missing:  # neither the bundle's taxonomy nor a layer names one: no source to blame
+            raise PolicyError(
+                f"no queue for groups {sorted(missing)}: neither the bundle's taxonomy nor the "
+                f"policy ({', '.join(source for _, source in layers)}) names one; add them under "
+                "group_queues"
+            )
         return cls(
             intent_groups=dict(intent_groups),
             group_queues=queues,
