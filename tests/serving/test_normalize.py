@@ -36,10 +36,37 @@ from kefu.serving.tokenization import TextEncoder
         ("❤️❤️收到", "[红心][红心]收到"),  # with the variation selector
         ("〰好的〰", "〰好的〰"),  # a CJK symbol that is also plain text
         ("显示“已签收”——可我没收到", '显示"已签收"--可我没收到'),
+        ("don`t 这个｀好", "don't 这个'好"),  # a backtick the vocabulary lacks
+        ("选1️⃣还是2⃣", "选[按键_1]还是[按键_2]"),  # keycaps, with and without U+FE0F
+        ("😮\u200d💨累了", "[呼气]累了"),  # the zero-width joiner keeps the emoji one
+        ("https://a.com/x😊", "[链接x][羞涩微笑]"),  # a link ends where its characters do
     ],
 )
 def test_artefacts_become_placeholders_and_the_message_stays(raw, normalized):
     assert normalize_text(raw) == normalized
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [
+        ("\ufeff在\u200b吗\u00ad\u200e\u2060", "在吗"),  # BOM, zero-width, soft hyphen, marks
+        ("\x00\x08好的\x7f", "好的"),  # control codes
+        ("ht\u200btps://item.jd.com/1.html 这个", "[链接x] 这个"),  # hidden inside a link
+        ("好的#E-s\u200b[数字x]", "好的[表情]"),  # inside an emoticon code
+        ("[订单\u200b12]到哪了", "[订单x]到哪了"),  # inside a placeholder
+        ("&amp;nbsp;在吗&amp;quot;", '在吗"'),  # entities a widget escaped twice
+        ("&lt;br&gt;在吗&amp;lt;p&amp;gt;", "在吗"),  # tags it escaped, once or twice
+        ('<img src="https://a.com/b.png"/>看图', "看图"),  # a link inside a tag
+        ("m.jd.com/product/123.html 这个", "[链接x] 这个"),  # links without a scheme
+        ("t.cn/A6xYz3 看看 3.cn/1abc", "[链接x] 看看 [链接x]"),
+        ("weixin://dl/business/?t=abc 打开", "[链接x] 打开"),  # other schemes
+        ("(https://a.com/b),谢谢 www.jd.com.", "([链接x]),谢谢 [链接x]."),  # punctuation stays
+        ("jd.com买的 service@jd.com", "jd.com买的 service@jd.com"),  # no path: a name, kept
+    ],
+)
+def test_what_only_traffic_brings_reads_as_the_data_does_at_every_version(raw, normalized):
+    """Rules no dataset text meets apply at version 1 too: no model learned these otherwise."""
+    assert normalize_text(raw) == normalize_text(raw, version=1) == normalized
 
 
 def test_the_encoder_tokenises_the_normalized_text(tiny_bundle):
@@ -50,6 +77,7 @@ def test_the_encoder_tokenises_the_normalized_text(tiny_bundle):
 
 def test_an_earlier_version_reads_as_its_models_learned_it():
     assert normalize_text("气死了😡 “好” #E-s12", version=1) == "气死了😡 “好” [表情]"
+    assert normalize_text("选1️⃣ don`t", version=1) == "选1️⃣ don`t"
 
 
 def test_the_encoder_normalises_with_the_version_it_was_given(tiny_bundle):
