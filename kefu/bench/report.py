@@ -27,8 +27,9 @@ NOTES = """\
 How to read it:
 - raw ORT: the `session.run` call and tokenisation timed separately; batches of messages of
   similar length (as the server's micro-batcher and `kefu score` form them), {threads} ORT threads.
-- PyTorch pipeline: a `transformers.Pipeline` subclass (base model tokenizer, padded batches,
-  eager forward, {threads} torch threads), same batches. Weights: {torch_weights}.
+- PyTorch pipeline: a `transformers.Pipeline` subclass (kefu's text normalisation, base model
+  tokenizer, padded batches, eager forward, {threads} torch threads), same batches.
+  Weights: {torch_weights}.
 - HTTP server: `kefu serve` (1 worker unless said) on 127.0.0.1; the load generator is a
   separate process on the same cores (it competes with the server for CPU, so it is a bare
   asyncio socket client that pre-encodes its requests: about 0.1 ms of CPU per request, against

@@ -2,7 +2,7 @@
 
 `MultiHeadPipeline` is the custom `transformers.Pipeline` one writes for a three-head model
 (no stock pipeline task has three heads): per-text tokenisation with the base model's own
-tokenizer, padded collation and the eager PyTorch forward, batch 1 and batch 32, on CPU with
+tokenizer of the text kefu's normalisation gives (as the model card tells a user), padded collation and the eager PyTorch forward, batch 1 and batch 32, on CPU with
 as many torch threads as ONNX Runtime gets.
 
 Which weights: the bundle ships ONNX only and training keeps no torch checkpoint, so this is
@@ -26,6 +26,7 @@ from kefu.bench.timing import Deadline, latency_summary
 from kefu.bench.workload import token_length_batches
 from kefu.serving.bundle.reader import Bundle, read_bundle
 from kefu.serving.classifier import Classifier
+from kefu.serving.normalize import NORMALIZATION_VERSION, normalize_text
 from kefu.serving.taxonomy import HEADS
 from kefu.training.base_tokenizer import load_base_tokenizer
 from kefu.training.model import MultiHeadClassifier
@@ -41,6 +42,7 @@ class MultiHeadPipeline(Pipeline):
     """
 
     max_length: int = 128
+    normalization: int = NORMALIZATION_VERSION  # the bundle's, as its model card tells users
 
     def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
         return {}, {}, {}
@@ -48,7 +50,10 @@ class MultiHeadPipeline(Pipeline):
     def preprocess(self, text: str, **_: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
         assert self.tokenizer is not None
         return self.tokenizer(
-            text, truncation=True, max_length=self.max_length, return_tensors="pt"
+            normalize_text(text, self.normalization),
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
         )
 
     def _forward(  # type: ignore[override]
@@ -89,6 +94,7 @@ def build_pipeline(bundle_dir: Path, threads: int) -> tuple[MultiHeadPipeline, s
     model.device = torch.device("cpu")  # type: ignore[assignment]
     pipeline = MultiHeadPipeline(model=model, tokenizer=tokenizer, device=-1)  # type: ignore[arg-type]
     pipeline.max_length = bundle.manifest.max_length
+    pipeline.normalization = bundle.manifest.text_normalization
     return pipeline, weights, model.encoder.config
 
 
