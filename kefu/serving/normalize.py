@@ -120,7 +120,7 @@ _UNREAD_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 def normalize_text(text: str, version: int = NORMALIZATION_VERSION) -> str:
     """The text as a model trained with normalisation `version` read it."""
-    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    text = _plain(text)
     text = _URL.sub("[链接x]", text).replace("<num>", "[数字x]")  # before tags: <num> is not one
     if "<" in text or "&" in text:
         text = _without_markup(text)
@@ -134,15 +134,21 @@ def normalize_text(text: str, version: int = NORMALIZATION_VERSION) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+def _plain(text: str) -> str:
+    """NFKC without invisible characters: the text every rule reads."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+
+
 def _without_markup(text: str) -> str:
     """Tags become spaces and entities their characters, as many times as a widget escaped them
-    (&amp;nbsp; is a space escaped twice, &lt;br&gt; an escaped tag), three at most."""
+    (&amp;nbsp; is a space escaped twice, &lt;br&gt; an escaped tag), three at most. What an
+    entity stands for is made plain too (&#65292; is a full-width comma, &#8203; invisible)."""
     text = _TAG.sub(" ", text)
     for _ in range(3):
         unescaped = html.unescape(text)
         if unescaped == text:
             break
-        text = _TAG.sub(" ", unescaped)
+        text = _TAG.sub(" ", _plain(unescaped))
     return text
 
 
