@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kefu.serving.normalize import without_invisible
+
 # Order of patterns matters: earlier kinds claim their span first.
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("phone", re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d[- ]?\d{4}[- ]?\d{4}(?!\d)")),
@@ -115,7 +117,7 @@ _PHONE_WORDS = ("电话", "号码", "联系方式")
 def asks_for_human(text: str) -> bool:
     """True when the customer asks to be handed to a person (an agent, a supervisor, the
     service's phone line), even inside another request."""
-    text = _NOT_ASKING.sub(" ", text)
+    text = _NOT_ASKING.sub(" ", without_invisible(text))
     for match in _ASKS.finditer(text):
         span = match.group(0)
         if any(word in span for word in _PHONE_WORDS) and _THIRD_PARTY.search(span):

@@ -136,7 +136,13 @@ def normalize_text(text: str, version: int = NORMALIZATION_VERSION) -> str:
 
 def _plain(text: str) -> str:
     """NFKC without invisible characters: the text every rule reads."""
-    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    return without_invisible(unicodedata.normalize("NFKC", text))
+
+
+def without_invisible(text: str) -> str:
+    """The text less its invisible characters, which a rule reading raw text must not see:
+    a zero-width space pasted inside 转人工 hides it from a pattern, not from a reader."""
+    return _INVISIBLE.sub("", text)
 
 
 def _without_markup(text: str) -> str:

@@ -58,6 +58,8 @@ HUMAN_REQUESTS = [
     "人工",
     "人工客服",
     "人工服务，谢谢",
+    "退款没到 转\u200b人工",  # a zero-width space pasted inside hides nothing from a reader
+    "\ufeff转人工",
     "转人工客服！",
     "我要人工",
     "给我转接人工",
