@@ -4,6 +4,7 @@ Usage (what the model card shows a data scientist):
     tokenizer = AutoTokenizer.from_pretrained("models/default/hf")
     encoder = AutoModel.from_pretrained("models/default/hf")
     heads = safetensors.torch.load_file("models/default/hf/heads.safetensors")
+    batch = tokenizer([normalize_text(text, version=<the bundle's text_normalization>)], ...)
     pooled = mean of encoder(**batch).last_hidden_state over the attention mask
     intent_logits = pooled @ heads["intent.weight"].T + heads["intent.bias"]
 The config carries `kefu_heads` ({head: {"id2label", "label2id"}}), `kefu_pooling` ("mean")

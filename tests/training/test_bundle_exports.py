@@ -134,3 +134,18 @@ def test_the_model_card_opens_with_hugging_face_metadata_and_shows_how_to_load_i
     assert meta["datasets"] == config.train_data  # the data it was really trained on
     assert {"license", "metrics", "base_model"} <= set(meta)
     assert 'hf = "path/to/this/bundle/hf"' in card and "AutoModel.from_pretrained(hf)" in card
+
+
+def test_the_model_cards_code_runs_and_names_the_encoders_intent(trained, capsys):
+    """The card's example, run as printed on this bundle, gives the label of the graph's encoder."""
+    _, out, _ = trained
+    bundle = read_bundle(out)
+    card = bundle.model_card_path.read_text(encoding="utf-8")
+    code = card.split("```python\n")[1].split("```")[0]
+    assert "normalize_text(" in code  # the model learned normalised text
+    exec(code.replace("path/to/this/bundle", str(out)), {})
+    classifier = Classifier(bundle, variant="fp32", intra_op_threads=1)
+    session = ort.InferenceSession(str(bundle.model_path("fp32")))
+    feed = classifier.encoder.encode(["我的快递三天没动了😡"]).as_onnx_feed()
+    (logits,) = session.run([ENCODER_OUTPUTS["intent"]], feed)
+    assert capsys.readouterr().out.strip() == bundle.labels["intent"][int(logits.argmax())]
