@@ -23,6 +23,10 @@ from kefu.serving.tokenization import TextEncoder
         ("看看<br/>这个&nbsp;https://item.jd.com/123.html 怎么样", "看看 这个 [链接x] 怎么样"),
         ("<p>好的</p>", "好的"),
         ("链接 <url> 价格 <num> 元", "链接 [链接x] 价格 [数字x] 元"),
+        ("www.jd.com/abc。好的", "[链接x]。好的"),  # a link without its scheme, ended by 。
+        ("HTTPS://JD.COM/A 好", "[链接x] 好"),  # a scheme in capitals
+        ("咨询订单号:123456 退款", "[订单x] 退款"),  # six digits: an order number
+        ("咨询订单号:12345 退款", "咨询订单号:12345 退款"),  # five: not one, kept
         (
             "[订单1][数字2][金额3][日期4][姓名5][地址6][电话7][链接8][时间9][邮箱10]",
             "[订单x][数字x][金额x][日期x][姓名x][地址x][电话x][链接x][时间x][邮箱x]",
@@ -35,11 +39,13 @@ from kefu.serving.tokenization import TextEncoder
         ("谢谢👍🏻", "谢谢[拇指向上]"),  # skin tone dropped
         ("❤️❤️收到", "[红心][红心]收到"),  # with the variation selector
         ("〰好的〰", "〰好的〰"),  # a CJK symbol that is also plain text
+        ("〽好的", "〽好的"),  # another
         ("显示“已签收”——可我没收到", '显示"已签收"--可我没收到'),
         ("don`t 这个｀好", "don't 这个'好"),  # a backtick the vocabulary lacks
         ("选1️⃣还是2⃣", "选[按键_1]还是[按键_2]"),  # keycaps, with and without U+FE0F
         ("😮\u200d💨累了", "[呼气]累了"),  # the zero-width joiner keeps the emoji one
         ("https://a.com/x😊", "[链接x][羞涩微笑]"),  # a link ends where its characters do
+        ("他说‘好的’,9–10点―", "他说'好的',9-10点-"),
     ],
 )
 def test_artefacts_become_placeholders_and_the_message_stays(raw, normalized):
