@@ -35,27 +35,52 @@ def bundle_copy(tiny_bundle, tmp_path):
     return target
 
 
-def test_corrupt_model_file_is_refused(bundle_copy):
-    with (bundle_copy / bundle_format.MODEL_FP32).open("ab") as handle:
+@pytest.mark.parametrize(
+    "name", [bundle_format.MODEL_FP32, bundle_format.MODEL_INT8, bundle_format.METRICS]
+)
+def test_a_changed_file_is_refused_whether_required_or_not(bundle_copy, name):
+    expected = read_bundle(bundle_copy).manifest.files[name]
+    with (bundle_copy / name).open("ab") as handle:
         handle.write(b"tampered")
-    with pytest.raises(BundleError, match="sha256 of model.onnx"):
+    actual = bundle_format.sha256_file(bundle_copy / name)
+    with pytest.raises(BundleError) as refused:
         read_bundle(bundle_copy)
+    assert str(refused.value) == (
+        f"{bundle_copy}: sha256 of {name} is {actual[:12]}..., manifest says {expected[:12]}...; "
+        "the file was changed or corrupted after export; re-export the bundle"
+    )
 
 
 @pytest.mark.parametrize("name", bundle_format.REQUIRED_FILES)
 def test_missing_file_is_refused(bundle_copy, name):
     (bundle_copy / name).unlink()
-    with pytest.raises(BundleError, match=name):
+    with pytest.raises(BundleError) as refused:
         read_bundle(bundle_copy)
+    assert str(refused.value) == f"{bundle_copy}: required file {name} is missing"
 
 
-def test_unknown_schema_version_is_refused(bundle_copy):
+def test_a_listed_file_that_is_missing_is_refused(bundle_copy):
+    (bundle_copy / bundle_format.MODEL_INT8).unlink()
+    with pytest.raises(BundleError) as refused:
+        read_bundle(bundle_copy)
+    assert str(refused.value) == (
+        f"{bundle_copy}: model.int8.onnx is listed in manifest.json but missing"
+    )
+
+
+@pytest.mark.parametrize("version", [0, 2, 99])
+def test_a_schema_version_other_than_1_is_refused(bundle_copy, version):
     path = bundle_copy / bundle_format.MANIFEST
     raw = json.loads(path.read_text())
-    raw["schema_version"] = 99
+    assert raw["schema_version"] == 1  # what training writes
+    raw["schema_version"] = version
     path.write_text(json.dumps(raw))
-    with pytest.raises(BundleError, match="schema version 99 is not supported"):
+    with pytest.raises(BundleError) as refused:
         read_bundle(bundle_copy)
+    assert str(refused.value) == (
+        f"{bundle_copy}: bundle schema version {version} is not supported (this kefu reads "
+        "version 1); re-export the model with this kefu"
+    )
 
 
 def test_a_manifest_from_before_normalisation_versions_reads_as_version_1(bundle_copy):
@@ -160,6 +185,12 @@ def test_a_variant_the_bundle_lacks_names_what_it_has_and_the_option(bundle_copy
     )
 
 
+def test_a_variant_kefu_does_not_know_is_named(bundle_copy):
+    with pytest.raises(BundleError) as refused:
+        read_bundle(bundle_copy).model_path("fp16")
+    assert str(refused.value) == "unknown model variant 'fp16'; expected one of ['fp32', 'int8']"
+
+
 def test_a_bundle_path_that_is_not_a_path_is_named():
     with pytest.raises(TypeError, match=r"path of its folder \(str or Path\), got NoneType"):
         read_bundle(None)
@@ -167,10 +198,15 @@ def test_a_bundle_path_that_is_not_a_path_is_named():
 
 def edit_json(bundle_dir, name, change):
     """Apply `change` to one JSON file of the bundle and re-seal its hash in the manifest."""
-    path = bundle_dir / name
-    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw = json.loads((bundle_dir / name).read_text(encoding="utf-8"))
     change(raw)
-    path.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    replace_file(bundle_dir, name, json.dumps(raw, ensure_ascii=False).encode("utf-8"))
+
+
+def replace_file(bundle_dir, name, content):
+    """Write `content` (bytes) as one file of the bundle and re-seal its hash in the manifest."""
+    path = bundle_dir / name
+    path.write_bytes(content)
     if name != bundle_format.MANIFEST:
         edit_json(
             bundle_dir,
@@ -200,6 +236,22 @@ BAD_BUNDLES = [
     ),
     (
         bundle_format.LABELS,
+        _set("heads", "emotion", value=[]),
+        "head 'emotion' has empty or duplicate labels in labels.json",
+    ),
+    (
+        bundle_format.LABELS,
+        _set("heads", value=["intent"]),
+        "labels.json or calibration.json is not as kefu writes it: list indices must be",
+    ),
+    (
+        bundle_format.CALIBRATION,
+        _set("intent", value={"temp": 1.0}),
+        "is not as kefu writes it: HeadCalibration.__init__() got an unexpected keyword "
+        "argument 'temp'",
+    ),
+    (
+        bundle_format.LABELS,
         lambda labels: labels["intent_groups"].pop("other"),
         "intents without a group in labels.json: ['other']",
     ),
@@ -212,6 +264,17 @@ BAD_BUNDLES = [
         bundle_format.MANIFEST,
         _set("untrained_heads", value=["intent"]),
         "manifest.json marks the intent head untrained; routing needs it",
+    ),
+    (
+        bundle_format.MANIFEST,
+        _set("untrained_heads", value=["sentiment"]),
+        "manifest.json names unknown untrained heads ['sentiment']",
+    ),
+    (
+        bundle_format.MANIFEST,
+        lambda manifest: manifest.pop("model_version"),
+        "manifest.json is not a valid manifest: Manifest.__init__() missing 1 required "
+        "positional argument: 'model_version'",
     ),
     (
         bundle_format.MANIFEST,
@@ -244,3 +307,20 @@ def test_an_inconsistent_bundle_is_refused_naming_the_problem(bundle_copy, name,
     edit_json(bundle_copy, name, change)
     with pytest.raises(BundleError, match=re.escape(message)):
         read_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("manifest.json", b"[]", "{path}/manifest.json is not a valid manifest: expected a JSON "
+         "object of fields, found list"),
+        ("labels.json", b"\xff{}", "{path}/labels.json is not valid JSON: 'utf-8' codec can't "
+         "decode byte 0xff in position 0: invalid start byte"),
+        ("policy.yaml", b"rules: [\n", "{path}: policy.yaml is not valid YAML: while parsing"),
+    ],
+)  # fmt: skip
+def test_a_file_that_does_not_parse_is_named(bundle_copy, name, content, message):
+    replace_file(bundle_copy, name, content)
+    with pytest.raises(BundleError) as refused:
+        read_bundle(bundle_copy)
+    assert str(refused.value).startswith(message.format(path=bundle_copy))

@@ -128,8 +128,12 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
         intent_groups = dict(labels_doc["intent_groups"])
         group_queues = dict(labels_doc["group_queues"])
         urgency_priorities = dict(labels_doc["urgency_priorities"])
-    except (KeyError, TypeError) as exc:
+    except KeyError as exc:
         raise BundleError(f"{path}: {LABELS} or {CALIBRATION} lacks {exc}") from None
+    except TypeError as exc:  # a list for a mapping, a field HeadCalibration does not have
+        raise BundleError(
+            f"{path}: {LABELS} or {CALIBRATION} is not as kefu writes it: {exc}"
+        ) from None
     _check_heads(path, manifest, heads, calibration, intent_groups)
     try:
         policy = yaml.safe_load((path / POLICY).read_text(encoding="utf-8")) or {}

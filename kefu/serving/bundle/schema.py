@@ -91,6 +91,8 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         raw = json.loads(text)
+        if not isinstance(raw, dict):  # an array would fail below as an AttributeError
+            raise ValueError(f"expected a JSON object of fields, found {type(raw).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = set(raw) - known
         if unknown:
