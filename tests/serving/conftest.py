@@ -1,7 +1,10 @@
-"""Fixtures of the routing tests: the tiny bundle as read for serving, and the policy it ships
-(tests/serving/batch/conftest.py has fixtures of the same names for its own runs)."""
+"""Fixtures of the serving tests: the tiny bundle as read for serving, the policy it ships
+(tests/serving/batch/conftest.py has fixtures of the same names for its own runs), and a copy
+of its folder for a test to change."""
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 
@@ -17,3 +20,11 @@ def bundle(tiny_bundle):
 @pytest.fixture(scope="module")
 def policy(bundle):
     return RoutingPolicy.for_bundle(bundle)
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle, tmp_path):
+    """A copy of the tiny bundle a test may change."""
+    target = tmp_path / "copy"
+    shutil.copytree(tiny_bundle, target)
+    return target

@@ -1,6 +1,5 @@
 import json
 import re
-import shutil
 
 import pytest
 
@@ -26,13 +25,6 @@ def test_tiny_bundle_reads_back_with_taxonomy_labels(tiny_bundle, taxonomy):
     assert set(loaded.manifest.files) >= set(bundle_format.REQUIRED_FILES) | {
         bundle_format.MODEL_INT8
     }
-
-
-@pytest.fixture
-def bundle_copy(tiny_bundle, tmp_path):
-    target = tmp_path / "copy"
-    shutil.copytree(tiny_bundle, target)
-    return target
 
 
 @pytest.mark.parametrize(
