@@ -18,10 +18,17 @@ def classifier(tiny_bundle):
     return Classifier.from_bundle(tiny_bundle, intra_op_threads=1)
 
 
+@pytest.mark.parametrize(
+    "text", ["我的快递三天没动了", "在吗".encode(), bytearray("在吗".encode())]
+)
 @pytest.mark.parametrize("method", ["predict", "predict_proba"])
-def test_one_text_instead_of_a_list_is_refused_not_read_letter_by_letter(classifier, method):
-    with pytest.raises(TypeError, match=re.escape("got a single str; wrap one text in a list")):
-        getattr(classifier, method)("我的快递三天没动了")
+def test_one_text_instead_of_a_list_is_refused_not_read_letter_by_letter(classifier, method, text):
+    with pytest.raises(TypeError) as refused:
+        getattr(classifier, method)(text)
+    assert str(refused.value) == (
+        f"texts must be a list of strings, got a single {type(text).__name__}; wrap one text "
+        "in a list: predict([text])"
+    )
 
 
 @pytest.mark.parametrize(
@@ -37,6 +44,17 @@ def test_one_text_instead_of_a_list_is_refused_not_read_letter_by_letter(classif
 def test_an_item_that_is_not_a_string_is_named(classifier, method, item, message):
     with pytest.raises(TypeError, match=re.escape(message)):
         getattr(classifier, method)(["在吗", item])
+
+
+@pytest.mark.parametrize("missing", ["NA", "NaT"])
+def test_pandas_missing_values_are_named_as_missing(classifier, missing):
+    pd = pytest.importorskip("pandas")  # with the ray extra
+    with pytest.raises(TypeError) as refused:
+        classifier.predict(["在吗", getattr(pd, missing)])
+    assert str(refused.value) == (
+        f"texts[1] is {getattr(pd, missing)!r} (a missing value), expected a string; drop "
+        "missing texts first (a pandas column: .dropna())"
+    )
 
 
 def test_a_long_item_that_is_not_a_string_is_shown_cut_between_characters(classifier):
@@ -125,6 +143,9 @@ def test_top_k_must_be_a_positive_integer(classifier, top_k, error):
         ({"intent": {"temp": 2.0}}, ValueError, "['intent']['temp']: unknown key"),
         ({"intent": {"temperature": 0}}, ValueError, "['intent']['temperature'] must be > 0"),
         ({"intent": {"threshold": 1.5}}, ValueError, "must be within [0, 1], got 1.5"),
+        ({"intent": {"margin": -0.1}}, ValueError, "['margin'] must be within [0, 1], got -0.1"),
+        ({"intent": {"threshold": True}}, ValueError, "must be a finite number, got True"),
+        ([("intent", {"threshold": 0.5})], TypeError, "calibration_overrides must map a head to"),
         ({"intent": {"margin": math.nan}}, ValueError, "must be a finite number, got nan"),
         ({"intent": 0.5}, TypeError, "calibration_overrides['intent'] must map"),
     ],
@@ -134,9 +155,24 @@ def test_calibration_overrides_are_checked(tiny_bundle, overrides, error, messag
         Classifier.from_bundle(tiny_bundle, calibration_overrides=overrides)
 
 
+def test_calibration_overrides_at_the_edges_are_taken(tiny_bundle):
+    overrides = {"intent": {"threshold": 1.0, "margin": 0.0}, "urgency": {"threshold": 0.0}}
+    tuned = Classifier.from_bundle(tiny_bundle, calibration_overrides=overrides)
+    assert (tuned.calibration["intent"].threshold, tuned.calibration["urgency"].threshold) == (
+        1.0,
+        0.0,
+    )
+
+
 def test_max_length_must_fit_the_model(tiny_bundle):
-    with pytest.raises(ValueError, match=re.escape("max_length must be an integer >= 4")):
-        Classifier.from_bundle(tiny_bundle, max_length=2)
+    with pytest.raises(ValueError) as refused:
+        Classifier.from_bundle(tiny_bundle, max_length=3)
+    assert str(refused.value) == (
+        "max_length must be an integer >= 4 (tokens, [CLS] and [SEP] included), got 3; leave it "
+        "out to use the bundle's"
+    )
+    shortest = Classifier.from_bundle(tiny_bundle, max_length=4, intra_op_threads=1)
+    assert shortest.predict(["快递没到"])[0].truncated is True
     # the tiny model has 256 positions; the bundle was exported with 64
     with pytest.raises(ValueError, match="max_length 300 is more tokens than the model of .* 64"):
         Classifier.from_bundle(tiny_bundle, max_length=300)
