@@ -31,6 +31,22 @@ CASES = [
         ),
     ),
     (
+        "a top-level key with a lone surrogate",
+        b'{"\\ud800": 1}',
+        422,
+        error("invalid_text", "the body contains a lone UTF-16 surrogate; send valid UTF-8 text"),
+    ),
+    (
+        "metadata not an object",
+        b'{"messages": [{"text": "a", "metadata": [1]}]}',
+        422,
+        error(
+            "invalid_type",
+            "messages[0].metadata: Input should be a valid dictionary",
+            "messages[0].metadata",
+        ),
+    ),
+    (
         "metadata key with a lone surrogate",
         b'{"messages": [{"text": "a", "metadata": {"\\ud800": 1}}]}',
         422,
