@@ -6,6 +6,9 @@ import json
 import pytest
 from support.serving import JSON, error
 
+from kefu.errors import Overloaded, RequestTimeout
+from kefu.serving.server.error_responses import kefu_error_response
+
 CASES = [
     (
         "invalid JSON",
@@ -170,3 +173,14 @@ def test_compressed_body(client):
         "/v1/classify", content=b'{"text": "a"}', headers=JSON | {"content-encoding": "identity"}
     )
     assert plain.status_code == 200
+
+
+def test_a_timeout_closes_the_connection_and_an_overload_says_when_to_retry():
+    """Said by the answer itself, not left to the HTTP server: uvicorn closes a connection whose
+    body is unread and says so on its own, so a test over the wire cannot tell the two apart."""
+    timeout = kefu_error_response(RequestTimeout("the body did not arrive"), retry_after_seconds=2)
+    assert (timeout.status_code, timeout.headers["connection"]) == (408, "close")
+    assert "retry-after" not in timeout.headers
+    overloaded = kefu_error_response(Overloaded("the queue is full"), retry_after_seconds=2)
+    assert (overloaded.status_code, overloaded.headers["retry-after"]) == (503, "2")
+    assert "connection" not in overloaded.headers
