@@ -42,7 +42,8 @@ import emoji
 NORMALIZATION_VERSION = 2  # raise it with every change to what a training text becomes
 
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
-_EMOTICON = re.compile(r"#E-[a-z]\d*(?:\[数字x\])?|#E-[a-z]\[[^\[\]]{0,8}\]")
+# a bracketed code first: #E-s[微笑] is one emoticon, not #E-s and a word
+_EMOTICON = re.compile(r"#E-[a-z]\[[^\[\]]{0,8}\]|#E-[a-z]\d*")
 # a link: a scheme (https://, weixin://), www. or a host with a path (m.jd.com/..., 3.cn/...),
 # then the characters a URL holds (RFC 3986 less quotes and square brackets, which close an HTML
 # attribute or open a placeholder); punctuation at its end belongs to the sentence

@@ -20,6 +20,7 @@ from kefu.serving.tokenization import TextEncoder
         ("订单号:[订单x]，发票呢", "订单号:[订单x],发票呢"),  # not a card: kept
         ("你好#E-s[数字x]#E-s[数字x]", "你好[表情][表情]"),
         ("好的#E-s12", "好的[表情]"),
+        ("谢谢#E-s[微笑]", "谢谢[表情]"),  # a named code is one emoticon
         ("看看<br/>这个&nbsp;https://item.jd.com/123.html 怎么样", "看看 这个 [链接x] 怎么样"),
         ("<p>好的</p>", "好的"),
         ("链接 <url> 价格 <num> 元", "链接 [链接x] 价格 [数字x] 元"),
