@@ -108,8 +108,9 @@ class Bundle:
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
-    """Load and validate a bundle; every problem raises BundleError saying what to do."""
+def read_bundle(bundle_dir: str | Path) -> Bundle:
+    """Load and validate a bundle (every file against its hash); every problem raises
+    BundleError saying what to do."""
     if not isinstance(bundle_dir, str | os.PathLike):
         raise TypeError(
             f"a bundle is named by the path of its folder (str or Path), got "
@@ -117,8 +118,7 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
         )
     path = Path(bundle_dir)
     manifest = _read_manifest(path)
-    if verify_hashes:
-        _verify_hashes(path, manifest)
+    _verify_hashes(path, manifest)
     labels_doc = _read_json(path / LABELS)
     calibration_doc = _read_json(path / CALIBRATION)
     try:
@@ -231,5 +231,5 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BundleError(f"{path.parent}: {path.name} is missing") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # UnicodeDecodeError too
         raise BundleError(f"{path} is not valid JSON: {exc}") from None
