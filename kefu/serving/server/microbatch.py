@@ -126,6 +126,8 @@ class MicroBatcher(Generic[Item, Result]):
         """Results for `items`, in order. Raises Overloaded when the queue cannot take them."""
         if self._closed or self._task is None:
             raise NotReady("the model is not serving yet (or is shutting down); retry shortly")
+        if not items:  # nothing to batch: a queued empty request would wait for no results
+            return []
         self._typical_request += (len(items) - self._typical_request) / 8
         if self._waiting + len(items) > self.queue_size:
             raise Overloaded(

@@ -77,6 +77,21 @@ def test_concurrent_submits_share_one_model_call_and_keep_order():
     assert sorted(model.calls[0]) == sorted(f"{p}{i}" for i in range(5) for p in "ab")
 
 
+def test_an_empty_request_is_answered_at_once_without_a_model_call():
+    model = RecordingModel()
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=0)
+        batcher.start()
+        empty = await asyncio.wait_for(batcher.submit([]), 5)  # queued, it would never be answered
+        after = await asyncio.wait_for(batcher.submit(["x"]), 5)
+        await batcher.close()
+        return empty, after
+
+    assert run(scenario()) == ([], ["X"])
+    assert model.calls == [["x"]]
+
+
 def test_batches_are_cut_at_max_batch_size():
     model = RecordingModel()
 
