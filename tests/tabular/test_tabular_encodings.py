@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from kefu.cli.main import app
 from kefu.errors import ConfigError, DataError
+from kefu.serving.batch.readers import read_chunks
 from kefu.tabular import ReadOptions, read_columns, read_records, table_file, write_rejects
 from kefu.tabular.decoding import file_encoding
 from kefu.training.config import load_config
@@ -190,9 +192,11 @@ def test_rows_that_do_not_decode_fail_validate_and_score_with_the_fix(tmp_path, 
 
 def test_utf16_and_unknown_encodings_are_refused_with_the_fix(tmp_path):
     path = tmp_path / "unicode.csv"
-    path.write_bytes("id,text\n1,在吗\n".encode("utf-16"))
-    with pytest.raises(DataError, match="UTF-16 or UTF-32.*iconv -f utf-16 -t utf-8"):
-        read_columns(table_file(path))
+    for encoding in ("utf-16", "utf-16-be", "utf-32", "utf-32-be"):
+        mark = {"utf-16-be": codecs.BOM_UTF16_BE, "utf-32-be": codecs.BOM_UTF32_BE}
+        path.write_bytes(mark.get(encoding, b"") + "id,text\n1,在吗\n".encode(encoding))
+        with pytest.raises(DataError, match="UTF-16 or UTF-32.*iconv -f utf-16 -t utf-8"):
+            read_columns(table_file(path))
     with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
         ReadOptions(encoding="klingon")
     with pytest.raises(ConfigError, match="not ASCII-compatible"):
@@ -215,6 +219,45 @@ def test_rejects_of_a_gbk_file_are_utf8_json(tmp_path):
     data = load_labelled(path, text_col="内容", intent_col="意图", id_col="编号")
     out = tmp_path / "rejects.jsonl"
     write_rejects(data.rejects, out)
+    assert "打招呼" in out.read_text(encoding="utf-8")  # readable as it is, not \\u-escaped
     (reject,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert (reject["id"], reject["column"], reject["reason"]) == ("1", "意图", "unknown_label")
     assert "unknown intent label '打招呼'" in reject["detail"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "detected"),
+    [
+        # one well-formed UTF-8 character and one bad byte: not mostly UTF-8
+        ("tie.csv", "id,text\n1,在\n".encode() + b"2,\xc4\n", "gb18030"),
+        # a byte-order mark says UTF-8, whatever follows
+        ("bom.csv", b"\xef\xbb\xbf" + "id,text\n1,在吗\n2,你好\n".encode("gbk"), "utf-8"),
+        # GBK after the first KiB of ASCII rows is still seen
+        ("late.csv", b"id,text\n" + b"".join(b"%d,hello\n" % i for i in range(1000)) + "1000,在吗\n".encode("gbk"), "gb18030"),
+    ],
+)  # fmt: skip
+def test_the_encoding_follows_the_stated_rule_at_its_edges(tmp_path, name, content, detected):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert file_encoding(table_file(path)) == detected
+
+
+def test_a_gb18030_row_that_does_not_decode_says_to_try_utf8(tmp_path):
+    path = tmp_path / "gbk.csv"
+    path.write_bytes("id,text\n1,在吗\n".encode("gbk") + b"2,\x80\n")
+    (chunk,) = read_chunks(table_file(path), text_col="text", id_col="id", chunk_size=10)
+    assert [(r["line"], r["reason"], r["detail"]) for r in chunk.rejects] == [
+        (3, "undecodable_text", "invalid gb18030 byte 0x80 at character 0 (if the file is not gb18030, pass --encoding utf-8)"),
+    ]  # fmt: skip
+
+
+def test_a_header_that_does_not_decode_gives_the_readers_own_fix(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_bytes("编号,内容\n1,在吗\n".encode("gbk"))
+    options = ReadOptions(encoding="utf-8", encoding_fix="convert the file to UTF-8")
+    with pytest.raises(DataError) as caught:
+        read_columns(table_file(path), options)
+    assert str(caught.value) == (
+        f"file {path}, line 1: the header is not valid utf-8: column 1's name: invalid utf-8 "
+        "byte 0xb1 at character 0 (convert the file to UTF-8)"
+    )

@@ -16,6 +16,7 @@ from kefu.cli.main import app
 from kefu.errors import DataError
 from kefu.serving.batch.readers import read_chunks
 from kefu.tabular import estimate_records, read_blocks, read_columns, read_records, table_file
+from kefu.tabular.xlsx import XlsxRows, xlsx_cell
 from kefu.training.data.loader import load_labelled
 
 runner = CliRunner()
@@ -95,6 +96,36 @@ def test_xlsx_cells_read_as_the_text_a_csv_export_holds(tmp_path):
     assert sum(block.lines for block in read_blocks(source, 2)) == 5  # sheet rows 1-5
 
 
+def test_xlsx_headers_read_as_a_csv_export_and_are_named_by_row(tmp_path):
+    path = tmp_path / "t.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append([None])  # the header is the first row with a value
+    sheet.append(["id", 2024, " text "])
+    sheet.append(["1", 5, "在吗"])
+    sheet.append(["2", 1.5e17, "好"])  # too big to keep its digits: as Excel shows
+    workbook.save(path)
+    assert read_columns(table_file(path)) == ["id", "2024", "text"]
+    assert [(r.line, r.values, r.problem) for r in read_records(table_file(path))] == [
+        (3, {"id": "1", "2024": "5", "text": "在吗"}, None),
+        (4, {"id": "2", "2024": "1.5e+17", "text": "好"}, None),
+    ]
+    sheet.append([])
+    sheet.append(["id", "text", "id"])
+    sheet.delete_rows(1, 4)
+    workbook.save(path)
+    with pytest.raises(DataError) as caught:
+        read_columns(table_file(path))
+    assert str(caught.value) == (
+        f"file {path}, row 2: the header repeats column names: ['id', 'text', 'id']"
+    )
+
+
+def test_xlsx_cells_written_are_ones_excel_opens():
+    assert [xlsx_cell(v) for v in (float("inf"), float("nan"), 1.5)] == [None, None, 1.5]
+    assert len(xlsx_cell("长" * 40_000)) == 32_767  # Excel's limit for one cell
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
@@ -132,6 +163,13 @@ def damaged_workbook(path: Path, rows: int) -> Path:
 
 def test_a_workbook_damaged_mid_sheet_is_one_line_naming_it(tmp_path, tiny_bundle):
     path = damaged_workbook(tmp_path / "log.xlsx", 20_000)
+    rows = XlsxRows(path, "log.xlsx")
+    read = [rows.header]
+    with pytest.raises(DataError) as caught:
+        for record in rows:  # the rows before the damage are read
+            read.append(record.values)
+    rows.close()
+    assert f"the workbook is damaged after sheet row {len(read)}: " in str(caught.value)
     with pytest.raises(DataError, match=r"the workbook is damaged after sheet row \d+: ") as caught:
         list(read_records(table_file(path)))
     assert str(path) in str(caught.value)

@@ -133,6 +133,26 @@ def test_a_broken_element_is_a_reject_naming_its_line_and_the_rest_is_read(tmp_p
     ]
 
 
+def test_a_stray_brace_or_a_string_cut_by_its_line_costs_one_element(tmp_path):
+    path = tmp_path / "rows.json"
+    path.write_text(
+        "\n\n[\n"  # the array opens on line 3
+        '  {"id": "a", "text": "在吗"}},\n'  # line 4: a stray '}'
+        '  {"text": "好"},\n'
+        '  {"id": "b",\n'
+        '   "text": "没有闭合的引号},\n'  # line 7: the string runs into the line's end
+        '  {"id": "c", "text": "谢谢"}\n'
+        "]\n",
+        encoding="utf-8",
+    )
+    assert [(r.line, r.values and r.values["text"], r.problem) for r in read_records(table_file(path))] == [
+        (1, None, ("invalid_json", "Extra data on line 4")),
+        (2, "好", None),
+        (3, None, ("invalid_json", "a string is not closed before the end of line 7")),
+        (4, "谢谢", None),
+    ]  # fmt: skip
+
+
 def test_a_cut_off_array_ends_with_one_reject(tmp_path):
     path = tmp_path / "rows.json"
     path.write_text(json.dumps(ROWS, ensure_ascii=False)[:-20], encoding="utf-8")
@@ -151,6 +171,10 @@ def test_anything_after_the_array_stops_the_file_naming_the_line(tmp_path):
     assert str(raised.value).startswith(
         f"file {path}, line 3: expected nothing after the JSON array's closing ']', found '[{{"
     )
+    cut = tmp_path / "cut.json"  # half a character after the array: its byte is named
+    cut.write_bytes(json.dumps(ROWS[:1]).encode() + b"\n" + "在".encode()[:1])
+    with pytest.raises(DataError, match=r"line 2: expected nothing after .*found '\\udce5'"):
+        list(read_records(table_file(cut)))
 
 
 def test_score_train_and_report_give_the_same_rejects_numbered_by_element(tmp_path):

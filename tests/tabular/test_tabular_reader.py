@@ -12,7 +12,15 @@ import pytest
 from kefu.errors import DataError
 from kefu.serving.batch.readers import read_chunks
 from kefu.serving.report.load import read_scored
-from kefu.tabular import Reject, read_blocks, read_columns, read_records, table_file
+from kefu.tabular import (
+    Reject,
+    estimate_records,
+    read_blocks,
+    read_columns,
+    read_records,
+    table_file,
+)
+from kefu.tabular.textrows import COLUMN_SCAN_LINES
 from kefu.training.data.loader import load_labelled
 
 ROW = {
@@ -96,7 +104,8 @@ def test_parquet_blocks_are_exact_and_narrow_to_the_columns_asked(tmp_path):
     blocks = list(read_blocks(table_file(path), 3, columns=["n", "absent"]))
     assert [b.table.column_names for b in blocks] == [["n"], ["n"]]
     assert [[r.line for r in b.records] for b in blocks] == [[1, 2, 3], [4, 5]]
-    assert [r.values for r in read_records(table_file(path))][0] == {"text": "a", "n": 0}
+    first = next(iter(read_records(table_file(path))))
+    assert (first.line, first.values, first.unit) == (1, {"text": "a", "n": 0}, "row")
     empty = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"text": pa.array([], pa.string())}), empty)
     (block,) = read_blocks(table_file(empty), 3)
@@ -110,6 +119,22 @@ def test_a_json_file_without_an_array_is_json_lines(tmp_path):
         None,
         ("not_an_object", "found a JSON list"),
     ]
+    arrays = tmp_path / "arrays.jsonl"  # only a .json file is read as one array
+    arrays.write_text('[1]\n{"text": "a"}\n', encoding="utf-8")
+    assert [(r.line, r.problem) for r in read_records(table_file(arrays))] == [
+        (1, ("not_an_object", "found a JSON list")),
+        (2, None),
+    ]
+
+
+def test_columns_are_the_keys_of_the_first_lines_only(tmp_path):
+    late = tmp_path / "late.jsonl"  # keys are looked for in the first COLUMN_SCAN_LINES lines
+    late.write_text(
+        '{"text": "a"}\n' * (COLUMN_SCAN_LINES - 1)
+        + '{"text": "a", "shop": "s"}\n{"text": "a", "later": 1}\n',
+        encoding="utf-8",
+    )
+    assert read_columns(table_file(late)) == ["text", "shop"]
 
 
 def test_paths_are_checked_before_reading(tmp_path):
@@ -120,3 +145,36 @@ def test_paths_are_checked_before_reading(tmp_path):
     Path(tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match=r"unknown input file type '\.txt'; expected one of"):
         table_file(tmp_path / "notes.txt")
+
+
+def test_a_last_line_without_a_line_ending_is_counted(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("id,text\n1,a\n2,b", encoding="utf-8")
+    assert estimate_records(table_file(path)) == 2
+    (block,) = read_blocks(table_file(path), 10)
+    assert (len(block), block.lines) == (2, 3)
+
+
+def test_a_reject_names_every_line_of_its_record(tmp_path):
+    path = tmp_path / "log.csv"
+    card = "\n".join(f"[第{i}行]" for i in range(7))
+    path.write_text(f'id,text\na,"{card}"\nb,next\n', encoding="utf-8")
+    (chunk,) = read_chunks(table_file(path), text_col="text", id_col="id", chunk_size=10)
+    assert [(r["line"], r["end_line"], r["reason"]) for r in chunk.rejects] == [
+        (2, 8, "record_too_long")
+    ]
+    two = Reject(str(path), 2, 3, "a", "text", "empty_text", "empty")
+    assert two.describe() == f"{path}, lines 2-3, column 'text': empty"
+
+
+def test_values_kept_from_a_bad_file_are_valid_json_and_utf8(tmp_path):
+    path = tmp_path / "log.parquet"
+    table = pa.table({"id": [float("nan"), 2.0], "text": [None, "在吗"]})
+    pq.write_table(table, path)
+    (chunk,) = read_chunks(table_file(path), text_col="text", id_col="id", chunk_size=10)
+    assert [(r["line"], r["id"], r["reason"]) for r in chunk.rejects] == [(1, None, "missing_text")]
+    nested = tmp_path / "nested.jsonl"  # bytes that do not decode, inside an object
+    text = "我的快递三天没动了".encode()  # UTF-8 around the two bad bytes: read as UTF-8
+    nested.write_bytes(b'{"text": "' + text + b'", "meta": {"shop": "\xc4\xe3"}}\n')
+    (chunk,) = read_chunks(table_file(nested), text_col="text", id_col=None, chunk_size=10)
+    assert chunk.table.column("meta").to_pylist() == [{"shop": "\ufffd\ufffd"}]

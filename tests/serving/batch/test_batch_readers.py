@@ -28,7 +28,7 @@ def test_text_problem_names_each_reason():
     assert text_problem(float("nan"))[0] == "missing_text"
     assert text_problem(" \t\u3000")[0] == "empty_text"  # ideographic space folds away under NFKC
     assert text_problem(42) == ("not_text", "text is a number, expected a string")
-    assert text_problem(["a"])[0] == "not_text"
+    assert text_problem(["a"]) == ("not_text", "text is an array, expected a string")
     assert text_problem(b"\xff\xfeabc") == ("undecodable_text", "invalid UTF-8 byte 0xff at byte 0")
     assert text_problem("ab\udcff")[0] == "undecodable_text"
 
