@@ -188,15 +188,38 @@ def test_resume_names_the_kefu_version_first_and_at_most_three_changes(
     ) in str(raised.value)
 
 
-def test_a_commit_log_of_another_state_version_is_refused(tmp_path, tiny_bundle):
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        ({"version": STATE_VERSION - 1}, f"state version {STATE_VERSION - 1}"),
+        (
+            {"version": STATE_VERSION, "chunks": 3},  # a key this version never writes
+            "RunState.__init__() got an unexpected keyword argument 'chunks'",
+        ),
+    ],
+)
+def test_a_commit_log_of_another_state_version_or_shape_is_refused(
+    tmp_path, tiny_bundle, written, why
+):
     job, staging = small_job(tmp_path, tiny_bundle, 30)
     staging.mkdir()
     fingerprint = plan_run(job, "local").fingerprint
-    state = {"version": STATE_VERSION - 1, "fingerprint": fingerprint}
-    (staging / "state.json").write_text(json.dumps(state))
+    (staging / "state.json").write_text(json.dumps({**written, "fingerprint": fingerprint}))
     with pytest.raises(ConfigError) as raised:
         run_local(ScoreJob(**{**job.__dict__, "resume": True}))
     assert str(raised.value) == (
-        f"{staging / 'state.json'} is unreadable (state version {STATE_VERSION - 1}); pass "
-        "--fresh to start over"
+        f"{staging / 'state.json'} is unreadable ({why}); pass --fresh to start over"
+    )
+
+
+def test_a_run_that_stopped_after_commits_is_not_started_over_by_accident(tmp_path, tiny_bundle):
+    job, staging = small_job(tmp_path, tiny_bundle, 30)
+    stopped_before_its_first_commit(job, staging)
+    state = json.loads((staging / "state.json").read_text())
+    (staging / "state.json").write_text(json.dumps({**state, "committed_chunks": 2}))
+    with pytest.raises(ConfigError) as raised:
+        run_local(job)
+    assert str(raised.value) == (
+        f"{staging} holds an unfinished run (2 chunks committed); pass --resume to continue it "
+        "or --fresh to start over"
     )

@@ -46,8 +46,10 @@ def test_jsonl_to_parquet_scores_every_good_row_and_rejects_the_rest(tmp_path, t
 
 def test_scores_are_the_classifier_and_router_output(tmp_path, tiny_bundle):
     rows = chat_log(40, bad=False)
+    rows[3]["text"] = "我的快递三天没动了，" * 20  # past the model's 64 tokens
     score(tmp_path, tiny_bundle, [write_jsonl(rows, tmp_path / "log.jsonl")], "out.parquet")
     scored = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert [row["truncated"] for row in scored].count(True) == 1
     classifier = Classifier.from_bundle(tiny_bundle, intra_op_threads=1)
     policy = RoutingPolicy.for_bundle(classifier.bundle)
     every_label = max(len(labels) for labels in classifier.bundle.labels.values())
@@ -195,6 +197,18 @@ def test_csv_output_writes_a_binary_column_as_its_text(tmp_path, tiny_bundle):
         tmp_path / "out.csv", convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
     )
     assert cells.column("raw").to_pylist() == ["在吗", "\ufffd ok", None]
+
+
+def test_a_chunk_with_a_single_reject_keeps_it_in_the_rejects_file(tmp_path, tiny_bundle):
+    source = tmp_path / "log.csv"
+    source.write_text("id,text\n1,在吗\n2,\n3,退款\n4,\n5,好\n", encoding="utf-8")
+    summary = score(tmp_path, tiny_bundle, [source], "out.parquet", id_col="id", chunk_size=2)
+    assert (summary.rows_read, summary.scored, summary.rejected) == (5, 3, 2)
+    rejects = read_rejects(tmp_path / "out.parquet")
+    assert [(r["line"], r["id"], r["reason"]) for r in rejects] == [
+        (3, "2", "empty_text"),
+        (5, "4", "empty_text"),
+    ]
 
 
 def test_a_merge_that_writes_another_number_of_rows_than_were_scored_is_an_error(tmp_path):

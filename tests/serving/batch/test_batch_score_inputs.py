@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from kefu.cli.main import app
 from kefu.errors import ConfigError
+from kefu.serving.batch import ScoreJob
 from kefu.serving.batch.readers import reserved_key
 
 runner = CliRunner()
@@ -62,6 +63,20 @@ def test_bad_arguments_print_one_clear_error_line(
     assert "Traceback" not in result.output
     if not any(word in message for word in ("type", "variant", "engine", "--", "encoding")):
         assert next(iter(files)) in result.output  # the message names the file
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"chunk_size": 0}, "chunk_size must be an integer >= 1, got 0"),
+        ({"workers": 0}, "workers must be an integer >= 1, got 0"),
+        ({"resume": True, "fresh": True}, "--resume and --fresh contradict each other; pass one of them"),
+    ],
+)  # fmt: skip
+def test_a_job_that_cannot_run_is_refused_by_its_options(tmp_path, options, message):
+    with pytest.raises(ConfigError) as raised:
+        ScoreJob(inputs=["log.csv"], output=tmp_path / "out.parquet", bundle=tmp_path, **options)
+    assert str(raised.value) == message
 
 
 def test_cli_prints_the_summary(tmp_path, tiny_bundle):
@@ -155,7 +170,8 @@ def test_a_csv_record_is_refused_for_its_length_only_past_the_text_limit(tmp_pat
     )
     default = score(tmp_path, tiny_bundle, [source], "a.jsonl")
     assert (default.scored, default.rejected) == (1, 1)
-    assert read_rejects(tmp_path / "a.jsonl")[0]["reason"] == "text_too_long"
+    (reject,) = read_rejects(tmp_path / "a.jsonl")
+    assert (reject["line"], reject["column"], reject["reason"]) == (3, "text", "text_too_long")
     raised = score(tmp_path, tiny_bundle, [source], "b.jsonl", max_text_chars=50_000)
     assert (raised.scored, raised.rejected) == (2, 0)
 
