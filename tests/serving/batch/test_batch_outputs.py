@@ -106,3 +106,17 @@ def test_failures_list_every_reason_with_numbers():
     ]
     summary.add(ReadCounts("a.csv", 10, 10, 10), 10, [])
     assert summary.failures(0.2) == []  # 10 of 50 = 20% is not more than 20%
+
+
+def test_a_summary_whose_counts_do_not_add_up_is_an_error_not_an_output():
+    summary = Summary()
+    summary.add(ReadCounts("a.csv", 3, 4, 3), 2, [{"reason": "empty_text"}])
+    summary.check()  # 3 rows = 2 scored + 1 rejected, in 3 of 4 lines
+    summary.scored = 3
+    with pytest.raises(RuntimeError) as raised:
+        summary.check()
+    assert str(raised.value) == "row accounting broken: read 3 != scored 3 + rejected 1"
+    summary.scored, summary.record_lines = 2, 2
+    with pytest.raises(RuntimeError) as raised:
+        summary.check()
+    assert str(raised.value) == "line accounting broken: 3 rows in 2 lines of 4 input lines"

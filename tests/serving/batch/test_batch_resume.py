@@ -16,6 +16,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from types import SimpleNamespace
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from support.chat_logs import chat_log, expected_bad, write_jsonl
@@ -24,6 +25,7 @@ import kefu.serving.batch.staging as staging_module
 import kefu.serving.batch.writers as writers
 from kefu.errors import KefuError, OutputError
 from kefu.serving.batch import ScoreJob, run_local
+from kefu.serving.batch.job import ReadCounts
 from kefu.serving.batch.worker_pools import ScorerPool
 
 ROWS, CHUNK = 8_000, 200
@@ -301,3 +303,17 @@ def test_a_full_disk_in_a_real_process_then_resume(tmp_path, tiny_bundle, log_an
     assert resumed.returncode == 0, stderr
     assert f"resuming after {CHUNKS} committed chunks" in stderr
     assert_same_as_reference(output, reference, stdout)
+
+
+def test_chunks_are_committed_in_order_and_only_committed_files_are_merged(tmp_path):
+    staging = staging_module.Staging(tmp_path / "out.parquet.partial")
+    state = staging.open({"run": 1}, resume=False, fresh=False)
+    table = pa.table({"text": ["在吗"]})
+    staging.commit(state, 0, ReadCounts("a.csv", 2, 3, 2), table, [{"reason": "empty_text"}])
+    with pytest.raises(RuntimeError, match=r"^chunk 2 committed out of order \(next is 1\)$"):
+        staging.commit(state, 2, ReadCounts("a.csv", 1, 1, 1), table, [])
+    # what a run killed before its commit log moved leaves: chunk 1's files, not committed
+    pq.write_table(table, staging.part_path(1))
+    staging.rejects_path(1).write_text("{}\n")
+    assert staging.parts(state) == [staging.part_path(0)]
+    assert staging.reject_files(state) == [staging.rejects_path(0)]
