@@ -126,7 +126,8 @@ class CsvRows:
         # others again as records of their own.
         self.feed.pending.extendleft(reversed(taken[1:]))
         if error == "too long":
-            where = f"it is still open after {len(taken)} lines ({self.feed.chars} characters)"
+            lines = f"{len(taken)} line" + ("s" if len(taken) > 1 else "")
+            where = f"it is still open after {lines} ({self.feed.chars} characters)"
         elif error is not None and "unexpected end of data" in error:
             where = f"it runs to the end of the file (line {last})"
         elif error is not None:

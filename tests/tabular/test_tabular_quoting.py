@@ -116,7 +116,7 @@ def test_an_over_long_line_is_rejected_by_what_is_wrong_with_it(tmp_path):
     path = csv_file(tmp_path, f'id,text\nr1,"{long_text}\nr2,ok\nr3,{long_text},extra\nr4,ok\n')
     found = list(read_records(table_file(path), ReadOptions(max_record_chars=50)))
     assert [(r.line, r.end_line, r.values["id"], r.problem) for r in found] == [
-        (2, 2, "r1", ("unclosed_quote", "a quoted field opens on this line and does not close properly: it is still open after 1 lines (65 characters)")),
+        (2, 2, "r1", ("unclosed_quote", "a quoted field opens on this line and does not close properly: it is still open after 1 line (65 characters)")),
         (3, 3, "r2", None),
         (4, 4, "r3", ("record_too_long", "the record holds 70 characters, more than the limit of 50")),
         (5, 5, "r4", None),

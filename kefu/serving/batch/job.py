@@ -16,7 +16,6 @@ from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 from kefu.tabular.options import MAX_RECORD_LINES
 
 DEFAULT_CHUNK_SIZE = 2048
-DEFAULT_MAX_REJECT_RATE = 0.2
 OUTPUT_FORMATS = ("parquet", "csv", "jsonl", "xlsx")
 
 
@@ -152,7 +151,7 @@ class Summary:
                 f"of {self.lines_read} input lines"
             )
 
-    def failures(self, max_reject_rate: float = DEFAULT_MAX_REJECT_RATE) -> list[str]:
+    def failures(self, max_reject_rate: float) -> list[str]:
         """Why the run must exit non-zero (outputs are written either way): one line each."""
         problems = [
             f"{file}: no usable rows ({read} read, all rejected)"
