@@ -142,6 +142,7 @@ def write_xlsx(header: list[str], rows: Iterable[list[Any]], path: Path, sheet: 
     for row in rows:
         count += 1
         if count >= MAX_ROWS:
+            worksheet.close()  # else its open stream prints a traceback when collected
             raise DataError(
                 f"an xlsx worksheet holds at most {MAX_ROWS - 1:,} rows; write .parquet or .csv",
                 file=str(path),

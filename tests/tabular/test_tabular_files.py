@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
+import sys
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -15,8 +17,8 @@ from typer.testing import CliRunner
 from kefu.cli.main import app
 from kefu.errors import DataError
 from kefu.serving.batch.readers import read_chunks
-from kefu.tabular import estimate_records, read_blocks, read_columns, read_records, table_file
-from kefu.tabular.xlsx import XlsxRows, xlsx_cell
+from kefu.tabular import estimate_records, read_blocks, read_columns, read_records, table_file, xlsx
+from kefu.tabular.xlsx import XlsxRows, write_xlsx, xlsx_cell
 from kefu.training.data.loader import load_labelled
 
 runner = CliRunner()
@@ -124,6 +126,16 @@ def test_xlsx_headers_read_as_a_csv_export_and_are_named_by_row(tmp_path):
 def test_xlsx_cells_written_are_ones_excel_opens():
     assert [xlsx_cell(v) for v in (float("inf"), float("nan"), 1.5)] == [None, None, 1.5]
     assert len(xlsx_cell("长" * 40_000)) == 32_767  # Excel's limit for one cell
+
+
+def test_too_many_rows_for_xlsx_is_one_error_and_no_stray_traceback(tmp_path, monkeypatch):
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    monkeypatch.setattr(xlsx, "MAX_ROWS", 4)
+    with pytest.raises(DataError, match="at most 3 rows; write .parquet or .csv"):
+        write_xlsx(["a"], ([i] for i in range(10)), tmp_path / "out.xlsx", "scored")
+    gc.collect()
+    assert unraisable == []
 
 
 @pytest.mark.parametrize(
