@@ -74,6 +74,40 @@ def test_a_held_out_text_that_nearly_repeats_a_training_text_moves_to_train(tmp_
     for name in ("dev", "test"):
         assert (max_jaccard([row.text for row in split.rows[name]], train) < 0.8).all()
     assert sum(len(split.rows[name]) for name in SPLITS) == len(rows)  # nothing lost
+    lines = [row.line for row in split.rows["train"]]
+    assert lines == sorted(lines)  # moved rows take their place in file order
+
+
+def test_a_chat_turn_that_nearly_repeats_a_training_text_stays_with_its_chat(tmp_path):
+    rng = random.Random(6)
+    rows = []
+    for chat in range(60):  # a lone message, and a chat whose first turn rewords it
+        text = unique_text(rng) + "吗"
+        rows.append(labelled(len(rows), text))
+        rows.append(labelled(len(rows), text[:-1] + "呢", chat=f"c{chat}"))
+        rows.append(labelled(len(rows), unique_text(rng), chat=f"c{chat}"))
+    split = split_labelled(
+        load_labelled(write_rows(tmp_path / "rows.jsonl", rows)), session_column="chat"
+    )
+    where = placement(split)
+    chats = [{where[f"r{row}"], where[f"r{row + 1}"]} for row in range(1, len(rows), 3)]
+    assert all(len(splits) == 1 for splits in chats)
+    assert {name for splits in chats for name in splits} == set(SPLITS)
+
+
+def test_texts_repeated_in_another_case_width_or_spacing_sit_in_one_split(tmp_path):
+    rng = random.Random(7)
+    rows = []
+    for _text in range(200):
+        text = unique_text(rng) + "ok"
+        for variant in (text, text.upper(), f" {text[:7]} {text[7:-2]}ＯＫ"):
+            rows.append(labelled(len(rows), variant))
+    split = split_labelled(
+        load_labelled(write_rows(tmp_path / "rows.jsonl", rows)), shares=(0.1, 0.45, 0.45)
+    )
+    where = placement(split)
+    families = [{where[f"r{row + i}"] for i in range(3)} for row in range(0, len(rows), 3)]
+    assert all(len(splits) == 1 for splits in families)
 
 
 def test_placement_is_stable_when_rows_are_added_and_moves_with_the_seed(tmp_path):
@@ -119,6 +153,13 @@ def test_the_files_hold_kefus_own_columns_and_load_without_options(tmp_path):
 
 def test_parse_shares():
     assert parse_shares("80,10,10") == pytest.approx((0.8, 0.1, 0.1))
+    assert parse_shares("90,10,0") == pytest.approx((0.9, 0.1, 0.0))  # no test split: allowed
+    with pytest.raises(InputError) as caught:
+        parse_shares("0.7,0.1,0.1,0.1")
+    assert str(caught.value) == (
+        "--shares '0.7,0.1,0.1,0.1' is not three non-negative numbers for train, dev and test, "
+        "e.g. 0.7,0.15,0.15 or 80,10,10"
+    )
     for bad in ("0.7,0.3", "a,b,c", "0,0.5,0.5", "-1,1,1"):
         with pytest.raises(InputError, match="--shares"):
             parse_shares(bad)
