@@ -127,3 +127,117 @@ def test_macro_f1_averages_only_classes_with_enough_test_rows():
     assert supported_macro_f1(scores, 10) == pytest.approx((f1["a"] + f1["b"]) / 2)
     assert supported_macro_f1(scores, 1) == pytest.approx(scores.macro_f1)
     assert np.isnan(supported_macro_f1(scores, 11))
+
+
+def test_an_empty_set_has_no_accuracy_or_macro_f1_rather_than_zero():
+    empty = head_scores([], [], LABELS)
+    assert empty.n == 0 and np.isnan(empty.accuracy) and np.isnan(empty.macro_f1)
+
+
+def scored_head():
+    """Eight rows of intent, the sixth unlabelled and the seventh labelled outside the bundle's
+    labels, so six are scored: gold a a a b b c, predicted a a b b b c, rows 2 and 5 abstaining."""
+    from kefu.training.data.loader import LabelledData, LabelledRow
+    from kefu.training.evaluation.head_metrics import head_gold
+    from kefu.training.evaluation.inference import HeadOutputs
+
+    intents = ["a", "a", "a", "b", "b", None, "zzz", "c"]
+    rows = [
+        LabelledRow(f"r{i}", "文本", {"intent": label, "urgency": None, "emotion": None}, i + 1)
+        for i, label in enumerate(intents)
+    ]
+    data = LabelledData("test.jsonl", rows, [])
+    abstain = np.array([0, 1, 0, 0, 1, 0, 0, 0], dtype=bool)
+    outputs = HeadOutputs(np.array([0, 0, 1, 1, 1, 0, 0, 2]), abstain)
+    return data, head_gold(data, "intent", LABELS), outputs
+
+
+def probabilities(predicted, confidence):
+    """(n, 3) rows putting `confidence` on the predicted label and the rest evenly on the others."""
+    probs = np.full((len(predicted), 3), (1 - confidence) / 2)
+    probs[np.arange(len(predicted)), predicted] = confidence
+    return probs
+
+
+def test_the_model_block_scores_labelled_rows_known_to_the_bundle():
+    from kefu.serving.bundle.schema import HeadCalibration
+    from kefu.training.evaluation.head_metrics import head_gold, model_head, scored
+
+    data, gold, outputs = scored_head()
+    assert (gold.rows.tolist(), gold.gold.tolist(), gold.unknown) == (
+        [0, 1, 2, 3, 4, 7],
+        [0, 0, 0, 1, 1, 2],
+        1,
+    )
+    untrained = head_gold(data, "intent", LABELS, trained=False)
+    assert (len(untrained.rows), untrained.unknown) == (0, 0)
+    probs = (probabilities(outputs.predicted, 0.9), probabilities(outputs.predicted, 0.6))
+    rule = HeadCalibration(1.5, 0.4, 0.1)
+    block = model_head(scored(gold, outputs.predicted, LABELS), gold, outputs, probs, rule, 2)
+    # F1: a 0.8 (P 1, R 2/3), b 0.8 (P 2/3, R 1), c 1.0 with a single row: averaged from 1 row
+    assert block["macro_f1"] == pytest.approx(0.8)
+    assert block["macro_f1_all"] == pytest.approx(2.6 / 3)
+    assert (block["accuracy"], block["n"], block["unknown_labels"]) == (pytest.approx(5 / 6), 6, 1)
+    # one confidence bin holding every scored row: 5 of 6 right
+    assert block["ece"] == pytest.approx(0.9 - 5 / 6)
+    assert block["ece_uncalibrated"] == pytest.approx(5 / 6 - 0.6)
+    assert block["abstain_rate"] == pytest.approx(2 / 6)
+    assert block["answered_accuracy"] == pytest.approx(3 / 4)  # rows 0, 2, 3, 7 answered
+    assert (block["temperature"], block["threshold"], block["margin"]) == (1.5, 0.4, 0.1)
+
+
+def test_the_int8_block_is_its_own_scores_against_the_fp32_ones():
+    from kefu.training.evaluation.head_metrics import int8_head, scored
+    from kefu.training.evaluation.inference import HeadOutputs
+
+    _, gold, fp32 = scored_head()
+    int8 = HeadOutputs(np.array([0, 0, 1, 1, 1, 0, 0, 0]), np.arange(8) == 7)  # row 7 now a
+    calibrated = probabilities(int8.predicted, 0.9)
+    block = int8_head(scored(gold, int8.predicted, LABELS), 0.8, gold, int8, fp32, calibrated, 2)
+    # F1: a 2/3 (P 2/3, R 2/3), b 0.8: int8 loses 6.7 points of the fp32 model's 0.8
+    assert block["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    assert block["macro_f1_delta_points"] == pytest.approx(100 * ((2 / 3 + 0.8) / 2 - 0.8))
+    assert block["agreement_with_fp32"] == pytest.approx(7 / 8)
+    assert block["abstain_rate"] == pytest.approx(1 / 6)
+    assert block["ece"] == pytest.approx(0.9 - 4 / 6)
+
+
+def test_the_baseline_block_averages_the_same_classes_as_the_model():
+    from kefu.training.evaluation.baseline import HeadBaseline
+    from kefu.training.evaluation.head_metrics import baseline_head, baseline_predictions
+
+    data, gold, _ = scored_head()
+    constant = HeadBaseline("intent", None, "a", 4)
+    predicted = baseline_predictions(constant, data.texts(), LABELS)
+    block = baseline_head(constant, predicted, gold, LABELS, 2)
+    # a: P 1/2, R 1, F1 2/3; b and c never predicted: 0
+    assert block == {
+        "accuracy": pytest.approx(0.5),
+        "macro_f1": pytest.approx(1 / 3),
+        "macro_f1_all": pytest.approx(2 / 9),
+        "n_train": 4,
+    }
+
+
+def test_scores_per_source_count_each_sources_own_rows():
+    from kefu.serving.taxonomy import HEADS
+    from kefu.training.data.loader import LabelledData, LabelledRow
+    from kefu.training.evaluation.head_metrics import by_source, head_gold
+    from kefu.training.evaluation.inference import HeadOutputs
+
+    sources = ["jd", "jd", "alipay", ""]  # the last row has no source: in no block
+    rows = [
+        LabelledRow(f"r{i}", "文本", dict.fromkeys(HEADS, label), i + 1, {"source": source})
+        for i, (label, source) in enumerate(zip("abab", sources, strict=True))
+    ]
+    data = LabelledData("test.jsonl", rows, [])
+    golds = {head: head_gold(data, head, LABELS) for head in HEADS}
+    outputs = {head: HeadOutputs(np.array([0, 1, 1, 1]), np.zeros(4, dtype=bool)) for head in HEADS}
+    block = by_source(data, golds, outputs, dict.fromkeys(HEADS, LABELS), 1)
+    assert list(block) == ["alipay", "jd"]
+    assert block["jd"]["n"] == 2 and block["jd"]["intent"] == {
+        "macro_f1": 1.0,
+        "accuracy": 1.0,
+        "n": 2,
+    }
+    assert block["alipay"]["emotion"] == {"macro_f1": 0.0, "accuracy": 0.0, "n": 1}
