@@ -58,6 +58,25 @@ def test_a_partial_head_mapping_keeps_the_other_heads(tmp_path):
         ("head_lr=inf", "config head_lr = inf must be a finite number"),
         ("target_precision.intent=nan", "target_precision = {'intent': nan"),
         ("train_weights=[1.0, nan]", "config train_weights = [1.0, nan] must be a finite number"),
+        ("head_lr=0", "config head_lr = 0.0 must be > 0"),
+        ("patience=-1", "config patience = -1 must be >= 0"),
+        ("dev_fraction=0", "config dev_fraction = 0.0 must be in (0, 1)"),
+        ("max_length=513", "config max_length = 513 must be in [8, 512] (BERT positions)"),
+        ("max_record_lines=0", "config max_record_lines = 0 must be >= 1"),
+        ("parity_tolerance=0", "config parity_tolerance = 0.0 must be in (0, 1)"),
+        (
+            "data_encoding=klingon",
+            "data_encoding = 'klingon' is not a known ASCII-compatible codec",
+        ),
+        (
+            "train_data=[a.jsonl, '']",
+            "train_data = ['a.jsonl', ''] is not a path or a list of paths",
+        ),
+        ("train_weights=[1.0, x]", "config: train_weights[1] = 'x' is not a number"),
+        (
+            "loss_weights.intent=-1",
+            "loss_weights = {'intent': -1.0, 'urgency': 1.0, 'emotion': 1.0} must be >= 0 per head",
+        ),
     ],
 )
 def test_bad_keys_and_values_name_the_field_and_the_value(override, message):
@@ -66,9 +85,41 @@ def test_bad_keys_and_values_name_the_field_and_the_value(override, message):
     assert message in str(caught.value)
 
 
+def test_values_at_the_edges_of_their_ranges_are_accepted(tmp_path):
+    edges = ["max_length=512", "layer_lr_decay=1", "target_precision.intent=1", "patience=0"]
+    config = load_config(None, edges)
+    assert (config.max_length, config.layer_lr_decay, config.patience) == (512, 1.0, 0)
+    assert load_config(None, ["max_length=8", "max_record_lines=1"]).max_length == 8
+    path = tmp_path / "c.yaml"
+    path.write_text("data_encoding:\n", "utf-8")  # an empty value: detect the encoding
+    assert load_config(path).data_encoding == ""
+
+
+def test_weights_that_would_train_nothing_are_refused():
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            None, ["loss_weights.intent=0", "loss_weights.urgency=0", "loss_weights.emotion=0"]
+        )
+    assert str(caught.value) == (
+        "config loss_weights = {'intent': 0.0, 'urgency': 0.0, 'emotion': 0.0} "
+        "at least one head needs a weight > 0"
+    )
+    with pytest.raises(ConfigError) as caught:
+        build_config({"train_data": ["a.jsonl", "b.jsonl"], "train_weights": [1.0, 0]})
+    assert str(caught.value) == "config train_weights = [1.0, 0.0] must be > 0 per file"
+
+
 def test_file_errors_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# every value from the defaults\n")
+    assert load_config(empty) == TrainConfig()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("epochs: [1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(broken)
+    assert str(caught.value).startswith(f"config file {broken} is not valid YAML: ")
     listing = tmp_path / "list.yaml"
     listing.write_text("- epochs\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
@@ -91,6 +142,7 @@ def test_file_errors_are_config_errors(tmp_path):
         ("colour=red", "unknown config key 'colour'; known keys: base_model, batch_size, "),
         ("num_train_epochs=2", "unknown config key 'num_train_epochs' (did you mean epochs?)"),
         ("steps=100", "unknown config key 'steps' (did you mean max_steps?)"),
+        ("bs=8", "unknown config key 'bs' (did you mean batch_size?)"),
     ],
 )
 def test_an_unknown_key_suggests_the_closest_known_keys(override, message):
