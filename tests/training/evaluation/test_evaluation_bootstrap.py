@@ -9,6 +9,7 @@ from kefu.training.evaluation.bootstrap import (
     draw_weights,
     escalation_intervals,
     macro_f1_draws,
+    percentile_interval,
     resampling_units,
     uncertainty_block,
 )
@@ -34,6 +35,8 @@ def test_rows_of_one_session_share_a_unit_and_lone_rows_have_their_own():
     units, name = resampling_units(data)
     assert name == "session"
     assert units[0] == units[2] and len(set(units.tolist())) == 4
+    units, _ = resampling_units(data_of([{"session": "a"}, {}, {}]))
+    assert units.tolist() == [0, 1, 2]  # two rows without a session are two units, not one
 
 
 def test_written_families_group_when_there_are_no_sessions_and_messages_otherwise():
@@ -41,6 +44,9 @@ def test_written_families_group_when_there_are_no_sessions_and_messages_otherwis
     assert (name, units.tolist()) == ("family", [0, 0, 1])
     units, name = resampling_units(data_of([{}, {"source": "jd"}]))
     assert (name, units.tolist()) == ("message", [0, 1])
+    both = [{"session": "s1", "family": "f1"}, {"session": "s2", "family": "f1"}]
+    units, name = resampling_units(data_of(both))
+    assert (name, units.tolist()) == ("session", [0, 1])  # chats first, then written families
 
 
 def test_each_resample_draws_as_many_units_as_the_set_has_and_whole_units_at_once():
@@ -126,3 +132,18 @@ def test_hand_over_intervals_hold_the_measured_rates_and_are_empty_without_custo
     nobody = escalation_intervals(np.arange(5), [False] * 5, [False] * 5, resamples=50)
     assert nobody == {"precision": None, "recall": None, "rate_ratio": None}
     assert escalation_intervals(np.arange(0), [], [])["recall"] is None
+
+
+def test_the_interval_cuts_two_and_a_half_percent_off_each_end():
+    assert percentile_interval(np.arange(101.0)) == pytest.approx([2.5, 97.5])
+    assert percentile_interval(np.empty(0)) is None
+
+
+def test_hand_over_intervals_depend_on_how_rows_group_not_on_the_units_numbers():
+    """The kept rows of a set carry the unit numbers of the whole set, with gaps."""
+    true = [row % 4 == 0 for row in range(40)]
+    predicted = [row % 3 == 0 for row in range(40)]
+    dense = np.arange(40) // 2
+    assert escalation_intervals(10 * dense + 7, true, predicted) == escalation_intervals(
+        dense, true, predicted
+    )
