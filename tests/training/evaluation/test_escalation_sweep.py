@@ -49,6 +49,21 @@ def test_among_values_that_score_alike_the_current_one_stays():
     assert choose(alike, min_recall=0.9, current=None).min_probability == 0.05
 
 
+def test_a_recall_of_exactly_the_minimum_reaches_it_and_ties_go_to_the_better_counts():
+    """Ten customers to hand over among 100 messages; each point's counts are consistent."""
+    exact = [point(0.1, 0.30, 0.90, 0.30), point(0.2, 0.40, 0.80, 0.20)]
+    assert choose(exact, min_recall=0.9).min_probability == 0.1
+    # as many hand-overs (10): the one finding all ten customers, not nine
+    same_rate = [point(0.1, 0.9, 0.9, 0.10), point(0.2, 1.0, 1.0, 0.10)]
+    assert choose(same_rate, min_recall=0.9).min_probability == 0.2
+    # F1 0.6 both: 9 found among 20 hand-overs, or 6 among 10: the fewer hand-overs
+    same_f1 = [
+        SweepPoint(0.1, {"precision": 0.45, "recall": 0.9, "f1": 0.6, "rate": 0.2}),
+        SweepPoint(0.2, {"precision": 0.6, "recall": 0.6, "f1": 0.6, "rate": 0.1}),
+    ]
+    assert choose(same_f1).min_probability == 0.2
+
+
 def test_choose_picks_nothing_when_no_value_finds_a_hand_over():
     """All F1 undefined: the grid's first value would win by its position alone."""
     points = [point(0.05, 0.0, 0.0, 0.02), point(0.1, 0.0, 0.0, 0.01), point(None, 0.0, 0.0, 0.0)]
@@ -115,6 +130,7 @@ def test_the_sweep_reroutes_one_model_run_as_evaluate_would_route_it(unsure_bund
     data = load_labelled(data_dir / "dev.jsonl")
     points = sweep_min_probability(deployment, data)
     assert [p.min_probability for p in points] == list(GRID)
+    assert (GRID[0], GRID[-2], GRID[-1]) == (0.05, 0.5, None)  # README: 0.05 to 0.5, and null
     rates = [p.escalation["rate"] for p in points]
     # a higher bar hands over fewer messages; null (labels only) fewest of all
     assert rates == sorted(rates, reverse=True)
