@@ -46,8 +46,9 @@ def test_without_a_dev_file_a_message_and_its_differently_written_copies_stay_to
 def test_a_training_file_without_usable_rows_or_a_split_left_empty_is_refused(tmp_path):
     good = write_rows(tmp_path / "good.jsonl", [{"text": "在吗", "intent": "greeting"}])
     bad = write_rows(tmp_path / "bad.jsonl", [{"text": "随便", "intent": "no_such_intent"}])
+    dev = write_rows(tmp_path / "dev.jsonl", [{"text": "你好", "intent": "greeting"}])
     with pytest.raises(DataError) as caught:
-        read({"train_data": [str(good), str(bad)], "dev_data": str(good)})
+        read({"train_data": [str(good), str(bad)], "dev_data": str(dev)})
     assert str(caught.value) == f"file {bad}: no usable rows"
     with pytest.raises(DataError) as caught:  # the one row is held out as dev
         read({"train_data": str(good), "dev_data": "", "dev_fraction": 0.999})
@@ -60,7 +61,8 @@ def test_rejected_training_rows_are_summed_up_with_the_first_three_and_the_comma
     rows = [{"content": f"第{n}个问题", "intent": "no_such_intent"} for n in range(4)]
     rows += [{"content": "在吗", "intent": "greeting"}, {"content": "发票", "intent": "invoice"}]
     path = write_rows(tmp_path / "train.jsonl", rows)
-    values = {"train_data": str(path), "dev_data": str(path), "text_column": "content"}
+    dev = write_rows(tmp_path / "dev.jsonl", [{"content": "你好", "intent": "greeting"}])
+    values = {"train_data": str(path), "dev_data": str(dev), "text_column": "content"}
     _, _, logged = read(values)
     first_three = "; ".join(
         r.describe() for r in load_labelled(path, text_col="content").rejects[:3]
