@@ -136,7 +136,7 @@ def test_an_empty_set_has_no_accuracy_or_macro_f1_rather_than_zero():
 
 def scored_head():
     """Eight rows of intent, the sixth unlabelled and the seventh labelled outside the bundle's
-    labels, so six are scored: gold a a a b b c, predicted a a b b b c, rows 2 and 5 abstaining."""
+    labels, so six are scored: gold a a a b b c, predicted a a b b b c, rows 1 and 4 abstaining."""
     from kefu.training.data.loader import LabelledData, LabelledRow
     from kefu.training.evaluation.head_metrics import head_gold
     from kefu.training.evaluation.inference import HeadOutputs
@@ -174,7 +174,7 @@ def test_the_model_block_scores_labelled_rows_known_to_the_bundle():
     probs = (probabilities(outputs.predicted, 0.9), probabilities(outputs.predicted, 0.6))
     rule = HeadCalibration(1.5, 0.4, 0.1)
     block = model_head(scored(gold, outputs.predicted, LABELS), gold, outputs, probs, rule, 2)
-    # F1: a 0.8 (P 1, R 2/3), b 0.8 (P 2/3, R 1), c 1.0 with a single row: averaged from 1 row
+    # F1: a 0.8 (P 1, R 2/3), b 0.8 (P 2/3, R 1); c 1.0 on one row, not averaged at support 2
     assert block["macro_f1"] == pytest.approx(0.8)
     assert block["macro_f1_all"] == pytest.approx(2.6 / 3)
     assert (block["accuracy"], block["n"], block["unknown_labels"]) == (pytest.approx(5 / 6), 6, 1)
