@@ -154,9 +154,11 @@ CONFIG_KEYS = tuple(item.name for item in dataclasses.fields(TrainConfig))
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
     """Defaults, then the YAML file at `path`, then `key=value` overrides, validated."""
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}  # where each value came from, for a type error to name
     if path is not None:
         values = read_yaml(Path(path))
         check_known_keys(values, CONFIG_KEYS, f"config file {path}")
+        sources = dict.fromkeys(values, f"config file {path}")
     overridden = {override.partition("=")[0].strip() for override in overrides}
     if "train_data" in overridden and "train_weights" not in overridden:
         values.pop("train_weights", None)  # weights belong to the files they were set for
@@ -180,15 +182,20 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             merged[head] = value
             value = merged
         values[name] = value
-    return build_config(values)
+        sources[name] = f"override {override!r}"
+    return build_config(values, sources=sources)
 
 
-def build_config(values: Mapping[str, Any], where: str = "config") -> TrainConfig:
-    """A TrainConfig from plain values; every key and value is type-checked first."""
+def build_config(
+    values: Mapping[str, Any], where: str = "config", sources: Mapping[str, str] | None = None
+) -> TrainConfig:
+    """A TrainConfig from plain values; every key and value is type-checked first. A bad value
+    is reported as from `sources[key]` (a file, an override) when given, else from `where`."""
     check_known_keys(values, CONFIG_KEYS, where)
     hints, defaults = typing.get_type_hints(TrainConfig), _defaults()
+    sources = sources or {}
     checked = {
-        name: coerce_value(name, value, hints[name], where, defaults[name])
+        name: coerce_value(name, value, hints[name], sources.get(name, where), defaults[name])
         for name, value in values.items()
     }
     return TrainConfig(**{**_defaults_for(checked), **checked})

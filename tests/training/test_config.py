@@ -72,7 +72,10 @@ def test_a_partial_head_mapping_keeps_the_other_heads(tmp_path):
             "train_data=[a.jsonl, '']",
             "train_data = ['a.jsonl', ''] is not a path or a list of paths",
         ),
-        ("train_weights=[1.0, x]", "config: train_weights[1] = 'x' is not a number"),
+        (
+            "train_weights=[1.0, x]",
+            "override 'train_weights=[1.0, x]': train_weights[1] = 'x' is not a number",
+        ),
         (
             "loss_weights.intent=-1",
             "loss_weights = {'intent': -1.0, 'urgency': 1.0, 'emotion': 1.0} must be >= 0 per head",
@@ -83,6 +86,17 @@ def test_bad_keys_and_values_name_the_field_and_the_value(override, message):
     with pytest.raises(ConfigError) as caught:
         load_config(None, [override])
     assert message in str(caught.value)
+
+
+def test_a_value_of_the_wrong_type_names_where_it_came_from(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: two\nlr: 0.001\n", "utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"config file {path}: epochs = 'two'")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ["epochs=2", "lr=fast"])
+    assert str(caught.value).startswith("override 'lr=fast': lr = 'fast'")
 
 
 def test_values_at_the_edges_of_their_ranges_are_accepted(tmp_path):
