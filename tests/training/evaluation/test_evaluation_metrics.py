@@ -1,9 +1,13 @@
+import inspect
+
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from kefu.cli.evaluate import command as evaluate_command
 from kefu.training.evaluation.baseline import fit_head_baseline
 from kefu.training.evaluation.evaluate import json_safe
+from kefu.training.evaluation.head_metrics import MIN_SUPPORT
 from kefu.training.evaluation.metrics import confusion_matrix, head_scores
 from kefu.training.evaluation.report import render_report
 from kefu.training.evaluation.tables import points
@@ -241,3 +245,10 @@ def test_scores_per_source_count_each_sources_own_rows():
         "n": 2,
     }
     assert block["alipay"]["emotion"] == {"macro_f1": 0.0, "accuracy": 0.0, "n": 1}
+
+
+def test_kefu_evaluate_averages_over_the_classes_the_library_does():
+    """The command's --min-support default is its own literal (the CLI imports no metrics code
+    to start fast): it must stay the library's, or the two would report different macro-F1."""
+    option = inspect.signature(evaluate_command).parameters["min_support"].default
+    assert option.default == MIN_SUPPORT == 10
