@@ -135,6 +135,14 @@ def test_int8_answers_do_not_depend_on_the_rest_of_the_call(tiny_bundle):
     assert max(float(np.abs(shared[h] - together[h]).max()) for h in HEADS) > 1e-4
 
 
+def test_a_lone_session_is_started_only_for_more_threads_than_the_shared_one(tiny_bundle):
+    """As many threads as the shared session has would be a second copy of the model for
+    nothing."""
+    same = Classifier.from_bundle(tiny_bundle, intra_op_threads=2, lone_threads=2)
+    wider = Classifier.from_bundle(tiny_bundle, intra_op_threads=2, lone_threads=3)
+    assert (same.lone_session, wider.lone_session is not None) == (None, True)
+
+
 def test_unknown_variant_is_refused(tiny_bundle):
     with pytest.raises(BundleError, match="unknown model variant 'fp16'"):
         Classifier.from_bundle(tiny_bundle, variant="fp16")
@@ -203,6 +211,14 @@ def test_softmax_divides_the_logits_by_the_temperature():
     logits = np.array([[0.0, 2 * np.log(3.0)], [1.0, 1.0]])
     np.testing.assert_allclose(softmax(logits, 2.0), [[0.25, 0.75], [0.5, 0.5]], atol=1e-12)
     np.testing.assert_allclose(softmax(logits[:1], 1.0), [[0.1, 0.9]], atol=1e-12)
+
+
+def test_softmax_of_logits_past_what_exp_can_hold_is_still_a_distribution():
+    """A low temperature makes logits of a few tens into hundreds: exp(800) overflows."""
+    logits = np.array([[8.0, 0.0, -8.0], [-8.0, 8.0, 7.0]])
+    np.testing.assert_allclose(
+        softmax(logits, 0.01), [[1.0, 0.0, 0.0], [0.0, 1.0, np.exp(-100.0)]], atol=1e-12
+    )
 
 
 def test_probabilities_use_each_heads_own_temperature(tiny_bundle, classifier):

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from support.serving import copy_bundle
 
 from kefu.errors import InputError
 from kefu.serving import inputs
@@ -178,6 +179,14 @@ def test_max_length_must_fit_the_model(tiny_bundle):
         Classifier.from_bundle(tiny_bundle, max_length=300)
     longer = Classifier.from_bundle(tiny_bundle, max_length=128, intra_op_threads=1)
     assert longer.predict(["快递" * 100])[0].truncated is True
+
+
+def test_one_token_past_the_bundles_max_length_is_checked_against_the_model(tiny_bundle, tmp_path):
+    """A bundle trained at its model's every position (256 here) refuses 257 at load, not at the
+    first long message."""
+    full = copy_bundle(tiny_bundle, tmp_path / "full", max_length=256)
+    with pytest.raises(ValueError, match="max_length 257 is more tokens than the model of .* 256"):
+        Classifier.from_bundle(full, max_length=257)
 
 
 def test_a_path_given_to_the_constructor_points_to_from_bundle(tiny_bundle):

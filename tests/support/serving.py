@@ -42,11 +42,16 @@ def copy_bundle(
     target: Path,
     model_version: str | None = None,
     untrained_heads: list[str] | None = None,
+    max_length: int | None = None,
 ) -> Path:
-    """A copy of a bundle; a new model_version or untrained_heads keeps it valid (the manifest
-    is not hashed)."""
+    """A copy of a bundle; a new model_version, untrained_heads or max_length keeps it valid
+    (the manifest is not hashed)."""
     shutil.copytree(source, target)
-    changes = {"model_version": model_version, "untrained_heads": untrained_heads}
+    changes = {
+        "model_version": model_version,
+        "untrained_heads": untrained_heads,
+        "max_length": max_length,
+    }
     changes = {key: value for key, value in changes.items() if value is not None}
     if changes:
         manifest_path = target / MANIFEST
