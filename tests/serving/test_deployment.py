@@ -1,13 +1,16 @@
 """The predict-then-route path: contexts go with their messages, one each; `triage` and
 `triage_in_batches` check texts alike."""
 
+import json
 import re
 
+import numpy as np
 import pytest
 
-from kefu.errors import InputError
-from kefu.serving.deployment import Deployment
-from kefu.serving.routing import ConversationContext
+from kefu.errors import InputError, VariantNotFound
+from kefu.serving.bundle.schema import MANIFEST, MODEL_INT8
+from kefu.serving.deployment import Deployment, check_deployable
+from kefu.serving.routing import ConversationContext, Reason
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +23,16 @@ def test_contexts_must_match_the_messages_one_to_one(deployment, method):
     message = "2 contexts for 3 messages; pass one ConversationContext per message"
     with pytest.raises(ValueError, match=re.escape(message)):
         getattr(deployment, method)(["在吗", "转人工", "好"], [ConversationContext()] * 2)
+
+
+@pytest.mark.parametrize("method", ["triage", "triage_in_batches"])
+def test_each_message_is_routed_with_its_own_context(deployment, method):
+    past = ConversationContext(turn=deployment.policy.max_turns + 1)
+    results = getattr(deployment, method)(["在吗", "在吗"], [ConversationContext(turn=1), past])
+    if method == "triage_in_batches":
+        results = results.results
+    reasons = [decision.reasons for _, decision in results]
+    assert [Reason.LONG_CONVERSATION in found for found in reasons] == [False, True]
 
 
 def test_the_labels_kept_for_rerouting_are_a_count_apart_from_the_ranked_list(deployment):
@@ -83,3 +96,40 @@ def test_a_deployment_refuses_texts_over_its_limit_and_warms_within_it(tiny_bund
     for method in (strict.triage, strict.triage_in_batches):
         with pytest.raises(InputError, match=r"^texts\[0\] has 6 characters; the limit is 5 "):
             method(["在吗在吗在吗"])
+
+
+def test_the_cheap_checks_refuse_an_empty_variant_and_a_missing_variant_file(bundle_copy):
+    """Before any worker starts: "" is no variant (it would quietly load the default), and a
+    variant the bundle has no file for is named with the ones it has."""
+    with pytest.raises(InputError) as empty:
+        check_deployable(bundle_copy, variant="")
+    assert (str(empty.value), empty.value.field) == (
+        "unknown model variant ''; expected one of ['fp32', 'int8']",
+        "variant",
+    )
+    # a bundle exported without INT8: no file, and none listed
+    manifest = json.loads((bundle_copy / MANIFEST).read_text(encoding="utf-8"))
+    del manifest["files"][MODEL_INT8]
+    (bundle_copy / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    (bundle_copy / MODEL_INT8).unlink()
+    with pytest.raises(VariantNotFound) as missing:
+        check_deployable(bundle_copy, variant="int8")
+    assert str(missing.value) == (
+        f"bundle {bundle_copy} has no int8 model ({MODEL_INT8}), only fp32; "
+        "pass --variant with one it has"
+    )
+
+
+def test_batches_sorted_by_length_give_results_and_logits_back_in_input_order(deployment):
+    """Bulk defaults: one label per head, no entity spans; the logits kept are the rows' own."""
+    texts = ["我的订单12345678901怎么还没发货" * 3, "在吗", "发票开了没，电话13812345678", "好"]
+    run = deployment.triage_in_batches(texts, batch_size=2, keep_logits=True)
+    alone = [deployment.triage([text], top_k=1)[0].prediction for text in texts]
+    assert [p.intent.label for p, _ in run.results] == [p.intent.label for p in alone]
+    assert [(len(p.intent.top), p.entities) for p, _ in run.results] == [(1, [])] * 4
+    assert run.logits is not None
+    classifier = deployment.classifier
+    for row, text in enumerate(texts):
+        own = classifier.logits(classifier.encoder.encode([text]))
+        for head, values in own.items():
+            np.testing.assert_allclose(run.logits[head][row], values[0], atol=1e-5)
