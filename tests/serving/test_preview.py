@@ -41,6 +41,8 @@ def test_a_long_value_is_cut_with_an_ellipsis_within_the_limit():
         (b"\xf0\x9f\x98\x80" * 10, "b'" + "\\xf0\\x9f\\x98\\x80" * 2 + "\\xf0"),  # whole escapes
         ("ab\r\n" * 20, "'" + "ab\\r\\n" * 6 + "ab"),  # \r\n is one line end
         ("x" * 36 + "\r\n" * 10, "'" + "x" * 36),  # "\\r" would fit, "\\n" not: neither
+        # a subdivision flag: its tags are \U escapes of 10 characters, 61 in all: none fits
+        ("x" + "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f" * 3, "'x"),
     ],
 )
 def test_a_cut_never_splits_a_character_or_an_escape(value, shown):
