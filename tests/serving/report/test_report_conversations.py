@@ -71,7 +71,12 @@ def routed(tmp_path) -> Path:
 def test_routing_tables_hold_exact_counts(tmp_path, routed):
     out = tmp_path / "report.html"
     build_report([str(routed)], out)
-    page = Tables(out.read_text(encoding="utf-8"))
+    html = out.read_text(encoding="utf-8")
+    page = Tables(html)
+    assert (
+        "The bot answers 58.8% of messages, asks the customer to choose for 11.8% and hands "
+        "29.4% to a person." in html
+    )
     assert page.tables["actions"][1:] == [
         ["bot", "机器人答复", "10", "58.8%"],
         ["clarify", "澄清追问", "2", "11.8%"],
@@ -91,8 +96,16 @@ def test_routing_tables_hold_exact_counts(tmp_path, routed):
         "share of queue",
         "to a person",
     ]
-    assert queue_intents[1] == ["售前组", "product_info", "商品咨询", "7", "100.0%", "14.3%"]
-    assert ["投诉专席", "complaint", "投诉/升级", "2", "66.7%", "100.0%"] in queue_intents
+    # busiest queue first, then by name; in a queue, its busiest intent first
+    assert queue_intents[1:] == [
+        ["售前组", "product_info", "商品咨询", "7", "100.0%", "14.3%"],
+        ["投诉专席", "complaint", "投诉/升级", "2", "66.7%", "100.0%"],
+        ["投诉专席", "human_agent", "转人工", "1", "33.3%", "100.0%"],
+        ["售后组", "invoice", "发票", "2", "100.0%", "0.0%"],
+        ["物流组", "logistics_status", "物流查询", "2", "100.0%", "0.0%"],
+        ["订单支付组", "payment", "支付问题", "2", "100.0%", "50.0%"],
+        ["机器人自助", "greeting", "问候/感谢", "1", "100.0%", "0.0%"],
+    ]
     assert "chart-actions" in page.images
 
 
@@ -134,15 +147,15 @@ def test_conversation_view_hand_over_share_turn_and_why(tmp_path, routed):
         ["5", "0", "0.0%"],
         ["6+", "1", "25.0%"],
     ]
-    reasons = {row[0]: row[1] for row in page.tables["handover-reasons"][1:]}
-    assert reasons == {
-        "human_requested": "1",
-        "low_confidence": "1",
-        "clarification_failed": "1",
-        "complaint": "1",
-        "angry": "1",
-        "long_conversation": "1",
-        "repeated_intent": "1",
+    reasons = {row[0]: row[1:] for row in page.tables["handover-reasons"][1:]}
+    assert reasons == {  # of the 4 conversations handed over
+        "human_requested": ["1", "25.0%"],
+        "low_confidence": ["1", "25.0%"],
+        "clarification_failed": ["1", "25.0%"],
+        "complaint": ["1", "25.0%"],
+        "angry": ["1", "25.0%"],
+        "long_conversation": ["1", "25.0%"],
+        "repeated_intent": ["1", "25.0%"],
     }
     assert "chart-handover-turn" in page.images
     assert data.conversations.count == 5
@@ -287,3 +300,35 @@ def test_priorities_of_another_policy_are_listed_not_dropped(tmp_path):
     rows = Tables((tmp_path / "r.html").read_text(encoding="utf-8")).tables["priorities"]
     assert [row[0] for row in rows[1:]] == ["P1", "P2", "P4"]  # under the header row
     assert sum(int(row[2].replace(",", "")) for row in rows[1:]) == len(ROUTES)
+
+
+def test_a_hand_over_at_a_turn_without_a_number_counts_as_handed_over(tmp_path):
+    routes = [
+        *orders("a1", "bot", "human"),
+        ("b1", None, "payment", "订单支付组", "P2", "human", ["human_requested"]),
+    ]
+    path = tmp_path / "turnless.parquet"
+    pq.write_table(routed_table(routes), path)
+    build_report([str(path)], tmp_path / "turnless.html")
+    html = (tmp_path / "turnless.html").read_text(encoding="utf-8")
+    assert "2 conversations (3 messages): 2 handed to a person (100.0%)" in html
+    assert "have no session id" not in html  # every message has one
+    assert Tables(html).tables["handover-turns"][1:] == [
+        ["1", "0", "0.0%"],
+        ["2", "1", "50.0%"],
+        ["3", "0", "0.0%"],
+        ["4", "0", "0.0%"],
+        ["5", "0", "0.0%"],
+        ["6+", "0", "0.0%"],
+        ["unknown", "1", "50.0%"],
+    ]
+
+
+def test_a_single_message_without_routing_is_named_under_the_shares(tmp_path):
+    routes = [*orders("a1", "bot"), (None, None, "greeting", "机器人自助", None, None, [])]
+    path = tmp_path / "unrouted.parquet"
+    pq.write_table(routed_table(routes), path)
+    build_report([str(path)], tmp_path / "unrouted.html")
+    html = (tmp_path / "unrouted.html").read_text(encoding="utf-8")
+    assert "1 messages have no action (" in html and "1 messages have no priority (" in html
+    assert "1 messages have no session id (" in html
