@@ -1,4 +1,5 @@
-"""Repeated-question clustering: the counts of many spellings, the bigram hash, the normalising."""
+"""Repeated-question clustering: the counts of many spellings, making room, the bigram hash, the
+normalising."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import zlib
 import numpy as np
 import pytest
 
+from kefu.serving.report.aggregate import ReportData
 from kefu.serving.report.clusters import _NOT_KEPT, MAX_FORMS, QuestionCounter
 from kefu.serving.report.near_duplicates import _CHAR_BITS, _crc32
+from kefu.serving.report.render import Labels, render
 
 
 def spellings(seed: int = 11, questions: int = 300, messages: int = 50_000):
@@ -88,3 +91,19 @@ def test_normalising_keeps_exactly_letters_numbers_and_hash_signs():
     everything = "".join(map(chr, range(0x110000)))
     kept = "".join(ch for ch in everything if ch == "#" or unicodedata.category(ch)[0] in "LN")
     assert _NOT_KEPT.sub("", everything) == kept
+
+
+def test_making_room_keeps_the_busiest_half_and_counts_the_messages_it_drops():
+    """Ten unrelated questions, the i-th asked i + 2 times, fill room for ten forms: an
+    eleventh form keeps the five busiest (asked 7 to 11 times) and drops 2 + 3 + 4 + 5 + 6
+    messages, as the page says."""
+    counter = QuestionCounter(max_forms=10)
+    for i in range(10):
+        for _ in range(i + 2):
+            counter.add(f"{chr(0x4E00 + i)}{chr(0x5E00 + i)}{chr(0x6E00 + i)}", "other")
+    counter.add("另一个问题", "other")
+    assert sorted(form.count for form in counter.forms.values()) == [1, 7, 8, 9, 10, 11]
+    assert counter.pruned == 20
+    data = ReportData(rows=66, questions=counter)
+    page = render(data, title="t", top_n=10, period="auto", labels=Labels(None, cjk=False))
+    assert " 20 messages whose text matched no other one in memory were dropped" in page
