@@ -110,3 +110,20 @@ def test_routing_shares_say_which_messages_they_leave_out(tmp_path):
     assert "10 messages have no action (" in page and "10 messages have no priority (" in page
     assert "4 conversations (4 messages)" in page
     assert "10 messages have no session id (" in page
+
+
+def test_the_page_counts_every_reason_records_were_left_out_for(tmp_path):
+    rows = scored_table().to_pylist()
+    rows[3]["intent"] = None
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+    lines.insert(1, '{"broken')
+    path = tmp_path / "scored.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    build_report([str(path)], tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert (
+        "<b>2 record(s) left out</b> (not in any number below): invalid_json 1 (the JSONL line "
+        "is not valid JSON), missing_score 1 (a score cell (intent, urgency, emotion, escalate) "
+        f"is blank or unreadable); e.g. {path}, line 2: " in page
+    )
+    assert f"; {path}, line 5, column &#x27;intent&#x27;: intent is blank</p>" in page
