@@ -44,7 +44,7 @@ class JsonRows:
                 record = json.loads(text.rstrip("\r\n"))  # a cut-off line fails at its end
             except json.JSONDecodeError as exc:
                 yield Record(
-                    number, number, None, ("invalid_json", f"{exc.msg} at column {exc.colno}")
+                    number, number, None, ("invalid_json", f"{exc.msg} (column {exc.colno})")
                 )
                 continue
             if not isinstance(record, dict):

@@ -44,7 +44,7 @@ def test_score_train_and_report_give_the_same_rejects_for_the_same_file(tmp_path
     (scored,) = read_scored(table_file(path), "text", None)
 
     expected = [
-        Reject(str(path), 2, 2, None, None, "invalid_json", "Expecting property name enclosed in double quotes at column 2"),
+        Reject(str(path), 2, 2, None, None, "invalid_json", "Expecting property name enclosed in double quotes (column 2)"),
         Reject(str(path), 3, 3, "c", "text", "undecodable_text", "invalid utf-8 byte 0xc4 at character 0 (if the file is not utf-8, pass --encoding gb18030)"),
     ]  # fmt: skip
     assert trained.rejects == expected
@@ -63,7 +63,7 @@ def test_a_cut_off_json_line_is_rejected_where_it_ends(tmp_path):
     assert (reject.line, reject.reason, reject.detail) == (
         1,
         "invalid_json",
-        "Expecting ',' delimiter at column 47",
+        "Expecting ',' delimiter (column 47)",
     )
 
 

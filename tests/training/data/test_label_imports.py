@@ -174,5 +174,5 @@ def test_a_broken_line_in_a_doccano_export_is_a_reject_and_the_rest_is_read(tmp_
     assert (reject.line, reject.reason, reject.describe()) == (
         2,
         "invalid_json",
-        f"{path}, line 2: Expecting ',' delimiter at column 46",
+        f"{path}, line 2: Expecting ',' delimiter (column 46)",
     )
