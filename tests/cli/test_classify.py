@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from support.serving import isolated_settings
 from typer.testing import CliRunner
 
+from kefu.cli.classify import BATCH
 from kefu.cli.main import app
 from kefu.errors import EXIT_FAILED, EXIT_USAGE
 from kefu.serving.server.app import create_app
@@ -35,9 +36,10 @@ def test_each_message_is_answered_as_the_server_answers_it(tiny_bundle):
     assert [result["id"] for result in lines(done.stdout)] == ["1", "2", "3"]
 
 
-def test_context_options_route_as_a_later_turn_of_a_conversation(tiny_bundle):
+@pytest.mark.parametrize("abstained", ["none", "None"])
+def test_context_options_route_as_a_later_turn_of_a_conversation(tiny_bundle, abstained):
     alone = lines(classify(tiny_bundle, TEXTS[0]).stdout)[0]["route"]
-    later = classify(tiny_bundle, TEXTS[0], "--turn", "5", "--previous-intent", "none")
+    later = classify(tiny_bundle, TEXTS[0], "--turn", "5", "--previous-intent", abstained)
     assert later.exit_code == 0, later.output
     route = lines(later.stdout)[0]["route"]
     assert "long_conversation" not in alone["reasons"]
@@ -66,6 +68,21 @@ def test_standard_input_is_read_line_by_line_and_a_bad_line_is_answered_in_its_p
             "message": "the message has 30 characters; the limit is 20 (--max-text-chars)",
         },
     }
+    from_env = runner.invoke(
+        app,
+        ["classify", "--bundle", str(tiny_bundle), "长" * 30],
+        env={"KEFU_MAX_TEXT_CHARS": "20"},
+    )
+    assert lines(from_env.stdout)[0]["error"]["code"] == "text_too_long"
+
+
+def test_a_bad_line_in_an_earlier_batch_still_fails_the_run(tiny_bundle):
+    """The exit code answers for every batch of standard input, not only the last one."""
+    done = classify(tiny_bundle, stdin="   \n" + "在吗\n" * BATCH)
+    assert done.exit_code == EXIT_FAILED
+    results = lines(done.stdout)
+    assert len(results) == BATCH + 1
+    assert [result["id"] for result in results if "error" in result] == ["1"]
 
 
 def test_a_line_that_is_not_utf8_is_answered_in_its_place(tiny_bundle):
@@ -73,10 +90,12 @@ def test_a_line_that_is_not_utf8_is_answered_in_its_place(tiny_bundle):
         app, ["classify", "--bundle", str(tiny_bundle)], input="在吗\n".encode("gbk") + b"\xff\n"
     )
     assert done.exit_code == EXIT_FAILED
-    assert [result.get("error", {}).get("code") for result in lines(done.stdout)] == [
-        "invalid_text",
-        "invalid_text",
-    ]
+    invalid = {
+        "code": "invalid_text",
+        "message": "the message is not UTF-8 text (convert the input to UTF-8, e.g. iconv -f gbk "
+        "-t utf-8)",
+    }
+    assert lines(done.stdout) == [{"id": "1", "error": invalid}, {"id": "2", "error": invalid}]
 
 
 def test_a_table_for_people(tiny_bundle):
@@ -86,6 +105,22 @@ def test_a_table_for_people(tiny_bundle):
     for column in ("message", "intent", "urgency", "emotion", "route", "reasons"):
         assert column in header
     assert "我的快递" in done.stdout and "{" not in done.stdout
+
+
+def test_the_table_cuts_a_message_after_40_characters_and_names_an_error(tiny_bundle):
+    done = runner.invoke(
+        app,
+        ["classify", "--bundle", str(tiny_bundle), "--table", "长" * 40, "短" * 41, "   "],
+        env={"COLUMNS": "300"},
+    )
+    assert done.exit_code == EXIT_FAILED
+    rows = [row.split("│")[1:3] for row in done.stdout.splitlines() if row.startswith("│")]
+    assert [[cell.strip() for cell in row] for row in rows] == [
+        ["1", "长" * 40],
+        ["2", "短" * 39 + "…"],
+        ["3", ""],
+    ]
+    assert "error: empty_text" in done.stdout.splitlines()[-2]
 
 
 @pytest.mark.parametrize(
@@ -104,3 +139,9 @@ def test_a_bad_argument_is_one_line_and_exit_2(tiny_bundle, args, message):
     assert done.exit_code == EXIT_USAGE
     assert done.stderr.startswith(message) and done.stderr.count("\n") == 1
     assert done.stdout == ""
+
+
+def test_a_turn_before_the_first_is_refused_as_a_bad_option(tiny_bundle):
+    done = classify(tiny_bundle, "在吗", "--turn", "0")
+    assert done.exit_code == EXIT_USAGE
+    assert "Invalid value for '--turn'" in done.stderr and "Traceback" not in done.output
