@@ -85,6 +85,14 @@ def test_version_comes_from_the_package_metadata():
     assert (done.returncode, done.stdout) == (0, f"kefu {version('kefu')}\n")
 
 
+def test_kefu_alone_lists_the_commands_rather_than_asking_for_one():
+    from kefu.cli.main import COMMANDS, app
+
+    result = CliRunner().invoke(app, [])
+    assert "Missing command" not in result.output
+    assert all(f" {name} " in result.output for name in COMMANDS), result.output
+
+
 @pytest.mark.parametrize(
     "args",
     [
