@@ -59,12 +59,14 @@ def test_multiline_rows_are_counted_and_reported(tmp_path, tiny_bundle):
          "--id-col", "msg_id"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "rows read 30 = scored 29 + rejected 1" in result.output
-    assert "input lines 38 = 37 in rows + 1 header or blank" in result.output
-    assert "warning: 37 lines made 30 rows: 2 of them span several lines" in result.output
+    # the summary is the command's output; warnings go to stderr, beside errors
+    assert "rows read 30 = scored 29 + rejected 1" in result.stdout
+    assert "input lines 38 = 37 in rows + 1 header or blank" in result.stdout
+    assert "warning: 37 lines made 30 rows: 2 of them span several lines" in result.stderr
     assert "warning: records rejected for broken quoting or length: record_too_long 1" in (
-        result.output
+        result.stderr
     )
+    assert "warning" not in result.stdout
     (reject,) = [json.loads(line) for line in Path(f"{out}.rejects.jsonl").read_text().splitlines()]
     assert (reject["line"], reject["end_line"], reject["reason"]) == (10, 16, "record_too_long")
     assert reject["id"] == rows[7]["msg_id"]

@@ -65,6 +65,17 @@ def test_bad_arguments_print_one_clear_error_line(
         assert next(iter(files)) in result.output  # the message names the file
 
 
+@pytest.mark.parametrize("rate", ["1.5", "-0.1"])
+def test_a_reject_rate_outside_0_to_1_is_a_bad_option(tmp_path, tiny_bundle, rate):
+    source = write_jsonl(chat_log(5), tmp_path / "log.jsonl")
+    output = tmp_path / "out.parquet"
+    args = ["score", str(source), "-o", str(output), "--bundle", str(tiny_bundle)]
+    result = runner.invoke(app, [*args, "--max-reject-rate", rate])
+    assert result.exit_code == 2
+    assert "Invalid value for '--max-reject-rate'" in result.stderr
+    assert not output.exists()
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
