@@ -30,6 +30,43 @@ def test_every_error_says_its_status_and_exit_code(cls):
 
 
 @pytest.mark.parametrize(
+    ("cls", "http_status", "exit_code"),
+    [
+        (errors.Unauthorized, 401, 1),
+        (errors.Forbidden, 403, 1),
+        (errors.RequestTimeout, 408, 1),
+        (errors.Conflict, 409, 1),
+        (errors.PayloadTooLarge, 413, 2),
+        (errors.UnsupportedMediaType, 415, 1),
+        (errors.InputError, 422, 2),
+        (errors.BundleError, 422, 2),
+        (errors.PolicyError, 422, 2),
+        (errors.ConfigError, 422, 2),
+        (errors.DataError, 422, 1),
+        (errors.RunFailed, 422, 1),
+        (errors.Overloaded, 503, 1),
+        (errors.Interrupted, 503, 130),
+    ],
+)
+def test_each_error_types_status_and_exit_code(cls, http_status, exit_code):
+    assert (cls.http_status, cls.exit_code) == (http_status, exit_code)
+
+
+def test_a_data_error_names_file_line_and_column_and_interrupted_what_was_kept():
+    where = errors.DataError("not a label", file="a.csv", line=3, column="intent")
+    assert str(where) == "file a.csv, line 3, column 'intent': not a label"
+    assert str(errors.DataError("empty", line=0, unit="element")) == "element 0: empty"
+    assert str(errors.Interrupted("chunks kept")) == "interrupted: chunks kept"
+
+
+def test_one_line_keeps_a_tracebacks_last_line_and_otherwise_the_first():
+    traced = RuntimeError("Traceback (most recent call last):\n  File x\nValueError: bad")
+    assert errors.one_line(traced) == "RuntimeError: ValueError: bad"
+    assert errors.one_line(OSError("disk full\nmore")) == "OSError: disk full"
+    assert errors.one_line(KeyError()) == "KeyError"
+
+
+@pytest.mark.parametrize(
     ("error", "exit_code"),
     [
         (errors.DataError("no usable rows", file="a.csv", line=3), 1),
