@@ -6,18 +6,19 @@ card reports the share of such rows and the builder drops them from dev and test
 
 from __future__ import annotations
 
-import unicodedata
-
 import numpy as np
 from scipy import sparse
+
+from kefu.training.data.repeats import fold_text
 
 NGRAM = 5
 THRESHOLD = 0.8
 
 
 def char_ngrams(text: str, n: int = NGRAM) -> set[str]:
-    """Character n-grams of the NFKC-lowercased text without spaces; short texts are one gram."""
-    norm = "".join(unicodedata.normalize("NFKC", text).lower().split())
+    """Character n-grams of the text folded as repeats are (`fold_text`); short texts are one
+    gram."""
+    norm = fold_text(text)
     if len(norm) <= n:
         return {norm}
     return {norm[i : i + n] for i in range(len(norm) - n + 1)}
