@@ -3,8 +3,9 @@
 
 Rows arrive in input order, not in conversation order, so each session keeps a small record
 while the file streams by: messages seen, whether the bot asked to clarify, the earliest turn
-routed to a human with that message's reasons, and the turns that place clarify, bot and human
-routes against each other (the first clarify, the last bot turn, the last human turn).
+routed to a human with the reasons of the messages at that turn, and the turns that place
+clarify, bot and human routes against each other (the first clarify, the last bot turn, the
+last human turn).
 Memory: one record per session (a few hundred bytes), the only part of the report that grows
 with the data, and only with the number of conversations.
 """
@@ -55,6 +56,8 @@ class ConversationStats:
         # the earliest known turn; a known turn beats an unknown one (0), whatever the row order
         if first is None or (known > 0 and (first == 0 or known < first)):
             record.handover_turn, record.handover_reasons = known, tuple(reasons)
+        elif known == first:  # two hand-overs at one turn: neither came first, both say why
+            record.handover_reasons = tuple(sorted({*record.handover_reasons, *reasons}))
 
     @property
     def count(self) -> int:
@@ -89,7 +92,8 @@ class ConversationStats:
         return turns
 
     def handover_reasons(self) -> Counter[str]:
-        """Reasons of the message that handed each session over (a session may have several)."""
+        """Reasons of the message that handed each session over (a session may have several);
+        messages sharing that turn number pool theirs, so the file's row order cannot choose."""
         return Counter(
             reason for record in self.sessions.values() for reason in record.handover_reasons
         )

@@ -145,7 +145,7 @@ def conversation_section(data: ReportData) -> str:
     rows = [[escape(r), num(n), pct(n / handed if handed else 0)] for r, n in reasons]
     parts.append(
         '<p class="note">Why: the reasons of the message that handed each conversation over '
-        "(a message may carry several).</p>"
+        "(a message may carry several; messages at that same turn count together).</p>"
         + table(
             "handover-reasons", ["reason", "conversations", "share of handed over"], rows, {1, 2}
         )

@@ -278,6 +278,28 @@ def test_a_known_hand_over_turn_wins_over_an_unknown_one_in_any_order():
         assert stats.handover_reasons() == {"human_requested": 1}
 
 
+@pytest.mark.parametrize("turn", [2, None], ids=["numbered", "unnumbered"])
+def test_hand_overs_sharing_a_turn_give_their_reasons_in_any_row_order(turn):
+    """Two messages at one turn both routed human: neither came first, so the file's row
+    order must not pick whose reasons the session is handed over for."""
+    from kefu.serving.report.conversations import ConversationStats
+
+    rows = [
+        ("s1", turn, "human", ["complaint", "angry"]),
+        ("s1", turn, "human", ["human_requested"]),
+    ]
+    if turn is not None:
+        rows.append(("s1", turn + 1, "human", ["long_conversation"]))  # later: not why
+    found = []
+    for order in (rows, rows[::-1]):
+        stats = ConversationStats()
+        for row in order:
+            stats.add(*row)
+        found.append(stats.handover_reasons())
+    expected = {"complaint": 1, "angry": 1, "human_requested": 1}
+    assert found == [expected, expected]
+
+
 def test_hand_over_turns_from_the_sixth_are_counted_together():
     from kefu.serving.report.conversations import ConversationStats
 
