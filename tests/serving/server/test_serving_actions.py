@@ -9,19 +9,34 @@ from kefu.serving.routing import Action, Reason
 from kefu.serving.server.app import create_app
 
 
-@pytest.fixture(scope="module")
-def unsure(tiny_bundle, tmp_path_factory):
+def unsure_client(tiny_bundle, folder, policy_text=""):
     """A server whose intent head always abstains (threshold 1.0): every message is unsure.
 
     The random model's near-uniform probabilities would make "high urgency and upset likely
-    enough" fire on almost any text, so its probability bar is off here (labels only).
+    enough" fire on almost any text, so its probability bar is off here (labels only);
+    `policy_text` adds policy keys of the caller's.
     """
-    policy = tmp_path_factory.mktemp("policy") / "policy.yaml"
-    policy.write_text("rules: {high_urgency_negative: {min_probability: null}}\n", "utf-8")
+    policy = folder / "policy.yaml"
+    rules = "rules: {high_urgency_negative: {min_probability: null}}\n"
+    policy.write_text(rules + policy_text, "utf-8")
     settings = isolated_settings(
         tiny_bundle, thresholds={"intent": {"threshold": 1.0}}, policy=policy
     )
-    with TestClient(create_app(settings)) as client:
+    return TestClient(create_app(settings))
+
+
+@pytest.fixture(scope="module")
+def unsure(tiny_bundle, tmp_path_factory):
+    with unsure_client(tiny_bundle, tmp_path_factory.mktemp("policy")) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def unsure_offering_two(tiny_bundle, tmp_path_factory):
+    """As `unsure`, but any intent may be offered: the tiny model's intents are all about
+    equally likely (under the default min_confidence 0.1), so max_candidates 2 is what cuts."""
+    offer_two = "clarify: {max_candidates: 2, min_confidence: 0.0}\n"
+    with unsure_client(tiny_bundle, tmp_path_factory.mktemp("policy"), offer_two) as client:
         yield client
 
 
@@ -58,6 +73,22 @@ def test_low_confidence_alone_asks_the_customer_to_choose(unsure, tiny_bundle):
         item["label"]: item["name"] for item in unsure.get("/v1/model").json()["labels"]["intent"]
     }
     assert all(c["name"] == names[c["intent"]] for c in route["candidates"])
+
+
+def test_clarify_offers_several_intents_best_first_with_their_names(unsure_offering_two):
+    text = plain_text(unsure_offering_two)
+    result = routes(unsure_offering_two, [{"id": "t", "text": text}])["t"]
+    route = result["route"]
+    assert (route["action"], route["reasons"]) == ("clarify", ["low_confidence"])
+    labels = unsure_offering_two.get("/v1/model").json()["labels"]["intent"]
+    names = {item["label"]: item["name"] for item in labels}
+    top = result["intent"]["top"]
+    assert route["candidates"] == [
+        {"intent": item["label"], "name": names[item["label"]], "confidence": item["confidence"]}
+        for item in top[:2]
+    ]
+    confidences = [candidate["confidence"] for candidate in route["candidates"]]
+    assert confidences[0] > confidences[1]
 
 
 def test_a_failed_clarification_hands_over(unsure):
