@@ -6,6 +6,8 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from support.conversations import TEXTS as CHAT_TEXTS
+from support.conversations import content_rules_off, unsure_bundle
 from support.serving import isolated_settings
 from typer.testing import CliRunner
 
@@ -16,6 +18,17 @@ from kefu.serving.server.app import create_app
 
 runner = CliRunner()
 TEXTS = ["我的快递三天没动了", "退款怎么还没到账！！", "转人工"]
+
+
+@pytest.fixture(scope="module")
+def unsure(tiny_bundle, tmp_path_factory):
+    """A bundle whose intent abstains on about half of CHAT_TEXTS, and a policy that leaves
+    their routes to the conversation rules, a second clarifying question the limit."""
+    folder = tmp_path_factory.mktemp("unsure")
+    limit = "  clarification_failed: {after_clarifications: 2}\n"
+    return unsure_bundle(tiny_bundle, folder / "bundle"), content_rules_off(
+        folder / "policy.yaml", limit
+    )
 
 
 def classify(bundle, *args: str, stdin: str | None = None):
@@ -121,6 +134,39 @@ def test_the_table_cuts_a_message_after_40_characters_and_names_an_error(tiny_bu
         ["3", ""],
     ]
     assert "error: empty_text" in done.stdout.splitlines()[-2]
+
+
+def test_the_table_marks_an_intent_that_abstained(unsure):
+    bundle, _ = unsure
+    results = lines(classify(bundle, *CHAT_TEXTS).stdout)
+    done = runner.invoke(
+        app, ["classify", "--bundle", str(bundle), "--table", *CHAT_TEXTS], env={"COLUMNS": "300"}
+    )
+    rows = [row.split("│")[3:6] for row in done.stdout.splitlines() if row.startswith("│")]
+    abstained = [result["intent"]["abstain"] for result in results]
+    assert set(abstained) == {True, False}
+    assert [intent.strip().endswith(" (abstain)") for intent, _, _ in rows] == abstained
+    assert [intent.split()[0] for intent, _, _ in rows] == [r["intent"]["label"] for r in results]
+    assert not any("abstain" in urgency + emotion for _, urgency, emotion in rows)
+
+
+def test_clarifications_at_the_policys_limit_hand_an_unsure_message_over(unsure):
+    bundle, policy = unsure
+
+    def routes(*args: str) -> list[tuple[str, list[str]]]:
+        done = classify(bundle, "--policy", str(policy), *args, *CHAT_TEXTS)
+        assert done.exit_code == 0, done.output
+        return [(r["route"]["action"], r["route"]["reasons"]) for r in lines(done.stdout)]
+
+    first, asked_once, asked_twice = (
+        routes(),
+        routes("--clarifications", "1"),
+        routes("--clarifications", "2"),
+    )
+    unsure_rows = [row for row, (action, _) in enumerate(first) if action == "clarify"]
+    assert unsure_rows and asked_once == first  # one question: under the limit of 2
+    failed = ("human", ["low_confidence", "clarification_failed"])
+    assert [asked_twice[row] for row in unsure_rows] == [failed] * len(unsure_rows)
 
 
 @pytest.mark.parametrize(

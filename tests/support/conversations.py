@@ -3,7 +3,8 @@
 `conversations()` gives rows of several sessions (session id, customer turn, time, text), some
 texts repeated within a session, one session with a gap in its turn numbers; `unsure_bundle`
 re-seals a bundle with an intent threshold that makes about half the messages abstain, so
-clarify, clarify -> human and repeated intents all occur on a random-init model.
+clarify, clarify -> human and repeated intents all occur on a random-init model;
+`content_rules_off` writes a policy that leaves the conversation rules to decide.
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ def conversations(sessions: int = 12, seed: int = 3) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+# the rules that read urgency and emotion: on a random-init model they fire on nearly every
+# message and would hide the conversation rules under test
+CONTENT_RULES = ("complaint", "critical_urgency", "angry", "high_urgency_negative")
+
+
+def content_rules_off(path: Path, more_rules: str = "") -> Path:
+    """A policy file at `path` with `CONTENT_RULES` off; `more_rules`: further lines under
+    `rules:`, indented two spaces."""
+    rules = "".join(f"  {rule}: {{enabled: false}}\n" for rule in CONTENT_RULES)
+    path.write_text("rules:\n" + rules + more_rules, encoding="utf-8")
+    return path
 
 
 def unsure_bundle(source: Path, target: Path) -> Path:

@@ -8,7 +8,7 @@ import random
 
 import pytest
 from support.chat_logs import write_csv, write_jsonl
-from support.conversations import conversations, unsure_bundle
+from support.conversations import content_rules_off, conversations, unsure_bundle
 
 
 @pytest.fixture(scope="module")
@@ -18,14 +18,7 @@ def bundle(tiny_bundle, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory):
-    """The content rules that read urgency and emotion off: on a random-init model they fire on
-    nearly every message and would hide the conversation rules under test."""
-    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
-    rules = ("complaint", "critical_urgency", "angry", "high_urgency_negative")
-    path.write_text(
-        "rules:\n" + "".join(f"  {rule}: {{enabled: false}}\n" for rule in rules), encoding="utf-8"
-    )
-    return path
+    return content_rules_off(tmp_path_factory.mktemp("policy") / "policy.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 from support.chat_logs import write_jsonl
-from support.conversations import TEXTS, conversations
+from support.conversations import TEXTS, content_rules_off, conversations
 from support.serving import copy_bundle
 from support.session_runs import ROUTE, by_id, score_here
 
@@ -117,16 +117,12 @@ def test_the_intent_window_and_the_long_count_at_their_boundary(
 
     window = 3
     monkeypatch.setattr(bucket_routing, "MAX_PREVIOUS_INTENTS", window)
-    policy = tmp_path / "policy.yaml"
-    rules = ("complaint", "critical_urgency", "angry", "high_urgency_negative")
-    policy.write_text(
-        "rules:\n"
-        + "".join(f"  {rule}: {{enabled: false}}\n" for rule in rules)
-        + "  repeated_intent: {min_repeats: 1, ignore_intents: []}\n"
+    policy = content_rules_off(
+        tmp_path / "policy.yaml",
+        "  repeated_intent: {min_repeats: 1, ignore_intents: []}\n"
         # only the abstained turns in the window make a clarification fail
         + "  clarification_failed: {after_clarifications: 1000, "
         + f"after_abstained_turns: {window}}}\n",
-        encoding="utf-8",
     )
     probe = write_jsonl(
         [{"msg_id": f"p{i}", "text": text} for i, text in enumerate(TEXTS)], tmp_path / "p.jsonl"
