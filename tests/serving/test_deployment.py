@@ -3,6 +3,7 @@
 
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -45,6 +46,30 @@ def test_the_labels_kept_for_rerouting_are_a_count_apart_from_the_ranked_list(de
     # `ranked` names one thing: HeadPrediction's list of every label, not this count
     assert not hasattr(deployment, "ranked")
     assert isinstance(triage.prediction.urgency.ranked, list)
+
+
+def test_triage_lists_three_labels_per_head_by_default(deployment):
+    """The server's default top_k: three labels, best first, out of every label ranked."""
+    (triage,) = deployment.triage(["在吗"])
+    for head in ("intent", "urgency", "emotion"):
+        found = triage.prediction.heads[head]
+        assert len(found.top) == 3 and found.top == found.ranked[:3]
+
+
+def test_load_seconds_is_the_time_the_load_took_warm_up_included(tiny_bundle, monkeypatch):
+    """What /admin/reload and the start-up log report: the whole load, not the reading alone."""
+    warm_up = 0.3
+    triage = Deployment.triage
+
+    def slow_triage(self, *args, **kwargs):
+        time.sleep(warm_up)
+        return triage(self, *args, **kwargs)
+
+    monkeypatch.setattr(Deployment, "triage", slow_triage)
+    started = time.perf_counter()
+    loaded = Deployment.load(tiny_bundle, threads=1, warm=True)
+    took = time.perf_counter() - started
+    assert warm_up <= loaded.load_seconds <= took
 
 
 @pytest.mark.parametrize(
