@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 
 from kefu.cli.main import app
 from kefu.errors import ConfigError
-from kefu.serving.batch import ScoreJob
+from kefu.serving.batch import ScoreJob, Summary
 from kefu.serving.batch.readers import reserved_key
 
 runner = CliRunner()
@@ -113,6 +114,27 @@ def test_cli_prints_the_summary(tmp_path, tiny_bundle):
     bad = expected_bad(100)
     assert f"rows read 100 = scored {100 - bad} + rejected {bad}" in result.output
     assert "rejected by reason: empty_text 4, missing_text 4, not_text 2" in result.output
+    assert "1 input file(s), engine local, 100 rows in " in result.output  # the default engine
+
+
+def test_engine_ray_hands_the_job_and_its_address_to_the_ray_engine(tmp_path, monkeypatch):
+    """Without starting Ray: a stand-in for the Ray engine's module takes the call (the local
+    engine, handed this job, would fail on its missing input and bundle)."""
+    calls = []
+
+    def run_ray(job, ray_address=None, console=None):
+        calls.append((job.output, ray_address))
+        return Summary(engine="ray")
+
+    ray_engine = types.ModuleType("kefu.serving.batch.ray_engine")
+    ray_engine.run_ray = run_ray
+    monkeypatch.setitem(sys.modules, ray_engine.__name__, ray_engine)
+    output = tmp_path / "out.parquet"
+    args = ["score", "log.jsonl", "-o", str(output), "--bundle", str(tmp_path / "no-bundle")]
+    result = runner.invoke(app, [*args, "--engine", "ray", "--ray-address", "auto"])
+    assert result.exit_code == 0, result.output
+    assert calls == [(output, "auto")]
+    assert "engine ray" in result.output
 
 
 def test_kefu_bundle_names_the_bundle_when_bundle_is_left_out(tmp_path, tiny_bundle, monkeypatch):
