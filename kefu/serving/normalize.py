@@ -61,6 +61,7 @@ _ORDER_CARD = re.compile(
     rf"|\[订单编号\s*:\s*{_ORDER_TOKEN}(?:\s*[,，]\s*{_CARD_FIELD})*\s*\]"
 )
 _SPACE = re.compile(r"\s+")
+_ENTITY = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
 
 
 def _char_class(points: list[int]) -> str:
@@ -149,10 +150,12 @@ def without_invisible(text: str) -> str:
 def _without_markup(text: str) -> str:
     """Tags become spaces and entities their characters, as many times as a widget escaped them
     (&amp;nbsp; is a space escaped twice, &lt;br&gt; an escaped tag), three at most. What an
-    entity stands for is made plain too (&#65292; is a full-width comma, &#8203; invisible)."""
+    entity stands for is made plain too (&#65292; is a full-width comma, &#8203; invisible).
+    Only entities closed by a semicolon: html.unescape also reads &not, &copy or &lt without
+    one, which in a customer's "A&notB" or "R&copy" is text."""
     text = _TAG.sub(" ", text)
     for _ in range(3):
-        unescaped = html.unescape(text)
+        unescaped = _ENTITY.sub(lambda entity: html.unescape(entity.group()), text)
         if unescaped == text:
             break
         text = _TAG.sub(" ", _plain(unescaped))

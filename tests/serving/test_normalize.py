@@ -64,6 +64,7 @@ def test_artefacts_become_placeholders_and_the_message_stays(raw, normalized):
         ("&amp;nbsp;在吗&amp;quot;", '在吗"'),  # entities a widget escaped twice
         ("&lt;br&gt;在吗&amp;lt;p&amp;gt;", "在吗"),  # tags it escaped, once or twice
         ("&#65292;好&#8203;的&#xff01;", ",好的!"),  # entities of full-width or invisible characters
+        ("A&notB R&copy 3&lt5 &amp", "A&notB R&copy 3&lt5 &amp"),  # no semicolon: text
         ('<img src="https://a.com/b.png"/>看图', "看图"),  # a link inside a tag
         ("m.jd.com/product/123.html 这个", "[链接x] 这个"),  # links without a scheme
         ("t.cn/A6xYz3 看看 3.cn/1abc", "[链接x] 看看 [链接x]"),
