@@ -6,6 +6,7 @@ Memory: a few counters per label and per day, plus the distinct normalised quest
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -72,8 +73,11 @@ class ReportData:
     def add(self, batch: ScoredBatch) -> None:
         self.rejected += len(batch.rejects)
         self.rejected_by_reason.update(reject.reason for reject in batch.rejects)
-        self.reject_examples.extend(
-            batch.rejects[: MAX_REJECT_EXAMPLES - len(self.reject_examples)]
+        # the first few by file name and line, whatever order the files were given in
+        self.reject_examples = heapq.nsmallest(
+            MAX_REJECT_EXAMPLES,
+            [*self.reject_examples, *batch.rejects[:MAX_REJECT_EXAMPLES]],
+            key=lambda reject: (reject.file, reject.line),
         )
         self._add_routes(batch)
         self.rows += len(batch.intent)

@@ -7,7 +7,10 @@ emoji dropped) and counted exactly; the distinct normalised forms are then group
 over character bigrams and LSH banding (20 bands x 3 rows: a pair at Jaccard 0.6 shares a band
 with probability 0.99, at 0.7 with 0.9999), and a collision joins two forms only when their real
 bigram Jaccard is at least 0.6 (`near_duplicates.py`). A cluster's count is the sum of its forms'
-counts; its example is the original text of its most frequent form.
+counts; its example is the shortest spelling of its most frequent form. Ties (of forms, of
+spellings, of a cluster's intents) go to the first in code-point order, never to the first seen,
+so the same messages in another row order make the same clusters (until room must be made: which
+forms are in memory then depends on the order).
 
 Memory: one entry per distinct normalised form, cut to `MAX_FORM_CHARS`. Past `MAX_FORMS` forms,
 the forms are clustered as at the end and each cluster merged into its most frequent form; of
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 
 from kefu.serving.preview import cut
 from kefu.serving.report.near_duplicates import group_near_duplicates
+from kefu.serving.report.ranking import ranked
 
 MAX_FORMS = 200_000
 EXAMPLE_CHARS = 120  # longest example shown, its "…" included (cut between whole characters)
@@ -102,24 +106,27 @@ class QuestionCounter:
         key = normalise_question(text)
         if not key:
             return
+        example = cut(" ".join(text.split()), EXAMPLE_CHARS)
         form = self.forms.get(key)
         if form is None:
             if len(self.forms) >= self.max_forms:
                 self._prune()
-            form = self.forms[key] = _Form(example=cut(" ".join(text.split()), EXAMPLE_CHARS))
+            form = self.forms[key] = _Form(example=example)
+        elif (len(example), example) < (len(form.example), form.example):
+            form.example = example
         form.add(intent)
 
     def top(self, n: int = 10) -> list[QuestionCluster]:
         # singletons stay in: fifty one-off spellings of one question are a hotspot too
-        keys = sorted(self.forms, key=lambda key: -self.forms[key].count)
+        keys = self._by_count()
         groups = group_near_duplicates(keys)
         clusters = []
         for members in groups:
             forms = [self.forms[keys[i]] for i in members]
             intents: Counter[str] = sum((form.intents for form in forms), Counter())
             total = sum(form.count for form in forms)
-            intent, intent_count = intents.most_common(1)[0]
-            best = max(forms, key=lambda form: form.count)
+            intent, intent_count = ranked(intents)[0]
+            best = forms[0]  # the most frequent: members ascend and keys are by count
             variants = sum(form.variants for form in forms)
             clusters.append(
                 QuestionCluster(total, variants, best.example, intent, intent_count / total)
@@ -132,14 +139,20 @@ class QuestionCounter:
         one-off spellings of one question keep counting as it), then forms still seen once
         are dropped; when more than half the room is still taken, the least frequent forms
         go too, so clustering runs again only after `max_forms // 2` new forms."""
-        keys = sorted(self.forms, key=lambda key: -self.forms[key].count)
+        keys = self._by_count()
         merged = []
         for members in group_near_duplicates(keys):
             head = self.forms[keys[members[0]]]  # the most frequent: keys are by count
             for i in members[1:]:
                 head.absorb(self.forms[keys[i]])
             merged.append((keys[members[0]], head))
-        merged.sort(key=lambda item: -item[1].count)
+        merged.sort(key=lambda item: (-item[1].count, item[0]))
         kept = [item for item in merged[: self.max_forms // 2] if item[1].count > 1]
         self.pruned += sum(form.count for _, form in merged) - sum(f.count for _, f in kept)
         self.forms = dict(kept)
+
+    def _by_count(self) -> list[str]:
+        """The forms, most frequent first, ties by form: the order clustering is given decides
+        which pairs are compared and which form heads a group, so it must not be the order the
+        forms were first seen in."""
+        return sorted(self.forms, key=lambda key: (-self.forms[key].count, key))

@@ -19,6 +19,7 @@ from kefu.serving.report.html import img as _img
 from kefu.serving.report.html import num as _num
 from kefu.serving.report.html import pct as _pct
 from kefu.serving.report.html import table as _table
+from kefu.serving.report.ranking import ranked
 from kefu.serving.report.routing_view import (
     MAX_QUEUES,
     conversation_section,
@@ -89,10 +90,10 @@ def render(
 
 def _header(data: ReportData, title: str) -> str:
     versions = (
-        ", ".join(f"{escape(v)} ({n:,})" for v, n in data.model_versions.most_common()) or "unknown"
+        ", ".join(f"{escape(v)} ({n:,})" for v, n in ranked(data.model_versions)) or "unknown"
     )
     negative = sum(data.emotions[e] for e in NEGATIVE_EMOTIONS)
-    top_intent = data.intents.most_common(1)[0][0] if data.intents else "-"
+    top_intent = ranked(data.intents)[0][0] if data.intents else "-"
     cards = [
         ("messages", f"{data.rows:,}"),
         ("escalation rate", _pct(data.escalation_rate)),
@@ -123,15 +124,15 @@ def left_out_reasons(data: ReportData) -> str:
     """ "invalid_json 2 (the JSONL line is not valid JSON), ...": how many of each reason."""
     return ", ".join(
         f"{reason} {count:,} ({REASONS.get(reason, reason)})"
-        for reason, count in data.rejected_by_reason.most_common()
+        for reason, count in ranked(data.rejected_by_reason)
     )
 
 
 def _intents(data: ReportData, top_n: int, labels: Labels) -> str:
-    ranked = data.intents.most_common()
+    ranked_intents = ranked(data.intents)
     chart = charts.bar_chart(
-        [labels.chart("intent", k) for k, _ in ranked],
-        [v for _, v in ranked],
+        [labels.chart("intent", k) for k, _ in ranked_intents],
+        [v for _, v in ranked_intents],
         "Intent distribution",
     )
     rows = [
@@ -143,7 +144,7 @@ def _intents(data: ReportData, top_n: int, labels: Labels) -> str:
             _pct(count / data.rows),
             _pct(data.escalated_by_intent[intent] / count),
         ]
-        for rank, (intent, count) in enumerate(ranked[:top_n], start=1)
+        for rank, (intent, count) in enumerate(ranked_intents[:top_n], start=1)
     ]
     table = _table(
         "top-intents",
@@ -155,8 +156,9 @@ def _intents(data: ReportData, top_n: int, labels: Labels) -> str:
 
 
 def _head_section(counts: Counter[str], head: str, heading: str, total: int, labels: Labels) -> str:
-    order = list(labels.names.get(head, {})) or [k for k, _ in counts.most_common()]
-    order += [k for k in counts if k not in order]
+    # the taxonomy's order (when it loads), then labels it does not name, as `ranked` orders
+    order = list(labels.names.get(head, {}))
+    order += [k for k, _ in ranked(counts) if k not in order]
     title = f"{head.capitalize()} distribution"  # ASCII: the chart may have no CJK font
     chart = charts.bar_chart(
         [labels.chart(head, k) for k in order], [counts[k] for k in order], title
@@ -177,26 +179,26 @@ def _head_section(counts: Counter[str], head: str, heading: str, total: int, lab
 
 
 def _escalation(data: ReportData) -> str:
-    ranked = data.reasons.most_common()
+    reasons = ranked(data.reasons)
     parts = [
         "<h2>Escalation 转人工/升级</h2>",
         f"<p>{_num(data.escalated)} of {_num(data.rows)} messages escalate ({_pct(data.escalation_rate)}). "
         "A message may carry several reasons.</p>",
     ]
-    if ranked:
+    if reasons:
         chart = charts.bar_chart(
-            [k for k, _ in ranked], [v for _, v in ranked], "Escalation reasons"
+            [k for k, _ in reasons], [v for _, v in reasons], "Escalation reasons"
         )
         parts.append(_img("chart-reasons", chart, "escalation reasons"))
     rows = [
-        [escape(k), _num(v), _pct(v / data.escalated if data.escalated else 0)] for k, v in ranked
+        [escape(k), _num(v), _pct(v / data.escalated if data.escalated else 0)] for k, v in reasons
     ]
     parts.append(
         _table(
             "escalation-reasons", ["reason", "messages", "share of escalated"], rows, numeric={1, 2}
         )
     )
-    busiest = data.queues.most_common()
+    busiest = ranked(data.queues)
     queues = [[escape(k), _num(v), _pct(v / data.rows)] for k, v in busiest[:MAX_QUEUES]]
     parts.append(_table("queues", ["queue 队列", "messages", "share"], queues, numeric={1, 2}))
     parts.append(queues_not_shown(dict(busiest[MAX_QUEUES:])))
@@ -243,7 +245,7 @@ def _trends(data: ReportData, period: str, labels: Labels) -> str:
     if not periods:
         return "".join(parts)
     starts = list(periods)
-    top = [intent for intent, _ in data.intents.most_common(5)]
+    top = [intent for intent, _ in ranked(data.intents)[:5]]
     volume = {"all messages": [s.messages for s in periods.values()]}
     volume |= {labels.chart("intent", i): [s.intents[i] for s in periods.values()] for i in top}
     emotions = list(labels.names.get("emotion", {})) or sorted(data.emotions)
@@ -288,7 +290,7 @@ def _trends(data: ReportData, period: str, labels: Labels) -> str:
             _num(s.messages),
             _pct(s.escalation_rate),
             _pct(s.negative_share),
-            escape(s.intents.most_common(1)[0][0]) if s.intents else "-",
+            escape(ranked(s.intents)[0][0]) if s.intents else "-",
         ]
         for start, s in listed.items()
     ]

@@ -14,6 +14,7 @@ from kefu.serving.report import charts
 from kefu.serving.report.aggregate import ReportData
 from kefu.serving.report.conversations import LAST_TURN_BUCKET
 from kefu.serving.report.html import img, num, pct, table
+from kefu.serving.report.ranking import ranked
 from kefu.serving.taxonomy import PRIORITIES
 
 ACTIONS = {"bot": "机器人答复", "clarify": "澄清追问", "human": "转人工"}
@@ -79,10 +80,11 @@ def _queue_intents(data: ReportData, labels: Names) -> str:
     per_queue: dict[str, int] = {}
     for (queue, _), count in data.queue_intents.items():
         per_queue[queue] = per_queue.get(queue, 0) + count
-    shown = set(sorted(per_queue, key=lambda queue: (-per_queue[queue], queue))[:MAX_QUEUES])
-    ranked = sorted(
-        (item for item in data.queue_intents.items() if item[0][0] in shown),
-        key=lambda item: (-per_queue[item[0][0]], item[0][0], -item[1]),
+    place = {queue: i for i, (queue, _) in enumerate(ranked(per_queue)[:MAX_QUEUES])}
+    # the busiest queues first; a stable sort keeps each queue's intents as `ranked` put them
+    rows_in_order = sorted(
+        (item for item in ranked(data.queue_intents) if item[0][0] in place),
+        key=lambda item: place[item[0][0]],
     )
     rows = [
         [
@@ -93,10 +95,10 @@ def _queue_intents(data: ReportData, labels: Names) -> str:
             pct(count / per_queue[queue]),
             pct(data.human_queue_intents[(queue, intent)] / count),
         ]
-        for (queue, intent), count in ranked
+        for (queue, intent), count in rows_in_order
     ]
     header = ["queue 队列", "intent", "名称", "messages", "share of queue", "to a person"]
-    left_out = {queue: count for queue, count in per_queue.items() if queue not in shown}
+    left_out = {queue: count for queue, count in per_queue.items() if queue not in place}
     return table("queue-intents", header, rows, {3, 4, 5}) + queues_not_shown(left_out)
 
 
@@ -141,7 +143,7 @@ def conversation_section(data: ReportData) -> str:
     parts.append(
         table("handover-turns", ["turn", "conversations", "share of handed over"], rows, {1, 2})
     )
-    reasons = stats.handover_reasons().most_common()
+    reasons = ranked(stats.handover_reasons())
     rows = [[escape(r), num(n), pct(n / handed if handed else 0)] for r, n in reasons]
     parts.append(
         '<p class="note">Why: the reasons of the message that handed each conversation over '

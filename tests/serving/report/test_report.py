@@ -40,10 +40,10 @@ def test_report_tables_hold_exact_counts(tmp_path, scored):
     assert intents[1][:2] + intents[1][3:] == ["1", "logistics_status", "6", "60.0%", "0.0%"]
     assert intents[2][1] == "invoice" and len(intents) == 3  # TOP-2
     assert intents[2][3:] == ["2", "20.0%", "50.0%"]  # 1 of its 2 messages escalates
-    assert page.tables["escalation-reasons"][1:] == [
-        ["low_confidence", "1", "50.0%"],
-        ["complaint", "1", "50.0%"],
+    assert page.tables["escalation-reasons"][1:] == [  # equal counts: by name
         ["angry", "1", "50.0%"],
+        ["complaint", "1", "50.0%"],
+        ["low_confidence", "1", "50.0%"],
     ]
     assert "2 of 10 messages escalate (20.0%)" in out.read_text(encoding="utf-8")
     assert [row[0] for row in page.tables["urgency"][1:]] == ["low", "medium", "high", "critical"]
