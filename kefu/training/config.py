@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from kefu.errors import ConfigError
+from kefu.serving.normalize import NORMALIZATION_VERSION
 from kefu.serving.taxonomy import HEADS
 from kefu.training.config_checks import PER_HEAD_KEYS, check_config
 from kefu.training.config_parsing import check_known_keys, close_hint, coerce_value, read_yaml
@@ -61,6 +62,9 @@ class TrainConfig:
     # tokens per message incl. [CLS]/[SEP]; longer ones keep head+tail (the vocabulary is per
     # character for Chinese, so 128 tokens is about 128 characters)
     max_length: int = 128
+    # the text normalisation the model learns and is served with (kefu/serving/normalize.py):
+    # 1 to the newest; the bundle records it
+    text_normalization: int = NORMALIZATION_VERSION
     # dropout before the heads
     dropout: float = 0.1
     # keep the word embeddings fixed: 11M of m3e-small's 24M parameters; about 30% less CPU per

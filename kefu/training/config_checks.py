@@ -10,6 +10,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from kefu.errors import ConfigError
+from kefu.serving.normalize import NORMALIZATION_VERSION
 from kefu.serving.taxonomy import HEADS
 from kefu.tabular.decoding import check_encoding
 
@@ -68,6 +69,12 @@ def _check_ranges(config: TrainConfig) -> None:
         _bad("layer_lr_decay", config.layer_lr_decay, "must be in (0, 1]")
     if not 8 <= config.max_length <= 512:
         _bad("max_length", config.max_length, "must be in [8, 512] (BERT positions)")
+    if not 1 <= config.text_normalization <= NORMALIZATION_VERSION:
+        _bad(
+            "text_normalization",
+            config.text_normalization,
+            f"must be a normalisation version, 1 to {NORMALIZATION_VERSION}",
+        )
     if config.max_record_lines < 1:
         _bad("max_record_lines", config.max_record_lines, "must be >= 1")
     if not 0 < config.parity_tolerance < 1:

@@ -148,7 +148,7 @@ def _encode_data(
 ) -> _Data:
     train_rows, train_weights, dev_rows, data_hash = splits
     tokenizer_json = base_tokenizer_json(base_dir, work)
-    encoder = TextEncoder.from_file(tokenizer_json, config.max_length)
+    encoder = TextEncoder.from_file(tokenizer_json, config.max_length, config.text_normalization)
     train_set = encode_split(
         [r.text for r in train_rows],
         [r.labels for r in train_rows],
@@ -269,6 +269,7 @@ def _manifest(
         model_version=model_version,
         base_model=base_name,
         max_length=config.max_length,
+        text_normalization=config.text_normalization,
         default_variant=graphs.default_variant,
         data_hash=data_hash,
         notes=notes,

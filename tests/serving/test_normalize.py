@@ -2,7 +2,7 @@
 
 import pytest
 
-from kefu.serving.normalize import normalize_text
+from kefu.serving.normalize import normalize_text, to_simplified
 from kefu.serving.tokenization import TextEncoder
 
 
@@ -76,6 +76,53 @@ def test_artefacts_become_placeholders_and_the_message_stays(raw, normalized):
 def test_what_only_traffic_brings_reads_as_the_data_does_at_every_version(raw, normalized):
     """Rules no dataset text meets apply at version 1 too: no model learned these otherwise."""
     assert normalize_text(raw) == normalize_text(raw, version=1) == normalized
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [
+        ("我的快遞三天沒動了，為什麼", "我的快递三天没动了,为什么"),  # traditional to simplified
+        ("頭髮 發貨 麵條 乾淨", "头发 发货 面条 干净"),  # one character, two simplified ones
+        ("乾隆 著名", "乾隆 著名"),  # phrases t2s keeps
+        ("退欵呢 尅扣", "退款呢 克扣"),  # variants the vocabulary lacks
+        ("唔該幫我搵個真人", "唔该帮我搵个真人"),  # 搵 becomes 揾, which it lacks: kept
+        ("揾人 谂下", "搵人 諗下"),  # the same, typed simplified
+        ("饭菜都馊了", "饭菜都变质了"),
+        ("物流停在[站点1]和[站点12]", "物流停在[站点x]和[站点x]"),
+        ("[订单编号:[订单x],订单金额:[金额x],下单时间:[日期x] [时间x]] 你好", "[订单x] 你好"),
+        ("[订单编号:[数字x],订单金额:[金额x],下单时间:NaN-NaN-NaN NaN:NaN]", "[订单x]"),
+        ("[订单编号:129623237606,订单金额:9.9元] 假的", "[订单x] 假的"),
+        ("[订单编号:[订单x] 订单金额:[金额x]] 好", "[订单x] 好"),  # fields apart by a space
+        ("商量好了 订单编号:[数字x] 订单金额:¥[金额x] 是的", "商量好了 [订单x] 是的"),
+        ("咨询订单号:123456 订单金额:9.9元 下单时间:11月3号 没到", "[订单x] 没到"),
+        ("[订单编号:[订单x],下单时间:上周五] 发票", "[订单x] 发票"),
+        ("咨询订单号:[订单x] 下单时间:[日期x] [表情]好", "[订单x] [表情]好"),  # a day's time only
+        ("订单编号:[数字x]", "订单编号:[数字x]"),  # a number alone is no card: kept
+        ("订单号:[订单x] 金额:[金额x]", "订单号:[订单x] 金额:[金额x]"),  # nor written fields
+    ],
+)
+def test_version_3_reads_traditional_unknown_characters_and_more_cards(raw, normalized):
+    assert normalize_text(raw, version=3) == normalized
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "我的快遞三天沒動了",
+        "退欵呢",
+        "饭菜都馊了",
+        "停在[站点1]",
+        "[订单编号:[订单x] 订单金额:[金额x]]",
+    ],
+)
+def test_version_2_reads_as_its_models_learned_it(raw):
+    assert normalize_text(raw, version=2) == raw
+
+
+def test_a_simplified_text_is_left_as_it_is():
+    text = "我的快递三天没动了,为什么还不发货 著名 乾隆 于是"
+    assert to_simplified(text) == text
+    assert to_simplified("於是") == "于是"
 
 
 def test_the_encoder_tokenises_the_normalized_text(tiny_bundle):

@@ -63,6 +63,11 @@ def test_a_partial_head_mapping_keeps_the_other_heads(tmp_path):
         ("dev_fraction=0", "config dev_fraction = 0.0 must be in (0, 1)"),
         ("max_length=513", "config max_length = 513 must be in [8, 512] (BERT positions)"),
         ("max_record_lines=0", "config max_record_lines = 0 must be >= 1"),
+        (
+            "text_normalization=0",
+            "config text_normalization = 0 must be a normalisation version, 1 to",
+        ),
+        ("text_normalization=99", "config text_normalization = 99 must be a normalisation version"),
         ("parity_tolerance=0", "config parity_tolerance = 0.0 must be in (0, 1)"),
         (
             "data_encoding=klingon",

@@ -159,6 +159,31 @@ def test_the_time_budget_stops_the_loop_and_still_writes_a_bundle(data_dir, base
     assert read_bundle(tmp_path / "b").manifest.default_variant == "fp32"
 
 
+def test_the_bundle_is_served_with_the_normalisation_it_was_trained_with(
+    data_dir, base_dir, tmp_path, monkeypatch
+):
+    """An older normalisation version stays trainable, and the bundle records it: the
+    classifier then reads 退欵 as version 2 did (欵 unknown), not as 退款."""
+    import kefu.training.train as training
+
+    trained_with = []
+    from_file = training.TextEncoder.from_file
+
+    def recording(*args, **kwargs):
+        encoder = from_file(*args, **kwargs)
+        trained_with.append(encoder.normalization)
+        return encoder
+
+    monkeypatch.setattr(training.TextEncoder, "from_file", recording)
+    config = tiny_config(data_dir, base_dir, text_normalization=2, max_steps=1, int8=False)
+    train(config, tmp_path / "b", log=lambda line: None, show_progress=False)
+    assert trained_with == [2]
+    assert read_bundle(tmp_path / "b").manifest.text_normalization == 2
+    encoder = Classifier.from_bundle(tmp_path / "b").encoder
+    assert encoder.normalization == 2
+    assert encoder.token_ids(["退欵"])[0] != encoder.token_ids(["退款"])[0]
+
+
 def test_early_stopping_counts_evaluations_without_a_better_score():
     stopper = EarlyStopping(patience=2)
     assert [stopper.better(score) for score in (0.5, 0.6, 0.6, 0.55)] == [True, True, False, False]

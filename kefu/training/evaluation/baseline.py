@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from kefu.errors import DataError
-from kefu.serving.tokenization import normalize_text
+from kefu.serving.normalize import NORMALIZATION_VERSION, normalize_text
 
 NGRAM_RANGE = (1, 3)
 REGULARISATION_C = 10.0  # char n-gram features are sparse and many; weak regularisation fits them
@@ -32,11 +32,13 @@ class HeadBaseline:
     pipeline: Pipeline | None
     constant: str | None
     n_train: int
+    normalization: int  # the text normalisation of the model it stands beside
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         if self.pipeline is None:
             return [self.constant or ""] * len(texts)
-        return [str(label) for label in self.pipeline.predict([normalize_text(t) for t in texts])]
+        normalized = [normalize_text(text, self.normalization) for text in texts]
+        return [str(label) for label in self.pipeline.predict(normalized)]
 
 
 def fit_head_baseline(
@@ -44,15 +46,17 @@ def fit_head_baseline(
     texts: Sequence[str],
     labels: Sequence[str | None],
     weights: Sequence[float] | None = None,
+    normalization: int = NORMALIZATION_VERSION,
 ) -> HeadBaseline:
     """Fit on the rows that carry this head's label; rows without it are skipped.
 
     `weights` are the training run's per-row draw weights (`train_weights`), passed as sample
-    weights, so the baseline sees the same mix of corpora as the encoder.
+    weights, so the baseline sees the same mix of corpora as the encoder; `normalization` is the
+    model's text normalisation, so both read the same text.
     """
     row_weights = list(weights) if weights is not None else [1.0] * len(texts)
     triples = [
-        (normalize_text(text), label, weight)
+        (normalize_text(text, normalization), label, weight)
         for text, label, weight in zip(texts, labels, row_weights, strict=True)
         if label
     ]
@@ -64,7 +68,7 @@ def fit_head_baseline(
         )
     train_texts, train_labels = zip(*pairs, strict=True)
     if len(set(train_labels)) == 1:
-        return HeadBaseline(head, None, train_labels[0], len(pairs))
+        return HeadBaseline(head, None, train_labels[0], len(pairs), normalization)
     pipeline = make_pipeline(
         TfidfVectorizer(analyzer="char", ngram_range=NGRAM_RANGE, sublinear_tf=True, min_df=1),
         # saga reaches the same optimum as lbfgs (same dev macro-F1 on the seed corpus) about 10x
@@ -76,4 +80,4 @@ def fit_head_baseline(
         np.asarray(train_labels),
         logisticregression__sample_weight=np.asarray([weight for *_, weight in triples]),
     )
-    return HeadBaseline(head, pipeline, None, len(pairs))
+    return HeadBaseline(head, pipeline, None, len(pairs), normalization)

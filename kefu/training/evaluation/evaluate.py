@@ -165,7 +165,13 @@ def _load_models(
         known = set(bundle.labels[head])  # a label the bundle cannot output cannot be scored
         labels = [label if label in known else None for label in train_data.data.labels(head)]
         baselines[head] = (
-            fit_head_baseline(head, train_data.data.texts(), labels, train_data.weights)
+            fit_head_baseline(
+                head,
+                train_data.data.texts(),
+                labels,
+                train_data.weights,
+                bundle.manifest.text_normalization,
+            )
             if any(labels)
             else None
         )

@@ -67,6 +67,17 @@ def test_baseline_learns_separable_characters_and_skips_unlabelled_rows():
     assert baseline.predict(["我要退款", "物流到哪了"]) == ["refund_return", "logistics_status"]
 
 
+def test_baseline_reads_text_as_the_model_beside_it():
+    """Fitted at version 3, 退欵 reads as 退款; at version 2 the variant is a character of its
+    own, as the model of that version read it."""
+    texts = ["退款", "款项", "物流", "流程", "流水"]
+    labels = ["refund_return"] * 2 + ["logistics_status"] * 3
+    newer = fit_head_baseline("intent", texts, labels, normalization=3)
+    older = fit_head_baseline("intent", texts, labels, normalization=2)
+    assert newer.predict(["欵欵"]) == ["refund_return"]  # 款
+    assert older.predict(["欵欵"]) == ["logistics_status"]  # nothing known: the larger class
+
+
 def test_baseline_with_one_training_label_is_a_constant():
     baseline = fit_head_baseline("emotion", ["a", "b"], ["neutral", "neutral"])
     assert baseline.pipeline is None
@@ -211,7 +222,7 @@ def test_the_baseline_block_averages_the_same_classes_as_the_model():
     from kefu.training.evaluation.head_metrics import baseline_head, baseline_predictions
 
     data, gold, _ = scored_head()
-    constant = HeadBaseline("intent", None, "a", 4)
+    constant = HeadBaseline("intent", None, "a", 4, 2)
     predicted = baseline_predictions(constant, data.texts(), LABELS)
     block = baseline_head(constant, predicted, gold, LABELS, 2)
     # a: P 1/2, R 1, F1 2/3; b and c never predicted: 0
