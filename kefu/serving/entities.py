@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kefu.serving.normalize import without_invisible
+from kefu.serving.normalize import to_simplified, without_invisible
 
 # Order of patterns matters: earlier kinds claim their span first.
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -48,8 +48,8 @@ _ASKS = re.compile(
             # 转人工, 转接人工, 转到真人; 帮我转[数字x]号客服, 转客服
             rf"转(?:接)?(?:到|给)?{_PERSON}",
             r"转(?![告账发移运寄身换化达交])(?:接|一下|下)?(?:到|给)?[^，。！？,.!?\s]{0,8}?客服",
-            # 我要人工, 找个真人, 请人工处理, 换个客服
-            rf"(?:要|找|叫|请|喊|换|接|需要|给我|来个|来一个)(?:个|一个|一位)?{_PERSON}{_NOT_A_SERVICE}",
+            # 我要人工, 找个真人, 请人工处理, 换个客服; 揾个人工 (Cantonese)
+            rf"(?:要|找|揾|搵|叫|请|喊|换|接|需要|给我|来个|来一个)(?:个|一个|一位)?{_PERSON}{_NOT_A_SERVICE}",
             rf"换(?:个|一个|一位)(?:人|客服|{_PERSON})",
             # 人工 / 人工客服 as a message of its own or a phrase of its own; 人工？？？ too, a
             # demand as customers type it (是人工？, asking whether, is taken out first)
@@ -116,8 +116,9 @@ _PHONE_WORDS = ("电话", "号码", "联系方式")
 
 def asks_for_human(text: str) -> bool:
     """True when the customer asks to be handed to a person (an agent, a supervisor, the
-    service's phone line), even inside another request."""
-    text = _NOT_ASKING.sub(" ", without_invisible(text))
+    service's phone line), even inside another request. Read in simplified characters: 轉人工
+    and 找你們領導 ask as 转人工 and 找你们领导 do."""
+    text = _NOT_ASKING.sub(" ", to_simplified(without_invisible(text)))
     for match in _ASKS.finditer(text):
         span = match.group(0)
         if any(word in span for word in _PHONE_WORDS) and _THIRD_PARTY.search(span):

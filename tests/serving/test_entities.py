@@ -109,6 +109,11 @@ HUMAN_REQUESTS = [
     "有电话吗，打字说不清楚",
     "能打电话说吗",
     "请给我回个电话",
+    # in traditional characters
+    "轉人工",
+    "找你們領導來",
+    "投訴電話是多少",
+    "唔該幫我搵個人工",
 ]
 NOT_HUMAN_REQUESTS = [
     "我要投诉",  # a complaint, routed by its intent, not a request for a person
@@ -150,6 +155,8 @@ NOT_HUMAN_REQUESTS = [
     "有没有真人试穿图",  # product photos, not a person
     "安装有没有人工费",
     "人工费呢",
+    "人工客服態度太差了",  # traditional, talking about agents
+    "是轉到人工了嗎",
 ]
 
 
