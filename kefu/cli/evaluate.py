@@ -17,6 +17,8 @@ from pathlib import Path
 
 import typer
 
+from kefu.cli.options import MaxRecordLines
+
 COLUMN_HELP = (
     "Column of the test files holding the {} (default: the one the bundle was trained on, "
     "as its training config names it)."
@@ -87,9 +89,7 @@ def command(
     encoding: str = typer.Option(
         None, "--encoding", help="Text encoding of the data files (default: detected per file)."
     ),
-    max_record_lines: int = typer.Option(
-        5, "--max-record-lines", min=1, help="Reject a CSV/TSV record over more physical lines."
-    ),
+    max_record_lines: MaxRecordLines = 5,
 ) -> None:
     import time
 

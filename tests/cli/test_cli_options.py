@@ -55,10 +55,12 @@ def test_the_loader_options_reach_the_loader(tmp_path):
     assert reject["id"] == "7"
 
 
-def test_a_shared_option_keeps_its_checks():
-    result = CliRunner().invoke(
-        app, ["data", "split", "x.csv", "--out", "o", "--max-record-lines", "0"]
-    )
+@pytest.mark.parametrize(
+    "command",
+    [("data", "split", "x.csv", "--out", "o"), ("evaluate", "--data", "x.csv", "-o", "o")],
+)
+def test_a_shared_option_keeps_its_checks(command):
+    result = CliRunner().invoke(app, [*command, "--max-record-lines", "0"])
     assert result.exit_code == 2
     assert "max-record-lines" in result.output
 
