@@ -2,8 +2,9 @@
 
 `MultiHeadPipeline` is the custom `transformers.Pipeline` one writes for a three-head model
 (no stock pipeline task has three heads): per-text tokenisation with the base model's own
-tokenizer of the text kefu's normalisation gives (as the model card tells a user), padded collation and the eager PyTorch forward, batch 1 and batch 32, on CPU with
-as many torch threads as ONNX Runtime gets.
+tokenizer of the text kefu's normalisation gives (as the model card tells a user), padded
+collation and the eager PyTorch forward, batch 1 and batch 32, on CPU with as many torch
+threads as ONNX Runtime gets.
 
 Which weights: the bundle ships ONNX only and training keeps no torch checkpoint, so this is
 the base encoder's weights with random heads (`reference.py`): the same architecture and
