@@ -20,13 +20,12 @@ from kefu.serving.taxonomy import HEADS
 if TYPE_CHECKING:
     from kefu.training.data.loader import LabelledData
 
-app = typer.Typer(
-    no_args_is_help=True,
-    help="Build the seed corpus or the real corpus's splits; validate or split a labelled file.",
-)
+DATA_HELP = "Build the seed corpus or the real corpus's splits; validate or split a labelled file."
+# short_help as well: click's lists of commands cut a help at 45 characters
+app = typer.Typer(no_args_is_help=True, help=DATA_HELP, short_help=DATA_HELP)
 
 
-@app.command("build")
+@app.command("build", short_help="Rebuild datasets/seed/ from datasets/sources/.")
 @reports_errors("data build")
 def build(
     sources: Path = typer.Option(None, help="Folder with written/*.tsv and augment.yaml."),
@@ -60,7 +59,7 @@ def build(
     )
 
 
-@app.command("real")
+@app.command("real", short_help="Rebuild datasets/real/ splits, stats and card numbers.")
 @reports_errors("data real")
 def real(
     folder: Path = typer.Option(
@@ -87,7 +86,7 @@ def real(
     )
 
 
-@app.command("validate")
+@app.command("validate", short_help="Check a labelled file: counts per label, rejected rows.")
 @reports_errors("data validate")
 @takes_labelled_file_options
 def validate(
@@ -147,7 +146,7 @@ def validate(
         raise DataError(f"no usable rows (rejected: {shown}){hint}", file=str(file))
 
 
-@app.command("split")
+@app.command("split", short_help="Split a labelled file into train, dev and test.")
 @reports_errors("data split")
 @takes_labelled_file_options
 def split(

@@ -31,6 +31,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: typer's rich panels print a type for flags too (`--table <bool>`),
+    # as if they took a value; click's layout lists a flag by its name alone.
+    rich_markup_mode=None,
 )
 
 
@@ -67,7 +70,8 @@ COMMANDS: dict[str, tuple[Callable[..., Any], str]] = {
     "bench": (bench.command, "Measure latency, throughput and accuracy cost side by side."),
 }
 for name, (command, help_text) in COMMANDS.items():
-    app.command(name, help=help_text)(reports_errors(name)(command))
+    # short_help as well: click's list of commands would cut the help at 45 characters
+    app.command(name, help=help_text, short_help=help_text)(reports_errors(name)(command))
 
 
 def main() -> None:

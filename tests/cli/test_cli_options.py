@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from kefu.cli.main import app
+from kefu.cli.main import COMMANDS, app
 
 LOADER_OPTIONS = {
     "text_col": ("text", "Column holding the message text."),
@@ -18,6 +19,9 @@ LOADER_OPTIONS = {
     "id_col": ("id", None),
     "max_record_lines": (5, "Reject a CSV/TSV record over more physical lines (a broken quote)."),
 }
+
+
+DATA_COMMANDS = ("build", "real", "validate", "split")
 
 
 def options_of(*path: str) -> dict[str, typer.core.click.Parameter]:
@@ -84,3 +88,16 @@ def test_shared_option_types_keep_each_commands_name_and_default(path, name, def
     param = options_of(*path)[name]
     assert param.opts == [f"--{name.replace('_', '-')}"]
     assert (str(param.default) if name == "bundle" else param.default) == default
+
+
+HELP_PAGES = [(), ("data",), *((name,) for name in COMMANDS), *(("data", n) for n in DATA_COMMANDS)]
+
+
+@pytest.mark.parametrize("path", HELP_PAGES, ids=" ".join)
+def test_help_lists_a_flag_by_its_name_alone_and_every_command_whole(path):
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "80"})
+
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    assert re.search(r"^  --help +Show this message and exit\.$", result.output, re.M)
+    assert "..." not in result.output.partition("Commands:")[2]
