@@ -25,6 +25,7 @@ from kefu.serving.server.access_log import ACCESS_LOGGER
 from kefu.serving.server.drain import Drain
 from kefu.serving.server.error_responses import error_response, kefu_error_response, shown
 from kefu.serving.server.metrics import Metrics
+from kefu.serving.server.protocol import ANSWERED_KEY
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 error_log = logging.getLogger("kefu.error")
@@ -54,7 +55,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestContextMiddleware:
-    """Outermost layer: request id in, X-Request-ID out, one metric and one log line per request.
+    """Outermost layer: request id in, X-Request-ID out, one metric and one log line per request
+    (but for one the HTTP protocol answered itself, `protocol.py`, which counts it).
 
     Handlers add log fields through `request.state.log` (a dict). An exception no handler
     mapped becomes a 500 JSON body here, after the traceback went to the error log. A client
@@ -125,30 +127,35 @@ class RequestContextMiddleware:
                 response["status"] = 500
         finally:
             drain.active -= 1
-            if not response["started"] and (response["gone"] or state.get("client_gone")):
-                response["status"] = CLIENT_CLOSED_REQUEST
-            seconds = time.perf_counter() - started
-            route = (
-                getattr(scope.get("route"), "path", None)
-                or state.get("route")
-                or _documentation_route(scope["path"])
+            if not state.get(ANSWERED_KEY):  # else the HTTP protocol answered and counted it
+                if not response["started"] and (response["gone"] or state.get("client_gone")):
+                    response["status"] = CLIENT_CLOSED_REQUEST
+                self._record(scope, response["status"], time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        """The request's metric and access-log line."""
+        state = scope["state"]
+        route = (
+            getattr(scope.get("route"), "path", None)
+            or state.get("route")
+            or _documentation_route(scope["path"])
+        )
+        self.metrics.observe_request(route, scope["method"], status, seconds)
+        fields = {
+            "request_id": state["request_id"],
+            "method": scope["method"],
+            "path": scope["path"][:200],
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            **state.get("log", {}),
+        }
+        if access_log.isEnabledFor(logging.INFO):
+            # made directly: `Logger.info` would walk the stack for a caller nobody logs
+            record = access_log.makeRecord(
+                ACCESS_LOGGER, logging.INFO, __file__, 0, "request", (), None
             )
-            self.metrics.observe_request(route, scope["method"], response["status"], seconds)
-            fields = {
-                "request_id": request_id,
-                "method": scope["method"],
-                "path": scope["path"][:200],
-                "status": response["status"],
-                "duration_ms": round(seconds * 1000, 3),
-                **state.get("log", {}),
-            }
-            if access_log.isEnabledFor(logging.INFO):
-                # made directly: `Logger.info` would walk the stack for a caller nobody logs
-                record = access_log.makeRecord(
-                    ACCESS_LOGGER, logging.INFO, __file__, 0, "request", (), None
-                )
-                record.fields = fields
-                access_log.handle(record)
+            record.fields = fields
+            access_log.handle(record)
 
 
 def watch_disconnect(scope: Scope, receive: Receive) -> asyncio.Task:

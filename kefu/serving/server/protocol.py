@@ -45,12 +45,21 @@ uvicorn's httptools protocol does before kefu's app sees a request:
   `KEFU_MAX_BODY_BYTES` together (what one request may hold in memory anyway). Past it reading
   stops as before, so a client cannot queue without bound, and its hang-up is seen once the
   request in flight is answered.
+- Bad bytes after whole requests wait for their answers. uvicorn wrote its 400 the moment the
+  parser failed and closed the connection, so a client that sent a request followed by bytes
+  that are not HTTP (or pipelined several) read the 400 as the answer to its first request,
+  whose real answer was cut off and counted as a 499. HTTP/1.1 answers in request order: the
+  requests read whole are answered first, reading stopped, then the 400 and the close. A
+  request whose own chunked body breaks gets the 400 as its answer; its head had reached the
+  app, which neither counts nor logs it (`ANSWERED_KEY` in its scope state), as for any other
+  `invalid_http`: one answer, counted once.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +76,9 @@ log = logging.getLogger("kefu.runtime")
 # the protocol writes itself, and `() -> None` of idle connections closed to make room.
 ERRORS_KEY = "kefu_protocol_errors"
 IDLE_CLOSED_KEY = "kefu_idle_connections_closed"
+# Scope-state key set on a request the protocol answered itself (400 `invalid_http` for its
+# broken body): the app's middleware then neither counts nor logs it.
+ANSWERED_KEY = "kefu_answered_by_protocol"
 # Requests read ahead behind the one in flight (see above); a pipelining client keeps a few
 # in flight, and each queued request holds its head and body in memory until it runs.
 READ_AHEAD_REQUESTS = 16
@@ -100,6 +112,7 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
         self.limit_concurrency = None  # uvicorn's own check (its plain-text 503) stays off
         self.idle_since: float | None = None  # loop time of the last answer, while idle
         self._unanswered: list[RequestResponseCycle] = []  # in flight, then pipelined
+        self._invalid_http_waits = False  # a 400 is written once the requests before it are
 
     def data_received(self, data: bytes) -> None:
         self.idle_since = None
@@ -158,6 +171,9 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
     def on_response_complete(self) -> None:
         pipelined = bool(self.pipeline)
         super().on_response_complete()
+        if self._invalid_http_waits and not self._answers_owed():
+            self._write_invalid_http()
+            return
         if not (pipelined or self.transport.is_closing() or self._head_begun):
             self.idle_since = self.loop.time()
 
@@ -171,7 +187,30 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to bytes its parser rejects, as kefu's JSON error."""
+        """uvicorn's call when its parser rejects bytes: kefu's JSON 400, after the answers of
+        the requests read whole before them (a request whose body broke is answered by it)."""
+        if self._invalid_http_waits:
+            return  # the parser fails again on what is read while the answers are owed
+        broken = self.cycle
+        if broken is not None and broken.more_body and not broken.response_complete:
+            broken.scope["state"][ANSWERED_KEY] = True
+            broken.disconnected = True  # its app, if running, stops reading and answers nobody
+            broken.message_event.set()
+            self.pipeline = deque(queued for queued in self.pipeline if queued[0] is not broken)
+            self._unanswered = [cycle for cycle in self._unanswered if cycle is not broken]
+        if self._answers_owed():
+            self._invalid_http_waits = True
+            self.flow.pause_reading()
+            return
+        self._write_invalid_http()
+
+    def _answers_owed(self) -> bool:
+        return any(not cycle.response_complete for cycle in self._unanswered)
+
+    def _write_invalid_http(self) -> None:
+        self._invalid_http_waits = False
+        if self.transport.is_closing():
+            return  # the last answer closed the connection: nothing follows it
         error = KefuError(
             "the request is not valid HTTP/1.1 (request line, headers or chunked body framing "
             "could not be parsed); the connection is closed",

@@ -325,3 +325,65 @@ def test_the_access_log_keeps_a_masked_marker_whole_at_the_cut(server):
 
     wait_until(logged, what="the access-log line")
     assert logged()[0]["text"] == "快" * 195 + "<phone>...(+50 chars)"
+
+
+def read_until_closed(sock) -> list[tuple[int, bytes]]:
+    """(status, body) of every response the server writes before it closes the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    answers = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        answers.append((int(head.split()[1]), rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+BROKEN_CHUNKS = (  # a chunked body whose framing breaks after its first chunk
+    b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b'X-Request-ID: broken-chunks\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"tex\r\nzz\r\n'
+)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"GARBAGE \x01\r\n\r\n", BROKEN_CHUNKS],
+    ids=["not-http-after-requests", "broken-chunks-after-requests"],
+)
+@pytest.mark.parametrize("before", [1, 2], ids=["one-request", "two-pipelined"])
+def test_requests_read_whole_before_bad_bytes_are_answered_first_then_the_400(server, bad, before):
+    # HTTP/1.1 answers in request order: a 400 written at once would be read as the answer of
+    # the request still being served, which was then cut off and counted as a 499
+    answered, hung_up = classify_count(server, "200"), classify_count(server, "499")
+    invalid = protocol_errors(server, "400", "invalid_http")
+    with connect(server.port) as sock:
+        sock.sendall((post_head(len(SMALL)) + SMALL) * before + bad)
+        answers = read_until_closed(sock)
+    assert [status for status, _ in answers] == [200] * before + [400]
+    assert json.loads(answers[-1][1])["error"]["code"] == "invalid_http"
+    assert classify_count(server, "200") == answered + before
+    assert classify_count(server, "499") == hung_up
+    assert protocol_errors(server, "400", "invalid_http") == invalid + 1
+
+
+def test_a_request_whose_chunked_body_breaks_is_answered_400_not_counted_as_a_hang_up(server):
+    # its head reached the app, which must not count or log it too: one answer, one count
+    hung_up = classify_count(server, "499")
+    invalid = protocol_errors(server, "400", "invalid_http")
+    with connect(server.port) as sock:
+        sock.sendall(BROKEN_CHUNKS)
+        assert [status for status, _ in read_until_closed(sock)] == [400]
+    with connect(server.port) as sock:  # a request logged after it, to wait for
+        sock.sendall(HEALTHZ[:-2] + b"X-Request-ID: after-broken-chunks\r\n\r\n")
+        assert read_response(sock)[0] == 200
+
+    def logged_ids() -> list[str]:
+        lines = server.log().splitlines()
+        return [json.loads(line).get("request_id") for line in lines if line.startswith("{")]
+
+    wait_until(lambda: "after-broken-chunks" in logged_ids(), what="the access-log line")
+    assert "broken-chunks" not in logged_ids()
+    assert classify_count(server, "499") == hung_up
+    assert protocol_errors(server, "400", "invalid_http") == invalid + 1
