@@ -11,6 +11,8 @@ the cut falls between whole characters and escapes and is marked with "…" (`ke
 
 from __future__ import annotations
 
+import email.message
+import sys
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -122,6 +124,40 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
     return error_response(422, _VALIDATION_CODES.get(kind, kind), message, field)
 
 
+def unreadable_json(cause: BaseException | None, content_type: str | None) -> str:
+    """Why the JSON parser gave up on a body other than for its syntax (`cause`, what it
+    raised): bytes that are not UTF-8, named with the charset the Content-Type declares when
+    that is another (a GBK client says charset=gbk), nesting deeper than the parser goes, or a
+    number longer than Python converts."""
+    if isinstance(cause, UnicodeDecodeError):
+        message = (
+            f"request body is not UTF-8: byte 0x{cause.object[cause.start]:02x} at position "
+            f"{cause.start} ({cause.reason})"
+        )
+        charset = declared_charset(content_type)
+        if charset is not None and charset.lower().replace("-", "") != "utf8":
+            message += f"; the Content-Type says charset={shown(charset)}, but JSON is UTF-8 only"
+        return message + "; send the JSON encoded as UTF-8"
+    if isinstance(cause, RecursionError):
+        return "request body is JSON nested deeper than the parser goes; send flatter JSON"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return (
+            f"request body holds a number of more than {sys.get_int_max_str_digits()} digits, "
+            "more than the parser converts; send it as a string"
+        )
+    return "request body could not be read as JSON"
+
+
+def declared_charset(content_type: str | None) -> str | None:
+    """The `charset` parameter of a Content-Type header, if it has one."""
+    if content_type is None:
+        return None
+    header = email.message.Message()
+    header["content-type"] = content_type
+    charset = header.get_param("charset")
+    return charset if isinstance(charset, str) else None
+
+
 def _path_without_slash(request: Request) -> str | None:
     """The request's path without its trailing slashes, when an endpoint is there."""
     path = request.url.path
@@ -167,10 +203,7 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
         message = str(exc.detail)
         headers = getattr(exc, "headers", None)
         if exc.status_code == 400:  # what json.loads raised on was not a syntax error
-            message = (
-                "request body could not be read as JSON: not UTF-8, nested too deeply, "
-                "or a number too long"
-            )
+            message = unreadable_json(exc.__cause__, request.headers.get("content-type"))
         elif exc.status_code == 404:
             message = f"no endpoint at {shown(request.url.path)}; see /docs"
             if (without_slash := _path_without_slash(request)) is not None:

@@ -37,6 +37,9 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 # json.loads(bytes) would quietly decode UTF-16 and UTF-32; the API is UTF-8 only.
 _UTF16_OR_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+_GZIP_MAGIC = b"\x1f\x8b"
+# Transfer codings the HTTP layer undoes (chunked) or that change nothing (identity)
+_PLAIN_TRANSFER_CODINGS = {"chunked", "identity", ""}
 
 
 def _documentation_route(path: str) -> str:
@@ -51,6 +54,20 @@ def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
             return value.decode("latin-1")
+    return None
+
+
+def _declared_coding(scope: Scope) -> str | None:
+    """The header declaring a compression of the body, which kefu does not undo: a
+    Content-Encoding other than identity, or a Transfer-Encoding coding other than chunked
+    (`gzip, chunked`: uvicorn undoes the chunks only), as `Name: value`; None when plain."""
+    encoding = _header(scope, b"content-encoding")
+    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+        return f"Content-Encoding: {encoding}"
+    transfer = _header(scope, b"transfer-encoding")
+    codings = {coding.strip().lower() for coding in (transfer or "").split(",")}
+    if transfer is not None and not codings <= _PLAIN_TRANSFER_CODINGS:
+        return f"Transfer-Encoding: {transfer}"
     return None
 
 
@@ -183,8 +200,9 @@ class BodyReadMiddleware:
     413 for bodies over `max_bytes` (by Content-Length, or by counting a chunked body, so an
     oversized upload stops at the limit instead of filling memory); 408 with `Connection:
     close` when the body has not fully arrived within `timeout_seconds` of the request head
-    (a slow or stalled client holds a connection and a task, never more); 415 for compressed
-    bodies (their bytes would otherwise be misread as UTF-16); 400 for UTF-16/32 bodies. The body is then replayed to the app in one message.
+    (a slow or stalled client holds a connection and a task, never more); 415 for bodies
+    declared compressed (their bytes would otherwise be misread as UTF-16); 400 for gzip bytes
+    declared as nothing, and for UTF-16/32 bodies. The body is then replayed to the app in one message.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout_seconds: float, retry_after: int):
@@ -222,11 +240,9 @@ class BodyReadMiddleware:
         await self.app(scope, replay, send)
 
     async def _read(self, scope: Scope, receive: Receive) -> bytes | Exception | None:
-        encoding = _header(scope, b"content-encoding")
-        if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+        if (coding := _declared_coding(scope)) is not None:
             return UnsupportedMediaType(
-                f"request body is compressed (Content-Encoding: {shown(encoding)}); "
-                "send it uncompressed as UTF-8 JSON"
+                f"request body is compressed ({shown(coding)}); send it uncompressed as UTF-8 JSON"
             )
         declared = _header(scope, b"content-length")
         if (
@@ -248,6 +264,12 @@ class BodyReadMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if body.startswith(_GZIP_MAGIC):  # its third byte is 0, as UTF-16's would be
+            return KefuError(
+                "request body is gzip data, not JSON (and no Content-Encoding says so); "
+                "send it uncompressed as UTF-8 JSON",
+                code="invalid_json",
+            )
         if body.startswith(_UTF16_OR_32_BOMS) or b"\x00" in body[:4]:
             return KefuError(  # KefuError's own status: 400, as for any undecodable body
                 "request body is not UTF-8 (it looks like UTF-16 or UTF-32); send UTF-8 JSON",

@@ -64,7 +64,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "`head_timeout` (from the connection layer, not this route): the request head did not "
         "arrive within KEFU_HEAD_TIMEOUT_SECONDS.",
         413: "`too_many_messages` or `body_too_large`.",
-        415: "`unsupported_media_type`: the body is not sent as application/json.",
+        415: "`unsupported_media_type`: the body is not sent as application/json, or is "
+        "compressed (a Content-Encoding, or a Transfer-Encoding coding besides chunked).",
         422: "A field is missing, of the wrong type, empty or too long (`missing_field`, "
         "`invalid_type`, `empty_text`, `text_too_long`, ...).",
         503: "`overloaded` or `not_ready`; `concurrency_limit` (from the connection layer, not "

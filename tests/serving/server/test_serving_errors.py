@@ -1,6 +1,7 @@
 """Client errors of POST /v1/classify about the body as a whole (not JSON, not UTF-8, empty,
 too large, not sent as JSON, compressed) and about the path: exact status and exact error body."""
 
+import gzip
 import json
 
 import pytest
@@ -40,8 +41,28 @@ CASES = [
         400,
         error(
             "invalid_json",
-            "request body could not be read as JSON: not UTF-8, nested too deeply, "
-            "or a number too long",
+            "request body is not UTF-8: byte 0xd4 at position 10 (invalid continuation byte); "
+            "send the JSON encoded as UTF-8",
+        ),
+    ),
+    (
+        "gzip bytes without Content-Encoding",
+        gzip.compress(b'{"text": "a"}'),
+        400,
+        error(
+            "invalid_json",
+            "request body is gzip data, not JSON (and no Content-Encoding says so); "
+            "send it uncompressed as UTF-8 JSON",
+        ),
+    ),
+    (
+        "a number longer than Python converts",
+        b'{"text": "a", "context": {"turn": ' + b"9" * 5000 + b"}}",
+        400,
+        error(
+            "invalid_json",
+            "request body holds a number of more than 4300 digits, more than the parser "
+            "converts; send it as a string",
         ),
     ),
     (
@@ -58,8 +79,7 @@ CASES = [
         400,
         error(
             "invalid_json",
-            "request body could not be read as JSON: not UTF-8, nested too deeply, "
-            "or a number too long",
+            "request body is JSON nested deeper than the parser goes; send flatter JSON",
         ),
     ),
 ]
@@ -140,6 +160,26 @@ def test_charset_parameter_is_accepted(client):
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize(("parameter", "charset"), [("gbk", "gbk"), ('"GB18030"', "GB18030")])
+def test_a_body_in_the_charset_its_content_type_declares_is_told_json_is_utf_8(
+    client, parameter, charset
+):
+    response = client.post(
+        "/v1/classify",
+        content='{"text": "在吗"}'.encode("gbk"),
+        headers={"content-type": f"application/json; charset={parameter}"},
+    )
+    assert (response.status_code, response.json()) == (
+        400,
+        error(
+            "invalid_json",
+            "request body is not UTF-8: byte 0xd4 at position 10 (invalid continuation byte); "
+            f"the Content-Type says charset={charset}, but JSON is UTF-8 only; "
+            "send the JSON encoded as UTF-8",
+        ),
+    )
+
+
 def test_unknown_path_and_wrong_method(client):
     missing = client.get("/v1/classfy")
     assert (missing.status_code, missing.json()) == (
@@ -153,20 +193,21 @@ def test_unknown_path_and_wrong_method(client):
     )
 
 
-def test_compressed_body(client):
-    import gzip
-
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("Content-Encoding", "gzip"), ("Transfer-Encoding", "gzip, chunked")],
+)
+def test_compressed_body(client, header, value):
     response = client.post(
         "/v1/classify",
         content=gzip.compress(b'{"text": "a"}'),
-        headers=JSON | {"content-encoding": "gzip"},
+        headers=JSON | {header: value},
     )
     assert (response.status_code, response.json()) == (
         415,
         error(
             "unsupported_media_type",
-            "request body is compressed (Content-Encoding: gzip); send it uncompressed as "
-            "UTF-8 JSON",
+            f"request body is compressed ({header}: {value}); send it uncompressed as UTF-8 JSON",
         ),
     )
     plain = client.post(

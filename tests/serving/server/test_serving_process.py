@@ -1,5 +1,6 @@
 """The real thing: `kefu serve` as a process on a free localhost port, spoken to over HTTP."""
 
+import gzip
 import json
 import os
 import subprocess
@@ -8,7 +9,7 @@ import time
 import httpx
 import pytest
 from support.paths import REPO_ROOT
-from support.serving import KEFU, Server, copy_bundle
+from support.serving import KEFU, Server, connect, copy_bundle, read_response
 
 from kefu.serving.bundle import schema as bundle_format
 
@@ -83,6 +84,33 @@ def test_bad_input_over_http(http):
     huge = http.post("/v1/classify", json={"text": "a" * (1 << 20)})
     assert (huge.status_code, huge.json()["error"]["code"]) == (413, "body_too_large")
     assert http.get("/readyz").status_code == 200  # still serving
+
+
+def test_a_body_in_another_charset_or_a_gzip_transfer_coding_is_named_over_http(server, http):
+    gbk = http.post(
+        "/v1/classify",
+        content='{"text": "在吗"}'.encode("gbk"),
+        headers={"content-type": "application/json; charset=gbk"},
+    )
+    assert (gbk.status_code, gbk.json()["error"]["message"]) == (
+        400,
+        "request body is not UTF-8: byte 0xd4 at position 10 (invalid continuation byte); "
+        "the Content-Type says charset=gbk, but JSON is UTF-8 only; send the JSON encoded as UTF-8",
+    )
+    # uvicorn undoes the chunks of `gzip, chunked`, not the gzip: the app names the header
+    body = gzip.compress('{"text": "在吗"}'.encode())
+    with connect(server.port) as sock:
+        sock.sendall(
+            b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"X-API-Key: %s\r\nTransfer-Encoding: gzip, chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+            % (API_KEY.encode(), len(body), body)
+        )
+        status, _, answer = read_response(sock)
+    assert (status, json.loads(answer)["error"]["message"]) == (
+        415,
+        "request body is compressed (Transfer-Encoding: gzip, chunked); send it uncompressed "
+        "as UTF-8 JSON",
+    )
 
 
 def test_api_key_over_http(server):
