@@ -111,6 +111,13 @@ class RequestTimeout(KefuError):
     http_status = 408
 
 
+class HeadTooLarge(KefuError):
+    """A request head (request line and header fields) over the size the server reads."""
+
+    code = "head_too_large"
+    http_status = 431
+
+
 class Forbidden(KefuError):
     """The endpoint is disabled by configuration."""
 

@@ -37,6 +37,7 @@ def test_every_error_says_its_status_and_exit_code(cls):
         (errors.RequestTimeout, 408, 1),
         (errors.Conflict, 409, 1),
         (errors.PayloadTooLarge, 413, 2),
+        (errors.HeadTooLarge, 431, 1),
         (errors.UnsupportedMediaType, 415, 1),
         (errors.InputError, 422, 2),
         (errors.BundleError, 422, 2),

@@ -138,8 +138,8 @@ class Metrics:
         self.protocol_errors = Counter(
             "kefu_protocol_errors",
             "Answers written by the HTTP protocol before the app saw a request, by status and "
-            "code: 400 invalid_http (bytes that are not HTTP), 503 concurrency_limit (over "
-            "KEFU_LIMIT_CONCURRENCY).",
+            "code: 400 invalid_http (bytes that are not HTTP), 431 head_too_large (a request "
+            "head over 64 KB), 503 concurrency_limit (over KEFU_LIMIT_CONCURRENCY).",
             ["status", "code"],
             registry=registry,
         )

@@ -11,7 +11,7 @@ from kefu.serving.server.response_schemas import ErrorBody
 
 # The headers answers carry, declared so that a generated client can read them and a schema
 # check can hold the server to them. Every answer of the app has X-Request-ID (the middleware
-# adds it); the connection layer's answers (400, 408, 503 on any path) come before any request
+# adds it); the connection layer's answers (400, 408, 431, 503 on any path) come before any request
 # id exists, so on those statuses it is declared but not promised.
 _REQUEST_ID_DESCRIPTION = (
     "The request's id, quoted in the access log: the caller's own X-Request-ID when it is 1 to "
@@ -38,7 +38,7 @@ RETRY_AFTER: dict[str, Any] = {
         "schema": {"type": "integer", "minimum": 0},
     }
 }
-_CONNECTION_LAYER_STATUSES = (400, 408, 503)
+_CONNECTION_LAYER_STATUSES = (400, 408, 431, 503)
 # The successful answer of every endpoint: FastAPI merges this into the 200 it declares.
 OK: dict[int | str, dict[str, Any]] = {200: {"headers": REQUEST_ID}}
 
@@ -68,6 +68,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "compressed (a Content-Encoding, or a Transfer-Encoding coding besides chunked).",
         422: "A field is missing, of the wrong type, empty or too long (`missing_field`, "
         "`invalid_type`, `empty_text`, `text_too_long`, ...).",
+        431: "`head_too_large` (from the connection layer, not this route): the request line "
+        "and header fields are over 64 KB.",
         503: "`overloaded` or `not_ready`; `concurrency_limit` (from the connection layer, not "
         "this route): over KEFU_LIMIT_CONCURRENCY. Retry after Retry-After seconds.",
     }.items()
@@ -137,6 +139,7 @@ RELOAD_ERRORS: dict[int | str, dict[str, Any]] = {
             }
         },
     },
+    431: ERRORS[431],
     503: {
         "model": ErrorBody,
         "headers": _headers(503),
@@ -147,9 +150,10 @@ RELOAD_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 CONNECTION_ERRORS = (
     'Every error is `{"error": {"code", "message", "field"}}` with a `code` to '
-    "branch on. Three codes come from the connection layer, before any route, so any path may "
+    "branch on. Four codes come from the connection layer, before any route, so any path may "
     "answer them and the connection is closed after each: 400 `invalid_http` (the bytes are "
     "not HTTP/1.1, or a request with a body asks to switch protocols with Upgrade), 408 "
-    "`head_timeout` (the request head did not arrive within KEFU_HEAD_TIMEOUT_SECONDS) and "
-    "503 `concurrency_limit` (over KEFU_LIMIT_CONCURRENCY; retry after Retry-After seconds)."
+    "`head_timeout` (the request head did not arrive within KEFU_HEAD_TIMEOUT_SECONDS), 431 "
+    "`head_too_large` (the request line and header fields are over 64 KB) and 503 "
+    "`concurrency_limit` (over KEFU_LIMIT_CONCURRENCY; retry after Retry-After seconds)."
 )

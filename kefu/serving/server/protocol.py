@@ -45,11 +45,15 @@ uvicorn's httptools protocol does before kefu's app sees a request:
   `KEFU_MAX_BODY_BYTES` together (what one request may hold in memory anyway). Past it reading
   stops as before, so a client cannot queue without bound, and its hang-up is seen once the
   request in flight is answered.
+- A request head is read up to `MAX_HEAD_BYTES`. httptools sets no bound (uvicorn's h11
+  protocol sets 16 KB), and the head time limit alone let one connection fill the worker's
+  memory with a header line of hundreds of MB. A longer head gets kefu's 431 `head_too_large`
+  and the connection is closed, counted and logged as the other answers here.
 - Bad bytes after whole requests wait for their answers. uvicorn wrote its 400 the moment the
   parser failed and closed the connection, so a client that sent a request followed by bytes
   that are not HTTP (or pipelined several) read the 400 as the answer to its first request,
   whose real answer was cut off and counted as a 499. HTTP/1.1 answers in request order: the
-  requests read whole are answered first, reading stopped, then the 400 and the close. A
+  requests read whole are answered first, reading stopped, then the 400 (or 431) and the close. A
   request whose own chunked body breaks gets the 400 as its answer; its head had reached the
   app, which neither counts nor logs it (`ANSWERED_KEY` in its scope state), as for any other
   `invalid_http`: one answer, counted once.
@@ -65,7 +69,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from kefu.errors import KefuError, Unavailable
+from kefu.errors import HeadTooLarge, KefuError, Unavailable
 from kefu.serving.server.counted_log import CountedLog
 from kefu.serving.server.error_responses import kefu_error_response
 from kefu.serving.server.head_timeout import HeadTimeoutProtocol, response_bytes
@@ -82,6 +86,10 @@ ANSWERED_KEY = "kefu_answered_by_protocol"
 # Requests read ahead behind the one in flight (see above); a pipelining client keeps a few
 # in flight, and each queued request holds its head and body in memory until it runs.
 READ_AHEAD_REQUESTS = 16
+# The longest request head read (request line and header fields), in bytes: nginx reads 32 KB
+# (large_client_header_buffers 4 8k), Go 1 MB (MaxHeaderBytes). A head over it is refused once
+# a read that holds only head bytes passes it: at most one read (256 KB) more is held.
+MAX_HEAD_BYTES = 64 * 1024
 # uvicorn's warning before it calls `send_400_response`, left out of the log (`_UvicornLog`)
 UVICORN_INVALID_HTTP_LINE = "Invalid HTTP request received."
 
@@ -112,13 +120,31 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
         self.limit_concurrency = None  # uvicorn's own check (its plain-text 503) stays off
         self.idle_since: float | None = None  # loop time of the last answer, while idle
         self._unanswered: list[RequestResponseCycle] = []  # in flight, then pipelined
-        self._invalid_http_waits = False  # a 400 is written once the requests before it are
+        self._closing_answer: KefuError | None = None  # written once the answers owed are
+        self._heads_read = 0  # request heads read whole on this connection
+        self._head_bytes = 0  # bytes of the head being read, counted as `data_received` says
 
     def data_received(self, data: bytes) -> None:
         self.idle_since = None
+        if self._closing_answer is not None:
+            return  # the connection closes after the answers owed: nothing more is read
+        within_head = self._head_begun  # these bytes continue a head begun before them
+        heads = self._heads_read
         super().data_received(data)
+        if within_head and self._head_begun and heads == self._heads_read:
+            self._head_bytes += len(data)  # all of them head: it did not end in them
+            if self._head_bytes > MAX_HEAD_BYTES and self._closing_answer is None:
+                self._answer_last(
+                    HeadTooLarge(
+                        "the request head (request line and header fields) is over "
+                        f"{MAX_HEAD_BYTES} bytes, the most the server reads; send shorter "
+                        "headers; the connection is closed"
+                    )
+                )
 
     def on_headers_complete(self) -> None:
+        self._heads_read += 1
+        self._head_bytes = 0
         refusal = self._refusal()
         if refusal is None:
             super().on_headers_complete()
@@ -171,8 +197,8 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
     def on_response_complete(self) -> None:
         pipelined = bool(self.pipeline)
         super().on_response_complete()
-        if self._invalid_http_waits and not self._answers_owed():
-            self._write_invalid_http()
+        if self._closing_answer is not None and not self._answers_owed():
+            self._write_closing_answer()
             return
         if not (pipelined or self.transport.is_closing() or self._head_begun):
             self.idle_since = self.loop.time()
@@ -189,7 +215,7 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's call when its parser rejects bytes: kefu's JSON 400, after the answers of
         the requests read whole before them (a request whose body broke is answered by it)."""
-        if self._invalid_http_waits:
+        if self._closing_answer is not None:
             return  # the parser fails again on what is read while the answers are owed
         broken = self.cycle
         if broken is not None and broken.more_body and not broken.response_complete:
@@ -198,30 +224,36 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
             broken.message_event.set()
             self.pipeline = deque(queued for queued in self.pipeline if queued[0] is not broken)
             self._unanswered = [cycle for cycle in self._unanswered if cycle is not broken]
+        self._answer_last(
+            KefuError(
+                "the request is not valid HTTP/1.1 (request line, headers or chunked body "
+                "framing could not be parsed); the connection is closed",
+                code="invalid_http",
+            )
+        )
+
+    def _answer_last(self, error: KefuError) -> None:
+        """Answer `error` and close the connection, once the requests read whole before it are
+        answered (HTTP/1.1 answers in request order); nothing more is read meanwhile."""
+        self._closing_answer = error
         if self._answers_owed():
-            self._invalid_http_waits = True
             self.flow.pause_reading()
-            return
-        self._write_invalid_http()
+        else:
+            self._write_closing_answer()
 
     def _answers_owed(self) -> bool:
         return any(not cycle.response_complete for cycle in self._unanswered)
 
-    def _write_invalid_http(self) -> None:
-        self._invalid_http_waits = False
-        if self.transport.is_closing():
+    def _write_closing_answer(self) -> None:
+        error = self._closing_answer
+        if error is None or self.transport.is_closing():
             return  # the last answer closed the connection: nothing follows it
-        error = KefuError(
-            "the request is not valid HTTP/1.1 (request line, headers or chunked body framing "
-            "could not be parsed); the connection is closed",
-            code="invalid_http",
-        )
         response = kefu_error_response(error, self.retry_after_seconds)
         response.headers["connection"] = "close"
         self.transport.write(response_bytes(response, self.server_state.default_headers))
         self.transport.close()
-        self._count_error(400, "invalid_http")
-        _INVALID_HTTP.add("answered")
+        self._count_error(error.http_status, error.code)
+        _CLOSING_ANSWER_LOGS[error.code].add("answered")
 
     async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
         """The ASGI app of a request over the limit: kefu's 503, the connection closed."""
@@ -310,6 +342,14 @@ _INVALID_HTTP = CountedLog(
     "(counted since the last such line; at most one a minute)",
     ("answered",),
 )
+_HEAD_TOO_LARGE = CountedLog(
+    log,
+    logging.WARNING,
+    "answered request heads over the size read with 431 head_too_large and closed the "
+    "connections (counted since the last such line; at most one a minute)",
+    ("answered",),
+)
+_CLOSING_ANSWER_LOGS = {"invalid_http": _INVALID_HTTP, "head_too_large": _HEAD_TOO_LARGE}
 _REFUSED = CountedLog(
     log,
     logging.WARNING,

@@ -116,8 +116,8 @@ class ClassifyResponse(BaseModel):
 class ErrorDetail(BaseModel):
     code: str = Field(
         description="What went wrong, for a program to branch on (`invalid_json`, `empty_text`, "
-        "...; `invalid_http`, `head_timeout` and `concurrency_limit` come from the connection "
-        "layer, before any route)."
+        "...; `invalid_http`, `head_timeout`, `head_too_large` and `concurrency_limit` come "
+        "from the connection layer, before any route)."
     )
     message: str = Field(description="What was expected, what was found and how to fix it.")
     field: str | None = Field(  # always answered, null when no one value is at fault

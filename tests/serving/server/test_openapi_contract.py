@@ -19,7 +19,7 @@ OPERATIONS = {
     ("post", "/v1/admin/reload"),
 }
 # The connection layer answers these before a request id exists (openapi_errors.py).
-CONNECTION_LAYER_STATUSES = {"400", "408", "503"}
+CONNECTION_LAYER_STATUSES = {"400", "408", "431", "503"}
 
 
 @pytest.fixture(scope="module")

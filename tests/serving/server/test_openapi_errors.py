@@ -1,5 +1,5 @@
 """The error codes as /openapi.json documents them: the codes the connection layer answers
-before any route (invalid_http, head_timeout, concurrency_limit) are where a client reads the
+before any route (invalid_http, head_timeout, head_too_large, concurrency_limit) are where a client reads the
 API's errors, said to come from there, next to each status's route codes."""
 
 import re
@@ -10,7 +10,12 @@ from support.serving import isolated_settings
 
 from kefu.serving.server.app import create_app
 
-CONNECTION_CODES = {"invalid_http": "400", "head_timeout": "408", "concurrency_limit": "503"}
+CONNECTION_CODES = {
+    "invalid_http": "400",
+    "head_timeout": "408",
+    "head_too_large": "431",
+    "concurrency_limit": "503",
+}
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +105,9 @@ def test_reload_names_the_code_of_each_status_it_documents(admin_client):
     responses = admin_client.get("/openapi.json").json()["paths"]["/v1/admin/reload"]["post"][
         "responses"
     ]
-    assert set(responses) == {"200", "400", "401", "403", "408", "409", "413", "415", "422", "503"}
+    assert set(responses) == {
+        *("200", "400", "401", "403", "408", "409", "413", "415", "422", "431", "503")
+    }
     for status, code in {
         "403": "forbidden",
         "409": "reload_unsupported",

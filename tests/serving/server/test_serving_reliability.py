@@ -3,6 +3,7 @@ floods, SIGTERM under load, a killed worker. Every test reproduces a failure see
 
 import json
 import os
+import select
 import signal
 import socket
 import time
@@ -287,3 +288,36 @@ def test_a_refused_request_whose_body_arrived_keeps_its_connection(server):
         assert read_response(sock)[0] == 200
     finally:
         sock.close()
+
+
+def head_in_pieces(port: int, head_bytes: int) -> socket.socket:
+    """A connection that sent a GET /healthz head of about `head_bytes`, in reads of 16 KB
+    (one header line), until the server answered or the head ended."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ")
+    for _ in range(head_bytes // 16384):
+        if select.select([sock], [], [], 0.2)[0]:  # answered: the rest is never sent
+            break
+        sock.sendall(b"a" * 16384)
+    else:
+        sock.sendall(b"\r\n\r\n")
+    return sock
+
+
+def test_a_request_head_over_64_kb_gets_431_and_the_connection_is_closed(server):
+    # httptools sets no bound: a header line of hundreds of MB filled the worker's memory
+    counted = {"code": "head_too_large", "status": "431"}
+    before = metric(server.url, "kefu_protocol_errors_total", **counted)
+    with head_in_pieces(server.port, 1 << 20) as sock:
+        status, headers, body = read_response(sock)
+        assert (status, headers["connection"]) == (431, "close")
+        assert json.loads(body)["error"] == {
+            "code": "head_too_large",
+            "message": "the request head (request line and header fields) is over 65536 bytes, "
+            "the most the server reads; send shorter headers; the connection is closed",
+            "field": None,
+        }
+        assert sock.recv(1) == b""
+    assert metric(server.url, "kefu_protocol_errors_total", **counted) == before + 1
+    with head_in_pieces(server.port, 60_000) as sock:  # under the bound, in reads as well
+        assert read_response(sock)[0] == 200
