@@ -87,8 +87,9 @@ ANSWERED_KEY = "kefu_answered_by_protocol"
 # in flight, and each queued request holds its head and body in memory until it runs.
 READ_AHEAD_REQUESTS = 16
 # The longest request head read (request line and header fields), in bytes: nginx reads 32 KB
-# (large_client_header_buffers 4 8k), Go 1 MB (MaxHeaderBytes). A head over it is refused once
-# a read that holds only head bytes passes it: at most one read (256 KB) more is held.
+# (large_client_header_buffers 4 8k), Go 1 MB (MaxHeaderBytes). A head that has not ended is
+# refused once the reads holding only its bytes pass it (at most one read, 256 KB, more is
+# held); one that ended is measured whole.
 MAX_HEAD_BYTES = 64 * 1024
 # uvicorn's warning before it calls `send_400_response`, left out of the log (`_UvicornLog`)
 UVICORN_INVALID_HTTP_LINE = "Invalid HTTP request received."
@@ -134,13 +135,7 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
         if within_head and self._head_begun and heads == self._heads_read:
             self._head_bytes += len(data)  # all of them head: it did not end in them
             if self._head_bytes > MAX_HEAD_BYTES and self._closing_answer is None:
-                self._answer_last(
-                    HeadTooLarge(
-                        "the request head (request line and header fields) is over "
-                        f"{MAX_HEAD_BYTES} bytes, the most the server reads; send shorter "
-                        "headers; the connection is closed"
-                    )
-                )
+                self._answer_last(_head_too_large())
 
     def on_headers_complete(self) -> None:
         self._heads_read += 1
@@ -171,7 +166,20 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
             _REFUSED.add("refused", concurrency_limit=limit)
             return self._refuse
         if self.parser.should_upgrade() and _declares_body(self.headers):
-            return self._refuse_upgrade
+            return self._closing_app(
+                KefuError(
+                    "the request asks to switch protocols (Upgrade header) and carries a body, "
+                    "which is then not read as HTTP/1.1; kefu speaks HTTP/1.1 only: send the "
+                    "request without Upgrade (curl: --http1.1, not --http2, on http://); the "
+                    "connection is closed",
+                    code="invalid_http",
+                )
+            )
+        # a head read in one go was not counted by data_received: measured whole here
+        if len(self.url) + sum(len(name) + len(value) for name, value in self.headers) > (
+            MAX_HEAD_BYTES
+        ):
+            return self._closing_app(_head_too_large())
         return None
 
     def _unsupported_upgrade_warning(self) -> None:
@@ -263,28 +271,24 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
             f"(KEFU_LIMIT_CONCURRENCY); retry after {self.retry_after_seconds} s",
             code="concurrency_limit",
         )
-        response = kefu_error_response(error, self.retry_after_seconds)
-        response.headers["connection"] = "close"
-        response.headers["x-content-type-options"] = "nosniff"
-        self._count_error(503, "concurrency_limit")
-        await response(scope, receive, send)
+        await self._closing_app(error)(scope, receive, send)
 
-    async def _refuse_upgrade(self, scope: Any, receive: Any, send: Any) -> None:
-        """The ASGI app of a request with a body that asks to switch protocols: the parser hands
-        what follows such a head to the new protocol, so the body would be lost (the app saw an
-        empty body and answered `missing_body`): kefu's 400, the connection closed."""
-        error = KefuError(
-            "the request asks to switch protocols (Upgrade header) and carries a body, which "
-            "is then not read as HTTP/1.1; kefu speaks HTTP/1.1 only: send the request without "
-            "Upgrade (curl: --http1.1, not --http2, on http://); the connection is closed",
-            code="invalid_http",
-        )
-        response = kefu_error_response(error, self.retry_after_seconds)
-        response.headers["connection"] = "close"
-        response.headers["x-content-type-options"] = "nosniff"
-        self._count_error(400, "invalid_http")
-        _INVALID_HTTP.add("answered")
-        await response(scope, receive, send)
+    def _closing_app(self, error: KefuError) -> Callable[..., Any]:
+        """The ASGI app of one request refused from its head (a request with a body that asks
+        to switch protocols: the parser hands what follows such a head to the new protocol, so
+        the body would be lost; a head over MAX_HEAD_BYTES): kefu's error, counted, the
+        connection closed after it."""
+
+        async def refuse(scope: Any, receive: Any, send: Any) -> None:
+            response = kefu_error_response(error, self.retry_after_seconds)
+            response.headers["connection"] = "close"
+            response.headers["x-content-type-options"] = "nosniff"
+            self._count_error(error.http_status, error.code)
+            if error.code in _CLOSING_ANSWER_LOGS:  # a concurrency refusal is logged as decided
+                _CLOSING_ANSWER_LOGS[error.code].add("answered")
+            await response(scope, receive, send)
+
+        return refuse
 
     def _close_idle_connections(self, limit: int) -> None:
         """Close the connections idle longest until this one's request fits under `limit`."""
@@ -311,6 +315,13 @@ class KefuHttpProtocol(HeadTimeoutProtocol):
         count = self.app_state.get(ERRORS_KEY)
         if count is not None:
             count(status, code)
+
+
+def _head_too_large() -> HeadTooLarge:
+    return HeadTooLarge(
+        f"the request head (request line and header fields) is over {MAX_HEAD_BYTES} bytes, "
+        "the most the server reads; send shorter headers; the connection is closed"
+    )
 
 
 def _declares_body(headers: list[tuple[bytes, bytes]]) -> bool:

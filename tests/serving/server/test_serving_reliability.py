@@ -318,6 +318,10 @@ def test_a_request_head_over_64_kb_gets_431_and_the_connection_is_closed(server)
             "field": None,
         }
         assert sock.recv(1) == b""
-    assert metric(server.url, "kefu_protocol_errors_total", **counted) == before + 1
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 100_000 + b"\r\n\r\n")
+        status, headers, _ = read_response(sock)  # a head read in one go: measured whole
+        assert (status, headers["connection"]) == (431, "close")
+    assert metric(server.url, "kefu_protocol_errors_total", **counted) == before + 2
     with head_in_pieces(server.port, 60_000) as sock:  # under the bound, in reads as well
         assert read_response(sock)[0] == 200
