@@ -50,11 +50,16 @@ def admin_token_problem(settings: Settings, token: str | None) -> KefuError | No
     return None
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
+def _credential(scope: Scope, name: bytes) -> str | None:
+    """The header's value; "" when it is sent more than once, which no key or token matches.
+
+    Proxies and frameworks disagree on which of two copies wins (the first, the last, both
+    joined), so a request carrying two is refused rather than judged by one of them.
+    """
+    values = [value for key, value in scope["headers"] if key == name]
+    if len(values) > 1:
+        return ""
+    return values[0].decode("latin-1") if values else None
 
 
 class GateMiddleware:
@@ -92,9 +97,9 @@ class GateMiddleware:
             await send({"type": "http.response.body", "body": self._busy_body})
             return
         if path.startswith(ADMIN_PREFIX):
-            problem = admin_token_problem(self.settings, _header(scope, b"x-admin-token"))
+            problem = admin_token_problem(self.settings, _credential(scope, b"x-admin-token"))
         else:
-            problem = api_key_problem(self.settings, _header(scope, b"x-api-key"))
+            problem = api_key_problem(self.settings, _credential(scope, b"x-api-key"))
         if problem is not None:
             await kefu_error_response(problem, self.settings.retry_after_seconds)(
                 scope, receive, send

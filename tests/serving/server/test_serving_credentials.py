@@ -37,6 +37,21 @@ def test_every_configured_key_is_accepted(client):
         )
 
 
+@pytest.mark.parametrize(
+    ("path", "name", "good"),
+    [
+        ("/v1/classify", "X-API-Key", "key-one"),
+        ("/v1/admin/reload", "X-Admin-Token", "admin-secret"),
+    ],
+)
+def test_a_credential_sent_twice_is_refused_whichever_copy_is_good(client, path, name, good):
+    # proxies disagree on which copy wins, so neither order may pass
+    for pair in ([good, "wrong"], ["wrong", good], [good, good]):
+        headers = [(name, value) for value in pair]
+        response = client.post(path, json={"text": "在吗"}, headers=headers)
+        assert (response.status_code, response.json()["error"]["code"]) == (401, "unauthorized")
+
+
 def test_auth_is_checked_before_the_body_is_read(client):
     # Without a key, no body is parsed: invalid JSON, a body over KEFU_MAX_BODY_BYTES, a UTF-16
     # body and an unknown field all get the same 401, which tells the caller nothing.
