@@ -164,7 +164,7 @@ def _check_columns(name: str, found: list[str] | None, columns: Columns) -> None
         return  # no header and no JSON object: the records can only be rejects
     if columns.text not in found:
         raise DataError(
-            f"text column {columns.text!r} is missing; found columns {sorted(found)}; "
+            f"text column {columns.text!r} is missing; found columns {found}; "
             "name the text column with --text-col (kefu train: --set text_column=NAME)",
             file=name,
             column=columns.text,
@@ -172,7 +172,9 @@ def _check_columns(name: str, found: list[str] | None, columns: Columns) -> None
     label_columns = [columns.label_column(head) for head in HEADS]
     if not any(column in found for column in label_columns):
         raise DataError(
-            f"none of the label columns {label_columns} is present; found {sorted(found)}",
+            f"none of the label columns {label_columns} is present; found columns {found}; "
+            "name the ones that hold labels with --intent-col, --urgency-col, --emotion-col "
+            "(kefu train: --set intent_column=NAME, ...)",
             file=name,
         )
 

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -89,6 +90,22 @@ def test_missing_text_column_is_a_clear_error(tmp_path):
     ):
         load_labelled(path)
     assert load_labelled(path, text_col="content").rows[0].text == "hi"
+
+
+def test_a_file_without_any_label_column_names_the_options_that_name_them(tmp_path):
+    """A shop's export with Chinese headers: the error lists its columns as the file orders them
+    and says which options name the label columns, on the commands and in training."""
+    path = tmp_path / "shop.csv"
+    path.write_text("工单号,content,意图,紧急程度\nT1,在吗,问候/感谢,低\n", encoding="utf-8")
+    message = (
+        "none of the label columns ['intent', 'urgency', 'emotion'] is present; found columns "
+        "['工单号', 'content', '意图', '紧急程度']; name the ones that hold labels with "
+        "--intent-col, --urgency-col, --emotion-col (kefu train: --set intent_column=NAME, ...)"
+    )
+    with pytest.raises(DataError, match=re.escape(message)):
+        load_labelled(path, text_col="content")
+    named = load_labelled(path, text_col="content", intent_col="意图", urgency_col="紧急程度")
+    assert named.rows[0].labels == {"intent": "greeting", "urgency": "low", "emotion": None}
 
 
 def test_csv_with_custom_columns_and_quoted_newline(tmp_path):
