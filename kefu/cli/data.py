@@ -153,7 +153,9 @@ def split(
     file: LabelledFile,
     out: Path = typer.Option(..., "--out", help="Folder for train.jsonl, dev.jsonl, test.jsonl."),
     session_col: str = typer.Option(
-        None, help="Conversation id column: every turn of a chat goes to the same split."
+        None,
+        help="Conversation id column: every turn of a chat goes to the same split, and the "
+        "files carry it as 'session', the column kefu evaluate reads chats by.",
     ),
     shares: str = typer.Option("0.7,0.15,0.15", help="Train, dev and test shares."),
     seed: int = typer.Option(13, help="Another seed places the rows differently."),

@@ -8,8 +8,9 @@ and no repeated message sits on both sides of an evaluation, and adding rows lat
 already placed. A dev or test row outside a conversation whose text nearly repeats a training
 text (character 5-gram Jaccard >= 0.8) then moves to train, as in `kefu data real`: held-out
 rows measure messages the model has not seen reworded. The files are written in kefu's own
-JSONL columns (`id`, `text`, `intent`, `urgency`, `emotion`; null where a head is unlabelled),
-so `kefu train --data-dir DIR` and `kefu evaluate --data DIR/test.jsonl` need no column options.
+JSONL columns (`id`, `text`, `intent`, `urgency`, `emotion`; null where a head is unlabelled;
+`session` with a session column), so `kefu train --data-dir DIR` and `kefu evaluate --data
+DIR/test.jsonl` need no column options, and evaluation reads each chat as one.
 """
 
 from __future__ import annotations
@@ -137,6 +138,8 @@ def _session(row: LabelledRow, column: str | None) -> str:
 def _line(row: LabelledRow, session_column: str | None) -> str:
     record: dict[str, Any] = {"id": row.id, "text": row.text}
     record |= {head: row.labels[head] for head in HEADS}
+    if session_column is not None:  # the column kefu evaluate groups a chat's turns by
+        record["session"] = _session(row, session_column) or None
     record |= {
         name: value
         for name, value in row.extra.items()

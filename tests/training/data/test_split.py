@@ -15,6 +15,7 @@ from kefu.errors import DataError, InputError
 from kefu.training.data.loader import load_labelled
 from kefu.training.data.overlap import max_jaccard
 from kefu.training.data.split import SPLITS, parse_shares, split_labelled, write_splits
+from kefu.training.evaluation.conversations import conversations_of
 
 runner = CliRunner()
 HANZI = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能"
@@ -149,6 +150,32 @@ def test_the_files_hold_kefus_own_columns_and_load_without_options(tmp_path):
     assert written["dev"].read_text("utf-8") == ""
     again = load_labelled(written["train"])
     assert [row.labels for row in again.rows] == [row.labels for row in data.rows]
+
+
+def test_the_session_column_is_written_as_the_session_evaluation_groups_chats_by(tmp_path):
+    """A shop's chat id column (`会话ID`) becomes `session` too, so `kefu evaluate` on the split
+    sees each chat (conversation view, chat-wise intervals) without --session-col."""
+    source = tmp_path / "export.csv"
+    source.write_text(
+        "id,会话ID,text,intent\n"
+        "a1,c1,在吗,greeting\n"
+        "a2,c1,我的快递三天没动了,logistics_issue\n"
+        "a3,,退款怎么还没到账,refund_return\n",
+        encoding="utf-8",
+    )
+    data = load_labelled(source)
+    split = split_labelled(data, session_column="会话ID", shares=(0.0001, 0.0, 0.9999))
+    written = write_splits(split, tmp_path / "out", data.rejects)
+    test_rows = [json.loads(line) for line in written["test"].read_text("utf-8").splitlines()]
+    assert [(row["id"], row["session"], row["会话ID"]) for row in test_rows] == [
+        ("a1", "c1", "c1"),
+        ("a2", "c1", "c1"),
+        ("a3", None, ""),
+    ]
+    chats = conversations_of(load_labelled(written["test"]))
+    assert {session: [row.id for row in turns] for session, turns in chats.items()} == {
+        "c1": ["a1", "a2"]
+    }
 
 
 def test_parse_shares():
