@@ -159,7 +159,7 @@ def command(
         block = metrics if position == 0 else metrics[name]
         for head, scores in block["model"].items():
             if not scores["trained"]:
-                log(f"{name:6s} {head:8s} not trained (its training data had no labels for it)")
+                log(f"{name:6s} {head:8s} not trained (too few labels or one class: see the card)")
                 continue
             if not scores["n"]:
                 log(f"{name:6s} {head:8s} not scored (no row carries an {head} label it knows)")

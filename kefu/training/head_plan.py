@@ -1,7 +1,8 @@
 """Which heads and classes the training data can teach, decided before the model is built.
 
-A head with (almost) no labels is not trained, and a class with few rows is named in the log and
-the model card: routing rules keyed on a label the model never predicts would never fire.
+A head with (almost) no labels, or labels of one class only, is not trained, and a class with few
+rows is named in the log and the model card: routing rules keyed on a label the model never
+predicts would never fire.
 """
 
 from __future__ import annotations
@@ -26,27 +27,30 @@ class HeadPlan(NamedTuple):
 
 
 def plan_heads(
-    config: TrainConfig, train_set: EncodedSplit, log: Callable[[str], None]
+    config: TrainConfig, train_set: EncodedSplit, taxonomy: Taxonomy, log: Callable[[str], None]
 ) -> HeadPlan:
-    """A head with (almost) no labels is not trained.
+    """A head the data cannot teach is not trained: (almost) no labels, or one class only.
 
-    It would predict noise that drives routing (a random urgency head sends messages to P0);
-    serving skips it instead.
+    It would predict noise that drives routing (a random urgency head sends messages to P0), or
+    one answer for every message (an emotion head taught only `angry` hands every message to a
+    person); serving skips it instead.
     """
-    untrained = untrained_heads(train_set, config.min_head_labels)
+    reasons = untrained_heads(train_set, config.min_head_labels, taxonomy)
     notes: list[str] = []
-    if untrained:
+    if reasons:
         config = replace(
             config,
-            loss_weights={h: 0.0 if h in untrained else w for h, w in config.loss_weights.items()},
+            loss_weights={h: 0.0 if h in reasons else w for h, w in config.loss_weights.items()},
         )
-        notes.append(
-            f"not trained (fewer than {config.min_head_labels} labelled training rows): "
-            f"{', '.join(untrained)}; serving returns no label for them and routing ignores them"
-        )
-        log(f"warning: {notes[-1]}")
-    trained = tuple(head for head in HEADS if head not in untrained)
-    return HeadPlan(config, trained, untrained, notes)
+        for reason in dict.fromkeys(reasons.values()):
+            heads = [head for head, why in reasons.items() if why == reason]
+            notes.append(
+                f"not trained ({reason}): {', '.join(heads)}; serving returns no label for "
+                "them and routing ignores them"
+            )
+            log(f"warning: {notes[-1]}")
+    trained = tuple(head for head in HEADS if head not in reasons)
+    return HeadPlan(config, trained, list(reasons), notes)
 
 
 # A class with fewer training rows than this is named in the log and the model card.
@@ -80,13 +84,28 @@ def thin_classes(
     return [note]
 
 
-def untrained_heads(train_set: EncodedSplit, min_labels: int) -> list[str]:
-    """Heads with fewer than `min_labels` labelled training rows; intent must never be one."""
-    counts = {head: int((train_set.labels[head] >= 0).sum()) for head in HEADS}
-    untrained = [head for head in HEADS if counts[head] < min_labels]
-    if "intent" in untrained:
-        raise DataError(
-            f"only {counts['intent']} training rows carry an intent label (at least {min_labels} "
-            "needed): routing is keyed on the intent; label more rows or lower min_head_labels"
-        )
-    return untrained
+def untrained_heads(train_set: EncodedSplit, min_labels: int, taxonomy: Taxonomy) -> dict[str, str]:
+    """head -> why it is not trained: fewer than `min_labels` labelled training rows, or every
+    one of them the same class (such a head learns nothing, and scores 1.0 on a test set of
+    the same export). The intent head must be trained: routing is keyed on it."""
+    reasons = {}
+    for head in HEADS:
+        labels = train_set.labels[head][train_set.labels[head] >= 0]
+        classes = np.unique(labels)
+        if len(labels) < min_labels:
+            reasons[head] = f"fewer than {min_labels} labelled training rows"
+            if head == "intent":
+                raise DataError(
+                    f"only {len(labels)} training rows carry an intent label (at least "
+                    f"{min_labels} needed): routing is keyed on the intent; label more rows or "
+                    "lower min_head_labels"
+                )
+        elif len(classes) == 1:
+            only = taxonomy.labels(head)[int(classes[0])]
+            reasons[head] = f"every labelled training row is {only}"
+            if head == "intent":
+                raise DataError(
+                    f"every training row with an intent label is {only}: routing is keyed on "
+                    "the intent, which needs rows of two intents at least"
+                )
+    return reasons

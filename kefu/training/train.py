@@ -78,7 +78,7 @@ def train(
     work = Path(tempfile.mkdtemp(prefix="kefu-train-"))
     try:
         data = _encode_data(splits, base.path, work, config, taxonomy, log)
-        config, trained, untrained, notes = plan_heads(config, data.train_set, log)
+        config, trained, untrained, notes = plan_heads(config, data.train_set, taxonomy, log)
         notes += thin_classes(data.train_set, taxonomy, trained, log)
 
         # 3. model: pretrained encoder, new heads, loss weighted per head (and per class)

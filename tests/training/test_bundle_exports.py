@@ -96,6 +96,32 @@ def test_heads_without_labels_are_marked_untrained_skipped_and_not_scored(
         assert f"{head:8s} not trained" in evaluated.output
 
 
+def test_a_head_labelled_with_one_class_only_is_marked_untrained(data_dir, base_dir, tmp_path):
+    """An export whose emotion column says 平静 on every row: the head could only ever answer
+    neutral (and would score 1.0 on a test set of the same export), so it is not trained."""
+    for name in ("train.jsonl", "dev.jsonl"):
+        rows = [json.loads(line) for line in (data_dir / name).read_text().splitlines()]
+        write_jsonl(tmp_path / name, [row | {"emotion": "平静"} for row in rows])
+    logged: list[str] = []
+    config = tiny_config(tmp_path, base_dir, max_steps=2)
+    bundle = train(config, tmp_path / "bundle", log=logged.append, show_progress=False).bundle
+    note = (
+        "not trained (every labelled training row is neutral): emotion; serving returns no "
+        "label for them and routing ignores them"
+    )
+    assert bundle.manifest.untrained_heads == ["emotion"]
+    assert note in bundle.manifest.notes and f"warning: {note}" in logged
+    assert bundle.trained("urgency")
+
+
+def test_an_intent_head_labelled_with_one_class_only_is_a_clear_error(data_dir, base_dir, tmp_path):
+    rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()]
+    write_jsonl(tmp_path / "train.jsonl", [row | {"intent": "其他"} for row in rows])
+    config = tiny_config(tmp_path, base_dir, dev_data=str(data_dir / "dev.jsonl"), max_steps=1)
+    with pytest.raises(DataError, match="every training row with an intent label is other: "):
+        train(config, tmp_path / "bundle", log=lambda line: None, show_progress=False)
+
+
 def test_too_few_intent_labels_is_a_clear_error(data_dir, base_dir, tmp_path):
     rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()]
     write_jsonl(tmp_path / "train.jsonl", rows[:10])
