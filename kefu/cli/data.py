@@ -199,10 +199,7 @@ def split(
             typer.echo(f"warning: {name} has no {head} {', '.join(labels)} (not measured there)")
     if data.rejects:
         typer.echo(f"{len(data.rejects)} rejected rows in {written['rejects']}")
-    typer.echo(
-        f"next: kefu train --config kefu/training/configs/default.yaml --data-dir {out} "
-        "--out models/mine"
-    )
+    typer.echo(f"next: kefu train --data-dir {out} --out models/mine")
 
 
 def _print_repeats(data: LabelledData) -> None:

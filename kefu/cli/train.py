@@ -16,7 +16,12 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / 
 def command(
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
     config: Path = typer.Option(
-        DEFAULT_CONFIG, "--config", "-c", help="YAML training config.", show_default=False
+        DEFAULT_CONFIG,
+        "--config",
+        "-c",
+        help="YAML training config (default: kefu/training/configs/default.yaml, installed "
+        "with kefu).",
+        show_default=False,
     ),
     overrides: list[str] = typer.Option(
         [],

@@ -109,7 +109,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
+        raise ConfigError(
+            f"config file {path} not found from {Path.cwd()}; without --config, kefu train reads "
+            "its default config (kefu/training/configs/default.yaml, installed with kefu)"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if raw is None:

@@ -203,6 +203,25 @@ def test_kefu_train_says_which_key_was_meant(tmp_path, monkeypatch):
     assert "Traceback" not in result.output and not (tmp_path / "m").exists()
 
 
+def test_kefu_train_outside_the_checkout_is_told_it_can_leave_config_out(tmp_path, monkeypatch):
+    """`--config kefu/training/configs/default.yaml`, copied from the README into a data folder:
+    the path is relative to a checkout, and kefu train reads that file without --config."""
+    from typer.testing import CliRunner
+
+    from kefu.cli.main import app
+    from kefu.cli.train import DEFAULT_CONFIG
+
+    monkeypatch.chdir(tmp_path)
+    config = "kefu/training/configs/default.yaml"
+    result = CliRunner().invoke(app, ["train", "--config", config, "--out", "m"])
+    assert result.exit_code == 2, result.output
+    assert (
+        f"config file {config} not found from {tmp_path}; without --config, kefu train reads "
+        f"its default config ({config}, installed with kefu)"
+    ) in " ".join(result.output.split())
+    assert DEFAULT_CONFIG == DEFAULT_YAML  # what kefu train reads without --config
+
+
 def test_the_saved_config_reloads_to_the_same_config(tmp_path):
     config = load_config(DEFAULT_YAML, ["epochs=1", "base_model=/models/x"])
     saved = tmp_path / "training_config.json"
