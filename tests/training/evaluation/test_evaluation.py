@@ -376,3 +376,25 @@ def test_the_training_files_rejects_are_counted_in_one_line_not_listed(
         f"validate {train} lists them)"
     ) in done.output
     assert "zzz_label" not in done.output
+
+
+def test_a_test_file_that_holds_the_training_rows_is_warned_of(tiny_bundle, data_dir, tmp_path):
+    """Evaluating on the training file (or a whole export the splits came from) scores memory:
+    the log says so; a held-out test file shares no text with training and is not warned of."""
+    train = data_dir / "train.jsonl"
+    memorised = run_cli(
+        "--bundle", tiny_bundle, "--data", f"mine={train}", "--train-data", train,
+        "--threads", 1, "--no-public-dev", "-o", tmp_path / "memorised",
+    )  # fmt: skip
+    assert memorised.exit_code == 0, memorised.output
+    assert (
+        f"warning: mine: {len(TRAIN_ROWS)} of {len(TRAIN_ROWS)} rows have a text of the training "
+        f"data ({train}): their scores measure memory, not reading; evaluate on held-out rows "
+        "(kefu data split)"
+    ) in " ".join(memorised.output.split())
+    held_out = run_cli(
+        "--bundle", tiny_bundle, "--data", data_dir / "test.jsonl", "--threads", 1,
+        "--no-public-dev", "-o", tmp_path / "held-out",
+    )  # fmt: skip
+    assert held_out.exit_code == 0, held_out.output
+    assert "memory, not reading" not in held_out.output
