@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shlex
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,6 +259,17 @@ def _labels(
 
 def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
+
+
+def validate_command(source: str, columns: Mapping[str, Any]) -> str:
+    """The `kefu data validate` command that reads `source` as `load_labelled(**columns)` did:
+    the columns that are not the defaults named with validate's options, quoted for a shell."""
+    flags = "".join(
+        f" --{flag.replace('_', '-')} {shlex.quote(str(name))}"
+        for flag, name in columns.items()
+        if name is not None and name != getattr(Columns(), flag.removesuffix("_col"))
+    )
+    return f"kefu data validate {source}{flags}"
 
 
 def trained_columns(training_config: Mapping[str, Any]) -> dict[str, str]:

@@ -8,7 +8,6 @@ hash of the normalised text so that copies of one message never land on both sid
 from __future__ import annotations
 
 import hashlib
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from kefu.serving.bundle.schema import sha256_file
 from kefu.serving.taxonomy import Taxonomy
 from kefu.serving.tokenization import normalize_text
 from kefu.training.config import TrainConfig
-from kefu.training.data.loader import Columns, LabelledRow, load_labelled
+from kefu.training.data.loader import LabelledRow, load_labelled, validate_command
 
 
 def load_splits(
@@ -56,16 +55,9 @@ def load_splits(
         )
         if data.rejects:
             shown = "; ".join(reject.describe() for reject in data.rejects[:3])
-            # the validate command that reads this file as training did: the columns that are
-            # not the defaults (`Columns`, as validate's options) named
-            flags = "".join(
-                f" --{flag.replace('_', '-')} {shlex.quote(str(name))}"
-                for flag, name in columns.items()
-                if name is not None and name != getattr(Columns(), flag.removesuffix("_col"))
-            )
             log(
                 f"warning: {len(data.rejects)} rows of {data.source} rejected and not used "
-                f"({shown}); `kefu data validate {data.source}{flags} --rejects FILE` lists "
+                f"({shown}); `{validate_command(data.source, columns)} --rejects FILE` lists "
                 "them all"
             )
         if not data.rows:

@@ -22,7 +22,13 @@ from kefu.serving.bundle.schema import EVALUATION_DIR
 from kefu.serving.bundle.writer import update_bundle
 from kefu.serving.routing_policy import RoutingPolicy
 from kefu.tabular import table_file
-from kefu.training.data.loader import LabelledData, load_labelled, trained_columns, write_rejects
+from kefu.training.data.loader import (
+    LabelledData,
+    load_labelled,
+    trained_columns,
+    validate_command,
+    write_rejects,
+)
 from kefu.training.data.repeats import fold_text
 from kefu.training.evaluation.card_sections import EVALUATION_KEYS
 from kefu.training.evaluation.evaluate import (
@@ -281,7 +287,7 @@ def _load(
     if data.rejects and training:
         log(
             f"{path}: {len(data.rejects)} rows rejected, left out of the baseline as out of "
-            f"training (kefu data validate {path} lists them)"
+            f"training ({validate_command(str(path), columns)} lists them)"
         )
     elif data.rejects:
         shown = "; ".join(reject.describe() for reject in data.rejects[:3])

@@ -398,3 +398,26 @@ def test_a_test_file_that_holds_the_training_rows_is_warned_of(tiny_bundle, data
     )  # fmt: skip
     assert held_out.exit_code == 0, held_out.output
     assert "memory, not reading" not in held_out.output
+
+
+def test_the_training_files_rejects_name_the_validate_command_with_their_columns(
+    tiny_bundle, tmp_path
+):
+    """A shop's files with a `content` column: the command that lists the training file's
+    rejects reads it with that column, as the evaluation did (without it, it would fail)."""
+    written = write_jsonl(tmp_path / "rows.jsonl", TRAIN_ROWS).read_text("utf-8")
+    rows = [json.loads(line) for line in written.splitlines()]
+    renamed = [{"content" if key == "text" else key: v for key, v in row.items()} for row in rows]
+    train = tmp_path / "train.jsonl"
+    lines = [json.dumps(row, ensure_ascii=False) for row in renamed]
+    bad = {"id": "bad", "content": "在吗", "intent": "zzz_label"}
+    train.write_text("\n".join([*lines, json.dumps(bad)]) + "\n", encoding="utf-8")
+    done = run_cli(
+        "--bundle", tiny_bundle, "--data", train, "--train-data", train, "--text-col", "content",
+        "--threads", 1, "--no-public-dev", "-o", tmp_path / "out",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    command = f"kefu data validate {train} --text-col content"
+    assert f"left out of the baseline as out of training ({command} lists them)" in " ".join(
+        done.output.split()
+    )
