@@ -37,6 +37,7 @@ MaxRecordLines = Annotated[
     int,
     typer.Option(min=1, help="Reject a CSV/TSV record over more physical lines (a broken quote)."),
 ]
+LABEL_HELP = "Column holding the {head} label: an id or its Chinese name (no column: unlabelled)."
 LabelledFile = Annotated[
     Path,
     typer.Argument(
@@ -50,10 +51,12 @@ class LabelledFileOptions:
     """Where a labelled file keeps each column, and how long a CSV/TSV record may run."""
 
     text_col: TextColumn = "text"
-    intent_col: str = "intent"
-    urgency_col: str = "urgency"
-    emotion_col: str = "emotion"
-    id_col: str = "id"
+    intent_col: Annotated[str, typer.Option(help=LABEL_HELP.format(head="intent"))] = "intent"
+    urgency_col: Annotated[str, typer.Option(help=LABEL_HELP.format(head="urgency"))] = "urgency"
+    emotion_col: Annotated[str, typer.Option(help=LABEL_HELP.format(head="emotion"))] = "emotion"
+    id_col: Annotated[
+        str, typer.Option(help="Column holding the row id (without one: the line number).")
+    ] = "id"
     max_record_lines: MaxRecordLines = 5
 
     def load(self, file: Path, encoding: str | None) -> LabelledData:

@@ -13,10 +13,19 @@ from kefu.cli.main import COMMANDS, app
 
 LOADER_OPTIONS = {
     "text_col": ("text", "Column holding the message text."),
-    "intent_col": ("intent", None),
-    "urgency_col": ("urgency", None),
-    "emotion_col": ("emotion", None),
-    "id_col": ("id", None),
+    "intent_col": (
+        "intent",
+        "Column holding the intent label: an id or its Chinese name (no column: unlabelled).",
+    ),
+    "urgency_col": (
+        "urgency",
+        "Column holding the urgency label: an id or its Chinese name (no column: unlabelled).",
+    ),
+    "emotion_col": (
+        "emotion",
+        "Column holding the emotion label: an id or its Chinese name (no column: unlabelled).",
+    ),
+    "id_col": ("id", "Column holding the row id (without one: the line number)."),
     "max_record_lines": (5, "Reject a CSV/TSV record over more physical lines (a broken quote)."),
 }
 
