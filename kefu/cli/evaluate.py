@@ -165,12 +165,20 @@ def command(
                 log(f"{name:6s} {head:8s} not scored (no row carries an {head} label it knows)")
                 continue
             baseline, int8 = block["baseline"][head], block["int8"][head]
-            undefined = (
-                f" (no class has --min-support {min_support} rows; over every class present: "
-                f"{fmt(scores['macro_f1_all'])})"
-                if scores["macro_f1"] is None
-                else ""
-            )
+            supports = [entry["support"] for entry in scores["per_class"].values()]
+            present, counted = sum(n > 0 for n in supports), sum(n >= min_support for n in supports)
+            if scores["macro_f1"] is None:
+                undefined = (
+                    f" (no class has --min-support {min_support} rows; over every class present: "
+                    f"{fmt(scores['macro_f1_all'])})"
+                )
+            elif counted < present:  # a figure over 2 of 12 classes must not read as the head's
+                undefined = (
+                    f" (over the {counted} of {present} classes with --min-support {min_support} "
+                    f"rows; over all: {fmt(scores['macro_f1_all'])})"
+                )
+            else:
+                undefined = ""
             log(
                 f"{name:6s} {head:8s} macro-F1 {fmt(scores['macro_f1'])} (baseline "
                 f"{fmt(baseline['macro_f1'])}, INT8 {fmt(int8['macro_f1'])})  ECE "

@@ -57,6 +57,36 @@ def test_a_small_test_file_says_why_its_macro_f1_is_undefined(tiny_bundle, tmp_p
         ), line
 
 
+def test_a_macro_f1_over_some_classes_says_over_how_many(tiny_bundle, tmp_path):
+    """Classes under --min-support are left out of macro-F1: the console line says so, or a
+    figure over two classes of twelve reads as the head's."""
+    write_jsonl(tmp_path / "train.jsonl", TRAIN_ROWS)
+    write_jsonl(tmp_path / "test.jsonl", EVAL_ROWS)
+    result = run_cli(
+        "--bundle", tiny_bundle, "--data", f"test={tmp_path / 'test.jsonl'}", "-o",
+        tmp_path / "out", "--no-public-dev", "--min-support", "2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    partial = 0
+    for head in ("intent", "urgency", "emotion"):
+        scores = metrics["model"][head]
+        supports = [entry["support"] for entry in scores["per_class"].values()]
+        present, counted = sum(n > 0 for n in supports), sum(n >= 2 for n in supports)
+        line = next(
+            line for line in result.output.splitlines() if line.startswith(f"test   {head}")
+        )
+        if scores["macro_f1"] is not None and counted < present:
+            partial += 1
+            assert line.endswith(
+                f"(over the {counted} of {present} classes with --min-support 2 rows; over all: "
+                f"{scores['macro_f1_all']:.3f})"
+            ), line
+        elif scores["macro_f1"] is not None:
+            assert "(over" not in line, line
+    assert partial  # the rows give at least one head classes on both sides of the cut
+
+
 def test_per_class_scores_that_are_undefined_are_dashes():
     head = {
         "per_class": {
