@@ -157,6 +157,11 @@ def split(
         help="Conversation id column: every turn of a chat goes to the same split, and the "
         "files carry it as 'session', the column kefu evaluate reads chats by.",
     ),
+    turn_col: str = typer.Option(
+        None,
+        help="Turn number column, carried as 'turn', the column kefu evaluate orders a chat's "
+        "turns by (without it, file order).",
+    ),
     shares: str = typer.Option("0.7,0.15,0.15", help="Train, dev and test shares."),
     seed: int = typer.Option(13, help="Another seed places the rows differently."),
     force: bool = typer.Option(False, "--force", help="Overwrite split files already in --out."),
@@ -183,7 +188,9 @@ def split(
         raise DataError(f"no usable rows ({len(data.rejects)} rejected)", file=str(file))
     for note in data.missing_column_notes("--{head}-col NAME"):
         typer.echo(f"note: {note}")
-    made = split_labelled(data, session_column=session_col, shares=chosen, seed=seed)
+    made = split_labelled(
+        data, session_column=session_col, turn_column=turn_col, shares=chosen, seed=seed
+    )
     if force:
         (out / "rejects.jsonl").unlink(missing_ok=True)  # a file of an earlier split
     written = write_splits(made, out, data.rejects)

@@ -9,7 +9,7 @@ already placed. A dev or test row outside a conversation whose text nearly repea
 text (character 5-gram Jaccard >= 0.8) then moves to train, as in `kefu data real`: held-out
 rows measure messages the model has not seen reworded. The files are written in kefu's own
 JSONL columns (`id`, `text`, `intent`, `urgency`, `emotion`; null where a head is unlabelled;
-`session` with a session column), so `kefu train --data-dir DIR` and `kefu evaluate --data
+`session` with a session column, `turn` with a turn column), so `kefu train --data-dir DIR` and `kefu evaluate --data
 DIR/test.jsonl` need no column options, and evaluation reads each chat as one.
 """
 
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kefu.errors import DataError, InputError
+from kefu.serving.batch.sessions import turn_number
 from kefu.serving.taxonomy import HEADS
 from kefu.tabular.output import replacing
 from kefu.tabular.rejects import Reject
@@ -38,6 +39,7 @@ DEFAULT_SHARES = (0.70, 0.15, 0.15)
 class Split:
     rows: dict[str, list[LabelledRow]]  # split name -> its rows, in file order
     session_column: str | None
+    turn_column: str | None = None  # written as `turn`, the column evaluation orders a chat by
     moved: Counter[str] = field(default_factory=Counter)  # split -> near-duplicates moved to train
     groups: dict[str, int] = field(default_factory=dict)  # split -> conversations (with sessions)
 
@@ -74,16 +76,18 @@ def split_labelled(
     data: LabelledData,
     *,
     session_column: str | None = None,
+    turn_column: str | None = None,
     shares: tuple[float, float, float] = DEFAULT_SHARES,
     seed: int = 13,
 ) -> Split:
-    if session_column is not None and session_column not in data.columns_found:
-        raise DataError(
-            f"session column {session_column!r} is missing; found columns "
-            f"{data.columns_found}; name it with --session-col",
-            file=data.source,
-            column=session_column,
-        )
+    for kind, column in (("session", session_column), ("turn", turn_column)):
+        if column is not None and column not in data.columns_found:
+            raise DataError(
+                f"{kind} column {column!r} is missing; found columns "
+                f"{data.columns_found}; name it with --{kind}-col",
+                file=data.source,
+                column=column,
+            )
     rows: dict[str, list[LabelledRow]] = {name: [] for name in SPLITS}
     sessions: dict[str, set[str]] = {name: set() for name in SPLITS}
     for row in data.rows:
@@ -96,7 +100,9 @@ def split_labelled(
         rows[name].append(row)
         if session:
             sessions[name].add(session)
-    split = Split(rows, session_column, groups={name: len(sessions[name]) for name in SPLITS})
+    split = Split(
+        rows, session_column, turn_column, groups={name: len(sessions[name]) for name in SPLITS}
+    )
     _move_near_duplicates(split)
     return split
 
@@ -107,7 +113,7 @@ def write_splits(split: Split, folder: Path, rejects: list[Reject]) -> dict[str,
     written = {}
     for name in SPLITS:
         path = folder / f"{name}.jsonl"
-        lines = "".join(_line(row, split.session_column) + "\n" for row in split.rows[name])
+        lines = "".join(_line(row, split) + "\n" for row in split.rows[name])
         with replacing(path) as tmp:
             tmp.write_text(lines, "utf-8")
         written[name] = path
@@ -135,11 +141,13 @@ def _session(row: LabelledRow, column: str | None) -> str:
     return "" if value is None or value != value else str(value).strip()  # NaN: no session
 
 
-def _line(row: LabelledRow, session_column: str | None) -> str:
+def _line(row: LabelledRow, split: Split) -> str:
     record: dict[str, Any] = {"id": row.id, "text": row.text}
     record |= {head: row.labels[head] for head in HEADS}
-    if session_column is not None:  # the column kefu evaluate groups a chat's turns by
-        record["session"] = _session(row, session_column) or None
+    if split.session_column is not None:  # the column kefu evaluate groups a chat's turns by
+        record["session"] = _session(row, split.session_column) or None
+    if split.turn_column is not None:  # and the one it orders them by
+        record["turn"] = turn_number(row.extra.get(split.turn_column))  # None: unreadable
     record |= {
         name: value
         for name, value in row.extra.items()

@@ -178,6 +178,29 @@ def test_the_session_column_is_written_as_the_session_evaluation_groups_chats_by
     }
 
 
+def test_the_turn_column_is_written_as_the_turn_evaluation_orders_chats_by(tmp_path):
+    """A shop's export lists a chat's turns in any order; `--turn-col 轮次` carries the order."""
+    source = tmp_path / "export.csv"
+    source.write_text(
+        "id,会话ID,轮次,text,intent\n"
+        "a2,c1,2,我的快递三天没动了,logistics_issue\n"
+        "a1,c1,1,在吗,greeting\n"
+        "a3,c1,第三轮,退款怎么还没到账,refund_return\n",
+        encoding="utf-8",
+    )
+    data = load_labelled(source)
+    split = split_labelled(
+        data, session_column="会话ID", turn_column="轮次", shares=(0.0001, 0.0, 0.9999)
+    )
+    written = write_splits(split, tmp_path / "out", data.rejects)
+    test_rows = [json.loads(line) for line in written["test"].read_text("utf-8").splitlines()]
+    assert [(row["id"], row["turn"]) for row in test_rows] == [("a2", 2), ("a1", 1), ("a3", None)]
+    chats = conversations_of(load_labelled(written["test"]))
+    assert [row.id for row in chats["c1"]] == ["a1", "a2", "a3"]  # unreadable turns last
+    with pytest.raises(DataError, match=r"turn column 'turn' is missing; found columns \["):
+        split_labelled(data, turn_column="turn")
+
+
 def test_parse_shares():
     assert parse_shares("80,10,10") == pytest.approx((0.8, 0.1, 0.1))
     assert parse_shares("90,10,0") == pytest.approx((0.9, 0.1, 0.0))  # no test split: allowed
