@@ -9,12 +9,14 @@ Which encoding (`file_encoding`), in this order:
 No guessing library: UTF-8's structure makes the check reliable (GBK text almost never forms
 valid multi-byte UTF-8), and the rule is short enough to state in an error message.
 
-Files are split into lines as bytes (b"\\n" never occurs inside a UTF-8 or GB18030 character),
-so a line number is always a physical line (a JSON array, which may be one line, is read in
-pieces of PIECE_BYTES instead: `decoded_pieces`). Bytes that do not decode do not stop the
-file: they are kept as lone surrogates (`surrogateescape`) and each column decides (see
-`values.py`): the message text is rejected, naming the line and the encoding; other values
-keep U+FFFD.
+Files are split into lines as bytes (b"\\n" and b"\\r" never occur inside a UTF-8 or GB18030
+character), so a line number is always a physical line (a JSON array, which may be one line, is
+read in pieces of PIECE_BYTES instead: `decoded_pieces`). Lines end at LF (LF and CRLF files),
+or at CR in a file whose first MiB ends its lines with a bare CR (Excel for Mac's "CSV
+(Macintosh)", old Mac exports), which would otherwise read as one line. Bytes that do not
+decode do not stop the file: they are kept as lone surrogates (`surrogateescape`) and each
+column decides (see `values.py`): the message text is rejected, naming the line and the
+encoding; other values keep U+FFFD.
 """
 
 from __future__ import annotations
@@ -73,9 +75,36 @@ def encoding_hint(encoding: str) -> str:
     return f"if the file is not {encoding}, pass --encoding {other}"
 
 
+def line_end(sample: bytes) -> bytes:
+    """The byte that ends a file's lines, judged on its first bytes: CR when more lines end with
+    a bare CR than with LF (a CRLF line counts as LF), else LF."""
+    bare_cr = sample.count(b"\r") - sample.count(b"\r\n")
+    return b"\r" if bare_cr > sample.count(b"\n") else b"\n"
+
+
+def physical_lines(handle: BinaryIO) -> Iterator[bytes]:
+    """Every physical line of the stream with its ending (see `line_end`), read PIECE_BYTES at
+    a time; a line is held whole however long it is, as iterating the file by line does."""
+    first = handle.read(SNIFF_BYTES)
+    end = line_end(first)
+    pending: list[bytes] = []  # the start of a line that continues in the next piece
+    piece = first
+    while piece:
+        *lines, rest = piece.split(end)
+        if lines:
+            lines[0] = b"".join([*pending, lines[0]])
+            pending = []
+            for line in lines:
+                yield line + end
+        pending.append(rest)
+        piece = handle.read(PIECE_BYTES)
+    if last := b"".join(pending):
+        yield last
+
+
 def decoded_lines(handle: BinaryIO, encoding: str) -> Iterator[tuple[int, str]]:
     """(1-based line number, text with its line ending) of every physical line."""
-    for number, raw in enumerate(handle, start=1):
+    for number, raw in enumerate(physical_lines(handle), start=1):
         text = raw.decode(encoding, errors="surrogateescape")
         if number == 1:
             text = text.removeprefix(BOM)

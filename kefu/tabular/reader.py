@@ -23,7 +23,13 @@ import pyarrow.parquet as pq
 
 from kefu.errors import DataError
 from kefu.tabular.csvrows import CsvRows
-from kefu.tabular.decoding import decoded_pieces, file_encoding, iter_lines
+from kefu.tabular.decoding import (
+    SNIFF_BYTES,
+    decoded_pieces,
+    file_encoding,
+    iter_lines,
+    line_end,
+)
 from kefu.tabular.files import DELIMITERS, TableFile, check_unchanged, open_bytes
 from kefu.tabular.jsonarray import JsonArrayRows, starts_with_array
 from kefu.tabular.options import DEFAULT_OPTIONS, ReadOptions
@@ -130,13 +136,14 @@ def estimate_records(file: TableFile) -> int:
     if file.format == "xlsx":
         return max(0, sheet_rows(file.path) - 1)
     array = _is_json_array(file, "utf-8")  # "[" reads alike in every encoding the reader takes
-    lines, braces, last = 0, 0, b"\n"
+    lines, braces, end, last = 0, 0, b"", b""
     with open_bytes(file) as handle:
         while block := handle.read(1 << 24):
-            lines += block.count(b"\n")
+            end = end or line_end(block[:SNIFF_BYTES])  # as the lines are split
+            lines += block.count(end)
             braces += block.count(b"{") if array else 0
             last = block[-1:]
-    lines += last != b"\n"
+    lines += last not in (end, b"")
     if array:
         return braces
     return max(0, lines - 1) if file.format in DELIMITERS else lines

@@ -13,7 +13,15 @@ from typer.testing import CliRunner
 from kefu.cli.main import app
 from kefu.errors import ConfigError, DataError
 from kefu.serving.batch.readers import read_chunks
-from kefu.tabular import ReadOptions, read_columns, read_records, table_file, write_rejects
+from kefu.tabular import (
+    ReadOptions,
+    decoding,
+    estimate_records,
+    read_columns,
+    read_records,
+    table_file,
+    write_rejects,
+)
 from kefu.tabular.decoding import file_encoding
 from kefu.training.config import load_config
 from kefu.training.data.loader import load_labelled
@@ -65,6 +73,35 @@ def test_a_mostly_utf8_file_with_damage_stays_utf8(tmp_path):
     assert file_encoding(table_file(path)) == "utf-8"
     *_, damaged = read_records(table_file(path))
     assert damaged.values == {"id": "3", "text": "\udcc4\udce3"}  # kept, rejected by the text check
+
+
+MAC_CSV = '编号,内容\r1,"两行\r留言"\r2,退款\r'  # Excel for Mac's "CSV (Macintosh)": CR only
+
+
+def test_a_file_whose_lines_end_with_a_bare_cr_reads_as_its_rows(tmp_path):
+    """Split at LF alone, such a file is one line: its header would hold every row."""
+    path = tmp_path / "mac.csv"
+    path.write_bytes(MAC_CSV.encode("gbk"))
+    assert read_columns(table_file(path)) == ["编号", "内容"]
+    records = list(read_records(table_file(path)))
+    assert [(r.line, r.end_line, r.values) for r in records] == [
+        (2, 3, {"编号": "1", "内容": "两行\r留言"}),
+        (4, 4, {"编号": "2", "内容": "退款"}),
+    ]
+    assert estimate_records(table_file(path)) == 3  # lines after the header: an upper bound
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r"])
+def test_lines_split_across_read_pieces_are_whole(tmp_path, monkeypatch, end):
+    monkeypatch.setattr(decoding, "SNIFF_BYTES", 16)
+    monkeypatch.setattr(decoding, "PIECE_BYTES", 5)
+    path = tmp_path / "log.csv"
+    rows = [("编号", "内容"), *((str(i), "很长的一条留言" * i) for i in range(1, 6))]
+    path.write_bytes("".join(",".join(row) + end for row in rows).encode("gbk"))
+    records = list(read_records(table_file(path)))
+    assert [(r.line, r.values) for r in records] == [
+        (i, dict(zip(rows[0], row, strict=True))) for i, row in enumerate(rows[1:], start=2)
+    ]
 
 
 def test_gbk_excel_csv_works_for_validate_score_and_report(tmp_path, tiny_bundle):
