@@ -63,7 +63,9 @@ def check_input(
             )
     if source.format == "parquet":
         field = pq.read_schema(source.path).field(text_col)
-        if not any(check(field.type) for check in TEXT_TYPES):
+        # pandas writes a `category` column as a dictionary: its values are what is read
+        kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        if not any(check(kind) for check in TEXT_TYPES):
             raise DataError(
                 f"text column {text_col!r} has type {field.type}; expected a string column",
                 file=source.display_name,

@@ -209,6 +209,25 @@ def test_a_csv_record_is_refused_for_its_length_only_past_the_text_limit(tmp_pat
     assert (raised.scored, raised.rejected) == (2, 0)
 
 
+def test_a_parquet_text_column_of_categories_is_scored(tmp_path, tiny_bundle):
+    """pandas writes a `category` column as a dictionary of strings, one per row group."""
+    texts = ["退款", "在吗", "退款", None, "发货"]
+    source = tmp_path / "log.parquet"
+    pq.write_table(
+        pa.table({"text": pa.array(texts).dictionary_encode()}), source, row_group_size=2
+    )
+    summary = score(tmp_path, tiny_bundle, [source], "out.parquet", chunk_size=2)
+    assert (summary.scored, summary.rejected) == (4, 1)
+    assert pq.read_table(tmp_path / "out.parquet").column("text").to_pylist() == [
+        "退款",
+        "在吗",
+        "退款",
+        "发货",
+    ]
+    (reject,) = read_rejects(tmp_path / "out.parquet")
+    assert (reject["line"], reject["reason"]) == (4, "missing_text")
+
+
 def test_a_missing_jsonl_column_says_which_records_were_read(tmp_path, tiny_bundle):
     source = tmp_path / "log.jsonl"
     source.write_text('{"id": "a", "body": "在吗"}\n', encoding="utf-8")
