@@ -124,6 +124,11 @@ def check_output(
         raise DataError(
             "the output would overwrite one of the inputs; choose another -o path", file=str(output)
         )
+    if output.is_dir():  # found here, not when the scored rows are merged at the end
+        raise DataError(
+            f"the output is a directory; name a file in it, e.g. -o {output / 'scored.parquet'}",
+            file=str(output),
+        )
     parent = output.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

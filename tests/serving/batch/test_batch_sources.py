@@ -23,3 +23,13 @@ def test_an_output_directory_that_takes_no_files_is_refused_even_for_root():
 def test_a_writable_output_directory_is_left_as_it_was(tmp_path):
     assert check_output(tmp_path / "new" / "out.csv", []) == "csv"
     assert [path.name for path in tmp_path.rglob("*")] == ["new"]
+
+
+def test_an_output_that_is_a_directory_is_refused_before_scoring(tmp_path):
+    (tmp_path / "scored.csv").mkdir()
+    with pytest.raises(DataError) as refused:
+        check_output(tmp_path / "scored.csv", [])
+    assert str(refused.value) == (
+        f"file {tmp_path}/scored.csv: the output is a directory; name a file in it, "
+        f"e.g. -o {tmp_path}/scored.csv/scored.parquet"
+    )
