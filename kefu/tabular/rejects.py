@@ -31,6 +31,7 @@ REASONS = {
     "missing_text": "the text field is absent or null",
     "not_text": "the text field holds a number, boolean, list or object, not a string",
     "empty_text": "the text is empty or holds only white space, markup or invisible characters",
+    "text_too_long": "the text is longer than kefu score's --max-text-chars (the server's limit)",
     "undecodable_text": "the text holds bytes that are not valid in the file's encoding",
     # labelled data (kefu data validate, train, evaluate)
     "unknown_label": "a label is not in the taxonomy",
