@@ -25,11 +25,15 @@ from collections import deque
 from collections.abc import Iterator
 
 from kefu.errors import DataError
+from kefu.tabular.decoding import BOM
 from kefu.tabular.options import MAX_RECORD_CHARS
 from kefu.tabular.textrows import Record
 from kefu.tabular.values import SURROGATE, undecodable_detail
 
 csv.field_size_limit(sys.maxsize)  # the length limit is ours (max_record_chars), in characters
+# Files joined with `cat` or `copy a.csv+b.csv` repeat the header (with its BOM) where each
+# one starts: such a line names the columns, it is no message to score or learn from.
+REPEATED_HEADER = "the record repeats the header (files joined into one?); it holds no message"
 
 
 class _TooLong(Exception):
@@ -121,7 +125,10 @@ class CsvRows:
                 detail = f"expected {width} fields, found {len(fields)}"
                 return Record(first, last, self._values(fields), ("malformed_row", detail))
             if len(fields) == width:
-                return Record(first, last, dict(zip(self.header or [], fields, strict=True)))
+                values = dict(zip(self.header or [], fields, strict=True))
+                if [field.strip().removeprefix(BOM) for field in fields] == self.header:
+                    return Record(first, last, values, ("repeated_header", REPEATED_HEADER))
+                return Record(first, last, values)
         # A quote opened on `first` ran over the lines after it: reject that line, read the
         # others again as records of their own.
         self.feed.pending.extendleft(reversed(taken[1:]))

@@ -26,6 +26,7 @@ REASONS = {
     "malformed_row": "the CSV/TSV record has a different number of fields than the header",
     "unclosed_quote": "a quoted CSV field does not close properly; the lines after are re-read",
     "record_too_long": "the record spans more lines or characters than the limits allow",
+    "repeated_header": "a CSV/TSV record repeats the header, as where files were joined into one",
     "reserved_column": "a JSONL record has a key starting with _kefu_, which kefu score reserves",
     # the message text
     "missing_text": "the text field is absent or null",

@@ -56,6 +56,22 @@ def test_score_train_and_report_give_the_same_rejects_for_the_same_file(tmp_path
     )
 
 
+def test_a_header_repeated_where_files_were_joined_is_a_reject_not_a_message(tmp_path):
+    """`cat a.csv b.csv` (b with a BOM): b's header is no customer message, nor a label set."""
+    path = tmp_path / "joined.csv"
+    header = "id,text,intent\r\n"
+    first, second = header + "1,退款,refund_return\r\n", header + "2,在吗,greeting\r\n"
+    path.write_bytes(first.encode() + b"\xef\xbb\xbf" + second.encode())
+    trained = load_labelled(path)
+    (chunk,) = read_chunks(table_file(path), text_col="text", id_col="id", chunk_size=10)
+    expected = Reject(
+        str(path), 3, 3, "\ufeffid", None, "repeated_header",
+        "the record repeats the header (files joined into one?); it holds no message",
+    )  # fmt: skip
+    assert (trained.rejects, len(trained.rows)) == ([expected], 2)
+    assert chunk.rejects == [expected.to_dict()]
+
+
 def test_a_cut_off_json_line_is_rejected_where_it_ends(tmp_path):
     path = tmp_path / "cut.jsonl"
     path.write_text('{"id": "b", "text": "在吗", "intent": "greeting"\n', encoding="utf-8")
