@@ -116,6 +116,15 @@ def sheet_rows(path: Path) -> int:
         rows.close()
 
 
+def worksheet_names(path: Path) -> list[str]:
+    """The workbook's worksheets in order (the reader takes the first), for messages."""
+    rows = XlsxRows(path, str(path))
+    try:
+        return list(rows.workbook.sheetnames)
+    finally:
+        rows.close()
+
+
 def cell_text(value: Any) -> str | None:
     """A cell value as the text a CSV export would hold."""
     if value is None or isinstance(value, str):

@@ -18,6 +18,7 @@ from kefu.errors import ConfigError, DataError
 from kefu.tabular import DEFAULT_OPTIONS, ReadOptions, TableFile, estimate_records, read_columns
 from kefu.tabular.textrows import COLUMN_SCAN_LINES
 from kefu.tabular.xlsx import MAX_ROWS as XLSX_MAX_ROWS
+from kefu.tabular.xlsx import worksheet_names
 
 OUTPUT_SUFFIXES = {
     ".parquet": "parquet",
@@ -82,6 +83,15 @@ def found_columns(source: TableFile, columns: list[str]) -> str:
     )
     if source.format == "jsonl":
         listed += f" (the keys of its first {COLUMN_SCAN_LINES:,} lines)"
+    if source.format == "xlsx":  # a title row above the header, the data on another sheet
+        first, *others = worksheet_names(source.path)
+        listed += (
+            f" (the first non-empty row of worksheet {first!r} is read as the header: delete any "
+            "title row above the real one"
+        )
+        if others:
+            listed += f"; worksheets after the first are not read: {', '.join(map(repr, others))}"
+        listed += ")"
     return listed
 
 

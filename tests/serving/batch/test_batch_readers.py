@@ -184,6 +184,27 @@ def test_bad_files_raise_data_error_naming_the_file(tmp_path, name, content, mes
     assert str(path.name) in str(caught.value)
 
 
+def test_a_workbook_without_the_text_column_says_which_row_and_sheet_were_read(tmp_path):
+    """Shop exports put a title row above the header, or the data on a later worksheet."""
+    import openpyxl
+
+    path = tmp_path / "导出.xlsx"
+    workbook = openpyxl.Workbook()
+    workbook.active.title = "说明"
+    workbook.active.append(["订单导出 2024-03"])
+    workbook.create_sheet("数据").append(["id", "text"])
+    workbook.save(path)
+    (source,) = resolve_files([str(path)])
+    with pytest.raises(DataError) as caught:
+        check_input(source, "text", None)
+    assert str(caught.value) == (
+        f"file {path}, column 'text': text column 'text' is missing; found columns "
+        "['订单导出 2024-03'] (the first non-empty row of worksheet '说明' is read as the "
+        "header: delete any title row above the real one; worksheets after the first are not "
+        "read: '数据'); name it with --text-col"
+    )
+
+
 def test_parquet_text_column_of_numbers_is_refused(tmp_path):
     path = tmp_path / "n.parquet"
     pq.write_table(pa.table({"text": [1, 2]}), path)
