@@ -103,7 +103,9 @@ class CsvRows:
             taken = self.feed.taken
             if not taken:
                 break
-            if fields == [] and len(taken) == 1:
+            if fields is not None and not any(fields) and len(taken) == 1:
+                # an empty line, or one of delimiters only (`,,,`): what Excel writes for a row
+                # of empty cells inside the sheet's used range; layout, as such a sheet row is
                 self.blank_lines += 1
                 continue
             record = self._record(fields, error, taken)
@@ -180,7 +182,7 @@ class CsvRows:
                 )
             if fields is None:
                 return None
-            if fields:
+            if any(fields):  # not an empty line, nor one of delimiters only
                 break
             self.blank_lines += 1
         self.header_lines = len(self.feed.taken)
@@ -197,7 +199,11 @@ class CsvRows:
                     line=self.feed.taken[0][0],
                 )
         if len(set(header)) != len(header):
-            raise DataError(f"the header repeats column names: {header}", file=self.file, line=1)
+            raise DataError(
+                f"the header repeats column names: {header}",
+                file=self.file,
+                line=self.feed.taken[0][0],
+            )
         return header
 
     def _check_accounting(self) -> None:

@@ -98,6 +98,26 @@ def test_blocks_account_for_every_physical_line(tmp_path):
     assert [(b.record_lines, b.multiline_records) for b in blocks] == [(3, 1), (2, 0)]
 
 
+def test_lines_of_delimiters_only_are_blank_as_empty_sheet_rows_are(tmp_path):
+    """Excel writes `,,` for the empty rows of a sheet's used range, above the header too."""
+    path = tmp_path / "export.csv"
+    path.write_text(',,\r\nid,text,shop\r\n1,退款,A\r\n,,,,\r\n"",,\r\n2,在吗,B\r\n,,\r\n')
+    assert read_columns(table_file(path)) == ["id", "text", "shop"]
+    (block,) = read_blocks(table_file(path), 10)
+    assert [(r.line, r.values) for r in block.records] == [
+        (3, {"id": "1", "text": "退款", "shop": "A"}),
+        (6, {"id": "2", "text": "在吗", "shop": "B"}),
+    ]
+    assert block.lines == 7
+
+
+def test_a_repeated_column_name_names_the_line_the_header_is_on(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("\n,,\ntext,text\n")
+    with pytest.raises(DataError, match="line 3: the header repeats column names"):
+        read_columns(table_file(path))
+
+
 @pytest.mark.parametrize(
     ("name", "content", "columns", "lines"),
     [
