@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from kefu.tabular.decoding import BOM
+
 COLUMN_SCAN_LINES = 1000  # JSON: how far (lines, elements) to look for objects when listing columns
 ROW = "row"  # `Record.unit` of Parquet and xlsx records
 
@@ -41,7 +43,8 @@ class JsonRows:
             if not text.strip():
                 continue  # blank lines are layout, not rows
             try:
-                record = json.loads(text.rstrip("\r\n"))  # a cut-off line fails at its end
+                # a cut-off line fails at its end; a BOM opens each part of files joined with cat
+                record = json.loads(text.rstrip("\r\n").removeprefix(BOM))
             except json.JSONDecodeError as exc:
                 yield Record(
                     number, number, None, ("invalid_json", f"{exc.msg} (column {exc.colno})")

@@ -104,6 +104,17 @@ def test_lines_split_across_read_pieces_are_whole(tmp_path, monkeypatch, end):
     ]
 
 
+def test_a_bom_where_joined_json_lines_files_start_is_dropped(tmp_path):
+    """`cat a.jsonl b.jsonl` of two exports saved with a BOM: b's first line is no broken JSON."""
+    path = tmp_path / "joined.jsonl"
+    part = b'\xef\xbb\xbf{"id": "1", "text": "\xe5\x9c\xa8\xe5\x90\x97"}\n'
+    path.write_bytes(part + part.replace(b'"1"', b'"2"'))
+    assert [(r.line, r.values, r.problem) for r in read_records(table_file(path))] == [
+        (1, {"id": "1", "text": "在吗"}, None),
+        (2, {"id": "2", "text": "在吗"}, None),
+    ]
+
+
 def test_gbk_excel_csv_works_for_validate_score_and_report(tmp_path, tiny_bundle):
     path = excel_csv(tmp_path / "导出.csv")
     validate = runner.invoke(app, ["data", "validate", str(path), *COLUMNS, "--intent-col", "意图"])
