@@ -26,13 +26,20 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from kefu.errors import ConfigError, DataError
-from kefu.tabular.files import TableFile, open_bytes
+from kefu.tabular.files import TableFile, open_bytes, to_utf8_command
 
 BOM = "\ufeff"
 SNIFF_BYTES = 1 << 20
 PIECE_BYTES = 1 << 20  # decoded_pieces: how much of the file is held at a time
 FALLBACK = "gb18030"
-UTF16_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+# byte-order marks of the encodings refused, UTF-32's first: its little-endian mark starts
+# with UTF-16's
+WIDE_BOMS = {
+    codecs.BOM_UTF32_LE: "utf-32",
+    codecs.BOM_UTF32_BE: "utf-32",
+    codecs.BOM_UTF16_LE: "utf-16",
+    codecs.BOM_UTF16_BE: "utf-16",
+}
 
 
 def check_encoding(name: str) -> str:
@@ -61,12 +68,13 @@ def file_encoding(file: TableFile, forced: str | None = None) -> str:
         sample = handle.read(SNIFF_BYTES)
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8"
-    if sample.startswith(UTF16_BOMS):
-        raise DataError(
-            "the file is UTF-16 or UTF-32 (it starts with such a byte-order mark); save it as "
-            '"CSV UTF-8" or convert it: iconv -f utf-16 -t utf-8 in.csv > out.csv',
-            file=file.display_name,
-        )
+    for mark, wide in WIDE_BOMS.items():
+        if sample.startswith(mark):
+            raise DataError(
+                f"the file is {wide.upper()} (it starts with its byte-order mark); save it as "
+                f'"CSV UTF-8" or convert it: {to_utf8_command(wide, file.display_name)}',
+                file=file.display_name,
+            )
     return "utf-8" if _mostly_utf8(sample) else FALLBACK
 
 

@@ -13,6 +13,7 @@ import glob
 import gzip
 import io
 import os
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,28 +59,39 @@ class TableFile:
         return {"path": str(self.path), "size": self.size, "mtime_ns": self.mtime_ns}
 
 
-def format_of(path: Path) -> tuple[str, str, str | None]:
-    """(format, format suffix, compression) of an input path, by its suffixes."""
+def format_of(path: Path, name: str) -> tuple[str, str, str | None]:
+    """(format, format suffix, compression) of an input path, by its suffixes; errors name the
+    file `name`, as the user typed it."""
     suffix = path.suffix.lower()
     compression = COMPRESSIONS.get(suffix)
     if compression is not None:
         suffix = Path(path.stem).suffix.lower()
     if suffix not in FORMATS:
         shown = "".join(path.suffixes[-2:]) if compression else path.suffix
+        fix = "rename the file or convert it"
+        if suffix == ".txt" and not compression:  # Excel's "Unicode Text": UTF-16, tab-separated
+            fix += f' (Excel\'s "Unicode Text" .txt: {to_utf8_command("utf-16", name, ".tsv")})'
         raise DataError(
             f"unknown input file type {shown.lower() or '(no suffix)'!r}; expected one of "
             f"{', '.join(sorted(FORMATS))}, text formats optionally compressed "
-            f"({', '.join(COMPRESSIONS)}); rename the file or convert it",
-            file=str(path),
+            f"({', '.join(COMPRESSIONS)}); {fix}",
+            file=name,
         )
     fmt = FORMATS[suffix]
     if compression is not None and fmt not in TEXT_FORMATS:
         raise DataError(
             f"a compressed {fmt} file cannot be read; {fmt} is compressed inside already: "
             "decompress it",
-            file=str(path),
+            file=name,
         )
     return fmt, suffix, compression
+
+
+def to_utf8_command(encoding: str, name: str, suffix: str | None = None) -> str:
+    """The iconv command that writes a UTF-8 copy of `name` beside it (`suffix`: its new one)."""
+    path = Path(name)
+    copy = path.with_name(f"{path.stem}-utf8{suffix or path.suffix}")
+    return f"iconv -f {encoding} -t utf-8 {shlex.quote(name)} > {shlex.quote(str(copy))}"
 
 
 def table_file(path: str | Path, display: str | None = None) -> TableFile:
@@ -93,7 +105,7 @@ def table_file(path: str | Path, display: str | None = None) -> TableFile:
         raise DataError(
             "input is a directory; pass files or a glob such as 'dir/*.csv'", file=shown
         )
-    fmt, suffix, compression = format_of(path)
+    fmt, suffix, compression = format_of(path, shown)
     stat = path.stat()
     return TableFile(path, fmt, stat.st_size, stat.st_mtime_ns, suffix, compression, shown)
 

@@ -243,8 +243,22 @@ def test_utf16_and_unknown_encodings_are_refused_with_the_fix(tmp_path):
     for encoding in ("utf-16", "utf-16-be", "utf-32", "utf-32-be"):
         mark = {"utf-16-be": codecs.BOM_UTF16_BE, "utf-32-be": codecs.BOM_UTF32_BE}
         path.write_bytes(mark.get(encoding, b"") + "id,text\n1,在吗\n".encode(encoding))
-        with pytest.raises(DataError, match="UTF-16 or UTF-32.*iconv -f utf-16 -t utf-8"):
+        with pytest.raises(DataError) as caught:
             read_columns(table_file(path))
+        wide = encoding[:6]  # the command converts from UTF-32 as UTF-32, not as UTF-16
+        assert str(caught.value) == (
+            f"file {path}: the file is {wide.upper()} (it starts with its byte-order mark); save "
+            f'it as "CSV UTF-8" or convert it: iconv -f {wide} -t utf-8 {path} > '
+            f"{tmp_path}/unicode-utf8.csv"
+        )
+    excel = tmp_path / "客服 导出.txt"  # Excel's "Unicode Text": UTF-16, tab-separated
+    excel.write_bytes("id\ttext\r\n1\t在吗\r\n".encode("utf-16"))
+    with pytest.raises(DataError) as caught:
+        table_file(excel)
+    assert str(caught.value).endswith(
+        f'rename the file or convert it (Excel\'s "Unicode Text" .txt: iconv -f utf-16 -t '
+        f"utf-8 '{excel}' > '{tmp_path}/客服 导出-utf8.tsv')"
+    )
     with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
         ReadOptions(encoding="klingon")
     with pytest.raises(ConfigError, match="not ASCII-compatible"):
