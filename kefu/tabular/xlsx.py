@@ -7,8 +7,8 @@ read as ISO text ("2024-03-01 09:00:00"), booleans as "true"/"false", empty cell
 A row is numbered by its sheet row, which is what Excel shows; empty rows are layout.
 
 Out: one sheet, header then rows; numbers and booleans stay typed, lists are joined with ";"
-(as in CSV), control characters that the format forbids become U+FFFD and a cell keeps at most
-32,767 characters (Excel's limit).
+(as in CSV), a text starting with "=" is text, not a formula, control characters that the
+format forbids become U+FFFD and a cell keeps at most 32,767 characters (Excel's limit).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def write_xlsx(header: list[str], rows: Iterable[list[Any]], path: Path, sheet: 
 
     workbook = openpyxl.Workbook(write_only=True)
     worksheet = workbook.create_sheet(sheet)
-    worksheet.append([xlsx_cell(name) for name in header])
+    worksheet.append(_cells(worksheet, header))
     count = 0
     for row in rows:
         count += 1
@@ -156,9 +156,23 @@ def write_xlsx(header: list[str], rows: Iterable[list[Any]], path: Path, sheet: 
                 f"an xlsx worksheet holds at most {MAX_ROWS - 1:,} rows; write .parquet or .csv",
                 file=str(path),
             )
-        worksheet.append([xlsx_cell(value) for value in row])
+        worksheet.append(_cells(worksheet, row))
     workbook.save(path)
     return count
+
+
+def _cells(worksheet: Any, values: list[Any]) -> list[Any]:
+    """One row's cells. A text that starts with "=" is written as text: openpyxl would write
+    it as a formula, so a customer's "=。=" became a broken formula Excel repairs away and
+    "=HYPERLINK(...)" a live link."""
+    from openpyxl.cell import WriteOnlyCell
+
+    cells = [xlsx_cell(value) for value in values]
+    for i, cell in enumerate(cells):
+        if isinstance(cell, str) and cell.startswith("="):
+            cells[i] = WriteOnlyCell(worksheet, value=cell)
+            cells[i].data_type = "s"
+    return cells
 
 
 def xlsx_cell(value: Any) -> Any:

@@ -49,6 +49,17 @@ def test_xlsx_output_holds_the_same_rows_as_parquet(tmp_path, tiny_bundle):
         )
 
 
+def test_xlsx_output_writes_texts_that_start_with_an_equals_sign_as_text(tmp_path, tiny_bundle):
+    """Not as formulas: "=。=" would be a broken one Excel repairs away, =HYPERLINK a live link."""
+    texts = ["=。=", "=== 急 ===", '=HYPERLINK("http://x","点")', "-_-"]
+    source = write_jsonl([{"text": text} for text in texts], tmp_path / "log.jsonl")
+    result = kefu_score(source, tmp_path / "out.xlsx", tiny_bundle)
+    assert result.exit_code == 0, result.output
+    sheet = openpyxl.load_workbook(tmp_path / "out.xlsx").worksheets[0]
+    cells = [row[0] for row in sheet.iter_rows(min_row=2, max_col=1)]
+    assert [(cell.value, cell.data_type) for cell in cells] == [(text, "s") for text in texts]
+
+
 def test_excel_csv_is_the_same_csv_after_a_utf8_bom(tmp_path, tiny_bundle):
     source = write_jsonl(chat_log(40), tmp_path / "log.jsonl")
     assert kefu_score(source, tmp_path / "plain.csv", tiny_bundle).exit_code == 0
