@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from kefu.errors import DataError
 from kefu.tabular.decoding import BOM
 from kefu.tabular.options import MAX_RECORD_CHARS
-from kefu.tabular.textrows import Record
+from kefu.tabular.textrows import Record, column_names, header_names
 from kefu.tabular.values import SURROGATE, undecodable_detail
 
 csv.field_size_limit(sys.maxsize)  # the length limit is ours (max_record_chars), in characters
@@ -128,7 +128,7 @@ class CsvRows:
                 return Record(first, last, self._values(fields), ("malformed_row", detail))
             if len(fields) == width:
                 values = dict(zip(self.header or [], fields, strict=True))
-                if [field.strip().removeprefix(BOM) for field in fields] == self.header:
+                if column_names([field.removeprefix(BOM) for field in fields]) == self.header:
                     return Record(first, last, values, ("repeated_header", REPEATED_HEADER))
                 return Record(first, last, values)
         # A quote opened on `first` ran over the lines after it: reject that line, read the
@@ -186,8 +186,7 @@ class CsvRows:
                 break
             self.blank_lines += 1
         self.header_lines = len(self.feed.taken)
-        header = [name.strip() for name in fields]
-        for number, name in enumerate(header, start=1):
+        for number, name in enumerate(column_names(fields), start=1):
             if bad := SURROGATE.search(name):
                 # the position counts within the column's name, so say which column
                 detail = undecodable_detail(
@@ -198,13 +197,7 @@ class CsvRows:
                     file=self.file,
                     line=self.feed.taken[0][0],
                 )
-        if len(set(header)) != len(header):
-            raise DataError(
-                f"the header repeats column names: {header}",
-                file=self.file,
-                line=self.feed.taken[0][0],
-            )
-        return header
+        return header_names(fields, self.file, self.feed.taken[0][0])
 
     def _check_accounting(self) -> None:
         counted = self.header_lines + self.blank_lines + self.record_lines

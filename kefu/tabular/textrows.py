@@ -9,10 +9,11 @@ lines the file had. A `.json` file that holds one array is read by `jsonarray.py
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kefu.errors import DataError
 from kefu.tabular.decoding import BOM
 
 COLUMN_SCAN_LINES = 1000  # JSON: how far (lines, elements) to look for objects when listing columns
@@ -54,6 +55,34 @@ class JsonRows:
                 yield Record(number, number, None, not_an_object(record))
                 continue
             yield Record(number, number, record)
+
+
+def column_names(cells: Sequence[str | None]) -> list[str]:
+    """Header cells as column names: stripped, an empty one named by its position
+    (`column_3`), as a sheet has columns without a title and Excel's CSV ends its header with
+    `,,` for the empty columns of its used range."""
+    return [(cell or "").strip() or f"column_{i}" for i, cell in enumerate(cells, start=1)]
+
+
+def header_names(
+    cells: Sequence[str | None], file: str, line: int, unit: str = "line"
+) -> list[str]:
+    """`column_names`, refused when a name repeats: no option could say which column it means."""
+    names = column_names(cells)
+    columns: dict[str, list[str]] = {}  # name -> its column numbers
+    for number, name in enumerate(names, start=1):
+        columns.setdefault(name, []).append(str(number))
+    repeats = [
+        f"{name!r} in columns {', '.join(at)}" for name, at in columns.items() if len(at) > 1
+    ]
+    if repeats:
+        raise DataError(
+            f"the header repeats column names: {'; '.join(repeats)}; give each its own name",
+            file=file,
+            line=line,
+            unit=unit,
+        )
+    return names
 
 
 def not_an_object(value: Any) -> tuple[str, str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kefu.errors import DataError
-from kefu.tabular.textrows import ROW, Record
+from kefu.tabular.textrows import ROW, Record, header_names
 
 MAX_ROWS = 1_048_576  # rows per worksheet, header included
 MAX_CELL_CHARS = 32_767
@@ -94,15 +94,7 @@ class XlsxRows:
                 names.pop()
             if not names:
                 continue
-            header = [(name or "").strip() or f"column_{i + 1}" for i, name in enumerate(names)]
-            if len(set(header)) != len(header):
-                raise DataError(
-                    f"the header repeats column names: {header}",
-                    file=self.file,
-                    line=number,
-                    unit=ROW,
-                )
-            return header
+            return header_names(names, self.file, number, unit=ROW)
         return None
 
 

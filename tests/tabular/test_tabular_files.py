@@ -119,7 +119,8 @@ def test_xlsx_headers_read_as_a_csv_export_and_are_named_by_row(tmp_path):
     with pytest.raises(DataError) as caught:
         read_columns(table_file(path))
     assert str(caught.value) == (
-        f"file {path}, row 2: the header repeats column names: ['id', 'text', 'id']"
+        f"file {path}, row 2: the header repeats column names: 'id' in columns 1, 3; give each "
+        "its own name"
     )
 
 

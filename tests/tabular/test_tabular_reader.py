@@ -111,11 +111,24 @@ def test_lines_of_delimiters_only_are_blank_as_empty_sheet_rows_are(tmp_path):
     assert block.lines == 7
 
 
-def test_a_repeated_column_name_names_the_line_the_header_is_on(tmp_path):
+def test_a_repeated_column_name_names_the_line_and_the_columns(tmp_path):
     path = tmp_path / "export.csv"
-    path.write_text("\n,,\ntext,text\n")
-    with pytest.raises(DataError, match="line 3: the header repeats column names"):
+    path.write_text("\n,,\ntext,id,text\n")
+    with pytest.raises(DataError) as caught:
         read_columns(table_file(path))
+    assert str(caught.value) == (
+        f"file {path}, line 3: the header repeats column names: 'text' in columns 1, 3; give "
+        "each its own name"
+    )
+
+
+def test_columns_without_a_name_are_named_by_position_as_in_a_sheet(tmp_path):
+    """Excel's CSV ends the header with `,,` for the empty columns of the sheet's used range."""
+    path = tmp_path / "export.csv"
+    path.write_text("id,text,,\r\n1,在吗,,\r\n")
+    assert read_columns(table_file(path)) == ["id", "text", "column_3", "column_4"]
+    (record,) = read_records(table_file(path))
+    assert record.values == {"id": "1", "text": "在吗", "column_3": "", "column_4": ""}
 
 
 @pytest.mark.parametrize(
