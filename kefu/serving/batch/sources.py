@@ -132,7 +132,9 @@ def check_output(
             )
     if output.resolve() in {source.path for source in inputs}:
         raise DataError(
-            "the output would overwrite one of the inputs; choose another -o path", file=str(output)
+            "the output would overwrite one of the inputs (a glob of the inputs matches it when "
+            "an earlier run wrote it beside them); write it where no input pattern matches",
+            file=str(output),
         )
     if output.is_dir():  # found here, not when the scored rows are merged at the end
         raise DataError(
