@@ -46,6 +46,14 @@ def check_input(
     Returns the column names, or None for an empty file (no rows to check).
     """
     columns = read_columns(source, options)
+    if columns is None and source.format == "xlsx":
+        first, *others = worksheet_names(source.path)
+        if others:  # the data is on a later sheet; "no data rows" would say the file has none
+            raise DataError(
+                f"worksheet {first!r} is empty, and only the first worksheet is read; move the one "
+                f"with the messages first (the others: {', '.join(map(repr, others))})",
+                file=source.display_name,
+            )
     if columns is None:
         return None
     internal = [name for name in columns if name.startswith(INTERNAL_PREFIX)]

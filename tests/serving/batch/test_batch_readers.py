@@ -205,6 +205,22 @@ def test_a_workbook_without_the_text_column_says_which_row_and_sheet_were_read(t
     )
 
 
+def test_a_workbook_whose_first_sheet_is_empty_names_the_sheets_after_it(tmp_path):
+    import openpyxl
+
+    path = tmp_path / "导出.xlsx"
+    workbook = openpyxl.Workbook()
+    workbook.create_sheet("聊天记录").append(["id", "text"])
+    workbook.save(path)
+    (source,) = resolve_files([str(path)])
+    with pytest.raises(DataError) as caught:
+        check_input(source, "text", None)
+    assert str(caught.value) == (
+        f"file {path}: worksheet 'Sheet' is empty, and only the first worksheet is read; move the "
+        "one with the messages first (the others: '聊天记录')"
+    )
+
+
 def test_parquet_text_column_of_numbers_is_refused(tmp_path):
     path = tmp_path / "n.parquet"
     pq.write_table(pa.table({"text": [1, 2]}), path)
