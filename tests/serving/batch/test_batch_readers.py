@@ -184,20 +184,28 @@ def test_bad_files_raise_data_error_naming_the_file(tmp_path, name, content, mes
     assert str(path.name) in str(caught.value)
 
 
-def test_a_workbook_without_the_text_column_says_which_row_and_sheet_were_read(tmp_path):
-    """Shop exports put a title row above the header, or the data on a later worksheet."""
+def workbook_refusal(path: Path, sheets: dict[str, list[list[str]]]) -> str:
+    """Why check_input refuses a workbook of these worksheets (name -> rows), in order."""
     import openpyxl
 
-    path = tmp_path / "导出.xlsx"
     workbook = openpyxl.Workbook()
-    workbook.active.title = "说明"
-    workbook.active.append(["订单导出 2024-03"])
-    workbook.create_sheet("数据").append(["id", "text"])
+    workbook.remove(workbook.active)
+    for name, rows in sheets.items():
+        sheet = workbook.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
     workbook.save(path)
     (source,) = resolve_files([str(path)])
     with pytest.raises(DataError) as caught:
         check_input(source, "text", None)
-    assert str(caught.value) == (
+    return str(caught.value)
+
+
+def test_a_workbook_without_the_text_column_says_which_row_and_sheet_were_read(tmp_path):
+    """Shop exports put a title row above the header, or the data on a later worksheet."""
+    path = tmp_path / "导出.xlsx"
+    sheets = {"说明": [["订单导出 2024-03"]], "数据": [["id", "text"]]}
+    assert workbook_refusal(path, sheets) == (
         f"file {path}, column 'text': text column 'text' is missing; found columns "
         "['订单导出 2024-03'] (the first non-empty row of worksheet '说明' is read as the "
         "header: delete any title row above the real one; worksheets after the first are not "
@@ -206,18 +214,10 @@ def test_a_workbook_without_the_text_column_says_which_row_and_sheet_were_read(t
 
 
 def test_a_workbook_whose_first_sheet_is_empty_names_the_sheets_after_it(tmp_path):
-    import openpyxl
-
     path = tmp_path / "导出.xlsx"
-    workbook = openpyxl.Workbook()
-    workbook.create_sheet("聊天记录").append(["id", "text"])
-    workbook.save(path)
-    (source,) = resolve_files([str(path)])
-    with pytest.raises(DataError) as caught:
-        check_input(source, "text", None)
-    assert str(caught.value) == (
-        f"file {path}: worksheet 'Sheet' is empty, and only the first worksheet is read; move the "
-        "one with the messages first (the others: '聊天记录')"
+    assert workbook_refusal(path, {"Sheet1": [], "聊天记录": [["id", "text"]]}) == (
+        f"file {path}: worksheet 'Sheet1' is empty, and only the first worksheet is read; move "
+        "the one with the messages first (the others: '聊天记录')"
     )
 
 
