@@ -23,7 +23,7 @@ EVALUATION_KEYS = frozenset(
     {
         "model", "baseline", "int8", "n", "confusion", "bundle", "data", "train_data",
         "ece_bins", "public_dev", "seconds", "test_sets", "lead", "min_support", "by_source",
-        "escalation", "int8_escalation", "conversations", "uncertainty",
+        "escalation", "int8_escalation", "conversations", "uncertainty", "politeness",
     }
 )  # fmt: skip
 

@@ -57,6 +57,7 @@ from kefu.training.evaluation.inference import (
     raw_probabilities,
     run_deployment,
 )
+from kefu.training.evaluation.politeness import politeness_block
 from kefu.training.evaluation.public_dev import PublicSet, evaluate_public_sets
 
 
@@ -263,6 +264,7 @@ def _evaluate_set(
         block["int8_escalation"] = (
             escalation_block(data, int8_outputs.decisions, models.int8.policy) | routed_with
         )
+    block["politeness"] = politeness_block(models.fp32, texts, outputs)
     conversations = conversation_block(data, outputs.predictions, models.fp32.policy)
     if conversations is not None:
         block["conversations"] = conversations | routed_with

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kefu.serving.taxonomy import HEADS
+from kefu.training.evaluation.politeness import politeness_sentence
 from kefu.training.evaluation.routing_tables import conversation_table, escalation_table
 from kefu.training.evaluation.score_tables import (
     by_source_table,
@@ -37,6 +38,8 @@ def set_sections(block: Mapping[str, Any], min_support: int) -> list[str]:
         lines += ["", *escalation_table(block)]
     if block.get("conversations"):
         lines += ["", *conversation_table(block)]
+    if block.get("politeness"):
+        lines += ["", politeness_sentence(block["politeness"])]
     return lines
 
 
