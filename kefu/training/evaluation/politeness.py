@@ -36,7 +36,8 @@ MIN_OTHER_CHARS = 6  # an `other` message this long holds a question a greeting 
 def politeness_block(
     deployment: Deployment, texts: Sequence[str], outputs: EvaluationRun
 ) -> dict[str, Any]:
-    """{"opener": {"n", "changed": {head: share}}, "closer": {...}}: wrapped as the module says."""
+    """{"opener": {"n", "changed": {head: share}, "changed_answered": {head: share}},
+    "closer": {...}}: wrapped as the module says."""
     labels = deployment.bundle.labels
     read = {
         head: [labels[head][i] if i >= 0 else None for i in outputs[head].predicted]
@@ -73,16 +74,19 @@ def wrappable(
 def _changed(
     deployment: Deployment, outputs: EvaluationRun, rows: list[int], wrapped: list[str]
 ) -> dict[str, Any]:
+    """Per head, the share of labels that change, and of the answered ones (the labels the
+    model did not abstain on, which the bot acts on): most that move were unsure already."""
+    none: dict[str, float | None] = {head: None for head in HEADS}
     if not rows:
-        return {"n": 0, "changed": {head: None for head in HEADS}}
+        return {"n": 0, "changed": none, "changed_answered": dict(none)}
     again = run_deployment(deployment, wrapped)
-    changed = {
-        head: float(np.mean(again[head].predicted != outputs[head].predicted[rows]))
-        if deployment.bundle.trained(head)
-        else None
-        for head in HEADS
-    }
-    return {"n": len(rows), "changed": changed}
+    changed, changed_answered = dict(none), dict(none)
+    for head in filter(deployment.bundle.trained, HEADS):
+        moved = again[head].predicted != outputs[head].predicted[rows]
+        answered = ~outputs[head].abstain[rows]
+        changed[head] = float(np.mean(moved))
+        changed_answered[head] = float(np.mean(moved[answered])) if answered.any() else None
+    return {"n": len(rows), "changed": changed, "changed_answered": changed_answered}
 
 
 def politeness_sentence(block: dict[str, Any]) -> str:
@@ -95,10 +99,17 @@ def politeness_sentence(block: dict[str, Any]) -> str:
     for kind, words in wrappers.items():
         entry = block[kind]
         shares = ", ".join(
-            f"{head} {share:.1%}" for head, share in entry["changed"].items() if share is not None
+            _shares(head, share, entry["changed_answered"][head])
+            for head, share in entry["changed"].items()
+            if share is not None
         )
         parts.append(f"{words} {entry['n']:,} messages: {shares or '—'}")
     return (
         "Politeness (the share of labels that change when a message is wrapped, where the "
         "taxonomy says none may): " + "; ".join(parts) + "."
     )
+
+
+def _shares(head: str, changed: float, answered: float | None) -> str:
+    of_answered = f" ({answered:.1%} of those answered)" if answered is not None else ""
+    return f"{head} {changed:.1%}{of_answered}"

@@ -67,10 +67,12 @@ def test_the_block_counts_the_labels_the_served_model_changes(evaluated, tiny_bu
         after = classifier.predict(changed_texts)
         for head in HEADS:
             pairs = zip(after, rows, strict=True)
-            expected = np.mean(
-                [a.heads[head].label != before[i].heads[head].label for a, i in pairs]
-            )
-            assert block["changed"][head] == pytest.approx(expected), (kind, head)
+            moved = [a.heads[head].label != before[i].heads[head].label for a, i in pairs]
+            assert block["changed"][head] == pytest.approx(np.mean(moved)), (kind, head)
+            answered = [
+                m for m, i in zip(moved, rows, strict=True) if not before[i].heads[head].abstain
+            ]
+            assert block["changed_answered"][head] == pytest.approx(np.mean(answered)), (kind, head)
     report = (out / "report.md").read_text(encoding="utf-8")
     assert (
         f"你好/在吗/请问 before {metrics['politeness']['opener']['n']:,} messages: intent" in report
