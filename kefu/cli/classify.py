@@ -170,8 +170,12 @@ class _TablePrinter:
         self.table = Table("#", "message", "intent", "urgency", "emotion", "route", "reasons")
 
     def add(self, batch: list[tuple[str, str]], results: list[dict[str, Any]]) -> None:
+        from rich.text import Text
+
         for (message_id, text), result in zip(batch, results, strict=True):
-            shown = text if len(text) <= 40 else text[:39] + "…"
+            # a Text, not a str, which rich reads as markup: "[/b]" failed the table and
+            # "订单[order 123]" lost its bracket
+            shown = Text(text if len(text) <= 40 else text[:39] + "…")
             if "error" in result:
                 self.table.add_row(message_id, shown, f"error: {result['error']['code']}")
                 continue

@@ -136,6 +136,16 @@ def test_the_table_cuts_a_message_after_40_characters_and_names_an_error(tiny_bu
     assert "error: empty_text" in done.stdout.splitlines()[-2]
 
 
+def test_the_table_shows_square_brackets_in_a_message_as_written(tiny_bundle):
+    texts = ["[/b] 退款", "订单[order 123]没到", "[red]转人工[/red]"]
+    done = runner.invoke(
+        app, ["classify", "--bundle", str(tiny_bundle), "--table", *texts], env={"COLUMNS": "300"}
+    )
+    assert done.exit_code == 0, done.output
+    rows = [row.split("│")[2] for row in done.stdout.splitlines() if row.startswith("│")]
+    assert [cell.strip() for cell in rows] == texts
+
+
 def test_the_table_marks_an_intent_that_abstained(unsure):
     bundle, _ = unsure
     results = lines(classify(bundle, *CHAT_TEXTS).stdout)
