@@ -36,9 +36,35 @@ def policy_source(path: str | Path | None) -> str:
     return Path(path).name if path else BUNDLE_SOURCE
 
 
+class _RepeatedKey(Exception):
+    """A key written twice in one mapping of a policy file (`_UniqueKeyLoader`)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping: YAML keeps the last, so
+    a second `rules:` (a rule added at the end of a file) would drop every rule of the first
+    without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue  # a `<<` merge overrides on purpose; other keys are refused by YAML
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first_lines:
+                raise _RepeatedKey(
+                    f"line {line}: key {key!r} is written twice in one mapping (first on line "
+                    f"{first_lines[key]}); YAML would keep only the last, so write it once"
+                )
+            first_lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_policy_file(path: str | Path) -> Mapping[str, Any]:
     try:
-        policy = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        text = Path(path).read_text(encoding="utf-8")
+        policy = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError:
         raise PolicyError(f"policy file {path} does not exist") from None
     except UnicodeDecodeError as exc:
@@ -49,6 +75,8 @@ def read_policy_file(path: str | Path) -> Mapping[str, Any]:
         raise PolicyError(f"policy file {path} cannot be read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:  # yaml's message spans lines: one line, as every error
         raise PolicyError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except _RepeatedKey as exc:
+        raise PolicyError(f"{path}: {exc}") from None
     if not isinstance(policy, dict):
         raise PolicyError(f"{path}: expected a mapping of policy keys")
     return policy

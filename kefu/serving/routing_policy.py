@@ -199,7 +199,7 @@ class RoutingPolicy:
 
 
 def _check_keys(policy: Mapping[str, Any], source: str, spelling: Mapping[str, str]) -> None:
-    unknown = sorted(set(policy) - set(TOP_LEVEL))
+    unknown = sorted(set(policy) - set(TOP_LEVEL), key=str)  # YAML keys may be numbers
     if unknown:
         allowed = sorted({*TOP_LEVEL, *LEGACY_KEYS, "escalate_intents"})
         raise PolicyError(f"{source}: unknown keys {unknown}; allowed: {allowed}")
@@ -215,7 +215,7 @@ def _check_keys(policy: Mapping[str, Any], source: str, spelling: Mapping[str, s
         if not isinstance(rule, Mapping):
             raise PolicyError(f"{source}: rules.{name} must be a mapping, got {rule!r}")
         parameters = {*RULE_PARAMETERS[Reason(name)], "enabled"}
-        extra = sorted(set(rule) - parameters)
+        extra = sorted(set(rule) - parameters, key=str)
         if extra:
             raise PolicyError(
                 f"{source}: rules.{name} has unknown keys {extra}; allowed: {sorted(parameters)}"

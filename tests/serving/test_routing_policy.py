@@ -169,6 +169,17 @@ def test_a_first_format_policy_is_still_read(bundle, tmp_path):
         ("max_turns: 5\nrules: {}\n", "mixes the flat keys ['max_turns']"),
         ("- a\n- b\n", "expected a mapping of policy keys"),
         ("max_turns: [\n", "is not valid YAML"),
+        # YAML keeps a repeated key's last value: the first rules: would be dropped unseen
+        (
+            "rules: {complaint: {enabled: false}}\nclarify: {}\nrules: {angry: {enabled: false}}\n",
+            "line 3: key 'rules' is written twice in one mapping (first on line 1)",
+        ),
+        (
+            "rules:\n  long_conversation:\n    max_turns: 5\n    max_turns: 7\n",
+            "line 4: key 'max_turns' is written twice in one mapping (first on line 3)",
+        ),
+        ("1: a\nfoo: b\n", "unknown keys [1, 'foo']"),
+        ("rules: {angry: {1: x, emotion: y}}\n", "rules.angry has unknown keys [1, 'emotion']"),
     ],
 )
 def test_bad_policy_names_the_file_the_key_and_the_value(bundle, tmp_path, text, message):
@@ -176,6 +187,11 @@ def test_bad_policy_names_the_file_the_key_and_the_value(bundle, tmp_path, text,
     with pytest.raises(PolicyError, match=re.escape(message)) as caught:
         RoutingPolicy.for_bundle(bundle, path)
     assert str(path) in str(caught.value)
+
+
+def test_a_yaml_merge_key_may_be_overridden_in_its_mapping(bundle, tmp_path):
+    text = "rules:\n  long_conversation:\n    <<: {max_turns: 5}\n    max_turns: 7\n"
+    assert RoutingPolicy.for_bundle(bundle, write_policy(tmp_path, text)).max_turns == 7
 
 
 @pytest.mark.parametrize("value", [0, 1])
