@@ -29,7 +29,12 @@ THRESHOLD_KEYS = ("threshold", "margin")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KEFU_", extra="forbid", validate_default=True)
+    # An empty variable (KEFU_POLICY= in a compose file whose value is unset) is no value, as for
+    # the other commands' options: read, it made KEFU_BUNDLE and KEFU_POLICY the current folder
+    # and KEFU_HOST every interface.
+    model_config = SettingsConfigDict(
+        env_prefix="KEFU_", extra="forbid", validate_default=True, env_ignore_empty=True
+    )
 
     # Model
     bundle: Path = Path("models/default")  # bundle directory (kefu/serving/bundle/schema.py format)

@@ -46,6 +46,18 @@ def test_values_come_from_kefu_variables(env):
     assert "alpha" not in repr(settings) and "root" not in repr(settings)
 
 
+def test_an_empty_variable_leaves_its_default(env):
+    for name in ("KEFU_BUNDLE", "KEFU_POLICY", "KEFU_HOST", "KEFU_VARIANT", "KEFU_MAX_BATCH"):
+        env.setenv(name, "")
+    settings = load_settings()
+    assert (settings.bundle, settings.policy, settings.host) == (
+        Path("models/default"),
+        None,
+        "127.0.0.1",
+    )
+    assert (settings.variant, settings.max_batch) == (None, 64)
+
+
 def test_env_round_trip_rebuilds_the_same_settings_in_a_worker(env):
     original = load_settings(
         bundle="b",
