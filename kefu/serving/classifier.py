@@ -37,6 +37,13 @@ from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 from kefu.serving.taxonomy import HEADS
 from kefu.serving.tokenization import EncodedBatch
 
+# Texts per model call of `predict` and `predict_proba`: one call over a whole data frame pads
+# every text to the longest and holds the attention of all of them at once (fp32, 128 tokens:
+# some 4 MB a text, so 10,000 texts ran a 23 GB machine out of memory). A call of this many or
+# fewer runs as one, as before (the server's micro-batches are smaller); the number is
+# `triage_in_batches`' default batch.
+PREDICT_CHUNK = 64
+
 
 @dataclass
 class HeadPrediction:
@@ -219,7 +226,7 @@ class Classifier:
         texts = self.checked_texts(texts)
         if not texts:
             return {head: np.zeros((0, len(self.bundle.labels[head]))) for head in HEADS}
-        return self.probabilities(self.logits(self.encoder.encode(texts)))
+        return self.probabilities(self._logits_in_chunks(texts)[0])
 
     def predict(
         self,
@@ -239,9 +246,20 @@ class Classifier:
         top_k = checked_top_k(top_k)
         if not texts:
             return []
-        batch = self.encoder.encode(texts)
-        logits = self.logits(batch, lone=lone)
-        return self.predict_from_logits(texts, logits, batch.truncated, top_k, entities)
+        logits, truncated = self._logits_in_chunks(texts, lone)
+        return self.predict_from_logits(texts, logits, truncated, top_k, entities)
+
+    def _logits_in_chunks(
+        self, texts: list[str], lone: bool = False
+    ) -> tuple[dict[str, np.ndarray], list[bool]]:
+        """Logits per head, (n, k_head), and whether each text was cut: `PREDICT_CHUNK` texts
+        per model call, so memory stays bounded however many texts a caller passes."""
+        parts, truncated = [], []
+        for start in range(0, len(texts), PREDICT_CHUNK):
+            batch = self.encoder.encode(texts[start : start + PREDICT_CHUNK])
+            parts.append(self.logits(batch, lone=lone))
+            truncated.extend(batch.truncated)
+        return {head: np.concatenate([part[head] for part in parts]) for head in HEADS}, truncated
 
     def predict_from_logits(
         self,

@@ -207,6 +207,35 @@ def test_one_classifier_answers_several_threads_as_it_answers_one(classifier):
         assert confidence == pytest.approx(expected[row][1], abs=1e-5)
 
 
+def test_many_texts_are_run_a_chunk_at_a_time_with_the_same_answers(tiny_bundle, monkeypatch):
+    classifier = Classifier.from_bundle(tiny_bundle, intra_op_threads=1, variant="fp32")
+    whole = classifier.predict(TEXTS, top_k=5)
+    whole_probs = classifier.predict_proba(TEXTS)
+    calls: list[int] = []
+    run_logits = classifier.logits
+
+    def counted(batch, lone=False):
+        calls.append(len(batch.input_ids))
+        return run_logits(batch, lone)
+
+    monkeypatch.setattr(classifier, "logits", counted)
+    monkeypatch.setattr("kefu.serving.classifier.PREDICT_CHUNK", 3)
+    chunked = classifier.predict(TEXTS, top_k=5)
+    chunked_probs = classifier.predict_proba(TEXTS)
+    full, rest = divmod(len(TEXTS), 3)
+    assert calls == ([3] * full + [rest] * bool(rest)) * 2
+    for together, in_chunks in zip(whole, chunked, strict=True):
+        assert (together.intent.label, together.truncated) == (
+            in_chunks.intent.label,
+            in_chunks.truncated,
+        )
+        assert [label for label, _ in together.intent.top] == [
+            label for label, _ in in_chunks.intent.top
+        ]
+    for head in HEADS:
+        np.testing.assert_allclose(whole_probs[head], chunked_probs[head], atol=1e-6)
+
+
 def test_softmax_divides_the_logits_by_the_temperature():
     logits = np.array([[0.0, 2 * np.log(3.0)], [1.0, 1.0]])
     np.testing.assert_allclose(softmax(logits, 2.0), [[0.25, 0.75], [0.5, 0.5]], atol=1e-12)
