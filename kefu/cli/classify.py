@@ -109,9 +109,25 @@ def _numbered(texts: list[str]) -> Iterator[tuple[str, str]]:
     if sys.stdin.isatty():
         typer.echo("reading messages from standard input, one per line (Ctrl-D ends)", err=True)
     for number, raw in enumerate(sys.stdin.buffer, 1):
+        if number == 1:
+            _refuse_wide_encoding(raw)
         line = raw.rstrip(b"\r\n")
         if line:
             yield str(number), line.decode("utf-8", errors="surrogateescape")
+
+
+def _refuse_wide_encoding(first_line: bytes) -> None:
+    """Standard input in UTF-16 or UTF-32 (a Notepad "Unicode" file, Windows' type) is refused
+    whole: read as UTF-8, its ASCII-looking bytes were answered as messages about nothing."""
+    from kefu.tabular.decoding import WIDE_BOMS
+
+    for mark, wide in WIDE_BOMS.items():
+        if first_line.startswith(mark):
+            raise InputError(
+                f"standard input is {wide.upper()} (it starts with its byte-order mark); "
+                f"convert it to UTF-8: iconv -f {wide} -t utf-8 FILE | kefu classify -",
+                "texts",
+            )
 
 
 def _triaged(

@@ -111,6 +111,21 @@ def test_a_line_that_is_not_utf8_is_answered_in_its_place(tiny_bundle):
     assert lines(done.stdout) == [{"id": "1", "error": invalid}, {"id": "2", "error": invalid}]
 
 
+@pytest.mark.parametrize(("encoding", "named"), [("utf-16", "UTF-16"), ("utf-32", "UTF-32")])
+def test_standard_input_in_utf16_or_utf32_is_refused_with_the_conversion(
+    tiny_bundle, encoding, named
+):
+    done = runner.invoke(
+        app, ["classify", "--bundle", str(tiny_bundle)], input="转人工\n在吗\n".encode(encoding)
+    )
+    assert done.exit_code == EXIT_USAGE
+    assert done.stdout == ""
+    assert done.stderr == (
+        f"kefu classify: standard input is {named} (it starts with its byte-order mark); "
+        f"convert it to UTF-8: iconv -f {encoding} -t utf-8 FILE | kefu classify -\n"
+    )
+
+
 def test_a_table_for_people(tiny_bundle):
     done = classify(tiny_bundle, "--table", *TEXTS)
     assert done.exit_code == 0, done.output
