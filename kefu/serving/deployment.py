@@ -241,13 +241,25 @@ class Deployment:
 def _contexts_for(
     messages: Sequence[object], contexts: Sequence[ConversationContext] | None
 ) -> Sequence[ConversationContext]:
-    """One context per message, in the same order (no context: `NO_CONTEXT` for each)."""
+    """One context per message, in the same order (no context: `NO_CONTEXT` for each); a
+    TypeError names the first item that is no context, as `checked_texts` names a text."""
     if contexts is None:
         return [NO_CONTEXT] * len(messages)
+    if isinstance(contexts, ConversationContext):
+        raise TypeError(
+            "contexts must be a list of ConversationContext, one per message, got one "
+            "ConversationContext; for the same context on every message: [context] * len(texts)"
+        )
     contexts = list(contexts)
     if len(contexts) != len(messages):
         raise ValueError(
             f"{len(contexts)} contexts for {len(messages)} messages; pass one "
             "ConversationContext per message, in the same order (None: no context for any)"
         )
+    for index, context in enumerate(contexts):
+        if not isinstance(context, ConversationContext):
+            raise TypeError(
+                f"contexts[{index}] is {type(context).__name__} {preview(context)}, not a "
+                "ConversationContext; ConversationContext() for a message without one"
+            )
     return contexts

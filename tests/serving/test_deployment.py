@@ -27,6 +27,27 @@ def test_contexts_must_match_the_messages_one_to_one(deployment, method):
 
 
 @pytest.mark.parametrize("method", ["triage", "triage_in_batches"])
+@pytest.mark.parametrize(
+    ("contexts", "message"),
+    [
+        (
+            [ConversationContext(), {"turn": 2}, None],
+            "contexts[1] is dict {'turn': 2}, not a ConversationContext; ConversationContext() "
+            "for a message without one",
+        ),
+        (
+            ConversationContext(turn=2),
+            "contexts must be a list of ConversationContext, one per message, got one "
+            "ConversationContext; for the same context on every message: [context] * len(texts)",
+        ),
+    ],
+)
+def test_a_context_that_is_not_one_is_named_by_its_position(deployment, method, contexts, message):
+    with pytest.raises(TypeError, match=re.escape(message)):
+        getattr(deployment, method)(["在吗", "转人工", "好"], contexts)
+
+
+@pytest.mark.parametrize("method", ["triage", "triage_in_batches"])
 def test_each_message_is_routed_with_its_own_context(deployment, method):
     past = ConversationContext(turn=deployment.policy.max_turns + 1)
     results = getattr(deployment, method)(["在吗", "在吗"], [ConversationContext(turn=1), past])
