@@ -175,7 +175,7 @@ def _unordered(texts: Any) -> str:
     )
 
 
-def _missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
     """None, NaN, or pandas' NA and NaT: what an empty cell of a data frame holds."""
     return (
         value is None
@@ -185,13 +185,13 @@ def _missing(value: Any) -> bool:
 
 
 def _kind(value: Any) -> str:
-    if _missing(value):
+    if is_missing(value):
         return f"{value!r} (a missing value)"
     return f"{type(value).__name__} {preview(value)}"
 
 
 def _fix(value: Any) -> str:
-    if _missing(value):
+    if is_missing(value):
         return "drop missing texts first (a pandas column: .dropna())"
     if isinstance(value, bytes | bytearray):
         return "decode it first (value.decode('utf-8'))"

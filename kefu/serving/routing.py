@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from kefu.serving.classifier import HeadPrediction, Prediction
+from kefu.serving.inputs import is_missing
 from kefu.serving.preview import preview
 
 if TYPE_CHECKING:
@@ -108,8 +109,10 @@ class ConversationContext:
         previous = tuple(given)
         for index, intent in enumerate(previous):
             if intent is not None and not isinstance(intent, str):
+                missing = " (a missing value: None marks a turn whose intent abstained)"
                 raise TypeError(
                     f"previous_intents[{index}] must be an intent id or None, got {intent!r}"
+                    + (missing if is_missing(intent) else "")
                 )
         object.__setattr__(self, "previous_intents", previous)
 

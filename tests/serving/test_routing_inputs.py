@@ -66,6 +66,12 @@ def test_predictions_route_alike_whatever_their_top_k(tiny_bundle, bundle):
     [
         ({"previous_intents": "refund_return"}, TypeError, "previous_intents must be a list of"),
         ({"previous_intents": [3]}, TypeError, "previous_intents[0] must be an intent id or None"),
+        (
+            {"previous_intents": ["refund_return", float("nan")]},
+            TypeError,
+            "previous_intents[1] must be an intent id or None, got nan (a missing value: None "
+            "marks a turn whose intent abstained)",
+        ),
         ({"turn": 0}, ValueError, "turn must be None or an integer >= 1, got 0"),
         ({"turn": "5"}, ValueError, "turn must be None or an integer >= 1, got '5'"),
         ({"clarifications": None}, ValueError, "clarifications must be an integer >= 0"),
