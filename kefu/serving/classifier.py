@@ -31,6 +31,7 @@ from kefu.serving.inputs import (
     checked_max_length,
     checked_max_text_chars,
     checked_texts,
+    checked_threads,
     checked_top_k,
 )
 from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
@@ -163,6 +164,10 @@ class Classifier:
                 "folder with Classifier.from_bundle(path)"
             )
         max_length = checked_max_length(max_length)
+        intra_op_threads = checked_threads(
+            intra_op_threads, "intra_op_threads (Deployment: threads)"
+        )
+        lone_threads = checked_threads(lone_threads, "lone_threads")
         self.max_text_chars = checked_max_text_chars(max_text_chars)
         overrides = checked_calibration_overrides(calibration_overrides)
         self.bundle = bundle

@@ -90,6 +90,19 @@ def checked_batch_size(batch_size: Any) -> int:
     return int(batch_size)
 
 
+def checked_threads(threads: Any, name: str) -> int | None:
+    """None (the cores shared out, `classifier.ort_threads`) or a thread count >= 1: ONNX
+    Runtime took 0 and -1 for every core and failed on "2" with its own binding error."""
+    if threads is None:
+        return None
+    if not _is_int(threads) or threads < 1:
+        raise ValueError(
+            f"{name} must be an integer >= 1 (ONNX Runtime threads) or None (the machine's "
+            f"cores), got {preview(threads)}"
+        )
+    return int(threads)
+
+
 def checked_max_text_chars(max_text_chars: Any) -> int | None:
     """None (no limit) or a number of characters >= 1, as KEFU_MAX_TEXT_CHARS takes."""
     if max_text_chars is None:

@@ -11,6 +11,7 @@ from support.serving import copy_bundle
 from kefu.errors import InputError
 from kefu.serving import inputs
 from kefu.serving.classifier import Classifier
+from kefu.serving.deployment import Deployment
 from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
 
 
@@ -163,6 +164,16 @@ def test_calibration_overrides_at_the_edges_are_taken(tiny_bundle):
         1.0,
         0.0,
     )
+
+
+@pytest.mark.parametrize("threads", [0, -1, "2", 1.5, True])
+def test_a_thread_count_must_be_a_positive_integer(tiny_bundle, threads):
+    with pytest.raises(
+        ValueError, match=re.escape("threads) must be an integer >= 1 (ONNX Runtime")
+    ):
+        Deployment.load(tiny_bundle, threads=threads)
+    with pytest.raises(ValueError, match=re.escape("lone_threads must be an integer >= 1")):
+        Classifier.from_bundle(tiny_bundle, intra_op_threads=1, lone_threads=threads)
 
 
 def test_max_length_must_fit_the_model(tiny_bundle):
