@@ -28,10 +28,9 @@ from kefu.serving.bundle.schema import (
 from kefu.serving.entities import Entity, asks_for_human, find_entities
 from kefu.serving.inputs import (
     checked_calibration_overrides,
+    checked_count_or_none,
     checked_max_length,
-    checked_max_text_chars,
     checked_texts,
-    checked_threads,
     checked_top_k,
 )
 from kefu.serving.limits import DEFAULT_MAX_TEXT_CHARS
@@ -164,11 +163,14 @@ class Classifier:
                 "folder with Classifier.from_bundle(path)"
             )
         max_length = checked_max_length(max_length)
-        intra_op_threads = checked_threads(
-            intra_op_threads, "intra_op_threads (Deployment: threads)"
+        thread_words = "ONNX Runtime threads", "the machine's cores"  # counts; None means
+        intra_op_threads = checked_count_or_none(
+            intra_op_threads, "intra_op_threads (Deployment: threads)", *thread_words
         )
-        lone_threads = checked_threads(lone_threads, "lone_threads")
-        self.max_text_chars = checked_max_text_chars(max_text_chars)
+        lone_threads = checked_count_or_none(lone_threads, "lone_threads", *thread_words)
+        self.max_text_chars = checked_count_or_none(
+            max_text_chars, "max_text_chars", "characters per text", "no limit"
+        )
         overrides = checked_calibration_overrides(calibration_overrides)
         self.bundle = bundle
         self.variant = variant or bundle.manifest.default_variant

@@ -90,29 +90,17 @@ def checked_batch_size(batch_size: Any) -> int:
     return int(batch_size)
 
 
-def checked_threads(threads: Any, name: str) -> int | None:
-    """None (the cores shared out, `classifier.ort_threads`) or a thread count >= 1: ONNX
-    Runtime took 0 and -1 for every core and failed on "2" with its own binding error."""
-    if threads is None:
+def checked_count_or_none(value: Any, name: str, counts: str, none_means: str) -> int | None:
+    """None or an integer >= 1 (numpy's too): `max_text_chars`, and the thread counts, which
+    ONNX Runtime took as every core at 0 and -1 and failed on "2" with its own binding error."""
+    if value is None:
         return None
-    if not _is_int(threads) or threads < 1:
+    if not _is_int(value) or value < 1:
         raise ValueError(
-            f"{name} must be an integer >= 1 (ONNX Runtime threads) or None (the machine's "
-            f"cores), got {preview(threads)}"
+            f"{name} must be an integer >= 1 ({counts}) or None ({none_means}), "
+            f"got {preview(value)}"
         )
-    return int(threads)
-
-
-def checked_max_text_chars(max_text_chars: Any) -> int | None:
-    """None (no limit) or a number of characters >= 1, as KEFU_MAX_TEXT_CHARS takes."""
-    if max_text_chars is None:
-        return None
-    if not _is_int(max_text_chars) or max_text_chars < 1:
-        raise ValueError(
-            f"max_text_chars must be an integer >= 1 (characters per text) or None (no limit), "
-            f"got {preview(max_text_chars)}"
-        )
-    return int(max_text_chars)
+    return int(value)
 
 
 def checked_max_length(max_length: Any) -> int | None:
