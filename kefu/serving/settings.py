@@ -109,6 +109,12 @@ class Settings(BaseSettings):
             }.get(word, word)
         return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_any_case(cls, value: object) -> object:
+        # Python's logging spells its levels INFO, WARNING: what an operator writes
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("admin_token", mode="before")
     @classmethod
     def _empty_token_is_none(cls, value: object) -> object:

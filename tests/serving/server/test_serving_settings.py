@@ -58,6 +58,12 @@ def test_an_empty_variable_leaves_its_default(env):
     assert (settings.variant, settings.max_batch) == (None, 64)
 
 
+def test_a_log_level_is_read_in_any_case(env):
+    env.setenv("KEFU_LOG_LEVEL", "WARNING")
+    assert load_settings().log_level == "warning"
+    assert load_settings(log_level="Debug").log_level == "debug"
+
+
 def test_env_round_trip_rebuilds_the_same_settings_in_a_worker(env):
     original = load_settings(
         bundle="b",
