@@ -213,7 +213,10 @@ def _check_keys(policy: Mapping[str, Any], source: str, spelling: Mapping[str, s
                 f"{[reason.value for reason in Reason]}"
             )
         if not isinstance(rule, Mapping):
-            raise PolicyError(f"{source}: rules.{name} must be a mapping, got {rule!r}")
+            raise PolicyError(
+                f"{source}: rules.{name} must be a mapping of its keys, e.g. "
+                f"{{enabled: false}} to switch it off, got {rule!r}"
+            )
         parameters = {*RULE_PARAMETERS[Reason(name)], "enabled"}
         extra = sorted(set(rule) - parameters, key=str)
         if extra:

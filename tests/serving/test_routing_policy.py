@@ -179,6 +179,11 @@ def test_a_first_format_policy_is_still_read(bundle, tmp_path):
             "line 4: key 'max_turns' is written twice in one mapping (first on line 3)",
         ),
         ("1: a\nfoo: b\n", "unknown keys [1, 'foo']"),
+        (
+            "rules: {complaint: false}\n",
+            "rules.complaint must be a mapping of its keys, e.g. {enabled: false} to switch it "
+            "off, got False",
+        ),
         ("rules: {angry: {1: x, emotion: y}}\n", "rules.angry has unknown keys [1, 'emotion']"),
     ],
 )
