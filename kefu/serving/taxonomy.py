@@ -75,7 +75,9 @@ class Taxonomy:
 
 
 def default_taxonomy_path() -> Path:
-    return Path(os.environ.get("KEFU_TAXONOMY", DEFAULT_TAXONOMY_PATH))
+    """KEFU_TAXONOMY, or the packaged file when it is unset or empty (as an empty KEFU_*
+    setting is: `settings.py`), not the current folder."""
+    return Path(os.environ.get("KEFU_TAXONOMY") or DEFAULT_TAXONOMY_PATH)
 
 
 def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
@@ -85,6 +87,12 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
         raw = yaml.safe_load(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError("taxonomy file not found; set KEFU_TAXONOMY", file=str(source)) from None
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not UTF-8
+        reason = exc.reason if isinstance(exc, UnicodeDecodeError) else exc.strerror or exc
+        raise DataError(
+            f"taxonomy file cannot be read ({reason}); set KEFU_TAXONOMY to a YAML file",
+            file=str(source),
+        ) from None
     except yaml.YAMLError as exc:
         raise DataError(f"taxonomy is not valid YAML: {exc}", file=str(source)) from None
     try:

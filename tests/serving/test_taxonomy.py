@@ -49,3 +49,13 @@ def test_bad_taxonomy_names_the_file(tmp_path):
         load_taxonomy(bad)
     with pytest.raises(DataError, match="not found"):
         load_taxonomy(tmp_path / "missing.yaml")
+    with pytest.raises(DataError, match=r"cannot be read \(Is a directory\); set KEFU_TAXONOMY"):
+        load_taxonomy(tmp_path)
+    bad.write_bytes("version: 1 # 分类".encode("gbk"))
+    with pytest.raises(DataError, match=r"cannot be read \(invalid .*\); set KEFU_TAXONOMY"):
+        load_taxonomy(bad)
+
+
+def test_an_empty_kefu_taxonomy_is_the_packaged_taxonomy(taxonomy, monkeypatch):
+    monkeypatch.setenv("KEFU_TAXONOMY", "")
+    assert load_taxonomy() == taxonomy
