@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kefu.close_words import close_words, did_you_mean
 from kefu.errors import ConfigError
@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     ort_threads: int | None = Field(default=None, ge=1)
     policy: Path | None = None  # routing policy YAML overriding the bundle's policy.yaml
     # Per-head abstention overrides, e.g. KEFU_THRESHOLDS='{"intent": {"threshold": 0.5}}'
-    thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
+    thresholds: Annotated[dict[str, dict[str, float]], NoDecode] = Field(default_factory=dict)
     top_k: int = Field(default=3, ge=1)  # alternatives listed per head
 
     # HTTP server
@@ -120,6 +120,21 @@ class Settings(BaseSettings):
     def _empty_token_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _thresholds_json(cls, value: object) -> object:
+        """KEFU_THRESHOLDS' JSON, read here rather than by pydantic-settings, whose json.loads
+        keeps the last of a repeated head: {"intent": {...}, "intent": {...}} lost the first."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value, object_pairs_hook=_without_repeated_keys)
+        except ValueError as exc:  # JSONDecodeError included
+            raise ValueError(
+                f"cannot be read ({exc}); it takes JSON, e.g. "
+                '{"intent": {"threshold": 0.5, "margin": 0.05}}'
+            ) from None
+
     @field_validator("thresholds")
     @classmethod
     def _check_thresholds(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -181,13 +196,15 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
-    except SettingsError as exc:  # a value pydantic-settings could not even parse (JSON)
-        cause = exc.__cause__
-        field = str(exc).split('"')[1] if '"' in str(exc) else "settings"
-        raise ConfigError(
-            f"invalid settings: KEFU_{field.upper()} cannot be read ({cause or exc}); "
-            'it takes JSON, e.g. {"intent": {"threshold": 0.5, "margin": 0.05}}'
-        ) from None
+
+
+def _without_repeated_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object's members, refusing a key given twice (json.loads keeps the last)."""
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"{repeated} given twice in one object; give each once")
+    return dict(pairs)
 
 
 def check_variable_names(environ: Mapping[str, str]) -> None:

@@ -1,6 +1,7 @@
 """Serving settings from KEFU_* variables, their validation, and start-up refusal of a bad policy."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -157,7 +158,21 @@ def test_an_unknown_kefu_variable_is_refused_with_a_suggestion(env):
 
 def test_thresholds_that_are_not_json_are_one_line(env):
     env.setenv("KEFU_THRESHOLDS", "notjson")
-    with pytest.raises(ConfigError, match="KEFU_THRESHOLDS cannot be read .*it takes JSON"):
+    with pytest.raises(
+        ConfigError, match=r"KEFU_THRESHOLDS \(thresholds\): cannot be read .*it takes JSON"
+    ):
+        load_settings()
+
+
+def test_a_head_given_twice_in_thresholds_is_refused(env):
+    env.setenv("KEFU_THRESHOLDS", '{"intent": {"threshold": 0.5}, "intent": {"margin": 0.1}}')
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(
+            "KEFU_THRESHOLDS (thresholds): cannot be read (['intent'] given twice in one object; "
+            "give each once)"
+        ),
+    ):
         load_settings()
 
 
