@@ -325,6 +325,13 @@ def _check_decide_arguments(
             f"policy must be a RoutingPolicy, e.g. RoutingPolicy.for_bundle(classifier.bundle), "
             f"got {type(policy).__name__}"
         )
+    intent = prediction.intent.label
+    if intent not in policy.intent_groups:  # its queue is looked up by the intent's group
+        raise ValueError(
+            f"the prediction's intent {intent!r} is not an intent id of this policy (a "
+            "prediction of another bundle?); route a bundle's predictions with "
+            "RoutingPolicy.for_bundle(that bundle)"
+        )
     for index, previous in enumerate(context.previous_intents):
         if previous is not None and previous not in policy.intent_groups:
             raise ValueError(

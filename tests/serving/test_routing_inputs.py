@@ -104,6 +104,11 @@ def test_an_earlier_intent_the_policy_does_not_know_is_named(policy):
         decide(prediction(), context, policy)
 
 
+def test_a_prediction_whose_intent_the_policy_does_not_know_is_named(policy):
+    with pytest.raises(ValueError, match=re.escape("the prediction's intent 'refund' is not an")):
+        decide(prediction("refund"), ConversationContext(), policy)
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
