@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    StrictFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kefu.close_words import close_words, did_you_mean
@@ -44,7 +51,8 @@ class Settings(BaseSettings):
     ort_threads: int | None = Field(default=None, ge=1)
     policy: Path | None = None  # routing policy YAML overriding the bundle's policy.yaml
     # Per-head abstention overrides, e.g. KEFU_THRESHOLDS='{"intent": {"threshold": 0.5}}'
-    thresholds: Annotated[dict[str, dict[str, float]], NoDecode] = Field(default_factory=dict)
+    # (StrictFloat: JSON's true is no threshold; lax, it was read as 1.0: every answer abstained)
+    thresholds: Annotated[dict[str, dict[str, StrictFloat]], NoDecode] = Field(default_factory=dict)
     top_k: int = Field(default=3, ge=1)  # alternatives listed per head
 
     # HTTP server

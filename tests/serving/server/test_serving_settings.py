@@ -164,6 +164,20 @@ def test_thresholds_that_are_not_json_are_one_line(env):
         load_settings()
 
 
+def test_a_threshold_must_be_a_json_number_not_true(env):
+    env.setenv("KEFU_THRESHOLDS", '{"intent": {"threshold": true}}')
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(
+            "KEFU_THRESHOLDS (thresholds.intent.threshold): Input should be a valid number; "
+            "found True"
+        ),
+    ):
+        load_settings()
+    env.setenv("KEFU_THRESHOLDS", '{"intent": {"threshold": 1, "margin": 0.05}}')
+    assert load_settings().thresholds == {"intent": {"threshold": 1.0, "margin": 0.05}}
+
+
 def test_a_head_given_twice_in_thresholds_is_refused(env):
     env.setenv("KEFU_THRESHOLDS", '{"intent": {"threshold": 0.5}, "intent": {"margin": 0.1}}')
     with pytest.raises(
