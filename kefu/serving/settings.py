@@ -97,7 +97,13 @@ class Settings(BaseSettings):
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
+            keys = [key.strip() for key in value.split(",") if key.strip()]
+            if value.strip() and not keys:  # meant to set keys, and would leave the API open
+                raise ValueError(
+                    "holds commas and spaces but no key, which would leave the API open; "
+                    "give comma-separated keys, or leave it unset for no keys"
+                )
+            return keys
         return value
 
     @field_validator("log_text", mode="before")

@@ -164,6 +164,16 @@ def test_thresholds_that_are_not_json_are_one_line(env):
         load_settings()
 
 
+def test_api_keys_of_commas_alone_are_refused_not_an_open_api(env):
+    env.setenv("KEFU_API_KEYS", " , ,")
+    with pytest.raises(
+        ConfigError,
+        match=re.escape("KEFU_API_KEYS (api_keys): holds commas and spaces but no key, which"),
+    ) as caught:
+        load_settings()
+    assert str(caught.value).endswith("found <hidden>")
+
+
 def test_a_threshold_must_be_a_json_number_not_true(env):
     env.setenv("KEFU_THRESHOLDS", '{"intent": {"threshold": true}}')
     with pytest.raises(
