@@ -64,9 +64,12 @@ class Settings(BaseSettings):
     keep_alive_seconds: int = Field(default=5, ge=1)  # idle kept-alive connection is closed after
     # The request head must arrive whole within this of the connection opening, or of its first
     # byte on a kept-alive connection (else 408 and closed; server/head_timeout.py)
-    head_timeout_seconds: float = Field(default=10.0, gt=0)
-    body_timeout_seconds: float = Field(default=10.0, gt=0)  # whole body must arrive within (408)
-    drain_seconds: float = Field(default=30.0, ge=0)  # SIGTERM: time for in-flight work to finish
+    head_timeout_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    # The whole body must arrive within this after the head (408); these times are finite: an
+    # infinite one switched the guard off and logged as Infinity, which is no JSON
+    body_timeout_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    # SIGTERM: time for in-flight work to finish
+    drain_seconds: float = Field(default=30.0, ge=0, allow_inf_nan=False)
 
     # Limits
     max_batch: int = Field(default=64, ge=1)  # messages per request (413 above)

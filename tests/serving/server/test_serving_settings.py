@@ -99,6 +99,15 @@ def test_ort_threads_share_the_cores_between_workers(env):
             "KEFU_MAX_BATCH (max_batch): Input should be greater than or equal to 1; found 0",
         ),
         ({"queue_size": 8}, "KEFU_QUEUE_SIZE (8) must be >= KEFU_MAX_BATCH (64)"),
+        (
+            {"head_timeout_seconds": "inf"},
+            "KEFU_HEAD_TIMEOUT_SECONDS (head_timeout_seconds): Input should be a finite number; "
+            "found 'inf'",
+        ),
+        (
+            {"drain_seconds": float("inf")},
+            "KEFU_DRAIN_SECONDS (drain_seconds): Input should be a finite number; found inf",
+        ),
         ({"thresholds": {"sentiment": {"threshold": 0.5}}}, "unknown head 'sentiment'"),
         ({"thresholds": {"intent": {"temperature": 2.0}}}, "intent: unknown key 'temperature'"),
         (
