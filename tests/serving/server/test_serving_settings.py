@@ -165,48 +165,44 @@ def test_an_unknown_kefu_variable_is_refused_with_a_suggestion(env):
         load_settings()
 
 
-def test_thresholds_that_are_not_json_are_one_line(env):
-    env.setenv("KEFU_THRESHOLDS", "notjson")
-    with pytest.raises(
-        ConfigError, match=r"KEFU_THRESHOLDS \(thresholds\): cannot be read .*it takes JSON"
-    ):
-        load_settings()
-
-
-def test_api_keys_of_commas_alone_are_refused_not_an_open_api(env):
-    env.setenv("KEFU_API_KEYS", " , ,")
-    with pytest.raises(
-        ConfigError,
-        match=re.escape("KEFU_API_KEYS (api_keys): holds commas and spaces but no key, which"),
-    ) as caught:
-        load_settings()
-    assert str(caught.value).endswith("found <hidden>")
-
-
-def test_a_threshold_must_be_a_json_number_not_true(env):
-    env.setenv("KEFU_THRESHOLDS", '{"intent": {"threshold": true}}')
-    with pytest.raises(
-        ConfigError,
-        match=re.escape(
-            "KEFU_THRESHOLDS (thresholds.intent.threshold): Input should be a valid number; "
-            "found True"
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "KEFU_THRESHOLDS",
+            "notjson",
+            "KEFU_THRESHOLDS (thresholds): cannot be read (Expecting value: line 1 column 1 "
+            '(char 0)); it takes JSON, e.g. {"intent": {"threshold": 0.5, "margin": 0.05}}',
         ),
-    ):
+        (  # JSON keeps the last of a repeated key: the first head's values were dropped unseen
+            "KEFU_THRESHOLDS",
+            '{"intent": {"threshold": 0.5}, "intent": {"margin": 0.1}}',
+            "KEFU_THRESHOLDS (thresholds): cannot be read (['intent'] given twice in one object; "
+            "give each once)",
+        ),
+        (  # read as 1.0, every answer of the head abstained
+            "KEFU_THRESHOLDS",
+            '{"intent": {"threshold": true}}',
+            "KEFU_THRESHOLDS (thresholds.intent.threshold): Input should be a valid number; "
+            "found True",
+        ),
+        (  # read as no key: an open API
+            "KEFU_API_KEYS",
+            " , ,",
+            "KEFU_API_KEYS (api_keys): holds commas and spaces but no key, which would leave the "
+            "API open; give comma-separated keys, or leave it unset for no keys; found <hidden>",
+        ),
+    ],
+)
+def test_a_value_that_cannot_be_read_is_one_line_naming_the_variable(env, name, value, message):
+    env.setenv(name, value)
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_settings()
+
+
+def test_a_whole_number_is_a_threshold(env):
     env.setenv("KEFU_THRESHOLDS", '{"intent": {"threshold": 1, "margin": 0.05}}')
     assert load_settings().thresholds == {"intent": {"threshold": 1.0, "margin": 0.05}}
-
-
-def test_a_head_given_twice_in_thresholds_is_refused(env):
-    env.setenv("KEFU_THRESHOLDS", '{"intent": {"threshold": 0.5}, "intent": {"margin": 0.1}}')
-    with pytest.raises(
-        ConfigError,
-        match=re.escape(
-            "KEFU_THRESHOLDS (thresholds): cannot be read (['intent'] given twice in one object; "
-            "give each once)"
-        ),
-    ):
-        load_settings()
 
 
 @pytest.mark.parametrize(
