@@ -77,7 +77,7 @@ def checked_texts(
 
 
 def checked_top_k(top_k: Any) -> int:
-    if not _is_int(top_k):
+    if not is_int(top_k):
         raise TypeError(f"top_k must be an integer >= 1, got {top_k!r}")
     if top_k < 1:
         raise ValueError(f"top_k must be an integer >= 1, got {top_k}")
@@ -85,7 +85,7 @@ def checked_top_k(top_k: Any) -> int:
 
 
 def checked_batch_size(batch_size: Any) -> int:
-    if not _is_int(batch_size) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {preview(batch_size)}")
     return int(batch_size)
 
@@ -95,7 +95,7 @@ def checked_count_or_none(value: Any, name: str, counts: str, none_means: str) -
     ONNX Runtime took as every core at 0 and -1 and failed on "2" with its own binding error."""
     if value is None:
         return None
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(
             f"{name} must be an integer >= 1 ({counts}) or None ({none_means}), "
             f"got {preview(value)}"
@@ -107,7 +107,7 @@ def checked_max_length(max_length: Any) -> int | None:
     """None (the bundle's own) or a token count a BERT input can hold ([CLS], text, [SEP])."""
     if max_length is None:
         return None
-    if not _is_int(max_length) or max_length < 4:
+    if not is_int(max_length) or max_length < 4:
         raise ValueError(
             f"max_length must be an integer >= 4 (tokens, [CLS] and [SEP] included), got "
             f"{max_length!r}; leave it out to use the bundle's"
@@ -152,7 +152,7 @@ def checked_calibration_overrides(
     return checked
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     """An integer, numpy's included, but not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 

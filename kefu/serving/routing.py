@@ -19,14 +19,13 @@ Reasons are the stable machine-readable codes of `Reason`; the README documents 
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from kefu.serving.classifier import HeadPrediction, Prediction
-from kefu.serving.inputs import is_missing
+from kefu.serving.inputs import is_int, is_missing
 from kefu.serving.preview import preview
 
 if TYPE_CHECKING:
@@ -94,10 +93,10 @@ class ConversationContext:
 
     def __post_init__(self) -> None:
         if self.turn is not None:
-            if not _is_int(self.turn) or self.turn < 1:
+            if not is_int(self.turn) or self.turn < 1:
                 raise ValueError(f"turn must be None or an integer >= 1, got {self.turn!r}")
             object.__setattr__(self, "turn", int(self.turn))  # numpy's integers too
-        if not _is_int(self.clarifications) or self.clarifications < 0:
+        if not is_int(self.clarifications) or self.clarifications < 0:
             raise ValueError(f"clarifications must be an integer >= 0, got {self.clarifications!r}")
         object.__setattr__(self, "clarifications", int(self.clarifications))
         given = self.previous_intents
@@ -115,10 +114,6 @@ class ConversationContext:
                     + (missing if is_missing(intent) else "")
                 )
         object.__setattr__(self, "previous_intents", previous)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
