@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from kefu.cli.errors import reports_errors
 from kefu.cli.options import LabelledFile, LabelledFileOptions, takes_labelled_file_options
@@ -197,7 +198,8 @@ def split(
     table = Table("split", "rows", *(["chats"] if session_col else []), "file")
     for name in SPLITS:
         chats = [str(made.groups[name])] if session_col else []
-        table.add_row(name, str(len(made.rows[name])), *chats, str(written[name]))
+        # a Text: rich would read a folder named like out[1] as markup and drop the bracket
+        table.add_row(name, str(len(made.rows[name])), *chats, Text(str(written[name])))
     Console().print(table)
     for name, count in made.moved.items():
         typer.echo(f"{count} {name} rows nearly repeat a training text: moved to train")

@@ -240,3 +240,14 @@ def test_kefu_data_split_writes_rejects_and_refuses_to_overwrite(tmp_path):
     assert "already holds train.jsonl, dev.jsonl, test.jsonl, rejects.jsonl" in again.output
     forced = runner.invoke(app, ["data", "split", str(source), "--out", str(out), "--force"])
     assert forced.exit_code == 0, forced.output
+
+
+def test_the_table_names_an_output_folder_with_brackets_as_it_is(tmp_path):
+    # rich reads [b] as markup: the folder's name would lose it in the table
+    source = write_rows(tmp_path / "rows.jsonl", [labelled(i, f"第{i}个问题") for i in range(5)])
+    out = tmp_path / "v[b]"
+    done = runner.invoke(
+        app, ["data", "split", str(source), "--out", str(out)], env={"COLUMNS": "400"}
+    )
+    assert done.exit_code == 0, done.output
+    assert str(out / "train.jsonl") in done.output
