@@ -39,7 +39,10 @@ REASONS = {
     "no_label": "the row has no label for any head",
     "duplicate_id": "the id was already used by an earlier row",
     # scored files (kefu report)
-    "missing_score": "a score cell (intent, urgency, emotion, escalate) is blank or unreadable",
+    "missing_score": (
+        "a score cell (intent, urgency, emotion, escalate) is blank or unreadable, "
+        "or reasons is unreadable"
+    ),
 }
 
 

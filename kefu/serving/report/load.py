@@ -104,35 +104,32 @@ def read_scored(
 ) -> Iterator[ScoredBatch]:
     wanted = [*REQUIRED, *OPTIONAL, text_col, *([time_col] if time_col else [])]
     wanted = list(dict.fromkeys(wanted))
-    try:
-        for block in read_blocks(source, BATCH_ROWS, columns=wanted, options=options):
-            rejects = [
-                Reject.of(source.display_name, r, None, None, *r.problem)
-                for r in block.records
-                if r.problem is not None
-            ]
-            readable = [i for i, record in enumerate(block.records) if record.problem is None]
-            cells = {name: _pick(block.column(name), readable) for name in wanted}
-            usable = _usable(cells, readable, block.records, source.display_name, rejects)
-            columns = {name: _pick(values, usable) for name, values in cells.items()}
-            yield ScoredBatch(
-                intent=[str(v) for v in columns["intent"]],
-                urgency=[str(v) for v in columns["urgency"]],
-                emotion=[str(v) for v in columns["emotion"]],
-                escalate=[_bool(v) is True for v in columns["escalate"]],
-                reasons=[_reasons(v) for v in columns["reasons"]],
-                text=[repair(v) if isinstance(v, str) else None for v in columns[text_col]],
-                day=[calendar_day(v) for v in columns[time_col]] if time_col else None,
-                queue=_strings(columns["queue"]),
-                model_version=_strings(columns["model_version"]),
-                priority=_strings(columns["priority"]),
-                action=_strings(columns["action"]),
-                session=[session_key(v) for v in columns["session_id"]],
-                session_turn=[turn_number(v) for v in columns["session_turn"]],
-                rejects=sorted(rejects, key=lambda reject: reject.line),
-            )
-    except ValueError as exc:  # a reasons cell that is not the JSON list it starts like
-        raise DataError(f"cannot read the scored file: {exc}", file=source.display_name) from None
+    for block in read_blocks(source, BATCH_ROWS, columns=wanted, options=options):
+        rejects = [
+            Reject.of(source.display_name, r, None, None, *r.problem)
+            for r in block.records
+            if r.problem is not None
+        ]
+        readable = [i for i, record in enumerate(block.records) if record.problem is None]
+        cells = {name: _pick(block.column(name), readable) for name in wanted}
+        usable = _usable(cells, readable, block.records, source.display_name, rejects)
+        columns = {name: _pick(values, usable) for name, values in cells.items()}
+        yield ScoredBatch(
+            intent=[str(v) for v in columns["intent"]],
+            urgency=[str(v) for v in columns["urgency"]],
+            emotion=[str(v) for v in columns["emotion"]],
+            escalate=[_bool(v) is True for v in columns["escalate"]],
+            reasons=[_reasons(v) or [] for v in columns["reasons"]],
+            text=[repair(v) if isinstance(v, str) else None for v in columns[text_col]],
+            day=[calendar_day(v) for v in columns[time_col]] if time_col else None,
+            queue=_strings(columns["queue"]),
+            model_version=_strings(columns["model_version"]),
+            priority=_strings(columns["priority"]),
+            action=_strings(columns["action"]),
+            session=[session_key(v) for v in columns["session_id"]],
+            session_turn=[turn_number(v) for v in columns["session_turn"]],
+            rejects=sorted(rejects, key=lambda reject: reject.line),
+        )
 
 
 def _usable(
@@ -142,20 +139,24 @@ def _usable(
     file: str,
     rejects: list[Reject],
 ) -> list[int]:
-    """Positions (in `cells`) of the rows whose labels and escalate flag can be counted; the
-    others are appended to `rejects` as `missing_score`, naming the first bad column."""
+    """Positions (in `cells`) of the rows whose labels, escalate flag and reasons can be
+    counted; the others are appended to `rejects` as `missing_score`, naming the first bad
+    column."""
     usable = []
     for j, escalate in enumerate(cells["escalate"]):
         blank = next((name for name in LABELS if _blank(cells[name][j])), None)
-        if blank is None and _bool(escalate) is not None:
+        flag = _bool(escalate)
+        if blank is None and flag is not None and _reasons(cells["reasons"][j]) is not None:
             usable.append(j)
             continue
-        column = blank or "escalate"
+        column = blank or ("escalate" if flag is None else "reasons")
         found = cells[column][j]
         detail = (
             f"{column} is blank"
             if blank or _blank(found)
             else f"escalate is {found!r}, expected true or false"
+            if column == "escalate"
+            else f"reasons is {found!r}, expected reason codes joined with ; or a JSON list"
         )
         rejects.append(Reject.of(file, records[readable[j]], None, column, "missing_score", detail))
     return usable
@@ -182,12 +183,19 @@ def _bool(value: Any) -> bool | None:
     return None
 
 
-def _reasons(value: Any) -> list[str]:
+def _reasons(value: Any) -> list[str] | None:
+    """The reason codes as Parquet (a list), JSONL (a list) or CSV and xlsx ("a;b") hold them;
+    None when a cell opens like a JSON list and is none (`['a' 'b']`, a list printed by
+    pandas), which `_usable` counts out rather than splitting it into made-up codes."""
     if value is None:
         return []
     if isinstance(value, str):
         text = value.strip()
-        if text.startswith("["):
-            return [str(v) for v in json.loads(text)]
-        return [part for part in text.split(";") if part]
+        if not text.startswith("["):
+            return [part for part in text.split(";") if part]
+        try:
+            codes = json.loads(text)
+        except ValueError:
+            return None
+        return [str(v) for v in codes] if isinstance(codes, list) else None
     return [str(v) for v in value]

@@ -124,6 +124,25 @@ def test_the_page_counts_every_reason_records_were_left_out_for(tmp_path):
     assert (
         "<b>2 record(s) left out</b> (not in any number below): invalid_json 1 (the JSONL line "
         "is not valid JSON), missing_score 1 (a score cell (intent, urgency, emotion, escalate) "
-        f"is blank or unreadable); e.g. {path}, line 2: " in page
+        f"is blank or unreadable, or reasons is unreadable); e.g. {path}, line 2: " in page
     )
     assert f"; {path}, line 5, column &#x27;intent&#x27;: intent is blank</p>" in page
+
+
+def test_a_reasons_cell_printed_by_pandas_is_counted_out_by_line(tmp_path):
+    """A scored Parquet file saved as CSV by pandas holds "['a' 'b']" for a list: that row is
+    a missing_score reject naming its line and cell, and the other rows still make the page."""
+    path = tmp_path / "scored.csv"
+    as_csv(scored_table(), path)
+    text = path.read_text(encoding="utf-8")
+    # row 7, line 8: the only reasons cell that is exactly "low_confidence"
+    path.write_text(
+        text.replace(',"low_confidence",', ",\"['low_confidence' 'complaint']\",", 1),
+        encoding="utf-8",
+    )
+    data = build_report([str(path)], tmp_path / "r.html")
+    assert (data.rows, data.rejected_by_reason["missing_score"]) == (9, 1)
+    assert [reject.describe() for reject in data.reject_examples] == [
+        f"{path}, line 8, column 'reasons': reasons is \"['low_confidence' 'complaint']\", "
+        "expected reason codes joined with ; or a JSON list"
+    ]
