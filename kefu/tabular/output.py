@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from kefu.errors import OutputError
+from kefu.errors import DataError, OutputError
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -39,3 +39,13 @@ def write_error(path: Path, exc: OSError, hint: str = "") -> str:
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     advice = "free some space" if exc.errno in NO_SPACE else "fix the cause"
     return f"cannot write {path}: {reason}; {advice}" + (f", then {hint}" if hint else "")
+
+
+def refuse_directory(output: Path, example_name: str) -> None:
+    """Refuse an `-o` that is a directory before any work: found only when the result is
+    written at the end, it would cost the whole run."""
+    if output.is_dir():
+        raise DataError(
+            f"the output is a directory; name a file in it, e.g. -o {output / example_name}",
+            file=str(output),
+        )

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from kefu.errors import ConfigError, DataError
 from kefu.tabular import DEFAULT_OPTIONS, ReadOptions, TableFile, estimate_records, read_columns
+from kefu.tabular.output import refuse_directory
 from kefu.tabular.textrows import COLUMN_SCAN_LINES
 from kefu.tabular.xlsx import MAX_ROWS as XLSX_MAX_ROWS
 from kefu.tabular.xlsx import worksheet_names
@@ -144,11 +145,7 @@ def check_output(
             "an earlier run wrote it beside them); write it where no input pattern matches",
             file=str(output),
         )
-    if output.is_dir():  # found here, not when the scored rows are merged at the end
-        raise DataError(
-            f"the output is a directory; name a file in it, e.g. -o {output / 'scored.parquet'}",
-            file=str(output),
-        )
+    refuse_directory(output, "scored.parquet")
     parent = output.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

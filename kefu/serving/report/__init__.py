@@ -19,7 +19,7 @@ from kefu.serving.report.load import read_scored, scored_files
 from kefu.serving.report.render import Labels, render
 from kefu.serving.taxonomy import load_taxonomy
 from kefu.tabular import ReadOptions
-from kefu.tabular.output import replacing, write_error
+from kefu.tabular.output import refuse_directory, replacing, write_error
 
 PERIODS = ("auto", "day", "week", "month")
 # kefu score writes a text's line breaks as they came (a JSONL or Parquet input holds messages
@@ -44,6 +44,7 @@ def build_report(
         raise ConfigError(f"--period must be one of {PERIODS}, got {period!r}")
     if top_n < 1:
         raise ConfigError(f"--top-n must be >= 1, got {top_n}")
+    refuse_directory(output, "report.html")
     if output.suffix.lower() not in (".html", ".htm"):
         raise DataError("the report is HTML; name the output *.html", file=str(output))
     options = ReadOptions(encoding=encoding, max_record_lines=max_record_lines)

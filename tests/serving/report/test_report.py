@@ -236,6 +236,21 @@ def test_an_unscored_file_is_refused_with_a_hint(tmp_path):
     assert "raw.csv" in result.output and "score it first with kefu score" in result.output
 
 
+@pytest.mark.parametrize("name", ["reports", "r.html"])
+def test_an_output_that_is_a_directory_is_refused_before_reading(tmp_path, scored, name):
+    """Not "name the output *.html" for a folder, and not a failed write once every file is
+    read, with an empty rejects file left beside it."""
+    folder = tmp_path / name
+    folder.mkdir()
+    result = runner.invoke(app, ["report", str(scored), "-o", str(folder)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output == (
+        f"kefu report: file {folder}: the output is a directory; name a file in it, e.g. "
+        f"-o {folder / 'report.html'}\n"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([name, scored.name])
+
+
 def test_cli_report_summary_line(tmp_path, scored):
     out = tmp_path / "r.html"
     result = runner.invoke(app, ["report", str(scored), "-o", str(out), "--time-col", "created_at"])
