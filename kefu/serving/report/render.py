@@ -232,7 +232,10 @@ def _questions(clusters: Sequence[QuestionCluster], data: ReportData, labels: La
             f" {data.questions.pruned:,} messages whose text matched no other one in memory "
             "were dropped to bound memory (not in these counts)."
         )
-    return f"<h2>TOP {len(clusters)} repeated questions 高频重复问题</h2>{note}</p>{table}"
+    if not clusters:  # all texts differ (or there are none): "TOP 0" would read as a fault
+        note += " No question was asked more than once."
+    heading = f"TOP {len(clusters)} repeated questions" if clusters else "Repeated questions"
+    return f"<h2>{heading} 高频重复问题</h2>{note}</p>{table}"
 
 
 def _trends(data: ReportData, period: str, labels: Labels) -> str:

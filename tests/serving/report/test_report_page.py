@@ -112,3 +112,17 @@ def test_a_repeated_question_shows_the_share_of_its_main_intent(tmp_path):
         "我的快递怎么还没到",
         "logistics_status 物流查询 (83.3%)",
     ]
+
+
+def test_a_file_without_repeated_questions_says_so_instead_of_top_0(tmp_path):
+    table = scored_table()
+    distinct = ["在吗", "发票怎么开", "退款到哪了", "快递没到", "改地址", "能便宜吗", "有货吗"]
+    distinct += ["密码忘了", "怎么付款", "谢谢"]
+    path = tmp_path / "scored.parquet"
+    pq.write_table(table.set_column(1, "text", pa.array(distinct)), path)
+    out = tmp_path / "r.html"
+    build_report([str(path)], out)
+    page = out.read_text(encoding="utf-8")
+    assert "TOP 0" not in page and "<h2>Repeated questions 高频重复问题</h2>" in page
+    assert "Jaccard &ge; 0.6. No question was asked more than once.</p>" in page
+    assert Tables(page).tables["repeated-questions"][1:] == []
