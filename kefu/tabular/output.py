@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -41,11 +42,28 @@ def write_error(path: Path, exc: OSError, hint: str = "") -> str:
     return f"cannot write {path}: {reason}; {advice}" + (f", then {hint}" if hint else "")
 
 
-def refuse_directory(output: Path, example_name: str) -> None:
-    """Refuse an `-o` that is a directory before any work: found only when the result is
-    written at the end, it would cost the whole run."""
+def check_writable(output: Path, example_name: str) -> None:
+    """Refuse, before any work, an `-o` that is a directory or whose directory cannot be made
+    or takes no file: found only when the result is written at the end, it would cost the
+    whole run. A missing directory is created; nothing else is left behind."""
     if output.is_dir():
         raise DataError(
             f"the output is a directory; name a file in it, e.g. -o {output / example_name}",
             file=str(output),
         )
+    parent = output.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(  # "File exists": a file has the directory's name
+            f"cannot create the output directory {parent} ({exc.strerror or exc})",
+            file=str(output),
+        ) from None
+    try:  # a real file: os.access says yes to root where writes still fail (/proc, root squash)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise DataError(
+            f"the output directory {parent} is not writable ({exc.strerror or exc})",
+            file=str(output),
+        ) from None

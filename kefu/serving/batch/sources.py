@@ -8,7 +8,6 @@ visible at the start.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,7 +15,7 @@ import pyarrow.parquet as pq
 
 from kefu.errors import ConfigError, DataError
 from kefu.tabular import DEFAULT_OPTIONS, ReadOptions, TableFile, estimate_records, read_columns
-from kefu.tabular.output import refuse_directory
+from kefu.tabular.output import check_writable
 from kefu.tabular.textrows import COLUMN_SCAN_LINES
 from kefu.tabular.xlsx import MAX_ROWS as XLSX_MAX_ROWS
 from kefu.tabular.xlsx import worksheet_names
@@ -145,20 +144,5 @@ def check_output(
             "an earlier run wrote it beside them); write it where no input pattern matches",
             file=str(output),
         )
-    refuse_directory(output, "scored.parquet")
-    parent = output.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(
-            f"cannot create the output directory {parent}: {exc}", file=str(output)
-        ) from None
-    try:  # a real file: os.access says yes to root where writes still fail (/proc, root squash)
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as exc:
-        raise DataError(
-            f"the output directory {parent} is not writable ({exc.strerror or exc})",
-            file=str(output),
-        ) from None
+    check_writable(output, "scored.parquet")
     return fmt

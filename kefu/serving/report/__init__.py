@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kefu.errors import ConfigError, DataError, KefuError, OutputError
+from kefu.errors import ConfigError, DataError, KefuError
 from kefu.serving.report.aggregate import ReportData
 from kefu.serving.report.charts import cjk_font
 from kefu.serving.report.load import read_scored, scored_files
 from kefu.serving.report.render import Labels, render
 from kefu.serving.taxonomy import load_taxonomy
 from kefu.tabular import ReadOptions
-from kefu.tabular.output import refuse_directory, replacing, write_error
+from kefu.tabular.output import check_writable, replacing
 
 PERIODS = ("auto", "day", "week", "month")
 # kefu score writes a text's line breaks as they came (a JSONL or Parquet input holds messages
@@ -44,16 +44,12 @@ def build_report(
         raise ConfigError(f"--period must be one of {PERIODS}, got {period!r}")
     if top_n < 1:
         raise ConfigError(f"--top-n must be >= 1, got {top_n}")
-    refuse_directory(output, "report.html")
-    if output.suffix.lower() not in (".html", ".htm"):
+    if output.suffix.lower() not in (".html", ".htm") and not output.is_dir():
         raise DataError("the report is HTML; name the output *.html", file=str(output))
     options = ReadOptions(encoding=encoding, max_record_lines=max_record_lines)
     files = scored_files(inputs, text_col, time_col, options)
+    check_writable(output, "report.html")  # a folder for -o, found before any row is read
     data = ReportData(files=[source.display_name for source in files])
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(write_error(output, exc)) from None
     # every row left out is in OUTPUT.rejects.jsonl, as with kefu score (empty when none is)
     rejects_path = Path(f"{output}.rejects.jsonl")
     with replacing(rejects_path) as tmp, tmp.open("w", encoding="utf-8") as rejects:
