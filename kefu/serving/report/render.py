@@ -25,6 +25,7 @@ from kefu.serving.report.routing_view import (
     conversation_section,
     queues_not_shown,
     routing_section,
+    without_column,
 )
 from kefu.serving.taxonomy import HEADS, Taxonomy
 from kefu.tabular import REASONS
@@ -202,6 +203,8 @@ def _escalation(data: ReportData) -> str:
     queues = [[escape(k), _num(v), _pct(v / data.rows)] for k, v in busiest[:MAX_QUEUES]]
     parts.append(_table("queues", ["queue 队列", "messages", "share"], queues, numeric={1, 2}))
     parts.append(queues_not_shown(dict(busiest[MAX_QUEUES:])))
+    unqueued = data.rows - sum(data.queues.values())
+    parts.append(without_column(unqueued, "queue", "are not listed (the shares are of all)"))
     return "".join(parts)
 
 

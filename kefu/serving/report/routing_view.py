@@ -37,7 +37,7 @@ def routing_section(data: ReportData, labels: Names) -> str:
             f"<p>The bot answers {pct(data.actions['bot'] / total)} of messages, asks the "
             f"customer to choose for {pct(data.actions['clarify'] / total)} and hands "
             f"{pct(data.actions['human'] / total)} to a person.</p>"
-            + _not_in_shares(data.rows - total, "action")
+            + without_column(data.rows - total, "action")
         )
         chart = charts.bar_chart(order, [data.actions[a] for a in order], "Actions")
         parts.append(img("chart-actions", chart, "action mix"))
@@ -61,18 +61,19 @@ def routing_section(data: ReportData, labels: Names) -> str:
             for p in order
         ]
         parts.append(table("priorities", ["priority", "优先级", "messages", "share"], rows, {2, 3}))
-        parts.append(_not_in_shares(data.rows - total, "priority"))
+        parts.append(without_column(data.rows - total, "priority"))
     parts.append(_queue_intents(data, labels))
     return "".join(parts)
 
 
-def _not_in_shares(missing: int, column: str) -> str:
-    """A note for the messages a routing table leaves out: the shares above are of the rest."""
+def without_column(missing: int, column: str, left_out: str = "are not in these shares") -> str:
+    """A note for the messages a routing table leaves out: by default the shares above are of
+    the rest; the queue table says instead that they are not listed (its shares are of all)."""
     if not missing:
         return ""
     return (
         f'<p class="note">{num(missing)} messages have no {column} (a file scored before '
-        f"routing had one, or a blank cell) and are not in these shares.</p>"
+        f"routing had one, or a blank cell) and {left_out}.</p>"
     )
 
 
