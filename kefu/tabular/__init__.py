@@ -16,7 +16,7 @@ training can both import it.
 from kefu.tabular.files import FORMATS, TableFile, format_of, resolve_files, table_file
 from kefu.tabular.options import DEFAULT_OPTIONS, ReadOptions
 from kefu.tabular.reader import Block, estimate_records, read_blocks, read_columns, read_records
-from kefu.tabular.rejects import REASONS, Reject, write_rejects
+from kefu.tabular.rejects import REASONS, REJECTS_SUFFIX, Reject, rejects_file, write_rejects
 from kefu.tabular.textrows import Record
 from kefu.tabular.values import as_text, json_safe, repair, text_problem
 
@@ -25,6 +25,7 @@ __all__ = [
     "FORMATS",
     "ReadOptions",
     "REASONS",
+    "REJECTS_SUFFIX",
     "Block",
     "Record",
     "Reject",
@@ -36,6 +37,7 @@ __all__ = [
     "read_blocks",
     "read_columns",
     "read_records",
+    "rejects_file",
     "repair",
     "resolve_files",
     "table_file",

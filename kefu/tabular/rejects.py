@@ -19,6 +19,14 @@ from typing import Any
 from kefu.tabular.output import replacing
 from kefu.tabular.textrows import Record
 
+# kefu score and kefu report write the rows they leave out beside their output, OUTPUT + this
+REJECTS_SUFFIX = ".rejects.jsonl"
+
+
+def rejects_file(output: Path) -> Path:
+    return Path(f"{output}{REJECTS_SUFFIX}")
+
+
 REASONS = {
     # the record itself
     "invalid_json": "the JSONL line is not valid JSON",

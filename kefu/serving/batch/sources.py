@@ -14,7 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kefu.errors import ConfigError, DataError
-from kefu.tabular import DEFAULT_OPTIONS, ReadOptions, TableFile, estimate_records, read_columns
+from kefu.tabular import (
+    DEFAULT_OPTIONS,
+    ReadOptions,
+    TableFile,
+    estimate_records,
+    read_columns,
+    rejects_file,
+)
 from kefu.tabular.output import check_writable
 from kefu.tabular.textrows import COLUMN_SCAN_LINES
 from kefu.tabular.xlsx import MAX_ROWS as XLSX_MAX_ROWS
@@ -105,7 +112,7 @@ def found_columns(source: TableFile, columns: list[str]) -> str:
 
 def output_paths(output: Path) -> tuple[Path, Path]:
     """(rejects file, staging directory) of an output path; both sit next to it."""
-    return Path(f"{output}.rejects.jsonl"), Path(f"{output}.partial")
+    return rejects_file(output), Path(f"{output}.partial")
 
 
 def output_format(output: Path, forced: str | None = None) -> str:

@@ -18,7 +18,7 @@ from kefu.serving.report.charts import cjk_font
 from kefu.serving.report.load import read_scored, scored_files
 from kefu.serving.report.render import Labels, render
 from kefu.serving.taxonomy import load_taxonomy
-from kefu.tabular import ReadOptions
+from kefu.tabular import ReadOptions, rejects_file
 from kefu.tabular.output import check_writable, replacing
 
 PERIODS = ("auto", "day", "week", "month")
@@ -51,7 +51,7 @@ def build_report(
     check_writable(output, "report.html")  # a folder for -o, found before any row is read
     data = ReportData(files=[source.display_name for source in files])
     # every row left out is in OUTPUT.rejects.jsonl, as with kefu score (empty when none is)
-    rejects_path = Path(f"{output}.rejects.jsonl")
+    rejects_path = rejects_file(output)
     with replacing(rejects_path) as tmp, tmp.open("w", encoding="utf-8") as rejects:
         for source in files:
             for batch in read_scored(source, text_col, time_col, options):

@@ -23,6 +23,7 @@ from kefu.serving.batch.sessions import session_key, turn_number
 from kefu.serving.timestamps import calendar_day
 from kefu.tabular import (
     DEFAULT_OPTIONS,
+    REJECTS_SUFFIX,
     ReadOptions,
     Reject,
     TableFile,
@@ -66,7 +67,7 @@ def scored_files(
     options: ReadOptions = DEFAULT_OPTIONS,
 ) -> list[TableFile]:
     """Resolve the inputs and check each has the score columns (plus text and time columns)."""
-    files = resolve_files(patterns)
+    files = _without_rejects_files(patterns)
     for source in files:
         if _is_empty(source, options):  # an empty run's output: nothing to check or count
             continue
@@ -82,6 +83,25 @@ def scored_files(
                 )
                 hint = f"; name the columns with --text-col / --time-col (found {shown})"
             raise DataError(f"missing columns {missing}{hint}", file=source.display_name)
+    return files
+
+
+def _without_rejects_files(patterns: list[str]) -> list[TableFile]:
+    """The files the patterns name, less rejects files: `scored/*.jsonl`, or `scored/day*.jsonl`,
+    also matches `scored/day1.jsonl.rejects.jsonl`, whose rows were never scored, and a pattern
+    can hardly leave it out (the shell expands an unquoted one into names). Patterns that name
+    nothing else are refused."""
+    files, passed_over = [], []
+    for source in resolve_files(patterns):
+        if source.path.name.endswith(REJECTS_SUFFIX):
+            passed_over.append(source.display_name)
+        else:
+            files.append(source)
+    if not files:
+        raise DataError(
+            f"every input ({', '.join(passed_over)}) is a rejects file of the rows kefu score or "
+            "kefu report left out, never scored; name the scored outputs beside them"
+        )
     return files
 
 

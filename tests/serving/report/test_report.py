@@ -251,6 +251,36 @@ def test_an_output_that_is_a_directory_is_refused_before_reading(tmp_path, score
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([name, scored.name])
 
 
+def test_a_glob_passes_over_the_rejects_files_beside_scored_outputs(tmp_path, scored):
+    """`scored/day*.jsonl` matches day1.jsonl.rejects.jsonl too, quoted or expanded by the
+    shell: its rows were never scored, and it must neither stop the report ("score it first")
+    nor count as a file read."""
+    folder = tmp_path / "scored"
+    folder.mkdir()
+    rows = pq.read_table(scored).to_pylist()
+    for day in (1, 2):
+        lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+        (folder / f"day{day}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    reject = {"file": "in.csv", "line": 2, "end_line": 2, "id": None, "column": "text"}
+    (folder / "day1.jsonl.rejects.jsonl").write_text(
+        json.dumps({**reject, "reason": "empty_text", "detail": "text is empty"}) + "\n",
+        encoding="utf-8",
+    )
+    (folder / "day2.jsonl.rejects.jsonl").write_text("", encoding="utf-8")
+    data = build_report([str(folder / "day*.jsonl")], tmp_path / "r.html")
+    assert (data.files, data.rows) == ([f"{folder}/day1.jsonl", f"{folder}/day2.jsonl"], 20)
+
+    named = [str(path) for path in sorted(folder.glob("day*.jsonl"))]  # an unquoted glob
+    assert build_report(named, tmp_path / "r.html").files == data.files
+    only = str(folder / "*.rejects.jsonl")
+    result = runner.invoke(app, ["report", only, "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 1 and result.output == (
+        f"kefu report: every input ({folder}/day1.jsonl.rejects.jsonl, "
+        f"{folder}/day2.jsonl.rejects.jsonl) is a rejects file of the rows kefu score or kefu "
+        "report left out, never scored; name the scored outputs beside them\n"
+    )
+
+
 def test_cli_report_summary_line(tmp_path, scored):
     out = tmp_path / "r.html"
     result = runner.invoke(app, ["report", str(scored), "-o", str(out), "--time-col", "created_at"])
