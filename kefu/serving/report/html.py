@@ -27,6 +27,13 @@ def img(img_id: str, png_base64: str, alt: str) -> str:
     return f'<img id="{img_id}" alt="{escape(alt)}" src="data:image/png;base64,{png_base64}">'
 
 
+def isolated(value: str) -> str:
+    """A value from the data inside running text, escaped and bidi-isolated: a right-to-left
+    override (U+202E) in a file name or cell would otherwise reverse the rest of its line, so
+    a model version or a count would read backwards. A table cell isolates its own."""
+    return f"<bdi>{escape(value)}</bdi>"
+
+
 def num(value: int) -> str:
     return f"{value:,}"
 

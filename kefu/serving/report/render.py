@@ -16,6 +16,7 @@ from kefu.serving.report import charts
 from kefu.serving.report.aggregate import NEGATIVE_EMOTIONS, ReportData
 from kefu.serving.report.clusters import QuestionCluster
 from kefu.serving.report.html import img as _img
+from kefu.serving.report.html import isolated as _isolated
 from kefu.serving.report.html import num as _num
 from kefu.serving.report.html import pct as _pct
 from kefu.serving.report.html import table as _table
@@ -91,7 +92,7 @@ def render(
 
 def _header(data: ReportData, title: str) -> str:
     versions = (
-        ", ".join(f"{escape(v)} ({n:,})" for v, n in ranked(data.model_versions)) or "unknown"
+        ", ".join(f"{_isolated(v)} ({n:,})" for v, n in ranked(data.model_versions)) or "unknown"
     )
     negative = sum(data.emotions[e] for e in NEGATIVE_EMOTIONS)
     top_intent = ranked(data.intents)[0][0] if data.intents else "-"
@@ -105,7 +106,7 @@ def _header(data: ReportData, title: str) -> str:
     left_out = (
         f'<p class="meta"><b>{data.rejected:,} record(s) left out</b> (not in any number '
         f"below): {escape(left_out_reasons(data))}; e.g. "
-        + "; ".join(escape(reject.describe()) for reject in data.reject_examples[:3])
+        + "; ".join(_isolated(reject.describe()) for reject in data.reject_examples[:3])
         + "</p>"
         if data.rejected
         else ""
@@ -113,7 +114,7 @@ def _header(data: ReportData, title: str) -> str:
     return (
         f"<h1>{escape(title)}</h1>"
         f'<p class="meta">generated {generated} from {len(data.files)} file(s): '
-        f"{escape(', '.join(data.files))}; model version {versions}</p>"
+        f"{', '.join(map(_isolated, data.files))}; model version {versions}</p>"
         + left_out
         + '<div class="cards">'
         + "".join(f'<div class="card"><b>{value}</b>{escape(name)}</div>' for name, value in cards)

@@ -132,3 +132,17 @@ def test_a_file_without_repeated_questions_says_so_instead_of_top_0(tmp_path):
     assert "TOP 0" not in page and "<h2>Repeated questions 高频重复问题</h2>" in page
     assert "Jaccard &ge; 0.6. No question was asked more than once.</p>" in page
     assert Tables(page).tables["repeated-questions"][1:] == []
+
+
+def test_a_right_to_left_override_in_a_file_name_stays_inside_that_name(tmp_path):
+    """U+202E in a file name (or a cell a reject quotes) would show the rest of the line
+    backwards, model version and counts included; each value is isolated in a <bdi>."""
+    rows = scored_table().to_pylist()
+    rows[0]["intent"] = None  # a reject example, naming the file
+    path = tmp_path / "day\u202e1.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=scored_table().schema), path)
+    out = tmp_path / "r.html"
+    build_report([str(path)], out)
+    page = out.read_text(encoding="utf-8")
+    assert f"from 1 file(s): <bdi>{path}</bdi>; model version <bdi>test-1</bdi> (9)</p>" in page
+    assert f"; e.g. <bdi>{path}, row 1, column &#x27;intent&#x27;: intent is blank</bdi>" in page

@@ -55,7 +55,7 @@ def report_page(folder: Path, lines: list[str], monkeypatch) -> str:
     build_report(["scored.jsonl"], Path("report.html"), time_col="created_at")
     page = Path("report.html").read_text(encoding="utf-8")
     page = re.sub(r"generated [^<]*? from", "generated from", page)
-    return re.sub(r"; e\.g\. [^<]*</p>", "</p>", page)
+    return re.sub(r"; e\.g\. .*?</p>", "</p>", page)
 
 
 def test_the_same_rows_in_another_order_make_the_same_page(tmp_path, monkeypatch):
@@ -83,7 +83,10 @@ def test_the_same_rows_in_another_order_make_the_same_page(tmp_path, monkeypatch
         ["发票怎么开!", "invoice 发票 (50.0%)"],
         ["我的快递怎么还没到", "invoice 发票 (50.0%)"],
     ]
-    assert "model version v1 (8), v2 (8)" in page and "<b>invoice</b>top intent" in page
+    assert (
+        "model version <bdi>v1</bdi> (8), <bdi>v2</bdi> (8)" in page
+        and "<b>invoice</b>top intent" in page
+    )
     assert "left out</b> (not in any number below): invalid_json 1 (" in page
 
 

@@ -124,9 +124,9 @@ def test_the_page_counts_every_reason_records_were_left_out_for(tmp_path):
     assert (
         "<b>2 record(s) left out</b> (not in any number below): invalid_json 1 (the JSONL line "
         "is not valid JSON), missing_score 1 (a score cell (intent, urgency, emotion, escalate) "
-        f"is blank or unreadable, or reasons is unreadable); e.g. {path}, line 2: " in page
+        f"is blank or unreadable, or reasons is unreadable); e.g. <bdi>{path}, line 2: " in page
     )
-    assert f"; {path}, line 5, column &#x27;intent&#x27;: intent is blank</p>" in page
+    assert f"; <bdi>{path}, line 5, column &#x27;intent&#x27;: intent is blank</bdi></p>" in page
 
 
 def test_a_reasons_cell_printed_by_pandas_is_counted_out_by_line(tmp_path):
