@@ -39,6 +39,7 @@ h1{margin-bottom:.2rem}h2{border-bottom:2px solid #2f6db5;padding-bottom:.2rem;m
 .card{background:#f3f6fb;border-radius:8px;padding:.8rem 1.2rem;min-width:10rem}
 .card b{display:block;font-size:1.6rem}table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}
 th,td{border-bottom:1px solid #ddd;padding:.3rem .7rem;text-align:left;vertical-align:top}
+td,.meta{overflow-wrap:anywhere}td.n{white-space:nowrap}
 th{background:#f3f6fb}td.n{text-align:right;font-variant-numeric:tabular-nums}
 img{max-width:100%;height:auto;display:block;margin:.6rem 0}.note{color:#666;font-size:.85rem}
 """

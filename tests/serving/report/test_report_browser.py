@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from support.scored import scored_table
@@ -95,3 +96,28 @@ def test_report_renders_in_headless_chromium(tmp_path, browser):
         "return performance.getEntriesByType('resource').map(e => e.name)"
     )
     assert [url for url in fetched if not url.startswith("data:")] == []
+
+
+@pytest.mark.browser
+def test_a_long_unbroken_example_wraps_inside_the_page(tmp_path, browser):
+    """A pasted link has no break opportunity: its 120-character example pushed the main intent
+    column off the page, behind a horizontal scroll bar."""
+    table = scored_table()
+    link = "https://item.example.com/product/" + "a1b2c3d4" * 20
+    texts = [link] * 3 + table.column("text").to_pylist()[3:]
+    scored = tmp_path / "scored.parquet"
+    pq.write_table(table.set_column(1, "text", pa.array(texts)), scored)
+    report = tmp_path / "report.html"
+    build_report([str(scored)], report)
+    browser.set_window_size(1200, 900)
+    browser.get(report.as_uri())
+    widths = browser.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert widths[0] <= widths[1]
+    shares = browser.execute_script(
+        "return [...document.querySelectorAll('#repeated-questions td.n')].map(cell => {"
+        " const range = document.createRange(); range.selectNodeContents(cell);"
+        " return range.getClientRects().length; })"
+    )
+    assert shares and set(shares) == {1}  # numbers and shares stay on one line
