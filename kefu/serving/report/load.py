@@ -7,7 +7,7 @@ hand-edited export: no intent, escalate "maybe") is counted out as a `Reject`, n
 (a blank intent would otherwise show as an intent of its own, a blank escalate as "no"). Values
 are brought to one Python shape whatever the format: `escalate` a bool (CSV holds
 "true"/"false"), `reasons` a list (CSV holds "a;b"), times a `datetime.date` or None when the
-value cannot be read as a time; undecodable bytes in a text become U+FFFD.
+value cannot be read as a time; undecodable bytes in any cell become U+FFFD.
 """
 
 from __future__ import annotations
@@ -131,7 +131,9 @@ def read_scored(
             if r.problem is not None
         ]
         readable = [i for i, record in enumerate(block.records) if record.problem is None]
-        cells = {name: _pick(block.column(name), readable) for name in wanted}
+        # undecodable bytes (a wrong --encoding) in any cell, a queue or a session id as much
+        # as a text, become U+FFFD: a lone surrogate cannot be written to the UTF-8 page
+        cells = {name: repair(_pick(block.column(name), readable)) for name in wanted}
         usable = _usable(cells, readable, block.records, source.display_name, rejects)
         columns = {name: _pick(values, usable) for name, values in cells.items()}
         yield ScoredBatch(
@@ -140,7 +142,7 @@ def read_scored(
             emotion=[str(v) for v in columns["emotion"]],
             escalate=[_bool(v) is True for v in columns["escalate"]],
             reasons=[_reasons(v) or [] for v in columns["reasons"]],
-            text=[repair(v) if isinstance(v, str) else None for v in columns[text_col]],
+            text=[v if isinstance(v, str) else None for v in columns[text_col]],
             day=[calendar_day(v) for v in columns[time_col]] if time_col else None,
             queue=_strings(columns["queue"]),
             model_version=_strings(columns["model_version"]),
@@ -206,7 +208,8 @@ def _bool(value: Any) -> bool | None:
 def _reasons(value: Any) -> list[str] | None:
     """The reason codes as Parquet (a list), JSONL (a list) or CSV and xlsx ("a;b") hold them;
     None when a cell opens like a JSON list and is none (`['a' 'b']`, a list printed by
-    pandas), which `_usable` counts out rather than splitting it into made-up codes."""
+    pandas), or is neither text nor a list (a number), which `_usable` counts out rather than
+    making codes up."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -218,4 +221,4 @@ def _reasons(value: Any) -> list[str] | None:
         except ValueError:
             return None
         return [str(v) for v in codes] if isinstance(codes, list) else None
-    return [str(v) for v in value]
+    return [str(v) for v in value] if isinstance(value, list | tuple) else None

@@ -146,3 +146,29 @@ def test_a_reasons_cell_printed_by_pandas_is_counted_out_by_line(tmp_path):
         f"{path}, line 8, column 'reasons': reasons is \"['low_confidence' 'complaint']\", "
         "expected reason codes joined with ; or a JSON list"
     ]
+
+
+def test_a_reasons_cell_that_is_a_number_is_counted_out(tmp_path):
+    rows = scored_table().to_pylist()
+    rows[1]["reasons"] = 5
+    path = tmp_path / "scored.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")
+    data = build_report([str(path)], tmp_path / "r.html")
+    assert (data.rows, data.rejected_by_reason["missing_score"]) == (9, 1)
+    assert data.reject_examples[0].describe() == (
+        f"{path}, line 2, column 'reasons': reasons is 5, expected reason codes joined with ; "
+        "or a JSON list"
+    )
+
+
+def test_undecodable_bytes_in_a_queue_cell_are_replaced_on_the_page(tmp_path):
+    """A lone surrogate (a byte the encoding cannot decode) in any cell, not only the text,
+    stopped the page from being written as UTF-8."""
+    path = tmp_path / "scored.csv"
+    as_csv(scored_table(), path)
+    raw = path.read_bytes().replace("投诉专席".encode(), "投诉专席".encode() + b"\xff", 1)
+    path.write_bytes(raw)
+    out = tmp_path / "r.html"
+    build_report([str(path)], out, encoding="utf-8")
+    queues = Tables(out.read_text(encoding="utf-8")).tables["queues"]
+    assert ["投诉专席\ufffd", "1", "10.0%"] in queues
