@@ -20,6 +20,7 @@ from typing import Any
 
 from kefu.errors import DataError
 from kefu.serving.batch.sessions import session_key, turn_number
+from kefu.serving.preview import preview
 from kefu.serving.timestamps import calendar_day
 from kefu.tabular import (
     DEFAULT_OPTIONS,
@@ -176,9 +177,9 @@ def _usable(
         detail = (
             f"{column} is blank"
             if blank or _blank(found)
-            else f"escalate is {found!r}, expected true or false"
+            else f"escalate is {preview(found)}, expected true or false"
             if column == "escalate"
-            else f"reasons is {found!r}, expected reason codes joined with ; or a JSON list"
+            else f"reasons is {preview(found)}, expected reason codes joined with ; or a JSON list"
         )
         rejects.append(Reject.of(file, records[readable[j]], None, column, "missing_score", detail))
     return usable

@@ -172,3 +172,13 @@ def test_undecodable_bytes_in_a_queue_cell_are_replaced_on_the_page(tmp_path):
     build_report([str(path)], out, encoding="utf-8")
     queues = Tables(out.read_text(encoding="utf-8")).tables["queues"]
     assert ["投诉专席\ufffd", "1", "10.0%"] in queues
+
+
+def test_a_long_unreadable_cell_is_quoted_cut_in_the_reject(tmp_path):
+    """A 20,000-character escalate cell put 80 KB on stderr and in the page's header."""
+    rows = scored_table().to_pylist()
+    rows[1]["escalate"] = "长" * 20_000
+    path = tmp_path / "scored.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")
+    data = build_report([str(path)], tmp_path / "r.html")
+    assert data.reject_examples[0].detail == f"escalate is '{'长' * 38}…, expected true or false"
