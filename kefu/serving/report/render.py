@@ -112,10 +112,17 @@ def _header(data: ReportData, title: str) -> str:
         if data.rejected
         else ""
     )
+    mixed = (  # files scored before and after a retraining, given together
+        f'<p class="meta"><b>{len(data.model_versions)} model versions</b>: every number below '
+        "counts their scores together; to compare them, report each version's files apart.</p>"
+        if len(data.model_versions) > 1
+        else ""
+    )
     return (
         f"<h1>{escape(title)}</h1>"
         f'<p class="meta">generated {generated} from {len(data.files)} file(s): '
         f"{', '.join(map(_isolated, data.files))}; model version {versions}</p>"
+        + mixed
         + left_out
         + '<div class="cards">'
         + "".join(f'<div class="card"><b>{value}</b>{escape(name)}</div>' for name, value in cards)

@@ -146,3 +146,18 @@ def test_a_right_to_left_override_in_a_file_name_stays_inside_that_name(tmp_path
     page = out.read_text(encoding="utf-8")
     assert f"from 1 file(s): <bdi>{path}</bdi>; model version <bdi>test-1</bdi> (9)</p>" in page
     assert f"; e.g. <bdi>{path}, row 1, column &#x27;intent&#x27;: intent is blank</bdi>" in page
+
+
+def test_files_of_two_model_versions_are_said_to_be_counted_together(tmp_path):
+    paths = []
+    for version in ("v1", "v2"):
+        rows = [{**row, "model_version": version} for row in scored_table().to_pylist()]
+        paths.append(tmp_path / f"{version}.parquet")
+        pq.write_table(pa.Table.from_pylist(rows, schema=scored_table().schema), paths[-1])
+    for given, said in ((paths, True), (paths[:1], False)):
+        out = tmp_path / "r.html"
+        build_report([str(path) for path in given], out)
+        page = out.read_text(encoding="utf-8")
+        assert (
+            "<b>2 model versions</b>: every number below counts their scores together" in page
+        ) is said
