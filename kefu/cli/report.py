@@ -18,7 +18,9 @@ def command(
     ),
     output: Path = typer.Option(..., "--output", "-o", help="HTML file to write."),
     text_col: TextColumn = "text",
-    time_col: str = typer.Option(None, help="Timestamp column: adds trends by day or week."),
+    time_col: str = typer.Option(
+        None, help="Timestamp column: adds trends by day, week or month (see --period)."
+    ),
     top_n: int = typer.Option(10, help="How many intents the TOP table lists."),
     period: str = typer.Option(
         "auto",

@@ -281,6 +281,11 @@ def test_a_glob_passes_over_the_rejects_files_beside_scored_outputs(tmp_path, sc
     )
 
 
+def test_help_says_trends_may_be_by_month():
+    result = runner.invoke(app, ["report", "--help"], env={"COLUMNS": "200"})
+    assert "adds trends by day, week or month (see --period)." in " ".join(result.output.split())
+
+
 def test_cli_report_summary_line(tmp_path, scored):
     out = tmp_path / "r.html"
     result = runner.invoke(app, ["report", str(scored), "-o", str(out), "--time-col", "created_at"])
