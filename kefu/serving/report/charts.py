@@ -49,6 +49,9 @@ CJK_FILE_HINTS = (
     "msyh",
     "uming",
 )
+# A label column of free text (hand-edited, or another tool's) can hold thousands of labels:
+# as many bars made a chart of 100,000 pixels and a page of 20 MB. The tables list them all.
+MAX_BARS = 40
 PALETTE = ("#2f6db5", "#e07b39", "#3a9d5d", "#c0392b", "#8e6bbf", "#7f8c8d", "#d4a017")
 
 
@@ -92,7 +95,12 @@ def _png(fig: plt.Figure) -> str:
 def bar_chart(
     labels: Sequence[str], values: Sequence[float], title: str, xlabel: str = "messages"
 ) -> str:
-    """Horizontal bars, first label on top; returns a base64 PNG."""
+    """Horizontal bars, first label on top; returns a base64 PNG. Past `MAX_BARS` labels, the
+    last bar sums the rest (callers give the labels most first)."""
+    if len(labels) > MAX_BARS:
+        kept = MAX_BARS - 1
+        labels = [*labels[:kept], f"{len(labels) - kept:,} others"]
+        values = [*values[:kept], sum(values[kept:])]
     with matplotlib.rc_context(_style()):
         fig, ax = plt.subplots(figsize=(7.5, max(2.2, 0.32 * len(labels) + 1.0)))
         positions = range(len(labels))

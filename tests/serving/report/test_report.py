@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import re
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 
 from kefu.cli.main import app
 from kefu.serving.report import build_report
+from kefu.serving.report.charts import MAX_BARS, bar_chart
 from kefu.serving.report.clusters import EXAMPLE_CHARS, QuestionCounter, normalise_question
 
 runner = CliRunner()
@@ -412,3 +414,15 @@ def test_chinese_dates_give_day_trends_from_score_to_report(tmp_path, tiny_bundl
         ["2024-03-03", "2"],
     ]
     assert "1 messages have no readable time and are left out." in page
+
+
+def test_a_chart_of_thousands_of_labels_draws_the_busiest_and_one_bar_for_the_rest():
+    """A free-text label column drew one bar per label: 3,000 made a 96,000-pixel image."""
+    labels = [f"label_{i}" for i in range(3000)]
+
+    def height(count: int) -> int:
+        png = base64.b64decode(bar_chart(labels[:count], list(range(count, 0, -1)), "t"))
+        return int.from_bytes(png[20:24], "big")  # the IHDR's height
+
+    assert height(3000) == height(MAX_BARS) < 2000
+    assert height(MAX_BARS) > height(MAX_BARS - 1)
