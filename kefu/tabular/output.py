@@ -4,7 +4,8 @@ Usage: `with replacing(Path("out.parquet"), hint="rerun with --resume") as tmp: 
 
 A full disk (or a lost permission) surfaces deep inside pyarrow or openpyxl as a bare OSError;
 here it becomes one `OutputError` line naming the file and what to do, and the half-written
-temp file is gone, so nothing partial is left to be mistaken for a result.
+temp file is gone, so nothing partial is left to be mistaken for a result. `check_writable`
+refuses, before a command reads anything, an `-o` it could not write.
 """
 
 from __future__ import annotations
