@@ -48,8 +48,9 @@ def routing_section(data: ReportData, labels: Names) -> str:
         parts.append(table("actions", ["action", "动作", "messages", "share"], rows, {2, 3}))
     if data.priorities:
         total = sum(data.priorities.values())
-        # a file from another policy may hold other levels: listed after P0-P3, never dropped
-        order = [p for p in PRIORITIES if p in data.priorities]
+        # P0-P3 always, at zero too (no P0 is news); a file from another policy may hold other
+        # levels: listed after them, never dropped
+        order = list(PRIORITIES)
         order += sorted(p for p in data.priorities if p not in PRIORITIES)
         rows = [
             [

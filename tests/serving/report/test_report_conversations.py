@@ -83,6 +83,7 @@ def test_routing_tables_hold_exact_counts(tmp_path, routed):
         ["human", "转人工", "5", "29.4%"],
     ]
     assert page.tables["priorities"][1:] == [
+        ["P0", "紧急", "0", "0.0%"],  # listed at zero: no P0 is news too
         ["P1", "高", "2", "11.8%"],
         ["P2", "中", "5", "29.4%"],
         ["P3", "低", "10", "58.8%"],
@@ -320,7 +321,7 @@ def test_priorities_of_another_policy_are_listed_not_dropped(tmp_path):
     pq.write_table(table, path)
     build_report([str(path)], tmp_path / "r.html")
     rows = Tables((tmp_path / "r.html").read_text(encoding="utf-8")).tables["priorities"]
-    assert [row[0] for row in rows[1:]] == ["P1", "P2", "P4"]  # under the header row
+    assert [row[0] for row in rows[1:]] == ["P0", "P1", "P2", "P3", "P4"]  # under the header
     assert sum(int(row[2].replace(",", "")) for row in rows[1:]) == len(ROUTES)
 
 

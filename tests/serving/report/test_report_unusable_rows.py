@@ -106,7 +106,12 @@ def test_routing_shares_say_which_messages_they_leave_out(tmp_path):
         ["bot", "机器人答复", "3", "75.0%"],
         ["human", "转人工", "1", "25.0%"],
     ]
-    assert tables["priorities"][1:] == [["P3", "低", "4", "100.0%"]]
+    assert tables["priorities"][1:] == [
+        ["P0", "紧急", "0", "0.0%"],
+        ["P1", "高", "0", "0.0%"],
+        ["P2", "中", "0", "0.0%"],
+        ["P3", "低", "4", "100.0%"],
+    ]
     assert "10 messages have no action (" in page and "10 messages have no priority (" in page
     assert "4 conversations (4 messages)" in page
     assert "10 messages have no session id (" in page
