@@ -3,31 +3,24 @@ import json
 import matplotlib.image
 import numpy as np
 import pytest
-from support.evaluation import EVAL_ROWS, TRAIN_ROWS, run_cli, write_evaluation_data, write_jsonl
+from support.evaluation import EVAL_ROWS, TRAIN_ROWS, run_cli, write_jsonl
 
-from kefu.errors import DataError
 from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import HEADS
 from kefu.training.calibration_metrics import expected_calibration_error
-from kefu.training.evaluation.artifacts import resolve_train_data
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_evaluation_data(tmp_path_factory.mktemp("evaluation-data"))
-
-
-@pytest.fixture(scope="module")
-def evaluated(tiny_bundle, data_dir, tmp_path_factory):
+def evaluated(tiny_bundle, evaluation_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluation-out")
     manifest_before = (tiny_bundle / "manifest.json").read_text()
     result = run_cli(
-        "--bundle", tiny_bundle, "--data", f"seed={data_dir / 'test.jsonl'}", "-o", out,
-        "--data", data_dir / "real" / "test.jsonl", "--lead", "real",
-        "--public-dev", data_dir / "public-dev", "--threads", 1, "--min-support", 1,
+        "--bundle", tiny_bundle, "--data", f"seed={evaluation_data / 'test.jsonl'}", "-o", out,
+        "--data", evaluation_data / "real" / "test.jsonl", "--lead", "real",
+        "--public-dev", evaluation_data / "public-dev", "--threads", 1, "--min-support", 1,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (
@@ -97,9 +90,12 @@ def test_supports_add_up_and_unlabelled_rows_are_skipped_per_head(evaluated):
     assert metrics["model"]["urgency"]["per_class"]["critical"]["support"] == 2
 
 
-def test_baseline_is_fitted_on_the_training_split(evaluated, data_dir):
+def test_baseline_is_fitted_on_the_training_split(evaluated, evaluation_data):
     _, metrics = evaluated
-    assert metrics["train_data"] == {"file": str(data_dir / "train.jsonl"), "n": len(TRAIN_ROWS)}
+    assert metrics["train_data"] == {
+        "file": str(evaluation_data / "train.jsonl"),
+        "n": len(TRAIN_ROWS),
+    }
     assert {head: metrics["baseline"][head]["n_train"] for head in HEADS} == {
         h: len(TRAIN_ROWS) for h in HEADS
     }
@@ -161,94 +157,6 @@ def test_public_dev_sets_are_scored(evaluated):
         "smp2020_weibo": 5,
     }
     assert public["jd_chat_vs_business"]["asks_human_rows"] == 2
-
-
-def test_train_split_is_found_beside_the_data_or_asked_for(data_dir, tmp_path):
-    assert resolve_train_data(None, data_dir / "test.jsonl", {}) == [
-        (data_dir / "train.jsonl", 1.0)
-    ]
-    config = {"train_data": [str(data_dir / "train.jsonl")] * 2, "train_weights": [0.5, 2.0]}
-    assert resolve_train_data(None, data_dir / "test.jsonl", config) == [
-        (data_dir / "train.jsonl", 0.5),
-        (data_dir / "train.jsonl", 2.0),
-    ]
-    lonely = tmp_path / "test.jsonl"
-    lonely.write_text("", "utf-8")
-    with pytest.raises(DataError, match="pass --train-data FILE"):
-        resolve_train_data(None, lonely, {})
-    with pytest.raises(DataError, match="names elsewhere/train.jsonl, not found from"):
-        resolve_train_data(None, lonely, {"train_data": ["elsewhere/train.jsonl"]})
-
-
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (["--lead", "reel"], "--lead 'reel' names no test set; the sets are ['seed', 'real']"),
-        (["--data", "seed=x.jsonl"], "two test sets are named alike (['seed', 'real', 'seed'])"),
-    ],
-)
-def test_bad_test_set_options_exit_2(tiny_bundle, data_dir, tmp_path, extra, message):
-    result = run_cli(
-        "--bundle", tiny_bundle, "--data", f"seed={data_dir / 'test.jsonl'}", "-o", tmp_path,
-        "--data", f"real={data_dir / 'real' / 'test.jsonl'}", *extra,
-    )  # fmt: skip
-    assert result.exit_code == 2, result.output
-    assert message in result.output
-
-
-def test_bad_test_set_options_leave_no_report_folder(tiny_bundle, data_dir, tmp_path):
-    out = tmp_path / "report"
-    result = run_cli(
-        "--bundle", tiny_bundle, "--data", data_dir / "test.jsonl", "-o", out, "--lead", "reel"
-    )  # fmt: skip
-    assert result.exit_code == 2, result.output
-    assert not out.exists()
-
-
-@pytest.mark.parametrize(
-    ("extra", "missing"),
-    [
-        (["--data", "real={missing}"], "missing.jsonl"),  # the last of several test sets
-        (["--train-data", "{missing}"], "missing.jsonl"),  # the baseline's training split
-    ],
-    ids=["test-set", "train-data"],
-)
-def test_a_missing_file_stops_evaluation_before_any_file_is_read(
-    tiny_bundle, data_dir, tmp_path, monkeypatch, extra, missing
-):
-    read = []
-    monkeypatch.setattr(
-        "kefu.training.evaluation.artifacts.load_labelled",
-        lambda path, **_: read.append(path),
-    )
-    missing_path = tmp_path / missing
-    result = run_cli(
-        "--bundle", tiny_bundle, "--data", f"seed={data_dir / 'test.jsonl'}", "-o",
-        tmp_path / "out", *(arg.format(missing=missing_path) for arg in extra),
-    )  # fmt: skip
-    assert result.exit_code == 1, result.output
-    assert f"kefu evaluate: file {missing_path}: input file does not exist" in result.output
-    assert read == []  # not one test or training file was read before the error
-    assert not (tmp_path / "out").exists()
-
-
-def test_a_report_folder_that_is_a_file_is_refused(tiny_bundle, data_dir, tmp_path):
-    taken = tmp_path / "report"
-    taken.write_text("mine", "utf-8")
-    result = run_cli("--bundle", tiny_bundle, "--data", data_dir / "test.jsonl", "-o", taken)
-    assert result.exit_code == 2, result.output
-    assert f"-o {taken} is a file; give a folder for the report" in result.output
-    assert taken.read_text("utf-8") == "mine"
-
-
-def test_missing_data_file_is_a_clear_error(tiny_bundle, tmp_path):
-    result = run_cli(
-        "--bundle", tiny_bundle, "--data", tmp_path / "nope.jsonl", "-o", tmp_path / "out"
-    )
-    assert result.exit_code == 1
-    assert (
-        f"kefu evaluate: file {tmp_path / 'nope.jsonl'}: input file does not exist" in result.output
-    )
 
 
 def test_data_labelled_for_intent_only_scores_intent_and_leaves_other_heads_empty(
@@ -340,9 +248,11 @@ def test_every_set_reports_bootstrap_intervals_and_the_report_says_them(evaluate
     assert report.count("How much another draw") == 2
 
 
-def test_conversation_columns_of_another_name_are_read_when_named(tiny_bundle, data_dir, tmp_path):
+def test_conversation_columns_of_another_name_are_read_when_named(
+    tiny_bundle, evaluation_data, tmp_path
+):
     renamed = tmp_path / "test.jsonl"
-    lines = (data_dir / "real" / "test.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (evaluation_data / "real" / "test.jsonl").read_text(encoding="utf-8").splitlines()
     with renamed.open("w", encoding="utf-8") as handle:
         for line in lines:
             row = json.loads(line)
@@ -350,7 +260,7 @@ def test_conversation_columns_of_another_name_are_read_when_named(tiny_bundle, d
                 row["会话ID"], row["轮次"] = row.pop("session"), row.pop("turn")
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     common = ["--bundle", tiny_bundle, "--data", f"real={renamed}", "--threads", 1]
-    common += ["--train-data", data_dir / "train.jsonl", "--min-support", 1]
+    common += ["--train-data", evaluation_data / "train.jsonl", "--min-support", 1]
     named = run_cli(*common, "-o", tmp_path / "a", "--session-col", "会话ID", "--turn-col", "轮次")
     assert named.exit_code == 0, named.output
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text(encoding="utf-8"))
@@ -360,14 +270,14 @@ def test_conversation_columns_of_another_name_are_read_when_named(tiny_bundle, d
 
 
 def test_the_training_files_rejects_are_counted_in_one_line_not_listed(
-    tiny_bundle, data_dir, tmp_path
+    tiny_bundle, evaluation_data, tmp_path
 ):
     train = tmp_path / "train.jsonl"
-    lines = (data_dir / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (evaluation_data / "train.jsonl").read_text(encoding="utf-8").splitlines()
     bad = {"id": "bad", "text": "在吗", "intent": "zzz_label"}
     train.write_text("\n".join([*lines, json.dumps(bad)]) + "\n", encoding="utf-8")
     done = run_cli(
-        "--bundle", tiny_bundle, "--data", data_dir / "test.jsonl", "--threads", 1,
+        "--bundle", tiny_bundle, "--data", evaluation_data / "test.jsonl", "--threads", 1,
         "--train-data", train, "--no-public-dev", "-o", tmp_path / "out",
     )  # fmt: skip
     assert done.exit_code == 0, done.output
@@ -378,10 +288,12 @@ def test_the_training_files_rejects_are_counted_in_one_line_not_listed(
     assert "zzz_label" not in done.output
 
 
-def test_a_test_file_that_holds_the_training_rows_is_warned_of(tiny_bundle, data_dir, tmp_path):
+def test_a_test_file_that_holds_the_training_rows_is_warned_of(
+    tiny_bundle, evaluation_data, tmp_path
+):
     """Evaluating on the training file (or a whole export the splits came from) scores memory:
     the log says so; a held-out test file shares no text with training and is not warned of."""
-    train = data_dir / "train.jsonl"
+    train = evaluation_data / "train.jsonl"
     memorised = run_cli(
         "--bundle", tiny_bundle, "--data", f"mine={train}", "--train-data", train,
         "--threads", 1, "--no-public-dev", "-o", tmp_path / "memorised",
@@ -393,7 +305,7 @@ def test_a_test_file_that_holds_the_training_rows_is_warned_of(tiny_bundle, data
         "(kefu data split)"
     ) in " ".join(memorised.output.split())
     held_out = run_cli(
-        "--bundle", tiny_bundle, "--data", data_dir / "test.jsonl", "--threads", 1,
+        "--bundle", tiny_bundle, "--data", evaluation_data / "test.jsonl", "--threads", 1,
         "--no-public-dev", "-o", tmp_path / "held-out",
     )  # fmt: skip
     assert held_out.exit_code == 0, held_out.output

@@ -5,21 +5,15 @@ import json
 import shutil
 from dataclasses import replace
 
-import pytest
-from support.evaluation import run_cli, write_evaluation_data
+from support.evaluation import run_cli
 
 from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.bundle.writer import update_bundle
 from kefu.serving.taxonomy import HEADS
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_evaluation_data(tmp_path_factory.mktemp("evaluation-data"))
-
-
 def test_evaluating_into_the_bundle_updates_metrics_and_card_and_keeps_it_valid(
-    tiny_bundle, data_dir, tmp_path
+    tiny_bundle, evaluation_data, tmp_path
 ):
     bundle_dir = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle_dir)
@@ -44,7 +38,7 @@ def test_evaluating_into_the_bundle_updates_metrics_and_card_and_keeps_it_valid(
             "--bundle",
             bundle_dir,
             "--data",
-            data_dir / "test.jsonl",
+            evaluation_data / "test.jsonl",
             "-o",
             bundle_dir,
             "--no-public-dev",
@@ -83,12 +77,14 @@ def test_evaluating_into_the_bundle_updates_metrics_and_card_and_keeps_it_valid(
     assert "| custom: uncertainty" not in card  # an evaluation block, not a training record
 
 
-def test_update_bundle_flag_writes_the_card_when_out_is_elsewhere(tiny_bundle, data_dir, tmp_path):
+def test_update_bundle_flag_writes_the_card_when_out_is_elsewhere(
+    tiny_bundle, evaluation_data, tmp_path
+):
     bundle_dir = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle_dir)
     result = run_cli(
-        "--bundle", bundle_dir, "--data", data_dir / "test.jsonl", "-o", tmp_path / "out",
-        "--public-dev", data_dir / "public-dev", "--update-bundle",
+        "--bundle", bundle_dir, "--data", evaluation_data / "test.jsonl", "-o", tmp_path / "out",
+        "--public-dev", evaluation_data / "public-dev", "--update-bundle",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     card = read_bundle(bundle_dir).model_card_path.read_text(encoding="utf-8")

@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import pytest
-from support.evaluation import EVAL_ROWS, TRAIN_ROWS, run_cli, write_evaluation_data, write_jsonl
+from support.evaluation import EVAL_ROWS, TRAIN_ROWS, run_cli, write_jsonl
 
 from kefu.serving.bundle.reader import read_bundle
 from kefu.serving.deployment import Deployment
@@ -20,11 +20,6 @@ TUNED = "rules:\n  complaint: {intents: [complaint, greeting]}\nclarify: {max_ca
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_evaluation_data(tmp_path_factory.mktemp("evaluation-data"))
-
-
-@pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     path = tmp_path_factory.mktemp("policy") / "tuned.yaml"
     path.write_text(TUNED, "utf-8")
@@ -32,11 +27,11 @@ def tuned(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def evaluated(tiny_bundle, data_dir, tuned, tmp_path_factory):
+def evaluated(tiny_bundle, evaluation_data, tuned, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluation-out")
     result = run_cli(
-        "--bundle", tiny_bundle, "--data", f"seed={data_dir / 'test.jsonl'}", "-o", out,
-        "--data", data_dir / "real" / "test.jsonl", "--policy", tuned,
+        "--bundle", tiny_bundle, "--data", f"seed={evaluation_data / 'test.jsonl'}", "-o", out,
+        "--data", evaluation_data / "real" / "test.jsonl", "--policy", tuned,
         "--no-public-dev", "--threads", 1, "--min-support", 1,
     )  # fmt: skip
     assert result.exit_code == 0, result.output

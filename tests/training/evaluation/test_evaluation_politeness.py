@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from support.evaluation import EVAL_ROWS, run_cli, write_evaluation_data
+from support.evaluation import EVAL_ROWS, run_cli
 
 from kefu.serving.classifier import Classifier
 from kefu.serving.taxonomy import HEADS
@@ -33,11 +33,10 @@ def test_only_messages_a_wrapper_leaves_alone_are_wrapped():
 
 
 @pytest.fixture(scope="module")
-def evaluated(tiny_bundle, tmp_path_factory):
-    data_dir = write_evaluation_data(tmp_path_factory.mktemp("politeness-data"))
+def evaluated(tiny_bundle, evaluation_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("politeness-out")
     result = run_cli(
-        "--bundle", tiny_bundle, "--data", f"seed={data_dir / 'test.jsonl'}", "-o", out,
+        "--bundle", tiny_bundle, "--data", f"seed={evaluation_data / 'test.jsonl'}", "-o", out,
         "--no-public-dev", "--threads", 1, "--min-support", 1,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
